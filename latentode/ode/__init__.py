@@ -1,0 +1,11 @@
+"""The ODE core: batched solves at per-series times, with adjoint or backprop gradients.
+
+This is the only place in latentode that integrates an ODE. It depends on torch alone.
+"""
+
+from .api import GRADIENTS, METHODS, odeint
+from .errors import ODESolveError
+from .tableau import DOPRI5, EULER, RK4, ButcherTableau
+
+__all__ = ["odeint", "ODESolveError", "METHODS", "GRADIENTS", "ButcherTableau", "DOPRI5", "RK4",
+           "EULER"]

@@ -1,0 +1,216 @@
+"""The integration loop: a batch of series, each with its own times and its own step sizes.
+
+Times here are *normalised*: every series runs forwards (``s`` increasing) from ``s_out[:, 0]`` to
+``s_out[:, -1]``; the public API maps decreasing times and padding onto this. Two ways of reaching
+the requested times:
+
+* dense (``dense=True``, adaptive forward solves): steps are never shortened to hit a requested
+  time; every time that falls inside an accepted step is filled by the step's dense output.
+* stop (``dense=False``): each step is clipped to land exactly on the next requested time of its
+  series (fixed-step methods, and the adjoint's backward solve whose state jumps there).
+
+Series that are finished keep taking zero-length steps until the whole batch is done, so the loop
+runs without a Python loop over series; the "all done?" test and the guards are read back from the
+device every ``check_every`` iterations only (every iteration on the CPU, where it is free).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .controller import IController, error_ratio, initial_step
+from .errors import ODESolveError
+from .stepper import DenseOutput, System, rk_step
+from .tableau import ButcherTableau
+
+JumpFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """Options of one solve (already validated)."""
+
+    tableau: ButcherTableau
+    rtol: float
+    atol: float
+    step_size: float | None
+    max_steps: int
+    check_every: int = 1
+    max_nonfinite: int = 8
+
+
+def integrate(
+    system: System,
+    y0: torch.Tensor,
+    s_out: torch.Tensor,
+    cfg: SolverConfig,
+    *,
+    dense: bool,
+    record: bool = True,
+    jump: JumpFn | None = None,
+    time_of: Callable[[int, float], float] | None = None,
+) -> torch.Tensor:
+    """Integrate ``dy/ds = system(s, y)`` for every series from ``s_out[:, 0]`` to ``s_out[:, -1]``.
+
+    Parameters
+    ----------
+    system : callable
+        ``system(s, y)``; may define ``start_step()`` and ``end_step(weights)`` hooks, called
+        around every step with ``weights[i] = h * b_i * accepted`` (``None`` where ``b_i == 0``).
+    y0 : torch.Tensor
+        ``(B, D)`` initial states.
+    s_out : torch.Tensor
+        ``(B, N)`` non-decreasing requested times per series.
+    cfg : SolverConfig
+        Method and tolerances.
+    dense : bool
+        Dense output (no clipping to requested times) or stop at every requested time.
+    record : bool
+        Whether to return the states at ``s_out`` (else the final states).
+    jump : callable, optional
+        ``jump(y, arrived) -> y`` applied after a step that reached requested times
+        (``arrived`` is a ``(B, N)`` bool mask); stop mode only.
+    time_of : callable, optional
+        ``time_of(series, s) -> t`` to report user times in errors.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, N, D)`` states at ``s_out`` when ``record`` else ``(B, D)`` final states.
+    """
+    tab = cfg.tableau
+    batch, n_out = s_out.shape
+    s = s_out[:, 0].clone()
+    s_end = s_out[:, -1]
+    y = y0
+    done = s >= s_end
+    out = y0.unsqueeze(1).expand(-1, n_out, -1).clone() if record else None
+    controller = IController(order=tab.order) if tab.adaptive else None
+    start_step = getattr(system, "start_step", None)
+    end_step = getattr(system, "end_step", None)
+    tiny = 4 * torch.finfo(y0.dtype).eps
+    one = torch.ones((), dtype=s.dtype, device=s.device)
+
+    k1 = None
+    if tab.adaptive:
+        if start_step is not None:
+            start_step()
+        with torch.no_grad():
+            f0 = system(s, y0.detach())
+            h = initial_step(system, s, y0.detach(), f0, tab.order, cfg.rtol, cfg.atol)
+        h = torch.where(done, one, torch.minimum(h, s_end - s)).detach()
+        if dense and tab.fsal and jump is None:
+            k1 = system(s, y0)  # with grad when backpropagating through the solver
+    else:
+        step = float("inf") if cfg.step_size is None else cfg.step_size
+        h = torch.full_like(s, step)
+    n_steps = torch.zeros(batch, dtype=torch.long, device=s.device)
+    nonfinite = torch.zeros_like(n_steps)
+    underflow = torch.zeros_like(done)
+
+    it = 0
+    while True:
+        if it % cfg.check_every == 0:
+            flags = torch.stack(
+                [
+                    done.all(),
+                    (n_steps > cfg.max_steps).any(),
+                    underflow.any(),
+                    (nonfinite > cfg.max_nonfinite).any(),
+                ]
+            ).tolist()
+            if flags[0]:
+                break
+            if any(flags[1:]):
+                _raise(flags, n_steps > cfg.max_steps, underflow, nonfinite > cfg.max_nonfinite,
+                       s, cfg, time_of)
+        it += 1
+
+        # target of this step: the end (dense) or the next requested time (stop)
+        if dense:
+            target = s_end
+        else:
+            nxt = (s_out <= s.unsqueeze(1)).sum(1).clamp(max=n_out - 1)
+            target = s_out.gather(1, nxt.unsqueeze(1)).squeeze(1)
+        remaining = target - s
+        clipped = h >= remaining
+        h_eff = torch.where(done, torch.zeros_like(h), torch.minimum(h, remaining))
+        s_new = torch.where(clipped, target, s + h_eff)
+        s_new = torch.where(done, s, s_new)
+
+        if start_step is not None:
+            start_step()
+        y_new, err, ks = rk_step(system, tab, s, y, h_eff, k1)
+
+        if tab.adaptive:
+            ratio = error_ratio(err.detach(), y.detach(), y_new.detach(), cfg.rtol, cfg.atol)
+            accept = (ratio <= 1.0) | done
+            bad = ~torch.isfinite(ratio) & ~done
+            nonfinite = torch.where(bad, nonfinite + 1, torch.zeros_like(nonfinite))
+        else:
+            accept = torch.ones_like(done)
+            bad = ~torch.isfinite(y_new.detach()).all(-1) & ~done
+            nonfinite = torch.where(bad, nonfinite + cfg.max_nonfinite + 1, nonfinite)
+
+        if end_step is not None:
+            w = (h_eff * accept).unsqueeze(-1)
+            end_step([None if b == 0.0 else b * w for b in tab.b])
+
+        acc = accept & ~done
+        if record or jump is not None:
+            arrived = (s_out > s.unsqueeze(1)) & (s_out <= s_new.unsqueeze(1)) & acc.unsqueeze(1)
+            if record:
+                if dense:
+                    f1 = ks[-1] if tab.fsal else system(s_new, y_new)
+                    interp = DenseOutput(tab, y, y_new, ks, f1, h_eff)
+                    h_safe = torch.where(h_eff > 0, h_eff, torch.ones_like(h_eff))
+                    theta = ((s_out - s.unsqueeze(1)) / h_safe.unsqueeze(1)).clamp(0.0, 1.0)
+                    out = torch.where(arrived.unsqueeze(-1), interp(theta), out)
+                else:
+                    out = torch.where(arrived.unsqueeze(-1), y_new.unsqueeze(1), out)
+            if jump is not None:
+                y_new = jump(y_new, arrived)
+
+        accept_c = accept.unsqueeze(-1)
+        y = torch.where(accept_c, y_new, y)
+        if k1 is not None:
+            k1 = torch.where(accept_c, ks[-1], k1)
+        s = torch.where(accept, s_new, s)
+        n_steps = n_steps + (~done).long()
+
+        if controller is not None:
+            h_next = controller.update(h_eff, ratio, accept)
+            # a step shortened to land on a requested time says little about the next one
+            h_next = torch.where(accept & clipped, torch.maximum(h_next, h), h_next)
+            h = torch.where(done, h, h_next)
+            scale = torch.maximum(s.abs(), one)
+            underflow = ~done & ~accept & (h < tiny * scale)
+        done = s >= s_end
+
+    return out if record else y
+
+
+def _raise(flags, too_many, underflow, nonfinite, s, cfg, time_of) -> None:
+    if flags[3]:
+        mask, reason = nonfinite, "non_finite"
+    elif flags[2]:
+        mask, reason = underflow, "step_underflow"
+    else:
+        mask, reason = too_many, "max_steps"
+    b = int(mask.nonzero()[0, 0])
+    s_b = float(s[b])
+    t_b = time_of(b, s_b) if time_of is not None else s_b
+    what = {
+        "non_finite": "NaN/inf in the state or its derivative",
+        "step_underflow": "the step size underflowed (the problem may be stiff or blow up)",
+        "max_steps": f"max_steps={cfg.max_steps} steps were exhausted",
+    }[reason]
+    raise ODESolveError(
+        f"ODE solve failed for series {b} at time {t_b:.6g}: {what}.",
+        series=b,
+        time=t_b,
+        reason=reason,
+    )

@@ -1,0 +1,111 @@
+"""One explicit Runge-Kutta step for a batch of series with per-series step sizes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .tableau import DOPRI5_C_MID, ButcherTableau
+
+System = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _combine(coeffs: tuple[float, ...], ks: list[torch.Tensor]) -> torch.Tensor | None:
+    acc = None
+    for c, k in zip(coeffs, ks):
+        if c == 0.0:
+            continue
+        acc = c * k if acc is None else acc + c * k
+    return acc
+
+
+def rk_step(
+    system: System,
+    tab: ButcherTableau,
+    s: torch.Tensor,
+    y: torch.Tensor,
+    h: torch.Tensor,
+    k1: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
+    """Take one step of ``tab`` from ``(s, y)`` with per-series step ``h``.
+
+    Parameters
+    ----------
+    system : callable
+        ``system(s, y) -> dy/ds`` with ``s`` of shape ``(B,)`` and ``y`` of shape ``(B, D)``.
+    tab : ButcherTableau
+        The method.
+    s, y, h : torch.Tensor
+        Current times ``(B,)``, states ``(B, D)`` and step sizes ``(B,)`` (0 freezes a series).
+    k1 : torch.Tensor, optional
+        ``system(s, y)`` if already known (first-same-as-last).
+
+    Returns
+    -------
+    y_new : torch.Tensor
+        Proposed state at ``s + h``.
+    err : torch.Tensor or None
+        Embedded local error estimate (adaptive methods).
+    ks : list of torch.Tensor
+        The stage derivatives (the last is ``system(s + h, y_new)`` for FSAL methods).
+    """
+    hc = h.unsqueeze(-1)
+    ks = [system(s, y) if k1 is None else k1]
+    y_new = None
+    for i in range(1, tab.n_stages):
+        incr = _combine(tab.a[i], ks)
+        yi = y if incr is None else y + hc * incr
+        if tab.fsal and i == tab.n_stages - 1:
+            y_new = yi
+        ks.append(system(s + tab.c[i] * h, yi))
+    if y_new is None:
+        y_new = y + hc * _combine(tab.b, ks)
+    err = None
+    if tab.b_err is not None:
+        err = hc * _combine(tab.b_err, ks)
+    return y_new, err, ks
+
+
+class DenseOutput:
+    """4th-order continuous extension of a dopri5 step, or cubic Hermite for other methods.
+
+    Built from the step's end points, their derivatives and (dopri5) the midpoint; evaluated for
+    many query fractions at once.
+    """
+
+    def __init__(
+        self,
+        tab: ButcherTableau,
+        y0: torch.Tensor,
+        y1: torch.Tensor,
+        ks: list[torch.Tensor],
+        f1: torch.Tensor,
+        h: torch.Tensor,
+    ) -> None:
+        hc = h.unsqueeze(-1)
+        f0 = ks[0]
+        if tab.name == "dopri5":
+            y_mid = y0 + hc * _combine(DOPRI5_C_MID, ks)
+            self.coeffs = (
+                2 * hc * (f1 - f0) - 8 * (y1 + y0) + 16 * y_mid,
+                hc * (5 * f0 - 3 * f1) + 18 * y0 + 14 * y1 - 32 * y_mid,
+                hc * (f1 - 4 * f0) - 11 * y0 - 5 * y1 + 16 * y_mid,
+                hc * f0,
+                y0,
+            )
+        else:  # cubic Hermite
+            self.coeffs = (
+                2 * (y0 - y1) + hc * (f0 + f1),
+                3 * (y1 - y0) - hc * (2 * f0 + f1),
+                hc * f0,
+                y0,
+            )
+
+    def __call__(self, theta: torch.Tensor) -> torch.Tensor:
+        """Evaluate at fractions ``theta`` of shape ``(B, N)``; returns ``(B, N, D)``."""
+        x = theta.unsqueeze(-1)
+        out = self.coeffs[0].unsqueeze(1)
+        for c in self.coeffs[1:]:
+            out = out * x + c.unsqueeze(1)
+        return out
