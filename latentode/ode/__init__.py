@@ -5,7 +5,16 @@ This is the only place in latentode that integrates an ODE. It depends on torch 
 
 from .api import GRADIENTS, METHODS, odeint
 from .errors import ODESolveError
-from .tableau import DOPRI5, EULER, RK4, ButcherTableau
+from .tableau import BOSH3, DOPRI5, EULER, RK4, ButcherTableau
 
-__all__ = ["odeint", "ODESolveError", "METHODS", "GRADIENTS", "ButcherTableau", "DOPRI5", "RK4",
-           "EULER"]
+__all__ = [
+    "odeint",
+    "ODESolveError",
+    "METHODS",
+    "GRADIENTS",
+    "ButcherTableau",
+    "DOPRI5",
+    "BOSH3",
+    "RK4",
+    "EULER",
+]

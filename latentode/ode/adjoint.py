@@ -6,10 +6,9 @@ stopping at every requested time of that series, where ``a`` jumps by the incomi
 ``z`` is reset to the value stored by the forward pass. Memory is constant in the number of steps.
 
 The parameter integral ``int a^T df/dtheta dt`` is not part of the state (that would need a copy of
-the parameters per series): after every backward step, one batched vector-Jacobian product over the
-retained stage graphs, weighted per series by ``h * b_i`` (0 for rejected steps), adds the step's
-contribution of *all* series at once. Error control therefore sees ``[z, a]`` only (a seminorm that
-leaves the parameter part out).
+the parameters per series): each stage's batched vector-Jacobian product, weighted per series by
+``h * b_i``, adds the step's contribution of *all* series at once (see ``_AdjointSystem``).
+Error control therefore sees ``[z, a]`` only (a seminorm that leaves the parameter part out).
 """
 
 from __future__ import annotations
@@ -35,48 +34,89 @@ class _ForwardSystem:
 
 
 class _AdjointSystem:
-    """Augmented backward system in ``r = -s``: ``d[z, a]/dr = [-f_s(z), a^T df_s/dz]``."""
+    """Augmented backward system in ``r = -s``: ``d[z, a]/dr = [-f_s(z), a^T df_s/dz]``.
+
+    Within a step, stage ``i`` with weight ``b_i != 0`` takes ONE vector-Jacobian product for the
+    state and the parameters at once, with ``a`` scaled by ``b_i * h`` per series; the state part
+    is rescaled back and the parameter part is the step's contribution of every series. Series
+    whose step is then rejected get their contribution removed by re-evaluating their stages
+    alone (one small batched product over the rejected rows of all stages).
+    """
 
     def __init__(self, func: Func, direction: torch.Tensor, params: Sequence[torch.Tensor],
-                 dim: int) -> None:
+                 dim: int, weights: Sequence[float]) -> None:
         self.func = func
         self.direction = direction
         self.params = tuple(params)
         self.dim = dim
-        self.records: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.weights = tuple(weights)
+        self.h: torch.Tensor | None = None
+        self.stage = 0
+        self.records: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.step_grads: list[torch.Tensor] | None = None
         self.param_grads = [torch.zeros_like(p) for p in self.params]
 
-    def start_step(self) -> None:
+    def start_step(self, h: torch.Tensor | None) -> None:
+        self.h = h
+        self.stage = 0
         self.records.clear()
+        self.step_grads = None
+
+    def _f(self, r: torch.Tensor, z: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        return d.unsqueeze(-1) * self.func(-d * r, z)
 
     def __call__(self, r: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         z = y[:, : self.dim].detach().requires_grad_(True)
         a = y[:, self.dim :]
-        d = self.direction
+        b = self.weights[self.stage] if self.h is not None else 0.0
+        self.stage += 1
         with torch.enable_grad():
-            fz = d.unsqueeze(-1) * self.func(-d * r, z)
-            keep = bool(self.params)
-            (vjp_z,) = torch.autograd.grad(fz, z, a, retain_graph=keep, allow_unused=True)
+            fz = self._f(r, z, self.direction)
+            if b != 0.0 and self.params:
+                w = (b * self.h).unsqueeze(-1)
+                aw = a * w
+                grads = torch.autograd.grad(fz, (z, *self.params), aw, allow_unused=True)
+                self.records.append((r, z.detach(), aw))
+                w_safe = torch.where(w != 0, w, torch.ones_like(w))
+                vjp_z = grads[0] / w_safe if grads[0] is not None else None
+                if self.step_grads is None:
+                    self.step_grads = [torch.zeros_like(p) for p in self.params]
+                for acc, g in zip(self.step_grads, grads[1:]):
+                    if g is not None:
+                        acc.add_(g)
+            else:
+                (vjp_z,) = torch.autograd.grad(fz, z, a, allow_unused=True)
         if vjp_z is None:
             vjp_z = torch.zeros_like(a)
-        if keep:
-            self.records.append((fz, a))
         return torch.cat([-fz.detach(), vjp_z], dim=-1)
 
-    def end_step(self, weights: list[torch.Tensor | None]) -> None:
-        if not self.params:
+    def end_step(self, accept: torch.Tensor, done: torch.Tensor) -> None:
+        if self.step_grads is None:
             return
-        outs, gouts = [], []
-        for (fz, a), w in zip(self.records, weights):
-            if w is not None:
-                outs.append(fz)
-                gouts.append(a * w)
-        if outs:
-            grads = torch.autograd.grad(outs, self.params, gouts, allow_unused=True)
-            for acc, g in zip(self.param_grads, grads):
-                if g is not None:
-                    acc.add_(g)
+        rejected = ~accept & ~done
+        if self.direction.device.type == "cpu":
+            rows = rejected.nonzero().squeeze(-1)  # free on the CPU: only the rejected rows
+            keep = None
+        else:  # no host-device sync: every row, the accepted ones weighted by 0
+            rows = torch.arange(rejected.shape[0], device=rejected.device)
+            keep = rejected.unsqueeze(-1).to(self.records[0][2].dtype)
+        if rows.numel():
+            # remove the rejected series' contributions: their stages re-evaluated alone
+            r = torch.cat([rec[0][rows] for rec in self.records])
+            z = torch.cat([rec[1][rows] for rec in self.records])
+            aw = torch.cat([rec[2][rows] if keep is None else rec[2] * keep
+                            for rec in self.records])
+            d = self.direction[rows].repeat(len(self.records))
+            with torch.enable_grad():
+                fz = self._f(r, z, d)
+                corr = torch.autograd.grad(fz, self.params, aw, allow_unused=True)
+            for acc, c in zip(self.step_grads, corr):
+                if c is not None:
+                    acc.sub_(c)
+        for tot, g in zip(self.param_grads, self.step_grads):
+            tot.add_(g)
         self.records.clear()
+        self.step_grads = None
 
 
 class OdeintAdjoint(torch.autograd.Function):
@@ -115,7 +155,7 @@ class OdeintAdjoint(torch.autograd.Function):
 
         at_start = r_out <= r_out[:, :1]
         y0 = jump(torch.cat([z_rev[:, 0], torch.zeros_like(z_rev[:, 0])], -1), at_start)
-        system = _AdjointSystem(ctx.func, direction, params, dim)
+        system = _AdjointSystem(ctx.func, direction, params, dim, ctx.adj_cfg.tableau.b)
         with torch.no_grad():
             y_end = integrate(system, y0, r_out, ctx.adj_cfg, dense=False, record=False,
                               jump=jump, time_of=lambda b, r: -float(direction[b]) * r)

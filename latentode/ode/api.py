@@ -31,6 +31,7 @@ def odeint(
     params: Sequence[torch.Tensor] | None = None,
     adjoint_rtol: float | None = None,
     adjoint_atol: float | None = None,
+    adjoint_method: str | None = None,
 ) -> torch.Tensor:
     """Solve a batch of ODEs ``dz/dt = func(t, z)``, each series at its own times.
 
@@ -52,9 +53,10 @@ def odeint(
         with ``mask``.
     mask : torch.Tensor, optional
         ``(B, N)`` bool, ``True`` where a time is valid; ``mask[:, 0]`` must be ``True``.
-    method : {"dopri5", "rk4", "euler"}
+    method : {"dopri5", "bosh3", "rk4", "euler"}
         ``"dopri5"``: adaptive Dormand-Prince 5(4) with per-series step sizes and error control;
         requested times are reached by 4th-order dense output, never by shortening steps.
+        ``"bosh3"``: adaptive Bogacki-Shampine 3(2), cubic Hermite dense output.
         ``"rk4"``, ``"euler"``: fixed step ``step_size`` (default: one step per interval), each
         step clipped to land on the next requested time of its series.
     rtol, atol : float
@@ -73,6 +75,11 @@ def odeint(
         grad).
     adjoint_rtol, adjoint_atol : float, optional
         Tolerances of the backward solve (default: ``rtol``, ``atol``).
+    adjoint_method : str, optional
+        Method of the backward solve (default: ``method``). The backward solve must stop at every
+        requested time of a series (the adjoint jumps there), so with many requested times the
+        cheaper ``"bosh3"`` (Bogacki-Shampine 3(2), 4 evaluations a step instead of 7) is faster
+        at the same tolerances.
 
     Returns
     -------
@@ -101,6 +108,8 @@ def odeint(
     """
     if method not in TABLEAUS:
         raise ValueError(f"Unknown method {method!r}; expected one of {METHODS}.")
+    if adjoint_method is not None and adjoint_method not in TABLEAUS:
+        raise ValueError(f"Unknown adjoint_method {adjoint_method!r}; expected one of {METHODS}.")
     if gradient not in GRADIENTS:
         raise ValueError(f"Unknown gradient {gradient!r}; expected one of {GRADIENTS}.")
     if not isinstance(z0, torch.Tensor) or z0.ndim != 2 or not z0.is_floating_point():
@@ -159,8 +168,11 @@ def odeint(
                 )
             params = [p for p in func.parameters() if p.requires_grad]
         params = tuple(params)
+        adj_tab = TABLEAUS[adjoint_method] if adjoint_method is not None else tab
+        if adj_tab.adaptive != tab.adaptive:
+            raise ValueError("adjoint_method must be adaptive exactly when method is.")
         adj_cfg = SolverConfig(
-            tab,
+            adj_tab,
             float(adjoint_rtol if adjoint_rtol is not None else rtol),
             float(adjoint_atol if adjoint_atol is not None else atol),
             step_size,

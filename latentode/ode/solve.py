@@ -58,8 +58,9 @@ def integrate(
     Parameters
     ----------
     system : callable
-        ``system(s, y)``; may define ``start_step()`` and ``end_step(weights)`` hooks, called
-        around every step with ``weights[i] = h * b_i * accepted`` (``None`` where ``b_i == 0``).
+        ``system(s, y)``; may define ``start_step(h)`` and ``end_step(accept, done)`` hooks,
+        called around every step with the step sizes ``h`` (``None`` for evaluations outside a
+        step) and the per-series acceptance.
     y0 : torch.Tensor
         ``(B, D)`` initial states.
     s_out : torch.Tensor
@@ -97,7 +98,7 @@ def integrate(
     k1 = None
     if tab.adaptive:
         if start_step is not None:
-            start_step()
+            start_step(None)
         with torch.no_grad():
             f0 = system(s, y0.detach())
             h = initial_step(system, s, y0.detach(), f0, tab.order, cfg.rtol, cfg.atol)
@@ -142,7 +143,7 @@ def integrate(
         s_new = torch.where(done, s, s_new)
 
         if start_step is not None:
-            start_step()
+            start_step(h_eff)
         y_new, err, ks = rk_step(system, tab, s, y, h_eff, k1)
 
         if tab.adaptive:
@@ -156,8 +157,7 @@ def integrate(
             nonfinite = torch.where(bad, nonfinite + cfg.max_nonfinite + 1, nonfinite)
 
         if end_step is not None:
-            w = (h_eff * accept).unsqueeze(-1)
-            end_step([None if b == 0.0 else b * w for b in tab.b])
+            end_step(accept, done)
 
         acc = accept & ~done
         if record or jump is not None:

@@ -86,6 +86,16 @@ RK4 = ButcherTableau(
     order=4,
 )
 
+BOSH3 = ButcherTableau(
+    name="bosh3",
+    c=(0.0, 0.5, 0.75, 1.0),
+    a=((), (0.5,), (0.0, 0.75), (2 / 9, 1 / 3, 4 / 9)),
+    b=(2 / 9, 1 / 3, 4 / 9, 0.0),
+    b_err=(2 / 9 - 7 / 24, 1 / 3 - 1 / 4, 4 / 9 - 1 / 3, -1 / 8),
+    order=3,
+    fsal=True,
+)
+
 EULER = ButcherTableau(name="euler", c=(0.0,), a=((),), b=(1.0,), b_err=None, order=1)
 
-TABLEAUS: dict[str, ButcherTableau] = {t.name: t for t in (DOPRI5, RK4, EULER)}
+TABLEAUS: dict[str, ButcherTableau] = {t.name: t for t in (DOPRI5, BOSH3, RK4, EULER)}

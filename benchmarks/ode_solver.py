@@ -1,0 +1,246 @@
+"""Benchmark of latentode.ode against torchdiffeq and torchode (prints a table; not a test).
+
+Problem (issue #2): batch 256, state dim 16, dynamics MLP 16-64-64-16 tanh, 50 sorted random times
+per series in [0, 5], dopri5, rtol 1e-3, atol 1e-4; forward + backward of the sum of squares.
+"shared": one time grid for all series; "per-series": each series its own 50 times (libraries
+without per-series times solve on the union of all times, as the reference Latent ODE code does).
+
+For every mode: median wall time of forward+backward over >= 5 runs after a warm-up, function
+evaluations (NFE, batched calls) forward and backward, peak memory (CUDA: max allocated; CPU: peak
+resident set growth, from /proc), and the gradient's relative error against a float64
+tight-tolerance reference (rtol 1e-9, our backprop mode, itself checked against finite
+differences and scipy in tests/test_ode.py).
+
+    python benchmarks/ode_solver.py                 # everything (torchdiffeq's union adjoint ~2 min/run)
+    python benchmarks/ode_solver.py --quick         # skip the multi-minute torchdiffeq union adjoint
+    python benchmarks/ode_solver.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from latentode.ode import odeint
+
+B, D, HIDDEN, N, T_END = 256, 16, 64, 50, 5.0
+RTOL, ATOL = 1e-3, 1e-4
+
+
+class Dynamics(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(D, HIDDEN), nn.Tanh(), nn.Linear(HIDDEN, HIDDEN),
+                                 nn.Tanh(), nn.Linear(HIDDEN, D))
+        self.nfe = 0
+
+    def forward(self, t, z):
+        self.nfe += 1
+        return self.net(z)
+
+
+def make_problem(device, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    f = Dynamics()
+    with torch.no_grad():
+        for p in f.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * (1.0 / p.shape[-1] ** 0.5))
+    f = f.to(device=device, dtype=dtype)
+    z0 = torch.randn(B, D, generator=g).to(device=device, dtype=dtype)
+    t_series = torch.sort(torch.rand(B, N, generator=g) * T_END, dim=1).values
+    t_series[:, 0] = 0.0
+    t_shared = torch.linspace(0, T_END, N)
+    return f, z0, t_series.to(device=device, dtype=dtype), t_shared.to(device=device, dtype=dtype)
+
+
+# ------------------------------------------------------------------------------------ the modes
+def ours(gradient):
+    def run(f, z0, t):
+        return odeint(f, z0, t, method="dopri5", rtol=RTOL, atol=ATOL, gradient=gradient)
+    return run
+
+
+def torchdiffeq_mode(adjoint):
+    import torchdiffeq
+
+    solve = torchdiffeq.odeint_adjoint if adjoint else torchdiffeq.odeint
+
+    def run(f, z0, t):
+        if t.ndim == 1:
+            return solve(f, z0, t, rtol=RTOL, atol=ATOL, method="dopri5").transpose(0, 1)
+        union, inverse = torch.unique(t, sorted=True, return_inverse=True)  # union of all times
+        ys = solve(f, z0, union, rtol=RTOL, atol=ATOL, method="dopri5")  # (U, B, D)
+        idx = inverse.unsqueeze(-1).expand(-1, -1, D)
+        return ys.transpose(0, 1).gather(1, idx)
+    return run
+
+
+def torchode_mode(kind):
+    import torchode as to
+
+    def run(f, z0, t):
+        term = to.ODETerm(f)
+        step = to.Dopri5(term=term)
+        ctrl = to.IntegralController(atol=ATOL, rtol=RTOL, term=term)
+        if kind == "AutoDiffAdjoint":
+            solver = to.AutoDiffAdjoint(step, ctrl)
+        elif kind == "BacksolveAdjoint":
+            solver = to.BacksolveAdjoint(term, step, ctrl)
+        else:
+            solver = to.JointBacksolveAdjoint(term, step, ctrl)
+        t_eval = t if t.ndim == 2 else t.unsqueeze(0).expand(z0.shape[0], -1)
+        return solver.solve(to.InitialValueProblem(y0=z0, t_eval=t_eval)).ys
+    return run
+
+
+# ------------------------------------------------------------------------------------ measuring
+def _rss_kb(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field):
+                return int(line.split()[1])
+    return 0
+
+
+def _reset_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def measure(run: Callable, f, z0, t, params, repeats: int, budget_s: float):
+    device = z0.device
+
+    def once():
+        f.nfe = 0
+        z = z0.clone().requires_grad_(True)
+        out = run(f, z, t)
+        nfe_fwd = f.nfe
+        grads = torch.autograd.grad(out.pow(2).sum(), [z, *params])
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return grads, nfe_fwd, f.nfe - nfe_fwd
+
+    t0 = time.perf_counter()
+    once()  # warm-up
+    first = time.perf_counter() - t0
+    n = max(1, min(repeats, int(budget_s / max(first, 1e-9))))
+    times = []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        _reset_peak()
+        base = _rss_kb("VmRSS") * 1024
+    for _ in range(n):
+        t0 = time.perf_counter()
+        grads, nfe_f, nfe_b = once()
+        times.append(time.perf_counter() - t0)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        peak = _rss_kb("VmHWM") * 1024 - base
+    return statistics.median(times), n, nfe_f, nfe_b, peak, grads
+
+
+def rel_err(grads, ref) -> float:
+    num = sum(float((g.double() - r).pow(2).sum()) for g, r in zip(grads, ref))
+    den = sum(float(r.pow(2).sum()) for r in ref)
+    return (num / den) ** 0.5
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--budget", type=float, default=60.0, help="seconds per mode (caps repeats)")
+    ap.add_argument("--quick", action="store_true", help="skip torchdiffeq's union adjoint")
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    modes: list[tuple[str, str, Callable, bool]] = [
+        ("latentode backprop", "both", ours("backprop"), True),
+        ("latentode adjoint", "both", ours("adjoint"), True),
+    ]
+    try:
+        import torchdiffeq  # noqa: F401
+
+        modes += [("torchdiffeq odeint", "both", torchdiffeq_mode(False), True),
+                  ("torchdiffeq odeint_adjoint", "both", torchdiffeq_mode(True), not args.quick)]
+    except ImportError:
+        print("torchdiffeq not installed: skipped")
+    try:
+        import torchode  # noqa: F401
+
+        modes += [("torchode AutoDiffAdjoint", "both", torchode_mode("AutoDiffAdjoint"), True),
+                  ("torchode BacksolveAdjoint", "both", torchode_mode("BacksolveAdjoint"), True),
+                  ("torchode JointBacksolveAdjoint", "shared", torchode_mode("Joint"), True)]
+    except ImportError:
+        print("torchode not installed: skipped")
+
+    f32, z32, ts32, tsh32 = make_problem(device, torch.float32)
+    f64, z64, ts64, tsh64 = make_problem(device, torch.float64)
+    refs = {}
+    for name, t in (("shared", tsh64), ("per-series", ts64)):
+        z = z64.clone().requires_grad_(True)
+        out = odeint(f64, z, t, rtol=1e-9, atol=1e-11, gradient="backprop")
+        refs[name] = torch.autograd.grad(out.pow(2).sum(), [z, *f64.parameters()])
+
+    print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} "
+          f"B={B} D={D} hidden={HIDDEN} N={N} rtol={RTOL} atol={ATOL}")
+    header = (f"| {'mode':32s} | times      | {'median s':>9s} | runs | {'NFE fwd':>7s} | "
+              f"{'NFE bwd':>7s} | {'peak MB':>8s} | {'grad rel err':>12s} |")
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    results = {}
+    params = list(f32.parameters())
+    for name, which, run, enabled in modes:
+        for tname, t in (("shared", tsh32), ("per-series", ts32)):
+            if which == "shared" and tname != "shared":
+                print(f"| {name:32s} | {tname:10s} | {'refuses per-series times':>60s} |")
+                continue
+            if not enabled:
+                print(f"| {name:32s} | {tname:10s} | {'skipped (--quick)':>60s} |")
+                continue
+            try:
+                med, n, nf, nb, peak, grads = measure(run, f32, z32, t, params, args.repeats,
+                                                      args.budget)
+            except Exception as exc:  # a library refusing the problem is a result too
+                print(f"| {name:32s} | {tname:10s} | failed: {type(exc).__name__}: {exc}"[:200])
+                continue
+            err = rel_err(grads, refs[tname])
+            results[(name, tname)] = med
+            print(f"| {name:32s} | {tname:10s} | {med:9.4f} | {n:4d} | {nf:7d} | {nb:7d} | "
+                  f"{peak / 2**20:8.1f} | {err:12.2e} |", flush=True)
+
+    def ratio(a, b):
+        if a in results and b in results:
+            return f"{results[b] / results[a]:.1f}x"
+        return "n/a"
+
+    print("\nRatios (other / ours; > 1 means ours is faster):")
+    bp = ("latentode backprop", "per-series")
+    adj = ("latentode adjoint", "per-series")
+    print(f"  torchode AutoDiffAdjoint / our backprop (per-series): "
+          f"{ratio(bp, ('torchode AutoDiffAdjoint', 'per-series'))} (target >= 0.83x)")
+    print(f"  torchode BacksolveAdjoint / our adjoint (per-series): "
+          f"{ratio(adj, ('torchode BacksolveAdjoint', 'per-series'))} (target >= 20x)")
+    print(f"  torchdiffeq odeint_adjoint on the union / our adjoint (per-series): "
+          f"{ratio(adj, ('torchdiffeq odeint_adjoint', 'per-series'))} (target >= 300x)")
+    print(f"  torchdiffeq odeint_adjoint / our adjoint (shared): "
+          f"{ratio(('latentode adjoint', 'shared'), ('torchdiffeq odeint_adjoint', 'shared'))} "
+          f"(target >= 1x)")
+
+
+if __name__ == "__main__":
+    main()
