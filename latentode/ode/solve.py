@@ -5,7 +5,8 @@ Times here are *normalised*: every series runs forwards (``s`` increasing) from 
 the requested times:
 
 * dense (``dense=True``, adaptive forward solves): steps are never shortened to hit a requested
-  time; every time that falls inside an accepted step is filled by the step's dense output.
+  time; each requested time records which accepted step covers it and where; the steps' dense
+  output polynomials are evaluated for all requested times in one batched operation at the end.
 * stop (``dense=False``): each step is clipped to land exactly on the next requested time of its
   series (fixed-step methods, and the adjoint's backward solve whose state jumps there).
 
@@ -88,7 +89,13 @@ def integrate(
     s_end = s_out[:, -1]
     y = y0
     done = s >= s_end
-    out = y0.unsqueeze(1).expand(-1, n_out, -1).clone() if record else None
+    out = y0.unsqueeze(1).expand(-1, n_out, -1).clone() if record and not dense else None
+    if record and dense:
+        # step 0 is the constant polynomial y0 (requested times equal to the start)
+        zeros = torch.zeros_like(y0)
+        coef_steps = [torch.stack([zeros, zeros, zeros, zeros, y0])]
+        step_of = torch.zeros(batch, n_out, dtype=torch.long, device=s_out.device)
+        theta_of = torch.zeros_like(s_out)
     controller = IController(order=tab.order) if tab.adaptive else None
     start_step = getattr(system, "start_step", None)
     end_step = getattr(system, "end_step", None)
@@ -165,10 +172,11 @@ def integrate(
             if record:
                 if dense:
                     f1 = ks[-1] if tab.fsal else system(s_new, y_new)
-                    interp = DenseOutput(tab, y, y_new, ks, f1, h_eff)
+                    coef_steps.append(DenseOutput(tab, y, y_new, ks, f1, h_eff).stacked())
                     h_safe = torch.where(h_eff > 0, h_eff, torch.ones_like(h_eff))
                     theta = ((s_out - s.unsqueeze(1)) / h_safe.unsqueeze(1)).clamp(0.0, 1.0)
-                    out = torch.where(arrived.unsqueeze(-1), interp(theta), out)
+                    step_of = torch.where(arrived, len(coef_steps) - 1, step_of)
+                    theta_of = torch.where(arrived, theta, theta_of)
                 else:
                     out = torch.where(arrived.unsqueeze(-1), y_new.unsqueeze(1), out)
             if jump is not None:
@@ -190,6 +198,11 @@ def integrate(
             underflow = ~done & ~accept & (h < tiny * scale)
         done = s >= s_end
 
+    if record and dense:
+        coeffs = torch.stack(coef_steps).permute(2, 0, 1, 3)  # (B, steps, 5, D)
+        dim = coeffs.shape[-1]
+        idx = step_of.view(batch, n_out, 1, 1).expand(-1, -1, coeffs.shape[2], dim)
+        out = DenseOutput.evaluate(coeffs.gather(1, idx), theta_of)
     return out if record else y
 
 

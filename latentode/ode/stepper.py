@@ -94,13 +94,27 @@ class DenseOutput:
                 hc * f0,
                 y0,
             )
-        else:  # cubic Hermite
+        else:  # cubic Hermite (leading zero: same Horner scheme as the quartic)
             self.coeffs = (
+                torch.zeros_like(y0),
                 2 * (y0 - y1) + hc * (f0 + f1),
                 3 * (y1 - y0) - hc * (2 * f0 + f1),
                 hc * f0,
                 y0,
             )
+
+    def stacked(self) -> torch.Tensor:
+        """The five polynomial coefficients (highest power first) as one ``(5, B, D)`` tensor."""
+        return torch.stack(self.coeffs)
+
+    @staticmethod
+    def evaluate(coeffs: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """Horner evaluation of ``coeffs`` ``(..., 5, D)`` at fractions ``theta`` ``(...)``."""
+        x = theta.unsqueeze(-1)
+        out = coeffs[..., 0, :]
+        for k in range(1, coeffs.shape[-2]):
+            out = out * x + coeffs[..., k, :]
+        return out
 
     def __call__(self, theta: torch.Tensor) -> torch.Tensor:
         """Evaluate at fractions ``theta`` of shape ``(B, N)``; returns ``(B, N, D)``."""

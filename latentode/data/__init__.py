@@ -1,0 +1,47 @@
+"""Data layer: long pandas frames <-> padded model arrays, time and channel scaling, batching.
+
+Fit (what :class:`~latentode.LatentODERegressor` does)::
+
+    vf = validate_frame(df, time_col="t", id_col="id", min_points=2)  # sorted, merged slots
+    enc = TimeEncoder(unit="h").fit(vf.times, groups=vf.series_codes)  # model time
+    scaler = ChannelScaler().fit(vf.values)                            # standardised values
+    padded = pad_frame(vf, enc, scaler)          # (B, N, C) numpy, observed time points only
+    train, val = split_series(vf.n_series, 0.2, rng)
+    for batch in iterate_batches(subset(padded, train), 64, shuffle=True, generator=g):
+        ...                                      # torch Batch (model time, standardised)
+
+Predict at every row of ``df`` (rows with NaN targets included)::
+
+    vf = validate_frame(df, time_col="t", id_col="id", expected_targets=target_cols)
+    cond = pad_frame(vf, enc, scaler)                                  # conditioning data
+    query = pad_query_times(vf.series_codes, enc.transform(vf.times), vf.n_series)
+    # model.predict(cond rows, query.times[rows], query.lengths[rows]) -> pred (B, M, C)
+    per_row = pred[vf.row_series_codes, query.row_position[vf.row_slot]]  # caller's row order
+    per_row = scaler.inverse_transform(per_row)
+
+Query rows of another frame (e.g. forecast times) use ``vf.lookup_series(ids)`` for their codes.
+"""
+
+from .batch import Batch
+from .loader import batch_indices, iterate_batches, split_series
+from .padding import PaddedQuery, PaddedSeries, pad_frame, pad_query_times, subset, to_padded
+from .scaling import ChannelScaler
+from .time import TimeEncoder
+from .validation import ValidatedFrame, validate_frame
+
+__all__ = [
+    "Batch",
+    "ChannelScaler",
+    "PaddedQuery",
+    "PaddedSeries",
+    "TimeEncoder",
+    "ValidatedFrame",
+    "batch_indices",
+    "iterate_batches",
+    "pad_frame",
+    "pad_query_times",
+    "split_series",
+    "subset",
+    "to_padded",
+    "validate_frame",
+]

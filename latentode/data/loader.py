@@ -1,0 +1,219 @@
+"""Mini-batching of :class:`~latentode.data.PaddedSeries` into torch :class:`Batch` objects."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from .batch import Batch
+from .padding import PaddedSeries
+
+__all__ = ["iterate_batches", "batch_indices", "split_series"]
+
+#: anything that can drive a shuffle
+RandomLike = torch.Generator | np.random.Generator | np.random.RandomState | int | None
+
+_NUMPY_DTYPE = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
+
+#: with ``bucket=True``, series are sorted by length within pools of this many batches
+_BUCKET_POOL = 50
+
+
+def _permutation(n: int, generator: RandomLike) -> np.ndarray:
+    """A random permutation of ``range(n)`` drawn from ``generator``."""
+    if isinstance(generator, torch.Generator):
+        return torch.randperm(n, generator=generator, device=generator.device).cpu().numpy()
+    if isinstance(generator, (np.random.Generator, np.random.RandomState)):
+        return np.asarray(generator.permutation(n), dtype=np.int64)
+    if generator is None or isinstance(generator, (int, np.integer)):
+        return np.random.default_rng(generator).permutation(n)
+    raise TypeError(
+        "generator must be a torch.Generator, a numpy Generator / RandomState, an int seed or "
+        f"None, got {type(generator).__name__}."
+    )
+
+
+def batch_indices(
+    lengths: Any,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    generator: RandomLike = None,
+    bucket: bool = False,
+) -> list[np.ndarray]:
+    """Split series into mini-batches of indices; every series appears in exactly one batch.
+
+    Parameters
+    ----------
+    lengths : array-like of int, shape (B,)
+        Number of time points of each series (used by ``bucket``).
+    batch_size : int
+        Maximum number of series per batch (the last batch may be smaller).
+    shuffle : bool, default=False
+        Random order (a new one on each call, drawn from ``generator``). Without shuffle,
+        batches are consecutive slices ``[0, batch_size), [batch_size, 2 * batch_size), ...``.
+    generator : torch.Generator, numpy Generator / RandomState, int or None
+        Randomness for ``shuffle`` and ``bucket``; an int seeds a fresh numpy generator (same
+        order every call); None draws fresh OS entropy.
+    bucket : bool, default=False
+        Group series of similar lengths into the same batch to reduce padding. With
+        ``shuffle``, series are shuffled, sorted by length within random pools of
+        ``50 * batch_size`` series, cut into batches, and the batch order is shuffled (so the
+        grouping differs every epoch). Without ``shuffle``, series are sorted by length
+        (stable) and cut in order.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        int64 series indices of each batch.
+    """
+    lengths = np.asarray(lengths)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
+            batch_size < 1):
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+    n = len(lengths)
+    order = _permutation(n, generator) if shuffle else np.arange(n, dtype=np.int64)
+    if bucket:
+        pool = batch_size * _BUCKET_POOL
+        if shuffle:
+            # stable sort by (pool, length) keeps the random order among equal lengths
+            pool_id = np.arange(n) // pool
+            order = order[np.lexsort((lengths[order], pool_id))]
+        else:
+            order = np.argsort(lengths, kind="stable")
+    batches = [order[i:i + batch_size].astype(np.int64) for i in range(0, n, batch_size)]
+    if bucket and shuffle and len(batches) > 1:
+        batches = [batches[i] for i in _permutation(len(batches), generator)]
+    return batches
+
+
+def iterate_batches(
+    padded: PaddedSeries,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    generator: RandomLike = None,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    bucket: bool = False,
+) -> Iterator[Batch]:
+    """Yield torch mini-batches covering every series of ``padded`` exactly once.
+
+    Parameters
+    ----------
+    padded : PaddedSeries
+        Model-ready series (model times, standardised values); every length must be >= 1.
+    batch_size : int
+        Maximum number of series per batch.
+    shuffle : bool, default=False
+        Shuffle series (see :func:`batch_indices`); the permutation is drawn when iteration
+        starts, so calling this once per epoch gives a new order per epoch.
+    generator : torch.Generator, numpy Generator / RandomState, int or None
+        Randomness for ``shuffle`` / ``bucket``; a seeded generator makes the order
+        reproducible.
+    device : torch.device or str, default="cpu"
+        Where to put the tensors (moved once per batch; pinned memory for CUDA).
+    dtype : torch.dtype, default=torch.float32
+        Floating dtype of ``times``, ``values`` and ``mask``.
+    bucket : bool, default=False
+        Group similar lengths together (see :func:`batch_indices`).
+
+    Yields
+    ------
+    Batch
+        ``times (b, n)``, ``values (b, n, C)``, ``mask (b, n, C)``, ``lengths (b,)`` where
+        ``n`` is the longest series of that batch. Without ``shuffle`` and ``bucket`` the
+        batches hold series ``[0, batch_size), [batch_size, 2 * batch_size), ...`` in order.
+
+    Raises
+    ------
+    ValueError
+        If ``batch_size < 1`` or a series has no time point (checked before the first batch).
+    """
+    if not isinstance(padded, PaddedSeries):
+        raise TypeError(f"padded must be a PaddedSeries, got {type(padded).__name__}.")
+    if not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating torch dtype, got {dtype}.")
+    empty = np.flatnonzero(padded.lengths < 1)
+    if len(empty):
+        raise ValueError(
+            f"{len(empty)} series have no time point (ids {padded.series_ids[empty[:5]].tolist()}"
+            f"{', ...' if len(empty) > 5 else ''}); drop them before batching."
+        )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
+            batch_size < 1):
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+    return _iterate(padded, int(batch_size), shuffle, generator, torch.device(device), dtype,
+                    bucket)
+
+
+def _iterate(padded: PaddedSeries, batch_size: int, shuffle: bool, generator: RandomLike,
+             device: torch.device, dtype: torch.dtype, bucket: bool) -> Iterator[Batch]:
+    np_dtype = _NUMPY_DTYPE.get(dtype, np.float32)
+    pin = device.type == "cuda"
+
+    def move(arr: np.ndarray, floating: bool) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(arr))
+        if pin:
+            x = x.pin_memory()
+        return x.to(device=device, dtype=dtype if floating else None, non_blocking=pin)
+
+    for idx in batch_indices(padded.lengths, batch_size, shuffle=shuffle, generator=generator,
+                             bucket=bucket):
+        lengths = padded.lengths[idx]
+        width = int(lengths.max())
+        yield Batch(
+            times=move(padded.times[idx, :width].astype(np_dtype, copy=False), True),
+            values=move(padded.values[idx, :width].astype(np_dtype, copy=False), True),
+            mask=move(padded.mask[idx, :width].astype(np_dtype), True),
+            lengths=move(lengths.astype(np.int64, copy=False), False),
+        )
+
+
+def split_series(
+    n_series: int,
+    fraction: float,
+    rng: np.random.Generator | np.random.RandomState | int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random train / validation split of series indices (validation is split *by series*).
+
+    Parameters
+    ----------
+    n_series : int
+        Number of series (>= 1).
+    fraction : float
+        Share of series for validation, in ``[0, 1)``.
+    rng : numpy Generator / RandomState, int or None
+        Randomness of the split.
+
+    Returns
+    -------
+    train_idx, val_idx : numpy.ndarray
+        Sorted int64 indices, disjoint, together ``range(n_series)``.
+
+    Notes
+    -----
+    The validation size is ``round(fraction * n_series)``, clipped so that both sides keep at
+    least one series: any ``fraction > 0`` gives at least one validation series when
+    ``n_series >= 2``, and at most ``n_series - 1``. With a single series, or ``fraction == 0``,
+    the validation set is empty (callers then monitor the training loss).
+    """
+    if isinstance(n_series, bool) or not isinstance(n_series, (int, np.integer)) or n_series < 1:
+        raise ValueError(f"n_series must be an integer >= 1, got {n_series!r}.")
+    if isinstance(fraction, bool) or not (
+            isinstance(fraction, (int, float, np.floating, np.integer)) and 0 <= fraction < 1):
+        raise ValueError(f"fraction must be a number in [0, 1), got {fraction!r}.")
+    n_val = int(round(float(fraction) * n_series))
+    if fraction > 0 and n_series >= 2:
+        n_val = min(max(n_val, 1), n_series - 1)
+    else:
+        n_val = 0
+    if n_val == 0:
+        return np.arange(n_series, dtype=np.int64), np.empty(0, dtype=np.int64)
+    if not isinstance(rng, (np.random.Generator, np.random.RandomState)):
+        rng = np.random.default_rng(rng)
+    perm = np.asarray(rng.permutation(n_series), dtype=np.int64)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])

@@ -1,0 +1,164 @@
+"""Per-channel standardisation that ignores (and preserves) missing values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ChannelScaler"]
+
+
+class ChannelScaler:
+    """Standardise each channel with the mean and standard deviation of its observed values.
+
+    NaN marks an unobserved value: it is ignored by :meth:`fit` and kept as NaN by
+    :meth:`transform` / :meth:`inverse_transform`. Channels with a zero or undefined standard
+    deviation (constant, a single observation, or none) get ``scale_ = 1``; channels with no
+    observation get ``mean_ = 0``.
+
+    Attributes
+    ----------
+    mean_ : numpy.ndarray
+        ``(C,)`` float64 mean of the observed values of each channel.
+    scale_ : numpy.ndarray
+        ``(C,)`` float64 population standard deviation (``ddof=0``) of each channel, > 0.
+    n_observed_ : numpy.ndarray
+        ``(C,)`` int64 number of observed values per channel at fit.
+
+    Examples
+    --------
+    >>> s = ChannelScaler().fit([[1.0, np.nan], [3.0, 5.0]])
+    >>> s.mean_.tolist(), s.scale_.tolist()
+    ([2.0, 5.0], [1.0, 1.0])
+    >>> s.transform([[np.nan, 7.0]]).tolist()
+    [[nan, 2.0]]
+    """
+
+    def fit(self, X: Any) -> ChannelScaler:
+        """Learn per-channel mean and standard deviation from the non-NaN values.
+
+        Parameters
+        ----------
+        X : array-like of shape (..., C)
+            Values (a DataFrame, ndarray, ...); NaN where unobserved. Leading dimensions are
+            flattened.
+
+        Returns
+        -------
+        self : ChannelScaler
+        """
+        x = _as_2d(X)
+        if np.isinf(x).any():
+            raise ValueError("ChannelScaler.fit got infinite values; use NaN for missing ones.")
+        observed = ~np.isnan(x)
+        count = observed.sum(axis=0)
+        safe = np.maximum(count, 1)
+        mean = np.where(observed, x, 0.0).sum(axis=0) / safe
+        var = np.where(observed, (x - mean) ** 2, 0.0).sum(axis=0) / safe
+        std = np.sqrt(var)
+        self.mean_ = np.where(count > 0, mean, 0.0)
+        self.scale_ = np.where((count > 0) & np.isfinite(std) & (std > 0), std, 1.0)
+        self.n_observed_ = count.astype(np.int64)
+        return self
+
+    def fit_transform(self, X: Any) -> np.ndarray:
+        """:meth:`fit` then :meth:`transform`."""
+        return self.fit(X).transform(X)
+
+    @property
+    def n_channels(self) -> int:
+        """Number of channels ``C`` seen in :meth:`fit`."""
+        self._check_fitted()
+        return len(self.mean_)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """``(X - mean_) / scale_`` along the last axis; NaN stays NaN.
+
+        Parameters
+        ----------
+        X : array-like of shape (..., C)
+
+        Returns
+        -------
+        numpy.ndarray
+            float64, same shape as ``X``.
+        """
+        x = self._check(X)
+        return (x - self.mean_) / self.scale_
+
+    def inverse_transform(self, X: Any) -> np.ndarray:
+        """``X * scale_ + mean_`` along the last axis; NaN stays NaN.
+
+        Parameters
+        ----------
+        X : array-like of shape (..., C)
+
+        Returns
+        -------
+        numpy.ndarray
+            float64, same shape as ``X``.
+        """
+        x = self._check(X)
+        return x * self.scale_ + self.mean_
+
+    def inverse_std(self, std: Any) -> np.ndarray:
+        """Standard deviations in standardised units back to original units (``std * scale_``).
+
+        Parameters
+        ----------
+        std : array-like of shape (..., C)
+
+        Returns
+        -------
+        numpy.ndarray
+            float64, same shape as ``std``.
+        """
+        return self._check(std) * self.scale_
+
+    # ------------------------------------------------------------------ persistence
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable fitted state."""
+        if not hasattr(self, "mean_"):
+            return {}
+        return {"mean": self.mean_.tolist(), "scale": self.scale_.tolist(),
+                "n_observed": self.n_observed_.tolist()}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> ChannelScaler:
+        """Rebuild a scaler from :meth:`to_dict` output."""
+        out = cls()
+        if state:
+            out.mean_ = np.asarray(state["mean"], dtype=np.float64)
+            out.scale_ = np.asarray(state["scale"], dtype=np.float64)
+            n_obs = state.get("n_observed", [0] * len(out.mean_))
+            out.n_observed_ = np.asarray(n_obs, dtype=np.int64)
+        return out
+
+    def __repr__(self) -> str:
+        return "ChannelScaler()"
+
+    # ------------------------------------------------------------------ internals
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "mean_"):
+            raise ValueError("This ChannelScaler is not fitted yet; call fit first.")
+
+    def _check(self, X: Any) -> np.ndarray:
+        self._check_fitted()
+        x = np.asarray(X, dtype=np.float64)
+        if x.ndim == 0 or x.shape[-1] != len(self.mean_):
+            raise ValueError(
+                f"Expected arrays with {len(self.mean_)} channels on the last axis, got shape "
+                f"{x.shape}."
+            )
+        return x
+
+
+def _as_2d(X: Any) -> np.ndarray:
+    x = np.asarray(X, dtype=np.float64)
+    if x.ndim < 2:
+        raise ValueError(
+            f"ChannelScaler needs an array of shape (..., C), got shape {x.shape}; reshape a "
+            "single channel to (n, 1)."
+        )
+    return x.reshape(-1, x.shape[-1])

@@ -1,0 +1,478 @@
+"""Validation of long-format frames: one row per observation, NaN where a channel is unobserved.
+
+:func:`validate_frame` checks a caller's :class:`pandas.DataFrame` (never modifying it), sorts its
+rows by ``(series id, time)``, merges duplicate ``(id, time)`` rows and returns a
+:class:`ValidatedFrame`: numpy arrays with one *slot* per distinct ``(series, time)`` pair plus the
+mapping from every original row to its slot, so that outputs can be aligned back with the caller's
+index and row order. No row is ever dropped silently.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from ._sort import lex_order
+
+__all__ = ["ValidatedFrame", "validate_frame"]
+
+_SHOW = 5  # how many offending labels / ids an error message lists
+
+
+@dataclass(frozen=True, eq=False)
+class ValidatedFrame:
+    """A validated long frame, sorted by ``(series, time)`` with duplicate rows merged.
+
+    A *slot* is one distinct ``(series, time)`` pair. Slots are ordered by series code, then
+    time, so the slots of series ``s`` are contiguous and ascending in time.
+
+    Attributes
+    ----------
+    series_ids : numpy.ndarray
+        ``(S,)`` the distinct series ids, sorted as by ``pandas.factorize(ids, sort=True)``
+        (order of first appearance if they cannot be ordered). ``[0]`` when ``id_col`` is
+        None.
+    series_codes : numpy.ndarray
+        ``(R,)`` int64, the series of each slot: an index into ``series_ids``; non-decreasing.
+    times : pandas.Index
+        ``(R,)`` the time of each slot in the caller's units: a float64 :class:`pandas.Index`
+        for a numeric time column, a :class:`pandas.DatetimeIndex` (with the column's timezone,
+        if any) for a datetime one. Feed it to :class:`~latentode.data.TimeEncoder`.
+    values : numpy.ndarray
+        ``(R, C)`` float64 target values, NaN where unobserved. Duplicate rows are merged by
+        averaging each channel over its non-NaN values.
+    row_slot : numpy.ndarray
+        ``(n_rows,)`` int64, the slot of each original row, in the caller's (positional) row
+        order: the value of original row ``i`` for channel ``c`` is ``values[row_slot[i], c]``.
+    row_index : pandas.Index
+        The caller's index (its labels, in the caller's order).
+    target_cols : list
+        The target column names, in channel order.
+    time_col : Hashable
+        Name of the time column.
+    id_col : Hashable or None
+        Name of the id column (None: the frame is a single series).
+    time_kind : {"numeric", "datetime"}
+        Whether the time column is numeric or datetime64.
+    n_duplicates : int
+        Number of rows merged into another row with the same ``(id, time)``
+        (``n_rows - n_slots``).
+    """
+
+    series_ids: np.ndarray
+    series_codes: np.ndarray
+    times: pd.Index
+    values: np.ndarray
+    row_slot: np.ndarray
+    row_index: pd.Index
+    target_cols: list[Hashable]
+    time_col: Hashable
+    id_col: Hashable | None
+    time_kind: Literal["numeric", "datetime"]
+    n_duplicates: int
+
+    @property
+    def n_series(self) -> int:
+        """Number of distinct series ``S``."""
+        return len(self.series_ids)
+
+    @property
+    def n_slots(self) -> int:
+        """Number of distinct ``(series, time)`` pairs ``R``."""
+        return len(self.series_codes)
+
+    @property
+    def n_rows(self) -> int:
+        """Number of rows of the original frame."""
+        return len(self.row_slot)
+
+    @property
+    def n_channels(self) -> int:
+        """Number of target channels ``C``."""
+        return int(self.values.shape[1])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """``(S,)`` int64, number of slots (distinct times) of each series."""
+        return np.bincount(self.series_codes, minlength=self.n_series).astype(np.int64)
+
+    @property
+    def observed(self) -> np.ndarray:
+        """``(R, C)`` bool, True where a value is observed (not NaN)."""
+        return ~np.isnan(self.values)
+
+    @property
+    def row_series_codes(self) -> np.ndarray:
+        """``(n_rows,)`` int64, the series code of each original row."""
+        return self.series_codes[self.row_slot]
+
+    def lookup_series(self, ids: Any) -> np.ndarray:
+        """Series codes of ``ids`` (e.g. the id column of a query frame); -1 for unknown ids.
+
+        Parameters
+        ----------
+        ids : array-like
+            Series ids.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 codes, indices into ``series_ids``.
+        """
+        ids = ids if isinstance(ids, (pd.Series, pd.Index)) else pd.Index(np.ravel(ids))
+        return pd.Index(self.series_ids).get_indexer(ids).astype(np.int64)
+
+    @property
+    def tz(self) -> Any:
+        """Timezone of a datetime time column, else None."""
+        return getattr(self.times, "tz", None)
+
+
+def validate_frame(
+    df: pd.DataFrame,
+    *,
+    time_col: Hashable,
+    id_col: Hashable | None,
+    target_cols: Sequence[Hashable] | None = None,
+    expected_targets: Sequence[Hashable] | None = None,
+    require_observed: bool = True,
+    min_points: int = 1,
+) -> ValidatedFrame:
+    """Check a long-format frame and convert it to sorted, de-duplicated arrays.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        One row per observation time: an id column (optional), a time column and target
+        columns with NaN where a channel was not measured. Never modified. Rows may come in any
+        order; extra columns are ignored.
+    time_col : Hashable
+        Time column: numeric (int / float, including nullable dtypes) or datetime64
+        (timezone-aware allowed). Strings are not parsed: convert them with
+        :func:`pandas.to_datetime` first.
+    id_col : Hashable or None
+        Series id column (any hashable values, no missing ones). None: the frame holds one
+        series, whose id is ``0``.
+    target_cols : sequence of Hashable, optional
+        Channels to model. Default: every numeric column but the id and time columns (bool
+        columns count as numeric and become 0.0 / 1.0; object / string / categorical /
+        datetime columns are never targets).
+    expected_targets : sequence of Hashable, optional
+        The channels a fitted model expects (at predict time). They must all be present;
+        missing ones raise. If ``target_cols`` is None, ``expected_targets`` is used as
+        ``target_cols``; if both are given they must be equal.
+    require_observed : bool, default=True
+        Raise if a series has no observed target value at all. When False, such series are
+        kept (and exempt from ``min_points``).
+    min_points : int, default=1
+        Minimum number of distinct time points with at least one observed value per series
+        (e.g. 2 to fit).
+
+    Returns
+    -------
+    ValidatedFrame
+        Sorted arrays plus the mapping from each original row to its ``(series, time)`` slot.
+
+    Raises
+    ------
+    TypeError
+        If ``df`` is not a DataFrame.
+    ValueError
+        With a message naming the offending column, series ids or row labels, for: an empty
+        frame; unknown or duplicated columns; no (or non-numeric) target columns; a time column
+        that is neither numeric nor datetime64, or holds NaN / NaT / inf; missing ids; inf
+        target values; series without observations (``require_observed``) or with fewer than
+        ``min_points`` observed time points.
+
+    Warns
+    -----
+    UserWarning
+        Once, if rows with the same ``(id, time)`` were merged (the message gives the count).
+
+    Notes
+    -----
+    Rows are sorted by ``(series id, time)`` with a stable sort. Duplicate ``(id, time)`` rows
+    are merged into one slot whose value in each channel is the mean of the rows' non-NaN
+    values (NaN if none); every original row still maps to the merged slot through
+    ``row_slot``.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"Expected a pandas DataFrame, got {type(df).__name__}.")
+    if len(df) == 0 or df.shape[1] == 0:
+        raise ValueError("The DataFrame is empty: it needs at least one row and some columns.")
+    if isinstance(min_points, bool) or not isinstance(min_points, (int, np.integer)) or (
+            min_points < 0):
+        raise ValueError(f"min_points must be an integer >= 0, got {min_points!r}.")
+
+    columns = df.columns
+    _check_present(columns, [time_col], "time column")
+    if id_col is not None:
+        _check_present(columns, [id_col], "id column")
+        if id_col == time_col:
+            raise ValueError(f"id_col and time_col are the same column {time_col!r}.")
+    targets = _resolve_targets(df, time_col, id_col, target_cols, expected_targets)
+    used = [time_col] + ([id_col] if id_col is not None else []) + targets
+    dup_cols = [c for c in used if int((columns == c).sum()) > 1]
+    if dup_cols:
+        raise ValueError(f"The DataFrame has several columns named {_fmt(dup_cols)}.")
+
+    index = df.index
+    time_kind, times, key = _read_times(df[time_col], time_col, index)
+    codes, series_ids = _read_ids(df, id_col, index)
+    values = _read_targets(df, targets, index)
+
+    # stable sort by (series, time); `key` is an exact sort key (float64 or int64 nanoseconds)
+    order = lex_order(codes, key)
+    k_sorted, c_sorted = key[order], codes[order]
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = (c_sorted[1:] != c_sorted[:-1]) | (k_sorted[1:] != k_sorted[:-1])
+    starts = np.flatnonzero(new)
+    slot_of_sorted = np.cumsum(new) - 1
+    row_slot = np.empty(len(order), dtype=np.int64)
+    row_slot[order] = slot_of_sorted
+    v_sorted = values[order]
+    n_duplicates = len(order) - len(starts)
+    if n_duplicates:
+        observed = ~np.isnan(v_sorted)
+        sums = np.add.reduceat(np.where(observed, v_sorted, 0.0), starts, axis=0)
+        counts = np.add.reduceat(observed.astype(np.int64), starts, axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            slot_values = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        warnings.warn(
+            f"{n_duplicates} duplicate ({'id, ' if id_col is not None else ''}time) rows were "
+            f"merged into {int((np.diff(np.append(starts, len(order))) > 1).sum())} time points "
+            "by averaging each column over its non-missing values (first duplicate: row "
+            f"{_fmt([index[order[np.argmin(new)]]])}).",
+            UserWarning,
+            stacklevel=2,
+        )
+    else:
+        slot_values = v_sorted
+    slot_codes = c_sorted[starts].astype(np.int64)
+    slot_times = times[order[starts]]
+
+    _check_observed(slot_values, slot_codes, series_ids, id_col, require_observed, min_points)
+    return ValidatedFrame(
+        series_ids=series_ids,
+        series_codes=slot_codes,
+        times=slot_times,
+        values=np.ascontiguousarray(slot_values, dtype=np.float64),
+        row_slot=row_slot,
+        row_index=index.copy(),
+        target_cols=list(targets),
+        time_col=time_col,
+        id_col=id_col,
+        time_kind=time_kind,
+        n_duplicates=int(n_duplicates),
+    )
+
+
+# ---------------------------------------------------------------------------- helpers
+def _fmt(items: Sequence[Any], limit: int = _SHOW) -> str:
+    """``'a', 'b', ... (N in total)`` for error messages."""
+    items = list(items)
+    shown = ", ".join(repr(_plain(i)) for i in items[:limit])
+    if len(items) > limit:
+        shown += f", ... ({len(items)} in total)"
+    return shown
+
+
+def _plain(x: Any) -> Any:
+    """numpy scalars as Python scalars, for readable reprs."""
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def _check_present(columns: pd.Index, names: Sequence[Hashable], what: str) -> None:
+    missing = [c for c in names if c not in columns]
+    if missing:
+        available = list(columns)
+        raise ValueError(
+            f"Unknown {what}{'s' if len(missing) > 1 else ''} {_fmt(missing, 20)}; "
+            f"available columns: {_fmt(available, 30)}."
+        )
+
+
+def _resolve_targets(
+    df: pd.DataFrame,
+    time_col: Hashable,
+    id_col: Hashable | None,
+    target_cols: Sequence[Hashable] | None,
+    expected_targets: Sequence[Hashable] | None,
+) -> list[Hashable]:
+    keys = {time_col} if id_col is None else {time_col, id_col}
+    if expected_targets is not None:
+        expected = _as_list(expected_targets, "expected_targets")
+        if target_cols is not None and _as_list(target_cols, "target_cols") != expected:
+            raise ValueError(
+                f"target_cols {_fmt(list(target_cols), 20)} differ from the expected targets "
+                f"{_fmt(expected, 20)}."
+            )
+        missing = [c for c in expected if c not in df.columns]
+        if missing:
+            raise ValueError(
+                f"Missing target column{'s' if len(missing) > 1 else ''} {_fmt(missing, 20)} "
+                f"that the model was fitted with; available columns: "
+                f"{_fmt(list(df.columns), 30)}."
+            )
+        targets = expected
+    elif target_cols is not None:
+        targets = _as_list(target_cols, "target_cols")
+        if not targets:
+            raise ValueError("target_cols is empty: give at least one target column.")
+        _check_present(df.columns, targets, "target column")
+    else:
+        targets = [
+            c for c in df.columns
+            if c not in keys and _is_numeric_target(df[c])
+        ]
+        if not targets:
+            raise ValueError(
+                "No numeric target column found besides the id and time columns "
+                f"{_fmt([k for k in (id_col, time_col) if k is not None])}; available columns: "
+                f"{_fmt(list(df.columns), 30)}. Pass target_cols explicitly."
+            )
+        return targets
+    clash = [c for c in targets if c in keys]
+    if clash:
+        raise ValueError(f"Target column(s) {_fmt(clash)} are also the id or time column.")
+    dup = sorted({repr(c) for c in targets if targets.count(c) > 1})
+    if dup:
+        raise ValueError(f"Target column(s) listed more than once: {', '.join(dup)}.")
+    return targets
+
+
+def _as_list(cols: Sequence[Hashable], name: str) -> list[Hashable]:
+    if isinstance(cols, (str, bytes)) or not isinstance(cols, (Sequence, pd.Index, np.ndarray)):
+        raise ValueError(f"{name} must be a list of column names, got {cols!r}.")
+    return list(cols)
+
+
+def _is_numeric_target(col: pd.Series | pd.DataFrame) -> bool:
+    if isinstance(col, pd.DataFrame):  # duplicated column name; reported later
+        return True
+    dtype = col.dtype
+    return bool(
+        pd.api.types.is_bool_dtype(dtype)
+        or (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype))
+    )
+
+
+def _read_times(
+    col: pd.Series, time_col: Hashable, index: pd.Index
+) -> tuple[Literal["numeric", "datetime"], pd.Index, np.ndarray]:
+    """The time column as an Index, its kind, and an exact float64 / int64 sort key."""
+    dtype = col.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
+        times = pd.DatetimeIndex(col.array)
+        bad = np.asarray(times.isna())
+        if bad.any():
+            raise ValueError(
+                f"Time column {time_col!r} has missing (NaT) times at row(s) "
+                f"{_fmt(index[bad])}."
+            )
+        return "datetime", times, times.asi8.copy()
+    if pd.api.types.is_bool_dtype(dtype) or not pd.api.types.is_numeric_dtype(dtype) or (
+            pd.api.types.is_complex_dtype(dtype)):
+        raise ValueError(_time_dtype_message(col, time_col))
+    t = col.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(t)
+    if bad.any():
+        raise ValueError(
+            f"Time column {time_col!r} has missing or infinite times at row(s) "
+            f"{_fmt(index[bad])}."
+        )
+    return "numeric", pd.Index(t, dtype=np.float64), t
+
+
+def _time_dtype_message(col: pd.Series, time_col: Hashable) -> str:
+    dtype = col.dtype
+    head = f"Time column {time_col!r} has dtype {dtype}; it must be numeric or datetime64."
+    if pd.api.types.is_timedelta64_dtype(dtype):
+        return head + (" Convert durations to numbers, e.g. "
+                       "df[col].dt.total_seconds() / 3600 for hours.")
+    if pd.api.types.is_bool_dtype(dtype):
+        return head
+    kind = pd.api.types.infer_dtype(col, skipna=True)
+    if kind in ("string", "bytes"):
+        return head + (" It holds strings, which are not parsed implicitly: convert it with "
+                       "pandas.to_datetime (or pandas.to_numeric) first.")
+    if kind in ("datetime", "datetime64", "date"):
+        return head + (" It is an object column of datetimes (e.g. with mixed timezones): "
+                       "convert it with pandas.to_datetime(..., utc=True) first.")
+    if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
+        return head + " It is an object column of numbers: convert it with pandas.to_numeric."
+    if kind.startswith("mixed"):
+        return head + (" It mixes values of different types (e.g. datetimes and numbers); "
+                       "make them all datetimes (pandas.to_datetime) or all numbers.")
+    return head + f" It holds values of type {kind!r}."
+
+
+def _read_ids(
+    df: pd.DataFrame, id_col: Hashable | None, index: pd.Index
+) -> tuple[np.ndarray, np.ndarray]:
+    """Integer series codes ``(n_rows,)`` and the distinct ids ``(S,)``."""
+    if id_col is None:
+        return np.zeros(len(df), dtype=np.int64), np.array([0])
+    ids = df[id_col]
+    bad = np.asarray(ids.isna())
+    if bad.any():
+        raise ValueError(
+            f"Id column {id_col!r} has missing ids at row(s) {_fmt(index[bad])}."
+        )
+    try:
+        codes, uniques = pd.factorize(ids, sort=True)
+    except TypeError:  # ids of mutually incomparable types: order of first appearance
+        codes, uniques = pd.factorize(ids, sort=False)
+    return codes.astype(np.int64), np.asarray(uniques)
+
+
+def _read_targets(df: pd.DataFrame, targets: list[Hashable], index: pd.Index) -> np.ndarray:
+    bad_dtype = [c for c in targets if not _is_numeric_target(df[c])]
+    if bad_dtype:
+        detail = ", ".join(f"{c!r} ({df[c].dtype})" for c in bad_dtype[:_SHOW])
+        raise ValueError(
+            f"Target columns must be numeric (or bool); non-numeric: {detail}. Convert them "
+            "with pandas.to_numeric or leave them out of target_cols."
+        )
+    values = df[targets].to_numpy(dtype=np.float64, na_value=np.nan)
+    inf = np.isinf(values)
+    if inf.any():
+        rows, cols = np.nonzero(inf)
+        col = targets[int(cols[0])]
+        at = rows[cols == cols[0]]
+        raise ValueError(
+            f"Target column {col!r} has infinite values at row(s) {_fmt(index[at])}; use NaN "
+            "for unobserved values."
+        )
+    return values
+
+
+def _check_observed(
+    values: np.ndarray,
+    codes: np.ndarray,
+    series_ids: np.ndarray,
+    id_col: Hashable | None,
+    require_observed: bool,
+    min_points: int,
+) -> None:
+    n_series = len(series_ids)
+    slot_observed = (~np.isnan(values)).any(axis=1)
+    n_obs = np.bincount(codes, weights=slot_observed, minlength=n_series).astype(np.int64)
+    where = f" (column {id_col!r})" if id_col is not None else ""
+    empty = n_obs == 0
+    if require_observed and empty.any():
+        raise ValueError(
+            f"{int(empty.sum())} series have no observed target value: {_fmt(series_ids[empty])}"
+            f"{where}. Every series needs at least one non-missing value."
+        )
+    short = (n_obs < min_points) & ~empty  # empty series: allowed when not require_observed
+    if short.any():
+        raise ValueError(
+            f"{int(short.sum())} series have fewer than {min_points} observed time points: "
+            f"{_fmt(series_ids[short])}{where}."
+        )
