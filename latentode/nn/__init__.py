@@ -1,0 +1,43 @@
+"""Neural network layer: encoders, latent dynamics, decoder, likelihoods and :class:`LatentODE`.
+
+Depends on torch and :mod:`latentode.ode` only.
+"""
+
+from latentode.ode import ODESolveError
+
+from .decoder import Decoder, ObservationNoise
+from .dynamics import LatentDynamics, PoissonDynamics, init_ode_weights, mlp
+from .encoder import GRUEncoder, GRUUpdate, ODERNNEncoder
+from .likelihoods import (
+    gaussian_log_likelihood,
+    kl_normal_standard,
+    log_softplus,
+    logmeanexp,
+    masked_squared_error,
+    normal_log_prob,
+    poisson_log_likelihood,
+)
+from .model import LatentODE, LossOutput, PredictOutput
+
+__all__ = [
+    "LatentODE",
+    "LossOutput",
+    "PredictOutput",
+    "ODERNNEncoder",
+    "GRUEncoder",
+    "GRUUpdate",
+    "LatentDynamics",
+    "PoissonDynamics",
+    "Decoder",
+    "ObservationNoise",
+    "mlp",
+    "init_ode_weights",
+    "gaussian_log_likelihood",
+    "poisson_log_likelihood",
+    "kl_normal_standard",
+    "normal_log_prob",
+    "log_softplus",
+    "logmeanexp",
+    "masked_squared_error",
+    "ODESolveError",
+]

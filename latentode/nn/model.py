@@ -1,0 +1,457 @@
+"""The Latent ODE model (Rubanova, Chen & Duvenaud, 2019) as one :class:`torch.nn.Module`."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from latentode.data.batch import Batch
+from latentode.ode import odeint
+
+from .decoder import Decoder, ObservationNoise
+from .dynamics import LatentDynamics, PoissonDynamics, mlp
+from .encoder import GRUEncoder, ODERNNEncoder
+from .likelihoods import (
+    gaussian_log_likelihood,
+    kl_normal_standard,
+    logmeanexp,
+    masked_squared_error,
+    normal_log_prob,
+    poisson_log_likelihood,
+)
+
+__all__ = ["LatentODE", "LossOutput", "PredictOutput"]
+
+ENCODERS = ("odernn", "gru")
+KL_ESTIMATORS = ("auto", "analytic", "sampled")
+
+
+class LossOutput(NamedTuple):
+    """Result of :meth:`LatentODE.loss`.
+
+    Attributes
+    ----------
+    loss : torch.Tensor
+        Scalar to minimise: minus the (KL-weighted) IWAE bound summed over series, divided by
+        the number of observed values. The only field that carries gradients.
+    nll : torch.Tensor
+        Detached negative log-likelihood of the observations (Gaussian, plus the Poisson term if
+        enabled), averaged over trajectory samples, per observed value.
+    kl : torch.Tensor
+        Detached analytic ``KL(q(z_t0) || N(0, I))`` summed over series, per observed value (so
+        ``loss ~= nll + kl_weight * kl`` for one trajectory sample).
+    mse : torch.Tensor
+        Detached mean squared error of the decoded means over observed values.
+    n_obs : torch.Tensor
+        Detached number of observed values scored (float scalar tensor).
+    """
+
+    loss: torch.Tensor
+    nll: torch.Tensor
+    kl: torch.Tensor
+    mse: torch.Tensor
+    n_obs: torch.Tensor
+
+
+class PredictOutput(NamedTuple):
+    """Result of :meth:`LatentODE.predict`.
+
+    Attributes
+    ----------
+    mean : torch.Tensor
+        ``(S, B, M, C)`` decoded observation means per trajectory sample.
+    obs_std : torch.Tensor
+        ``(C,)`` observation noise standard deviation.
+    intensity : torch.Tensor or None
+        ``(S, B, M, C)`` Poisson observation intensities (``poisson_process=True``), else None.
+    """
+
+    mean: torch.Tensor
+    obs_std: torch.Tensor
+    intensity: torch.Tensor | None
+
+
+class LatentODE(nn.Module):
+    """Latent ODE with an ODE-RNN (or GRU) recognition network.
+
+    Generative model: ``z_t0 ~ N(0, I)``, ``z(t) = z_t0 + int_t0^t f(z) ds``,
+    ``x_c(t) ~ N(decoder(z(t))_c, obs_std_c^2)``; optionally the observation times of channel
+    ``c`` form a Poisson process with intensity ``softplus(g(z(t)))_c``. Inference: ``q(z_t0 | x)``
+    is a diagonal Gaussian produced by an encoder run backwards over the observations.
+
+    Parameters
+    ----------
+    n_channels : int
+        Number of observed channels ``C``.
+    latent_dim : int
+        Latent state size.
+    rec_dim : int
+        Encoder hidden state size.
+    encoder : {"odernn", "gru"}
+        Recognition network: :class:`~latentode.nn.encoder.ODERNNEncoder` or
+        :class:`~latentode.nn.encoder.GRUEncoder`.
+    units : int
+        Hidden width of the dynamics MLPs, encoder head and intensity network.
+    n_layers : int
+        Hidden layers of the latent dynamics MLP ``f``.
+    gru_units : int
+        Hidden width of the encoder's GRU gates.
+    poisson_process : bool
+        Model the observation times with a per-channel Poisson process.
+    method : {"dopri5", "rk4", "euler"}
+        Solver of the latent ODE.
+    rtol, atol : float
+        Tolerances of the adaptive solver.
+    gradient : {"adjoint", "backprop"}
+        Gradient mode of the latent ODE solve.
+    obs_std : "learned" or float
+        Observation noise (see :class:`~latentode.nn.decoder.ObservationNoise` for why learned is
+        the default).
+    decoder_layers : int
+        Hidden layers of the decoder (0: linear, as in the reference).
+    rec_layers : int, optional
+        Hidden layers of the encoder's recurrent dynamics (default: ``n_layers``).
+    enc_step_size : float
+        Maximum Euler step of the ODE-RNN encoder, in model time.
+    step_size : float, optional
+        Step size of the latent solve for the fixed-step methods.
+    max_steps : int
+        Step budget per series of the latent solve.
+    obs_std_init, obs_std_floor : float
+        Initial value and lower bound of the learned observation noise.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from latentode.data.batch import Batch
+    >>> model = LatentODE(n_channels=2, latent_dim=4, rec_dim=8, units=16, n_layers=1)
+    >>> times = torch.linspace(0, 1, 5).expand(3, 5)
+    >>> values = torch.randn(3, 5, 2)
+    >>> batch = Batch(times, values, torch.ones(3, 5, 2), torch.tensor([5, 4, 2]))
+    >>> out = model.loss(batch, n_traj_samples=2)
+    >>> out.loss.shape
+    torch.Size([])
+    """
+
+    def __init__(
+        self,
+        n_channels: int,
+        latent_dim: int = 20,
+        rec_dim: int = 40,
+        encoder: str = "odernn",
+        units: int = 50,
+        n_layers: int = 3,
+        gru_units: int = 50,
+        poisson_process: bool = False,
+        method: str = "dopri5",
+        rtol: float = 1e-3,
+        atol: float = 1e-4,
+        gradient: str = "adjoint",
+        obs_std: str | float = "learned",
+        *,
+        decoder_layers: int = 0,
+        rec_layers: int | None = None,
+        enc_step_size: float = 0.02,
+        step_size: float | None = None,
+        max_steps: int = 10_000,
+        obs_std_init: float = 0.2,
+        obs_std_floor: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        if encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}.")
+        if n_channels < 1 or latent_dim < 1 or rec_dim < 1:
+            raise ValueError("n_channels, latent_dim and rec_dim must be positive.")
+        self.hparams: dict[str, Any] = dict(
+            n_channels=n_channels, latent_dim=latent_dim, rec_dim=rec_dim, encoder=encoder,
+            units=units, n_layers=n_layers, gru_units=gru_units,
+            poisson_process=bool(poisson_process), method=method, rtol=rtol, atol=atol,
+            gradient=gradient, obs_std=obs_std, decoder_layers=decoder_layers,
+            rec_layers=rec_layers, enc_step_size=enc_step_size, step_size=step_size,
+            max_steps=max_steps, obs_std_init=obs_std_init, obs_std_floor=obs_std_floor,
+        )
+        self.n_channels = n_channels
+        self.latent_dim = latent_dim
+        self.poisson_process = bool(poisson_process)
+        self.method = method
+        self.rtol = rtol
+        self.atol = atol
+        self.gradient = gradient
+        self.step_size = step_size
+        self.max_steps = max_steps
+
+        if encoder == "odernn":
+            self.encoder: nn.Module = ODERNNEncoder(
+                n_channels, latent_dim, rec_dim, units,
+                n_layers if rec_layers is None else rec_layers, gru_units, enc_step_size,
+            )
+        else:
+            self.encoder = GRUEncoder(n_channels, latent_dim, rec_dim, units, gru_units)
+        self.dynamics = LatentDynamics(latent_dim, n_layers, units)
+        self.decoder = Decoder(latent_dim, n_channels, decoder_layers, units)
+        self.noise = ObservationNoise(n_channels, obs_std, obs_std_init, obs_std_floor)
+        if self.poisson_process:
+            self.intensity = mlp(latent_dim, n_channels, 1, units)
+            self.ode_func: nn.Module = PoissonDynamics(self.dynamics, self.intensity)
+        else:
+            self.intensity = None
+            self.ode_func = self.dynamics
+
+    # ------------------------------------------------------------------ building blocks
+    @property
+    def obs_std(self) -> torch.Tensor:
+        """``(C,)`` observation noise standard deviation."""
+        return self.noise()
+
+    def encode(
+        self, cond: Batch, t0: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std ``(B, latent_dim)`` of ``q(z_t0 | cond)`` (``t0`` default: first time)."""
+        return self.encoder(cond.times, cond.values, cond.mask, cond.lengths, t0)
+
+    def solve(
+        self,
+        z0: torch.Tensor,
+        t0: torch.Tensor,
+        times: torch.Tensor,
+        lengths: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Integrate the latent ODE for every trajectory sample in one batched solve.
+
+        Parameters
+        ----------
+        z0 : torch.Tensor
+            ``(K, B, latent_dim)`` initial states at ``t0``.
+        t0 : torch.Tensor
+            ``(B,)`` initial times.
+        times : torch.Tensor
+            ``(B, M)`` query times, ascending over each series' valid prefix, ``>= t0``.
+        lengths : torch.Tensor
+            ``(B,)`` valid query times per series (padded outputs repeat the last valid state).
+
+        Returns
+        -------
+        z : torch.Tensor
+            ``(K, B, M, latent_dim)`` latent states at the query times.
+        cum_intensity : torch.Tensor or None
+            ``(K, B, M, C)`` integrated Poisson intensities since ``t0`` (Poisson model only).
+        """
+        k, b, d = z0.shape
+        m = times.shape[1]
+        state0 = z0.reshape(k * b, d)
+        if self.poisson_process:
+            state0 = torch.cat([state0, state0.new_zeros(k * b, self.n_channels)], dim=-1)
+        t = torch.cat([t0.unsqueeze(1), times], dim=1)
+        lengths = lengths.to(device=times.device, dtype=torch.long)
+        out = odeint(
+            self.ode_func, state0, t.repeat(k, 1), lengths=(lengths + 1).repeat(k),
+            method=self.method, rtol=self.rtol, atol=self.atol, gradient=self.gradient,
+            step_size=self.step_size, max_steps=self.max_steps,
+        )
+        out = out.reshape(k, b, m + 1, -1)[:, :, 1:]
+        if self.poisson_process:
+            return out[..., :d], out[..., d:]
+        return out, None
+
+    def sample_z0(
+        self,
+        mu: torch.Tensor,
+        sigma: torch.Tensor,
+        n_samples: int,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Reparametrised samples ``(n_samples, B, latent_dim)`` from ``N(mu, sigma^2)``."""
+        shape = (n_samples, *mu.shape)
+        if generator is not None and generator.device != mu.device:
+            eps = torch.randn(shape, generator=generator, device=generator.device,
+                              dtype=mu.dtype).to(mu.device)
+        else:
+            eps = torch.randn(shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + sigma * eps
+
+    # ------------------------------------------------------------------ objective
+    def _log_weights(
+        self,
+        cond: Batch,
+        target: Batch | None,
+        n_traj_samples: int,
+        kl_weight: float,
+        generator: torch.Generator | None,
+        kl_estimator: str,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if n_traj_samples < 1:
+            raise ValueError(f"n_traj_samples must be >= 1, got {n_traj_samples}.")
+        if kl_estimator not in KL_ESTIMATORS:
+            raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {kl_estimator!r}.")
+        tgt = cond if target is None else target
+        t0 = cond.times[:, 0] if target is None else _start_time(cond, tgt.times, tgt.lengths)
+        mu, sigma = self.encode(cond, t0)
+        z0 = self.sample_z0(mu, sigma, n_traj_samples, generator)
+        z, cum = self.solve(z0, t0, tgt.times, tgt.lengths)
+        mean = self.decoder(z)
+        mask = _valid_mask(tgt.mask, tgt.lengths)
+        log_lik = gaussian_log_likelihood(tgt.values, mask, mean, self.obs_std)  # (K, B)
+        if self.poisson_process:
+            log_lik = log_lik + poisson_log_likelihood(self.intensity(z), cum, mask, tgt.lengths)
+        kl = kl_normal_standard(mu, sigma)  # (B,)
+        analytic = kl_estimator == "analytic" or (kl_estimator == "auto" and n_traj_samples == 1)
+        if analytic:
+            log_ratio = kl.unsqueeze(0)
+        else:
+            log_ratio = normal_log_prob(z0, mu, sigma) - normal_log_prob(
+                z0, torch.zeros_like(mu), torch.ones_like(sigma)
+            )
+        log_w = log_lik - kl_weight * log_ratio
+        diag = dict(
+            log_lik=log_lik.detach(), kl=kl.detach(), mask=mask,
+            sq_err=masked_squared_error(tgt.values, mask, mean.detach()),
+        )
+        return log_w, diag
+
+    def loss(
+        self,
+        batch: Batch,
+        n_traj_samples: int = 3,
+        kl_weight: float = 1.0,
+        *,
+        target: Batch | None = None,
+        generator: torch.Generator | None = None,
+        kl_estimator: str = "auto",
+    ) -> LossOutput:
+        """Negative IWAE bound per observed value (the training objective).
+
+        For each series ``b`` and trajectory sample ``k``, ``log w_kb = log p(x_b | z_k) -
+        kl_weight * r_kb`` where ``r`` is the analytic KL (one sample, ``kl_estimator="auto"``)
+        or the sampled log-ratio ``log q(z_k) - log p(z_k)`` (several samples, a proper IWAE
+        bound when ``kl_weight = 1``). ``loss = -sum_b logmeanexp_k(log w_kb) / n_obs``.
+
+        Parameters
+        ----------
+        batch : Batch
+            Conditioning data; also the data scored when ``target`` is None (reconstruction).
+        n_traj_samples : int
+            Number ``K`` of samples of ``z_t0``, all solved in one batched ODE solve.
+        kl_weight : float
+            Weight of the KL term (KL warm-up), 1 for the true bound.
+        target : Batch, optional
+            Data to score instead of ``batch`` (e.g. the future of each series for forecasting
+            training); ``t0 = min(first batch time, first target time)``. Its Poisson term uses
+            the window from its first to its last time.
+        generator : torch.Generator, optional
+            Source of the reparametrisation noise.
+        kl_estimator : {"auto", "analytic", "sampled"}
+            How the KL term enters ``log w`` (``"auto"``: analytic for ``K = 1``, else sampled).
+
+        Returns
+        -------
+        LossOutput
+        """
+        log_w, diag = self._log_weights(
+            batch, target, n_traj_samples, kl_weight, generator, kl_estimator
+        )
+        n_obs = diag["mask"].sum()
+        denom = n_obs.clamp(min=1.0)
+        loss = -logmeanexp(log_w, dim=0).sum() / denom
+        return LossOutput(
+            loss=loss,
+            nll=(-diag["log_lik"].mean(0).sum() / denom).detach(),
+            kl=(diag["kl"].sum() / denom).detach(),
+            mse=(diag["sq_err"].mean(0).sum() / denom).detach(),
+            n_obs=n_obs.detach(),
+        )
+
+    def forward(self, batch: Batch, n_traj_samples: int = 3, kl_weight: float = 1.0,
+                **kwargs: Any) -> LossOutput:
+        """Alias of :meth:`loss`."""
+        return self.loss(batch, n_traj_samples, kl_weight, **kwargs)
+
+    def log_likelihood(
+        self,
+        batch: Batch,
+        n_traj_samples: int = 10,
+        *,
+        target: Batch | None = None,
+        generator: torch.Generator | None = None,
+        kl_estimator: str = "auto",
+    ) -> torch.Tensor:
+        """Per-series IWAE estimate of ``log p(x_b)`` (KL weight 1), for scoring.
+
+        Includes the Poisson log-likelihood of the observation times when enabled. Call under
+        :func:`torch.no_grad` for scoring.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B,)`` lower-bound estimates (they tighten as ``n_traj_samples`` grows).
+        """
+        log_w, _ = self._log_weights(batch, target, n_traj_samples, 1.0, generator, kl_estimator)
+        return logmeanexp(log_w, dim=0)
+
+    # ------------------------------------------------------------------ prediction
+    def predict(
+        self,
+        cond: Batch,
+        query_times: torch.Tensor,
+        query_lengths: torch.Tensor,
+        n_samples: int = 1,
+        generator: torch.Generator | None = None,
+        use_mean: bool = True,
+    ) -> PredictOutput:
+        """Decode the latent trajectory of each series at its query times.
+
+        Parameters
+        ----------
+        cond : Batch
+            Conditioning observations.
+        query_times : torch.Tensor
+            ``(B, M)`` query times, ascending over each series' valid prefix (model time).
+        query_lengths : torch.Tensor
+            ``(B,)`` number of valid query times per series (outputs at padded positions repeat
+            the last valid one).
+        n_samples : int
+            Number ``S`` of trajectory samples.
+        generator : torch.Generator, optional
+            Source of the sampling noise (reproducible predictions).
+        use_mean : bool
+            With ``n_samples == 1``, start from the posterior mean of ``z_t0`` instead of a
+            sample. Ignored when ``n_samples > 1``.
+
+        Returns
+        -------
+        PredictOutput
+            ``mean (S, B, M, C)``, ``obs_std (C,)``, ``intensity (S, B, M, C)`` or None.
+
+        Notes
+        -----
+        Runs in the caller's grad mode; wrap in :func:`torch.no_grad` for inference.
+        """
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {n_samples}.")
+        t0 = _start_time(cond, query_times, query_lengths)
+        mu, sigma = self.encode(cond, t0)
+        if use_mean and n_samples == 1:
+            z0 = mu.unsqueeze(0)
+        else:
+            z0 = self.sample_z0(mu, sigma, n_samples, generator)
+        z, _ = self.solve(z0, t0, query_times, query_lengths)
+        mean = self.decoder(z)
+        intensity = F.softplus(self.intensity(z)) if self.poisson_process else None
+        return PredictOutput(mean=mean, obs_std=self.obs_std, intensity=intensity)
+
+
+def _start_time(cond: Batch, times: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``t0 = min(first conditioning time, first query time)`` (queries may be empty)."""
+    first_cond = cond.times[:, 0]
+    lengths = lengths.to(times.device)
+    first_query = torch.where(lengths > 0, times[:, 0], first_cond)
+    return torch.minimum(first_cond, first_query)
+
+
+def _valid_mask(mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Zero the mask beyond each series' valid prefix."""
+    n = mask.shape[1]
+    valid = torch.arange(n, device=mask.device).unsqueeze(0) < lengths.to(mask.device).unsqueeze(1)
+    return mask * valid.unsqueeze(-1).to(mask.dtype)

@@ -1,0 +1,29 @@
+"""Training layer: KL warm-up, the training loop, callbacks and history (torch only)."""
+
+from .callbacks import Callback, CallbackProtocol, EarlyStopping, LambdaCallback, as_callback
+from .history import STOP_REASONS, History
+from .loop import OPTIMIZERS, fit_model
+from .objective import (
+    KLSchedule,
+    evaluate_loss,
+    exponential_kl_schedule,
+    kl_weight_schedule,
+    linear_kl_schedule,
+)
+
+__all__ = [
+    "fit_model",
+    "History",
+    "STOP_REASONS",
+    "OPTIMIZERS",
+    "Callback",
+    "CallbackProtocol",
+    "EarlyStopping",
+    "LambdaCallback",
+    "as_callback",
+    "KLSchedule",
+    "kl_weight_schedule",
+    "linear_kl_schedule",
+    "exponential_kl_schedule",
+    "evaluate_loss",
+]

@@ -1,0 +1,95 @@
+"""Per-epoch training history, JSON-serialisable."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["History", "STOP_REASONS"]
+
+STOP_REASONS = ("max_epochs", "early_stopping", "callback", "interrupted")
+
+
+def _json_safe(x: Any) -> Any:
+    """Replace non-finite floats by None (strict JSON has no NaN / Infinity)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+@dataclass
+class History:
+    """What :func:`~latentode.training.fit_model` did, one record per completed epoch.
+
+    Attributes
+    ----------
+    records : list of dict
+        Per-epoch records with keys ``epoch`` (0-based), ``train_loss``, ``val_loss`` (None
+        without validation), ``kl_weight``, ``lr``, ``seconds``, ``n_skipped`` (batches skipped
+        for a non-finite loss or a solver failure) and the diagnostics ``train_nll``,
+        ``train_mse``, ``val_nll``, ``val_mse``.
+    best_epoch : int or None
+        Epoch whose weights were restored at the end.
+    best_val_loss : float or None
+        Validation loss of ``best_epoch`` (None without validation).
+    best_loss : float or None
+        Monitored loss of ``best_epoch`` (the validation loss, else the training loss).
+    monitor : {"val_loss", "train_loss"}
+        Which loss selected the best epoch.
+    stopped_reason : {"max_epochs", "early_stopping", "callback", "interrupted"} or None
+        Why training ended.
+    """
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_val_loss: float | None = None
+    best_loss: float | None = None
+    monitor: str = "val_loss"
+    stopped_reason: str | None = None
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Add one epoch record."""
+        self.records.append(dict(record))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, key: str) -> list[Any]:
+        """Column of the records, e.g. ``history["val_loss"]``."""
+        return [r.get(key) for r in self.records]
+
+    @property
+    def n_epochs(self) -> int:
+        """Number of completed epochs."""
+        return len(self.records)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-compatible dict (non-finite floats become None)."""
+        return _json_safe(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> History:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            records=[dict(r) for r in data.get("records", [])],
+            best_epoch=data.get("best_epoch"),
+            best_val_loss=data.get("best_val_loss"),
+            best_loss=data.get("best_loss"),
+            monitor=data.get("monitor", "val_loss"),
+            stopped_reason=data.get("stopped_reason"),
+        )
+
+    def to_json(self, **kwargs: Any) -> str:
+        """Serialise to a strict JSON string (``kwargs`` go to :func:`json.dumps`)."""
+        return json.dumps(self.to_dict(), allow_nan=False, **kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> History:
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,286 @@
+"""The training loop :func:`fit_model`."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from latentode.data.batch import Batch
+from latentode.nn import ODESolveError
+
+from .callbacks import as_callback
+from .history import History
+from .objective import KLWarmup, evaluate_loss, kl_weight_schedule
+
+__all__ = ["fit_model", "OPTIMIZERS"]
+
+OPTIMIZERS = ("adamax", "adam")
+
+Loader = Callable[[], Iterable[Batch]]
+
+# when the training loss is monitored, epochs whose KL weight is below this are not compared
+_FULL_KL = 0.99
+
+
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Copy of the state dict on the CPU."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _acc_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def fit_model(
+    model: nn.Module,
+    train_loader: Loader,
+    val_loader: Loader | None = None,
+    *,
+    max_epochs: int = 100,
+    lr: float = 1e-2,
+    kl_warmup: KLWarmup = 10,
+    n_traj_samples: int = 3,
+    early_stopping: bool = True,
+    patience: int = 10,
+    callbacks: Sequence[Any] = (),
+    verbose: int = 1,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+    optimizer: str = "adamax",
+    grad_clip: float | None = None,
+    lr_decay: float | None = None,
+    min_lr: float | None = None,
+    weight_decay: float = 0.0,
+    min_delta: float = 0.0,
+) -> History:
+    """Train a :class:`~latentode.nn.LatentODE` by minimising its negative IWAE bound.
+
+    Parameters
+    ----------
+    model : LatentODE
+        Model to train in place; on return it holds the best weights.
+    train_loader : callable
+        ``train_loader()`` returns a fresh iterable of :class:`~latentode.data.batch.Batch`
+        per epoch (shuffling is the loader's business).
+    val_loader : callable, optional
+        Same for validation data. Validation loss uses KL weight 1, no gradients, eval mode.
+    max_epochs : int
+        Maximum number of epochs.
+    lr : float
+        Learning rate.
+    kl_warmup : None, int, float, "exponential" or callable
+        KL weight schedule (see :func:`~latentode.training.objective.kl_weight_schedule`): a
+        number ``E`` ramps the weight linearly, ``min(1, epoch / E)`` (0 in the first epoch, 1
+        from epoch ``E``); ``"exponential"`` is the reference's ``1 - 0.99 ** (step - 10)`` per
+        optimiser step; a callable ``(epoch, step) -> weight``; 0 or None disables warm-up.
+    n_traj_samples : int
+        Trajectory samples ``K`` of the IWAE bound (training and validation).
+    early_stopping : bool
+        Stop when the monitored loss has not improved by ``min_delta`` for ``patience`` epochs.
+    patience : int
+        Early-stopping patience in epochs.
+    callbacks : sequence
+        Objects with ``on_epoch_end(epoch, record, model) -> bool`` (True stops training), and
+        optionally ``on_train_begin(model)`` / ``on_train_end(history, model)``; plain callables
+        ``fn(epoch, record, model)`` are accepted.
+    verbose : int
+        0: silent; 1: tqdm epoch bar with losses in its postfix; 2: also one line per epoch.
+    device : torch.device or str, optional
+        Where to train (default: where the model is). The model is moved there.
+    generator : torch.Generator, optional
+        Source of the reparametrisation noise (reproducible training with a seeded loader).
+    optimizer : {"adamax", "adam"}
+        Optimiser (the reference uses Adamax).
+    grad_clip : float, optional
+        Clip the global gradient norm to this value.
+    lr_decay : float, optional
+        Multiply the learning rate by this factor after every epoch, down to ``min_lr``.
+    min_lr : float, optional
+        Floor of the decayed learning rate (default ``lr / 10``, as in the reference).
+    weight_decay : float
+        Optimiser weight decay.
+    min_delta : float
+        Minimum decrease of the monitored loss that counts as an improvement.
+
+    Returns
+    -------
+    History
+        Per-epoch records, the restored ``best_epoch`` and why training stopped.
+
+    Raises
+    ------
+    RuntimeError
+        If every batch of an epoch had a non-finite loss (or failed to solve); the best weights
+        seen so far are restored first.
+    ValueError
+        If the training loader yields no batch, or for bad arguments.
+
+    Notes
+    -----
+    The best weights (copied to the CPU) are chosen by validation loss, else by training loss.
+    Training losses under different KL weights are not comparable, so without validation data
+    only epochs whose KL weight reached 0.99 compete (until then the latest weights are kept).
+    A non-finite loss or gradient, or an :class:`~latentode.ode.ODESolveError`, skips that
+    batch's update (counted in ``n_skipped`` and warned about). ``KeyboardInterrupt`` (Ctrl-C,
+    or raised by a callback) stops training cleanly: the best weights are restored,
+    ``stopped_reason`` is ``"interrupted"``, a warning is emitted and the history is returned.
+    """
+    if max_epochs < 0:
+        raise ValueError(f"max_epochs must be >= 0, got {max_epochs}.")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
+    if n_traj_samples < 1:
+        raise ValueError(f"n_traj_samples must be >= 1, got {n_traj_samples}.")
+    if lr_decay is not None and not 0.0 < lr_decay <= 1.0:
+        raise ValueError(f"lr_decay must lie in (0, 1], got {lr_decay!r}.")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no trainable parameters.")
+    device = params[0].device if device is None else torch.device(device)
+    model.to(device)
+    dtype = params[0].dtype
+    schedule = kl_weight_schedule(kl_warmup)
+    opt_cls = torch.optim.Adamax if optimizer == "adamax" else torch.optim.Adam
+    opt = opt_cls(params, lr=lr, weight_decay=weight_decay)
+    lr_floor = lr / 10.0 if min_lr is None else float(min_lr)
+    cbs = [as_callback(cb) for cb in callbacks]
+    max_norm = math.inf if grad_clip is None else float(grad_clip)
+
+    monitor = "val_loss" if val_loader is not None else "train_loss"
+    history = History(monitor=monitor, stopped_reason="max_epochs")
+    best_state: dict[str, torch.Tensor] | None = None
+    best = math.inf
+    bad_epochs = 0
+    step = 0
+    acc_dtype = _acc_dtype(device)
+    was_training = model.training
+    bar = tqdm(total=max_epochs, desc="latentode fit", unit="epoch", disable=verbose <= 0,
+               leave=True, dynamic_ncols=True)
+
+    def _restore() -> None:
+        if best_state is not None:
+            model.load_state_dict(best_state)
+
+    for cb in cbs:
+        if hasattr(cb, "on_train_begin"):
+            cb.on_train_begin(model)
+    try:
+        for epoch in range(max_epochs):
+            start = time.perf_counter()
+            model.train()
+            acc = torch.zeros(5, device=device, dtype=acc_dtype)  # loss, nll, kl, mse, n_obs
+            n_batches = n_skipped = 0
+            kl_weight = schedule(epoch, step)
+            for batch in train_loader():
+                n_batches += 1
+                kl_weight = float(schedule(epoch, step))
+                batch = batch.to(device, dtype)
+                try:
+                    out = model.loss(batch, n_traj_samples, kl_weight, generator=generator)
+                    opt.zero_grad(set_to_none=True)
+                    out.loss.backward()
+                except ODESolveError as err:
+                    n_skipped += 1
+                    opt.zero_grad(set_to_none=True)
+                    warnings.warn(f"Epoch {epoch}: skipped a batch whose ODE solve failed: {err}",
+                                  RuntimeWarning, stacklevel=2)
+                    continue
+                norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+                if not bool(torch.isfinite(out.loss) & torch.isfinite(norm)):  # 1 sync / batch
+                    n_skipped += 1
+                    opt.zero_grad(set_to_none=True)
+                    continue
+                opt.step()
+                step += 1
+                n = out.n_obs.to(acc_dtype)
+                acc += torch.stack([out.loss.detach().to(acc_dtype) * n,
+                                    out.nll.to(acc_dtype) * n, out.kl.to(acc_dtype) * n,
+                                    out.mse.to(acc_dtype) * n, n])
+            if n_batches == 0:
+                raise ValueError("train_loader() yielded no batches.")
+            if n_skipped == n_batches:
+                raise RuntimeError(
+                    f"Every batch of epoch {epoch} had a non-finite loss/gradient or a failed ODE "
+                    "solve; training cannot continue (try a lower lr, grad_clip, a smaller "
+                    "KL warm-up or checking the data for extreme values). The best weights seen "
+                    "so far were restored."
+                )
+            if n_skipped:
+                warnings.warn(
+                    f"Epoch {epoch}: skipped {n_skipped}/{n_batches} batches with a non-finite "
+                    "loss or gradient.", RuntimeWarning, stacklevel=2,
+                )
+            loss_sum, nll_sum, kl_sum, mse_sum, n_obs = acc.tolist()
+            n_obs = max(n_obs, 1e-12)
+            record: dict[str, Any] = {
+                "epoch": epoch,
+                "train_loss": loss_sum / n_obs,
+                "val_loss": None,
+                "kl_weight": kl_weight,
+                "lr": opt.param_groups[0]["lr"],
+                "seconds": 0.0,
+                "n_skipped": n_skipped,
+                "train_nll": nll_sum / n_obs,
+                "train_kl": kl_sum / n_obs,
+                "train_mse": mse_sum / n_obs,
+                "val_nll": None,
+                "val_mse": None,
+            }
+            if val_loader is not None:
+                val = evaluate_loss(model, val_loader(), n_traj_samples, device=device,
+                                    dtype=dtype, generator=generator)
+                record.update(val_loss=val["loss"], val_nll=val["nll"], val_mse=val["mse"])
+            record["seconds"] = time.perf_counter() - start
+
+            value = record[monitor]
+            if monitor == "train_loss" and kl_weight < _FULL_KL:
+                best_state, history.best_epoch, bad_epochs = _snapshot(model), epoch, 0
+            elif value is not None and math.isfinite(value) and value < best - min_delta:
+                best = value
+                best_state, history.best_epoch, bad_epochs = _snapshot(model), epoch, 0
+                history.best_loss = value
+                history.best_val_loss = record["val_loss"]
+            else:
+                bad_epochs += 1
+            history.append(record)
+
+            if lr_decay is not None:
+                for group in opt.param_groups:
+                    group["lr"] = max(group["lr"] * lr_decay, lr_floor)
+            postfix = {"loss": f"{record['train_loss']:.4g}", "kl_w": f"{kl_weight:.2f}"}
+            if record["val_loss"] is not None:
+                postfix["val"] = f"{record['val_loss']:.4g}"
+            bar.set_postfix(postfix, refresh=False)
+            bar.update(1)
+            if verbose >= 2:
+                bar.write(f"epoch {epoch}: " + ", ".join(f"{k}={v}" for k, v in postfix.items()))
+
+            stop = False
+            for cb in cbs:
+                stop = bool(cb.on_epoch_end(epoch, record, model)) or stop
+            if stop:
+                history.stopped_reason = "callback"
+                break
+            if early_stopping and bad_epochs >= patience:
+                history.stopped_reason = "early_stopping"
+                break
+    except KeyboardInterrupt:
+        history.stopped_reason = "interrupted"
+        at = f"epoch {history.best_epoch}" if best_state is not None else "none (kept current)"
+        warnings.warn(f"Training interrupted after {history.n_epochs} epoch(s); best weights "
+                      f"restored: {at}.", RuntimeWarning, stacklevel=2)
+    finally:
+        bar.close()
+        _restore()
+        model.train(was_training)
+    for cb in cbs:
+        if hasattr(cb, "on_train_end"):
+            cb.on_train_end(history, model)
+    return history

@@ -1,0 +1,129 @@
+"""Objective helpers: KL warm-up schedules and loss evaluation over a loader."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+from latentode.data.batch import Batch
+
+__all__ = [
+    "KLSchedule",
+    "linear_kl_schedule",
+    "exponential_kl_schedule",
+    "kl_weight_schedule",
+    "evaluate_loss",
+]
+
+KLSchedule = Callable[[int, int], float]
+"""``schedule(epoch, step) -> kl_weight``; ``epoch`` and ``step`` (optimiser steps) are 0-based."""
+
+KLWarmup = None | int | float | str | KLSchedule
+
+
+def linear_kl_schedule(warmup_epochs: float) -> KLSchedule:
+    """KL weight ``min(1, epoch / warmup_epochs)``: 0 in the first epoch, 1 from ``warmup_epochs``.
+
+    The weight is constant within an epoch, so every batch of an epoch optimises the same
+    objective and the epoch's training loss is well defined.
+    """
+    warmup_epochs = float(warmup_epochs)
+    if warmup_epochs <= 0:
+        return lambda epoch, step: 1.0
+    return lambda epoch, step: min(1.0, epoch / warmup_epochs)
+
+
+def exponential_kl_schedule(wait: int = 10, rate: float = 0.99) -> KLSchedule:
+    """The reference implementation's schedule: ``1 - rate ** (step - wait)`` after ``wait`` steps.
+
+    It is 0 for the first ``wait`` optimiser steps and approaches 1 per step (not per epoch).
+    """
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"rate must lie in [0, 1), got {rate!r}.")
+    return lambda epoch, step: 0.0 if step < wait else 1.0 - rate ** (step - wait)
+
+
+def kl_weight_schedule(kl_warmup: KLWarmup) -> KLSchedule:
+    """Turn the ``kl_warmup`` argument of :func:`~latentode.training.fit_model` into a schedule.
+
+    Parameters
+    ----------
+    kl_warmup : None, int, float, "exponential" or callable
+        None or 0: constant weight 1. A positive number: :func:`linear_kl_schedule` over that
+        many epochs. ``"exponential"``: :func:`exponential_kl_schedule` with the reference's
+        defaults. A callable ``(epoch, step) -> float`` is used as is.
+
+    Returns
+    -------
+    KLSchedule
+    """
+    if kl_warmup is None:
+        return linear_kl_schedule(0)
+    if callable(kl_warmup):
+        return kl_warmup
+    if isinstance(kl_warmup, str):
+        if kl_warmup == "exponential":
+            return exponential_kl_schedule()
+        raise ValueError(f"Unknown kl_warmup {kl_warmup!r}.")
+    if isinstance(kl_warmup, (int, float)) and not isinstance(kl_warmup, bool):
+        if kl_warmup < 0 or not math.isfinite(kl_warmup):
+            raise ValueError(f"kl_warmup must be a non-negative number, got {kl_warmup!r}.")
+        return linear_kl_schedule(kl_warmup)
+    raise TypeError(
+        f"kl_warmup must be None, a number, 'exponential' or a callable; got {kl_warmup!r}."
+    )
+
+
+@torch.no_grad()
+def evaluate_loss(
+    model: nn.Module,
+    batches: Iterable[Batch],
+    n_traj_samples: int = 3,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """Loss of ``model`` over ``batches`` with KL weight 1, weighted by observed values.
+
+    Parameters
+    ----------
+    model : LatentODE
+        Any module with ``loss(batch, n_traj_samples, kl_weight, generator=...)``.
+    batches : iterable of Batch
+        The data.
+    n_traj_samples : int
+        Trajectory samples of the IWAE bound.
+    device, dtype : optional
+        Where and in which floating dtype to evaluate (default: the model's).
+    generator : torch.Generator, optional
+        Sampling noise.
+
+    Returns
+    -------
+    dict
+        ``{"loss", "nll", "mse", "n_obs"}`` as Python floats (one host sync in all); NaN when
+        there were no observed values.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        param = next(model.parameters())
+        device = param.device if device is None else torch.device(device)
+        dtype = param.dtype if dtype is None else dtype
+        acc = torch.zeros(4, device=device,
+                          dtype=torch.float32 if device.type == "mps" else torch.float64)
+        for batch in batches:
+            out = model.loss(batch.to(device, dtype), n_traj_samples, 1.0, generator=generator)
+            n = out.n_obs.double()
+            acc += torch.stack([out.loss.double() * n, out.nll.double() * n,
+                                out.mse.double() * n, n])
+        loss, nll, mse, n_obs = acc.tolist()
+    finally:
+        model.train(was_training)
+    if n_obs <= 0:
+        return {"loss": math.nan, "nll": math.nan, "mse": math.nan, "n_obs": 0.0}
+    return {"loss": loss / n_obs, "nll": nll / n_obs, "mse": mse / n_obs, "n_obs": n_obs}

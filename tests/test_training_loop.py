@@ -1,0 +1,188 @@
+"""fit_model: best-weight restore, early stopping, interrupts, non-finite losses, history."""
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from latentode.data.batch import Batch
+from latentode.nn import LatentODE, LossOutput
+from latentode.training import (
+    EarlyStopping,
+    History,
+    evaluate_loss,
+    exponential_kl_schedule,
+    fit_model,
+    kl_weight_schedule,
+)
+
+
+def _data(n=8, length=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    t = torch.sort(torch.rand(n, length, generator=g), 1).values
+    x = torch.sin(3 * t + torch.rand(n, 1, generator=g) * 6).unsqueeze(-1)
+    return Batch(t, x, torch.ones(n, length, 1), torch.full((n,), length))
+
+
+def _loader(batch, size=4):
+    def make():
+        for i in range(0, batch.batch_size, size):
+            yield Batch(batch.times[i:i + size], batch.values[i:i + size],
+                        batch.mask[i:i + size], batch.lengths[i:i + size])
+    return make
+
+
+def _model():
+    torch.manual_seed(0)
+    return LatentODE(1, latent_dim=2, rec_dim=4, units=8, n_layers=1, gru_units=4,
+                     encoder="gru", method="rk4", step_size=0.25, gradient="backprop")
+
+
+def _params(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _same(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+class _Snapshots:
+    """Record the weights after every epoch; from epoch ``ruin_from`` wreck them afterwards."""
+
+    def __init__(self, ruin_from=1, interrupt_at=None):
+        self.states, self.ruin_from, self.interrupt_at = [], ruin_from, interrupt_at
+
+    def on_epoch_end(self, epoch, record, model):
+        self.states.append(_params(model))
+        if self.interrupt_at is not None and epoch == self.interrupt_at:
+            raise KeyboardInterrupt
+        if epoch >= self.ruin_from:
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(torch.randn_like(p) * 3.0)
+        return False
+
+
+def test_restores_best_weights_and_stops_early():
+    model, data = _model(), _data()
+    snaps = _Snapshots(ruin_from=1)
+    hist = fit_model(model, _loader(data), _loader(_data(seed=1)), max_epochs=10, lr=1e-3,
+                     kl_warmup=0, n_traj_samples=2, patience=3, callbacks=[snaps], verbose=0)
+    assert hist.stopped_reason == "early_stopping"
+    val = hist["val_loss"]
+    assert hist.best_epoch == min(range(len(val)), key=val.__getitem__)
+    assert hist.best_val_loss == pytest.approx(min(val))
+    assert len(hist) == hist.best_epoch + 3 + 1  # patience epochs without improvement
+    assert _same(_params(model), snaps.states[hist.best_epoch])
+    assert not _same(_params(model), snaps.states[-1])
+
+
+def test_keyboard_interrupt_keeps_best_and_returns():
+    model, data = _model(), _data()
+    snaps = _Snapshots(ruin_from=0, interrupt_at=2)
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        hist = fit_model(model, _loader(data), _loader(_data(seed=1)), max_epochs=10, lr=1e-3,
+                         kl_warmup=0, n_traj_samples=1, patience=100, callbacks=[snaps],
+                         verbose=0)
+    assert hist.stopped_reason == "interrupted"
+    assert len(hist) == 3
+    val = hist["val_loss"]
+    assert hist.best_epoch == min(range(3), key=val.__getitem__)
+    assert _same(_params(model), snaps.states[hist.best_epoch])
+
+
+def test_training_reduces_loss_and_history_round_trips_json():
+    model, data = _model(), _data(n=16)
+    hist = fit_model(model, _loader(data), None, max_epochs=6, lr=3e-2, kl_warmup=2,
+                     n_traj_samples=2, early_stopping=False, verbose=0)
+    assert hist.stopped_reason == "max_epochs" and len(hist) == 6
+    assert hist.monitor == "train_loss" and hist.best_val_loss is None
+    assert hist["kl_weight"] == [0.0, 0.5, 1.0, 1.0, 1.0, 1.0]
+    assert hist["train_loss"][-1] < hist["train_loss"][0]
+    assert hist.best_epoch >= 2  # warm-up epochs do not compete on the training loss
+    rec = hist.records[0]
+    assert {"epoch", "train_loss", "val_loss", "kl_weight", "seconds", "lr"} <= set(rec)
+    text = hist.to_json()
+    back = History.from_json(text)
+    assert back.to_dict() == hist.to_dict() == json.loads(text)
+    assert back.best_epoch == hist.best_epoch and back.stopped_reason == "max_epochs"
+    # non-finite values become null (strict JSON)
+    hist.records[0]["train_loss"] = math.nan
+    assert json.loads(hist.to_json())["records"][0]["train_loss"] is None
+
+
+def test_callback_can_stop_and_lr_decays():
+    model, data = _model(), _data()
+    hist = fit_model(model, _loader(data), None, max_epochs=10, lr=1e-2, kl_warmup=0,
+                     n_traj_samples=1, verbose=0, lr_decay=0.5,
+                     callbacks=[lambda epoch, record, model: epoch == 2])
+    assert hist.stopped_reason == "callback" and len(hist) == 3
+    assert hist["lr"] == pytest.approx([1e-2, 5e-3, 2.5e-3])
+
+
+class _NaNModel(nn.Module):
+    """A stand-in model whose loss is NaN on the batches listed in ``bad``."""
+
+    def __init__(self, bad):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(()))
+        self.bad, self.calls = set(bad), 0
+
+    def loss(self, batch, n_traj_samples=1, kl_weight=1.0, **kw):
+        i, self.calls = self.calls, self.calls + 1
+        value = self.w.square() * batch.values.abs().mean()
+        if i in self.bad:
+            value = value * math.nan
+        z = value.detach()
+        return LossOutput(value, z, z * 0, z, batch.mask.sum())
+
+
+def test_non_finite_batches_are_skipped_and_an_all_nan_epoch_raises():
+    data = _data()
+    model = _NaNModel(bad={1})
+    with pytest.warns(RuntimeWarning, match="skipped 1/2"):
+        hist = fit_model(model, _loader(data), None, max_epochs=1, lr=1e-2, kl_warmup=0,
+                         n_traj_samples=1, verbose=0)
+    assert hist.records[0]["n_skipped"] == 1 and math.isfinite(hist.records[0]["train_loss"])
+    assert torch.isfinite(model.w)
+    model = _NaNModel(bad={2, 3})
+    with pytest.raises(RuntimeError, match="non-finite"):
+        fit_model(model, _loader(data), None, max_epochs=3, lr=1e-2, kl_warmup=0,
+                  n_traj_samples=1, verbose=0)
+    assert torch.isfinite(model.w)
+
+
+def test_evaluate_loss_is_weighted_and_restores_mode():
+    model, data = _model(), _data()
+    model.train()
+    gen = torch.Generator().manual_seed(0)
+    res = evaluate_loss(model, _loader(data, size=3)(), 1, generator=gen)
+    assert model.training
+    assert res["n_obs"] == data.mask.sum().item()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        parts = [model.loss(b, 1, generator=gen) for b in _loader(data, size=3)()]
+    total = sum(p.loss.item() * p.n_obs.item() for p in parts) / data.mask.sum().item()
+    assert res["loss"] == pytest.approx(total, rel=1e-5)
+    assert res["loss"] != pytest.approx(sum(p.loss.item() for p in parts) / len(parts), rel=1e-3)
+
+
+def test_kl_schedules():
+    lin = kl_weight_schedule(4)
+    assert [lin(e, 0) for e in range(6)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    assert kl_weight_schedule(0)(0, 0) == kl_weight_schedule(None)(0, 0) == 1.0
+    exp = exponential_kl_schedule(wait=10, rate=0.99)
+    assert exp(0, 5) == 0.0 and exp(0, 110) == pytest.approx(1 - 0.99 ** 100)
+    assert kl_weight_schedule("exponential")(0, 11) == pytest.approx(0.01)
+    assert kl_weight_schedule(lambda e, s: 0.3)(5, 5) == 0.3
+    with pytest.raises(ValueError):
+        kl_weight_schedule(-1)
+
+
+def test_early_stopping_callback():
+    cb = EarlyStopping(monitor="val_mse", patience=2)
+    cb.on_train_begin(None)
+    stops = [cb.on_epoch_end(i, {"val_mse": v}, None) for i, v in enumerate([3, 2, 2.5, 2.1, 1])]
+    assert stops == [False, False, False, True, False]
