@@ -354,3 +354,22 @@ def test_bosh3_matches_scipy():
     with torch.no_grad():
         out = odeint(f, torch.tensor(z0), torch.tensor(t), method="bosh3", rtol=1e-8, atol=1e-10)
     assert np.abs(out.numpy() - ref).max() < 20 * (1e-10 + 1e-8 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("method,order", [("euler", 1), ("rk4", 4)])
+def test_evolve_matches_exact_solution_with_per_series_intervals(method, order):
+    from latentode.ode import evolve
+
+    f = SYSTEMS["oscillator"]()
+    z0 = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]], dtype=torch.float64)
+    t_from = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64)
+    t_to = torch.tensor([0.7, 0.2, 2.0], dtype=torch.float64)  # forwards, backwards, empty
+    ref = scipy_solution(f, z0.numpy()[:2], torch.stack([t_from[:2], t_to[:2]], 1).numpy())[:, 1]
+    errs = []
+    for step in (0.01, 0.02):
+        with torch.no_grad():
+            out = evolve(f, z0, t_from, t_to, step_size=step, method=method)
+        assert torch.equal(out[2], z0[2])  # a zero-length interval leaves the state alone
+        errs.append(np.abs(out[:2].numpy() - ref).max())
+    assert errs[1] / errs[0] == pytest.approx(2**order, rel=0.3)
+    assert errs[0] < {"euler": 0.05, "rk4": 1e-8}[method]

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentode.ode import odeint
+from latentode.ode import evolve
 
 from .dynamics import LatentDynamics, mlp
 
@@ -184,10 +184,8 @@ class ODERNNEncoder(_BackwardEncoder):
         return torch.cat([values, mask], dim=-1)
 
     def _evolve(self, h, t_from, t_to):
-        t = torch.stack([t_from, t_to], dim=1)
-        out = odeint(self.rec_dynamics, h, t, method="euler", step_size=self.step_size,
-                     gradient="backprop")
-        return out[:, 1]
+        return evolve(self.rec_dynamics, h, t_from, t_to, step_size=self.step_size,
+                      method="euler")
 
     def _head_input(self, h, gap0):
         return h

@@ -5,10 +5,12 @@ This is the only place in latentode that integrates an ODE. It depends on torch 
 
 from .api import GRADIENTS, METHODS, odeint
 from .errors import ODESolveError
+from .evolve import evolve
 from .tableau import BOSH3, DOPRI5, EULER, RK4, ButcherTableau
 
 __all__ = [
     "odeint",
+    "evolve",
     "ODESolveError",
     "METHODS",
     "GRADIENTS",
