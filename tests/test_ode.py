@@ -306,7 +306,7 @@ def test_adjoint_needs_a_module_or_params():
         odeint(lambda t, z: -z, z0, torch.tensor([0.0, 1.0]))
     out = odeint(lambda t, z: -z, z0, torch.tensor([0.0, 1.0]), params=())
     (g,) = torch.autograd.grad(out[0, 1].sum(), z0)
-    assert float(g) == pytest.approx(np.exp(-1.0), rel=1e-3)
+    assert float(g) == pytest.approx(np.exp(-1.0), rel=3e-3)  # tolerance-limited (rtol 1e-3)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

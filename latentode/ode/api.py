@@ -76,10 +76,11 @@ def odeint(
     adjoint_rtol, adjoint_atol : float, optional
         Tolerances of the backward solve (default: ``rtol``, ``atol``).
     adjoint_method : str, optional
-        Method of the backward solve (default: ``method``). The backward solve must stop at every
-        requested time of a series (the adjoint jumps there), so with many requested times the
-        cheaper ``"bosh3"`` (Bogacki-Shampine 3(2), 4 evaluations a step instead of 7) is faster
-        at the same tolerances.
+        Method of the backward solve. Default: ``"bosh3"`` when ``method`` is adaptive, else
+        ``method``. The backward solve must stop at every requested time of a series (the
+        adjoint jumps there), so its steps are bounded by the spacing of those times, where the
+        lower-order Bogacki-Shampine 3(2) (4 evaluations a step instead of dopri5's 7) reaches
+        the same tolerances with fewer evaluations.
 
     Returns
     -------
@@ -168,7 +169,9 @@ def odeint(
                 )
             params = [p for p in func.parameters() if p.requires_grad]
         params = tuple(params)
-        adj_tab = TABLEAUS[adjoint_method] if adjoint_method is not None else tab
+        if adjoint_method is None:
+            adjoint_method = "bosh3" if tab.adaptive else method
+        adj_tab = TABLEAUS[adjoint_method]
         if adj_tab.adaptive != tab.adaptive:
             raise ValueError("adjoint_method must be adaptive exactly when method is.")
         adj_cfg = SolverConfig(

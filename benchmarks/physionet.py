@@ -1,0 +1,317 @@
+"""PhysioNet 2012 reproduction of the Latent ODE paper (Rubanova et al., 2019, Table 3; issue #5).
+
+Protocol (following the paper's code, YuliaRubanova/latent_ode):
+
+* all 8,000 stays of set-a + set-b, 41 parameters, times quantised to 0.016 h;
+* the paper's scaling ``(x - min) / max`` per feature over the whole loaded data, with ``-1``
+  descriptors kept as observed values as the paper does (``--unknown-as-nan`` drops them);
+* 80/20 train/test split of the stays (``sklearn.model_selection.train_test_split``,
+  ``random_state=42``, on the sorted RecordIDs);
+* the paper's model size: latent 20, ODE-RNN encoder with 40 hidden units, dynamics MLP of
+  3 x 50 units, GRU 50, batch 50, Adamax lr 1e-2, dopri5 rtol 1e-3 / atol 1e-4;
+* the MSE of :func:`latentode.datasets.paper_mse` on the paper's scale (per stay and feature over
+  the evaluated entries, then over the 41 features (features without an entry count 0), then
+  over stays).
+
+Tasks, on the test stays:
+
+``interpolation``
+    Condition on all observed values of a stay and reconstruct them (the paper's PhysioNet
+    "interpolation"; published 2.118e-3, 2.789e-3 with the Poisson process).
+``extrapolation``
+    Condition on the observations before 24 h and predict the observed values from 24 h on
+    (published 2.231e-3, 2.208e-3 with Poisson). The paper trains a separate model for this
+    task (conditioned on the first half, reconstructing the second); here the same model,
+    trained to reconstruct, forecasts with :meth:`~latentode.LatentODERegressor.extrapolate`.
+``held-out interpolation``
+    50 % of each test stay's observed values are hidden (each stay keeps its first observed
+    row); the model conditions on the rest and is scored on the hidden values only, against
+    per-stay linear interpolation in time and last observation carried forward (LOCF).
+
+Baselines fall back to the training mean of a feature where a stay has no usable value. Model
+predictions are posterior means (the paper averages the MSE over trajectory samples).
+
+Usage::
+
+    python benchmarks/physionet.py                                  # the full protocol
+    python benchmarks/physionet.py --subset 800 --epochs 5          # a few minutes on a CPU
+    python benchmarks/physionet.py --poisson --device cuda --out results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "physionet2012"
+QUANTIZATION = 0.016
+CUTOFF_H = 24.0
+PUBLISHED = {  # MSE of Rubanova et al. 2019, Table 3 (Latent ODE, ODE-RNN encoder)
+    ("interpolation", False): 2.118e-3,
+    ("interpolation", True): 2.789e-3,
+    ("extrapolation", False): 2.231e-3,
+    ("extrapolation", True): 2.208e-3,
+}
+
+
+# ------------------------------------------------------------------------------ data
+def load_data(args: argparse.Namespace) -> tuple[pd.DataFrame, list[str], str]:
+    """Load and scale the stays; return ``(frame, feature columns, source description)``."""
+    from latentode.datasets import (
+        PHYSIONET_PARAMETERS,
+        load_physionet2012,
+        load_physionet_sample,
+    )
+
+    path = Path(args.data) if args.data else DEFAULT_DATA
+    opts = dict(quantization=QUANTIZATION, scaling="paper",
+                unknown_as_nan=bool(args.unknown_as_nan))
+    if path.exists():
+        df = load_physionet2012(path, **opts)
+        source = f"archive {path}"
+    elif args.allow_sample:
+        df = load_physionet_sample(**opts)
+        source = "bundled 300-stay sample (archive not found)"
+    else:
+        raise SystemExit(f"PhysioNet archive not found at {path}; pass --data PATH "
+                         "(or --allow-sample to use the bundled 300 stays)")
+    return df, list(PHYSIONET_PARAMETERS), source
+
+
+def split_stays(
+    df: pd.DataFrame, subset: int | None, seed: int = 42
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Optional random subset of stays, then the paper's 80/20 split (``random_state=42``)."""
+    from sklearn.model_selection import train_test_split
+
+    ids = np.sort(df["id"].unique())
+    if subset is not None and subset < len(ids):
+        ids = np.sort(np.random.default_rng(seed).choice(ids, size=subset, replace=False))
+    train_ids, test_ids = train_test_split(ids, train_size=0.8, random_state=seed, shuffle=True)
+    train = df[df["id"].isin(train_ids)].reset_index(drop=True)
+    test = df[df["id"].isin(test_ids)].reset_index(drop=True)
+    return train, test
+
+
+def dense(df: pd.DataFrame, values: pd.DataFrame | np.ndarray, cols: Sequence[str]) -> np.ndarray:
+    """Rows of a long frame (sorted by id, t) as a padded ``(n_stays, n_times, F)`` array.
+
+    ``values`` holds one row per row of ``df`` (same order); padding is NaN.
+    """
+    vals = np.asarray(values[list(cols)] if isinstance(values, pd.DataFrame) else values,
+                      dtype=np.float64)
+    codes, uniq = pd.factorize(df["id"], sort=False)
+    pos = df.groupby(codes).cumcount().to_numpy()
+    out = np.full((len(uniq), int(pos.max()) + 1, len(cols)), np.nan)
+    out[codes, pos] = vals
+    return out
+
+
+def score(df: pd.DataFrame, pred: Any, mask: np.ndarray, cols: Sequence[str]) -> float:
+    """:func:`paper_mse` over the entries of ``mask`` (rows of ``df`` x ``cols``)."""
+    from latentode.datasets import paper_mse
+
+    truth = np.where(mask, df[list(cols)].to_numpy(np.float64), np.nan)
+    y = dense(df, truth, cols)
+    p = dense(df, pred, cols)
+    m = dense(df, mask.astype(np.float64), cols)
+    m = np.nan_to_num(m, nan=0.0) > 0
+    return float(paper_mse(np.nan_to_num(y), np.nan_to_num(p), m))
+
+
+# ------------------------------------------------------------------------------ baselines
+def locf(cond: pd.DataFrame, cols: Sequence[str], fallback: pd.Series) -> pd.DataFrame:
+    """Per stay and feature: last observation carried forward (first one carried backward)."""
+    filled = cond.groupby("id", sort=False)[list(cols)].transform(lambda g: g.ffill().bfill())
+    return filled.fillna(fallback)
+
+
+def linear(cond: pd.DataFrame, cols: Sequence[str], fallback: pd.Series) -> pd.DataFrame:
+    """Per stay and feature: linear in time, constant beyond the first / last observation."""
+    out = cond[list(cols)].to_numpy(np.float64).copy()
+    t = cond["t"].to_numpy(np.float64)
+    starts = np.flatnonzero(np.r_[True, cond["id"].to_numpy()[1:] != cond["id"].to_numpy()[:-1]])
+    ends = np.r_[starts[1:], len(cond)]
+    for lo, hi in zip(starts, ends):
+        block = out[lo:hi]
+        tt = t[lo:hi]
+        for j in range(block.shape[1]):
+            seen = ~np.isnan(block[:, j])
+            if seen.any() and not seen.all():
+                block[~seen, j] = np.interp(tt[~seen], tt[seen], block[seen, j])
+    return pd.DataFrame(out, columns=list(cols), index=cond.index).fillna(fallback)
+
+
+def hide(df: pd.DataFrame, cols: Sequence[str], fraction: float, seed: int
+         ) -> tuple[pd.DataFrame, np.ndarray]:
+    """Hide ``fraction`` of the observed values; each stay keeps its first observed row."""
+    rng = np.random.default_rng(seed)
+    observed = df[list(cols)].notna().to_numpy()
+    hidden = observed & (rng.random(observed.shape) < fraction)
+    hidden[~df.duplicated("id").to_numpy()] = False
+    cond = df.copy()
+    cond[list(cols)] = cond[list(cols)].mask(hidden)
+    return cond, hidden
+
+
+# ------------------------------------------------------------------------------ main
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Load, fit, evaluate the three tasks; return the results dictionary."""
+    import torch
+
+    from latentode import LatentODERegressor
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    df, cols, source = load_data(args)
+    train, test = split_stays(df, args.subset)
+    # stays need two observed time points to be fitted
+    train = train[train.groupby("id")["t"].transform("size") >= 2].reset_index(drop=True)
+    load_s = time.perf_counter() - start
+    print(f"{source}: {df['id'].nunique()} stays loaded; {train['id'].nunique()} training / "
+          f"{test['id'].nunique()} test stays ({load_s:.0f} s)", flush=True)
+
+    kl_warmup: Any = args.kl_warmup
+    if kl_warmup not in ("exponential", "none"):
+        kl_warmup = float(kl_warmup)
+    est = LatentODERegressor(
+        latent_dim=args.latent_dim, encoder=args.encoder, rec_dim=args.rec_dim, units=args.units,
+        n_layers=args.n_layers, gru_units=args.gru_units, gradient=args.gradient,
+        solver=args.solver, n_traj_samples=3, max_epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr,
+        kl_warmup=None if kl_warmup == "none" else kl_warmup,
+        validation_fraction=args.val_fraction, early_stopping=args.val_fraction > 0,
+        poisson_process=args.poisson, device=args.device, random_state=args.seed,
+        verbose=args.verbose,
+    )
+    t0 = time.perf_counter()
+    est.fit(train, time_col="t", id_col="id", target_cols=cols)
+    fit_s = time.perf_counter() - t0
+    epochs = est.history_.n_epochs
+    print(f"fitted {epochs} epoch(s) in {fit_s:.0f} s on {est.device_}", flush=True)
+    fallback = train[cols].mean().fillna(0.0)
+    rows: list[dict[str, Any]] = []
+
+    def add(task: str, ours: float, secs: float, **baselines: float) -> None:
+        rows.append({"task": task, "ours": ours,
+                     "published": PUBLISHED.get((task, bool(args.poisson))),
+                     **baselines, "eval_s": secs})
+
+    # 1. interpolation (paper): condition on everything, reconstruct every observed value
+    t0 = time.perf_counter()
+    observed = test[cols].notna().to_numpy()
+    add("interpolation", score(test, est.predict(test), observed, cols),
+        time.perf_counter() - t0)
+
+    # 2. extrapolation: first 24 h -> observed values from 24 h on
+    t0 = time.perf_counter()
+    past = test[test["t"] < CUTOFF_H]
+    past = past[past[cols].notna().any(axis=1)]
+    future = test[(test["t"] >= CUTOFF_H) & test["id"].isin(past["id"].unique())]
+    future = future.reset_index(drop=True)
+    target = future[cols].notna().to_numpy()
+    forecast = est.extrapolate(past, times=future[["id", "t"]])
+    last = past.groupby("id")[cols].last().reindex(future["id"]).fillna(fallback)
+    add("extrapolation", score(future, forecast, target, cols), time.perf_counter() - t0,
+        LOCF=score(future, last.to_numpy(), target, cols))
+
+    # 3. held-out interpolation: 50 % of the observed values hidden
+    t0 = time.perf_counter()
+    cond, hidden = hide(test, cols, args.hide_fraction, args.seed + 1)
+    add(f"held-out interpolation ({args.hide_fraction:.0%} hidden)",
+        score(test, est.predict(cond), hidden, cols), time.perf_counter() - t0,
+        LOCF=score(test, locf(cond, cols, fallback), hidden, cols),
+        linear=score(test, linear(cond, cols, fallback), hidden, cols))
+
+    return {
+        "rows": rows,
+        "n_train_stays": int(train["id"].nunique()),
+        "n_test_stays": int(test["id"].nunique()),
+        "epochs": epochs,
+        "fit_s": fit_s,
+        "total_s": time.perf_counter() - start,
+        "device": str(est.device_),
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "args": vars(args),
+        "history": est.history_.to_dict(),
+        "source": source,
+    }
+
+
+def format_table(res: dict[str, Any]) -> str:
+    """The results as one plain-text table (MSE x 1e-3)."""
+    table = pd.DataFrame(res["rows"]).set_index("task")
+    for c in table.columns:
+        if c != "eval_s":
+            table[c] = table[c].map(lambda v: "-" if v is None or pd.isna(v) else f"{v * 1e3:.3f}")
+    table["eval_s"] = table["eval_s"].map(lambda v: f"{v:.0f}")
+    a = res["args"]
+    head = (f"PhysioNet 2012, {res['n_train_stays']} train / {res['n_test_stays']} test stays; "
+            f"Latent ODE ({a['encoder']} encoder{', Poisson' if a['poisson'] else ''}, "
+            f"gradient {a['gradient']}), {res['epochs']} epoch(s), fit {res['fit_s']:.0f} s, "
+            f"total {res['total_s']:.0f} s, device {res['device']} "
+            f"({res['torch_threads']} threads).\nMSE x 1e-3 on the paper's scale "
+            "(paper_mse); published = Rubanova et al. 2019, Table 3.")
+    return head + "\n" + table.fillna("-").to_string()
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse arguments, run the benchmark, print the table; return the results."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None,
+                        help=f"PhysioNet archive or folder (default {DEFAULT_DATA})")
+    parser.add_argument("--allow-sample", action="store_true",
+                        help="use the bundled 300 stays when the archive is absent")
+    parser.add_argument("--subset", type=int, default=None,
+                        help="use N randomly chosen stays instead of all 8,000")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--poisson", action="store_true", help="Poisson process likelihood")
+    parser.add_argument("--encoder", default="odernn", choices=("odernn", "gru"))
+    parser.add_argument("--gradient", default="adjoint", choices=("adjoint", "backprop"))
+    parser.add_argument("--solver", default="dopri5", choices=("dopri5", "rk4", "euler"))
+    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--latent-dim", type=int, default=20)
+    parser.add_argument("--rec-dim", type=int, default=40)
+    parser.add_argument("--units", type=int, default=50)
+    parser.add_argument("--n-layers", type=int, default=3)
+    parser.add_argument("--gru-units", type=int, default=50)
+    parser.add_argument("--kl-warmup", default="exponential",
+                        help="'exponential' (the paper's), 'none' or a number of epochs")
+    parser.add_argument("--val-fraction", type=float, default=0.0,
+                        help="hold out training stays for early stopping (paper: 0)")
+    parser.add_argument("--hide-fraction", type=float, default=0.5)
+    parser.add_argument("--unknown-as-nan", action="store_true",
+                        help="treat -1 descriptors as missing (the paper keeps them)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads on the CPU (0: torch's default)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--verbose", type=int, default=1)
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+
+    res = run(args)
+    print(format_table(res))
+    if args.out:
+        parent = os.path.dirname(args.out)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        Path(args.out).write_text(json.dumps(res, indent=2, default=str))
+    return res
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""Training speed and memory of the Latent ODE on a PhysioNet-sized stream (issue #3).
+
+Times one (or more) training epochs of :class:`latentode.LatentODERegressor` with the paper's
+PhysioNet model size (latent 20, recognition 40, dynamics MLP 3 x 50, GRU 50, ODE-RNN encoder,
+batch 50, dopri5 rtol 1e-3 / atol 1e-4, 3 trajectory samples) for ``gradient="adjoint"`` and
+``gradient="backprop"``.
+
+Data: the first ``--n-stays`` PhysioNet 2012 stays (set-a + set-b) from the archive, quantised to
+0.016 h and scaled as in the paper. Without the archive, the 300 stays bundled with latentode are
+replicated (under new ids) until ``--n-stays`` is reached.
+
+What is measured (each mode runs in its own subprocess, so memory figures do not mix):
+
+* ``s/epoch``: the training loop's own per-epoch wall time (``est.history_["seconds"]``: batches,
+  forward, backward, optimiser step; no validation because ``validation_fraction=0``). The fit
+  goes through the public estimator (``max_epochs=--epochs``, ``early_stopping=False``,
+  ``verbose=0``); ``fit total`` is the whole ``fit`` call and ``prep`` = ``fit total`` minus the
+  epochs (validation of the frame, padding, model construction).
+* ``peak MB``: CPU: growth of the peak resident set (``VmHWM`` of ``/proc/self/status``, reset
+  through ``/proc/self/clear_refs`` after the data are loaded) over the resident set before
+  ``fit``. CUDA: ``torch.cuda.max_memory_allocated``.
+* ``NFE/batch``: calls of the latent dynamics network per training batch (forward solve plus,
+  for the adjoint, the backward solve), counted with a global module forward hook;
+  ``enc. f/batch``: calls of the ODE-RNN encoder's hidden-state dynamics (Euler steps).
+
+Usage::
+
+    python benchmarks/train_speed.py                       # 6400 stays, 1 epoch, both modes
+    python benchmarks/train_speed.py --n-stays 640         # 1/10 of an epoch, x10 extrapolated
+    python benchmarks/train_speed.py --device cuda --data /path/to/set-ab.tar.gz
+
+``--threads 1`` (default) pins torch to one intra-op thread: with batch 50 the matrices are tiny
+and on a busy 2-core machine two threads were up to 35x slower per batch (spin-waiting);
+``--threads 0`` keeps torch's default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "physionet2012"
+QUANTIZATION = 0.016
+PAPER_STAYS = 6400  # 80 % of 8,000 stays: one training epoch of the paper
+
+
+def default_data_path() -> Path:
+    """``<repo>/../shared/data/physionet2012`` (where CI and the shared machine keep it)."""
+    return DEFAULT_DATA
+
+
+def load_stays(n_stays: int, data: str | os.PathLike[str] | None) -> tuple[pd.DataFrame, str]:
+    """The first ``n_stays`` PhysioNet stays, paper preprocessing; ``(frame, source)``.
+
+    Stays with fewer than two observed time points (which the estimator rejects) are skipped.
+
+    Falls back to the bundled 300-stay sample, replicated with new ids, when the archive is
+    absent.
+    """
+    from latentode.datasets import load_physionet2012, load_physionet_sample
+
+    path = Path(data) if data is not None else default_data_path()
+    if path.exists():
+        df = load_physionet2012(path, quantization=QUANTIZATION, scaling="paper",
+                                n_stays=min(n_stays + 50, 8000))
+        source = f"archive {path}"
+    else:
+        df = load_physionet_sample(quantization=QUANTIZATION, scaling="paper")
+        source = "bundled 300-stay sample (archive not found)"
+    # the estimator needs two observed time points per stay (8 of the first 6400 have one)
+    df = df[df.groupby("id")["t"].transform("size") >= 2]
+    base = df
+    k = 1
+    while df["id"].nunique() < n_stays:  # replicate under new ids
+        extra = base.copy()
+        extra["id"] = extra["id"] + k * 10_000_000
+        df = pd.concat([df, extra], ignore_index=True)
+        k += 1
+    ids = np.sort(df["id"].unique())[:n_stays]
+    if k > 1:
+        source += f", replicated x{k}"
+    return df[df["id"].isin(ids)].reset_index(drop=True), source
+
+
+def _rss_kb(field: str) -> int:
+    """A memory field (kB) of ``/proc/self/status``; 0 where unavailable."""
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return 0
+    m = re.search(rf"{field}:\s+(\d+)", text)
+    return int(m.group(1)) if m else 0
+
+
+def _reset_peak_rss() -> bool:
+    """Reset ``VmHWM`` to the current RSS (Linux >= 4.0); False if not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def run_mode(args: argparse.Namespace, gradient: str) -> dict[str, Any]:
+    """Fit ``--epochs`` epochs with one gradient mode in this process; return the figures."""
+    import torch
+
+    from latentode import LatentODERegressor
+    from latentode.utils import resolve_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    df, source = load_stays(args.n_stays, args.data)
+    device = resolve_device(args.device)
+    est = LatentODERegressor(
+        latent_dim=20, rec_dim=40, units=50, n_layers=3, gru_units=50, encoder=args.encoder,
+        gradient=gradient, solver="dopri5", rtol=1e-3, atol=1e-4, n_traj_samples=3,
+        max_epochs=args.epochs, batch_size=args.batch_size, lr=1e-2, kl_warmup=10,
+        validation_fraction=0.0, early_stopping=False, device=device, random_state=args.seed,
+        verbose=0,
+    )
+    calls = {"latent": 0, "encoder": 0}
+
+    def hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+        # LatentDynamics serves both the latent ODE (dim = latent_dim 20) and the ODE-RNN
+        # encoder's hidden-state ODE (dim = rec_dim 40); tell them apart by their size
+        if type(module).__name__ == "LatentDynamics":
+            calls["latent" if getattr(module, "dim", None) == 20 else "encoder"] += 1
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    reset_ok = _reset_peak_rss()
+    rss0 = _rss_kb("VmRSS")
+    start = time.perf_counter()
+    est.fit(df)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    total = time.perf_counter() - start
+    handle.remove()
+    if device.type == "cuda":
+        peak_mb = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+        mem_kind = "CUDA max allocated"
+    else:
+        peak_mb = (_rss_kb("VmHWM") - rss0) / 1024
+        mem_kind = "RSS peak growth" if reset_ok else "RSS peak growth (VmHWM not reset)"
+    seconds = [float(s) for s in est.history_["seconds"]]
+    n_batches = -(-args.n_stays // args.batch_size) * len(seconds)
+    return {
+        "mode": gradient,
+        "encoder": args.encoder,
+        "n_stays": args.n_stays,
+        "n_rows": len(df),
+        "source": source,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "epochs": len(seconds),
+        "s_per_epoch": float(np.mean(seconds)),
+        "epoch_seconds": seconds,
+        "fit_total_s": total,
+        "prep_s": total - float(np.sum(seconds)),
+        "peak_mb": peak_mb,
+        "memory": mem_kind,
+        "nfe_per_batch": calls["latent"] / max(n_batches, 1),
+        "encoder_evals_per_batch": calls["encoder"] / max(n_batches, 1),
+        "train_loss": est.history_["train_loss"][-1],
+        "skipped_batches": int(np.sum(est.history_["n_skipped"])),
+    }
+
+
+def _table(results: Sequence[dict[str, Any]], scale: float) -> str:
+    rows = []
+    for r in results:
+        rows.append({
+            "mode": r["mode"],
+            "stays": r["n_stays"],
+            "s/epoch (measured)": f"{r['s_per_epoch']:.1f}",
+            f"s/epoch @{PAPER_STAYS} stays": f"{r['s_per_epoch'] * scale:.0f}",
+            "prep s": f"{r['prep_s']:.1f}",
+            "peak MB": f"{r['peak_mb']:.0f}",
+            "NFE/batch": f"{r['nfe_per_batch']:.0f}",
+            "enc. f/batch": f"{r.get('encoder_evals_per_batch', float('nan')):.0f}",
+            "train loss": f"{r['train_loss']:.3f}",
+        })
+    return pd.DataFrame(rows).to_string(index=False)
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Run the benchmark (one subprocess per gradient mode); print and return the results."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None,
+                        help=f"PhysioNet archive or folder (default {DEFAULT_DATA})")
+    parser.add_argument("--n-stays", type=int, default=PAPER_STAYS)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--encoder", default="odernn", choices=("odernn", "gru"))
+    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--modes", nargs="+", default=["backprop", "adjoint"],
+                        choices=("backprop", "adjoint"))
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (default 1, fastest for this small model "
+                        "on a shared CPU; 0: torch's default)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the modes in this process (memory figures then mix)")
+    parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args._child:
+        print("RESULT " + json.dumps(run_mode(args, args._child)), flush=True)
+        return []
+
+    results = []
+    for mode in args.modes:
+        if args.in_process:
+            results.append(run_mode(args, mode))
+            continue
+        cmd = [sys.executable, str(Path(__file__).resolve()), *(argv or sys.argv[1:]),
+               "--_child", mode]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(REPO), os.environ.get("PYTHONPATH", "")]))
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode != 0 or not lines:
+            sys.stderr.write(proc.stderr)
+            raise SystemExit(f"mode {mode} failed (exit {proc.returncode})")
+        results.append(json.loads(lines[-1][len("RESULT "):]))
+    r0 = results[0]
+    scale = PAPER_STAYS / r0["n_stays"]
+    print(f"PhysioNet 2012, {r0['n_stays']} stays ({r0['n_rows']} rows; {r0['source']}), "
+          f"encoder {r0['encoder']}, batch {args.batch_size}, device {r0['device']} "
+          f"({r0['threads']} torch threads), {r0['epochs']} epoch(s); memory = {r0['memory']}")
+    print(_table(results, scale))
+    if scale != 1:
+        print(f"(s/epoch @{PAPER_STAYS} stays = measured x {scale:g}, linear extrapolation)")
+    if len(results) == 2:
+        ratio = results[1]["s_per_epoch"] / results[0]["s_per_epoch"]
+        print(f"{results[1]['mode']} / {results[0]['mode']} time ratio: {ratio:.2f}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
