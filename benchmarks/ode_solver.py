@@ -11,8 +11,8 @@ resident set growth, from /proc), and the gradient's relative error against a fl
 tight-tolerance reference (rtol 1e-9, our backprop mode, itself checked against finite
 differences and scipy in tests/test_ode.py).
 
-    python benchmarks/ode_solver.py                 # everything (torchdiffeq's union adjoint ~2 min/run)
-    python benchmarks/ode_solver.py --quick         # skip the multi-minute torchdiffeq union adjoint
+    python benchmarks/ode_solver.py          # all (torchdiffeq's union adjoint: minutes a run)
+    python benchmarks/ode_solver.py --quick  # skip the multi-minute torchdiffeq union adjoint
     python benchmarks/ode_solver.py --device cuda
 """
 
@@ -59,9 +59,10 @@ def make_problem(device, dtype, seed=0):
 
 
 # ------------------------------------------------------------------------------------ the modes
-def ours(gradient):
+def ours(gradient, **kwargs):
     def run(f, z0, t):
-        return odeint(f, z0, t, method="dopri5", rtol=RTOL, atol=ATOL, gradient=gradient)
+        return odeint(f, z0, t, method="dopri5", rtol=RTOL, atol=ATOL, gradient=gradient,
+                      **kwargs)
     return run
 
 
@@ -171,6 +172,8 @@ def main() -> None:
     modes: list[tuple[str, str, Callable, bool]] = [
         ("latentode backprop", "both", ours("backprop"), True),
         ("latentode adjoint", "both", ours("adjoint"), True),
+        ("latentode adjoint, dopri5 backward", "both", ours("adjoint", adjoint_method="dopri5"),
+         True),
     ]
     try:
         import torchdiffeq  # noqa: F401
@@ -198,7 +201,7 @@ def main() -> None:
 
     print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} "
           f"B={B} D={D} hidden={HIDDEN} N={N} rtol={RTOL} atol={ATOL}")
-    header = (f"| {'mode':32s} | times      | {'median s':>9s} | runs | {'NFE fwd':>7s} | "
+    header = (f"| {'mode':34s} | times      | {'median s':>9s} | runs | {'NFE fwd':>7s} | "
               f"{'NFE bwd':>7s} | {'peak MB':>8s} | {'grad rel err':>12s} |")
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
@@ -207,20 +210,20 @@ def main() -> None:
     for name, which, run, enabled in modes:
         for tname, t in (("shared", tsh32), ("per-series", ts32)):
             if which == "shared" and tname != "shared":
-                print(f"| {name:32s} | {tname:10s} | {'refuses per-series times':>60s} |")
+                print(f"| {name:34s} | {tname:10s} | {'refuses per-series times':>60s} |")
                 continue
             if not enabled:
-                print(f"| {name:32s} | {tname:10s} | {'skipped (--quick)':>60s} |")
+                print(f"| {name:34s} | {tname:10s} | {'skipped (--quick)':>60s} |")
                 continue
             try:
                 med, n, nf, nb, peak, grads = measure(run, f32, z32, t, params, args.repeats,
                                                       args.budget)
             except Exception as exc:  # a library refusing the problem is a result too
-                print(f"| {name:32s} | {tname:10s} | failed: {type(exc).__name__}: {exc}"[:200])
+                print(f"| {name:34s} | {tname:10s} | failed: {type(exc).__name__}: {exc}"[:200])
                 continue
             err = rel_err(grads, refs[tname])
             results[(name, tname)] = med
-            print(f"| {name:32s} | {tname:10s} | {med:9.4f} | {n:4d} | {nf:7d} | {nb:7d} | "
+            print(f"| {name:34s} | {tname:10s} | {med:9.4f} | {n:4d} | {nf:7d} | {nb:7d} | "
                   f"{peak / 2**20:8.1f} | {err:12.2e} |", flush=True)
 
     def ratio(a, b):
