@@ -1,0 +1,1029 @@
+"""scikit-learn style estimator: :class:`LatentODERegressor`.
+
+The estimator only orchestrates. Frame validation, time encoding, channel scaling, padding and
+mini-batching live in :mod:`latentode.data`; the network in :mod:`latentode.nn`; the training
+loop in :mod:`latentode.training`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import numbers
+import os
+import warnings
+from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from . import data as _data
+from .nn import LatentODE
+from .ode import GRADIENTS, METHODS
+from .training import History, fit_model
+from .uncertainty import check_quantiles, mixture_quantiles, quantile_label, sample_mixture
+from .utils import draw_seed, make_generator, resolve_device, torch_seeded
+
+__all__ = ["LatentODERegressor"]
+
+ENCODERS = ("odernn", "gru")
+_SCORE_SAMPLES = 10  # trajectory samples of the IWAE estimate used by ``score``
+_QUANTILE_SAMPLES = 100  # default posterior samples behind predictive quantiles
+
+
+@dataclass
+class _Samples:
+    """Internal result of :meth:`LatentODERegressor._predict_samples`.
+
+    Attributes
+    ----------
+    query : pandas.DataFrame
+        The query rows ``[id, time]`` (original units), in output order, with the caller's
+        index.
+    mean : numpy.ndarray
+        ``(S, n_rows, C)`` decoded means per trajectory sample, in original units.
+    obs_std : numpy.ndarray
+        ``(C,)`` observation noise standard deviation, in original units.
+    intensity : numpy.ndarray or None
+        ``(S, n_rows, C)`` Poisson observation rates per *user* time unit (the time column's
+        unit, ``time_encoder_.unit`` for datetimes) when ``poisson_process=True``, else None.
+    """
+
+    query: pd.DataFrame
+    mean: np.ndarray
+    obs_std: np.ndarray
+    intensity: np.ndarray | None = None
+
+
+class LatentODERegressor(BaseEstimator):
+    """Latent ODE (Rubanova et al., 2019) for irregularly sampled multivariate time series.
+
+    Fits a variational Latent ODE to a long-format :class:`pandas.DataFrame` (one row per
+    series and observation time, one column per channel, ``NaN`` where a channel was not
+    observed) and then
+
+    * :meth:`predict` reconstructs / imputes every channel at each row's time, conditioned on the
+      observed values of that row's series;
+    * :meth:`extrapolate` forecasts each series after its last observation;
+    * both optionally add predictive quantiles (``quantiles=``), and :meth:`sample` draws
+      whole predictive trajectories;
+    * :meth:`predict_intensity` returns the expected observation rate per channel (models
+      fitted with ``poisson_process=True``);
+    * :meth:`score` returns the mean IWAE log-likelihood per observed value.
+
+    Parameters
+    ----------
+    latent_dim : int, default=20
+        Size of the latent state ``z``.
+    encoder : {"odernn", "gru"}, default="odernn"
+        Recognition network: ODE-RNN (hidden state evolved by an ODE between observations) or a
+        GRU fed with time gaps (faster).
+    rec_dim : int, default=40
+        Hidden state size of the recognition network.
+    units : int, default=50
+        Hidden width of the latent dynamics MLP (and the encoder's output head).
+    n_layers : int, default=3
+        Hidden layers of the latent dynamics MLP.
+    gru_units : int, default=50
+        Hidden width of the encoder's GRU gates.
+    gradient : {"adjoint", "backprop"}, default="adjoint"
+        Gradients of the latent ODE solve: continuous adjoint (constant memory) or automatic
+        differentiation through the solver (faster for small models, more memory).
+    solver : {"dopri5", "rk4", "euler"}, default="dopri5"
+        ODE solver of the latent trajectory.
+    rtol, atol : float, default=1e-3, 1e-4
+        Tolerances of the adaptive solver.
+    n_traj_samples : int, default=3
+        Trajectory samples of the IWAE training bound.
+    max_epochs : int, default=100
+        Maximum number of training epochs (0 builds an untrained model).
+    batch_size : int, default=50
+        Series per mini-batch (also used to chunk prediction).
+    lr : float, default=1e-2
+        Learning rate (Adamax).
+    kl_warmup : float or "exponential" or None, default=10
+        KL warm-up: the KL weight ramps linearly to 1 over this many epochs; ``"exponential"``
+        uses the reference schedule; 0 or None disables warm-up.
+    validation_fraction : float, default=0.1
+        Fraction of the *series* held out to monitor validation loss (early stopping and best
+        weights). 0 monitors the training loss instead. Ignored (no validation) when it would
+        leave no series for validation or training.
+    early_stopping : bool, default=True
+        Stop when the monitored loss has not improved for ``patience`` epochs. The best weights
+        are always restored at the end of training (also after Ctrl-C).
+    patience : int, default=10
+        Early-stopping patience in epochs.
+    poisson_process : bool, default=False
+        Also model the observation times as a per-channel Poisson process.
+    obs_std : "learned" or float, default="learned"
+        Observation noise standard deviation in standardised units (learned per channel, or
+        fixed).
+    device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
+        Where to train and predict; ``"auto"`` uses CUDA when available.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, the validation split, batch shuffling and the sampling
+        noise (locally; global random states are left untouched). A fixed int gives repeatable
+        results on the CPU.
+    verbose : int, default=1
+        0: silent; 1: a progress bar; 2: also one line per epoch.
+    warm_start : bool, default=False
+        When fitted already, continue training the existing network (same columns required)
+        instead of starting afresh; the time encoder and scaler are kept.
+
+    Attributes
+    ----------
+    model_ : latentode.nn.LatentODE
+        The trained network (best weights), in eval mode, on ``device_``.
+    history_ : latentode.training.History
+        Per-epoch ``train_loss`` / ``val_loss`` records (accumulated over warm starts), best
+        epoch and stop reason; ``history_["val_loss"]`` gives a column.
+    time_encoder_ : latentode.data.TimeEncoder
+        Maps the time column (float or datetime) to model time and back.
+    scaler_ : latentode.data.ChannelScaler
+        Per-channel standardisation of the targets.
+    time_col_, id_col_ : str, str or None
+        Column names given to :meth:`fit`.
+    target_cols_ : list of str
+        Modelled channels, in order.
+    feature_names_in_ : ndarray of object
+        The columns the estimator reads: ``[id_col_, time_col_, *target_cols_]`` (without the
+        id when ``id_col_`` is None). Other columns are ignored.
+    n_features_in_ : int
+        ``len(feature_names_in_)``.
+    device_ : torch.device
+        Device holding ``model_``.
+
+    Notes
+    -----
+    **Input format.** ``df`` has one row per (series, time); ``id_col=None`` means a single
+    series. Rows need not be sorted (they are sorted internally; outputs follow the caller's
+    row order). Duplicate (id, time) rows are merged (first observed value per channel) with a
+    warning. Series whose ids were not seen in :meth:`fit` are fine at prediction time: the
+    model conditions on each series' own observations.
+
+    **Score.** :meth:`score` is the IWAE estimate (``10`` trajectory samples) of
+    ``log p(x)`` of each series' observed values, summed over series and divided by the number
+    of observed values, in the *original* units (the log-determinant of the per-channel
+    scaling is subtracted), so it is comparable across models whose scalers were fitted on
+    different data (e.g. cross-validation folds). Higher is better.
+
+    **scikit-learn compatibility.** ``__init__`` only stores parameters, which are validated in
+    :meth:`fit`; ``clone``, ``get_params`` / ``set_params``, :class:`~sklearn.pipeline.Pipeline`
+    (route fit parameters as ``est__time_col=...``), :class:`~sklearn.model_selection.
+    GridSearchCV` and ``cross_val_score`` with :class:`~sklearn.model_selection.GroupKFold`
+    (``groups=df[id_col]``; :meth:`score` uses the column names stored at fit) and pickling
+    (the network travels as a CPU ``state_dict``) work. Of
+    :mod:`sklearn.utils.estimator_checks`, the checks that need only a constructed estimator
+    run in the test suite (``check_no_attributes_set_in_init``, ``check_get_params_invariance``,
+    ``check_set_params``, ``check_parameters_default_constructible``, ``check_estimator_repr``,
+    ``check_estimator_cloneable``, ``check_estimators_unfitted``, tag checks...). The generic
+    checks that fit on numpy arrays cannot apply: ``X`` must be a long DataFrame with named id
+    and time columns, there is no ``y``, outputs are DataFrames aligned with rows, and a
+    series' predictions depend on all its rows (so subset invariance does not hold by design).
+    Their intent (pickling, parameters not overwritten by fit, idempotent fit, bad input,
+    caller data unchanged) is covered by DataFrame-based tests.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from latentode import LatentODERegressor
+    >>> t = np.linspace(0, 5, 30)
+    >>> df = pd.DataFrame({"id": np.repeat([0, 1], 30), "t": np.tile(t, 2),
+    ...                    "x": np.r_[np.sin(t), np.cos(t)]})
+    >>> est = LatentODERegressor(latent_dim=4, rec_dim=8, units=16, n_layers=1, gru_units=16,
+    ...                          encoder="gru", max_epochs=2, verbose=0, random_state=0)
+    >>> est.fit(df).predict(df).shape
+    (60, 3)
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 20,
+        encoder: str = "odernn",
+        rec_dim: int = 40,
+        units: int = 50,
+        n_layers: int = 3,
+        gru_units: int = 50,
+        gradient: str = "adjoint",
+        solver: str = "dopri5",
+        rtol: float = 1e-3,
+        atol: float = 1e-4,
+        n_traj_samples: int = 3,
+        max_epochs: int = 100,
+        batch_size: int = 50,
+        lr: float = 1e-2,
+        kl_warmup: float | str | None = 10,
+        validation_fraction: float = 0.1,
+        early_stopping: bool = True,
+        patience: int = 10,
+        poisson_process: bool = False,
+        obs_std: str | float = "learned",
+        device: str | torch.device = "auto",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 1,
+        warm_start: bool = False,
+    ) -> None:
+        self.latent_dim = latent_dim
+        self.encoder = encoder
+        self.rec_dim = rec_dim
+        self.units = units
+        self.n_layers = n_layers
+        self.gru_units = gru_units
+        self.gradient = gradient
+        self.solver = solver
+        self.rtol = rtol
+        self.atol = atol
+        self.n_traj_samples = n_traj_samples
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.kl_warmup = kl_warmup
+        self.validation_fraction = validation_fraction
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.poisson_process = poisson_process
+        self.obs_std = obs_std
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    # ------------------------------------------------------------------ sklearn plumbing
+    def __sklearn_tags__(self):
+        """Long DataFrames with NaN and string ids; no ``y``."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # NaN marks unobserved values
+        tags.input_tags.string = True  # ids may be strings
+        tags.input_tags.categorical = True
+        tags.target_tags.required = False
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "model_")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle support: the network travels as a CPU ``state_dict`` plus its hyper-params."""
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        state = dict(state)
+        model = state.get("model_")
+        if isinstance(model, torch.nn.Module):
+            state["model_"] = {
+                "__latentode_model__": 1,
+                "hparams": dict(model.hparams),
+                "state_dict": {k: v.detach().to("cpu") for k, v in model.state_dict().items()},
+            }
+        if "device_" in state:
+            state["device_"] = str(state["device_"])
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        packed = state.get("model_")
+        device = None
+        if "device_" in state:
+            device = torch.device(state["device_"])
+            if device.type == "cuda" and not torch.cuda.is_available():
+                warnings.warn(
+                    f"The estimator was pickled on {device} but CUDA is not available; its "
+                    "network is loaded on the CPU.", UserWarning, stacklevel=2,
+                )
+                device = torch.device("cpu")
+            state["device_"] = device
+        if isinstance(packed, dict) and packed.get("__latentode_model__"):
+            with torch_seeded(0):  # construction draws initial weights: keep global RNG intact
+                model = LatentODE(**packed["hparams"])
+            model.load_state_dict(packed["state_dict"])
+            model.to(device or "cpu")
+            model.eval()
+            state["model_"] = model
+        if hasattr(super(), "__setstate__"):
+            super().__setstate__(state)
+        else:  # pragma: no cover
+            self.__dict__.update(state)
+
+    def _validate_params(self) -> None:
+        """Check constructor parameters (called by :meth:`fit`); raise a ValueError naming one."""
+
+        def _int(name: str, low: int) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+
+        def _positive(name: str) -> None:
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                    or not math.isfinite(value) or value <= 0):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
+
+        def _choice(name: str, options: Sequence[str]) -> None:
+            value = getattr(self, name)
+            if value not in options:
+                raise ValueError(f"{name} must be one of {tuple(options)}, got {value!r}.")
+
+        def _bool(name: str) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {value!r}.")
+
+        for name in ("latent_dim", "rec_dim", "units", "gru_units", "n_traj_samples",
+                     "batch_size", "patience"):
+            _int(name, 1)
+        for name in ("n_layers", "max_epochs", "verbose"):
+            _int(name, 0)
+        for name in ("rtol", "atol", "lr"):
+            _positive(name)
+        _choice("encoder", ENCODERS)
+        _choice("gradient", GRADIENTS)
+        _choice("solver", METHODS)
+        for name in ("early_stopping", "poisson_process", "warm_start"):
+            _bool(name)
+        vf = self.validation_fraction
+        if (isinstance(vf, bool) or not isinstance(vf, numbers.Real) or not 0.0 <= vf < 1.0):
+            raise ValueError(f"validation_fraction must lie in [0, 1), got {vf!r}.")
+        kw = self.kl_warmup
+        if not (kw is None or kw == "exponential" or callable(kw) or (
+                isinstance(kw, numbers.Real) and not isinstance(kw, bool)
+                and math.isfinite(kw) and kw >= 0)):
+            raise ValueError(
+                "kl_warmup must be None, a non-negative number of epochs, 'exponential' or a "
+                f"callable, got {kw!r}."
+            )
+        if not (self.obs_std == "learned" or (
+                isinstance(self.obs_std, numbers.Real) and not isinstance(self.obs_std, bool)
+                and math.isfinite(self.obs_std) and self.obs_std > 0)):
+            raise ValueError(
+                f"obs_std must be 'learned' or a positive float, got {self.obs_std!r}."
+            )
+        rs = self.random_state
+        if not (rs is None or isinstance(rs, np.random.RandomState) or (
+                isinstance(rs, numbers.Integral) and not isinstance(rs, bool))):
+            raise ValueError(
+                f"random_state must be None, an int or a numpy RandomState, got {rs!r}."
+            )
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        df: pd.DataFrame,
+        y: None = None,
+        *,
+        time_col: str = "t",
+        id_col: str | None = "id",
+        target_cols: Sequence[str] | None = None,
+    ) -> LatentODERegressor:
+        """Fit the Latent ODE to the series of a long DataFrame.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            Long format: one row per (series, time); ``NaN`` marks unobserved values. Not
+            modified.
+        y : None
+            Ignored (present for scikit-learn API consistency).
+        time_col : str, default="t"
+            Time column: numbers or datetimes.
+        id_col : str or None, default="id"
+            Series identifier column; None means the whole frame is one series.
+        target_cols : sequence of str, optional
+            Channels to model; default every numeric column but the id and time.
+
+        Returns
+        -------
+        self : LatentODERegressor
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            For invalid parameters or input (missing columns, non-numeric targets, NaN / inf
+            times, an empty frame, a series with no observed value or a single time point).
+            A failed fit leaves the estimator as it was (unfitted, or its previous fit).
+
+        Notes
+        -----
+        Training runs for at most ``max_epochs`` epochs and ends with the best weights (lowest
+        validation loss, else training loss) restored. Ctrl-C stops training cleanly: the
+        estimator is then fitted with the best weights so far (``history_.stopped_reason ==
+        "interrupted"``). With ``warm_start=True`` and a previous fit, training continues from
+        the fitted network, encoder and scaler; ``time_col``, ``id_col`` and the targets must
+        match the previous fit.
+        """
+        self._validate_params()
+        device = resolve_device(self.device)
+        reuse = bool(self.warm_start) and self.__sklearn_is_fitted__()
+        if reuse:
+            self._check_warm_start_columns(time_col, id_col, target_cols)
+        vf = _data.validate_frame(
+            df, time_col=time_col, id_col=id_col,
+            target_cols=None if reuse else target_cols,
+            expected_targets=self.target_cols_ if reuse else None,
+            min_points=2,
+        )
+        if reuse:
+            encoder, scaler = self.time_encoder_, self.scaler_
+        else:
+            encoder = _data.TimeEncoder().fit(vf.times, groups=vf.series_codes)
+            scaler = _data.ChannelScaler().fit(vf.values)
+        padded = _data.pad_frame(vf, encoder, scaler)  # raises if the time kind changed
+
+        seeds = np.random.SeedSequence(draw_seed(self.random_state)).generate_state(3)
+        train_idx, val_idx = _data.split_series(
+            vf.n_series, float(self.validation_fraction), np.random.default_rng(seeds[0])
+        )
+        train = _data.subset(padded, train_idx)
+        val = _data.subset(padded, val_idx) if len(val_idx) else None
+        shuffle_rng = np.random.default_rng(seeds[1])
+        batch_size = int(self.batch_size)
+
+        def train_loader() -> Iterator[_data.Batch]:
+            return _data.iterate_batches(train, batch_size, shuffle=True, generator=shuffle_rng,
+                                         device=device)
+
+        def val_loader() -> Iterator[_data.Batch]:
+            return _data.iterate_batches(val, batch_size, device=device)
+
+        if reuse:
+            model = copy.deepcopy(self.model_)  # a failed fit must not touch the fitted model
+        else:
+            with torch_seeded(int(seeds[2]), device):
+                model = self._build_model(vf.n_channels)
+        model.to(device)
+        history = fit_model(
+            model, train_loader, val_loader if val is not None else None,
+            max_epochs=int(self.max_epochs), lr=float(self.lr), kl_warmup=self.kl_warmup,
+            n_traj_samples=int(self.n_traj_samples), early_stopping=bool(self.early_stopping),
+            patience=int(self.patience), verbose=int(self.verbose), device=device,
+            generator=make_generator(int(seeds[2]), device),
+        )
+        model.eval()
+        if reuse:
+            history = _concat_histories(self.history_, history)
+
+        # commit: only now does the estimator change (a failure above leaves it untouched)
+        targets = list(vf.target_cols)
+        names = ([id_col] if id_col is not None else []) + [time_col] + targets
+        self.model_ = model
+        self.history_ = history
+        self.time_encoder_ = encoder
+        self.scaler_ = scaler
+        self.time_col_ = time_col
+        self.id_col_ = id_col
+        self.target_cols_ = targets
+        self.feature_names_in_ = np.asarray(names, dtype=object)
+        self.n_features_in_ = len(names)
+        self.device_ = device
+        return self
+
+    def _build_model(self, n_channels: int) -> LatentODE:
+        return LatentODE(
+            n_channels, latent_dim=int(self.latent_dim), rec_dim=int(self.rec_dim),
+            encoder=self.encoder, units=int(self.units), n_layers=int(self.n_layers),
+            gru_units=int(self.gru_units), poisson_process=bool(self.poisson_process),
+            method=self.solver, rtol=float(self.rtol), atol=float(self.atol),
+            gradient=self.gradient,
+            obs_std=self.obs_std if self.obs_std == "learned" else float(self.obs_std),
+        )
+
+    def _check_warm_start_columns(
+        self, time_col: Hashable, id_col: Hashable | None, target_cols: Sequence[Hashable] | None
+    ) -> None:
+        if time_col != self.time_col_ or id_col != self.id_col_:
+            raise ValueError(
+                "warm_start=True continues the previous fit, which used "
+                f"time_col={self.time_col_!r}, id_col={self.id_col_!r}; got "
+                f"time_col={time_col!r}, id_col={id_col!r}. Use warm_start=False to refit."
+            )
+        if target_cols is not None and list(target_cols) != list(self.target_cols_):
+            raise ValueError(
+                f"warm_start=True needs the same target columns as the previous fit "
+                f"({self.target_cols_}), got {list(target_cols)}."
+            )
+
+    # ------------------------------------------------------------------ predict
+    def predict(
+        self,
+        df: pd.DataFrame,
+        quantiles: Sequence[float] | None = None,
+        n_samples: int = _QUANTILE_SAMPLES,
+    ) -> pd.DataFrame:
+        """Reconstruct / impute every target channel at each row's time.
+
+        Each series is conditioned on its own observed (non-NaN) target values in ``df``;
+        rows where some or all targets are NaN are predicted too (imputation).
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            Long frame with the fitted id, time and target columns (extra columns are
+            ignored). Series may be new (ids not seen in fit). Not modified.
+        quantiles : sequence of float, optional
+            Levels in ``(0, 1)``, sorted ascending and unique (e.g. ``(0.05, 0.5, 0.95)``).
+            Adds, after each target column ``col``, the columns ``f"{col}_q{q:g}"`` holding
+            quantiles of the predictive distribution of an observation (see Notes).
+        n_samples : int, default=100
+            Posterior samples of ``z_t0`` behind the quantiles (ignored without
+            ``quantiles``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Exactly one row per row of ``df``, same index and order, with the id (if any) and
+            time columns copied from ``df`` followed by the predicted target columns (the
+            posterior-mean trajectory, in original units) and, with ``quantiles``, the
+            quantile columns.
+
+        Raises
+        ------
+        ValueError
+            If a target column is missing, times are NaN / inf, a series has no observed
+            value to condition on, ``quantiles`` are not sorted unique levels in ``(0, 1)``
+            or ``n_samples < 1``.
+
+        Notes
+        -----
+        The predictive distribution is the mixture, over ``n_samples`` posterior samples of
+        ``z_t0`` (each decoded along its own ODE trajectory), of Gaussians with the learned
+        per-channel observation noise; its quantiles are found by inverting the mixture CDF
+        numerically, in original units. They are deterministic for a fixed ``random_state``.
+        The mean columns do not depend on ``quantiles``: they are the trajectory of the
+        posterior mean of ``z_t0``, as without quantiles.
+        """
+        q = self._check_uncertainty_args(quantiles, n_samples)
+        samples = self._predict_samples(df, n_samples=1, use_mean=True)
+        out = self._samples_frame(samples, samples.mean.mean(axis=0))
+        if q is not None:
+            out = self._add_quantiles(out, df, None, q, int(n_samples))
+        return out
+
+    def extrapolate(
+        self,
+        df: pd.DataFrame,
+        horizon: float | pd.Timedelta = 2.0,
+        n_points: int = 20,
+        *,
+        times: Any = None,
+        quantiles: Sequence[float] | None = None,
+        n_samples: int = _QUANTILE_SAMPLES,
+    ) -> pd.DataFrame:
+        """Forecast each series after its last observation.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            Observed history of each series (fitted id, time and target columns).
+        horizon : float or pandas.Timedelta, default=2.0
+            Forecast window after each series' last observed time. For a datetime time column
+            it may be a :class:`pandas.Timedelta` (or anything :func:`pandas.to_timedelta`
+            reads) or a float in the time encoder's unit (``time_encoder_.unit``).
+        n_points : int, default=20
+            Number of equally spaced forecast times in ``(last, last + horizon]``.
+        times : array-like or pandas.DataFrame, optional
+            Explicit forecast times instead of ``horizon`` / ``n_points``: an array of absolute
+            times (same type as the time column) used for every series, or a DataFrame with the
+            id and time columns giving each series' own times (its row order and index are
+            kept). Times may also precede the last observation (then it is interpolation).
+        quantiles : sequence of float, optional
+            Levels in ``(0, 1)``, sorted ascending and unique: adds ``f"{col}_q{q:g}"``
+            columns of predictive quantiles after each target column, as in :meth:`predict`.
+        n_samples : int, default=100
+            Posterior samples of ``z_t0`` behind the quantiles (ignored without
+            ``quantiles``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Long frame ``[id, time, *target_cols]`` (no id column when fitted with
+            ``id_col=None``) of posterior-mean forecasts, in original units; series in the
+            order of their first appearance in ``df``, times ascending. With ``quantiles``,
+            each target column is followed by its quantile columns.
+        """
+        q = self._check_uncertainty_args(quantiles, n_samples)
+        query = self._forecast_query(df, horizon, n_points, times)
+        samples = self._predict_samples(df, query, n_samples=1, use_mean=True)
+        out = self._samples_frame(samples, samples.mean.mean(axis=0))
+        if q is not None:
+            out = self._add_quantiles(out, df, query, q, int(n_samples))
+        return out
+
+    def sample(
+        self,
+        df: pd.DataFrame,
+        n_samples: int,
+        *,
+        times: Any = None,
+        random_state: int | np.random.RandomState | None = None,
+    ) -> pd.DataFrame:
+        """Draw predictive samples: posterior ``z_t0`` samples through the ODE plus noise.
+
+        Each draw ``s`` takes its own posterior sample of every series' initial latent state,
+        decodes the latent trajectory at the query times and adds Gaussian observation noise
+        with the learned per-channel standard deviation (independent per row and channel), in
+        original units.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            Conditioning data (fitted id, time and target columns).
+        n_samples : int
+            Number of draws, ``>= 1``.
+        times : array-like or pandas.DataFrame, optional
+            Query times as in :meth:`extrapolate` (one array for every series, or a DataFrame
+            with the id and time columns). Default: the rows of ``df``.
+        random_state : int, RandomState instance or None, optional
+            Seeds the draws; default the estimator's ``random_state``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``n_samples * n_rows`` rows with a RangeIndex: a ``sample`` column (``0 ..
+            n_samples - 1``) followed by the query columns (id, time) and the sampled target
+            columns. Rows are ordered by sample, then in the query order (the rows of ``df``,
+            or of :meth:`extrapolate`'s output for ``times``), so
+            ``out[targets].to_numpy().reshape(n_samples, n_rows, n_targets)`` works.
+
+        Raises
+        ------
+        ValueError
+            If ``n_samples < 1`` or the input is invalid (as in :meth:`predict`).
+        """
+        self._check_uncertainty_args(None, n_samples)
+        check_is_fitted(self)
+        if "sample" in {self.time_col_, self.id_col_, *self.target_cols_}:
+            raise ValueError("A fitted column is named 'sample', which sample() adds.")
+        query = None if times is None else self._forecast_query(df, 2.0, 1, times)
+        rs = self.random_state if random_state is None else random_state
+        seeds = np.random.SeedSequence(draw_seed(rs)).generate_state(2)
+        samples = self._predict_samples(df, query, n_samples=int(n_samples), use_mean=False,
+                                        random_state=int(seeds[0]))
+        values = sample_mixture(samples.mean, samples.obs_std,
+                                np.random.default_rng(int(seeds[1])))
+        s, n = values.shape[:2]
+        base = samples.query.reset_index(drop=True)
+        out = base.iloc[np.tile(np.arange(n), s)].reset_index(drop=True)
+        out.insert(0, "sample", np.repeat(np.arange(s, dtype=np.int64), n))
+        for j, col in enumerate(self.target_cols_):
+            out[col] = values[:, :, j].reshape(-1)
+        return out
+
+    def predict_intensity(self, df: pd.DataFrame, times: Any = None) -> pd.DataFrame:
+        """Expected observation rate of each channel (models with ``poisson_process=True``).
+
+        The model treats each channel's observation times as an inhomogeneous Poisson process
+        whose intensity is a function of the latent state; this returns that intensity along
+        each series' posterior-mean trajectory, as the expected number of observations per
+        unit of the user's time (the time column's unit, or ``time_encoder_.unit`` for
+        datetimes).
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            Conditioning data (fitted id, time and target columns).
+        times : array-like or pandas.DataFrame, optional
+            Query times as in :meth:`extrapolate`. Default: the rows of ``df``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Aligned like :meth:`predict` (``times=None``: the index and order of ``df``) or
+            :meth:`extrapolate` (``times`` given): id (if any) and time columns followed by
+            one rate column per target channel (non-negative).
+
+        Raises
+        ------
+        ValueError
+            If the model was not fitted with ``poisson_process=True``, or for invalid input.
+        """
+        check_is_fitted(self)
+        if not getattr(self.model_, "poisson_process", False):
+            raise ValueError(
+                "predict_intensity needs a model fitted with poisson_process=True; refit with "
+                "LatentODERegressor(poisson_process=True, ...)."
+            )
+        query = None if times is None else self._forecast_query(df, 2.0, 1, times)
+        samples = self._predict_samples(df, query, n_samples=1, use_mean=True)
+        assert samples.intensity is not None
+        return self._samples_frame(samples, samples.intensity.mean(axis=0))
+
+    def score(self, df: pd.DataFrame, y: None = None) -> float:
+        """Mean IWAE log-likelihood per observed value (higher is better).
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            Long frame with the fitted columns (names stored at fit).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        float
+            ``(sum_series log p_hat(x_series) - sum_obs log scale_c) / n_observed``, where
+            ``p_hat`` is the importance-weighted estimate with 10 trajectory samples and
+            ``scale_c`` the per-channel standardisation scale (so the value is a log-density
+            in the original units). Deterministic for a fixed ``random_state``.
+        """
+        check_is_fitted(self)
+        vf, padded = self._prepare(df)
+        gen = make_generator(draw_seed(self.random_state), self.device_)
+        dtype = next(self.model_.parameters()).dtype
+        total = 0.0
+        self.model_.eval()
+        with torch.no_grad():
+            for batch in _data.iterate_batches(padded, int(self.batch_size), device=self.device_,
+                                               dtype=dtype):
+                ll = self.model_.log_likelihood(batch, _SCORE_SAMPLES, generator=gen)
+                total += float(ll.sum())
+        counts = vf.observed.sum(axis=0)
+        total -= float((counts * np.log(self.scaler_.scale_)).sum())
+        return total / int(counts.sum())
+
+    # ------------------------------------------------------------------ internals
+    def _prepare(self, df: pd.DataFrame) -> tuple[Any, Any]:
+        """Validate ``df`` against the fitted columns; return it validated and padded."""
+        vf = _data.validate_frame(
+            df, time_col=self.time_col_, id_col=self.id_col_, expected_targets=self.target_cols_
+        )
+        return vf, _data.pad_frame(vf, self.time_encoder_, self.scaler_)
+
+    def _check_uncertainty_args(
+        self, quantiles: Sequence[float] | None, n_samples: Any
+    ) -> np.ndarray | None:
+        """Validate ``quantiles`` (None allowed) and ``n_samples``; return the levels."""
+        if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or (
+                n_samples < 1):
+            raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}.")
+        return None if quantiles is None else check_quantiles(quantiles)
+
+    def _add_quantiles(
+        self, out: pd.DataFrame, df: pd.DataFrame, query: pd.DataFrame | None,
+        quantiles: np.ndarray, n_samples: int,
+    ) -> pd.DataFrame:
+        """Insert ``<col>_q<level>`` predictive-quantile columns after each target column."""
+        samples = self._predict_samples(df, query, n_samples=n_samples, use_mean=False)
+        values = mixture_quantiles(samples.mean, samples.obs_std, quantiles)  # (Q, n, C)
+        result = out[[c for c in out.columns if c not in self.target_cols_]].copy()
+        for j, col in enumerate(self.target_cols_):  # positional: the index may repeat labels
+            result[col] = out[col].to_numpy()
+            for k, q in enumerate(quantiles):
+                result[f"{col}_{quantile_label(q)}"] = values[k, :, j]
+        return result
+
+    def _predict_samples(
+        self,
+        df: pd.DataFrame,
+        query: pd.DataFrame | None = None,
+        *,
+        n_samples: int = 1,
+        use_mean: bool = True,
+        random_state: int | np.random.RandomState | None = None,
+    ) -> _Samples:
+        """Decoded trajectories at the query rows, per trajectory sample (uncertainty hook).
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            Conditioning data (each series conditions on its own observed values).
+        query : pandas.DataFrame, optional
+            Rows ``[id, time]`` to predict at (original units); default: the rows of ``df``.
+            Every query id must have a series in ``df``.
+        n_samples : int
+            Trajectory samples ``S`` (posterior samples of ``z_t0``).
+        use_mean : bool
+            With ``n_samples == 1``, decode the posterior mean of ``z_t0`` (deterministic).
+        random_state : int, RandomState or None
+            Sampling noise; default: the estimator's ``random_state``.
+
+        Returns
+        -------
+        _Samples
+            ``mean (S, n_rows, C)`` and ``obs_std (C,)`` in original units, the query rows,
+            and the Poisson ``intensity`` (or None). Predictive samples of observations are
+            ``mean + obs_std * N(0, 1)``.
+        """
+        check_is_fitted(self)
+        vf, padded = self._prepare(df)
+        if query is None:
+            cols = ([self.id_col_] if self.id_col_ is not None else []) + [self.time_col_]
+            query = df[cols].copy()
+            codes = vf.row_series_codes
+            times = self.time_encoder_.transform(vf.times)[vf.row_slot]
+        else:
+            codes, times = self._encode_query(query, vf)
+        needed = np.unique(codes)
+        if len(needed) < padded.n_series:  # condition only the series that are queried
+            padded = _data.subset(padded, needed)
+            codes = np.searchsorted(needed, codes)
+        plan = _data.pad_query_times(codes, times, padded.n_series)
+
+        seed = draw_seed(self.random_state if random_state is None else random_state)
+        gen = make_generator(seed, self.device_)
+        dtype = next(self.model_.parameters()).dtype
+        bs = int(self.batch_size)
+        by_series = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[by_series], np.arange(0, padded.n_series + bs, bs))
+        out = np.empty((n_samples, len(codes), vf.n_channels))
+        rate = np.empty_like(out) if self.model_.poisson_process else None
+        self.model_.eval()
+        with torch.no_grad():
+            for k, cond in enumerate(_data.iterate_batches(padded, bs, device=self.device_,
+                                                           dtype=dtype)):
+                lo = k * bs
+                lengths = plan.lengths[lo:lo + cond.batch_size]
+                width = max(int(lengths.max()), 1)
+                pred = self.model_.predict(
+                    cond,
+                    torch.as_tensor(plan.times[lo:lo + cond.batch_size, :width], dtype=dtype,
+                                    device=self.device_),
+                    torch.as_tensor(lengths, device=self.device_),
+                    n_samples=n_samples, generator=gen, use_mean=use_mean,
+                )
+                mean = pred.mean.cpu().numpy()  # (S, b, M, C), standardised
+                rows = by_series[bounds[k]:bounds[k + 1]]
+                at = (slice(None), codes[rows] - lo, plan.row_position[rows])
+                out[:, rows] = mean[at]
+                if rate is not None:
+                    rate[:, rows] = pred.intensity.cpu().numpy()[at]
+            obs_std = pred.obs_std.cpu().numpy()
+        return _Samples(
+            query=query,
+            mean=self.scaler_.inverse_transform(out),
+            obs_std=self.scaler_.inverse_std(obs_std.astype(np.float64)),
+            # per model time unit -> per user time unit
+            intensity=None if rate is None else rate / self.time_encoder_.scale_,
+        )
+
+    def _encode_query(self, query: pd.DataFrame, vf: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Series codes (into ``vf.series_ids``) and model times of explicit query rows."""
+        time_col, id_col = self.time_col_, self.id_col_
+        cols = ([id_col] if id_col is not None else []) + [time_col]
+        missing = [c for c in cols if c not in query.columns]
+        if missing:
+            raise ValueError(f"The query times lack the column(s) {missing}.")
+        if len(query) == 0:
+            raise ValueError("There are no query times to predict at.")
+        if id_col is None:
+            codes = np.zeros(len(query), dtype=np.int64)
+        else:
+            codes = pd.Index(vf.series_ids).get_indexer(query[id_col])
+            if (codes < 0).any():
+                unknown = pd.unique(query[id_col].to_numpy()[codes < 0])
+                raise ValueError(
+                    f"No observations to condition on for series {_fmt_ids(list(unknown))} "
+                    f"(column {id_col!r}); add their observed history to df."
+                )
+        times = self.time_encoder_.transform(query[time_col])
+        bad = ~np.isfinite(times)
+        if bad.any():
+            raise ValueError(
+                f"Column {time_col!r} has missing or infinite query times at row "
+                f"{query.index[int(np.argmax(bad))]!r}."
+            )
+        return codes.astype(np.int64), times
+
+    def _samples_frame(self, samples: _Samples, values: np.ndarray) -> pd.DataFrame:
+        out = samples.query.copy()
+        for j, col in enumerate(self.target_cols_):
+            out[col] = values[:, j]
+        return out
+
+    def _forecast_query(
+        self, df: pd.DataFrame, horizon: Any, n_points: int, times: Any
+    ) -> pd.DataFrame:
+        """Rows ``[id, time]`` (original units) at which :meth:`extrapolate` forecasts."""
+        check_is_fitted(self)
+        time_col, id_col = self.time_col_, self.id_col_
+        key_cols = ([id_col] if id_col is not None else []) + [time_col]
+        if isinstance(times, pd.DataFrame):
+            missing = [c for c in key_cols if c not in times.columns]
+            if missing:
+                raise ValueError(f"The times DataFrame lacks the column(s) {missing}.")
+            return times[key_cols].copy()
+        vf = _data.validate_frame(
+            df, time_col=time_col, id_col=id_col, expected_targets=self.target_cols_
+        )
+        observed = np.flatnonzero(vf.observed.any(axis=1))
+        last_slot = pd.Series(observed).groupby(vf.series_codes[observed]).max()
+        if id_col is None:
+            order = np.array([0])
+        else:  # series in the order of their first appearance in the caller's df
+            order = pd.unique(vf.row_series_codes)
+        last = vf.times[last_slot.to_numpy()[order]]
+        is_datetime = vf.time_kind == "datetime"
+        if times is not None:
+            grid = np.asarray(times).ravel()
+            if len(grid) == 0:
+                raise ValueError("times is empty.")
+            if is_datetime:
+                grid = pd.DatetimeIndex(grid)
+                if grid.tz is None and vf.tz is not None:
+                    grid = grid.tz_localize(vf.tz)
+                steps: Any = grid[np.tile(np.arange(len(grid)), len(order))]
+            else:
+                if grid.dtype.kind not in "iuf":
+                    raise ValueError(
+                        f"times must be numbers like the time column {time_col!r}, got dtype "
+                        f"{grid.dtype}."
+                    )
+                steps = np.tile(grid, len(order))
+        else:
+            if isinstance(n_points, bool) or not isinstance(n_points, numbers.Integral) or (
+                    n_points < 1):
+                raise ValueError(f"n_points must be an integer >= 1, got {n_points!r}.")
+            step = _horizon_step(horizon, int(n_points), is_datetime, self.time_encoder_)
+            grid = np.arange(1, int(n_points) + 1)
+            offsets = np.tile(grid, len(order))
+            base = last.repeat(len(grid))
+            if is_datetime:
+                steps = base + pd.to_timedelta(offsets * step.value, unit="ns")
+            else:
+                steps = np.asarray(base, dtype=float) + offsets * step
+        query = pd.DataFrame({time_col: steps})
+        if id_col is not None:
+            ids = vf.series_ids[order]
+            query.insert(0, id_col, pd.Series(np.repeat(ids, len(grid))).astype(df[id_col].dtype))
+        return query
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save the fitted estimator to one file (JSON config + ``state_dict``; no pickle).
+
+        See :mod:`latentode.io` for the format. Reload with :meth:`load`.
+        """
+        from .io import save_estimator
+
+        save_estimator(self, path)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], device: str | torch.device | None = None
+    ) -> LatentODERegressor:
+        """Load an estimator written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The saved file.
+        device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, optional
+            Where to put the network; default the training device when available, else CPU.
+
+        Returns
+        -------
+        LatentODERegressor
+        """
+        from .io import load_estimator
+
+        return load_estimator(path, device=device, cls=cls)
+
+
+def _horizon_step(horizon: Any, n_points: int, is_datetime: bool, encoder: Any) -> Any:
+    """Spacing of the forecast grid: ``horizon / n_points`` as a float or a Timedelta."""
+    if is_datetime:
+        if isinstance(horizon, numbers.Real) and not isinstance(horizon, bool):
+            unit = getattr(encoder, "unit", None)
+            if unit is None:
+                raise ValueError("A float horizon needs the time encoder's unit; pass a Timedelta.")
+            td = pd.to_timedelta(float(horizon), unit=unit)
+        else:
+            try:
+                td = pd.to_timedelta(horizon)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"horizon must be a positive Timedelta (or a float in unit "
+                    f"{getattr(encoder, 'unit', None)!r}) for a datetime time column, "
+                    f"got {horizon!r}."
+                ) from exc
+        if not td > pd.Timedelta(0):
+            raise ValueError(f"horizon must be positive, got {horizon!r}.")
+        return td / n_points
+    if isinstance(horizon, bool) or not isinstance(horizon, numbers.Real) or not (
+            math.isfinite(horizon) and horizon > 0):
+        raise ValueError(
+            f"horizon must be a positive finite number (in the time column's unit), got "
+            f"{horizon!r}."
+        )
+    return float(horizon) / n_points
+
+
+def _concat_histories(old: History, new: History) -> History:
+    """Append the records of a warm-started fit to the previous history (epochs continue)."""
+    offset = old.n_epochs
+    out = History(monitor=new.monitor, stopped_reason=new.stopped_reason)
+    for r in old.records:
+        out.append(r)
+    for r in new.records:
+        out.append({**r, "epoch": r["epoch"] + offset})
+    if new.best_epoch is not None:
+        out.best_epoch = new.best_epoch + offset
+    out.best_loss, out.best_val_loss = new.best_loss, new.best_val_loss
+    return out
+
+
+def _fmt_ids(ids: Sequence[Any], limit: int = 5) -> str:
+    shown = ", ".join(repr(i) for i in list(ids)[:limit])
+    return shown + (", ..." if len(ids) > limit else "")

@@ -1,0 +1,98 @@
+"""Device and random-seed helpers shared by the estimator, I/O and demo.
+
+Everything here is deliberately small: the estimator must be repeatable on CPU for a fixed
+``random_state`` without touching the caller's global random state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+
+__all__ = [
+    "resolve_device",
+    "draw_seed",
+    "make_generator",
+    "torch_seeded",
+]
+
+_MAX_SEED = 2**31 - 1
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """Turn a user device specification into a :class:`torch.device`.
+
+    Parameters
+    ----------
+    device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device or None
+        ``"auto"`` (or ``None``) picks the first CUDA device when one is available, else the CPU.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    ValueError
+        If the specification cannot be parsed, or names CUDA while CUDA is unavailable.
+    """
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}."
+        ) from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available.")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device type {dev.type!r} is not supported; use 'cpu' or 'cuda'.")
+    return dev
+
+
+def draw_seed(random_state: None | int | np.random.RandomState) -> int:
+    """Draw one integer seed from a scikit-learn style ``random_state``.
+
+    An ``int`` always gives the same seed, ``None`` a fresh one from numpy's global generator,
+    a :class:`numpy.random.RandomState` advances that generator.
+    """
+    return int(check_random_state(random_state).randint(_MAX_SEED))
+
+
+def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """Return a :class:`torch.Generator` on ``device`` seeded with ``seed``."""
+    gen = torch.Generator(device=torch.device(device))
+    gen.manual_seed(int(seed))
+    return gen
+
+
+@contextlib.contextmanager
+def torch_seeded(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
+    """Seed torch's global generator(s) inside the block and restore them afterwards.
+
+    Used around module construction (``torch.nn`` initialisers draw from the global generator)
+    so that a fixed ``random_state`` gives identical weights without leaking a seed into the
+    caller's program.
+
+    Parameters
+    ----------
+    seed : int
+        Seed for the CPU generator (and the CUDA generator of ``device`` when it is a GPU).
+    device : torch.device or str
+        Device whose generator must also be forked and seeded.
+    """
+    dev = torch.device(device)
+    cuda_devices: list[int] = []
+    if dev.type == "cuda" and torch.cuda.is_available():
+        cuda_devices = [dev.index if dev.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=cuda_devices, device_type="cuda"):
+        torch.default_generator.manual_seed(int(seed))
+        for index in cuda_devices:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(int(seed))
+        yield

@@ -1,0 +1,380 @@
+"""Behaviour of :class:`latentode.LatentODERegressor`: fit / predict / extrapolate / score,
+repeatability, warm start, datetime times and bad input.
+
+All fits here use tiny networks and a few epochs; accuracy runs are marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.exceptions import NotFittedError
+
+from latentode import LatentODERegressor
+
+TINY = dict(latent_dim=3, rec_dim=6, units=12, n_layers=1, gru_units=12, encoder="gru",
+            gradient="backprop", max_epochs=2, batch_size=8, verbose=0, random_state=0,
+            device="cpu")
+
+
+def oscillators(n_series: int = 12, n_points: int = 20, seed: int = 0, missing: float = 0.2,
+                span: float = 6.0) -> pd.DataFrame:
+    """Damped oscillators ``x = e^{-a t} cos(w t + p)``, ``v = e^{-a t} sin(w t + p)``.
+
+    Irregular times per series; each value is missing with probability ``missing`` (never both
+    channels of a row).
+    """
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(n_series):
+        t = np.sort(rng.uniform(0.0, span, n_points))
+        a, w, p = rng.uniform(0.05, 0.3), rng.uniform(0.8, 1.6), rng.uniform(0, 2 * np.pi)
+        amp = rng.uniform(0.7, 1.5)
+        x = amp * np.exp(-a * t) * np.cos(w * t + p) + 0.02 * rng.standard_normal(n_points)
+        v = amp * np.exp(-a * t) * np.sin(w * t + p) + 0.02 * rng.standard_normal(n_points)
+        drop = rng.random((n_points, 2)) < missing
+        drop[drop.all(axis=1), 1] = False
+        x[drop[:, 0]] = np.nan
+        v[drop[:, 1]] = np.nan
+        frames.append(pd.DataFrame({"id": f"s{i}", "t": t, "x": x, "v": v}))
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def df() -> pd.DataFrame:
+    return oscillators()
+
+
+@pytest.fixture(scope="module")
+def fitted(df) -> LatentODERegressor:
+    return LatentODERegressor(**TINY).fit(df)
+
+
+# ---------------------------------------------------------------------------- basic contract
+def test_fit_sets_attributes(fitted, df):
+    assert fitted.target_cols_ == ["x", "v"]
+    assert fitted.time_col_ == "t" and fitted.id_col_ == "id"
+    assert list(fitted.feature_names_in_) == ["id", "t", "x", "v"]
+    assert fitted.n_features_in_ == 4
+    assert fitted.device_ == torch.device("cpu")
+    assert len(fitted.history_) == 2
+    assert all(np.isfinite(fitted.history_["train_loss"]))
+    assert fitted.history_["val_loss"][0] is not None  # 12 series -> 1 validation series
+
+
+def test_not_fitted_errors(df):
+    est = LatentODERegressor(**TINY)
+    for call in (lambda: est.predict(df), lambda: est.extrapolate(df), lambda: est.score(df)):
+        with pytest.raises(NotFittedError):
+            call()
+
+
+def test_predict_aligned_with_shuffled_rows(fitted, df):
+    shuffled = df.sample(frac=1.0, random_state=1)
+    shuffled.index = np.random.default_rng(0).permutation(len(df)) * 3 + 7  # odd labels
+    pred = fitted.predict(shuffled)
+    assert len(pred) == len(shuffled)
+    assert pred.index.equals(shuffled.index)
+    assert list(pred.columns) == ["id", "t", "x", "v"]
+    pd.testing.assert_series_equal(pred["id"], shuffled["id"])
+    pd.testing.assert_series_equal(pred["t"], shuffled["t"])
+    assert np.isfinite(pred[["x", "v"]].to_numpy()).all()
+    # row order does not change the prediction of a row
+    ref = fitted.predict(df)
+    back = fitted.predict(df.sample(frac=1.0, random_state=4)).sort_index()
+    pd.testing.assert_frame_equal(back, ref, check_exact=False, rtol=1e-5, atol=1e-6)
+
+
+def test_caller_frame_unchanged(df):
+    original = df.sample(frac=1.0, random_state=2)
+    copy = original.copy(deep=True)
+    est = LatentODERegressor(**TINY).fit(original)
+    est.predict(original)
+    est.extrapolate(original, horizon=1.0, n_points=3)
+    est.score(original)
+    pd.testing.assert_frame_equal(original, copy)
+
+
+def test_imputes_rows_with_all_targets_missing(fitted, df):
+    holes = df.copy()
+    holes.loc[holes.index[[3, 25, 40]], ["x", "v"]] = np.nan
+    pred = fitted.predict(holes)
+    assert len(pred) == len(holes)
+    assert np.isfinite(pred.loc[holes.index[[3, 25, 40]], ["x", "v"]].to_numpy()).all()
+
+
+def test_unseen_ids_and_extra_columns(fitted, df):
+    new = oscillators(n_series=3, seed=5)
+    new["id"] = "new-" + new["id"]
+    new["comment"] = "ignored"
+    pred = fitted.predict(new)
+    assert list(pred.columns) == ["id", "t", "x", "v"]
+    assert len(pred) == len(new)
+
+
+def test_missing_target_column_raises(fitted, df):
+    with pytest.raises(ValueError, match="'v'"):
+        fitted.predict(df.drop(columns="v"))
+
+
+def test_single_series_without_id(df):
+    one = df[df["id"] == "s0"].drop(columns="id")
+    est = LatentODERegressor(**{**TINY, "validation_fraction": 0.0}).fit(one, id_col=None)
+    assert est.id_col_ is None and est.target_cols_ == ["x", "v"]
+    pred = est.predict(one)
+    assert list(pred.columns) == ["t", "x", "v"] and pred.index.equals(one.index)
+    fc = est.extrapolate(one, horizon=1.0, n_points=4)
+    assert list(fc.columns) == ["t", "x", "v"] and len(fc) == 4
+
+
+def test_target_cols_subset(df):
+    est = LatentODERegressor(**TINY).fit(df, target_cols=["x"])
+    assert est.target_cols_ == ["x"]
+    pred = est.predict(df)
+    assert list(pred.columns) == ["id", "t", "x"]
+
+
+# ---------------------------------------------------------------------------- extrapolate
+def test_extrapolate_after_last_observation(fitted, df):
+    fc = fitted.extrapolate(df, horizon=2.0, n_points=5)
+    assert list(fc.columns) == ["id", "t", "x", "v"]
+    assert len(fc) == 12 * 5
+    last = df.dropna(subset=["x", "v"], how="all").groupby("id")["t"].max()
+    for sid, grp in fc.groupby("id"):
+        np.testing.assert_allclose(grp["t"].to_numpy(), last[sid] + np.linspace(0.4, 2.0, 5))
+    assert np.isfinite(fc[["x", "v"]].to_numpy()).all()
+
+
+def test_extrapolate_explicit_times(fitted, df):
+    fc = fitted.extrapolate(df, times=np.array([6.5, 7.0]))
+    assert len(fc) == 12 * 2
+    assert sorted(fc["t"].unique()) == [6.5, 7.0]
+    query = pd.DataFrame({"id": ["s3", "s1", "s3"], "t": [8.0, 7.0, 7.5]}, index=[10, 11, 12])
+    fc2 = fitted.extrapolate(df, times=query)
+    assert fc2.index.equals(query.index)
+    pd.testing.assert_series_equal(fc2["id"], query["id"])
+    pd.testing.assert_series_equal(fc2["t"], query["t"])
+    # same series and time -> same forecast whichever way it was asked for
+    a = fc[(fc["id"] == "s1") & (fc["t"] == 7.0)][["x", "v"]].to_numpy()
+    b = fc2.loc[[11], ["x", "v"]].to_numpy()
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_extrapolate_unknown_query_id_raises(fitted, df):
+    query = pd.DataFrame({"id": ["nope"], "t": [7.0]})
+    with pytest.raises(ValueError, match="nope"):
+        fitted.extrapolate(df, times=query)
+
+
+def test_extrapolate_bad_horizon(fitted, df):
+    with pytest.raises(ValueError, match="horizon"):
+        fitted.extrapolate(df, horizon=pd.Timedelta(hours=1))  # numeric time column
+    with pytest.raises(ValueError, match="horizon"):
+        fitted.extrapolate(df, horizon=-1.0)
+    with pytest.raises(ValueError, match="n_points"):
+        fitted.extrapolate(df, n_points=0)
+    with pytest.raises(ValueError, match="times"):
+        fitted.extrapolate(df, times=pd.to_datetime(["2024-01-01"]))
+
+
+def test_predict_samples_hook(fitted, df):
+    """Internal hook for predictive uncertainty: trajectory samples + observation noise."""
+    a = fitted._predict_samples(df, n_samples=4, use_mean=False)
+    b = fitted._predict_samples(df, n_samples=4, use_mean=False)
+    assert a.mean.shape == (4, len(df), 2)
+    assert a.obs_std.shape == (2,) and (a.obs_std > 0).all()
+    np.testing.assert_array_equal(a.mean, b.mean)  # random_state fixes the sampling noise
+    assert not np.allclose(a.mean[0], a.mean[1])  # samples differ from each other
+    assert a.query.index.equals(df.index)
+
+
+# ---------------------------------------------------------------------------- datetimes
+def test_datetime_time_column_round_trip(df):
+    dt = df.copy()
+    dt["t"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(dt["t"], unit="h")
+    est = LatentODERegressor(**TINY).fit(dt)
+    pred = est.predict(dt)
+    pd.testing.assert_series_equal(pred["t"], dt["t"])
+    fc = est.extrapolate(dt, horizon=pd.Timedelta(hours=2), n_points=4)
+    assert pd.api.types.is_datetime64_any_dtype(fc["t"])
+    last = dt.dropna(subset=["x", "v"], how="all").groupby("id")["t"].max()
+    first = fc.groupby("id")["t"].min()
+    assert ((first - last[first.index]) == pd.Timedelta(minutes=30)).all()
+    # a float horizon is read in the encoder's stored unit
+    unit_td = pd.to_timedelta(1, unit=est.time_encoder_.unit)
+    fc_float = est.extrapolate(dt, horizon=pd.Timedelta(hours=2) / unit_td, n_points=4)
+    pd.testing.assert_series_equal(fc_float["t"], fc["t"])
+    np.testing.assert_allclose(fc_float[["x", "v"]], fc[["x", "v"]], rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- learning
+def test_short_fit_improves_score(df):
+    untrained = LatentODERegressor(**{**TINY, "max_epochs": 0}).fit(df)
+    trained = LatentODERegressor(**{**TINY, "max_epochs": 25, "lr": 2e-2, "kl_warmup": 5,
+                                    "early_stopping": False}).fit(df)
+    s0, s1 = untrained.score(df), trained.score(df)
+    assert np.isfinite(s0) and np.isfinite(s1)
+    assert s1 > s0 + 2.0, (s0, s1)  # measured: -11.48 -> -3.62
+
+
+def test_same_random_state_identical(df):
+    a = LatentODERegressor(**TINY).fit(df)
+    b = LatentODERegressor(**TINY).fit(df)
+    pd.testing.assert_frame_equal(a.predict(df), b.predict(df), check_exact=True)
+    assert a.score(df) == b.score(df)
+    assert a.history_["train_loss"] == b.history_["train_loss"]
+    c = LatentODERegressor(**{**TINY, "random_state": 1}).fit(df)
+    assert not np.allclose(a.predict(df)[["x", "v"]], c.predict(df)[["x", "v"]])
+
+
+def test_random_state_does_not_touch_global_rng(df):
+    # the legacy global numpy generator is exactly what must stay untouched
+    torch.manual_seed(123)
+    np.random.seed(123)  # noqa: NPY002
+    expected_t, expected_np = torch.rand(3), np.random.rand(3)  # noqa: NPY002
+    torch.manual_seed(123)
+    np.random.seed(123)  # noqa: NPY002
+    LatentODERegressor(**TINY).fit(df).predict(df)
+    np.testing.assert_array_equal(torch.rand(3), expected_t)
+    np.testing.assert_array_equal(np.random.rand(3), expected_np)  # noqa: NPY002
+
+
+def test_warm_start_continues_training(df):
+    est = LatentODERegressor(**{**TINY, "warm_start": True}).fit(df)
+    before = {k: v.clone() for k, v in est.model_.state_dict().items()}
+    encoder = est.time_encoder_
+    est.fit(df)
+    assert len(est.history_) == 4
+    assert est.history_["epoch"] == [0, 1, 2, 3]
+    assert est.time_encoder_ is encoder
+    changed = any(not torch.equal(before[k], v) for k, v in est.model_.state_dict().items())
+    assert changed
+
+
+def test_failed_warm_start_keeps_previous_fit(df):
+    est = LatentODERegressor(**{**TINY, "warm_start": True}).fit(df)
+    before = est.predict(df)
+    model = est.model_
+    bad = df.copy()
+    bad.loc[bad.index[0], "t"] = np.nan
+    with pytest.raises(ValueError):
+        est.fit(bad)
+    assert est.model_ is model
+    pd.testing.assert_frame_equal(est.predict(df), before)
+    with pytest.raises(ValueError, match="target"):
+        est.fit(df, target_cols=["x"])
+
+
+def test_failed_first_fit_leaves_unfitted(df):
+    est = LatentODERegressor(**TINY)
+    with pytest.raises(ValueError):
+        est.fit(df.drop(columns="t"))
+    with pytest.raises(NotFittedError):
+        est.predict(df)
+
+
+def test_verbose_zero_is_silent(df, capsys):
+    LatentODERegressor(**TINY).fit(df)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+# ---------------------------------------------------------------------------- bad parameters
+@pytest.mark.parametrize(
+    "param, value",
+    [("latent_dim", 0), ("rec_dim", 2.5), ("encoder", "lstm"), ("gradient", "none"),
+     ("solver", "rk45"), ("rtol", -1.0), ("n_traj_samples", 0), ("max_epochs", -1),
+     ("batch_size", 0), ("lr", 0.0), ("kl_warmup", -2), ("validation_fraction", 1.0),
+     ("early_stopping", "yes"), ("patience", 0), ("obs_std", "fixed"), ("device", "tpu"),
+     ("random_state", "seed"), ("verbose", -1), ("warm_start", None)],
+)
+def test_invalid_params_raise_in_fit(df, param, value):
+    est = LatentODERegressor(**{**TINY, param: value})  # __init__ never validates
+    assert est.get_params()[param] == value or value is None
+    with pytest.raises(ValueError, match=param if param != "device" else "device"):
+        est.fit(df)
+
+
+# ---------------------------------------------------------------------------- bad input
+def test_missing_columns(df):
+    est = LatentODERegressor(**TINY)
+    with pytest.raises(ValueError, match="'t'"):
+        est.fit(df.drop(columns="t"))
+    with pytest.raises(ValueError, match="'id'"):
+        est.fit(df.drop(columns="id"))
+    with pytest.raises(ValueError, match="'nope'"):
+        est.fit(df, target_cols=["x", "nope"])
+
+
+def test_non_numeric_target(df):
+    bad = df.copy()
+    bad["label"] = "a"
+    with pytest.raises(ValueError, match="'label'"):
+        LatentODERegressor(**TINY).fit(bad, target_cols=["x", "label"])
+    # inferred targets: only numeric columns are used
+    est = LatentODERegressor(**TINY).fit(bad)
+    assert est.target_cols_ == ["x", "v"]
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_time(df, value):
+    bad = df.copy()
+    bad.loc[bad.index[5], "t"] = value
+    with pytest.raises(ValueError, match="'t'") as info:
+        LatentODERegressor(**TINY).fit(bad)
+    assert "s0" in str(info.value) or "5" in str(info.value)  # names the series or row
+
+
+def test_unsorted_rows_are_sorted(df, fitted):
+    shuffled = df.sample(frac=1.0, random_state=3)
+    est = LatentODERegressor(**TINY).fit(shuffled)
+    pd.testing.assert_frame_equal(est.predict(df), fitted.predict(df), check_exact=False,
+                                  rtol=1e-5, atol=1e-6)
+
+
+def test_duplicate_rows_merged_with_warning(df, fitted):
+    dup = pd.concat([df, df.iloc[[0, 1, 2]]])
+    with pytest.warns(UserWarning, match="3"):
+        est = LatentODERegressor(**TINY).fit(dup)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pred = est.predict(dup)
+    assert len(pred) == len(dup) and pred.index.equals(dup.index)
+
+
+def test_series_without_observed_values(df, fitted):
+    bad = df.copy()
+    bad.loc[bad["id"] == "s4", ["x", "v"]] = np.nan
+    with pytest.raises(ValueError, match="s4"):
+        LatentODERegressor(**TINY).fit(bad)
+    with pytest.raises(ValueError, match="s4"):
+        fitted.predict(bad)
+    with pytest.raises(ValueError, match="s4"):
+        fitted.extrapolate(bad)
+
+
+def test_empty_frame(df):
+    with pytest.raises(ValueError, match=re.compile("empty", re.I)):
+        LatentODERegressor(**TINY).fit(df.iloc[:0])
+
+
+def test_one_point_series_at_fit(df):
+    bad = pd.concat([df, pd.DataFrame({"id": ["lonely"], "t": [1.0], "x": [0.3], "v": [0.1]})])
+    with pytest.raises(ValueError, match="lonely"):
+        LatentODERegressor(**TINY).fit(bad)
+
+
+# ---------------------------------------------------------------------------- GPU
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_auto_device_uses_cuda(df):
+    est = LatentODERegressor(**{**TINY, "device": "auto"}).fit(df)
+    assert est.device_.type == "cuda"
+    assert next(est.model_.parameters()).is_cuda
+    pred = est.predict(df)
+    assert np.isfinite(pred[["x", "v"]].to_numpy()).all()

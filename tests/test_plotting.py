@@ -1,0 +1,133 @@
+""":func:`latentode.plot_forecast`: panels, observation points, band and regions (no pixels)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from latentode import LatentODERegressor, plot_forecast  # noqa: E402
+
+TINY = dict(latent_dim=3, rec_dim=6, units=12, n_layers=1, gru_units=12, encoder="gru",
+            gradient="backprop", max_epochs=1, batch_size=8, verbose=0, random_state=0,
+            device="cpu")
+
+
+def _frame(n_series: int = 6, n_points: int = 15, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    parts = []
+    for i in range(n_series):
+        t = np.sort(rng.uniform(0.0, 5.0, n_points))
+        x = np.sin(t + i) + 0.05 * rng.standard_normal(n_points)
+        v = np.cos(t + i) + 0.05 * rng.standard_normal(n_points)
+        x[rng.random(n_points) < 0.3] = np.nan
+        v[np.isnan(x) & (rng.random(n_points) < 0.5)] = np.nan
+        keep = ~(np.isnan(x) & np.isnan(v))
+        parts.append(pd.DataFrame({"id": f"s{i}", "t": t[keep], "x": x[keep], "v": v[keep]}))
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def df() -> pd.DataFrame:
+    return _frame()
+
+
+@pytest.fixture(scope="module")
+def est(df) -> LatentODERegressor:
+    return LatentODERegressor(**TINY).fit(df)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _observed_line(ax):
+    lines = [ln for ln in ax.get_lines() if ln.get_label() == "observed"]
+    assert len(lines) == 1
+    return lines[0]
+
+
+def test_one_panel_per_channel_with_observed_points(est, df):
+    fig = plot_forecast(est, df, "s2", horizon=1.5)
+    assert isinstance(fig, matplotlib.figure.Figure)
+    axes = fig.get_axes()
+    assert len(axes) == 2
+    series = df[df["id"] == "s2"]
+    for ax, ch in zip(axes, ["x", "v"]):
+        line = _observed_line(ax)
+        assert len(line.get_xdata()) == int(series[ch].notna().sum())
+        np.testing.assert_allclose(np.sort(line.get_ydata()), np.sort(series[ch].dropna()))
+        assert ax.get_ylabel() == ch
+        # mean line over the whole window and forecast; the band; the two shaded regions
+        mean = [ln for ln in ax.get_lines() if ln.get_label() == "predictive mean"][0]
+        assert mean.get_xdata().max() == pytest.approx(series["t"].max() + 1.5)
+        labels = [c.get_label() for c in ax.collections] + [p.get_label() for p in ax.patches]
+        assert "90% predictive band" in labels
+        assert "conditioning window" in labels and "forecast" in labels
+
+
+def test_channels_subset_and_given_axes(est, df):
+    fig = plot_forecast(est, df, "s0", channels=["v"], quantiles=None)
+    assert len(fig.get_axes()) == 1
+    ax = fig.get_axes()[0]
+    assert len(_observed_line(ax).get_xdata()) == int(df.loc[df["id"] == "s0", "v"].notna().sum())
+    assert not any("band" in c.get_label() for c in ax.collections)
+
+    own_fig, own_axes = plt.subplots(1, 2)
+    out = plot_forecast(est, df, "s1", ax=own_axes, quantiles=(0.25, 0.5, 0.75))
+    assert out is own_fig and len(out.get_axes()) == 2
+    assert any(c.get_label() == "50% predictive band" for c in own_axes[0].collections)
+
+
+def test_default_horizon_and_datetime_axis(df):
+    dt = df.assign(t=pd.Timestamp("2024-03-01") + pd.to_timedelta(df["t"], unit="h"))
+    est = LatentODERegressor(**TINY).fit(dt)
+    fig = plot_forecast(est, dt, "s3", horizon=pd.Timedelta("2h"))
+    assert len(fig.get_axes()) == 2
+    fig = plot_forecast(est, dt, "s3")  # default horizon: a quarter of the span
+    assert len(_observed_line(fig.get_axes()[0]).get_xdata()) == int(
+        dt.loc[dt["id"] == "s3", "x"].notna().sum())
+
+
+def test_single_series_without_id(df):
+    one = df[df["id"] == "s4"].drop(columns="id")
+    est = LatentODERegressor(**TINY).fit(one, id_col=None)
+    fig = plot_forecast(est, one, horizon=1.0)
+    assert len(fig.get_axes()) == 2
+
+
+def test_bad_arguments(est, df):
+    with pytest.raises(ValueError, match="channels"):
+        plot_forecast(est, df, "s0", channels=["nope"])
+    with pytest.raises(ValueError, match="id"):
+        plot_forecast(est, df, "missing")
+    with pytest.raises(ValueError, match="pass id="):
+        plot_forecast(est, df)
+    with pytest.raises(ValueError, match="quantiles"):
+        plot_forecast(est, df, "s0", quantiles=(0.95, 0.05))
+    with pytest.raises(ValueError, match="horizon"):
+        plot_forecast(est, df, "s0", horizon=-1.0)
+    _, one_ax = plt.subplots()
+    with pytest.raises(ValueError, match="one Axes per channel"):
+        plot_forecast(est, df, "s0", ax=one_ax)
+
+
+def test_import_error_message(monkeypatch, est, df):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(ImportError, match=r"pip install latentode\[plot\]"):
+        plot_forecast(est, df, "s0")

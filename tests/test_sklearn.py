@@ -1,0 +1,164 @@
+"""scikit-learn compatibility of :class:`latentode.LatentODERegressor`.
+
+Which of ``sklearn.utils.estimator_checks`` apply
+-------------------------------------------------
+The estimator takes a *long DataFrame* with named id / time columns and no ``y``, and returns
+DataFrames aligned with rows, so every check that feeds a generic numpy ``X`` (and usually a
+``y``) cannot apply: ``check_fit2d_*``, ``check_estimators_dtypes``, ``check_fit_score_takes_y``
+(fit takes ``y`` but generic arrays have no time column), ``check_regressors_*``,
+``check_estimators_pickle`` / ``check_estimators_overwrite_params`` /
+``check_dont_overwrite_parameters`` / ``check_fit_idempotent`` / ``check_n_features_in`` (all
+fit on numpy arrays), ``check_dict_unchanged``, ``check_methods_subset_invariance`` (a Latent
+ODE conditions on the whole series, so predicting a subset of a series' rows legitimately
+changes the other rows' predictions) and the sparse / NaN / inf array checks. Their intent is
+covered by DataFrame-based tests below and in ``test_estimator.py`` (pickle, overwrite-params,
+repeatability, bad input, caller data unchanged).
+
+The checks that only need a constructed estimator run as is.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils import estimator_checks as ec
+from sklearn.utils.validation import check_is_fitted
+
+from latentode import LatentODERegressor
+
+TINY = dict(latent_dim=3, rec_dim=6, units=12, n_layers=1, gru_units=12, encoder="gru",
+            gradient="backprop", max_epochs=2, batch_size=8, verbose=0, random_state=0,
+            device="cpu")
+
+
+def oscillators(n_series: int = 8, n_points: int = 15, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(n_series):
+        t = np.sort(rng.uniform(0.0, 5.0, n_points))
+        w, p = rng.uniform(0.8, 1.6), rng.uniform(0, 2 * np.pi)
+        x = np.exp(-0.1 * t) * np.cos(w * t + p)
+        x[rng.random(n_points) < 0.2] = np.nan
+        x[0] = 1.0
+        v = np.exp(-0.1 * t) * np.sin(w * t + p)
+        frames.append(pd.DataFrame({"id": i, "t": t, "x": x, "v": v}))
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def df() -> pd.DataFrame:
+    return oscillators()
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        ec.check_no_attributes_set_in_init,
+        ec.check_get_params_invariance,
+        ec.check_set_params,
+        ec.check_parameters_default_constructible,
+        ec.check_estimator_repr,
+        ec.check_estimator_cloneable,
+        ec.check_estimator_tags_renamed,
+        ec.check_valid_tag_types,
+        ec.check_do_not_raise_errors_in_init_or_set_params,
+        ec.check_mixin_order,
+        ec.check_estimators_unfitted,
+    ],
+    ids=lambda c: c.__name__,
+)
+def test_applicable_sklearn_checks(check):
+    check("LatentODERegressor", LatentODERegressor())
+
+
+def test_default_params_are_the_documented_ones():
+    params = LatentODERegressor().get_params()
+    assert params["encoder"] == "odernn" and params["gradient"] == "adjoint"
+    assert params["solver"] == "dopri5" and params["rtol"] == 1e-3 and params["atol"] == 1e-4
+    assert params["n_traj_samples"] == 3 and params["batch_size"] == 50
+    assert params["validation_fraction"] == 0.1 and params["early_stopping"] is True
+    assert params["poisson_process"] is False and params["obs_std"] == "learned"
+    assert params["device"] == "auto" and params["random_state"] is None
+    assert params["verbose"] == 1 and params["warm_start"] is False
+
+
+def test_not_fitted(df):
+    est = LatentODERegressor(**TINY)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(est)
+    with pytest.raises(NotFittedError):
+        est.predict(df)
+
+
+def test_fit_does_not_overwrite_params(df):
+    est = LatentODERegressor(**TINY)
+    before = joblib.hash(est.get_params())
+    est.fit(df)
+    assert joblib.hash(est.get_params()) == before
+    check_is_fitted(est)
+
+
+def test_fit_is_idempotent(df):
+    est = LatentODERegressor(**TINY)
+    first = est.fit(df).predict(df)
+    pd.testing.assert_frame_equal(est.fit(df).predict(df), first, check_exact=True)
+
+
+def test_clone_fitted_and_unfitted(df):
+    est = LatentODERegressor(**TINY).fit(df)
+    twin = clone(est)
+    assert twin.get_params() == est.get_params()
+    with pytest.raises(NotFittedError):
+        check_is_fitted(twin)
+    twin.set_params(latent_dim=2, max_epochs=1)
+    assert est.latent_dim == 3  # clone is independent
+
+
+def test_pickle_round_trip_identical(df):
+    est = LatentODERegressor(**TINY).fit(df)
+    other = pickle.loads(pickle.dumps(est))
+    pd.testing.assert_frame_equal(other.predict(df), est.predict(df), check_exact=True)
+    pd.testing.assert_frame_equal(other.extrapolate(df, n_points=3),
+                                  est.extrapolate(df, n_points=3), check_exact=True)
+    assert other.score(df) == est.score(df)
+    assert other.history_.to_dict() == est.history_.to_dict()
+    # the network travels as a state dict, not as a pickled module
+    state = est.__getstate__()
+    assert isinstance(state["model_"], dict) and "state_dict" in state["model_"]
+    # unfitted estimators pickle too
+    assert pickle.loads(pickle.dumps(LatentODERegressor(**TINY))).get_params() == TINY | {
+        k: v for k, v in LatentODERegressor().get_params().items() if k not in TINY}
+
+
+def test_pipeline_routes_fit_params(df):
+    renamed = df.rename(columns={"id": "stay", "t": "hours"})
+    pipe = Pipeline([("identity", FunctionTransformer()), ("est", LatentODERegressor(**TINY))])
+    pipe.fit(renamed, est__time_col="hours", est__id_col="stay", est__target_cols=["x"])
+    est = pipe.named_steps["est"]
+    assert est.time_col_ == "hours" and est.id_col_ == "stay" and est.target_cols_ == ["x"]
+    pred = pipe.predict(renamed)
+    assert list(pred.columns) == ["stay", "hours", "x"] and len(pred) == len(renamed)
+    assert np.isfinite(pipe.score(renamed))
+
+
+def test_cross_val_score_group_kfold(df):
+    scores = cross_val_score(LatentODERegressor(**TINY), df, groups=df["id"], cv=GroupKFold(2))
+    assert scores.shape == (2,) and np.isfinite(scores).all()
+
+
+def test_grid_search_group_kfold(df):
+    search = GridSearchCV(LatentODERegressor(**TINY), {"latent_dim": [2, 3]}, cv=GroupKFold(2))
+    search.fit(df, groups=df["id"])
+    assert search.best_params_["latent_dim"] in (2, 3)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    pred = search.predict(df)
+    assert len(pred) == len(df)
