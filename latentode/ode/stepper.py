@@ -70,8 +70,9 @@ def rk_step(
 class DenseOutput:
     """4th-order continuous extension of a dopri5 step, or cubic Hermite for other methods.
 
-    Built from the step's end points, their derivatives and (dopri5) the midpoint; evaluated for
-    many query fractions at once.
+    Built from the step's end points, their derivatives and (dopri5) the midpoint; the solver
+    stacks every step's coefficients and evaluates them for all requested times at once
+    (:meth:`evaluate`).
     """
 
     def __init__(
@@ -114,12 +115,4 @@ class DenseOutput:
         out = coeffs[..., 0, :]
         for k in range(1, coeffs.shape[-2]):
             out = out * x + coeffs[..., k, :]
-        return out
-
-    def __call__(self, theta: torch.Tensor) -> torch.Tensor:
-        """Evaluate at fractions ``theta`` of shape ``(B, N)``; returns ``(B, N, D)``."""
-        x = theta.unsqueeze(-1)
-        out = self.coeffs[0].unsqueeze(1)
-        for c in self.coeffs[1:]:
-            out = out * x + c.unsqueeze(1)
         return out
