@@ -148,11 +148,6 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     )
     est.fit(train)
     fit_s = time.perf_counter() - start
-    if args.solver != "dopri5":
-        # Fixed-step solvers default to ONE step per requested interval: fine between dense
-        # training observations, but a forecast right after the conditioning window would be
-        # integrated in one coarse step. Predict with small steps (model time, ~1/100 span).
-        est.model_.step_size = 0.01
     obs_std = est.scaler_.inverse_std(est.model_.obs_std.detach().cpu().numpy().astype(float))
     quantiles = sorted({q for level in LEVELS for q in central_interval(level)} | {0.5})
     s = args.n_samples

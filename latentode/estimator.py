@@ -33,6 +33,7 @@ __all__ = ["LatentODERegressor"]
 
 ENCODERS = ("odernn", "gru")
 _SCORE_SAMPLES = 10  # trajectory samples of the IWAE estimate used by ``score``
+_DEFAULT_STEP = 0.02  # fixed-step solvers: model-time step when ``step_size=None``
 _QUANTILE_SAMPLES = 100  # default posterior samples behind predictive quantiles
 
 
@@ -98,6 +99,11 @@ class LatentODERegressor(BaseEstimator):
         ODE solver of the latent trajectory.
     rtol, atol : float, default=1e-3, 1e-4
         Tolerances of the adaptive solver.
+    step_size : float or None, default=None
+        Step of the fixed-step solvers (``"rk4"``, ``"euler"``) in model time, where the median
+        series spans 1 (see :class:`~latentode.data.TimeEncoder`); steps are also shortened to
+        land on each requested time. None means 0.02 (50 steps per typical series, the ODE-RNN
+        encoder's step). Ignored by ``"dopri5"``.
     n_traj_samples : int, default=3
         Trajectory samples of the IWAE training bound.
     max_epochs : int, default=100
@@ -213,6 +219,7 @@ class LatentODERegressor(BaseEstimator):
         solver: str = "dopri5",
         rtol: float = 1e-3,
         atol: float = 1e-4,
+        step_size: float | None = None,
         n_traj_samples: int = 3,
         max_epochs: int = 100,
         batch_size: int = 50,
@@ -238,6 +245,7 @@ class LatentODERegressor(BaseEstimator):
         self.solver = solver
         self.rtol = rtol
         self.atol = atol
+        self.step_size = step_size
         self.n_traj_samples = n_traj_samples
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -338,6 +346,8 @@ class LatentODERegressor(BaseEstimator):
             _int(name, 0)
         for name in ("rtol", "atol", "lr"):
             _positive(name)
+        if self.step_size is not None:
+            _positive("step_size")
         _choice("encoder", ENCODERS)
         _choice("gradient", GRADIENTS)
         _choice("solver", METHODS)
@@ -486,6 +496,7 @@ class LatentODERegressor(BaseEstimator):
             encoder=self.encoder, units=int(self.units), n_layers=int(self.n_layers),
             gru_units=int(self.gru_units), poisson_process=bool(self.poisson_process),
             method=self.solver, rtol=float(self.rtol), atol=float(self.atol),
+            step_size=_DEFAULT_STEP if self.step_size is None else float(self.step_size),
             gradient=self.gradient,
             obs_std=self.obs_std if self.obs_std == "learned" else float(self.obs_std),
         )

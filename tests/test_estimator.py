@@ -165,6 +165,26 @@ def test_extrapolate_explicit_times(fitted, df):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_fixed_step_solver_default_step_is_accurate(df):
+    """rk4 with the default step matches a tight dopri5 solve at a far forecast time.
+
+    The dynamics weights are scaled up so the untrained vector field bends the trajectory; one
+    rk4 step per requested interval (``step_size`` huge) is visibly wrong on the same model.
+    """
+    def forecast(**params) -> np.ndarray:
+        est = LatentODERegressor(**{**TINY, "max_epochs": 0, **params}).fit(df)
+        with torch.no_grad():
+            for p in est.model_.dynamics.parameters():
+                p.mul_(3.0)
+        return est.extrapolate(df, horizon=10.0, n_points=1)[["x", "v"]].to_numpy()
+
+    ref = forecast(solver="dopri5", rtol=1e-8, atol=1e-9)
+    default_err = np.abs(forecast(solver="rk4") - ref).max()
+    one_step_err = np.abs(forecast(solver="rk4", step_size=1e6) - ref).max()
+    assert default_err < 1e-4, default_err
+    assert one_step_err > 100 * default_err, (one_step_err, default_err)
+
+
 def test_extrapolate_unknown_query_id_raises(fitted, df):
     query = pd.DataFrame({"id": ["nope"], "t": [7.0]})
     with pytest.raises(ValueError, match="nope"):
@@ -288,7 +308,8 @@ def test_verbose_zero_is_silent(df, capsys):
 @pytest.mark.parametrize(
     "param, value",
     [("latent_dim", 0), ("rec_dim", 2.5), ("encoder", "lstm"), ("gradient", "none"),
-     ("solver", "rk45"), ("rtol", -1.0), ("n_traj_samples", 0), ("max_epochs", -1),
+     ("solver", "rk45"), ("rtol", -1.0), ("step_size", 0.0), ("step_size", "0.1"),
+     ("n_traj_samples", 0), ("max_epochs", -1),
      ("batch_size", 0), ("lr", 0.0), ("kl_warmup", -2), ("validation_fraction", 1.0),
      ("early_stopping", "yes"), ("patience", 0), ("obs_std", "fixed"), ("device", "tpu"),
      ("random_state", "seed"), ("verbose", -1), ("warm_start", None)],
