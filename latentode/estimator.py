@@ -115,6 +115,11 @@ class LatentODERegressor(BaseEstimator):
     kl_warmup : float or "exponential" or None, default=10
         KL warm-up: the KL weight ramps linearly to 1 over this many epochs; ``"exponential"``
         uses the reference schedule; 0 or None disables warm-up.
+    obs_dropout : float, default=0.0
+        At every training step, hide this fraction of each series' observed values from the
+        encoder while still scoring them, so the model learns to predict values it was not
+        conditioned on (as :meth:`predict` does for missing entries) and the learned noise
+        covers that error. 0 trains plain reconstruction, as in the paper. Must lie in [0, 1).
     validation_fraction : float, default=0.1
         Fraction of the *series* held out to monitor validation loss (early stopping and best
         weights). 0 monitors the training loss instead. Ignored (no validation) when it would
@@ -225,6 +230,7 @@ class LatentODERegressor(BaseEstimator):
         batch_size: int = 50,
         lr: float = 1e-2,
         kl_warmup: float | str | None = 10,
+        obs_dropout: float = 0.0,
         validation_fraction: float = 0.1,
         early_stopping: bool = True,
         patience: int = 10,
@@ -251,6 +257,7 @@ class LatentODERegressor(BaseEstimator):
         self.batch_size = batch_size
         self.lr = lr
         self.kl_warmup = kl_warmup
+        self.obs_dropout = obs_dropout
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping
         self.patience = patience
@@ -353,6 +360,9 @@ class LatentODERegressor(BaseEstimator):
         _choice("solver", METHODS)
         for name in ("early_stopping", "poisson_process", "warm_start"):
             _bool(name)
+        od = self.obs_dropout
+        if isinstance(od, bool) or not isinstance(od, numbers.Real) or not 0.0 <= od < 1.0:
+            raise ValueError(f"obs_dropout must lie in [0, 1), got {od!r}.")
         vf = self.validation_fraction
         if (isinstance(vf, bool) or not isinstance(vf, numbers.Real) or not 0.0 <= vf < 1.0):
             raise ValueError(f"validation_fraction must lie in [0, 1), got {vf!r}.")
@@ -469,7 +479,7 @@ class LatentODERegressor(BaseEstimator):
             max_epochs=int(self.max_epochs), lr=float(self.lr), kl_warmup=self.kl_warmup,
             n_traj_samples=int(self.n_traj_samples), early_stopping=bool(self.early_stopping),
             patience=int(self.patience), verbose=int(self.verbose), device=device,
-            generator=make_generator(int(seeds[2]), device),
+            generator=make_generator(int(seeds[2]), device), obs_dropout=float(self.obs_dropout),
         )
         model.eval()
         if reuse:

@@ -310,7 +310,8 @@ def test_verbose_zero_is_silent(df, capsys):
     [("latent_dim", 0), ("rec_dim", 2.5), ("encoder", "lstm"), ("gradient", "none"),
      ("solver", "rk45"), ("rtol", -1.0), ("step_size", 0.0), ("step_size", "0.1"),
      ("n_traj_samples", 0), ("max_epochs", -1),
-     ("batch_size", 0), ("lr", 0.0), ("kl_warmup", -2), ("validation_fraction", 1.0),
+     ("batch_size", 0), ("lr", 0.0), ("kl_warmup", -2), ("obs_dropout", 1.0),
+     ("validation_fraction", 1.0),
      ("early_stopping", "yes"), ("patience", 0), ("obs_std", "fixed"), ("device", "tpu"),
      ("random_state", "seed"), ("verbose", -1), ("warm_start", None)],
 )

@@ -12,6 +12,7 @@ from latentode.nn import LatentODE, LossOutput
 from latentode.training import (
     EarlyStopping,
     History,
+    drop_observations,
     evaluate_loss,
     exponential_kl_schedule,
     fit_model,
@@ -186,3 +187,47 @@ def test_early_stopping_callback():
     cb.on_train_begin(None)
     stops = [cb.on_epoch_end(i, {"val_mse": v}, None) for i, v in enumerate([3, 2, 2.5, 2.1, 1])]
     assert stops == [False, False, False, True, False]
+
+
+def test_drop_observations_hides_the_stated_fraction():
+    g = torch.Generator().manual_seed(0)
+    n, length, c = 200, 50, 3
+    mask = (torch.rand(n, length, c, generator=g) < 0.6).float()
+    mask[:20] = 0.0
+    mask[:20, 3, 1] = 1.0  # 20 series with a single observed value
+    values = torch.randn(n, length, c, generator=g) * mask
+    batch = Batch(torch.sort(torch.rand(n, length, generator=g), 1).values, values, mask,
+                  torch.full((n,), length))
+    out = drop_observations(batch, 0.3, torch.Generator().manual_seed(1))
+    kept = out.mask[20:].sum() / mask[20:].sum()
+    assert abs(float(kept) - 0.7) < 0.01
+    assert bool((out.mask <= mask).all())  # never reveals unobserved entries
+    assert torch.equal(out.values, values * out.mask)
+    assert torch.equal(out.mask[:20], mask[:20])  # a series never loses all its values
+    assert out.times is batch.times and out.lengths is batch.lengths
+    again = drop_observations(batch, 0.3, torch.Generator().manual_seed(1))
+    assert torch.equal(again.mask, out.mask)
+    assert drop_observations(batch, 0.0) is batch
+    with pytest.raises(ValueError, match="fraction"):
+        drop_observations(batch, 1.0)
+
+
+def test_obs_dropout_conditions_on_a_subset_and_scores_all():
+    model, data = _model(), _data(n=8)
+    seen = []
+    loss = model.loss
+
+    def spy(cond, *args, target=None, **kwargs):
+        if model.training:
+            seen.append((float(cond.mask.sum()), None if target is None
+                         else float(target.mask.sum())))
+        return loss(cond, *args, target=target, **kwargs)
+
+    model.loss = spy
+    hist = fit_model(model, _loader(data), _loader(data), max_epochs=3, lr=3e-2, kl_warmup=0,
+                     n_traj_samples=2, early_stopping=False, verbose=0, obs_dropout=0.5,
+                     generator=torch.Generator().manual_seed(0))
+    assert len(seen) == 6 and all(t == 24.0 and 0 < c < 24.0 for c, t in seen), seen
+    assert all(math.isfinite(v) for v in hist["val_loss"])
+    with pytest.raises(ValueError, match="obs_dropout"):
+        fit_model(_model(), _loader(data), max_epochs=1, verbose=0, obs_dropout=1.0)

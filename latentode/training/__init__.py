@@ -5,6 +5,7 @@ from .history import STOP_REASONS, History
 from .loop import OPTIMIZERS, fit_model
 from .objective import (
     KLSchedule,
+    drop_observations,
     evaluate_loss,
     exponential_kl_schedule,
     kl_weight_schedule,
@@ -26,4 +27,5 @@ __all__ = [
     "linear_kl_schedule",
     "exponential_kl_schedule",
     "evaluate_loss",
+    "drop_observations",
 ]

@@ -17,7 +17,7 @@ from latentode.nn import ODESolveError
 
 from .callbacks import as_callback
 from .history import History
-from .objective import KLWarmup, evaluate_loss, kl_weight_schedule
+from .objective import KLWarmup, drop_observations, evaluate_loss, kl_weight_schedule
 
 __all__ = ["fit_model", "OPTIMIZERS"]
 
@@ -59,6 +59,7 @@ def fit_model(
     min_lr: float | None = None,
     weight_decay: float = 0.0,
     min_delta: float = 0.0,
+    obs_dropout: float = 0.0,
 ) -> History:
     """Train a :class:`~latentode.nn.LatentODE` by minimising its negative IWAE bound.
 
@@ -108,6 +109,11 @@ def fit_model(
         Optimiser weight decay.
     min_delta : float
         Minimum decrease of the monitored loss that counts as an improvement.
+    obs_dropout : float
+        At every training step, hide this fraction of the batch's observed values from the
+        encoder (:func:`~latentode.training.objective.drop_observations`) while still scoring
+        all of them, so the model learns to predict values it was not conditioned on. 0: plain
+        reconstruction. Validation always uses plain reconstruction.
 
     Returns
     -------
@@ -138,6 +144,8 @@ def fit_model(
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
     if n_traj_samples < 1:
         raise ValueError(f"n_traj_samples must be >= 1, got {n_traj_samples}.")
+    if not 0.0 <= obs_dropout < 1.0:
+        raise ValueError(f"obs_dropout must lie in [0, 1), got {obs_dropout!r}.")
     if lr_decay is not None and not 0.0 < lr_decay <= 1.0:
         raise ValueError(f"lr_decay must lie in (0, 1], got {lr_decay!r}.")
     params = [p for p in model.parameters() if p.requires_grad]
@@ -183,7 +191,12 @@ def fit_model(
                 kl_weight = float(schedule(epoch, step))
                 batch = batch.to(device, dtype)
                 try:
-                    out = model.loss(batch, n_traj_samples, kl_weight, generator=generator)
+                    if obs_dropout > 0.0:
+                        cond = drop_observations(batch, obs_dropout, generator)
+                        out = model.loss(cond, n_traj_samples, kl_weight, target=batch,
+                                         generator=generator)
+                    else:
+                        out = model.loss(batch, n_traj_samples, kl_weight, generator=generator)
                     opt.zero_grad(set_to_none=True)
                     out.loss.backward()
                 except ODESolveError as err:

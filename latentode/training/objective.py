@@ -16,6 +16,7 @@ __all__ = [
     "exponential_kl_schedule",
     "kl_weight_schedule",
     "evaluate_loss",
+    "drop_observations",
 ]
 
 KLSchedule = Callable[[int, int], float]
@@ -75,6 +76,52 @@ def kl_weight_schedule(kl_warmup: KLWarmup) -> KLSchedule:
     raise TypeError(
         f"kl_warmup must be None, a number, 'exponential' or a callable; got {kl_warmup!r}."
     )
+
+
+def drop_observations(
+    batch: Batch, fraction: float, generator: torch.Generator | None = None
+) -> Batch:
+    """Hide a random ``fraction`` of the observed values of ``batch`` (training augmentation).
+
+    Each observed entry is hidden independently with probability ``fraction``; a series that
+    would lose all its observed values keeps them all. Times and lengths are unchanged, so the
+    result can condition the encoder while the full ``batch`` is scored as the target.
+
+    Parameters
+    ----------
+    batch : Batch
+        The mini-batch.
+    fraction : float
+        Probability in ``[0, 1)`` of hiding each observed value.
+    generator : torch.Generator, optional
+        Source of the random mask (on the CPU or on the batch's device).
+
+    Returns
+    -------
+    Batch
+        A new batch with the hidden values zeroed and unmasked (``batch`` itself when
+        ``fraction == 0``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from latentode.data.batch import Batch
+    >>> b = Batch(torch.zeros(1, 4), torch.ones(1, 4, 1), torch.ones(1, 4, 1), torch.tensor([4]))
+    >>> g = torch.Generator().manual_seed(0)
+    >>> int(drop_observations(b, 0.5, g).mask.sum()) <= 4
+    True
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must lie in [0, 1), got {fraction!r}.")
+    if fraction == 0.0:
+        return batch
+    mask = batch.mask
+    dev = generator.device if generator is not None else mask.device
+    u = torch.rand(mask.shape, generator=generator, device=dev, dtype=mask.dtype).to(mask.device)
+    keep = mask * (u >= fraction).to(mask.dtype)
+    empty = keep.flatten(1).sum(1) == 0
+    keep = torch.where(empty.view(-1, 1, 1), mask, keep)
+    return Batch(batch.times, batch.values * keep, keep, batch.lengths)
 
 
 @torch.no_grad()
