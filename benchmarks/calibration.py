@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from latentode import LatentODERegressor
 from latentode.datasets import make_damped_oscillators, make_periodic
@@ -125,10 +126,14 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     p.add_argument("--prefixes", type=int, default=1,
                    help="training copies of each series truncated at a random time (teaches "
                         "the encoder to condition on a prefix, as extrapolation does); 0: none")
+    p.add_argument("--obs-dropout", type=float, default=0.0,
+                   help="fraction of observed values hidden from the encoder in training")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", type=int, default=0)
     args = p.parse_args(argv)
 
+    torch.set_num_threads(max(1, args.threads))
     start = time.perf_counter()
     df, truth, time_range = _data(args)
     cols = [c for c in df.columns if c not in ("id", "t")]
@@ -144,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         latent_dim=args.latent_dim, rec_dim=24, units=48, n_layers=1, gru_units=48,
         encoder="gru", gradient="backprop", solver=args.solver, max_epochs=args.epochs,
         batch_size=32, lr=1e-2, kl_warmup=5, patience=args.patience, device="cpu",
-        random_state=args.seed, verbose=args.verbose,
+        random_state=args.seed, verbose=args.verbose, obs_dropout=args.obs_dropout,
     )
     est.fit(train)
     fit_s = time.perf_counter() - start
@@ -182,7 +187,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
           f"extrapolation cutoff t = {cut:g}.")
     print("learned obs_std per channel: "
           + ", ".join(f"{c} {v:.3f}" for c, v in zip(cols, obs_std))
-          + f" (true {args.noise:g})")
+          + f" (true {args.noise:g}); spread scale from validation series: "
+          + ", ".join(f"{c} {v:.2f}" for c, v in zip(cols, est.model_.spread_scale.tolist())))
     print("\nCoverage (%) of central predictive intervals vs noisy held-out values; "
           "CRPS and MSE in data units:")
     print(table.to_string(float_format=lambda x: f"{x:.3f}",

@@ -62,9 +62,11 @@ class PredictOutput(NamedTuple):
     Attributes
     ----------
     mean : torch.Tensor
-        ``(S, B, M, C)`` decoded observation means per trajectory sample.
+        ``(S, B, M, C)`` decoded observation means per trajectory sample (with ``S > 1`` and
+        ``calibrated=True``, their spread around the sample average is multiplied by
+        :attr:`LatentODE.spread_scale`).
     obs_std : torch.Tensor
-        ``(C,)`` observation noise standard deviation.
+        ``(C,)`` observation noise standard deviation (times ``spread_scale`` when calibrated).
     intensity : torch.Tensor or None
         ``(S, B, M, C)`` Poisson observation intensities (``poisson_process=True``), else None.
     """
@@ -193,6 +195,9 @@ class LatentODE(nn.Module):
         self.dynamics = LatentDynamics(latent_dim, n_layers, units)
         self.decoder = Decoder(latent_dim, n_channels, decoder_layers, units)
         self.noise = ObservationNoise(n_channels, obs_std, obs_std_init, obs_std_floor)
+        # per-channel factor widening the predictive distribution around its mean, set after
+        # training by latentode.training.calibrate_spread (1: the raw model)
+        self.register_buffer("spread_scale", torch.ones(n_channels))
         if self.poisson_process:
             self.intensity = mlp(latent_dim, n_channels, 1, units)
             self.ode_func: nn.Module = PoissonDynamics(self.dynamics, self.intensity)
@@ -399,6 +404,7 @@ class LatentODE(nn.Module):
         n_samples: int = 1,
         generator: torch.Generator | None = None,
         use_mean: bool = True,
+        calibrated: bool = True,
     ) -> PredictOutput:
         """Decode the latent trajectory of each series at its query times.
 
@@ -418,6 +424,10 @@ class LatentODE(nn.Module):
         use_mean : bool
             With ``n_samples == 1``, start from the posterior mean of ``z_t0`` instead of a
             sample. Ignored when ``n_samples > 1``.
+        calibrated : bool
+            Widen the predictive distribution by :attr:`spread_scale` (per channel): with
+            ``S > 1`` samples, each sample's deviation from the sample average and the noise
+            standard deviation are multiplied by it, so the average is unchanged.
 
         Returns
         -------
@@ -439,7 +449,12 @@ class LatentODE(nn.Module):
         z, _ = self.solve(z0, t0, query_times, query_lengths)
         mean = self.decoder(z)
         intensity = F.softplus(self.intensity(z)) if self.poisson_process else None
-        return PredictOutput(mean=mean, obs_std=self.obs_std, intensity=intensity)
+        obs_std = self.obs_std
+        if calibrated and n_samples > 1:
+            center = mean.mean(0, keepdim=True)
+            mean = center + self.spread_scale * (mean - center)
+            obs_std = obs_std * self.spread_scale
+        return PredictOutput(mean=mean, obs_std=obs_std, intensity=intensity)
 
 
 def _start_time(cond: Batch, times: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Training layer: KL warm-up, the training loop, callbacks and history (torch only)."""
 
+from .calibration import SCALE_GRID, calibrate_spread
 from .callbacks import Callback, CallbackProtocol, EarlyStopping, LambdaCallback, as_callback
 from .history import STOP_REASONS, History
 from .loop import OPTIMIZERS, fit_model
@@ -14,6 +15,8 @@ from .objective import (
 
 __all__ = [
     "fit_model",
+    "calibrate_spread",
+    "SCALE_GRID",
     "History",
     "STOP_REASONS",
     "OPTIMIZERS",
