@@ -55,30 +55,28 @@ print(df.groupby("id")["t"].agg(["size", "min", "max"]).head())
 est = LatentODERegressor(latent_dim=6, **small).fit(df[df["t"] < 2.5])
 
 # %% [markdown]
-# ## Predictive bands from posterior samples
+# ## Predictive bands
 #
-# `LatentODERegressor` has no public sampling method (yet); the documented hook
-# `_predict_samples` (used by `latentode.demo`) returns decoded trajectory means per posterior
-# sample, `(S, n_rows, C)`, plus the observation noise. A predictive band combines both: the
-# spread of the trajectories (epistemic-like, from `q(z0 | x)`) and the observation noise.
+# `predict` and `extrapolate` take `quantiles=`: the predictive distribution of a value is the
+# mixture, over posterior samples of `z_t0` pushed through the ODE, of Gaussians with the
+# learned per-channel observation noise. After training, the estimator rescales its spread per
+# channel on the validation series (`calibrate=True`, the default) so that central intervals
+# reach their nominal coverage; the factors are in `est.model_.spread_scale`. `sample` draws
+# whole predictive trajectories instead.
 
 
 # %%
 def predictive_band(model: LatentODERegressor, cond: pd.DataFrame, query: pd.DataFrame,
                     n_samples: int = 50, level: float = 0.9) -> pd.DataFrame:
     """Mean and central ``level`` band of the predictive distribution at the query rows."""
-    samples = model._predict_samples(cond, query, n_samples=n_samples, use_mean=False,
-                                     random_state=0)
-    rng = np.random.default_rng(0)
-    draws = samples.mean + samples.obs_std * rng.standard_normal(samples.mean.shape)
-    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
-    out = query.copy()
-    for j, col in enumerate(model.target_cols_):
-        out[col] = samples.mean[:, :, j].mean(axis=0)
-        out[f"{col}_lo"], out[f"{col}_hi"] = lo[:, j], hi[:, j]
+    lo, hi = (1 - level) / 2, (1 + level) / 2
+    out = model.extrapolate(cond, times=query, quantiles=(lo, hi), n_samples=n_samples)
+    for col in model.target_cols_:
+        out = out.rename(columns={f"{col}_q{lo:g}": f"{col}_lo", f"{col}_q{hi:g}": f"{col}_hi"})
     return out
 
 
+print("spread factors from the validation series:", est.model_.spread_scale.tolist())
 sid = 0
 cond = df[(df["id"] == sid) & (df["t"] < 2.5)]
 grid = pd.DataFrame({"id": sid, "t": np.linspace(0, 5, 101)})
@@ -123,6 +121,17 @@ for poisson in (False, True):
         c: float(((pred[c] - clean[c]) ** 2).mean()) for c in ("x0", "x1")}
     models[poisson] = model
 print(pd.DataFrame(errors).T.round(4))
+
+# %% [markdown]
+# The Poisson model's `predict_intensity` gives the expected number of observations per time
+# unit of each channel along each series' posterior trajectory; compare its average with the
+# empirical rate (observed values per unit of time).
+
+# %%
+rate = models[True].predict_intensity(test)
+span = test.groupby("id")["t"].agg(lambda t: t.max() - t.min())
+empirical = test.groupby("id")[["x0", "x1"]].count().div(span, axis=0)
+print(pd.DataFrame({"fitted": rate[["x0", "x1"]].mean(), "empirical": empirical.mean()}).round(2))
 
 sid = int(test_ids[0])
 rows = test[test["id"] == sid]
