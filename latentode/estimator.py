@@ -483,6 +483,7 @@ class LatentODERegressor(BaseEstimator):
         else:
             with torch_seeded(int(seeds[2]), device):
                 model = self._build_model(vf.n_channels)
+            model.set_intensity_base(torch.as_tensor(_data.observation_rates(train)))
         model.to(device)
         history = fit_model(
             model, train_loader, val_loader if val is not None else None,

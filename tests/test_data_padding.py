@@ -184,3 +184,16 @@ def test_predict_flow_maps_query_results_to_caller_rows():
     codes = vf.lookup_series(df["id"])
     np.testing.assert_array_equal(codes, vf.row_series_codes)
     assert vf.lookup_series([-5]).tolist() == [-1]
+
+
+def test_observation_rates_pool_counts_over_windows():
+    from latentode.data import observation_rates, to_padded
+
+    # series 0: times 0, 1, 3 (span 3); series 1: times 2, 2.5 (span 0.5); channel 1 seen twice
+    codes = np.array([0, 0, 0, 1, 1])
+    times = np.array([0.0, 1.0, 3.0, 2.0, 2.5])
+    values = np.array([[1.0, np.nan], [2.0, 5.0], [3.0, np.nan], [4.0, 6.0], [5.0, np.nan]])
+    padded = to_padded(codes, times, values, n_series=2)
+    np.testing.assert_allclose(observation_rates(padded), [5 / 3.5, 2 / 3.5])
+    one = to_padded(np.array([0]), np.array([1.0]), np.array([[np.nan, 2.0]]), n_series=1)
+    np.testing.assert_allclose(observation_rates(one), [1.0, 1.0])  # span 0, count floor 1

@@ -1,5 +1,7 @@
 """LatentODE: shapes, dtypes, sampling, one batched solve, Poisson term, exact gradients."""
 
+import math
+
 import pytest
 import torch
 
@@ -118,13 +120,16 @@ def test_predict_series_independent_of_batch_and_padding():
 def test_poisson_constant_intensity_through_the_model():
     lam = torch.tensor([0.7, 2.5], dtype=torch.float64)
     with_pp = _model(poisson_process=True, rtol=1e-8, atol=1e-10).double()
-    net = with_pp.intensity
+    net = with_pp.intensity.net
+    base = torch.tensor([2.0, 0.5], dtype=torch.float64)
+    with_pp.set_intensity_base(base)
     with torch.no_grad():
         for layer in net:
             if isinstance(layer, torch.nn.Linear):
                 layer.weight.zero_()
                 layer.bias.zero_()
-        net[-1].bias.copy_(torch.log(torch.expm1(lam)))
+        # base * softplus(b) / log 2 = lam
+        net[-1].bias.copy_(torch.log(torch.expm1(lam / base * math.log(2.0))))
     without = _model(poisson_process=False, rtol=1e-8, atol=1e-10).double()
     without.load_state_dict(with_pp.state_dict(), strict=False)
     batch = _batch(torch.float64)
@@ -202,3 +207,17 @@ def test_bad_arguments():
         LatentODE(2, obs_std="fixed")
     with pytest.raises(ValueError, match="n_traj_samples"):
         _model().loss(_batch(torch.float32), 0)
+
+
+def test_intensity_base_sets_the_rate_at_zero_output():
+    model = _model(poisson_process=True).double()
+    with torch.no_grad():
+        for p in model.intensity.net.parameters():
+            p.zero_()
+    model.set_intensity_base(torch.tensor([30.0, 0.2]))
+    z = torch.randn(5, model.latent_dim, dtype=torch.float64)
+    torch.testing.assert_close(model.intensity(z), torch.tensor([30.0, 0.2]).double().expand(5, 2))
+    torch.testing.assert_close(model.intensity.log_rate(z), model.intensity(z).log())
+    with pytest.raises(ValueError, match="positive"):
+        model.set_intensity_base(torch.tensor([1.0, 0.0]))
+    _model().set_intensity_base(torch.tensor([1.0, 1.0]))  # no Poisson process: no-op

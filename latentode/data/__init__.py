@@ -24,7 +24,15 @@ Query rows of another frame (e.g. forecast times) use ``vf.lookup_series(ids)`` 
 
 from .batch import Batch
 from .loader import batch_indices, iterate_batches, split_series
-from .padding import PaddedQuery, PaddedSeries, pad_frame, pad_query_times, subset, to_padded
+from .padding import (
+    PaddedQuery,
+    PaddedSeries,
+    observation_rates,
+    pad_frame,
+    pad_query_times,
+    subset,
+    to_padded,
+)
 from .scaling import ChannelScaler
 from .time import TimeEncoder
 from .validation import ValidatedFrame, validate_frame
@@ -38,6 +46,7 @@ __all__ = [
     "ValidatedFrame",
     "batch_indices",
     "iterate_batches",
+    "observation_rates",
     "pad_frame",
     "pad_query_times",
     "split_series",

@@ -345,3 +345,28 @@ def pad_query_times(series_codes: Any, times: Any, n_series: int) -> PaddedQuery
     row_position = np.empty(len(order), dtype=np.int64)
     row_position[order] = position[unique_of_sorted]
     return PaddedQuery(padded_t, lengths, row_position)
+
+
+def observation_rates(padded: PaddedSeries) -> np.ndarray:
+    """Observed values per channel per unit of model time, pooled over the series.
+
+    ``rate_c = (number of observed values of channel c) / sum_b (last_b - first_b)`` over the
+    series' windows (a count of at least 1 per channel; a total span of 0 counts as 1). Used
+    to set the typical Poisson intensity before training.
+
+    Parameters
+    ----------
+    padded : PaddedSeries
+        Training series.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(C,)`` float64 positive rates.
+    """
+    b = padded.n_series
+    lengths = np.maximum(padded.lengths, 1)
+    last = padded.times[np.arange(b), lengths - 1]
+    span = float(np.sum(last - padded.times[:, 0])) if b else 0.0
+    counts = np.maximum(padded.mask.sum(axis=(0, 1)).astype(np.float64), 1.0)
+    return counts / (span if span > 0 else 1.0)

@@ -6,7 +6,7 @@ Depends on torch and :mod:`latentode.ode` only.
 from latentode.ode import ODESolveError
 
 from .decoder import Decoder, ObservationNoise
-from .dynamics import LatentDynamics, PoissonDynamics, init_ode_weights, mlp
+from .dynamics import Intensity, LatentDynamics, PoissonDynamics, init_ode_weights, mlp
 from .encoder import GRUEncoder, GRUUpdate, ODERNNEncoder
 from .likelihoods import (
     gaussian_log_likelihood,
@@ -28,6 +28,7 @@ __all__ = [
     "GRUUpdate",
     "LatentDynamics",
     "PoissonDynamics",
+    "Intensity",
     "Decoder",
     "ObservationNoise",
     "mlp",

@@ -67,7 +67,7 @@ def log_softplus(logits: torch.Tensor, threshold: float = -20.0) -> torch.Tensor
 
 
 def poisson_log_likelihood(
-    intensity_logits: torch.Tensor,
+    log_intensity: torch.Tensor,
     cum_intensity: torch.Tensor,
     mask: torch.Tensor,
     lengths: torch.Tensor,
@@ -75,14 +75,14 @@ def poisson_log_likelihood(
     """Log-likelihood of the observation times under an inhomogeneous Poisson process per channel.
 
     Each observed entry ``(t_m, c)`` is an event of channel ``c``'s process with intensity
-    ``lambda_c(t) = softplus(logits_c(t))``. Over the window ``[t_first, t_last]`` of each series
+    ``lambda_c(t)``. Over the window ``[t_first, t_last]`` of each series
     the log-likelihood is ``sum_{observed (m,c)} log lambda_c(t_m) - sum_c (Lambda_c(t_last) -
     Lambda_c(t_first))`` with ``Lambda`` the integrated intensity.
 
     Parameters
     ----------
-    intensity_logits : torch.Tensor
-        ``(K, B, M, C)`` pre-softplus intensities at the observation times.
+    log_intensity : torch.Tensor
+        ``(K, B, M, C)`` ``log lambda`` at the observation times.
     cum_intensity : torch.Tensor
         ``(K, B, M, C)`` integrated intensity ``Lambda(t_m)`` (any common offset).
     mask : torch.Tensor
@@ -95,7 +95,7 @@ def poisson_log_likelihood(
     torch.Tensor
         ``(K, B)`` log-likelihood per trajectory sample and series.
     """
-    events = (log_softplus(intensity_logits) * mask).sum(dim=(-2, -1))
+    events = (log_intensity * mask).sum(dim=(-2, -1))
     k, b, _, c = cum_intensity.shape
     last = (lengths - 1).to(torch.long).view(1, b, 1, 1).expand(k, b, 1, c)
     lam_last = cum_intensity.gather(2, last).squeeze(2)

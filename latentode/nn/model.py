@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from latentode.data.batch import Batch
 from latentode.ode import odeint
 
 from .decoder import Decoder, ObservationNoise
-from .dynamics import LatentDynamics, PoissonDynamics, mlp
+from .dynamics import Intensity, LatentDynamics, PoissonDynamics
 from .encoder import GRUEncoder, ODERNNEncoder
 from .likelihoods import (
     gaussian_log_likelihood,
@@ -81,7 +80,8 @@ class LatentODE(nn.Module):
 
     Generative model: ``z_t0 ~ N(0, I)``, ``z(t) = z_t0 + int_t0^t f(z) ds``,
     ``x_c(t) ~ N(decoder(z(t))_c, obs_std_c^2)``; optionally the observation times of channel
-    ``c`` form a Poisson process with intensity ``softplus(g(z(t)))_c``. Inference: ``q(z_t0 | x)``
+    ``c`` form a Poisson process with intensity ``base_c softplus(g(z(t)))_c / log 2``
+    (:class:`~latentode.nn.dynamics.Intensity`). Inference: ``q(z_t0 | x)``
     is a diagonal Gaussian produced by an encoder run backwards over the observations.
 
     Parameters
@@ -199,13 +199,28 @@ class LatentODE(nn.Module):
         # training by latentode.training.calibrate_spread (1: the raw model)
         self.register_buffer("spread_scale", torch.ones(n_channels))
         if self.poisson_process:
-            self.intensity = mlp(latent_dim, n_channels, 1, units)
+            self.intensity = Intensity(latent_dim, n_channels, units)
             self.ode_func: nn.Module = PoissonDynamics(self.dynamics, self.intensity)
         else:
             self.intensity = None
             self.ode_func = self.dynamics
 
     # ------------------------------------------------------------------ building blocks
+    def set_intensity_base(self, rate: torch.Tensor) -> None:
+        """Set the typical Poisson rate per channel (events per model time unit).
+
+        The intensity is ``base * softplus(g(z)) / log 2``, so a network output near 0 gives
+        ``base``; set it from the training data (observed values per unit of window) before
+        training. No effect without ``poisson_process``.
+        """
+        if self.intensity is None:
+            return
+        rate = torch.as_tensor(rate, dtype=self.intensity.base.dtype,
+                               device=self.intensity.base.device)
+        if rate.shape != self.intensity.base.shape or not bool((rate > 0).all()):
+            raise ValueError(f"rate must be {tuple(self.intensity.base.shape)} positive values.")
+        self.intensity.base.copy_(rate)
+
     @property
     def obs_std(self) -> torch.Tensor:
         """``(C,)`` observation noise standard deviation."""
@@ -300,7 +315,8 @@ class LatentODE(nn.Module):
         mask = _valid_mask(tgt.mask, tgt.lengths)
         log_lik = gaussian_log_likelihood(tgt.values, mask, mean, self.obs_std)  # (K, B)
         if self.poisson_process:
-            log_lik = log_lik + poisson_log_likelihood(self.intensity(z), cum, mask, tgt.lengths)
+            log_lik = log_lik + poisson_log_likelihood(self.intensity.log_rate(z), cum, mask,
+                                                       tgt.lengths)
         kl = kl_normal_standard(mu, sigma)  # (B,)
         analytic = kl_estimator == "analytic" or (kl_estimator == "auto" and n_traj_samples == 1)
         if analytic:
@@ -448,7 +464,7 @@ class LatentODE(nn.Module):
             z0 = self.sample_z0(mu, sigma, n_samples, generator)
         z, _ = self.solve(z0, t0, query_times, query_lengths)
         mean = self.decoder(z)
-        intensity = F.softplus(self.intensity(z)) if self.poisson_process else None
+        intensity = self.intensity(z) if self.poisson_process else None
         obs_std = self.obs_std
         if calibrated and n_samples > 1:
             center = mean.mean(0, keepdim=True)
