@@ -8,6 +8,11 @@ fit on synthetic data whose observation times are drawn from a known Poisson pro
 * state-independent: a constant rate ``rate0``.
 
 Tolerances (stated in each test) leave room for a small model trained for a few dozen epochs.
+The sinusoids run 0.5 to 1 period over the window: with 2 or more periods the small model does
+not learn the values within this budget (value MSE stays at the signal's variance), so the rate
+could not be tracked either. Measured (1 CPU thread, about 3.5 min per test):
+state-dependent r = 0.921, fitted mean rate 4.53 vs true 4.67, value MSE 0.061 (plain 0.063);
+state-independent mean 5.38 vs 5, CV 0.038, value MSE 0.090 (plain 0.115).
 """
 
 from __future__ import annotations
@@ -23,9 +28,9 @@ from latentode import LatentODERegressor
 TINY = dict(latent_dim=3, rec_dim=6, units=12, n_layers=1, gru_units=12, encoder="gru",
             gradient="backprop", max_epochs=2, batch_size=8, verbose=0, random_state=0,
             device="cpu")
-SMALL = dict(latent_dim=4, rec_dim=16, units=32, n_layers=1, gru_units=32, encoder="gru",
-             solver="rk4", step_size=0.05, gradient="backprop", max_epochs=60, batch_size=25,
-             lr=1e-2, kl_warmup=5, patience=8, verbose=0, random_state=0, device="cpu")
+SMALL = dict(latent_dim=6, rec_dim=16, units=32, n_layers=1, gru_units=32, encoder="gru",
+             solver="rk4", step_size=0.05, gradient="backprop", max_epochs=60, batch_size=10,
+             lr=1e-2, kl_warmup=5, patience=20, verbose=0, random_state=0, device="cpu")
 SPAN = 10.0  # time range of every series, in user units
 
 
@@ -40,7 +45,7 @@ def poisson_series(n_series: int, *, rate0: float, beta: float, noise: float = 0
     rng = np.random.default_rng(seed)
     frames, params = [], []
     for i in range(n_series):
-        a, f, p = rng.uniform(0.6, 1.4), rng.uniform(0.15, 0.3), rng.uniform(0, 2 * np.pi)
+        a, f, p = rng.uniform(0.6, 1.4), rng.uniform(0.05, 0.1), rng.uniform(0, 2 * np.pi)
         lmax = rate0 * np.exp(abs(beta) * a)
         t = np.sort(rng.uniform(0.0, SPAN, rng.poisson(lmax * SPAN)))
         x = a * np.sin(2 * np.pi * f * t + p)
