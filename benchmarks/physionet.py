@@ -192,6 +192,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         batch_size=args.batch_size, lr=args.lr,
         kl_warmup=None if kl_warmup == "none" else kl_warmup,
         validation_fraction=args.val_fraction, early_stopping=args.val_fraction > 0,
+        obs_std="learned" if args.obs_std == "learned" else float(args.obs_std),
         poisson_process=args.poisson, device=args.device, random_state=args.seed,
         verbose=args.verbose,
     )
@@ -293,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="'exponential' (the paper's), 'none' or a number of epochs")
     parser.add_argument("--val-fraction", type=float, default=0.0,
                         help="hold out training stays for early stopping (paper: 0)")
+    parser.add_argument("--obs-std", default="learned",
+                        help="observation noise std in standardised units, or 'learned' (the "
+                             "paper fixes 0.01 on its (x - min) / max scale)")
     parser.add_argument("--hide-fraction", type=float, default=0.5)
     parser.add_argument("--unknown-as-nan", action="store_true",
                         help="treat -1 descriptors as missing (the paper keeps them)")
