@@ -591,10 +591,11 @@ class LatentODERegressor(BaseEstimator):
         posterior mean of ``z_t0``, as without quantiles.
         """
         q = self._check_uncertainty_args(quantiles, n_samples)
-        samples = self._predict_samples(df, n_samples=1, use_mean=True)
+        prepared = self._prepare(df)
+        samples = self._predict_samples(df, prepared=prepared, n_samples=1, use_mean=True)
         out = self._samples_frame(samples, samples.mean.mean(axis=0))
         if q is not None:
-            out = self._add_quantiles(out, df, None, q, int(n_samples))
+            out = self._add_quantiles(out, df, None, q, int(n_samples), prepared)
         return out
 
     def extrapolate(
@@ -640,11 +641,12 @@ class LatentODERegressor(BaseEstimator):
             each target column is followed by its quantile columns.
         """
         q = self._check_uncertainty_args(quantiles, n_samples)
-        query = self._forecast_query(df, horizon, n_points, times)
-        samples = self._predict_samples(df, query, n_samples=1, use_mean=True)
+        prepared = self._prepare(df)
+        query = self._forecast_query(df, horizon, n_points, times, prepared[0])
+        samples = self._predict_samples(df, query, prepared=prepared, n_samples=1, use_mean=True)
         out = self._samples_frame(samples, samples.mean.mean(axis=0))
         if q is not None:
-            out = self._add_quantiles(out, df, query, q, int(n_samples))
+            out = self._add_quantiles(out, df, query, q, int(n_samples), prepared)
         return out
 
     def sample(
@@ -692,11 +694,12 @@ class LatentODERegressor(BaseEstimator):
         check_is_fitted(self)
         if "sample" in {self.time_col_, self.id_col_, *self.target_cols_}:
             raise ValueError("A fitted column is named 'sample', which sample() adds.")
-        query = None if times is None else self._forecast_query(df, 2.0, 1, times)
+        prepared = self._prepare(df)
+        query = None if times is None else self._forecast_query(df, 2.0, 1, times, prepared[0])
         rs = self.random_state if random_state is None else random_state
         seeds = np.random.SeedSequence(draw_seed(rs)).generate_state(2)
-        samples = self._predict_samples(df, query, n_samples=int(n_samples), use_mean=False,
-                                        random_state=int(seeds[0]))
+        samples = self._predict_samples(df, query, prepared=prepared, n_samples=int(n_samples),
+                                        use_mean=False, random_state=int(seeds[0]))
         values = sample_mixture(samples.mean, samples.obs_std,
                                 np.random.default_rng(int(seeds[1])))
         s, n = values.shape[:2]
@@ -741,8 +744,9 @@ class LatentODERegressor(BaseEstimator):
                 "predict_intensity needs a model fitted with poisson_process=True; refit with "
                 "LatentODERegressor(poisson_process=True, ...)."
             )
-        query = None if times is None else self._forecast_query(df, 2.0, 1, times)
-        samples = self._predict_samples(df, query, n_samples=1, use_mean=True)
+        prepared = self._prepare(df)
+        query = None if times is None else self._forecast_query(df, 2.0, 1, times, prepared[0])
+        samples = self._predict_samples(df, query, prepared=prepared, n_samples=1, use_mean=True)
         assert samples.intensity is not None
         return self._samples_frame(samples, samples.intensity.mean(axis=0))
 
@@ -782,6 +786,7 @@ class LatentODERegressor(BaseEstimator):
     # ------------------------------------------------------------------ internals
     def _prepare(self, df: pd.DataFrame) -> tuple[Any, Any]:
         """Validate ``df`` against the fitted columns; return it validated and padded."""
+        check_is_fitted(self)
         vf = _data.validate_frame(
             df, time_col=self.time_col_, id_col=self.id_col_, expected_targets=self.target_cols_
         )
@@ -798,10 +803,11 @@ class LatentODERegressor(BaseEstimator):
 
     def _add_quantiles(
         self, out: pd.DataFrame, df: pd.DataFrame, query: pd.DataFrame | None,
-        quantiles: np.ndarray, n_samples: int,
+        quantiles: np.ndarray, n_samples: int, prepared: tuple[Any, Any],
     ) -> pd.DataFrame:
         """Insert ``<col>_q<level>`` predictive-quantile columns after each target column."""
-        samples = self._predict_samples(df, query, n_samples=n_samples, use_mean=False)
+        samples = self._predict_samples(df, query, prepared=prepared, n_samples=n_samples,
+                                        use_mean=False)
         values = mixture_quantiles(samples.mean, samples.obs_std, quantiles)  # (Q, n, C)
         result = out[[c for c in out.columns if c not in self.target_cols_]].copy()
         for j, col in enumerate(self.target_cols_):  # positional: the index may repeat labels
@@ -815,6 +821,7 @@ class LatentODERegressor(BaseEstimator):
         df: pd.DataFrame,
         query: pd.DataFrame | None = None,
         *,
+        prepared: tuple[Any, Any] | None = None,
         n_samples: int = 1,
         use_mean: bool = True,
         random_state: int | np.random.RandomState | None = None,
@@ -828,6 +835,9 @@ class LatentODERegressor(BaseEstimator):
         query : pandas.DataFrame, optional
             Rows ``[id, time]`` to predict at (original units); default: the rows of ``df``.
             Every query id must have a series in ``df``.
+        prepared : tuple, optional
+            ``self._prepare(df)`` when the caller has it already (``df`` is then not
+            validated again).
         n_samples : int
             Trajectory samples ``S`` (posterior samples of ``z_t0``).
         use_mean : bool
@@ -842,8 +852,7 @@ class LatentODERegressor(BaseEstimator):
             and the Poisson ``intensity`` (or None). Predictive samples of observations are
             ``mean + obs_std * N(0, 1)``.
         """
-        check_is_fitted(self)
-        vf, padded = self._prepare(df)
+        vf, padded = self._prepare(df) if prepared is None else prepared
         if query is None:
             cols = ([self.id_col_] if self.id_col_ is not None else []) + [self.time_col_]
             query = df[cols].copy()
@@ -929,10 +938,12 @@ class LatentODERegressor(BaseEstimator):
         return out
 
     def _forecast_query(
-        self, df: pd.DataFrame, horizon: Any, n_points: int, times: Any
+        self, df: pd.DataFrame, horizon: Any, n_points: int, times: Any, vf: Any
     ) -> pd.DataFrame:
-        """Rows ``[id, time]`` (original units) at which :meth:`extrapolate` forecasts."""
-        check_is_fitted(self)
+        """Rows ``[id, time]`` (original units) at which :meth:`extrapolate` forecasts.
+
+        ``vf`` is ``df`` validated (the first item of :meth:`_prepare`).
+        """
         time_col, id_col = self.time_col_, self.id_col_
         key_cols = ([id_col] if id_col is not None else []) + [time_col]
         if isinstance(times, pd.DataFrame):
@@ -940,9 +951,6 @@ class LatentODERegressor(BaseEstimator):
             if missing:
                 raise ValueError(f"The times DataFrame lacks the column(s) {missing}.")
             return times[key_cols].copy()
-        vf = _data.validate_frame(
-            df, time_col=time_col, id_col=id_col, expected_targets=self.target_cols_
-        )
         observed = np.flatnonzero(vf.observed.any(axis=1))
         last_slot = pd.Series(observed).groupby(vf.series_codes[observed]).max()
         if id_col is None:
