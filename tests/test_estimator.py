@@ -13,13 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _settings import TINY
 from sklearn.exceptions import NotFittedError
 
 from latentode import LatentODERegressor
-
-TINY = dict(latent_dim=3, rec_dim=6, units=12, n_layers=1, gru_units=12, encoder="gru",
-            gradient="backprop", max_epochs=2, batch_size=8, verbose=0, random_state=0,
-            device="cpu")
 
 
 def oscillators(n_series: int = 12, n_points: int = 20, seed: int = 0, missing: float = 0.2,

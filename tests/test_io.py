@@ -11,14 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _settings import TINY
 from sklearn.exceptions import NotFittedError
 
 from latentode import LatentODERegressor
 from latentode.io import FORMAT_VERSION, read_config
-
-TINY = dict(latent_dim=3, rec_dim=6, units=12, n_layers=1, gru_units=12, encoder="gru",
-            gradient="backprop", max_epochs=2, batch_size=8, verbose=0, random_state=0,
-            device="cpu")
 
 
 def oscillators(n_series: int = 6, n_points: int = 15, seed: int = 0) -> pd.DataFrame:

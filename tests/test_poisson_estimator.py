@@ -22,12 +22,10 @@ import copy
 import numpy as np
 import pandas as pd
 import pytest
+from _settings import TINY
 
 from latentode import LatentODERegressor
 
-TINY = dict(latent_dim=3, rec_dim=6, units=12, n_layers=1, gru_units=12, encoder="gru",
-            gradient="backprop", max_epochs=2, batch_size=8, verbose=0, random_state=0,
-            device="cpu")
 SMALL = dict(latent_dim=6, rec_dim=16, units=32, n_layers=1, gru_units=32, encoder="gru",
              solver="rk4", step_size=0.05, gradient="backprop", max_epochs=60, batch_size=10,
              lr=1e-2, kl_warmup=5, patience=20, verbose=0, random_state=0, device="cpu")

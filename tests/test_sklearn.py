@@ -25,6 +25,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from _settings import TINY
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
@@ -34,10 +35,6 @@ from sklearn.utils import estimator_checks as ec
 from sklearn.utils.validation import check_is_fitted
 
 from latentode import LatentODERegressor
-
-TINY = dict(latent_dim=3, rec_dim=6, units=12, n_layers=1, gru_units=12, encoder="gru",
-            gradient="backprop", max_epochs=2, batch_size=8, verbose=0, random_state=0,
-            device="cpu")
 
 
 def oscillators(n_series: int = 8, n_points: int = 15, seed: int = 0) -> pd.DataFrame:

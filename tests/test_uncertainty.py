@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from _settings import TINY
 from scipy.stats import norm
 
 from latentode.uncertainty import (
@@ -115,9 +116,6 @@ def test_interval_coverage():
 
 
 # ---------------------------------------------------------------------------- estimator
-TINY = dict(latent_dim=3, rec_dim=6, units=12, n_layers=1, gru_units=12, encoder="gru",
-            gradient="backprop", max_epochs=2, batch_size=8, verbose=0, random_state=0,
-            device="cpu")
 
 
 @pytest.fixture(scope="module")
