@@ -12,6 +12,7 @@ from latentode.nn import (
     log_softplus,
     logmeanexp,
     normal_log_prob,
+    observation_weights,
     poisson_log_likelihood,
 )
 
@@ -77,3 +78,29 @@ def test_logmeanexp():
     x = torch.tensor([[0.0, 1000.0], [math.log(3.0), 1000.0]], dtype=torch.float64)
     got = logmeanexp(x, dim=0)
     torch.testing.assert_close(got, torch.tensor([math.log(2.0), 1000.0], dtype=torch.float64))
+
+
+def test_channel_weighting_gives_each_observed_channel_of_a_series_the_same_total():
+    g = torch.Generator().manual_seed(3)
+    mask = (torch.rand(6, 9, 4, generator=g) < 0.4).double()
+    mask[0] = 0.0
+    mask[0, 2, 1] = 1.0  # one series with a single observed value
+    mask[1, :, 3] = 1.0  # a channel observed at every time point
+    assert observation_weights(mask, "value") is mask
+    w = observation_weights(mask, "channel")
+    assert bool((w[mask == 0] == 0).all()) and bool((w[mask > 0] > 0).all())
+    per_channel = w.sum(1)  # (B, C)
+    n_obs = mask.sum((1, 2))
+    observed = mask.sum(1) > 0
+    for b in range(6):
+        totals = per_channel[b][observed[b]]
+        # every observed channel has the same total, and the series keeps its total weight
+        torch.testing.assert_close(totals, torch.full_like(totals, float(totals[0])))
+        torch.testing.assert_close(totals.sum(), n_obs[b])
+        # within a channel, every observation has the same weight
+        for c in range(4):
+            col = w[b, :, c][mask[b, :, c] > 0]
+            if len(col):
+                torch.testing.assert_close(col, torch.full_like(col, float(col[0])))
+    with pytest.raises(ValueError, match="weighting"):
+        observation_weights(mask, "series")

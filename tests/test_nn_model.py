@@ -221,3 +221,24 @@ def test_intensity_base_sets_the_rate_at_zero_output():
     with pytest.raises(ValueError, match="positive"):
         model.set_intensity_base(torch.tensor([1.0, 0.0]))
     _model().set_intensity_base(torch.tensor([1.0, 1.0]))  # no Poisson process: no-op
+
+
+def test_channel_weighting_changes_only_the_likelihood_weights():
+    model = _model()
+
+    def losses(batch, weighting):
+        return model.loss(batch, 2, 0.5, generator=torch.Generator().manual_seed(4),
+                          weighting=weighting)
+
+    full = _batch(torch.float32, lengths=(4, 4, 4))
+    full.mask.fill_(1.0)  # every channel observed equally often: both weightings agree
+    a, b = losses(full, "value"), losses(full, "channel")
+    torch.testing.assert_close(a.loss, b.loss)
+    sparse = _batch(torch.float32, seed=3)
+    sparse.mask[0, 1:, 1] = 0.0  # uneven channel counts: the bound changes, the plain MSE not
+    a, b = losses(sparse, "value"), losses(sparse, "channel")
+    assert abs(float(a.loss - b.loss)) > 1e-6
+    torch.testing.assert_close(a.mse, b.mse)
+    assert a.n_obs == b.n_obs
+    with pytest.raises(ValueError, match="weighting"):
+        losses(sparse, "series")

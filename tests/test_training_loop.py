@@ -231,3 +231,20 @@ def test_obs_dropout_conditions_on_a_subset_and_scores_all():
     assert all(math.isfinite(v) for v in hist["val_loss"])
     with pytest.raises(ValueError, match="obs_dropout"):
         fit_model(_model(), _loader(data), max_epochs=1, verbose=0, obs_dropout=1.0)
+
+
+def test_obs_weighting_reaches_training_and_validation_losses():
+    model, data = _model(), _data(n=8)
+    seen = []
+    loss = model.loss
+
+    def spy(*args, weighting="value", **kwargs):
+        seen.append((model.training, weighting))
+        return loss(*args, weighting=weighting, **kwargs)
+
+    model.loss = spy
+    fit_model(model, _loader(data), _loader(data), max_epochs=2, kl_warmup=0, verbose=0,
+              early_stopping=False, obs_weighting="channel")
+    assert {w for _, w in seen} == {"channel"} and {t for t, _ in seen} == {True, False}
+    with pytest.raises(ValueError, match="obs_weighting"):
+        fit_model(_model(), _loader(data), max_epochs=1, verbose=0, obs_weighting="series")

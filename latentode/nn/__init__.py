@@ -9,12 +9,14 @@ from .decoder import Decoder, ObservationNoise
 from .dynamics import Intensity, LatentDynamics, PoissonDynamics, init_ode_weights, mlp
 from .encoder import GRUEncoder, GRUUpdate, ODERNNEncoder
 from .likelihoods import (
+    OBS_WEIGHTINGS,
     gaussian_log_likelihood,
     kl_normal_standard,
     log_softplus,
     logmeanexp,
     masked_squared_error,
     normal_log_prob,
+    observation_weights,
     poisson_log_likelihood,
 )
 from .model import LatentODE, LossOutput, PredictOutput
@@ -40,5 +42,7 @@ __all__ = [
     "log_softplus",
     "logmeanexp",
     "masked_squared_error",
+    "observation_weights",
+    "OBS_WEIGHTINGS",
     "ODESolveError",
 ]

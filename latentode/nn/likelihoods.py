@@ -19,7 +19,12 @@ __all__ = [
     "log_softplus",
     "logmeanexp",
     "masked_squared_error",
+    "observation_weights",
+    "OBS_WEIGHTINGS",
 ]
+
+OBS_WEIGHTINGS = ("value", "channel")
+"""Weightings of observed values in the log-likelihood (see :func:`observation_weights`)."""
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -48,6 +53,45 @@ def gaussian_log_likelihood(
     z = (values - mean) / std
     log_prob = -0.5 * z.square() - torch.log(std) - 0.5 * _LOG_2PI
     return (log_prob * mask).sum(dim=(-2, -1))
+
+
+def observation_weights(mask: torch.Tensor, weighting: str = "value") -> torch.Tensor:
+    """Weight of every observed entry in the training log-likelihood.
+
+    ``"value"`` weighs every observed value 1: the plain log-likelihood, in which a channel
+    measured 60 times in a series counts 60 times as much as one measured once. ``"channel"``
+    gives every channel that a series observes the same total weight, shared equally by its
+    observations, as the reference code does (it averages the log-likelihood per series and
+    channel); each series keeps its total weight (its number of observed values), so the balance
+    between the likelihood and the KL term, and between series, is unchanged.
+
+    Parameters
+    ----------
+    mask : torch.Tensor
+        ``(B, M, C)`` float mask of observed entries (0 beyond each series' valid prefix).
+    weighting : {"value", "channel"}
+        The scheme.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, M, C)`` weights, 0 where unobserved (``mask`` itself for ``"value"``).
+
+    Examples
+    --------
+    >>> m = torch.tensor([[[1.0, 1.0], [1.0, 0.0], [1.0, 0.0]]])  # channel 0 three times, 1 once
+    >>> observation_weights(m, "channel")[0].tolist()
+    [[0.6666666865348206, 2.0], [0.6666666865348206, 0.0], [0.6666666865348206, 0.0]]
+    """
+    if weighting == "value":
+        return mask
+    if weighting != "channel":
+        raise ValueError(f"weighting must be one of {OBS_WEIGHTINGS}, got {weighting!r}.")
+    per_channel = mask.sum(dim=1, keepdim=True)  # (B, 1, C)
+    n_obs = per_channel.sum(dim=-1, keepdim=True)  # (B, 1, 1)
+    n_channels = (per_channel > 0).to(mask.dtype).sum(dim=-1, keepdim=True)
+    scale = n_obs / (n_channels.clamp(min=1.0) * per_channel.clamp(min=1.0))
+    return mask * scale
 
 
 def masked_squared_error(

@@ -19,6 +19,7 @@ from .likelihoods import (
     logmeanexp,
     masked_squared_error,
     normal_log_prob,
+    observation_weights,
     poisson_log_likelihood,
 )
 
@@ -301,6 +302,7 @@ class LatentODE(nn.Module):
         kl_weight: float,
         generator: torch.Generator | None,
         kl_estimator: str,
+        weighting: str = "value",
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if n_traj_samples < 1:
             raise ValueError(f"n_traj_samples must be >= 1, got {n_traj_samples}.")
@@ -313,7 +315,8 @@ class LatentODE(nn.Module):
         z, cum = self.solve(z0, t0, tgt.times, tgt.lengths)
         mean = self.decoder(z)
         mask = _valid_mask(tgt.mask, tgt.lengths)
-        log_lik = gaussian_log_likelihood(tgt.values, mask, mean, self.obs_std)  # (K, B)
+        weights = observation_weights(mask, weighting)
+        log_lik = gaussian_log_likelihood(tgt.values, weights, mean, self.obs_std)  # (K, B)
         if self.poisson_process:
             log_lik = log_lik + poisson_log_likelihood(self.intensity.log_rate(z), cum, mask,
                                                        tgt.lengths)
@@ -341,6 +344,7 @@ class LatentODE(nn.Module):
         target: Batch | None = None,
         generator: torch.Generator | None = None,
         kl_estimator: str = "auto",
+        weighting: str = "value",
     ) -> LossOutput:
         """Negative IWAE bound per observed value (the training objective).
 
@@ -365,13 +369,18 @@ class LatentODE(nn.Module):
             Source of the reparametrisation noise.
         kl_estimator : {"auto", "analytic", "sampled"}
             How the KL term enters ``log w`` (``"auto"``: analytic for ``K = 1``, else sampled).
+        weighting : {"value", "channel"}
+            Weight of each observed value in the Gaussian log-likelihood
+            (:func:`~latentode.nn.observation_weights`): ``"channel"`` gives each channel of a
+            series the same total weight however often it was observed (``nll`` is then the
+            weighted one; ``mse`` stays the plain mean over values).
 
         Returns
         -------
         LossOutput
         """
         log_w, diag = self._log_weights(
-            batch, target, n_traj_samples, kl_weight, generator, kl_estimator
+            batch, target, n_traj_samples, kl_weight, generator, kl_estimator, weighting
         )
         n_obs = diag["mask"].sum()
         denom = n_obs.clamp(min=1.0)

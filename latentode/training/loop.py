@@ -13,7 +13,7 @@ from torch import nn
 from tqdm import tqdm
 
 from latentode.data.batch import Batch
-from latentode.nn import ODESolveError
+from latentode.nn import OBS_WEIGHTINGS, ODESolveError
 
 from .callbacks import as_callback
 from .history import History
@@ -60,6 +60,7 @@ def fit_model(
     weight_decay: float = 0.0,
     min_delta: float = 0.0,
     obs_dropout: float = 0.0,
+    obs_weighting: str = "value",
 ) -> History:
     """Train a :class:`~latentode.nn.LatentODE` by minimising its negative IWAE bound.
 
@@ -114,6 +115,11 @@ def fit_model(
         encoder (:func:`~latentode.training.objective.drop_observations`) while still scoring
         all of them, so the model learns to predict values it was not conditioned on. 0: plain
         reconstruction. Validation always uses plain reconstruction.
+    obs_weighting : {"value", "channel"}
+        Weight of each observed value in the log-likelihood, in training and validation (see
+        :func:`~latentode.nn.observation_weights`): ``"value"`` is the plain likelihood;
+        ``"channel"`` gives every channel of a series the same total weight, however often it
+        was observed (the reference code's averaging).
 
     Returns
     -------
@@ -146,6 +152,8 @@ def fit_model(
         raise ValueError(f"n_traj_samples must be >= 1, got {n_traj_samples}.")
     if not 0.0 <= obs_dropout < 1.0:
         raise ValueError(f"obs_dropout must lie in [0, 1), got {obs_dropout!r}.")
+    if obs_weighting not in OBS_WEIGHTINGS:
+        raise ValueError(f"obs_weighting must be one of {OBS_WEIGHTINGS}, got {obs_weighting!r}.")
     if lr_decay is not None and not 0.0 < lr_decay <= 1.0:
         raise ValueError(f"lr_decay must lie in (0, 1], got {lr_decay!r}.")
     params = [p for p in model.parameters() if p.requires_grad]
@@ -194,9 +202,10 @@ def fit_model(
                     if obs_dropout > 0.0:
                         cond = drop_observations(batch, obs_dropout, generator)
                         out = model.loss(cond, n_traj_samples, kl_weight, target=batch,
-                                         generator=generator)
+                                         generator=generator, weighting=obs_weighting)
                     else:
-                        out = model.loss(batch, n_traj_samples, kl_weight, generator=generator)
+                        out = model.loss(batch, n_traj_samples, kl_weight, generator=generator,
+                                         weighting=obs_weighting)
                     opt.zero_grad(set_to_none=True)
                     out.loss.backward()
                 except ODESolveError as err:
@@ -248,7 +257,7 @@ def fit_model(
             }
             if val_loader is not None:
                 val = evaluate_loss(model, val_loader(), n_traj_samples, device=device,
-                                    dtype=dtype, generator=generator)
+                                    dtype=dtype, generator=generator, weighting=obs_weighting)
                 record.update(val_loss=val["loss"], val_nll=val["nll"], val_mse=val["mse"])
             record["seconds"] = time.perf_counter() - start
 

@@ -133,6 +133,7 @@ def evaluate_loss(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     generator: torch.Generator | None = None,
+    weighting: str = "value",
 ) -> dict[str, float]:
     """Loss of ``model`` over ``batches`` with KL weight 1, weighted by observed values.
 
@@ -148,6 +149,9 @@ def evaluate_loss(
         Where and in which floating dtype to evaluate (default: the model's).
     generator : torch.Generator, optional
         Sampling noise.
+    weighting : {"value", "channel"}
+        Weight of each observed value in the log-likelihood (see
+        :func:`~latentode.nn.observation_weights`).
 
     Returns
     -------
@@ -164,7 +168,8 @@ def evaluate_loss(
         acc = torch.zeros(4, device=device,
                           dtype=torch.float32 if device.type == "mps" else torch.float64)
         for batch in batches:
-            out = model.loss(batch.to(device, dtype), n_traj_samples, 1.0, generator=generator)
+            out = model.loss(batch.to(device, dtype), n_traj_samples, 1.0, generator=generator,
+                             weighting=weighting)
             n = out.n_obs.double()
             acc += torch.stack([out.loss.double() * n, out.nll.double() * n,
                                 out.mse.double() * n, n])
