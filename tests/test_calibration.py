@@ -68,6 +68,21 @@ def test_scale_is_refitted_not_compounded_and_needs_enough_values():
         calibrate_spread(model, [], criterion="crps")
 
 
+def test_forecast_split_calibrates_on_the_future_values_only():
+    """Spread 2 before the middle of each series, 0.5 after it: forecasts need 0.5."""
+    batches = _batches([1.0])
+    for b in batches:
+        late = (b.times >= 0.5).unsqueeze(-1)
+        b.values.copy_(torch.where(late, 0.5 * b.values, 2.0 * b.values))
+    model = _ConstantModel(1)
+    scale = calibrate_spread(model, batches, forecast_split=0.5, n_samples=2,
+                             generator=torch.Generator().manual_seed(2))
+    assert scale[0] == pytest.approx(0.5, rel=0.05)
+    mixed = calibrate_spread(model, batches, n_samples=2,
+                             generator=torch.Generator().manual_seed(2))
+    assert 0.6 < float(mixed[0]) < 2.0
+
+
 def test_model_predict_applies_scale_around_sample_average():
     torch.manual_seed(0)
     model = LatentODE(2, latent_dim=3, rec_dim=6, units=8, n_layers=1, gru_units=8,

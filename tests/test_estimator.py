@@ -309,6 +309,7 @@ def test_verbose_zero_is_silent(df, capsys):
      ("n_traj_samples", 0), ("max_epochs", -1),
      ("batch_size", 0), ("lr", 0.0), ("kl_warmup", -2), ("obs_dropout", 1.0),
      ("obs_weighting", "series"), ("lr_decay", 0.0), ("lr_decay", 1.5),
+     ("forecast_split", 1.0), ("forecast_split", 0),
      ("validation_fraction", 1.0),
      ("early_stopping", "yes"), ("patience", 0), ("obs_std", "fixed"), ("device", "tpu"),
      ("random_state", "seed"), ("verbose", -1), ("warm_start", None)],
@@ -421,3 +422,23 @@ def test_channel_weighting_reconstructs_a_channel_observed_once_per_series():
         errors[weighting] = float(((pred["static"] - df["static"])[seen] ** 2).mean())
     # measured: value 0.129, channel 0.013 (the static values have variance about 1)
     assert errors["channel"] < min(0.05, errors["value"] / 3), errors
+
+
+def test_forecast_split_reaches_training_and_calibration(df, monkeypatch):
+    import latentode.estimator as est_mod
+
+    seen = {}
+    for name in ("fit_model", "calibrate_spread"):
+        real = getattr(est_mod, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            seen[_name] = kwargs.get("forecast_split")
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(est_mod, name, spy)
+    est = LatentODERegressor(**{**TINY, "forecast_split": 0.5, "validation_fraction": 0.25})
+    est.fit(df)
+    assert seen == {"fit_model": 0.5, "calibrate_spread": 0.5}
+    assert est.get_params()["forecast_split"] == 0.5
+    fc = est.extrapolate(df, horizon=1.0, n_points=3)
+    assert np.isfinite(fc[["x", "v"]].to_numpy()).all()

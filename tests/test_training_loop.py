@@ -13,6 +13,7 @@ from latentode.training import (
     EarlyStopping,
     History,
     drop_observations,
+    split_forecast,
     evaluate_loss,
     exponential_kl_schedule,
     fit_model,
@@ -248,3 +249,54 @@ def test_obs_weighting_reaches_training_and_validation_losses():
     assert {w for _, w in seen} == {"channel"} and {t for t, _ in seen} == {True, False}
     with pytest.raises(ValueError, match="obs_weighting"):
         fit_model(_model(), _loader(data), max_epochs=1, verbose=0, obs_weighting="series")
+
+
+def test_split_forecast_moves_each_series_future_to_the_front():
+    g = torch.Generator().manual_seed(5)
+    n, length, c = 6, 7, 2
+    lengths = torch.tensor([7, 5, 1, 3, 2, 7])
+    times = torch.sort(torch.rand(n, length, generator=g, dtype=torch.float64), 1).values
+    times[5] = torch.linspace(0.0, 1.0, length, dtype=torch.float64)  # split exactly at 0.5
+    valid = torch.arange(length) < lengths[:, None]
+    times = torch.where(valid, times, times.gather(1, (lengths - 1)[:, None]))
+    mask = (torch.rand(n, length, c, generator=g) < 0.7).double() * valid.unsqueeze(-1)
+    values = torch.randn(n, length, c, generator=g, dtype=torch.float64) * mask
+    batch = Batch(times, values, mask, lengths)
+    cond, target = split_forecast(batch, 0.5)
+    assert cond.times is times and cond.values is values and cond.mask is mask
+    for b in range(n):
+        t = times[b, : lengths[b]]
+        split = t[0] + 0.5 * (t[-1] - t[0])
+        n_past = max(1, int((t < split).sum()))
+        assert int(cond.lengths[b]) == n_past
+        n_future = int(lengths[b]) - n_past
+        assert int(target.lengths[b]) == max(n_future, 1)
+        if n_future:
+            assert torch.equal(target.times[b, :n_future], t[n_past:])
+            assert torch.equal(target.mask[b, :n_future], mask[b, n_past:lengths[b]])
+            assert torch.equal(target.values[b, :n_future], values[b, n_past:lengths[b]])
+        assert float(target.mask[b, n_future:].sum()) == 0.0  # padding and empty futures
+        # padded target times repeat the last valid one (ascending, zero-length intervals)
+        assert bool((target.times[b, 1:] >= target.times[b, :-1]).all())
+    assert int(cond.lengths[5]) == 3 and int(target.lengths[2]) == 1  # t = 0.5 is the future
+    with pytest.raises(ValueError, match="fraction"):
+        split_forecast(batch, 1.0)
+
+
+def test_forecast_split_trains_on_the_past_and_scores_the_future():
+    model, data = _model(), _data(n=8)
+    seen = []
+    loss = model.loss
+
+    def spy(cond, *args, target=None, **kwargs):
+        seen.append((model.training, target is not None and bool(
+            (target.times[:, 0] > cond.times.gather(1, cond.lengths[:, None] - 1)[:, 0]).all())))
+        return loss(cond, *args, target=target, **kwargs)
+
+    model.loss = spy
+    hist = fit_model(model, _loader(data), _loader(data), max_epochs=2, kl_warmup=0, verbose=0,
+                     early_stopping=False, forecast_split=0.5)
+    assert len(seen) == 8 and all(ok for _, ok in seen)  # 2 epochs x (2 train + 2 val) batches
+    assert all(math.isfinite(v) for v in hist["val_loss"])
+    with pytest.raises(ValueError, match="forecast_split"):
+        fit_model(_model(), _loader(data), max_epochs=1, verbose=0, forecast_split=0.0)

@@ -11,6 +11,7 @@ from .objective import (
     exponential_kl_schedule,
     kl_weight_schedule,
     linear_kl_schedule,
+    split_forecast,
 )
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "exponential_kl_schedule",
     "evaluate_loss",
     "drop_observations",
+    "split_forecast",
 ]

@@ -22,7 +22,7 @@ from torch import nn
 
 from latentode.data.batch import Batch
 
-from .objective import drop_observations
+from .objective import drop_observations, split_forecast
 
 __all__ = ["calibrate_spread", "SCALE_GRID", "CRITERIA", "COVERAGE_LEVELS"]
 
@@ -44,6 +44,7 @@ def calibrate_spread(
     min_values: int = 20,
     criterion: str = "coverage",
     generator: torch.Generator | None = None,
+    forecast_split: float | None = None,
 ) -> torch.Tensor:
     """Fit ``model.spread_scale`` per channel on held-out values of ``batches``; return it.
 
@@ -80,6 +81,11 @@ def calibrate_spread(
         What the factor optimises (see above).
     generator : torch.Generator, optional
         Source of the hiding masks and the sampling noise.
+    forecast_split : float, optional
+        Calibrate forecasts instead: each series is split by
+        :func:`~latentode.training.objective.split_forecast` at this fraction of its window, the
+        model conditions on the past and the future values are the held-out ones (``fraction``
+        is then unused).
 
     Returns
     -------
@@ -104,19 +110,23 @@ def calibrate_spread(
     try:
         for _ in range(int(rounds)):
             for batch in batches:
-                cond = drop_observations(batch, fraction, generator)
-                hidden = (batch.mask - cond.mask) > 0  # (B, N, C)
-                valid = torch.arange(batch.times.shape[1], device=hidden.device) < (
-                    batch.lengths.to(hidden.device).unsqueeze(1))
+                if forecast_split is None:
+                    cond, query = drop_observations(batch, fraction, generator), batch
+                    hidden = (batch.mask - cond.mask) > 0  # (B, N, C)
+                else:
+                    cond, query = split_forecast(batch, forecast_split)
+                    hidden = query.mask > 0
+                valid = torch.arange(query.times.shape[1], device=hidden.device) < (
+                    query.lengths.to(hidden.device).unsqueeze(1))
                 hidden = hidden & valid.unsqueeze(-1)
                 if not bool(hidden.any()):
                     continue
-                pred = model.predict(cond, batch.times, batch.lengths, n_samples=n_samples,
+                pred = model.predict(cond, query.times, query.lengths, n_samples=n_samples,
                                      generator=generator, use_mean=False, calibrated=False)
                 mean = pred.mean.double()  # (S, B, N, C)
                 center = mean.mean(0)
                 dev = (mean - center)[:, hidden]  # (S, n)
-                resid = (batch.values.double() - center)[hidden]  # (n,)
+                resid = (query.values.double() - center)[hidden]  # (n,)
                 sigma = pred.obs_std.double().expand_as(hidden)[hidden]  # (n,)
                 channel = torch.nonzero(hidden)[:, 2]
                 count += torch.bincount(channel, minlength=n_ch).double()

@@ -17,6 +17,7 @@ __all__ = [
     "kl_weight_schedule",
     "evaluate_loss",
     "drop_observations",
+    "split_forecast",
 ]
 
 KLSchedule = Callable[[int, int], float]
@@ -124,6 +125,62 @@ def drop_observations(
     return Batch(batch.times, batch.values * keep, keep, batch.lengths)
 
 
+def split_forecast(batch: Batch, fraction: float) -> tuple[Batch, Batch]:
+    """Split every series of ``batch`` in time into a conditioning past and a future to predict.
+
+    Series ``b`` with valid times ``t_0 <= ... <= t_{n-1}`` is split at ``t_0 + fraction *
+    (t_{n-1} - t_0)``: its time points before the split (at least the first one) condition the
+    encoder, the others form the target, re-padded from position 0 so that the target's window
+    (and its Poisson term) starts at its first future time. A series without a future time point
+    gets a one-point target with nothing observed. This is the forecasting objective of the
+    Latent ODE paper's extrapolation experiments (``fraction=0.5``).
+
+    Parameters
+    ----------
+    batch : Batch
+        The mini-batch.
+    fraction : float
+        Where to split each series' window, in ``(0, 1)``.
+
+    Returns
+    -------
+    cond, target : Batch
+        ``cond`` has the same tensors as ``batch`` with shorter ``lengths``; ``target`` holds the
+        future time points (padded positions repeat its last valid time, masks are 0 there).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from latentode.data.batch import Batch
+    >>> t = torch.tensor([[0.0, 0.25, 0.5, 1.0]])
+    >>> b = Batch(t, torch.ones(1, 4, 1), torch.ones(1, 4, 1), torch.tensor([4]))
+    >>> cond, target = split_forecast(b, 0.5)
+    >>> cond.lengths.tolist(), target.times.tolist(), target.lengths.tolist()
+    ([2], [[0.5, 1.0, 1.0, 1.0]], [2])
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must lie in (0, 1), got {fraction!r}.")
+    times, lengths = batch.times, batch.lengths.to(device=batch.times.device, dtype=torch.long)
+    n = times.shape[1]
+    pos = torch.arange(n, device=times.device)
+    valid = pos.unsqueeze(0) < lengths.unsqueeze(1)
+    first = times[:, :1]
+    last = times.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1))
+    split = first + fraction * (last - first)
+    n_past = ((times < split) & valid).sum(1).clamp(min=1)
+    n_future = lengths - n_past
+    # the target: positions n_past .. lengths-1 moved to the front, padding repeats the last one
+    idx = (n_past.unsqueeze(1) + pos.unsqueeze(0)).clamp(max=n - 1)
+    idx = torch.minimum(idx, (lengths - 1).clamp(min=0).unsqueeze(1))
+    keep = (pos.unsqueeze(0) < n_future.unsqueeze(1)).to(batch.mask.dtype).unsqueeze(-1)
+    gather3 = idx.unsqueeze(-1).expand(-1, -1, batch.values.shape[-1])
+    mask = batch.mask.gather(1, gather3) * keep
+    target = Batch(times.gather(1, idx), batch.values.gather(1, gather3) * mask, mask,
+                   n_future.clamp(min=1).to(batch.lengths.dtype))
+    cond = Batch(times, batch.values, batch.mask, n_past.to(batch.lengths.dtype))
+    return cond, target
+
+
 @torch.no_grad()
 def evaluate_loss(
     model: nn.Module,
@@ -134,6 +191,7 @@ def evaluate_loss(
     dtype: torch.dtype | None = None,
     generator: torch.Generator | None = None,
     weighting: str = "value",
+    forecast_split: float | None = None,
 ) -> dict[str, float]:
     """Loss of ``model`` over ``batches`` with KL weight 1, weighted by observed values.
 
@@ -152,6 +210,9 @@ def evaluate_loss(
     weighting : {"value", "channel"}
         Weight of each observed value in the log-likelihood (see
         :func:`~latentode.nn.observation_weights`).
+    forecast_split : float, optional
+        Score forecasts instead of reconstructions: each series is split by
+        :func:`split_forecast` at this fraction of its window.
 
     Returns
     -------
@@ -168,7 +229,11 @@ def evaluate_loss(
         acc = torch.zeros(4, device=device,
                           dtype=torch.float32 if device.type == "mps" else torch.float64)
         for batch in batches:
-            out = model.loss(batch.to(device, dtype), n_traj_samples, 1.0, generator=generator,
+            batch = batch.to(device, dtype)
+            target = None
+            if forecast_split is not None:
+                batch, target = split_forecast(batch, forecast_split)
+            out = model.loss(batch, n_traj_samples, 1.0, target=target, generator=generator,
                              weighting=weighting)
             n = out.n_obs.double()
             acc += torch.stack([out.loss.double() * n, out.nll.double() * n,
