@@ -13,11 +13,11 @@ from latentode.training import (
     EarlyStopping,
     History,
     drop_observations,
-    split_forecast,
     evaluate_loss,
     exponential_kl_schedule,
     fit_model,
     kl_weight_schedule,
+    split_forecast,
 )
 
 
