@@ -56,6 +56,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "physionet2012"
 QUANTIZATION = 0.016
 CUTOFF_H = 24.0
+MODEL_KEYS = ("encoder", "gradient", "poisson_process", "obs_weighting", "forecast_split",
+              "obs_std", "lr_decay", "latent_dim")
 PUBLISHED = {  # MSE of Rubanova et al. 2019, Table 3 (Latent ODE, ODE-RNN encoder)
     ("interpolation", False): 2.118e-3,
     ("interpolation", True): 2.789e-3,
@@ -165,6 +167,27 @@ def hide(df: pd.DataFrame, cols: Sequence[str], fraction: float, seed: int
 
 
 # ------------------------------------------------------------------------------ main
+def build_estimator(args: argparse.Namespace) -> Any:
+    """The :class:`~latentode.LatentODERegressor` the arguments describe (not fitted)."""
+    from latentode import LatentODERegressor
+
+    kl_warmup: Any = args.kl_warmup
+    if kl_warmup not in ("exponential", "none"):
+        kl_warmup = float(kl_warmup)
+    return LatentODERegressor(
+        latent_dim=args.latent_dim, encoder=args.encoder, rec_dim=args.rec_dim, units=args.units,
+        n_layers=args.n_layers, gru_units=args.gru_units, gradient=args.gradient,
+        solver=args.solver, n_traj_samples=3, max_epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
+        obs_weighting=args.obs_weighting, forecast_split=args.forecast_split,
+        kl_warmup=None if kl_warmup == "none" else kl_warmup,
+        validation_fraction=args.val_fraction, early_stopping=args.val_fraction > 0,
+        obs_std="learned" if args.obs_std == "learned" else float(args.obs_std),
+        poisson_process=args.poisson, device=args.device, random_state=args.seed,
+        verbose=args.verbose,
+    )
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Load, fit, evaluate the three tasks; return the results dictionary."""
     import torch
@@ -182,26 +205,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"{source}: {df['id'].nunique()} stays loaded; {train['id'].nunique()} training / "
           f"{test['id'].nunique()} test stays ({load_s:.0f} s)", flush=True)
 
-    kl_warmup: Any = args.kl_warmup
-    if kl_warmup not in ("exponential", "none"):
-        kl_warmup = float(kl_warmup)
-    est = LatentODERegressor(
-        latent_dim=args.latent_dim, encoder=args.encoder, rec_dim=args.rec_dim, units=args.units,
-        n_layers=args.n_layers, gru_units=args.gru_units, gradient=args.gradient,
-        solver=args.solver, n_traj_samples=3, max_epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
-        obs_weighting=args.obs_weighting, forecast_split=args.forecast_split,
-        kl_warmup=None if kl_warmup == "none" else kl_warmup,
-        validation_fraction=args.val_fraction, early_stopping=args.val_fraction > 0,
-        obs_std="learned" if args.obs_std == "learned" else float(args.obs_std),
-        poisson_process=args.poisson, device=args.device, random_state=args.seed,
-        verbose=args.verbose,
-    )
-    t0 = time.perf_counter()
-    est.fit(train, time_col="t", id_col="id", target_cols=cols)
-    fit_s = time.perf_counter() - t0
+    if args.load:
+        est = LatentODERegressor.load(args.load, device=None if args.device == "auto"
+                                      else args.device)
+        fit_s = float(sum(r["seconds"] for r in est.history_.records))
+        print(f"loaded {args.load} (trained {est.history_.n_epochs} epoch(s) in {fit_s:.0f} s)",
+              flush=True)
+    else:
+        est = build_estimator(args)
+        t0 = time.perf_counter()
+        est.fit(train, time_col="t", id_col="id", target_cols=cols)
+        fit_s = time.perf_counter() - t0
+        print(f"fitted {est.history_.n_epochs} epoch(s) in {fit_s:.0f} s on {est.device_}",
+              flush=True)
     epochs = est.history_.n_epochs
-    print(f"fitted {epochs} epoch(s) in {fit_s:.0f} s on {est.device_}", flush=True)
     if args.save:
         est.save(args.save)
     fallback = train[cols].mean().fillna(0.0)
@@ -209,7 +226,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     def add(task: str, ours: float, secs: float, **baselines: float) -> None:
         rows.append({"task": task, "ours": ours,
-                     "published": PUBLISHED.get((task, bool(args.poisson))),
+                     "published": PUBLISHED.get((task, bool(est.poisson_process))),
                      **baselines, "eval_s": secs})
 
     # 1. interpolation (paper): condition on everything, reconstruct every observed value
@@ -249,6 +266,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
         "args": vars(args),
+        "model": {k: est.get_params()[k] for k in MODEL_KEYS},
         "history": est.history_.to_dict(),
         "source": source,
     }
@@ -261,10 +279,12 @@ def format_table(res: dict[str, Any]) -> str:
         if c != "eval_s":
             table[c] = table[c].map(lambda v: "-" if v is None or pd.isna(v) else f"{v * 1e3:.3f}")
     table["eval_s"] = table["eval_s"].map(lambda v: f"{v:.0f}")
-    a = res["args"]
+    a = {**res["args"], **res.get("model", {})}
+    split = "" if a["forecast_split"] is None else f", forecast_split {a['forecast_split']}"
     head = (f"PhysioNet 2012, {res['n_train_stays']} train / {res['n_test_stays']} test stays; "
-            f"Latent ODE ({a['encoder']} encoder{', Poisson' if a['poisson'] else ''}, "
-            f"gradient {a['gradient']}), {res['epochs']} epoch(s), fit {res['fit_s']:.0f} s, "
+            f"Latent ODE ({a['encoder']} encoder{', Poisson' if a['poisson_process'] else ''}, "
+            f"gradient {a['gradient']}, weighting {a['obs_weighting']}"
+            f"{split}), {res['epochs']} epoch(s), fit {res['fit_s']:.0f} s, "
             f"total {res['total_s']:.0f} s, device {res['device']} "
             f"({res['torch_threads']} threads).\nMSE x 1e-3 on the paper's scale "
             "(paper_mse); published = Rubanova et al. 2019, Table 3.")
@@ -318,6 +338,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--verbose", type=int, default=1)
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--save", default=None, help="save the fitted estimator here")
+    parser.add_argument("--load", default=None,
+                        help="evaluate an estimator saved with --save instead of training one")
     args = parser.parse_args(argv)
 
     res = run(args)
