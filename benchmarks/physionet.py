@@ -57,7 +57,7 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "physionet2012"
 QUANTIZATION = 0.016
 CUTOFF_H = 24.0
 MODEL_KEYS = ("encoder", "gradient", "poisson_process", "obs_weighting", "forecast_split",
-              "obs_std", "lr_decay", "latent_dim")
+              "obs_dropout", "obs_std", "lr_decay", "latent_dim")
 PUBLISHED = {  # MSE of Rubanova et al. 2019, Table 3 (Latent ODE, ODE-RNN encoder)
     ("interpolation", False): 2.118e-3,
     ("interpolation", True): 2.789e-3,
@@ -180,6 +180,7 @@ def build_estimator(args: argparse.Namespace) -> Any:
         solver=args.solver, n_traj_samples=3, max_epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
         obs_weighting=args.obs_weighting, forecast_split=args.forecast_split,
+        obs_dropout=args.obs_dropout,
         kl_warmup=None if kl_warmup == "none" else kl_warmup,
         validation_fraction=args.val_fraction, early_stopping=args.val_fraction > 0,
         obs_std="learned" if args.obs_std == "learned" else float(args.obs_std),
@@ -281,6 +282,7 @@ def format_table(res: dict[str, Any]) -> str:
     table["eval_s"] = table["eval_s"].map(lambda v: f"{v:.0f}")
     a = {**res["args"], **res.get("model", {})}
     split = "" if a["forecast_split"] is None else f", forecast_split {a['forecast_split']}"
+    split += f", obs_dropout {a['obs_dropout']}" if a.get("obs_dropout") else ""
     head = (f"PhysioNet 2012, {res['n_train_stays']} train / {res['n_test_stays']} test stays; "
             f"Latent ODE ({a['encoder']} encoder{', Poisson' if a['poisson_process'] else ''}, "
             f"gradient {a['gradient']}, weighting {a['obs_weighting']}"
@@ -314,6 +316,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--obs-weighting", default="value", choices=("value", "channel"),
                         help="'channel': every observed channel of a stay weighs the same in the "
                              "likelihood (the paper's per-series, per-feature averaging)")
+    parser.add_argument("--obs-dropout", type=float, default=0.0,
+                        help="hide this fraction of each training stay's values from the encoder "
+                             "while scoring all of them")
     parser.add_argument("--forecast-split", type=float, default=None,
                         help="train for extrapolation: condition on this fraction of each stay's "
                              "window and score the rest (the paper's extrapolation model: 0.5)")
