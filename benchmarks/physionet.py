@@ -213,10 +213,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"loaded {args.load} (trained {est.history_.n_epochs} epoch(s) in {fit_s:.0f} s)",
               flush=True)
     else:
-        est = build_estimator(args)
+        if args.resume:  # warm start: KL weight 1 from the first step, the given lr / decay
+            est = LatentODERegressor.load(args.resume, device=None if args.device == "auto"
+                                          else args.device)
+            est.set_params(warm_start=True, max_epochs=args.epochs, lr=args.lr,
+                           lr_decay=args.lr_decay, kl_warmup=None, verbose=args.verbose)
+            before = float(sum(r["seconds"] for r in est.history_.records))
+        else:
+            est, before = build_estimator(args), 0.0
         t0 = time.perf_counter()
         est.fit(train, time_col="t", id_col="id", target_cols=cols)
-        fit_s = time.perf_counter() - t0
+        fit_s = time.perf_counter() - t0 + before
         print(f"fitted {est.history_.n_epochs} epoch(s) in {fit_s:.0f} s on {est.device_}",
               flush=True)
     epochs = est.history_.n_epochs
@@ -345,6 +352,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--save", default=None, help="save the fitted estimator here")
     parser.add_argument("--load", default=None,
                         help="evaluate an estimator saved with --save instead of training one")
+    parser.add_argument("--resume", default=None,
+                        help="continue training an estimator saved with --save for --epochs more "
+                             "epochs at --lr (and --lr-decay), KL weight 1; the model options of "
+                             "the saved estimator are kept")
     args = parser.parse_args(argv)
 
     res = run(args)
