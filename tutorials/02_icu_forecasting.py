@@ -62,8 +62,12 @@ print(f"{df['id'].nunique()} stays; fraction of missing entries: "
       f"{df[CHANNELS].isna().mean().round(2).to_dict()}")
 
 # %% [markdown]
-# Split by stay. The model is fitted on whole training stays (it learns to reconstruct them);
-# forecasting only needs the first day of a test stay.
+# Split by stay. The model is trained *for forecasting*: with `forecast_split=0.5` each training
+# stay is cut in the middle of its time window, the encoder sees the first half and only the
+# second half is scored, the task it will face on the test stays (the Latent ODE paper trains its
+# extrapolation models this way). On the full PhysioNet protocol this lowered the second-day MSE
+# from 2.455e-3 (a model trained to reconstruct whole stays) to 1.962e-3
+# (`benchmarks/physionet.py`, see the README). Forecasting only needs the first day of a test stay.
 
 # %%
 rng = np.random.default_rng(1)
@@ -81,7 +85,7 @@ future = future.reset_index(drop=True)
 est = LatentODERegressor(
     latent_dim=12, rec_dim=24, units=48, n_layers=1, gru_units=48, encoder="gru",
     solver="rk4", gradient="backprop", max_epochs=2 if FAST else 30, batch_size=32,
-    kl_warmup=5, patience=6, random_state=0, verbose=0,
+    kl_warmup=5, patience=6, forecast_split=0.5, random_state=0, verbose=0,
 )
 est.fit(train)
 print(f"fitted {est.history_.n_epochs} epochs")
