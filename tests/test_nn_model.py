@@ -237,7 +237,7 @@ def test_channel_weighting_changes_only_the_likelihood_weights():
     sparse = _batch(torch.float32, seed=3)
     sparse.mask[0, 1:, 1] = 0.0  # uneven channel counts: the bound changes, the plain MSE not
     a, b = losses(sparse, "value"), losses(sparse, "channel")
-    assert abs(float(a.loss - b.loss)) > 1e-6
+    assert abs((a.loss - b.loss).item()) > 1e-6
     torch.testing.assert_close(a.mse, b.mse)
     assert a.n_obs == b.n_obs
     with pytest.raises(ValueError, match="weighting"):
