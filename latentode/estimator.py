@@ -131,6 +131,7 @@ class LatentODERegressor(BaseEstimator):
         however often it was measured (the reference code averages per series and channel),
         which matters when rarely measured channels (e.g. static descriptors observed once)
         must be reconstructed as well as frequent ones; each series keeps its total weight.
+        :meth:`score` always uses the plain likelihood.
     forecast_split : float or None, default=None
         Train for forecasting (:meth:`extrapolate`) instead of reconstruction: every training
         and validation series is split at this fraction of its time window, the encoder sees
