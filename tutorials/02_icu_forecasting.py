@@ -67,7 +67,9 @@ print(f"{df['id'].nunique()} stays; fraction of missing entries: "
 # second half is scored, the task it will face on the test stays (the Latent ODE paper trains its
 # extrapolation models this way). On the full PhysioNet protocol this lowered the second-day MSE
 # from 2.455e-3 (a model trained to reconstruct whole stays) to 1.962e-3
-# (`benchmarks/physionet.py`, see the README). Forecasting only needs the first day of a test stay.
+# (`benchmarks/physionet.py`, see the README); in this tutorial's full run (1,968 stays, 30
+# epochs) the z-scored second-day MSE over all channels was 0.566 against 0.600 (LOCF 0.933).
+# Forecasting only needs the first day of a test stay.
 
 # %%
 rng = np.random.default_rng(1)
