@@ -12,7 +12,7 @@ import math
 import numbers
 import os
 import warnings
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -380,6 +380,15 @@ class LatentODERegressor(BaseEstimator):
             if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {value!r}.")
 
+        def _in(name: str, inside: Callable[[float], bool], interval: str,
+                optional: bool = False) -> None:
+            value = getattr(self, name)
+            if optional and value is None:
+                return
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not inside(value):
+                allowed = f"be None or lie in {interval}" if optional else f"lie in {interval}"
+                raise ValueError(f"{name} must {allowed}, got {value!r}.")
+
         for name in ("latent_dim", "rec_dim", "units", "gru_units", "n_traj_samples",
                      "batch_size", "patience"):
             _int(name, 1)
@@ -394,21 +403,11 @@ class LatentODERegressor(BaseEstimator):
         _choice("solver", METHODS)
         for name in ("early_stopping", "poisson_process", "warm_start", "calibrate"):
             _bool(name)
-        od = self.obs_dropout
-        if isinstance(od, bool) or not isinstance(od, numbers.Real) or not 0.0 <= od < 1.0:
-            raise ValueError(f"obs_dropout must lie in [0, 1), got {od!r}.")
         _choice("obs_weighting", OBS_WEIGHTINGS)
-        fs = self.forecast_split
-        if fs is not None and (isinstance(fs, bool) or not isinstance(fs, numbers.Real)
-                               or not 0.0 < fs < 1.0):
-            raise ValueError(f"forecast_split must be None or lie in (0, 1), got {fs!r}.")
-        ld = self.lr_decay
-        if ld is not None and (isinstance(ld, bool) or not isinstance(ld, numbers.Real)
-                               or not 0.0 < ld <= 1.0):
-            raise ValueError(f"lr_decay must be None or lie in (0, 1], got {ld!r}.")
-        vf = self.validation_fraction
-        if (isinstance(vf, bool) or not isinstance(vf, numbers.Real) or not 0.0 <= vf < 1.0):
-            raise ValueError(f"validation_fraction must lie in [0, 1), got {vf!r}.")
+        _in("obs_dropout", lambda v: 0.0 <= v < 1.0, "[0, 1)")
+        _in("validation_fraction", lambda v: 0.0 <= v < 1.0, "[0, 1)")
+        _in("forecast_split", lambda v: 0.0 < v < 1.0, "(0, 1)", optional=True)
+        _in("lr_decay", lambda v: 0.0 < v <= 1.0, "(0, 1]", optional=True)
         kw = self.kl_warmup
         if not (kw is None or kw == "exponential" or callable(kw) or (
                 isinstance(kw, numbers.Real) and not isinstance(kw, bool)
@@ -429,9 +428,6 @@ class LatentODERegressor(BaseEstimator):
             raise ValueError(
                 f"random_state must be None, an int or a numpy RandomState, got {rs!r}."
             )
-
-    def _forecast_split(self) -> float | None:
-        return None if self.forecast_split is None else float(self.forecast_split)
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -521,19 +517,20 @@ class LatentODERegressor(BaseEstimator):
                 model = self._build_model(vf.n_channels)
             model.set_intensity_base(torch.as_tensor(_data.observation_rates(train)))
         model.to(device)
+        split = None if self.forecast_split is None else float(self.forecast_split)
         history = fit_model(
             model, train_loader, val_loader if val is not None else None,
             max_epochs=int(self.max_epochs), lr=float(self.lr), kl_warmup=self.kl_warmup,
             n_traj_samples=int(self.n_traj_samples), early_stopping=bool(self.early_stopping),
             patience=int(self.patience), verbose=int(self.verbose), device=device,
             generator=make_generator(int(seeds[2]), device), obs_dropout=float(self.obs_dropout),
-            obs_weighting=self.obs_weighting, forecast_split=self._forecast_split(),
+            obs_weighting=self.obs_weighting, forecast_split=split,
             lr_decay=None if self.lr_decay is None else float(self.lr_decay),
         )
         model.eval()
         model.spread_scale.fill_(1.0)
         if self.calibrate and val is not None:
-            calibrate_spread(model, list(val_loader()), forecast_split=self._forecast_split(),
+            calibrate_spread(model, list(val_loader()), forecast_split=split,
                              generator=make_generator(int(seeds[2]) + 1, device))
         if reuse:
             history = _concat_histories(self.history_, history)
