@@ -161,17 +161,15 @@ def split_forecast(batch: Batch, fraction: float) -> tuple[Batch, Batch]:
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must lie in (0, 1), got {fraction!r}.")
     times, lengths = batch.times, batch.lengths.to(device=batch.times.device, dtype=torch.long)
-    n = times.shape[1]
-    pos = torch.arange(n, device=times.device)
+    pos = torch.arange(times.shape[1], device=times.device)
     valid = pos.unsqueeze(0) < lengths.unsqueeze(1)
-    first = times[:, :1]
-    last = times.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1))
+    last_pos = (lengths - 1).clamp(min=0).unsqueeze(1)
+    first, last = times[:, :1], times.gather(1, last_pos)
     split = first + fraction * (last - first)
     n_past = ((times < split) & valid).sum(1).clamp(min=1)
     n_future = lengths - n_past
     # the target: positions n_past .. lengths-1 moved to the front, padding repeats the last one
-    idx = (n_past.unsqueeze(1) + pos.unsqueeze(0)).clamp(max=n - 1)
-    idx = torch.minimum(idx, (lengths - 1).clamp(min=0).unsqueeze(1))
+    idx = torch.minimum(n_past.unsqueeze(1) + pos.unsqueeze(0), last_pos)
     keep = (pos.unsqueeze(0) < n_future.unsqueeze(1)).to(batch.mask.dtype).unsqueeze(-1)
     gather3 = idx.unsqueeze(-1).expand(-1, -1, batch.values.shape[-1])
     mask = batch.mask.gather(1, gather3) * keep
