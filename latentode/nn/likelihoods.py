@@ -79,9 +79,9 @@ def observation_weights(mask: torch.Tensor, weighting: str = "value") -> torch.T
 
     Examples
     --------
-    >>> m = torch.tensor([[[1.0, 1.0], [1.0, 0.0], [1.0, 0.0]]])  # channel 0 three times, 1 once
-    >>> observation_weights(m, "channel")[0].tolist()
-    [[0.6666666865348206, 2.0], [0.6666666865348206, 0.0], [0.6666666865348206, 0.0]]
+    >>> m = torch.tensor([[[1.0, 1.0], [1.0, 0.0], [0.0, 0.0]]])  # channel 0 twice, 1 once
+    >>> observation_weights(m, "channel")[0].tolist()  # 3 values: 1.5 per channel
+    [[0.75, 1.5], [0.75, 0.0], [0.0, 0.0]]
     """
     if weighting == "value":
         return mask
