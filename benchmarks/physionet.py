@@ -206,24 +206,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"{source}: {df['id'].nunique()} stays loaded; {train['id'].nunique()} training / "
           f"{test['id'].nunique()} test stays ({load_s:.0f} s)", flush=True)
 
-    if args.load:
-        est = LatentODERegressor.load(args.load, device=None if args.device == "auto"
+    saved = args.load or args.resume
+    if saved:
+        est = LatentODERegressor.load(saved, device=None if args.device == "auto"
                                       else args.device)
-        fit_s = float(sum(r["seconds"] for r in est.history_.records))
+        trained_s = float(sum(r["seconds"] for r in est.history_.records))
+    else:
+        est, trained_s = build_estimator(args), 0.0
+    if args.load:
+        fit_s = trained_s
         print(f"loaded {args.load} (trained {est.history_.n_epochs} epoch(s) in {fit_s:.0f} s)",
               flush=True)
     else:
         if args.resume:  # warm start: KL weight 1 from the first step, the given lr / decay
-            est = LatentODERegressor.load(args.resume, device=None if args.device == "auto"
-                                          else args.device)
             est.set_params(warm_start=True, max_epochs=args.epochs, lr=args.lr,
                            lr_decay=args.lr_decay, kl_warmup=None, verbose=args.verbose)
-            before = float(sum(r["seconds"] for r in est.history_.records))
-        else:
-            est, before = build_estimator(args), 0.0
         t0 = time.perf_counter()
         est.fit(train, time_col="t", id_col="id", target_cols=cols)
-        fit_s = time.perf_counter() - t0 + before
+        fit_s = time.perf_counter() - t0 + trained_s
         print(f"fitted {est.history_.n_epochs} epoch(s) in {fit_s:.0f} s on {est.device_}",
               flush=True)
     epochs = est.history_.n_epochs
