@@ -213,21 +213,27 @@ def test_drop_observations_hides_the_stated_fraction():
         drop_observations(batch, 1.0)
 
 
-def test_obs_dropout_conditions_on_a_subset_and_scores_all():
-    model, data = _model(), _data(n=8)
-    seen = []
+def _record_loss_calls(model):
+    """Wrap ``model.loss``; return the list of ``(training, cond, target, weighting)`` calls."""
+    calls = []
     loss = model.loss
 
-    def spy(cond, *args, target=None, **kwargs):
-        if model.training:
-            seen.append((float(cond.mask.sum()), None if target is None
-                         else float(target.mask.sum())))
-        return loss(cond, *args, target=target, **kwargs)
+    def spy(cond, *args, target=None, weighting="value", **kwargs):
+        calls.append((model.training, cond, target, weighting))
+        return loss(cond, *args, target=target, weighting=weighting, **kwargs)
 
     model.loss = spy
+    return calls
+
+
+def test_obs_dropout_conditions_on_a_subset_and_scores_all():
+    model, data = _model(), _data(n=8)
+    calls = _record_loss_calls(model)
     hist = fit_model(model, _loader(data), _loader(data), max_epochs=3, lr=3e-2, kl_warmup=0,
                      n_traj_samples=2, early_stopping=False, verbose=0, obs_dropout=0.5,
                      generator=torch.Generator().manual_seed(0))
+    seen = [(float(cond.mask.sum()), None if target is None else float(target.mask.sum()))
+            for training, cond, target, _ in calls if training]
     assert len(seen) == 6 and all(t == 24.0 and 0 < c < 24.0 for c, t in seen), seen
     assert all(math.isfinite(v) for v in hist["val_loss"])
     with pytest.raises(ValueError, match="obs_dropout"):
@@ -236,16 +242,10 @@ def test_obs_dropout_conditions_on_a_subset_and_scores_all():
 
 def test_obs_weighting_reaches_training_and_validation_losses():
     model, data = _model(), _data(n=8)
-    seen = []
-    loss = model.loss
-
-    def spy(*args, weighting="value", **kwargs):
-        seen.append((model.training, weighting))
-        return loss(*args, weighting=weighting, **kwargs)
-
-    model.loss = spy
+    calls = _record_loss_calls(model)
     fit_model(model, _loader(data), _loader(data), max_epochs=2, kl_warmup=0, verbose=0,
               early_stopping=False, obs_weighting="channel")
+    seen = [(training, weighting) for training, _, _, weighting in calls]
     assert {w for _, w in seen} == {"channel"} and {t for t, _ in seen} == {True, False}
     with pytest.raises(ValueError, match="obs_weighting"):
         fit_model(_model(), _loader(data), max_epochs=1, verbose=0, obs_weighting="series")
@@ -285,17 +285,12 @@ def test_split_forecast_moves_each_series_future_to_the_front():
 
 def test_forecast_split_trains_on_the_past_and_scores_the_future():
     model, data = _model(), _data(n=8)
-    seen = []
-    loss = model.loss
-
-    def spy(cond, *args, target=None, **kwargs):
-        seen.append((model.training, target is not None and bool(
-            (target.times[:, 0] > cond.times.gather(1, cond.lengths[:, None] - 1)[:, 0]).all())))
-        return loss(cond, *args, target=target, **kwargs)
-
-    model.loss = spy
+    calls = _record_loss_calls(model)
     hist = fit_model(model, _loader(data), _loader(data), max_epochs=2, kl_warmup=0, verbose=0,
                      early_stopping=False, forecast_split=0.5)
+    seen = [(training, target is not None and bool(
+        (target.times[:, 0] > cond.times.gather(1, cond.lengths[:, None] - 1)[:, 0]).all()))
+        for training, cond, target, _ in calls]
     assert len(seen) == 8 and all(ok for _, ok in seen)  # 2 epochs x (2 train + 2 val) batches
     assert all(math.isfinite(v) for v in hist["val_loss"])
     with pytest.raises(ValueError, match="forecast_split"):
