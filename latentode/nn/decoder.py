@@ -60,6 +60,10 @@ class ObservationNoise(nn.Module):
     a near-deterministic autoencoder (the KL term is negligible), makes predictive intervals
     meaningless and makes held-out log-likelihoods on real, noisy data useless for scoring. A
     learned per-channel ``std`` balances the two terms and calibrates the predictive spread.
+    Its cost is in point accuracy: the likelihood weighs each channel by ``1 / std_c^2``, so
+    channels that are easy to fit (small learned ``std``) take the gradient from the hard ones.
+    A fixed ``std`` weighs all channels alike; on PhysioNet it lowered the paper's
+    interpolation MSE from 2.630e-3 to 2.071e-3 (README, "PhysioNet 2012").
     """
 
     def __init__(
