@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -9,6 +10,9 @@ import pandas as pd
 import pytest
 
 from latentode.data import ValidatedFrame, validate_frame
+
+# the fixture's text column is left out of inferred targets with a warning, tested below
+pytestmark = pytest.mark.filterwarnings("ignore:Target columns chosen automatically")
 
 
 @pytest.fixture
@@ -100,7 +104,8 @@ def test_integer_ids_sorted_and_nullable_targets():
         "x": pd.array([1.0, None, 3.0, 4.0], dtype="Float64"),
         "flag": [True, False, True, True],
     })
-    vf = validate_frame(df, time_col="t", id_col="id")
+    with pytest.warns(UserWarning, match=r"bookkeeping .*'flag' \(bool"):
+        vf = validate_frame(df, time_col="t", id_col="id")
     assert vf.series_ids.tolist() == [2, 10]
     assert vf.target_cols == ["x", "flag"]  # bool is a numeric target (0.0 / 1.0)
     np.testing.assert_array_equal(vf.values, [[np.nan, 0.0], [4.0, 1.0], [3.0, 1.0], [1.0, 1.0]])
@@ -161,7 +166,8 @@ def test_duplicates_all_nan_channel_stays_nan():
 def test_no_warning_without_duplicates(df):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        validate_frame(df, time_col="t", id_col="id")
+        validate_frame(df, time_col="t", id_col="id", target_cols=["x", "y"])
+        validate_frame(df.drop(columns="note"), time_col="t", id_col="id")
 
 
 # ------------------------------------------------------------------ errors
@@ -239,8 +245,9 @@ def test_all_nan_series_named(df):
     bad = df.copy()
     bad.loc[bad["id"] == "s1", ["x", "y"]] = np.nan
     _check(bad, r"1 series have no observed target value: 's1' \(column 'id'\)")
-    vf = validate_frame(bad, time_col="t", id_col="id", require_observed=False, min_points=2)
+    vf = validate_frame(bad, time_col="t", id_col="id", empty_series="keep", min_points=2)
     assert vf.n_series == 3 and np.isnan(vf.values[vf.series_codes == 1]).all()
+    assert vf.n_observed_points.tolist() == [3, 0, 5] and len(vf.dropped_series) == 0
 
 
 def test_min_points_names_series(df):
@@ -268,3 +275,104 @@ def test_error_lists_first_few_ids():
     with pytest.raises(ValueError, match=r"8 series have fewer than 2.*0, 1, 2, 3, 4, \.\.\. "
                                          r"\(8 in total\)"):
         validate_frame(df, time_col="t", id_col="id", min_points=2)
+
+
+# ------------------------------------------------------------------ real-data robustness
+def test_empty_series_dropped_consistently(df):
+    bad = df.copy()
+    bad.loc[bad["id"] == "s1", ["x", "y"]] = np.nan
+    vf = validate_frame(bad, time_col="t", id_col="id", empty_series="drop")
+    assert vf.dropped_series.tolist() == ["s1"]
+    assert vf.series_ids.tolist() == ["s0", "s2"] and vf.n_series == 2
+    kept = bad[bad["id"] != "s1"]
+    assert vf.n_rows == len(kept) == 8
+    assert vf.row_index.equals(kept.index)  # the caller's order, without the dropped rows
+    assert vf.series_ids[vf.row_series_codes].tolist() == kept["id"].tolist()
+    np.testing.assert_array_equal(vf.values[vf.row_slot, 0], kept["x"].to_numpy())
+    np.testing.assert_array_equal(np.asarray(vf.times)[vf.row_slot], kept["t"].to_numpy())
+    assert vf.n_observed_points.tolist() == [3, 5]
+    # nothing to drop: same frame as the default
+    full = validate_frame(df, time_col="t", id_col="id", empty_series="drop")
+    assert len(full.dropped_series) == 0 and full.n_series == 3
+    # every series empty: an error, not an empty frame
+    none = bad.assign(x=np.nan, y=np.nan)
+    _check(none, r"No series has an observed value .*'x', 'y'.*all 3 series",
+           target_cols=["x", "y"], empty_series="drop")
+    _check(df, "empty_series must be", empty_series="skip")
+
+
+def test_empty_channel_named(df):
+    bad = df.assign(z=np.nan, w=np.nan)
+    _check(bad, r"Target columns 'z', 'w' have no observed value \(all NaN\)",
+           target_cols=["x", "z", "w"], empty_channels="raise")
+    vf = validate_frame(bad, time_col="t", id_col="id", target_cols=["x", "z"])  # "keep"
+    assert np.isnan(vf.values[:, 1]).all()
+    _check(df, "empty_channels must be", empty_channels="drop")
+
+
+def test_inferred_targets_named_in_one_warning():
+    n = 12
+    df = pd.DataFrame({
+        "row": np.arange(n),                                   # a row number
+        "id": np.repeat([0, 1, 2], 4),
+        "t": np.tile([0.0, 1.0, 2.0, 3.0], 3),
+        "x": np.linspace(0.0, 1.0, n),
+        "count": np.tile([1, 2, 2, 3], 3),                     # integer measurement: kept quiet
+        "key": np.random.default_rng(0).permutation(n) * 7,  # distinct ints, shuffled
+        "flag": np.arange(n) % 2 == 0,
+        "hr": [f"{v:.1f}" for v in np.linspace(60, 90, n)],    # numbers stored as strings
+        "note": list("abcdefghijkl"),
+    })
+    with pytest.warns(UserWarning) as record:
+        vf = validate_frame(df, time_col="t", id_col="id")
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert vf.target_cols == ["row", "x", "count", "key", "flag"]
+    assert re.search(r"Left out \(not numeric\): 'hr' \(\w+: numbers stored as strings; convert "
+                     r"with pandas.to_numeric\); 'note' \(\w+\)\.", message), message
+    assert "'row' (int64: increasing by one on every row, like a row number)" in message
+    assert "'key' (int64: a distinct value on every row, like a row id)" in message
+    assert "'flag' (bool: a flag, modelled as 0.0 / 1.0)" in message
+    assert "'count'" not in message.split("Left out")[1] and "'x' (" not in message
+    assert record[0].filename == __file__  # points at the caller
+    # explicit targets, or the targets of a fitted model: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validate_frame(df, time_col="t", id_col="id", target_cols=["x", "count"])
+        validate_frame(df, time_col="t", id_col="id", expected_targets=["x", "count"])
+
+
+@pytest.mark.parametrize("big", [1e300,     # its square overflows
+                                 1.7e308])  # the sum overflows as well
+def test_values_too_large_to_standardise(df, big):
+    bad = df.copy()
+    bad.loc[["r3", "r4"], "y"] = big
+    _check(bad, r"Target column 'y' has values too large to standardise \(their mean or variance "
+                r"overflows float64\), e.g. 1.*e\+30\d at row 'r[34]'", target_cols=["x", "y"])
+    ok = df.copy()
+    ok.loc["r3", "y"] = 1e100  # large, but its column's moments are finite
+    assert validate_frame(ok, time_col="t", id_col="id", target_cols=["x", "y"]).n_series == 3
+
+
+def test_scaled_overflow_names_column_and_row(df):
+    from latentode.data import ChannelScaler, TimeEncoder, pad_frame
+
+    fit = validate_frame(df, time_col="t", id_col="id", target_cols=["x", "y"])
+    enc = TimeEncoder().fit(fit.times, groups=fit.series_codes)
+    scaler = ChannelScaler().fit(fit.values)
+    new = df.copy()
+    new.loc["r6", "x"] = 1e45  # fine in float64, beyond float32 once standardised
+    vf = validate_frame(new, time_col="t", id_col="id", expected_targets=["x", "y"])
+    with pytest.raises(ValueError, match=r"Column 'x' has a value at row 'r6' .* overflows "
+                                         r"float32"):
+        pad_frame(vf, enc, scaler)
+    far = df.copy()
+    far.loc["r2", "t"] = 1e45
+    vf = validate_frame(far, time_col="t", id_col="id", expected_targets=["x", "y"])
+    with pytest.raises(ValueError, match=r"Column 't' has a time at row 'r2'"):
+        pad_frame(vf, enc, scaler)
+    assert pad_frame(vf, enc, scaler, dtype=np.float64).n_series == 3  # float64 holds it
+
+
+def test_missing_id_column_suggests_none(df):
+    _check(df.drop(columns="id"), r"Unknown id column 'id'.*pass id_col=None")

@@ -2,7 +2,8 @@
 
 Fit (what :class:`~latentode.LatentODERegressor` does)::
 
-    vf = validate_frame(df, time_col="t", id_col="id", min_points=2)  # sorted, merged slots
+    vf = validate_frame(df, time_col="t", id_col="id", empty_series="drop",
+                        empty_channels="raise")          # sorted, merged slots
     enc = TimeEncoder(unit="h").fit(vf.times, groups=vf.series_codes)  # model time
     scaler = ChannelScaler().fit(vf.values)                            # standardised values
     padded = pad_frame(vf, enc, scaler)          # (B, N, C) numpy, observed time points only

@@ -251,15 +251,45 @@ def pad_frame(
     Returns
     -------
     PaddedSeries
+
+    Raises
+    ------
+    ValueError
+        If a scaled value or an encoded time does not fit ``dtype`` (e.g. float32 overflow of a
+        value far outside the range the scaler was fitted on), naming the column and the row.
     """
+    times = time_encoder.transform(frame.times)
+    values = scaler.transform(frame.values)
+    _check_representable(frame, times[:, None], [frame.time_col], "time", dtype)
+    _check_representable(frame, values, frame.target_cols, "value", dtype)
     return to_padded(
         frame.series_codes,
-        time_encoder.transform(frame.times),
-        scaler.transform(frame.values),
+        times,
+        values,
         frame.n_series,
         series_ids=frame.series_ids,
         drop_unobserved=drop_unobserved,
         dtype=dtype,
+    )
+
+
+def _check_representable(frame: ValidatedFrame, encoded: np.ndarray, cols: list[Any],
+                         what: str, dtype: Any) -> None:
+    """Raise if an encoded (finite float64) entry overflows ``dtype``; name column and row."""
+    limit = float(np.finfo(dtype).max) if np.issubdtype(np.dtype(dtype), np.floating) else np.inf
+    with np.errstate(invalid="ignore"):
+        too_big = np.abs(encoded) > limit  # NaN (unobserved) compares False
+    if not too_big.any():
+        return
+    slot, j = (int(i[0]) for i in np.nonzero(too_big))
+    row = frame.row_index[int(np.flatnonzero(frame.row_slot == slot)[0])]
+    row = row.item() if isinstance(row, np.generic) else row
+    scale = ("standard deviations from the mean the model was fitted on" if what == "value"
+             else "typical series spans from the earliest fitted time")
+    raise ValueError(
+        f"Column {cols[j]!r} has a {what} at row {row!r} that lies {abs(encoded[slot, j]):.3g} "
+        f"{scale}: it overflows {np.dtype(dtype).name} once scaled. Check the row (a wrong unit "
+        "or a sentinel value?) or set it to NaN."
     )
 
 

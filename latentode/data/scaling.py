@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ChannelScaler"]
+__all__ = ["ChannelScaler", "channel_moments"]
 
 
 class ChannelScaler:
@@ -51,11 +51,13 @@ class ChannelScaler:
         x = _as_2d(X)
         if np.isinf(x).any():
             raise ValueError("ChannelScaler.fit got infinite values; use NaN for missing ones.")
-        observed = ~np.isnan(x)
-        count = observed.sum(axis=0)
-        safe = np.maximum(count, 1)
-        mean = np.where(observed, x, 0.0).sum(axis=0) / safe
-        var = np.where(observed, (x - mean) ** 2, 0.0).sum(axis=0) / safe
+        count, mean, var = channel_moments(x)
+        overflow = np.flatnonzero(~(np.isfinite(mean) & np.isfinite(var)))
+        if len(overflow):
+            raise ValueError(
+                f"ChannelScaler.fit: the mean or variance of channel(s) {overflow.tolist()} "
+                "overflows float64; their values are too large to standardise."
+            )
         std = np.sqrt(var)
         self.mean_ = np.where(count > 0, mean, 0.0)
         self.scale_ = np.where((count > 0) & np.isfinite(std) & (std > 0), std, 1.0)
@@ -152,6 +154,21 @@ class ChannelScaler:
                 f"{x.shape}."
             )
         return x
+
+
+def channel_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-channel count, mean and population variance of the non-NaN values of ``x (n, C)``.
+
+    Channels without observations get mean 0 and variance 0. Values too large for float64
+    arithmetic give a non-finite mean or variance (no warning is emitted): callers check.
+    """
+    observed = ~np.isnan(x)
+    count = observed.sum(axis=0)
+    safe = np.maximum(count, 1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = np.where(observed, x, 0.0).sum(axis=0) / safe
+        var = np.where(observed, (x - mean) ** 2, 0.0).sum(axis=0) / safe
+    return count, mean, var
 
 
 def _as_2d(X: Any) -> np.ndarray:

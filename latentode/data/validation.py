@@ -4,20 +4,23 @@
 rows by ``(series id, time)``, merges duplicate ``(id, time)`` rows and returns a
 :class:`ValidatedFrame`: numpy arrays with one *slot* per distinct ``(series, time)`` pair plus the
 mapping from every original row to its slot, so that outputs can be aligned back with the caller's
-index and row order. No row is ever dropped silently.
+index and row order. No row is ever dropped silently: ``empty_series="drop"`` (used to fit) leaves
+out the series without any observed target value and reports their ids in
+``ValidatedFrame.dropped_series``.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from ._sort import lex_order
+from .scaling import channel_moments
 
 __all__ = ["ValidatedFrame", "validate_frame"]
 
@@ -62,6 +65,10 @@ class ValidatedFrame:
     n_duplicates : int
         Number of rows merged into another row with the same ``(id, time)``
         (``n_rows - n_slots``).
+    dropped_series : numpy.ndarray
+        Ids of the series left out because none of their target values is observed
+        (``empty_series="drop"``); their rows are not part of the frame (``n_rows`` and
+        ``row_index`` count the kept rows only). Empty otherwise.
     """
 
     series_ids: np.ndarray
@@ -75,6 +82,7 @@ class ValidatedFrame:
     id_col: Hashable | None
     time_kind: Literal["numeric", "datetime"]
     n_duplicates: int
+    dropped_series: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
 
     @property
     def n_series(self) -> int:
@@ -100,6 +108,13 @@ class ValidatedFrame:
     def lengths(self) -> np.ndarray:
         """``(S,)`` int64, number of slots (distinct times) of each series."""
         return np.bincount(self.series_codes, minlength=self.n_series).astype(np.int64)
+
+    @property
+    def n_observed_points(self) -> np.ndarray:
+        """``(S,)`` int64, number of time points of each series with an observed value."""
+        slot_observed = self.observed.any(axis=1)
+        return np.bincount(self.series_codes, weights=slot_observed,
+                           minlength=self.n_series).astype(np.int64)
 
     @property
     def observed(self) -> np.ndarray:
@@ -140,7 +155,8 @@ def validate_frame(
     id_col: Hashable | None,
     target_cols: Sequence[Hashable] | None = None,
     expected_targets: Sequence[Hashable] | None = None,
-    require_observed: bool = True,
+    empty_series: Literal["raise", "keep", "drop"] = "raise",
+    empty_channels: Literal["raise", "keep"] = "keep",
     min_points: int = 1,
 ) -> ValidatedFrame:
     """Check a long-format frame and convert it to sorted, de-duplicated arrays.
@@ -161,17 +177,25 @@ def validate_frame(
     target_cols : sequence of Hashable, optional
         Channels to model. Default: every numeric column but the id and time columns (bool
         columns count as numeric and become 0.0 / 1.0; object / string / categorical /
-        datetime columns are never targets).
+        datetime columns are never targets). When the targets are chosen this way, one
+        warning names the columns left out (pointing out numbers stored as strings) and the
+        columns taken although they look like bookkeeping (bool flags, integer columns with a
+        distinct value on every row, such as a row id).
     expected_targets : sequence of Hashable, optional
         The channels a fitted model expects (at predict time). They must all be present;
         missing ones raise. If ``target_cols`` is None, ``expected_targets`` is used as
         ``target_cols``; if both are given they must be equal.
-    require_observed : bool, default=True
-        Raise if a series has no observed target value at all. When False, such series are
-        kept (and exempt from ``min_points``).
+    empty_series : {"raise", "keep", "drop"}, default="raise"
+        What to do with a series none of whose target values is observed: raise a ValueError
+        naming it, keep it (exempt from ``min_points``), or leave its rows out of the result
+        (their ids are in ``ValidatedFrame.dropped_series``; a frame whose series are all
+        empty still raises).
+    empty_channels : {"raise", "keep"}, default="keep"
+        ``"raise"``: a target column without any observed value is a ValueError naming it
+        (a model cannot learn a channel it never sees).
     min_points : int, default=1
         Minimum number of distinct time points with at least one observed value per series
-        (e.g. 2 to fit).
+        (empty series excepted, see ``empty_series``).
 
     Returns
     -------
@@ -186,13 +210,17 @@ def validate_frame(
         With a message naming the offending column, series ids or row labels, for: an empty
         frame; unknown or duplicated columns; no (or non-numeric) target columns; a time column
         that is neither numeric nor datetime64, or holds NaN / NaT / inf; missing ids; inf
-        target values; series without observations (``require_observed``) or with fewer than
-        ``min_points`` observed time points.
+        target values; values so large that their column's mean or variance overflows (they
+        could not be standardised; the row of the largest one is named); series without
+        observations (``empty_series="raise"``) or with fewer than ``min_points`` observed time
+        points; target columns without observations (``empty_channels="raise"``).
 
     Warns
     -----
     UserWarning
         Once, if rows with the same ``(id, time)`` were merged (the message gives the count).
+        Once, if the targets were chosen automatically and some columns were left out or look
+        like bookkeeping rather than measurements (see ``target_cols``).
 
     Notes
     -----
@@ -208,11 +236,17 @@ def validate_frame(
     if isinstance(min_points, bool) or not isinstance(min_points, (int, np.integer)) or (
             min_points < 0):
         raise ValueError(f"min_points must be an integer >= 0, got {min_points!r}.")
+    if empty_series not in ("raise", "keep", "drop"):
+        raise ValueError(
+            f"empty_series must be 'raise', 'keep' or 'drop', got {empty_series!r}.")
+    if empty_channels not in ("raise", "keep"):
+        raise ValueError(f"empty_channels must be 'raise' or 'keep', got {empty_channels!r}.")
 
     columns = df.columns
     _check_present(columns, [time_col], "time column")
     if id_col is not None:
-        _check_present(columns, [id_col], "id column")
+        _check_present(columns, [id_col], "id column",
+                       hint=" If the frame holds a single series, pass id_col=None.")
         if id_col == time_col:
             raise ValueError(f"id_col and time_col are the same column {time_col!r}.")
     targets = _resolve_targets(df, time_col, id_col, target_cols, expected_targets)
@@ -225,6 +259,23 @@ def validate_frame(
     time_kind, times, key = _read_times(df[time_col], time_col, index)
     codes, series_ids = _read_ids(df, id_col, index)
     values = _read_targets(df, targets, index)
+    if empty_channels == "raise":
+        _check_channels_observed(values, targets)
+
+    dropped = np.array([], dtype=object)
+    row_observed = ~np.isnan(values).all(axis=1)
+    has_obs = np.bincount(codes, weights=row_observed, minlength=len(series_ids)) > 0
+    if empty_series == "drop" and not has_obs.all():
+        if not has_obs.any():
+            raise ValueError(
+                f"No series has an observed value of the target columns {_fmt(targets, 20)}: "
+                f"all {len(series_ids)} series are empty."
+            )
+        dropped = series_ids[~has_obs]
+        keep = has_obs[codes]
+        new_code = np.cumsum(has_obs) - 1
+        codes, series_ids = new_code[codes[keep]], series_ids[has_obs]
+        times, key, values, index = times[keep], key[keep], values[keep], index[keep]
 
     # stable sort by (series, time); `key` is an exact sort key (float64 or int64 nanoseconds)
     order = lex_order(codes, key)
@@ -256,7 +307,8 @@ def validate_frame(
     slot_codes = c_sorted[starts].astype(np.int64)
     slot_times = times[order[starts]]
 
-    _check_observed(slot_values, slot_codes, series_ids, id_col, require_observed, min_points)
+    _check_observed(slot_values, slot_codes, series_ids, id_col, empty_series == "raise",
+                    min_points)
     return ValidatedFrame(
         series_ids=series_ids,
         series_codes=slot_codes,
@@ -269,6 +321,7 @@ def validate_frame(
         id_col=id_col,
         time_kind=time_kind,
         n_duplicates=int(n_duplicates),
+        dropped_series=dropped,
     )
 
 
@@ -287,13 +340,14 @@ def _plain(x: Any) -> Any:
     return x.item() if isinstance(x, np.generic) else x
 
 
-def _check_present(columns: pd.Index, names: Sequence[Hashable], what: str) -> None:
+def _check_present(columns: pd.Index, names: Sequence[Hashable], what: str,
+                   hint: str = "") -> None:
     missing = [c for c in names if c not in columns]
     if missing:
         available = list(columns)
         raise ValueError(
             f"Unknown {what}{'s' if len(missing) > 1 else ''} {_fmt(missing, 20)}; "
-            f"available columns: {_fmt(available, 30)}."
+            f"available columns: {_fmt(available, 30)}.{hint}"
         )
 
 
@@ -336,6 +390,7 @@ def _resolve_targets(
                 f"{_fmt([k for k in (id_col, time_col) if k is not None])}; available columns: "
                 f"{_fmt(list(df.columns), 30)}. Pass target_cols explicitly."
             )
+        _warn_inferred_targets(df, keys, targets)
         return targets
     clash = [c for c in targets if c in keys]
     if clash:
@@ -344,6 +399,55 @@ def _resolve_targets(
     if dup:
         raise ValueError(f"Target column(s) listed more than once: {', '.join(dup)}.")
     return targets
+
+
+def _warn_inferred_targets(df: pd.DataFrame, keys: set[Hashable],
+                           targets: list[Hashable]) -> None:
+    """One warning naming the columns left out of inferred targets and suspicious targets."""
+    left_out = []
+    for c in df.columns:
+        if c in keys or c in targets:
+            continue
+        col = df[c]
+        if isinstance(col, pd.DataFrame):  # duplicated name: reported if used, else ignored
+            continue
+        left_out.append(f"{_plain(c)!r} ({col.dtype}{_leftout_reason(col)})")
+    suspicious = []
+    for c in targets:
+        col = df[c]
+        if isinstance(col, pd.DataFrame):
+            continue
+        if pd.api.types.is_bool_dtype(col.dtype):
+            suspicious.append(f"{_plain(c)!r} (bool: a flag, modelled as 0.0 / 1.0)")
+        elif pd.api.types.is_integer_dtype(col.dtype):
+            values = col.dropna()
+            if len(values) >= 3 and values.is_unique:
+                kind = ("increasing by one on every row, like a row number"
+                        if bool((np.diff(values.to_numpy(dtype=np.int64)) == 1).all())
+                        else "a distinct value on every row, like a row id")
+                suspicious.append(f"{_plain(c)!r} ({col.dtype}: {kind})")
+    if not left_out and not suspicious:
+        return
+    message = (f"Target columns chosen automatically (target_cols=None): "
+               f"{_fmt(targets, 20)}.")
+    if left_out:
+        message += f" Left out (not numeric): {'; '.join(left_out)}."
+    if suspicious:
+        message += (" Taken as targets although they look like bookkeeping rather than "
+                    f"measurements: {'; '.join(suspicious)}.")
+    warnings.warn(message + " Pass target_cols=[...] to choose the targets and silence this "
+                  "warning.", UserWarning, stacklevel=4)
+
+
+def _leftout_reason(col: pd.Series) -> str:
+    """Why a column is not a target, with a fix when it holds numbers in disguise."""
+    if pd.api.types.is_complex_dtype(col.dtype):
+        return ": complex numbers"
+    if col.dtype == object or pd.api.types.is_string_dtype(col.dtype):
+        sample = col.dropna()
+        if len(sample) and pd.to_numeric(sample.head(1000), errors="coerce").notna().all():
+            return ": numbers stored as strings; convert with pandas.to_numeric"
+    return ""
 
 
 def _as_list(cols: Sequence[Hashable], name: str) -> list[Hashable]:
@@ -449,7 +553,29 @@ def _read_targets(df: pd.DataFrame, targets: list[Hashable], index: pd.Index) ->
             f"Target column {col!r} has infinite values at row(s) {_fmt(index[at])}; use NaN "
             "for unobserved values."
         )
+    _, mean, var = channel_moments(values)
+    bad = ~(np.isfinite(mean) & np.isfinite(var))
+    if bad.any():
+        j = int(np.flatnonzero(bad)[0])
+        row = int(np.nanargmax(np.abs(values[:, j])))
+        raise ValueError(
+            f"Target column {targets[j]!r} has values too large to standardise (their mean or "
+            f"variance overflows float64), e.g. {values[row, j]:.6g} at row "
+            f"{_fmt([index[row]])}. Rescale the column (e.g. change its unit) or set invalid "
+            "values to NaN."
+        )
     return values
+
+
+def _check_channels_observed(values: np.ndarray, targets: list[Hashable]) -> None:
+    empty = np.isnan(values).all(axis=0)
+    if empty.any():
+        names = [targets[j] for j in np.flatnonzero(empty)]
+        raise ValueError(
+            f"Target column{'s' if len(names) > 1 else ''} {_fmt(names, 20)} "
+            f"{'have' if len(names) > 1 else 'has'} no observed value (all NaN): a model cannot "
+            "learn a channel it never sees. Leave it out of target_cols or add observations."
+        )
 
 
 def _check_observed(
