@@ -122,7 +122,9 @@ class LatentODE(nn.Module):
     step_size : float, optional
         Step size of the latent solve for the fixed-step methods.
     max_steps : int
-        Step budget per series of the latent solve.
+        Step budget per series of the latent solve, on top of two steps per requested time
+        (:meth:`solve`): the adjoint's backward solve stops at every requested time, so a
+        series of ``n`` times needs at least ``n`` steps however smooth its trajectory.
     obs_std_init, obs_std_floor : float
         Initial value and lower bound of the learned observation noise.
 
@@ -233,6 +235,16 @@ class LatentODE(nn.Module):
         """Mean and std ``(B, latent_dim)`` of ``q(z_t0 | cond)`` (``t0`` default: first time)."""
         return self.encoder(cond.times, cond.values, cond.mask, cond.lengths, t0)
 
+    def step_budget(self, n_times: int) -> int:
+        """Step budget per series of a :meth:`solve` at ``n_times`` requested times.
+
+        ``max_steps + 2 * (n_times + 1)``: the backward solve of the adjoint stops at each
+        requested time (and at ``t0``), and the first step after a stop may be rejected, so the
+        budget grows with the length of the series while ``max_steps`` bounds the steps the
+        dynamics themselves need.
+        """
+        return int(self.max_steps) + 2 * (int(n_times) + 1)
+
     def solve(
         self,
         z0: torch.Tensor,
@@ -259,6 +271,12 @@ class LatentODE(nn.Module):
             ``(K, B, M, latent_dim)`` latent states at the query times.
         cum_intensity : torch.Tensor or None
             ``(K, B, M, C)`` integrated Poisson intensities since ``t0`` (Poisson model only).
+
+        Raises
+        ------
+        latentode.ode.ODESolveError
+            If a series needs more than :meth:`step_budget` ``(M)`` steps; its ``series`` is
+            the index in the flattened ``K * B`` batch (sample-major: ``k * B + b``).
         """
         k, b, d = z0.shape
         m = times.shape[1]
@@ -270,7 +288,7 @@ class LatentODE(nn.Module):
         out = odeint(
             self.ode_func, state0, t.repeat(k, 1), lengths=(lengths + 1).repeat(k),
             method=self.method, rtol=self.rtol, atol=self.atol, gradient=self.gradient,
-            step_size=self.step_size, max_steps=self.max_steps,
+            step_size=self.step_size, max_steps=self.step_budget(m),
         )
         out = out.reshape(k, b, m + 1, -1)[:, :, 1:]
         if self.poisson_process:
