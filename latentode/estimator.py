@@ -1030,9 +1030,27 @@ class LatentODERegressor(BaseEstimator):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Save the fitted estimator to one file (JSON config + ``state_dict``; no pickle).
+        """Save the fitted estimator to one file: a zip of a JSON config and safetensors weights.
 
-        See :mod:`latentode.io` for the format. Reload with :meth:`load`.
+        No pickle is involved (see :mod:`latentode.io` for the format). The file is written to a
+        temporary file beside ``path`` and renamed into place, so a failed save leaves nothing
+        behind. Reload with :meth:`load`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination file, e.g. ``"model.latentode"`` (parent folders are created; an
+            existing file is replaced).
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If the file could not be loaded back: a callable ``kl_warmup``, a parameter ``fit``
+            would refuse (set after fitting), a column label that is not a string or a number.
+        IsADirectoryError
+            If ``path`` is a folder.
         """
         from .io import save_estimator
 
@@ -1042,7 +1060,10 @@ class LatentODERegressor(BaseEstimator):
     def load(
         cls, path: str | os.PathLike[str], device: str | torch.device | None = None
     ) -> LatentODERegressor:
-        """Load an estimator written by :meth:`save`.
+        """Load an estimator written by :meth:`save`; loading never executes code.
+
+        The stored parameters go through the checks of :meth:`fit`, and every other field and
+        the weights are checked against each other before anything is built.
 
         Parameters
         ----------
@@ -1054,6 +1075,15 @@ class LatentODERegressor(BaseEstimator):
         Returns
         -------
         LatentODERegressor
+            A fitted estimator that predicts exactly like the saved one (on the same device).
+
+        Raises
+        ------
+        ValueError
+            ``"not a valid latentode file: ..."`` naming what is wrong, for any malformed,
+            truncated or tampered file.
+        OSError
+            If ``path`` cannot be opened.
         """
         from .io import load_estimator
 
