@@ -335,7 +335,10 @@ def test_adjoint_with_rejected_steps_matches_reference(adjoint_method):
     with torch.no_grad():
         f.l2.weight.mul_(4.0)
     t = torch.tensor(random_times(16, 10, 3.0, seed=12))
-    z0 = torch.randn(16, 3, dtype=torch.float64, requires_grad=True)
+    # seeded: with the global RNG the error (tolerance-bound, 4e-6 to 1e-4 over 8 draws) depended
+    # on which tests ran before
+    z0 = torch.randn(16, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    z0.requires_grad_()
     out = odeint(f, z0, t, gradient="backprop", rtol=1e-10, atol=1e-12)
     ref = torch.autograd.grad(out.pow(2).sum(), [z0, *f.parameters()])
     out = odeint(f, z0, t, gradient="adjoint", rtol=1e-6, atol=1e-8,

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentode.ode import evolve
+from latentode.ode.odernn import GRUParams, event_schedule, odernn_scan
 
 from .dynamics import LatentDynamics, mlp
 
@@ -59,6 +60,11 @@ class GRUUpdate(nn.Module):
         n = self.cand_out(torch.tanh(xc + self.cand_h(r * h)))
         return n + u * (h - n)
 
+    def params(self) -> GRUParams:
+        """The weights in the layout of :func:`latentode.ode.odernn.odernn_scan`."""
+        return GRUParams(self.gate_h.weight, self.gate_out.weight, self.gate_out.bias,
+                         self.cand_h.weight, self.cand_out.weight, self.cand_out.bias)
+
 
 class _BackwardEncoder(nn.Module):
     """Shared backward recurrence; subclasses define the inputs, evolution and head input."""
@@ -66,6 +72,16 @@ class _BackwardEncoder(nn.Module):
     rec_dim: int
     update: GRUUpdate
     head: nn.Module
+    #: run the recurrence as one fused scan (:func:`latentode.ode.odernn.odernn_scan`); False
+    #: runs the reference loop of autograd operations (same values and gradients, slower)
+    fused: bool = True
+
+    def _flow(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Linear layers of the hidden-state vector field (empty: no flow)."""
+        return []
+
+    def _flow_step(self) -> float | None:
+        return None
 
     def _inputs(self, values: torch.Tensor, mask: torch.Tensor, gaps: torch.Tensor):
         raise NotImplementedError
@@ -119,14 +135,23 @@ class _BackwardEncoder(nn.Module):
         do_update = (valid & (mask > 0).any(-1)).unsqueeze(-1)  # (B, N, 1)
         x_proj = self.update.project_inputs(self._inputs(values, mask, gaps))
 
-        h = values.new_zeros(b, self.rec_dim)
-        for i in range(n - 1, -1, -1):
-            h = self._evolve(h, t_next[:, i], times[:, i])
-            h = torch.where(do_update[:, i], self.update(h, x_proj[:, i]), h)
         first_t = times[:, 0]
         if t0 is None:
             t0 = first_t
-        h = self._evolve(h, first_t, t0)
+        if self.fused:
+            # events padded to a multiple of 32 on CUDA so that captured graphs are reused
+            sched = event_schedule(times, lengths, do_update.squeeze(-1), t0, self._flow_step(),
+                                   multiple=32 if times.device.type == "cuda" else 1)
+            width = x_proj.shape[-1]
+            idx = sched.index.t().unsqueeze(-1).expand(-1, -1, width)
+            xe = x_proj.gather(1, idx).transpose(0, 1).contiguous()  # (L, B, 2 * units)
+            h = odernn_scan(xe, sched, self._flow(), self.update.params())
+        else:
+            h = values.new_zeros(b, self.rec_dim)
+            for i in range(n - 1, -1, -1):
+                h = self._evolve(h, t_next[:, i], times[:, i])
+                h = torch.where(do_update[:, i], self.update(h, x_proj[:, i]), h)
+            h = self._evolve(h, first_t, t0)
         out = self.head(self._head_input(h, first_t - t0))
         mu, raw = out.chunk(2, dim=-1)
         return mu, F.softplus(raw) + _SIGMA_FLOOR
@@ -186,6 +211,16 @@ class ODERNNEncoder(_BackwardEncoder):
     def _evolve(self, h, t_from, t_to):
         return evolve(self.rec_dynamics, h, t_from, t_to, step_size=self.step_size,
                       method="euler")
+
+    def _flow(self):
+        layers = list(self.rec_dynamics.net)
+        linears = [m for m in layers if isinstance(m, nn.Linear)]
+        if any(not isinstance(m, (nn.Linear, nn.Tanh)) for m in layers):
+            raise TypeError("the fused scan needs a tanh MLP as the recurrent dynamics.")
+        return [(m.weight, m.bias) for m in linears]
+
+    def _flow_step(self):
+        return self.step_size
 
     def _head_input(self, h, gap0):
         return h
