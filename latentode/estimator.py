@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from . import data as _data
+from .data.validation import external_stacklevel
 from .nn import OBS_WEIGHTINGS, LatentODE
 from .ode import GRADIENTS, METHODS
 from .training import History, calibrate_spread, fit_model
@@ -167,7 +168,8 @@ class LatentODERegressor(BaseEstimator):
         noise (locally; global random states are left untouched). A fixed int gives repeatable
         results on the CPU.
     verbose : int, default=1
-        0: silent; 1: a progress bar; 2: also one line per epoch.
+        0: silent; 1: a progress bar over the epochs (its text shows the batches done in the
+        current epoch); 2: also one line per epoch. Printed epochs count from 1, like the bar.
     warm_start : bool, default=False
         When fitted already, continue training the existing network (same columns required)
         instead of starting afresh; the time encoder and scaler are kept.
@@ -178,7 +180,9 @@ class LatentODERegressor(BaseEstimator):
         The trained network (best weights), in eval mode, on ``device_``.
     history_ : latentode.training.History
         Per-epoch ``train_loss`` / ``val_loss`` records (accumulated over warm starts), best
-        epoch and stop reason; ``history_["val_loss"]`` gives a column.
+        epoch and stop reason; ``history_["val_loss"]`` gives a column. ``best_epoch`` and each
+        record's ``epoch`` are 0-based indices into ``history_.records``: ``best_epoch == 25``
+        is the 26th epoch, the one the progress bar and printed messages call epoch 26.
     time_encoder_ : latentode.data.TimeEncoder
         Maps the time column (float or datetime) to model time and back.
     scaler_ : latentode.data.ChannelScaler
@@ -199,9 +203,26 @@ class LatentODERegressor(BaseEstimator):
     -----
     **Input format.** ``df`` has one row per (series, time); ``id_col=None`` means a single
     series. Rows need not be sorted (they are sorted internally; outputs follow the caller's
-    row order). Duplicate (id, time) rows are merged (first observed value per channel) with a
-    warning. Series whose ids were not seen in :meth:`fit` are fine at prediction time: the
-    model conditions on each series' own observations.
+    row order). Duplicate (id, time) rows are merged with one warning: each channel takes the
+    mean of the rows' non-missing values. Series whose ids were not seen in :meth:`fit` are
+    fine at prediction time: the model conditions on each series' own observations.
+
+    **Real data.** Nothing is invented and nothing is dropped without a word:
+
+    * a series with no observed value of the target columns (common when a few channels are
+      chosen) is left out of :meth:`fit` with one warning giving their number and a few ids;
+      :meth:`predict`, :meth:`extrapolate`, :meth:`sample` and :meth:`predict_intensity` return
+      NaN for such a series (with one warning), since there is nothing to condition on; its
+      forecast grid starts at its last row's time. :meth:`score` counts it as zero observed
+      values. A series with a single observation is fitted and predicted like any other;
+    * a target column with no observed value in :meth:`fit` is a ValueError naming it;
+    * when ``target_cols`` is not given, one warning names the columns left out (e.g. numbers
+      stored as strings) and the targets that look like bookkeeping (bool flags, integer
+      columns with a distinct value on every row such as a row id);
+    * values too large to standardise (their column's mean or variance overflows), or whose
+      standardised value or model time overflows float32 (e.g. a value far outside the
+      training range at predict time), are a ValueError naming the column and a row, raised
+      before any training or prediction.
 
     **Score.** :meth:`score` is the IWAE estimate (``10`` trajectory samples) of
     ``log p(x)`` of each series' observed values, summed over series and divided by the number
@@ -464,8 +485,16 @@ class LatentODERegressor(BaseEstimator):
         ------
         ValueError
             For invalid parameters or input (missing columns, non-numeric targets, NaN / inf
-            times, an empty frame, a series with no observed value or a single time point).
+            times, an empty frame, a target column or every series without an observed value,
+            values too large to standardise); the message names the column, series or row.
             A failed fit leaves the estimator as it was (unfitted, or its previous fit).
+
+        Warns
+        -----
+        UserWarning
+            Once if series without any observed target value were left out (their number and
+            a few ids); once if the targets were chosen automatically and columns were left
+            out or look like bookkeeping; once if duplicate (id, time) rows were averaged.
 
         Notes
         -----
@@ -485,8 +514,23 @@ class LatentODERegressor(BaseEstimator):
             df, time_col=time_col, id_col=id_col,
             target_cols=None if reuse else target_cols,
             expected_targets=self.target_cols_ if reuse else None,
-            min_points=2,
+            empty_series="drop", empty_channels="raise",
         )
+        if len(vf.dropped_series):
+            n = len(vf.dropped_series)
+            warnings.warn(
+                f"{n} series {'has' if n == 1 else 'have'} no observed value of the target "
+                f"columns {_fmt_ids(list(vf.target_cols))} and {'was' if n == 1 else 'were'} "
+                f"left out of the fit: {_fmt_ids([_plain(i) for i in vf.dropped_series])}"
+                f"{'' if id_col is None else f' (column {id_col!r})'}; predict and extrapolate "
+                "return NaN for such series.",
+                UserWarning, stacklevel=external_stacklevel(),
+            )
+        if self.forecast_split is not None and (vf.n_observed_points < 2).all():
+            raise ValueError(
+                "forecast_split needs series with at least two observed time points (one to "
+                "condition on, one to forecast); every series of df has a single one."
+            )
         if reuse:
             encoder, scaler = self.time_encoder_, self.scaler_
         else:
@@ -607,14 +651,15 @@ class LatentODERegressor(BaseEstimator):
             Exactly one row per row of ``df``, same index and order, with the id (if any) and
             time columns copied from ``df`` followed by the predicted target columns (the
             posterior-mean trajectory, in original units) and, with ``quantiles``, the
-            quantile columns.
+            quantile columns. The rows of a series with no observed target value are NaN
+            (nothing to condition on; one warning names such series).
 
         Raises
         ------
         ValueError
-            If a target column is missing, times are NaN / inf, a series has no observed
-            value to condition on, ``quantiles`` are not sorted unique levels in ``(0, 1)``
-            or ``n_samples < 1``.
+            If a target column is missing, times are NaN / inf, a value overflows float32 once
+            standardised, ``quantiles`` are not sorted unique levels in ``(0, 1)`` or
+            ``n_samples < 1``.
 
         Notes
         -----
@@ -673,7 +718,9 @@ class LatentODERegressor(BaseEstimator):
             Long frame ``[id, time, *target_cols]`` (no id column when fitted with
             ``id_col=None``) of posterior-mean forecasts, in original units; series in the
             order of their first appearance in ``df``, times ascending. With ``quantiles``,
-            each target column is followed by its quantile columns.
+            each target column is followed by its quantile columns. A series with no observed
+            target value gets NaN forecasts (one warning names such series), on a grid that
+            starts at its last row's time.
         """
         q = self._check_uncertainty_args(quantiles, n_samples)
         prepared = self._prepare(df)
@@ -805,6 +852,11 @@ class LatentODERegressor(BaseEstimator):
         """
         check_is_fitted(self)
         vf, padded = self._prepare(df)
+        counts = vf.observed.sum(axis=0)
+        if int(counts.sum()) == 0:
+            raise ValueError("df has no observed target value to score.")
+        if (padded.lengths == 0).any():  # nothing to score: log p(no values) = 0
+            padded = _data.subset(padded, np.flatnonzero(padded.lengths > 0))
         gen = make_generator(draw_seed(self.random_state), self.device_)
         dtype = next(self.model_.parameters()).dtype
         total = 0.0
@@ -814,7 +866,6 @@ class LatentODERegressor(BaseEstimator):
                                                dtype=dtype):
                 ll = self.model_.log_likelihood(batch, _SCORE_SAMPLES, generator=gen)
                 total += float(ll.sum())
-        counts = vf.observed.sum(axis=0)
         total -= float((counts * np.log(self.scaler_.scale_)).sum())
         return total / int(counts.sum())
 
@@ -823,7 +874,8 @@ class LatentODERegressor(BaseEstimator):
         """Validate ``df`` against the fitted columns; return it validated and padded."""
         check_is_fitted(self)
         vf = _data.validate_frame(
-            df, time_col=self.time_col_, id_col=self.id_col_, expected_targets=self.target_cols_
+            df, time_col=self.time_col_, id_col=self.id_col_, expected_targets=self.target_cols_,
+            empty_series="keep",
         )
         return vf, _data.pad_frame(vf, self.time_encoder_, self.scaler_)
 
@@ -842,8 +894,11 @@ class LatentODERegressor(BaseEstimator):
     ) -> pd.DataFrame:
         """Insert ``<col>_q<level>`` predictive-quantile columns after each target column."""
         samples = self._predict_samples(df, query, prepared=prepared, n_samples=n_samples,
-                                        use_mean=False)
-        values = mixture_quantiles(samples.mean, samples.obs_std, quantiles)  # (Q, n, C)
+                                        use_mean=False, warn=False)
+        values = np.full((len(quantiles),) + samples.mean.shape[1:], np.nan)  # (Q, n, C)
+        ok = np.isfinite(samples.mean).all(axis=(0, 2))  # rows of series with observations
+        if ok.any():
+            values[:, ok] = mixture_quantiles(samples.mean[:, ok], samples.obs_std, quantiles)
         result = out[[c for c in out.columns if c not in self.target_cols_]].copy()
         for j, col in enumerate(self.target_cols_):  # positional: the index may repeat labels
             result[col] = out[col].to_numpy()
@@ -860,6 +915,7 @@ class LatentODERegressor(BaseEstimator):
         n_samples: int = 1,
         use_mean: bool = True,
         random_state: int | np.random.RandomState | None = None,
+        warn: bool = True,
     ) -> _Samples:
         """Decoded trajectories at the query rows, per trajectory sample (uncertainty hook).
 
@@ -879,13 +935,16 @@ class LatentODERegressor(BaseEstimator):
             With ``n_samples == 1``, decode the posterior mean of ``z_t0`` (deterministic).
         random_state : int, RandomState or None
             Sampling noise; default: the estimator's ``random_state``.
+        warn : bool
+            Warn once when query rows belong to series with no observed value (their
+            ``mean`` and ``intensity`` are NaN).
 
         Returns
         -------
         _Samples
             ``mean (S, n_rows, C)`` and ``obs_std (C,)`` in original units, the query rows,
             and the Poisson ``intensity`` (or None). Predictive samples of observations are
-            ``mean + obs_std * N(0, 1)``.
+            ``mean + obs_std * N(0, 1)``. Rows of series without an observed value are NaN.
         """
         vf, padded = self._prepare(df) if prepared is None else prepared
         if query is None:
@@ -895,6 +954,23 @@ class LatentODERegressor(BaseEstimator):
             times = self.time_encoder_.transform(vf.times)[vf.row_slot]
         else:
             codes, times = self._encode_query(query, vf)
+        out = np.full((n_samples, len(codes), vf.n_channels), np.nan)
+        rate = np.full_like(out, np.nan) if self.model_.poisson_process else None
+        # series without an observed value have nothing to condition on: NaN, never invented
+        live = padded.lengths[codes] > 0
+        if not live.all():
+            empty_ids = vf.series_ids[np.unique(codes[~live])]
+            if warn:
+                n = len(empty_ids)
+                warnings.warn(
+                    f"{n} series {'has' if n == 1 else 'have'} no observed value to condition "
+                    f"on: {_fmt_ids([_plain(i) for i in empty_ids])}"
+                    f"{'' if self.id_col_ is None else f' (column {self.id_col_!r})'}; "
+                    f"{'its' if n == 1 else 'their'} predictions are NaN.", UserWarning,
+                    stacklevel=external_stacklevel(),
+                )
+        live_rows = np.flatnonzero(live)
+        codes, times = codes[live_rows], times[live_rows]
         needed = np.unique(codes)
         if len(needed) < padded.n_series:  # condition only the series that are queried
             padded = _data.subset(padded, needed)
@@ -907,10 +983,11 @@ class LatentODERegressor(BaseEstimator):
         bs = int(self.batch_size)
         by_series = np.argsort(codes, kind="stable")
         bounds = np.searchsorted(codes[by_series], np.arange(0, padded.n_series + bs, bs))
-        out = np.empty((n_samples, len(codes), vf.n_channels))
-        rate = np.empty_like(out) if self.model_.poisson_process else None
         self.model_.eval()
         with torch.no_grad():
+            obs_std_t = self.model_.obs_std  # overwritten by the predictions' (calibrated) one
+            if n_samples > 1:
+                obs_std_t = obs_std_t * self.model_.spread_scale
             for k, cond in enumerate(_data.iterate_batches(padded, bs, device=self.device_,
                                                            dtype=dtype)):
                 lo = k * bs
@@ -926,10 +1003,11 @@ class LatentODERegressor(BaseEstimator):
                 mean = pred.mean.cpu().numpy()  # (S, b, M, C), standardised
                 rows = by_series[bounds[k]:bounds[k + 1]]
                 at = (slice(None), codes[rows] - lo, plan.row_position[rows])
-                out[:, rows] = mean[at]
+                out[:, live_rows[rows]] = mean[at]
                 if rate is not None:
-                    rate[:, rows] = pred.intensity.cpu().numpy()[at]
-            obs_std = pred.obs_std.cpu().numpy()
+                    rate[:, live_rows[rows]] = pred.intensity.cpu().numpy()[at]
+                obs_std_t = pred.obs_std
+            obs_std = obs_std_t.cpu().numpy()
         return _Samples(
             query=query,
             mean=self.scaler_.inverse_transform(out),
@@ -986,13 +1064,15 @@ class LatentODERegressor(BaseEstimator):
             if missing:
                 raise ValueError(f"The times DataFrame lacks the column(s) {missing}.")
             return times[key_cols].copy()
-        observed = np.flatnonzero(vf.observed.any(axis=1))
-        last_slot = pd.Series(observed).groupby(vf.series_codes[observed]).max()
+        # each series' last observed time point (its last row's time if nothing is observed)
+        slot = np.arange(vf.n_slots)
+        rank = np.where(vf.observed.any(axis=1), slot + vf.n_slots, slot)
+        last_slot = pd.Series(rank).groupby(vf.series_codes).max().to_numpy() % vf.n_slots
         if id_col is None:
             order = np.array([0])
         else:  # series in the order of their first appearance in the caller's df
             order = pd.unique(vf.row_series_codes)
-        last = vf.times[last_slot.to_numpy()[order]]
+        last = vf.times[last_slot[order]]
         is_datetime = vf.time_kind == "datetime"
         if times is not None:
             grid = np.asarray(times).ravel()
@@ -1131,6 +1211,11 @@ def _concat_histories(old: History, new: History) -> History:
         out.best_epoch = new.best_epoch + offset
     out.best_loss, out.best_val_loss = new.best_loss, new.best_val_loss
     return out
+
+
+def _plain(x: Any) -> Any:
+    """numpy scalars as Python scalars, for readable messages."""
+    return x.item() if isinstance(x, np.generic) else x
 
 
 def _fmt_ids(ids: Sequence[Any], limit: int = 5) -> str:

@@ -337,8 +337,9 @@ def test_non_numeric_target(df):
     bad["label"] = "a"
     with pytest.raises(ValueError, match="'label'"):
         LatentODERegressor(**TINY).fit(bad, target_cols=["x", "label"])
-    # inferred targets: only numeric columns are used
-    est = LatentODERegressor(**TINY).fit(bad)
+    # inferred targets: only numeric columns are used, and the text column is named
+    with pytest.warns(UserWarning, match=r"Left out \(not numeric\): 'label'"):
+        est = LatentODERegressor(**TINY).fit(bad)
     assert est.target_cols_ == ["x", "v"]
 
 
@@ -368,15 +369,58 @@ def test_duplicate_rows_merged_with_warning(df, fitted):
     assert len(pred) == len(dup) and pred.index.equals(dup.index)
 
 
-def test_series_without_observed_values(df, fitted):
+def test_series_without_observed_values_skipped_by_fit(df, fitted):
     bad = df.copy()
-    bad.loc[bad["id"] == "s4", ["x", "v"]] = np.nan
-    with pytest.raises(ValueError, match="s4"):
-        LatentODERegressor(**TINY).fit(bad)
-    with pytest.raises(ValueError, match="s4"):
-        fitted.predict(bad)
-    with pytest.raises(ValueError, match="s4"):
-        fitted.extrapolate(bad)
+    bad.loc[bad["id"].isin(["s4", "s7"]), ["x", "v"]] = np.nan
+    with pytest.warns(UserWarning) as record:
+        est = LatentODERegressor(**TINY).fit(bad)
+    assert len(record) == 1
+    assert re.fullmatch(r"2 series have no observed value of the target columns 'x', 'v' and "
+                        r"were left out of the fit: 's4', 's7' \(column 'id'\); predict and "
+                        r"extrapolate return NaN for such series\.", str(record[0].message))
+    assert record[0].filename == __file__
+    # the same model as a fit on the frame without those series
+    without = bad[~bad["id"].isin(["s4", "s7"])]
+    ref = LatentODERegressor(**TINY).fit(without)
+    assert est.history_["train_loss"] == ref.history_["train_loss"]
+    pd.testing.assert_frame_equal(est.predict(without), ref.predict(without))
+    # every series empty: an error before training
+    with pytest.raises(ValueError, match=r"'x', 'v' have no observed value"):
+        LatentODERegressor(**TINY).fit(bad.assign(x=np.nan, v=np.nan))
+
+
+def test_series_without_observed_values_predicted_as_nan(df, fitted):
+    bad = df.copy()
+    empty = bad["id"] == "s4"
+    bad.loc[empty, ["x", "v"]] = np.nan
+    with pytest.warns(UserWarning, match=r"^1 series has no observed value to condition on: "
+                                         r"'s4' \(column 'id'\); its predictions are NaN\.$"):
+        pred = fitted.predict(bad, quantiles=(0.1, 0.9), n_samples=5)
+    assert pred.index.equals(bad.index)
+    assert pred.loc[empty].drop(columns=["id", "t"]).isna().all().all()
+    assert np.isfinite(pred.loc[~empty, ["x", "v", "x_q0.1", "v_q0.9"]].to_numpy()).all()
+    # the other series are predicted exactly as without the empty one
+    others = fitted.predict(bad[~empty], quantiles=(0.1, 0.9), n_samples=5)
+    pd.testing.assert_frame_equal(pred.loc[~empty, ["id", "t", "x", "v"]],
+                                  others[["id", "t", "x", "v"]], rtol=1e-5, atol=1e-6)
+
+    with pytest.warns(UserWarning, match="'s4'") as record:
+        fc = fitted.extrapolate(bad, horizon=1.0, n_points=4)
+    assert len(record) == 1 and record[0].filename == __file__
+    rows = fc[fc["id"] == "s4"]
+    assert rows[["x", "v"]].isna().all().all()
+    last_row_time = bad.loc[empty, "t"].max()  # no observation: the grid starts at its last row
+    np.testing.assert_allclose(rows["t"], last_row_time + np.array([0.25, 0.5, 0.75, 1.0]))
+    assert np.isfinite(fc.loc[fc["id"] != "s4", ["x", "v"]].to_numpy()).all()
+    with pytest.warns(UserWarning, match="'s4'"):
+        draws = fitted.sample(bad, n_samples=2)
+    assert draws.loc[draws["id"] == "s4", ["x", "v"]].isna().all().all()
+    # score: the empty series holds no value to score, so it changes nothing
+    assert fitted.score(bad) == pytest.approx(fitted.score(bad[~empty]), rel=1e-6)
+    with pytest.raises(ValueError, match="no observed target value to score"):
+        fitted.score(bad[empty])
+    with pytest.warns(UserWarning, match="'s4'"):
+        assert fitted.predict(bad[empty]).drop(columns=["id", "t"]).isna().all().all()
 
 
 def test_empty_frame(df):
@@ -384,10 +428,85 @@ def test_empty_frame(df):
         LatentODERegressor(**TINY).fit(df.iloc[:0])
 
 
-def test_one_point_series_at_fit(df):
-    bad = pd.concat([df, pd.DataFrame({"id": ["lonely"], "t": [1.0], "x": [0.3], "v": [0.1]})])
-    with pytest.raises(ValueError, match="lonely"):
+@pytest.mark.parametrize("encoder, forecast_split", [("gru", None), ("odernn", None),
+                                                     ("gru", 0.5)])
+def test_one_point_series_trains(df, encoder, forecast_split):
+    lonely = pd.DataFrame({"id": ["lonely", "alone", "alone"], "t": [1.0, 0.5, 2.0],
+                           "x": [0.3, np.nan, 0.8], "v": [0.1, np.nan, np.nan]})
+    data = pd.concat([df, lonely], ignore_index=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about
+        est = LatentODERegressor(**{**TINY, "encoder": encoder,
+                                    "forecast_split": forecast_split}).fit(data)
+        pred = est.predict(lonely)
+        fc = est.extrapolate(lonely, horizon=1.0, n_points=2)
+    assert all(np.isfinite(est.history_["train_loss"]))
+    assert np.isfinite(pred[["x", "v"]].to_numpy()).all()
+    assert np.isfinite(fc[["x", "v"]].to_numpy()).all()
+    np.testing.assert_allclose(fc.loc[fc["id"] == "alone", "t"], [2.5, 3.0])
+    # series made of single observations only: reconstruction trains, forecasting cannot
+    singles = df.groupby("id").head(1).dropna(subset=["x"])
+    est = LatentODERegressor(**TINY).fit(singles)
+    assert all(np.isfinite(est.history_["train_loss"]))
+    with pytest.raises(ValueError, match="forecast_split needs series with at least two"):
+        LatentODERegressor(**{**TINY, "forecast_split": 0.5}).fit(singles)
+
+
+def test_channel_without_observed_value_raises(df):
+    with pytest.raises(ValueError, match=r"Target column 'v' has no observed value \(all NaN\)"):
+        LatentODERegressor(**TINY).fit(df.assign(v=np.nan))
+    with pytest.raises(ValueError, match=r"'w'"):
+        LatentODERegressor(**TINY).fit(df.assign(w=np.nan), target_cols=["x", "w"])
+
+
+def test_inferred_targets_warning_at_fit(df):
+    extra = df.assign(row=np.arange(len(df)), flag=df["t"] > 3.0,
+                      hr=df["x"].map(lambda v: "" if np.isnan(v) else f"{v:.3f}"))
+    extra["hr"] = extra["hr"].replace("", None)
+    with pytest.warns(UserWarning) as record:
+        est = LatentODERegressor(**TINY).fit(extra)
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert est.target_cols_ == ["x", "v", "row", "flag"]
+    assert "'hr' (" in message and "numbers stored as strings" in message
+    assert "'row' (int64: increasing by one on every row" in message
+    assert "'flag' (bool" in message
+    assert record[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = LatentODERegressor(**TINY).fit(extra, target_cols=["x", "v"])
+        est.predict(extra)  # predict reads the fitted targets: no warning either
+
+
+@pytest.mark.parametrize("value", [1e300, -1e200])
+def test_values_too_large_raise_before_training(df, value, monkeypatch):
+    import latentode.estimator as estimator_module
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(estimator_module, "fit_model", no_training)
+    bad = df.copy()
+    bad.loc[7, "v"] = value
+    with pytest.raises(ValueError, match=r"Target column 'v' has values too large to "
+                                         r"standardise .* at row 7\."):
         LatentODERegressor(**TINY).fit(bad)
+
+
+def test_value_overflowing_float32_at_predict(fitted, df):
+    bad = df.copy()
+    bad.loc[11, "x"] = 1e40  # finite, but ~1e40 standard deviations from the training mean
+    with pytest.raises(ValueError, match=r"Column 'x' has a value at row 11 .* overflows "
+                                         r"float32"):
+        fitted.predict(bad)
+
+
+def test_missing_id_column_suggests_id_col_none(df):
+    single = df[df["id"] == "s0"].drop(columns="id")
+    with pytest.raises(ValueError, match=r"Unknown id column 'id'.*pass id_col=None"):
+        LatentODERegressor(**TINY).fit(single, time_col="t")
+    est = LatentODERegressor(**TINY).fit(single, time_col="t", id_col=None)
+    assert est.predict(single).shape == (len(single), 3)
 
 
 # ---------------------------------------------------------------------------- GPU

@@ -11,6 +11,8 @@ out the series without any observed target value and reports their ids in
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
@@ -300,7 +302,7 @@ def validate_frame(
             "by averaging each column over its non-missing values (first duplicate: row "
             f"{_fmt([index[order[np.argmin(new)]]])}).",
             UserWarning,
-            stacklevel=2,
+            stacklevel=external_stacklevel(),
         )
     else:
         slot_values = v_sorted
@@ -333,6 +335,19 @@ def _fmt(items: Sequence[Any], limit: int = _SHOW) -> str:
     if len(items) > limit:
         shown += f", ... ({len(items)} in total)"
     return shown
+
+
+def external_stacklevel() -> int:
+    """``stacklevel`` that points a warning at the first frame outside the latentode package.
+
+    Called by the function that calls :func:`warnings.warn`, so warnings raised deep inside
+    the library (through decorators and helpers) name the user's line.
+    """
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _plain(x: Any) -> Any:
@@ -436,7 +451,7 @@ def _warn_inferred_targets(df: pd.DataFrame, keys: set[Hashable],
         message += (" Taken as targets although they look like bookkeeping rather than "
                     f"measurements: {'; '.join(suspicious)}.")
     warnings.warn(message + " Pass target_cols=[...] to choose the targets and silence this "
-                  "warning.", UserWarning, stacklevel=4)
+                  "warning.", UserWarning, stacklevel=external_stacklevel())
 
 
 def _leftout_reason(col: pd.Series) -> str:
@@ -574,7 +589,8 @@ def _check_channels_observed(values: np.ndarray, targets: list[Hashable]) -> Non
         raise ValueError(
             f"Target column{'s' if len(names) > 1 else ''} {_fmt(names, 20)} "
             f"{'have' if len(names) > 1 else 'has'} no observed value (all NaN): a model cannot "
-            "learn a channel it never sees. Leave it out of target_cols or add observations."
+            f"learn a channel it never sees. Leave {'them' if len(names) > 1 else 'it'} out of "
+            "target_cols or add observations."
         )
 
 
