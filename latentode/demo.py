@@ -95,7 +95,7 @@ def _plot(est, test: pd.DataFrame, out: str) -> str:
     # 5 %-95 % predictive quantiles: the central 90 % band
     last = cond.loc[cond[CHANNELS].notna().any(axis=1), "t"].max()
     fig = plot_forecast(est, cond, id=stay, horizon=48.0 - last, channels=CHANNELS,
-                        quantiles=(0.05, 0.95))
+                        quantiles=(0.05, 0.95), time_unit="h")
     for ax, ch in zip(fig.axes, CHANNELS):
         ax.plot(future["t"], future[ch], "x", color="C3", label="held out (future)")
     fig.axes[0].legend(loc="upper left", fontsize=7, ncol=3)
@@ -128,9 +128,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     df = load_physionet_sample()[["id", "t", *CHANNELS]]
     df = df[df[CHANNELS].notna().any(axis=1)].reset_index(drop=True)
     train, test = _split_stays(df, 0.2, args.seed)
-    # stays need two observed times to be fitted, and an observed first day to be forecast
-    n_obs = train.groupby("id")["t"].transform("size")
-    train = train[n_obs >= 2]
+    # test stays need an observed first day to be forecast
     has_day1 = test.groupby("id")["t"].transform("min") < CUTOFF_H
     test = test[has_day1]
     print(f"PhysioNet 2012 sample: {df['id'].nunique()} stays, channels {', '.join(CHANNELS)}; "
@@ -144,8 +142,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     )
     est.fit(train)
     h = est.history_
+    best = "none" if h.best_epoch is None else h.best_epoch + 1  # counted from 1, like the bar
     print(f"fitted {h.n_epochs} epochs in {time.perf_counter() - start:.0f} s "
-          f"(best epoch {h.best_epoch}, stopped: {h.stopped_reason}, device {est.device_}).")
+          f"(best epoch {best} of {h.n_epochs}, stopped: {h.stopped_reason}, "
+          f"device {est.device_}).")
 
     mean, std = train[CHANNELS].mean(), train[CHANNELS].std()
 

@@ -8,13 +8,15 @@ loop in :mod:`latentode.training`.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import numbers
 import os
+import re
 import warnings
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -25,10 +27,17 @@ from sklearn.utils.validation import check_is_fitted
 from . import data as _data
 from .data.validation import external_stacklevel
 from .nn import OBS_WEIGHTINGS, LatentODE
-from .ode import GRADIENTS, METHODS
+from .ode import GRADIENTS, METHODS, ODESolveError
 from .training import History, calibrate_spread, fit_model
 from .uncertainty import check_quantiles, mixture_quantiles, quantile_label, sample_mixture
-from .utils import draw_seed, make_generator, resolve_device, torch_seeded
+from .utils import (
+    draw_seed,
+    make_generator,
+    resolve_device,
+    resolve_n_jobs,
+    torch_seeded,
+    torch_threads,
+)
 
 __all__ = ["LatentODERegressor"]
 
@@ -38,6 +47,46 @@ _DEFAULT_STEP = 0.02  # fixed-step solvers: model-time step when ``step_size=Non
 _QUANTILE_SAMPLES = 100  # default posterior samples behind predictive quantiles
 
 
+# parameters added after the first release, with their defaults (for older pickles)
+_ADDED_PARAMS: dict[str, Any] = {"max_steps": 10_000, "n_jobs": None}
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _with_n_jobs(method: _Method) -> _Method:
+    """Run an estimator method with ``n_jobs`` torch threads, restoring the caller's setting."""
+
+    @functools.wraps(method)
+    def wrapper(self: LatentODERegressor, *args: Any, **kwargs: Any) -> Any:
+        with torch_threads(resolve_n_jobs(getattr(self, "n_jobs", None))):
+            return method(self, *args, **kwargs)
+
+    return cast(_Method, wrapper)
+
+
+_FAILED_EPOCH = re.compile(r"^Every batch of epoch (\d+) ")
+
+
+def _fit_model(*args: Any, **kwargs: Any) -> History:
+    """:func:`latentode.training.fit_model`, its failure worded for the estimator's user.
+
+    ``fit_model`` raises a RuntimeError when every batch of an epoch failed; its hints name
+    arguments of ``fit_model`` and say that the model holds the best weights, while the
+    estimator exposes other parameters and discards the model of a failed fit.
+    """
+    try:
+        return fit_model(*args, **kwargs)
+    except RuntimeError as err:
+        failed = _FAILED_EPOCH.match(str(err))
+        if failed is None or isinstance(err, ODESolveError):
+            raise
+        raise RuntimeError(
+            f"Training failed in epoch {int(failed.group(1)) + 1}: every batch had a non-finite "
+            "loss or gradient or a failed ODE solve (the warnings above say which). The "
+            "estimator was left as it was (unfitted, or its previous fit). Try a lower lr, a "
+            "longer kl_warmup, a larger max_steps if the solver's step budget was exhausted, "
+            "or check the data for extreme values."
+        ) from err
 @dataclass
 class _Samples:
     """Internal result of :meth:`LatentODERegressor._predict_samples`.
@@ -175,6 +224,23 @@ class LatentODERegressor(BaseEstimator):
         instead of starting afresh; the time encoder and scaler are kept.
 
     Attributes
+    max_steps : int, default=10_000
+        Step budget per series of each latent ODE solve, on top of two steps per requested
+        time (observation or query time), so that long series need no tuning: the adjoint's
+        backward solve stops at every observation time (see
+        :meth:`latentode.nn.LatentODE.step_budget`). A series that needs more raises
+        :class:`~latentode.ode.ODESolveError` naming it and this parameter (in :meth:`fit`,
+        the batch is skipped with a warning). Read at every call, so
+        ``set_params(max_steps=...)`` also applies to a fitted estimator.
+    n_jobs : int or None, default=None
+        CPU threads torch uses inside each operation (``torch.set_num_threads``) while
+        :meth:`fit`, :meth:`predict`, :meth:`extrapolate`, :meth:`sample`, :meth:`score` or
+        :meth:`predict_intensity` runs; the caller's setting is restored afterwards, also when
+        they raise. None means 1 (the scikit-learn convention), ``-1`` every available core,
+        ``-2`` all but one. One thread is the default because the networks are small: a step
+        runs many tiny operations, which more threads slow down, badly when the cores are
+        shared (see "CPU threads" in the README). The setting is process-wide while a call
+        runs.
     ----------
     model_ : latentode.nn.LatentODE
         The trained network (best weights), in eval mode, on ``device_``.
@@ -293,6 +359,8 @@ class LatentODERegressor(BaseEstimator):
         warm_start: bool = False,
     ) -> None:
         self.latent_dim = latent_dim
+        max_steps: int = 10_000,
+        n_jobs: int | None = None,
         self.encoder = encoder
         self.rec_dim = rec_dim
         self.units = units
@@ -324,6 +392,8 @@ class LatentODERegressor(BaseEstimator):
         self.warm_start = warm_start
 
     # ------------------------------------------------------------------ sklearn plumbing
+        self.max_steps = max_steps
+        self.n_jobs = n_jobs
     def __sklearn_tags__(self):
         """Long DataFrames with NaN and string ids; no ``y``."""
         tags = super().__sklearn_tags__()
@@ -411,12 +481,13 @@ class LatentODERegressor(BaseEstimator):
                 raise ValueError(f"{name} must {allowed}, got {value!r}.")
 
         for name in ("latent_dim", "rec_dim", "units", "gru_units", "n_traj_samples",
-                     "batch_size", "patience"):
+                     "batch_size", "patience", "max_steps"):
             _int(name, 1)
         for name in ("n_layers", "max_epochs", "verbose"):
             _int(name, 0)
         for name in ("rtol", "atol", "lr"):
             _positive(name)
+        resolve_n_jobs(self.n_jobs)  # ValueError naming n_jobs
         if self.step_size is not None:
             _positive("step_size")
         _choice("encoder", ENCODERS)
@@ -455,6 +526,7 @@ class LatentODERegressor(BaseEstimator):
         self,
         df: pd.DataFrame,
         y: None = None,
+    @_with_n_jobs
         *,
         time_col: str = "t",
         id_col: str | None = "id",
@@ -562,7 +634,7 @@ class LatentODERegressor(BaseEstimator):
             model.set_intensity_base(torch.as_tensor(_data.observation_rates(train)))
         model.to(device)
         split = None if self.forecast_split is None else float(self.forecast_split)
-        history = fit_model(
+        history = _fit_model(
             model, train_loader, val_loader if val is not None else None,
             max_epochs=int(self.max_epochs), lr=float(self.lr), kl_warmup=self.kl_warmup,
             n_traj_samples=int(self.n_traj_samples), early_stopping=bool(self.early_stopping),
@@ -585,6 +657,7 @@ class LatentODERegressor(BaseEstimator):
         self.model_ = model
         self.history_ = history
         self.time_encoder_ = encoder
+            model.max_steps = model.hparams["max_steps"] = int(self.max_steps)
         self.scaler_ = scaler
         self.time_col_ = time_col
         self.id_col_ = id_col
@@ -639,6 +712,7 @@ class LatentODERegressor(BaseEstimator):
             ignored). Series may be new (ids not seen in fit). Not modified.
         quantiles : sequence of float, optional
             Levels in ``(0, 1)``, sorted ascending and unique (e.g. ``(0.05, 0.5, 0.95)``).
+            max_steps=int(self.max_steps),
             Adds, after each target column ``col``, the columns ``f"{col}_q{q:g}"`` holding
             quantiles of the predictive distribution of an observation (see Notes).
         n_samples : int, default=100
@@ -657,6 +731,7 @@ class LatentODERegressor(BaseEstimator):
         Raises
         ------
         ValueError
+    @_with_n_jobs
             If a target column is missing, times are NaN / inf, a value overflows float32 once
             standardised, ``quantiles`` are not sorted unique levels in ``(0, 1)`` or
             ``n_samples < 1``.
@@ -714,6 +789,7 @@ class LatentODERegressor(BaseEstimator):
 
         Returns
         -------
+    @_with_n_jobs
         pandas.DataFrame
             Long frame ``[id, time, *target_cols]`` (no id column when fitted with
             ``id_col=None``) of posterior-mean forecasts, in original units; series in the
@@ -767,6 +843,7 @@ class LatentODERegressor(BaseEstimator):
             or of :meth:`extrapolate`'s output for ``times``), so
             ``out[targets].to_numpy().reshape(n_samples, n_rows, n_targets)`` works.
 
+    @_with_n_jobs
         Raises
         ------
         ValueError
@@ -828,6 +905,7 @@ class LatentODERegressor(BaseEstimator):
             )
         prepared = self._prepare(df)
         query = None if times is None else self._forecast_query(df, 2.0, 1, times, prepared[0])
+    @_with_n_jobs
         samples = self._predict_samples(df, query, prepared=prepared, n_samples=1, use_mean=True)
         assert samples.intensity is not None
         return self._samples_frame(samples, samples.intensity.mean(axis=0))
@@ -862,12 +940,15 @@ class LatentODERegressor(BaseEstimator):
         total = 0.0
         self.model_.eval()
         with torch.no_grad():
-            for batch in _data.iterate_batches(padded, int(self.batch_size), device=self.device_,
-                                               dtype=dtype):
-                ll = self.model_.log_likelihood(batch, _SCORE_SAMPLES, generator=gen)
+            for k, batch in enumerate(_data.iterate_batches(
+                    padded, int(self.batch_size), device=self.device_, dtype=dtype)):
+                ids = padded.series_ids[k * int(self.batch_size):][:batch.batch_size]
+                ll = self._solve(ids, self.model_.log_likelihood, batch, _SCORE_SAMPLES,
+                                 generator=gen)
                 total += float(ll.sum())
         total -= float((counts * np.log(self.scaler_.scale_)).sum())
         return total / int(counts.sum())
+    @_with_n_jobs
 
     # ------------------------------------------------------------------ internals
     def _prepare(self, df: pd.DataFrame) -> tuple[Any, Any]:
@@ -993,8 +1074,8 @@ class LatentODERegressor(BaseEstimator):
                 lo = k * bs
                 lengths = plan.lengths[lo:lo + cond.batch_size]
                 width = max(int(lengths.max()), 1)
-                pred = self.model_.predict(
-                    cond,
+                pred = self._solve(
+                    padded.series_ids[lo:lo + cond.batch_size], self.model_.predict, cond,
                     torch.as_tensor(plan.times[lo:lo + cond.batch_size, :width], dtype=dtype,
                                     device=self.device_),
                     torch.as_tensor(lengths, device=self.device_),
@@ -1144,6 +1225,48 @@ class LatentODERegressor(BaseEstimator):
 
         The stored parameters go through the checks of :meth:`fit`, and every other field and
         the weights are checked against each other before anything is built.
+    def _solve(self, series_ids: np.ndarray, fn: Callable[..., Any], *args: Any,
+               **kwargs: Any) -> Any:
+        """Call ``fn``, a method of ``model_`` that solves the latent ODE, for one batch.
+
+        The solve gets the current ``max_steps`` (a setting read at every call, like
+        ``batch_size``), and an :class:`~latentode.ode.ODESolveError` is raised again naming
+        the series (``series_ids``: the batch's series, in order), the time in the caller's
+        units and, when the step budget ran out, the ``max_steps`` parameter.
+        """
+        model = self.model_
+        before = model.max_steps
+        model.max_steps = int(self.max_steps)
+        try:
+            return fn(*args, **kwargs)
+        except ODESolveError as err:
+            raise self._solve_error(err, series_ids) from err
+        finally:
+            model.max_steps = before
+
+    def _solve_error(self, err: ODESolveError, series_ids: np.ndarray) -> ODESolveError:
+        """The message of a failed prediction solve, in the estimator's terms."""
+        b = max(len(series_ids), 1)
+        where = err.series % b  # the solve flattens (samples, series), sample-major
+        sid = series_ids[where] if len(series_ids) else where
+        sid = sid.item() if isinstance(sid, np.generic) else sid
+        name = "the series" if self.id_col_ is None else f"series {sid!r} (column {self.id_col_!r})"
+        when = self.time_encoder_.inverse_transform(np.array([err.time], dtype=np.float64))[0]
+        when = f"{when:.6g}" if isinstance(when, float) else str(when)
+        reason = {
+            "max_steps": (
+                f"it needed more than max_steps={self.max_steps} solver steps (plus 2 per "
+                "requested time). Raise the estimator's max_steps (e.g. "
+                f"est.set_params(max_steps={10 * int(self.max_steps)})) or loosen rtol / atol"
+            ),
+            "step_underflow": "the step size underflowed (the learnt dynamics are too stiff or "
+                              "blow up there)",
+            "non_finite": "the latent state became NaN/inf",
+        }.get(err.reason, str(err))
+        return ODESolveError(f"Solving the latent ODE for {name} failed at time {when} "
+                             f"({self.time_col_!r}): {reason}.", series=int(where),
+                             time=err.time, reason=err.reason)
+
 
         Parameters
         ----------

@@ -45,6 +45,7 @@ def plot_forecast(
     channels: Sequence[str] | None = None,
     quantiles: Sequence[float] | None = (0.05, 0.95),
     ax: Axes | Sequence[Axes] | None = None,
+    time_unit: str | None = None,
 ) -> Figure:
     """Plot one series' observations, its reconstruction and its forecast with a band.
 
@@ -74,12 +75,17 @@ def plot_forecast(
     ax : matplotlib Axes or sequence of Axes, optional
         Axes to draw on, one per channel (a single Axes for a single channel). Default: a new
         figure with one row of panels per channel, sharing the time axis.
+    time_unit : str, optional
+        Unit of a numeric time column, shown in the x label (``"t (h)"``). The library cannot
+        know it: numeric times are used as they are. Default: the column name alone (datetime
+        axes show dates).
 
     Returns
     -------
     matplotlib.figure.Figure
         The figure holding the panels. Each panel has one line labelled ``"observed"`` whose
-        points are the channel's observed values.
+        points are the channel's observed values. The title names the series
+        (``"id = 136599"``), the x label the time column and ``time_unit``.
 
     Raises
     ------
@@ -141,9 +147,10 @@ def plot_forecast(
         a.plot(times[seen], series[ch][seen], "k.", ms=4, label="observed")
         a.set_ylabel(str(ch))
     axes[0].legend(loc="best", fontsize=7, ncol=2)
-    title = "forecast" if id_col is None else f"{id_col} = {series[id_col].iloc[0]!r}"
-    axes[0].set_title(title)
-    axes[-1].set_xlabel(str(time_col))
+    sid = series[id_col].iloc[0] if id_col is not None else None
+    sid = sid.item() if isinstance(sid, np.generic) else sid  # 136599, not np.int64(136599)
+    axes[0].set_title("forecast" if id_col is None else f"{id_col} = {sid}")
+    axes[-1].set_xlabel(str(time_col) if time_unit is None else f"{time_col} ({time_unit})")
     return fig
 
 

@@ -1,13 +1,17 @@
-"""Device and random-seed helpers shared by the estimator, I/O and demo.
+"""Device, thread and random-seed helpers shared by the estimator, I/O and demo.
 
 Everything here is deliberately small: the estimator must be repeatable on CPU for a fixed
-``random_state`` without touching the caller's global random state.
+``random_state`` without touching the caller's global random state, and must leave torch's
+thread setting as it found it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import numbers
+import os
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,6 +22,9 @@ __all__ = [
     "draw_seed",
     "make_generator",
     "torch_seeded",
+    "available_cpus",
+    "resolve_n_jobs",
+    "torch_threads",
 ]
 
 _MAX_SEED = 2**31 - 1
@@ -96,3 +103,75 @@ def torch_seeded(seed: int, device: torch.device | str = "cpu") -> Iterator[None
             with torch.cuda.device(index):
                 torch.cuda.manual_seed(int(seed))
         yield
+
+
+def available_cpus() -> int:
+    """Number of CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - macOS / Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_n_jobs(n_jobs: Any) -> int:
+    """Number of torch intra-op threads for a scikit-learn style ``n_jobs``.
+
+    Parameters
+    ----------
+    n_jobs : int or None
+        ``None`` means 1 (as in scikit-learn); a positive int that many threads; ``-1`` every
+        available core, ``-2`` all but one, and so on (``n_cpus + 1 + n_jobs``, at least 1).
+
+    Returns
+    -------
+    int
+        Threads, ``>= 1``.
+
+    Raises
+    ------
+    ValueError
+        If ``n_jobs`` is 0 or not an integer (bools are refused).
+
+    Examples
+    --------
+    >>> resolve_n_jobs(None), resolve_n_jobs(2)
+    (1, 2)
+    >>> resolve_n_jobs(-1) == available_cpus()
+    True
+    """
+    if n_jobs is None:
+        return 1
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0:
+        raise ValueError(
+            "n_jobs must be None (one thread), a positive number of threads, or -1 for every "
+            f"core (-2 all but one, ...), got {n_jobs!r}."
+        )
+    if n_jobs > 0:
+        return int(n_jobs)
+    return max(1, available_cpus() + 1 + int(n_jobs))
+
+
+@contextlib.contextmanager
+def torch_threads(n_threads: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n_threads)``; restore the caller's setting.
+
+    The previous number of intra-op threads is restored on exit, also when the block raises
+    (including ``KeyboardInterrupt``). torch's setting is process-wide, so blocks running at
+    the same time in several Python threads see each other's setting.
+
+    Parameters
+    ----------
+    n_threads : int
+        Intra-op threads inside the block, ``>= 1`` (see :func:`resolve_n_jobs`).
+    """
+    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral) or (
+            n_threads < 1):
+        raise ValueError(f"n_threads must be an integer >= 1, got {n_threads!r}.")
+    before = torch.get_num_threads()
+    if int(n_threads) != before:
+        torch.set_num_threads(int(n_threads))
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)

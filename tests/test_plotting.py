@@ -131,3 +131,13 @@ def test_import_error_message(monkeypatch, est, df):
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ImportError, match=r"pip install latentode\[plot\]"):
         plot_forecast(est, df, "s0")
+
+
+def test_title_and_time_label(df):
+    numeric = df.assign(id=df["id"].str[1:].astype(np.int64) + 136599)  # int64 ids
+    est = LatentODERegressor(**TINY).fit(numeric)
+    fig = plot_forecast(est, numeric, 136600, horizon=1.0, time_unit="h")
+    assert fig.get_axes()[0].get_title() == "id = 136600"  # not np.int64(136600)
+    assert fig.get_axes()[-1].get_xlabel() == "t (h)"
+    fig = plot_forecast(est, numeric, 136600, horizon=1.0)
+    assert fig.get_axes()[-1].get_xlabel() == "t"  # numeric times carry no unit by themselves
