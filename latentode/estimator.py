@@ -45,8 +45,6 @@ ENCODERS = ("odernn", "gru")
 _SCORE_SAMPLES = 10  # trajectory samples of the IWAE estimate used by ``score``
 _DEFAULT_STEP = 0.02  # fixed-step solvers: model-time step when ``step_size=None``
 _QUANTILE_SAMPLES = 100  # default posterior samples behind predictive quantiles
-
-
 # parameters added after the first release, with their defaults (for older pickles)
 _ADDED_PARAMS: dict[str, Any] = {"max_steps": 10_000, "n_jobs": None}
 
@@ -87,6 +85,8 @@ def _fit_model(*args: Any, **kwargs: Any) -> History:
             "longer kl_warmup, a larger max_steps if the solver's step budget was exhausted, "
             "or check the data for extreme values."
         ) from err
+
+
 @dataclass
 class _Samples:
     """Internal result of :meth:`LatentODERegressor._predict_samples`.
@@ -222,8 +222,6 @@ class LatentODERegressor(BaseEstimator):
     warm_start : bool, default=False
         When fitted already, continue training the existing network (same columns required)
         instead of starting afresh; the time encoder and scaler are kept.
-
-    Attributes
     max_steps : int, default=10_000
         Step budget per series of each latent ODE solve, on top of two steps per requested
         time (observation or query time), so that long series need no tuning: the adjoint's
@@ -241,6 +239,8 @@ class LatentODERegressor(BaseEstimator):
         runs many tiny operations, which more threads slow down, badly when the cores are
         shared (see "CPU threads" in the README). The setting is process-wide while a call
         runs.
+
+    Attributes
     ----------
     model_ : latentode.nn.LatentODE
         The trained network (best weights), in eval mode, on ``device_``.
@@ -357,10 +357,10 @@ class LatentODERegressor(BaseEstimator):
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 1,
         warm_start: bool = False,
-    ) -> None:
-        self.latent_dim = latent_dim
         max_steps: int = 10_000,
         n_jobs: int | None = None,
+    ) -> None:
+        self.latent_dim = latent_dim
         self.encoder = encoder
         self.rec_dim = rec_dim
         self.units = units
@@ -390,10 +390,10 @@ class LatentODERegressor(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
-
-    # ------------------------------------------------------------------ sklearn plumbing
         self.max_steps = max_steps
         self.n_jobs = n_jobs
+
+    # ------------------------------------------------------------------ sklearn plumbing
     def __sklearn_tags__(self):
         """Long DataFrames with NaN and string ids; no ``y``."""
         tags = super().__sklearn_tags__()
@@ -483,11 +483,11 @@ class LatentODERegressor(BaseEstimator):
         for name in ("latent_dim", "rec_dim", "units", "gru_units", "n_traj_samples",
                      "batch_size", "patience", "max_steps"):
             _int(name, 1)
+        resolve_n_jobs(self.n_jobs)  # ValueError naming n_jobs
         for name in ("n_layers", "max_epochs", "verbose"):
             _int(name, 0)
         for name in ("rtol", "atol", "lr"):
             _positive(name)
-        resolve_n_jobs(self.n_jobs)  # ValueError naming n_jobs
         if self.step_size is not None:
             _positive("step_size")
         _choice("encoder", ENCODERS)
@@ -522,11 +522,11 @@ class LatentODERegressor(BaseEstimator):
             )
 
     # ------------------------------------------------------------------ fit
+    @_with_n_jobs
     def fit(
         self,
         df: pd.DataFrame,
         y: None = None,
-    @_with_n_jobs
         *,
         time_col: str = "t",
         id_col: str | None = "id",
@@ -628,6 +628,7 @@ class LatentODERegressor(BaseEstimator):
 
         if reuse:
             model = copy.deepcopy(self.model_)  # a failed fit must not touch the fitted model
+            model.max_steps = model.hparams["max_steps"] = int(self.max_steps)
         else:
             with torch_seeded(int(seeds[2]), device):
                 model = self._build_model(vf.n_channels)
@@ -657,7 +658,6 @@ class LatentODERegressor(BaseEstimator):
         self.model_ = model
         self.history_ = history
         self.time_encoder_ = encoder
-            model.max_steps = model.hparams["max_steps"] = int(self.max_steps)
         self.scaler_ = scaler
         self.time_col_ = time_col
         self.id_col_ = id_col
@@ -676,6 +676,7 @@ class LatentODERegressor(BaseEstimator):
             step_size=_DEFAULT_STEP if self.step_size is None else float(self.step_size),
             gradient=self.gradient,
             obs_std=self.obs_std if self.obs_std == "learned" else float(self.obs_std),
+            max_steps=int(self.max_steps),
         )
 
     def _check_warm_start_columns(
@@ -694,6 +695,7 @@ class LatentODERegressor(BaseEstimator):
             )
 
     # ------------------------------------------------------------------ predict
+    @_with_n_jobs
     def predict(
         self,
         df: pd.DataFrame,
@@ -712,7 +714,6 @@ class LatentODERegressor(BaseEstimator):
             ignored). Series may be new (ids not seen in fit). Not modified.
         quantiles : sequence of float, optional
             Levels in ``(0, 1)``, sorted ascending and unique (e.g. ``(0.05, 0.5, 0.95)``).
-            max_steps=int(self.max_steps),
             Adds, after each target column ``col``, the columns ``f"{col}_q{q:g}"`` holding
             quantiles of the predictive distribution of an observation (see Notes).
         n_samples : int, default=100
@@ -731,7 +732,6 @@ class LatentODERegressor(BaseEstimator):
         Raises
         ------
         ValueError
-    @_with_n_jobs
             If a target column is missing, times are NaN / inf, a value overflows float32 once
             standardised, ``quantiles`` are not sorted unique levels in ``(0, 1)`` or
             ``n_samples < 1``.
@@ -753,6 +753,7 @@ class LatentODERegressor(BaseEstimator):
             out = self._add_quantiles(out, df, None, q, int(n_samples), prepared)
         return out
 
+    @_with_n_jobs
     def extrapolate(
         self,
         df: pd.DataFrame,
@@ -789,7 +790,6 @@ class LatentODERegressor(BaseEstimator):
 
         Returns
         -------
-    @_with_n_jobs
         pandas.DataFrame
             Long frame ``[id, time, *target_cols]`` (no id column when fitted with
             ``id_col=None``) of posterior-mean forecasts, in original units; series in the
@@ -807,6 +807,7 @@ class LatentODERegressor(BaseEstimator):
             out = self._add_quantiles(out, df, query, q, int(n_samples), prepared)
         return out
 
+    @_with_n_jobs
     def sample(
         self,
         df: pd.DataFrame,
@@ -843,7 +844,6 @@ class LatentODERegressor(BaseEstimator):
             or of :meth:`extrapolate`'s output for ``times``), so
             ``out[targets].to_numpy().reshape(n_samples, n_rows, n_targets)`` works.
 
-    @_with_n_jobs
         Raises
         ------
         ValueError
@@ -869,6 +869,7 @@ class LatentODERegressor(BaseEstimator):
             out[col] = values[:, :, j].reshape(-1)
         return out
 
+    @_with_n_jobs
     def predict_intensity(self, df: pd.DataFrame, times: Any = None) -> pd.DataFrame:
         """Expected observation rate of each channel (models with ``poisson_process=True``).
 
@@ -905,11 +906,11 @@ class LatentODERegressor(BaseEstimator):
             )
         prepared = self._prepare(df)
         query = None if times is None else self._forecast_query(df, 2.0, 1, times, prepared[0])
-    @_with_n_jobs
         samples = self._predict_samples(df, query, prepared=prepared, n_samples=1, use_mean=True)
         assert samples.intensity is not None
         return self._samples_frame(samples, samples.intensity.mean(axis=0))
 
+    @_with_n_jobs
     def score(self, df: pd.DataFrame, y: None = None) -> float:
         """Mean IWAE log-likelihood per observed value (higher is better).
 
@@ -948,7 +949,6 @@ class LatentODERegressor(BaseEstimator):
                 total += float(ll.sum())
         total -= float((counts * np.log(self.scaler_.scale_)).sum())
         return total / int(counts.sum())
-    @_with_n_jobs
 
     # ------------------------------------------------------------------ internals
     def _prepare(self, df: pd.DataFrame) -> tuple[Any, Any]:
@@ -1189,42 +1189,6 @@ class LatentODERegressor(BaseEstimator):
             query.insert(0, id_col, pd.Series(np.repeat(ids, len(grid))).astype(df[id_col].dtype))
         return query
 
-    # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Save the fitted estimator to one file: a zip of a JSON config and safetensors weights.
-
-        No pickle is involved (see :mod:`latentode.io` for the format). The file is written to a
-        temporary file beside ``path`` and renamed into place, so a failed save leaves nothing
-        behind. Reload with :meth:`load`.
-
-        Parameters
-        ----------
-        path : str or path-like
-            Destination file, e.g. ``"model.latentode"`` (parent folders are created; an
-            existing file is replaced).
-
-        Raises
-        ------
-        sklearn.exceptions.NotFittedError
-            If the estimator is not fitted.
-        ValueError
-            If the file could not be loaded back: a callable ``kl_warmup``, a parameter ``fit``
-            would refuse (set after fitting), a column label that is not a string or a number.
-        IsADirectoryError
-            If ``path`` is a folder.
-        """
-        from .io import save_estimator
-
-        save_estimator(self, path)
-
-    @classmethod
-    def load(
-        cls, path: str | os.PathLike[str], device: str | torch.device | None = None
-    ) -> LatentODERegressor:
-        """Load an estimator written by :meth:`save`; loading never executes code.
-
-        The stored parameters go through the checks of :meth:`fit`, and every other field and
-        the weights are checked against each other before anything is built.
     def _solve(self, series_ids: np.ndarray, fn: Callable[..., Any], *args: Any,
                **kwargs: Any) -> Any:
         """Call ``fn``, a method of ``model_`` that solves the latent ODE, for one batch.
@@ -1267,6 +1231,42 @@ class LatentODERegressor(BaseEstimator):
                              f"({self.time_col_!r}): {reason}.", series=int(where),
                              time=err.time, reason=err.reason)
 
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save the fitted estimator to one file: a zip of a JSON config and safetensors weights.
+
+        No pickle is involved (see :mod:`latentode.io` for the format). The file is written to a
+        temporary file beside ``path`` and renamed into place, so a failed save leaves nothing
+        behind. Reload with :meth:`load`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination file, e.g. ``"model.latentode"`` (parent folders are created; an
+            existing file is replaced).
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If the file could not be loaded back: a callable ``kl_warmup``, a parameter ``fit``
+            would refuse (set after fitting), a column label that is not a string or a number.
+        IsADirectoryError
+            If ``path`` is a folder.
+        """
+        from .io import save_estimator
+
+        save_estimator(self, path)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], device: str | torch.device | None = None
+    ) -> LatentODERegressor:
+        """Load an estimator written by :meth:`save`; loading never executes code.
+
+        The stored parameters go through the checks of :meth:`fit`, and every other field and
+        the weights are checked against each other before anything is built.
 
         Parameters
         ----------
