@@ -14,6 +14,7 @@ import numbers
 import os
 import re
 import warnings
+import zlib
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -29,6 +30,7 @@ from .data.validation import external_stacklevel
 from .nn import OBS_WEIGHTINGS, LatentODE
 from .ode import GRADIENTS, METHODS, ODESolveError
 from .training import History, calibrate_spread, fit_model
+from .training import distributed as _distd
 from .uncertainty import check_quantiles, mixture_quantiles, quantile_label, sample_mixture
 from .utils import (
     draw_seed,
@@ -576,9 +578,29 @@ class LatentODERegressor(BaseEstimator):
         "interrupted"``). With ``warm_start=True`` and a previous fit, training continues from
         the fitted network, encoder and scaler; ``time_col``, ``id_col`` and the targets must
         match the previous fit.
+
+        **Distributed training.** When a :mod:`torch.distributed` process group with more than
+        one process is initialised (a script launched with ``torchrun`` that called
+        :func:`latentode.training.distributed.init_from_env`), ``fit`` trains one model across
+        the processes: every rank must call it with the same ``df`` and parameters (checked),
+        forms the same global batches of ``batch_size`` series and trains on its share of each;
+        the result equals a single-process fit up to floating-point summation order. Rank 0's
+        seed is used when ``random_state`` is None; ``device="auto"`` / ``"cuda"`` mean
+        ``cuda:LOCAL_RANK``; only rank 0 shows progress and computes the calibration (shared
+        with the others); every rank ends with the same fitted estimator. Ctrl-C is not caught
+        then. See the README's "Distributed training".
         """
         self._validate_params()
-        device = resolve_device(self.device)
+        distributed = _distd.is_distributed()
+        # under torchrun, "auto" / "cuda" mean this rank's GPU (cuda:LOCAL_RANK)
+        device = _distd.rank_device(resolve_device(self.device))
+        if not distributed and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            warnings.warn(
+                f"fit runs under a launcher with WORLD_SIZE={os.environ['WORLD_SIZE']} but no "
+                "torch.distributed process group is initialised, so every process trains its "
+                "own model; call latentode.training.distributed.init_from_env() first to train "
+                "one model across the processes.", RuntimeWarning, stacklevel=2,
+            )
         reuse = bool(self.warm_start) and self.__sklearn_is_fitted__()
         if reuse:
             self._check_warm_start_columns(time_col, id_col, target_cols)
@@ -610,7 +632,12 @@ class LatentODERegressor(BaseEstimator):
             scaler = _data.ChannelScaler().fit(vf.values)
         padded = _data.pad_frame(vf, encoder, scaler)  # raises if the time kind changed
 
-        seeds = np.random.SeedSequence(draw_seed(self.random_state)).generate_state(3)
+        seed = draw_seed(self.random_state)
+        if distributed:  # every rank must split, shuffle and draw noise alike: rank 0's seed
+            _distd.check_same(_fingerprint(padded, self.get_params()), "the data or the "
+                              "estimator's parameters", device)
+            seed = _distd.broadcast_int(seed, device)
+        seeds = np.random.SeedSequence(seed).generate_state(3)
         train_idx, val_idx = _data.split_series(
             vf.n_series, float(self.validation_fraction), np.random.default_rng(seeds[0])
         )
@@ -643,12 +670,19 @@ class LatentODERegressor(BaseEstimator):
             generator=make_generator(int(seeds[2]), device), obs_dropout=float(self.obs_dropout),
             obs_weighting=self.obs_weighting, forecast_split=split,
             lr_decay=None if self.lr_decay is None else float(self.lr_decay),
+            distributed=distributed,
         )
         model.eval()
         model.spread_scale.fill_(1.0)
         if self.calibrate and val is not None:
-            calibrate_spread(model, list(val_loader()), forecast_split=split,
-                             generator=make_generator(int(seeds[2]) + 1, device))
+            def calibrate() -> None:
+                calibrate_spread(model, list(val_loader()), forecast_split=split,
+                                 generator=make_generator(int(seeds[2]) + 1, device))
+
+            if distributed:  # rank 0 calibrates, every rank receives its spread_scale
+                _distd.from_rank0(calibrate, model.spread_scale)
+            else:
+                calibrate()
         if reuse:
             history = _concat_histories(self.history_, history)
 
@@ -1239,6 +1273,11 @@ class LatentODERegressor(BaseEstimator):
         temporary file beside ``path`` and renamed into place, so a failed save leaves nothing
         behind. Reload with :meth:`load`.
 
+        Under distributed training (an initialised :mod:`torch.distributed` process group with
+        more than one process) only rank 0 writes: the other ranks return without touching
+        ``path``, so a script run by every rank may simply call ``est.save(path)`` (every rank
+        holds the same fitted estimator). Read the file on other ranks only after a barrier.
+
         Parameters
         ----------
         path : str or path-like
@@ -1257,6 +1296,9 @@ class LatentODERegressor(BaseEstimator):
         """
         from .io import save_estimator
 
+        if _distd.is_distributed() and _distd.get_rank() != 0:
+            check_is_fitted(self)
+            return
         save_estimator(self, path)
 
     @classmethod
@@ -1320,6 +1362,17 @@ def _horizon_step(horizon: Any, n_points: int, is_datetime: bool, encoder: Any) 
             f"{horizon!r}."
         )
     return float(horizon) / n_points
+
+
+def _fingerprint(padded: Any, params: dict[str, Any]) -> list[float]:
+    """Numbers that differ when two ranks were given different data or parameters."""
+    mask = np.asarray(padded.mask, dtype=bool)
+    shown = {k: getattr(v, "__qualname__", v) for k, v in sorted(params.items())
+             if k not in ("random_state", "verbose", "device")}
+    return [float(len(padded.lengths)), float(np.sum(padded.lengths)), float(mask.sum()),
+            float(np.nansum(np.asarray(padded.values, dtype=np.float64)[mask])),
+            float(np.nansum(np.asarray(padded.times, dtype=np.float64))),
+            float(zlib.crc32(repr(shown).encode()))]
 
 
 def _concat_histories(old: History, new: History) -> History:

@@ -295,21 +295,66 @@ class LatentODE(nn.Module):
             return out[..., :d], out[..., d:]
         return out, None
 
+    def draw_z0_noise(
+        self,
+        n_samples: int,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """Standard normal noise ``(n_samples, batch_size, latent_dim)`` for :meth:`sample_z0`.
+
+        These are exactly the numbers :meth:`sample_z0` draws from ``generator`` for a batch of
+        ``batch_size`` series (drawn on the generator's device, then moved to ``device``), so a
+        caller can draw the noise of a whole batch and hand each part of it to :meth:`loss` as
+        ``z0_noise`` (distributed training: every rank draws the global batch's noise and keeps
+        its rows).
+
+        Parameters
+        ----------
+        n_samples, batch_size : int
+            Trajectory samples ``K`` and series ``B``.
+        generator : torch.Generator, optional
+            Source of the noise (default: torch's global generator of ``device``).
+        device, dtype : optional
+            Where and in which dtype to return it (default: the model's parameters').
+
+        Returns
+        -------
+        torch.Tensor
+            ``(K, B, latent_dim)``.
+        """
+        param = next(self.parameters())
+        device = param.device if device is None else torch.device(device)
+        dtype = param.dtype if dtype is None else dtype
+        shape = (n_samples, batch_size, self.latent_dim)
+        if generator is not None and generator.device != device:
+            return torch.randn(shape, generator=generator, device=generator.device,
+                               dtype=dtype).to(device)
+        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+
     def sample_z0(
         self,
         mu: torch.Tensor,
         sigma: torch.Tensor,
         n_samples: int,
         generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Reparametrised samples ``(n_samples, B, latent_dim)`` from ``N(mu, sigma^2)``."""
-        shape = (n_samples, *mu.shape)
-        if generator is not None and generator.device != mu.device:
-            eps = torch.randn(shape, generator=generator, device=generator.device,
-                              dtype=mu.dtype).to(mu.device)
-        else:
-            eps = torch.randn(shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return mu + sigma * eps
+        """Reparametrised samples ``(n_samples, B, latent_dim)`` from ``N(mu, sigma^2)``.
+
+        ``noise`` (``(n_samples, B, latent_dim)`` standard normal values, e.g. from
+        :meth:`draw_z0_noise`) replaces the draw from ``generator``.
+        """
+        if noise is None:
+            noise = self.draw_z0_noise(n_samples, mu.shape[0], generator, device=mu.device,
+                                       dtype=mu.dtype)
+        elif tuple(noise.shape) != (n_samples, *mu.shape):
+            raise ValueError(f"noise must have shape {(n_samples, *mu.shape)}, got "
+                             f"{tuple(noise.shape)}.")
+        return mu + sigma * noise.to(device=mu.device, dtype=mu.dtype)
 
     # ------------------------------------------------------------------ objective
     def _log_weights(
@@ -321,6 +366,7 @@ class LatentODE(nn.Module):
         generator: torch.Generator | None,
         kl_estimator: str,
         weighting: str = "value",
+        z0_noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if n_traj_samples < 1:
             raise ValueError(f"n_traj_samples must be >= 1, got {n_traj_samples}.")
@@ -329,7 +375,7 @@ class LatentODE(nn.Module):
         tgt = cond if target is None else target
         t0 = cond.times[:, 0] if target is None else _start_time(cond, tgt.times, tgt.lengths)
         mu, sigma = self.encode(cond, t0)
-        z0 = self.sample_z0(mu, sigma, n_traj_samples, generator)
+        z0 = self.sample_z0(mu, sigma, n_traj_samples, generator, z0_noise)
         z, cum = self.solve(z0, t0, tgt.times, tgt.lengths)
         mean = self.decoder(z)
         mask = _valid_mask(tgt.mask, tgt.lengths)
@@ -363,6 +409,7 @@ class LatentODE(nn.Module):
         generator: torch.Generator | None = None,
         kl_estimator: str = "auto",
         weighting: str = "value",
+        z0_noise: torch.Tensor | None = None,
     ) -> LossOutput:
         """Negative IWAE bound per observed value (the training objective).
 
@@ -392,13 +439,17 @@ class LatentODE(nn.Module):
             (:func:`~latentode.nn.observation_weights`): ``"channel"`` gives each channel of a
             series the same total weight however often it was observed (``nll`` is then the
             weighted one; ``mse`` stays the plain mean over values).
+        z0_noise : torch.Tensor, optional
+            ``(n_traj_samples, B, latent_dim)`` standard normal noise of the reparametrisation
+            (see :meth:`draw_z0_noise`), used instead of drawing it from ``generator``.
 
         Returns
         -------
         LossOutput
         """
         log_w, diag = self._log_weights(
-            batch, target, n_traj_samples, kl_weight, generator, kl_estimator, weighting
+            batch, target, n_traj_samples, kl_weight, generator, kl_estimator, weighting,
+            z0_noise,
         )
         n_obs = diag["mask"].sum()
         denom = n_obs.clamp(min=1.0)

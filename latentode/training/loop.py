@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -15,6 +15,7 @@ from tqdm import tqdm
 from latentode.data.batch import Batch
 from latentode.nn import OBS_WEIGHTINGS, ODESolveError
 
+from . import distributed as _dist
 from .callbacks import as_callback
 from .history import History
 from .objective import (
@@ -68,6 +69,7 @@ def fit_model(
     obs_dropout: float = 0.0,
     obs_weighting: str = "value",
     forecast_split: float | None = None,
+    distributed: bool = False,
 ) -> History:
     """Train a :class:`~latentode.nn.LatentODE` by minimising its negative IWAE bound.
 
@@ -132,6 +134,17 @@ def fit_model(
         window (:func:`~latentode.training.objective.split_forecast`); the encoder sees the past
         and only the future is scored, as in the paper's extrapolation experiments (0.5). None
         trains reconstruction.
+    distributed : bool
+        Train data-parallel across the processes of the initialised default
+        :mod:`torch.distributed` process group (:mod:`latentode.training.distributed`). Every
+        rank must call ``fit_model`` with the same arguments: loaders yielding the same
+        *global* batches in the same order and a ``generator`` in the same state (checked).
+        Each rank applies the batch's randomness (``obs_dropout``'s mask, the
+        reparametrisation noise) to the global batch and keeps its contiguous block of series;
+        one all-reduce per batch sums the gradients and losses, so every rank takes the same
+        steps and decisions, and the result equals single-process training on the same global
+        batches up to floating-point summation order. Only rank 0 shows progress. Training
+        starts from rank 0's weights and ends with them broadcast to every rank.
 
     Returns
     -------
@@ -145,6 +158,9 @@ def fit_model(
         seen so far are restored first.
     ValueError
         If the training loader yields no batch, or for bad arguments.
+    latentode.training.distributed.DistributedError
+        With ``distributed=True``, on every other rank when one rank raised (that rank raises
+        its own error), or when the ranks disagree (different batches or generator states).
 
     Notes
     -----
@@ -154,7 +170,9 @@ def fit_model(
     A non-finite loss or gradient, or an :class:`~latentode.ode.ODESolveError`, skips that
     batch's update (counted in ``n_skipped`` and warned about). ``KeyboardInterrupt`` (Ctrl-C,
     or raised by a callback) stops training cleanly: the best weights are restored,
-    ``stopped_reason`` is ``"interrupted"``, a warning is emitted and the history is returned.
+    ``stopped_reason`` is ``"interrupted"``, a warning is emitted and the history is returned;
+    with ``distributed=True`` it propagates instead (the ranks could not agree on where they
+    stopped; torchrun ends every worker).
     """
     if max_epochs < 0:
         raise ValueError(f"max_epochs must be >= 0, got {max_epochs}.")
@@ -170,6 +188,12 @@ def fit_model(
         raise ValueError(f"forecast_split must lie in (0, 1), got {forecast_split!r}.")
     if lr_decay is not None and not 0.0 < lr_decay <= 1.0:
         raise ValueError(f"lr_decay must lie in (0, 1], got {lr_decay!r}.")
+    if distributed and not (torch.distributed.is_available()
+                            and torch.distributed.is_initialized()):
+        raise ValueError("distributed=True needs an initialised torch.distributed process group "
+                         "(see latentode.training.distributed.init_from_env).")
+    if distributed and generator is None:
+        raise ValueError("distributed=True needs a generator seeded identically on every rank.")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters.")
@@ -191,6 +215,12 @@ def fit_model(
     step = 0
     acc_dtype = _acc_dtype(device)
     was_training = model.training
+    rank, world = (_dist.get_rank(), _dist.get_world_size()) if distributed else (0, 1)
+    if distributed:
+        assert generator is not None
+        _dist.check_same(generator.get_state(), "the generator's state", device)
+        _dist.broadcast_module(model)
+        verbose = verbose if rank == 0 else 0
     bar = tqdm(total=max_epochs, desc="latentode fit", unit="epoch", disable=verbose <= 0,
                leave=True, dynamic_ncols=True)
 
@@ -208,38 +238,58 @@ def fit_model(
             acc = torch.zeros(5, device=device, dtype=acc_dtype)  # loss, nll, kl, mse, n_obs
             n_batches = n_skipped = 0
             kl_weight = schedule(epoch, step)
-            for batch in train_loader():
-                n_batches += 1
-                kl_weight = float(schedule(epoch, step))
-                batch = batch.to(device, dtype)
-                try:
-                    cond, target = batch, None
-                    if forecast_split is not None:
-                        cond, target = split_forecast(batch, forecast_split)
-                    if obs_dropout > 0.0:
-                        target = cond if target is None else target
-                        cond = drop_observations(cond, obs_dropout, generator)
-                    out = model.loss(cond, n_traj_samples, kl_weight, target=target,
-                                     generator=generator, weighting=obs_weighting)
-                    opt.zero_grad(set_to_none=True)
-                    out.loss.backward()
-                except ODESolveError as err:
-                    n_skipped += 1
-                    opt.zero_grad(set_to_none=True)
-                    warnings.warn(f"Epoch {epoch}: skipped a batch whose ODE solve failed: {err}",
-                                  RuntimeWarning, stacklevel=2)
-                    continue
-                norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-                if not bool(torch.isfinite(out.loss) & torch.isfinite(norm)):  # 1 sync / batch
-                    n_skipped += 1
-                    opt.zero_grad(set_to_none=True)
-                    continue
-                opt.step()
-                step += 1
-                n = out.n_obs.to(acc_dtype)
-                acc += torch.stack([out.loss.detach().to(acc_dtype) * n,
-                                    out.nll.to(acc_dtype) * n, out.kl.to(acc_dtype) * n,
-                                    out.mse.to(acc_dtype) * n, n])
+            if distributed:
+                assert generator is not None
+                batches = iter(train_loader())
+                while True:
+                    kl_weight = float(schedule(epoch, step))
+                    status, stats = _distributed_step(
+                        model, params, opt, batches, rank=rank, world=world, device=device,
+                        dtype=dtype, acc_dtype=acc_dtype, n_traj_samples=n_traj_samples,
+                        kl_weight=kl_weight, generator=generator, obs_dropout=obs_dropout,
+                        obs_weighting=obs_weighting, forecast_split=forecast_split,
+                        max_norm=max_norm, epoch=epoch)
+                    if status == "done":
+                        break
+                    n_batches += 1
+                    if status == "skipped":
+                        n_skipped += 1
+                        continue
+                    step += 1
+                    acc += stats
+            else:
+                for batch in train_loader():
+                    n_batches += 1
+                    kl_weight = float(schedule(epoch, step))
+                    batch = batch.to(device, dtype)
+                    try:
+                        cond, target = batch, None
+                        if forecast_split is not None:
+                            cond, target = split_forecast(batch, forecast_split)
+                        if obs_dropout > 0.0:
+                            target = cond if target is None else target
+                            cond = drop_observations(cond, obs_dropout, generator)
+                        out = model.loss(cond, n_traj_samples, kl_weight, target=target,
+                                         generator=generator, weighting=obs_weighting)
+                        opt.zero_grad(set_to_none=True)
+                        out.loss.backward()
+                    except ODESolveError as err:
+                        n_skipped += 1
+                        opt.zero_grad(set_to_none=True)
+                        warnings.warn(f"Epoch {epoch}: skipped a batch whose ODE solve failed: "
+                                      f"{err}", RuntimeWarning, stacklevel=2)
+                        continue
+                    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+                    if not bool(torch.isfinite(out.loss) & torch.isfinite(norm)):  # 1 sync / batch
+                        n_skipped += 1
+                        opt.zero_grad(set_to_none=True)
+                        continue
+                    opt.step()
+                    step += 1
+                    n = out.n_obs.to(acc_dtype)
+                    acc += torch.stack([out.loss.detach().to(acc_dtype) * n,
+                                        out.nll.to(acc_dtype) * n, out.kl.to(acc_dtype) * n,
+                                        out.mse.to(acc_dtype) * n, n])
             if n_batches == 0:
                 raise ValueError("train_loader() yielded no batches.")
             if n_skipped == n_batches:
@@ -249,7 +299,7 @@ def fit_model(
                     "KL warm-up or checking the data for extreme values). The best weights seen "
                     "so far were restored."
                 )
-            if n_skipped:
+            if n_skipped and rank == 0:
                 warnings.warn(
                     f"Epoch {epoch}: skipped {n_skipped}/{n_batches} batches with a non-finite "
                     "loss or gradient.", RuntimeWarning, stacklevel=2,
@@ -273,7 +323,7 @@ def fit_model(
             if val_loader is not None:
                 val = evaluate_loss(model, val_loader(), n_traj_samples, device=device,
                                     dtype=dtype, generator=generator, weighting=obs_weighting,
-                                    forecast_split=forecast_split)
+                                    forecast_split=forecast_split, distributed=distributed)
                 record.update(val_loss=val["loss"], val_nll=val["nll"], val_mse=val["mse"])
             record["seconds"] = time.perf_counter() - start
 
@@ -310,6 +360,8 @@ def fit_model(
                 history.stopped_reason = "early_stopping"
                 break
     except KeyboardInterrupt:
+        if distributed:
+            raise
         history.stopped_reason = "interrupted"
         at = f"epoch {history.best_epoch}" if best_state is not None else "none (kept current)"
         warnings.warn(f"Training interrupted after {history.n_epochs} epoch(s); best weights "
@@ -318,7 +370,110 @@ def fit_model(
         bar.close()
         _restore()
         model.train(was_training)
+    if distributed:  # the ranks hold the same weights; make it exact
+        _dist.broadcast_module(model)
     for cb in cbs:
         if hasattr(cb, "on_train_end"):
             cb.on_train_end(history, model)
     return history
+
+
+def _distributed_step(
+    model: nn.Module,
+    params: list[torch.nn.Parameter],
+    opt: torch.optim.Optimizer,
+    batches: Iterator[Batch],
+    *,
+    rank: int,
+    world: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    acc_dtype: torch.dtype,
+    n_traj_samples: int,
+    kl_weight: float,
+    generator: torch.Generator,
+    obs_dropout: float,
+    obs_weighting: str,
+    forecast_split: float | None,
+    max_norm: float,
+    epoch: int,
+) -> tuple[str, torch.Tensor | None]:
+    """One lock-step training step of every rank on its share of the next global batch.
+
+    Returns ``("done", None)`` once every rank's loader is exhausted, ``("skipped", None)`` when
+    the batch failed on some rank (ODE solve) or had a non-finite loss or gradient, else
+    ``("step", stats)`` with the batch's ``[loss, nll, kl, mse] * n_obs, n_obs`` (the same on
+    every rank) after the optimiser step. Exactly one all-reduce per call.
+    """
+    batch: Batch | None = None
+    error: BaseException | None = None
+    solve_failed = False
+    n_params = len(params)
+    n_grad = sum(p.numel() for p in params)
+    buf = torch.zeros(n_grad + n_params + 5, device=device, dtype=acc_dtype)
+    opt.zero_grad(set_to_none=True)
+    try:
+        batch = next(batches, None)
+        if batch is not None:
+            batch = batch.to(device, dtype)
+            cond, target = batch, None
+            if forecast_split is not None:
+                cond, target = split_forecast(batch, forecast_split)
+            if obs_dropout > 0.0:
+                target = cond if target is None else target
+                cond = drop_observations(cond, obs_dropout, generator)
+            # the global batch's noise, drawn as single-process training draws it
+            noise = model.draw_z0_noise(n_traj_samples, batch.batch_size, generator,
+                                        device=device, dtype=dtype)
+            rows = _dist.shard_slice(batch.batch_size, rank, world)
+            if rows.stop > rows.start:
+                out = model.loss(_dist.take_rows(cond, rows), n_traj_samples, kl_weight,
+                                 target=None if target is None else _dist.take_rows(target, rows),
+                                 weighting=obs_weighting, z0_noise=noise[:, rows])
+                denom = out.n_obs.clamp(min=1.0)
+                (out.loss * denom).backward()  # the unnormalised sum over this rank's series
+                offset = 0
+                for i, p in enumerate(params):
+                    if p.grad is not None:
+                        buf[offset:offset + p.numel()] = p.grad.reshape(-1)
+                        buf[n_grad + i] = 1.0
+                    offset += p.numel()
+                buf[-5:] = torch.stack([out.loss.detach() * denom, out.nll * denom,
+                                        out.kl * denom, out.mse * denom, out.n_obs]).to(acc_dtype)
+    except ODESolveError as err:
+        solve_failed = True
+        warnings.warn(f"Epoch {epoch}, rank {rank}: skipped a batch whose ODE solve failed: "
+                      f"{err}", RuntimeWarning, stacklevel=3)
+    except Exception as err:  # noqa: BLE001 - re-raised on this rank, reported on the others
+        error = err
+    opt.zero_grad(set_to_none=True)
+    have = batch is not None
+    rows_seen = batch.batch_size if batch is not None else 0
+    total, (n_have, n_rows, n_failed) = _dist.all_reduce_checked(
+        buf, error, header=(float(have), float(rows_seen), float(solve_failed)))
+    if n_have == 0:
+        return "done", None
+    if n_have != world or n_rows != world * rows_seen:
+        raise _dist.DistributedError(
+            f"the ranks hold different batches in epoch {epoch} ({int(n_have)} of {world} ranks "
+            "have one); every rank must iterate the same global batches."
+        )
+    if n_failed:
+        return "skipped", None
+    sums = total[-5:]
+    n_obs = sums[4]
+    denom = n_obs.clamp(min=1.0)
+    offset = 0
+    has_grad = total[n_grad:n_grad + n_params].tolist()
+    for i, p in enumerate(params):
+        if has_grad[i] > 0:
+            p.grad = (total[offset:offset + p.numel()] / denom).to(p.dtype).view_as(p)
+        offset += p.numel()
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    loss = sums[0] / denom
+    if not bool(torch.isfinite(loss) & torch.isfinite(norm)):
+        opt.zero_grad(set_to_none=True)
+        return "skipped", None
+    opt.step()
+    return "step", torch.stack([loss * n_obs, sums[1] / denom * n_obs, sums[2] / denom * n_obs,
+                                sums[3] / denom * n_obs, n_obs])

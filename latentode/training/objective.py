@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
 
 from latentode.data.batch import Batch
+
+from . import distributed as _dist
 
 __all__ = [
     "KLSchedule",
@@ -190,6 +192,7 @@ def evaluate_loss(
     generator: torch.Generator | None = None,
     weighting: str = "value",
     forecast_split: float | None = None,
+    distributed: bool = False,
 ) -> dict[str, float]:
     """Loss of ``model`` over ``batches`` with KL weight 1, weighted by observed values.
 
@@ -211,12 +214,18 @@ def evaluate_loss(
     forecast_split : float, optional
         Score forecasts instead of reconstructions: each series is split by
         :func:`split_forecast` at this fraction of its window.
+    distributed : bool
+        Split the work across the ranks of the initialised :mod:`torch.distributed` process
+        group: every rank passes the same ``batches`` and a ``generator`` in the same state,
+        draws each batch's noise for the whole batch, scores its contiguous block of series,
+        and one all-reduce per batch sums the results, so every rank returns the
+        single-process figures (up to summation order).
 
     Returns
     -------
     dict
-        ``{"loss", "nll", "mse", "n_obs"}`` as Python floats (one host sync in all); NaN when
-        there were no observed values.
+        ``{"loss", "nll", "mse", "n_obs"}`` as Python floats (one host sync in all, one per
+        batch when distributed); NaN when there were no observed values.
     """
     was_training = model.training
     model.eval()
@@ -226,19 +235,77 @@ def evaluate_loss(
         dtype = param.dtype if dtype is None else dtype
         acc = torch.zeros(4, device=device,
                           dtype=torch.float32 if device.type == "mps" else torch.float64)
-        for batch in batches:
-            batch = batch.to(device, dtype)
-            target = None
-            if forecast_split is not None:
-                batch, target = split_forecast(batch, forecast_split)
-            out = model.loss(batch, n_traj_samples, 1.0, target=target, generator=generator,
-                             weighting=weighting)
-            n = out.n_obs.double()
-            acc += torch.stack([out.loss.double() * n, out.nll.double() * n,
-                                out.mse.double() * n, n])
+        if distributed:
+            _evaluate_distributed(model, iter(batches), acc, n_traj_samples, device=device,
+                                  dtype=dtype, generator=generator, weighting=weighting,
+                                  forecast_split=forecast_split)
+        else:
+            for batch in batches:
+                batch = batch.to(device, dtype)
+                target = None
+                if forecast_split is not None:
+                    batch, target = split_forecast(batch, forecast_split)
+                out = model.loss(batch, n_traj_samples, 1.0, target=target, generator=generator,
+                                 weighting=weighting)
+                n = out.n_obs.double()
+                acc += torch.stack([out.loss.double() * n, out.nll.double() * n,
+                                    out.mse.double() * n, n])
         loss, nll, mse, n_obs = acc.tolist()
     finally:
         model.train(was_training)
     if n_obs <= 0:
         return {"loss": math.nan, "nll": math.nan, "mse": math.nan, "n_obs": 0.0}
     return {"loss": loss / n_obs, "nll": nll / n_obs, "mse": mse / n_obs, "n_obs": n_obs}
+
+
+def _evaluate_distributed(
+    model: nn.Module,
+    batches: Iterator[Batch],
+    acc: torch.Tensor,
+    n_traj_samples: int,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    generator: torch.Generator | None,
+    weighting: str,
+    forecast_split: float | None,
+) -> None:
+    """Add each global batch's ``[loss, nll, mse] * n_obs, n_obs`` to ``acc``, every rank
+    scoring its block of series (lock-step: one all-reduce per batch and one at the end)."""
+    rank, world = _dist.get_rank(), _dist.get_world_size()
+    while True:
+        batch: Batch | None = None
+        error: BaseException | None = None
+        buf = torch.zeros(4, device=device, dtype=acc.dtype)
+        try:
+            batch = next(batches, None)
+            if batch is not None:
+                batch = batch.to(device, dtype)
+                target = None
+                if forecast_split is not None:
+                    batch, target = split_forecast(batch, forecast_split)
+                noise = model.draw_z0_noise(n_traj_samples, batch.batch_size, generator,
+                                            device=device, dtype=dtype)
+                rows = _dist.shard_slice(batch.batch_size, rank, world)
+                if rows.stop > rows.start:
+                    out = model.loss(
+                        _dist.take_rows(batch, rows), n_traj_samples, 1.0,
+                        target=None if target is None else _dist.take_rows(target, rows),
+                        weighting=weighting, z0_noise=noise[:, rows])
+                    denom = out.n_obs.clamp(min=1.0)
+                    buf = torch.stack([out.loss * denom, out.nll * denom, out.mse * denom,
+                                       out.n_obs]).to(acc.dtype)
+        except Exception as err:  # noqa: BLE001 - re-raised on this rank, reported on the others
+            error = err
+        have = batch is not None
+        n_rows = batch.batch_size if batch is not None else 0
+        total, (n_have, rows_sum) = _dist.all_reduce_checked(buf, error,
+                                                             header=(float(have), float(n_rows)))
+        if n_have == 0:
+            return
+        if n_have != world or rows_sum != world * n_rows:
+            raise _dist.DistributedError("the ranks hold different validation batches; every "
+                                         "rank must iterate the same global batches.")
+        n_obs = total[3]
+        scale = n_obs / n_obs.clamp(min=1.0)  # single-process: (sum / max(n, 1)) * n
+        acc += torch.cat([total[:3] * scale, n_obs.view(1)])

@@ -1,0 +1,290 @@
+"""Helpers for training one model across processes with :mod:`torch.distributed` (torchrun).
+
+Data-parallel training in latentode does not wrap the model in
+:class:`~torch.nn.parallel.DistributedDataParallel`. Every rank reads the same data, forms the
+same *global* mini-batches (same seeds), draws all the batch's randomness for the global batch
+and keeps a contiguous block of its series (:func:`shard_slice`); after the backward pass one
+SUM all-reduce (:func:`all_reduce_checked`) of a flat buffer carries every gradient together with
+the batch's loss sums and error flags, so every rank takes the same optimiser step and reaches
+the same decisions (skipped batches, early stopping, best weights). With world size ``W`` and a
+global batch of ``B`` series the result equals single-process training with batch ``B`` up to
+floating-point summation order.
+
+Launch with ``torchrun`` and initialise the process group before fitting, e.g. with
+:func:`init_from_env`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from latentode.data.batch import Batch
+
+__all__ = [
+    "DistributedError",
+    "init_from_env",
+    "is_distributed",
+    "get_rank",
+    "get_world_size",
+    "local_rank",
+    "rank_device",
+    "shard_slice",
+    "take_rows",
+    "all_reduce_checked",
+    "broadcast_module",
+    "broadcast_int",
+    "from_rank0",
+    "check_same",
+]
+
+#: how long a collective waits for the other ranks before failing (``init_from_env`` default)
+DEFAULT_TIMEOUT = timedelta(minutes=10)
+
+
+class DistributedError(RuntimeError):
+    """Raised on every rank when another rank failed, or when the ranks disagree."""
+
+
+def is_distributed() -> bool:
+    """True when a default process group is initialised with more than one process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def get_rank() -> int:
+    """This process's rank in the default process group (0 without one)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def get_world_size() -> int:
+    """Number of processes of the default process group (1 without one)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def local_rank() -> int:
+    """Rank of this process on its node: ``LOCAL_RANK`` (set by torchrun), else the global rank
+    modulo the number of visible GPUs (else the global rank)."""
+    env = os.environ.get("LOCAL_RANK")
+    if env is not None:
+        return int(env)
+    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return get_rank() % n_gpus if n_gpus else get_rank()
+
+
+def rank_device(device: torch.device | str | None) -> torch.device:
+    """The device this rank trains on for a user's ``device`` choice.
+
+    Under a multi-process group, ``"auto"`` (or None) and a plain ``"cuda"`` mean this rank's
+    GPU, ``cuda:LOCAL_RANK``, when CUDA is available (else the CPU); ``"cpu"`` and an explicit
+    ``"cuda:N"`` are kept. Without a process group it returns ``device`` unchanged (``"auto"``:
+    the first GPU, else the CPU).
+    """
+    if device is None or (isinstance(device, str) and device == "auto"):
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", local_rank()) if is_distributed() else torch.device("cuda")
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None and is_distributed():
+        return torch.device("cuda", local_rank())
+    return dev
+
+
+def init_from_env(
+    backend: str | None = None, timeout: timedelta = DEFAULT_TIMEOUT
+) -> bool:
+    """Initialise the default process group from torchrun's environment variables.
+
+    Does nothing (and returns False) when ``WORLD_SIZE`` is unset or 1; returns True when a
+    group with more than one process is (now, or already was) initialised. Call it once at the
+    top of a script launched with ``torchrun``; every rank then runs the same script and
+    :meth:`latentode.LatentODERegressor.fit` trains one model across the ranks.
+
+    Parameters
+    ----------
+    backend : str, optional
+        Default: ``"cpu:gloo,cuda:nccl"`` when CUDA is available (NCCL for GPU tensors, gloo for
+        CPU ones), else ``"gloo"``.
+    timeout : datetime.timedelta
+        How long a collective waits for the other ranks (a rank that died without the others
+        noticing makes them fail after this time at the latest; torchrun normally stops them
+        sooner).
+
+    Returns
+    -------
+    bool
+        Whether training will be distributed (:func:`is_distributed`).
+
+    Notes
+    -----
+    With CUDA, the current device of each process is set to ``cuda:LOCAL_RANK``.
+    """
+    if not dist.is_available():
+        return False
+    if dist.is_initialized():
+        return is_distributed()
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    if missing:
+        raise RuntimeError(
+            f"WORLD_SIZE={os.environ['WORLD_SIZE']} but {', '.join(missing)} is not set; launch "
+            "the script with torchrun (python -m torch.distributed.run)."
+        )
+    if backend is None:
+        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank())
+    dist.init_process_group(backend=backend, timeout=timeout)
+    return is_distributed()
+
+
+def shard_slice(n: int, rank: int, world_size: int) -> slice:
+    """Contiguous block of ``range(n)`` that ``rank`` owns: sizes differ by at most one.
+
+    The first ``n % world_size`` ranks get one element more; a rank gets an empty block when
+    ``n < world_size``.
+
+    Examples
+    --------
+    >>> [shard_slice(5, r, 2) for r in range(2)]
+    [slice(0, 3, None), slice(3, 5, None)]
+    >>> shard_slice(1, 1, 2)
+    slice(1, 1, None)
+    """
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank must lie in [0, {world_size}), got {rank}.")
+    size, extra = divmod(int(n), world_size)
+    start = rank * size + min(rank, extra)
+    return slice(start, start + size + (1 if rank < extra else 0))
+
+
+def take_rows(batch: Batch, rows: slice) -> Batch:
+    """The series ``rows`` of ``batch``, cut to the longest of them (padding never matters)."""
+    lengths = batch.lengths[rows]
+    width = int(lengths.max()) if len(lengths) else 1
+    return Batch(batch.times[rows, :width], batch.values[rows, :width],
+                 batch.mask[rows, :width], lengths)
+
+
+def all_reduce_checked(
+    buf: torch.Tensor, error: BaseException | None = None, header: Sequence[float] = ()
+) -> tuple[torch.Tensor, list[float]]:
+    """SUM-all-reduce the 1-d ``buf`` (and a few ``header`` numbers); raise on every rank if any
+    rank failed.
+
+    Each rank adds a flag saying whether it hit ``error``, so the reduction doubles as the
+    error protocol: every rank leaves this call either with the same reduced values or with an
+    exception (the failing rank re-raises its own error, the others raise
+    :class:`DistributedError` naming it). A rank that fails must still call this function (with
+    a buffer of the usual size, e.g. zeros).
+
+    Parameters
+    ----------
+    buf : torch.Tensor
+        1-d floating tensor of the same length on every rank.
+    error : BaseException, optional
+        This rank's failure, if any.
+    header : sequence of float
+        Numbers summed alongside and returned as Python floats (read with the error flags in
+        one device-to-host copy).
+
+    Returns
+    -------
+    reduced : torch.Tensor
+        The element-wise sum of ``buf`` over ranks (a new tensor, on ``buf``'s device).
+    header : list of float
+        The sums of ``header``.
+    """
+    world, rank = dist.get_world_size(), dist.get_rank()
+    n, k = buf.numel(), len(header)
+    tail = torch.zeros(k + world + 1, dtype=torch.float64)
+    if k:
+        tail[:k] = torch.tensor([float(h) for h in header], dtype=torch.float64)
+    tail[k + rank] = 1.0 if error is not None else 0.0
+    tail[k + world] = float(n)  # ranks with buffers of different sizes would garble the sums
+    full = torch.cat([buf.reshape(-1), tail.to(device=buf.device, dtype=buf.dtype)])
+    dist.all_reduce(full)
+    values = full[n:].tolist()
+    failed = [r for r in range(world) if values[k + r] > 0]
+    if failed:
+        if error is not None:
+            raise error
+        raise DistributedError(
+            f"rank{'s' if len(failed) > 1 else ''} {', '.join(map(str, failed))} failed during "
+            f"distributed training (rank {rank} stops too); see the failing rank's traceback."
+        )
+    if values[k + world] != world * n:
+        raise DistributedError("the ranks reduced buffers of different sizes; every rank must "
+                               "train the same model on the same data.")
+    return full[:n], values[:k]
+
+
+@torch.no_grad()
+def broadcast_module(module: nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s parameters and buffers into ``module`` on every rank (in place).
+
+    One broadcast per dtype (all the floating tensors of a model in one go); exact.
+    """
+    groups: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
+    for t in module.state_dict().values():
+        if t.numel():
+            groups.setdefault((t.dtype, t.device), []).append(t)
+    for tensors in groups.values():
+        flat = torch.cat([t.detach().reshape(-1) for t in tensors])
+        dist.broadcast(flat, src=src)
+        offset = 0
+        for t in tensors:
+            t.copy_(flat[offset:offset + t.numel()].view_as(t))
+            offset += t.numel()
+
+
+def broadcast_int(value: int, device: torch.device | str = "cpu", src: int = 0) -> int:
+    """Rank ``src``'s ``value`` on every rank (e.g. a seed drawn from fresh entropy)."""
+    t = torch.tensor([int(value)], dtype=torch.int64, device=device)
+    dist.broadcast(t, src=src)
+    return int(t.item())
+
+
+@torch.no_grad()
+def from_rank0(fn: Callable[[], object], result: torch.Tensor) -> None:
+    """Run ``fn`` on rank 0 only and copy the floating tensor ``result`` it fills to every rank.
+
+    ``fn`` writes its answer into ``result`` in place (e.g. ``calibrate_spread`` filling the
+    model's ``spread_scale`` buffer). An exception in ``fn`` is raised on rank 0 and reported as
+    :class:`DistributedError` on the others, so no rank waits for an answer that never comes.
+    """
+    error: BaseException | None = None
+    if get_rank() == 0:
+        try:
+            fn()
+        except Exception as err:  # noqa: BLE001 - re-raised on rank 0, reported on the others
+            error = err
+    mine = result.detach().reshape(-1) if get_rank() == 0 else torch.zeros_like(result).reshape(-1)
+    total, _ = all_reduce_checked(mine.clone(), error)
+    result.copy_(total.view_as(result))
+
+
+def check_same(values: Sequence[float] | torch.Tensor, what: str,
+               device: torch.device | str = "cpu") -> None:
+    """Raise :class:`DistributedError` on every rank unless every rank passed the same
+    ``values`` (a fingerprint of its data, settings or random state), naming ``what``.
+
+    ``values`` must have the same length on every rank.
+    """
+    mine = torch.as_tensor(values).detach().to(device=device, dtype=torch.float64).reshape(-1)
+    ref = mine.clone()
+    dist.broadcast(ref, src=0)
+    differs = torch.tensor([0.0 if torch.equal(mine, ref) else 1.0], dtype=torch.float64,
+                           device=device)
+    dist.all_reduce(differs)
+    n = int(differs.item())
+    if n:
+        raise DistributedError(
+            f"{what} differs between ranks ({n} rank(s) differ from rank 0); every rank must "
+            "call fit with the same data, parameters and seeds."
+        )

@@ -1,0 +1,144 @@
+"""Worker script of tests/test_distributed.py, run by torchrun on every rank (and imported).
+
+``python -m torch.distributed.run --nproc_per_node=2 tests/_ddp_worker.py MODE OUT``
+
+* ``train``: a float64 :func:`fit_model` run and an estimator fit, each rank writing its results
+  to ``OUT/*_rank{r}.json`` and calling ``est.save(OUT/model_rank{r}.latentode)``; its progress
+  bar output goes to ``OUT/stderr_rank{r}.txt``.
+* ``raise``: rank 1 raises inside ``fit`` (in the model's loss, second batch).
+* ``exit``: rank 1's process dies inside ``fit`` (``os._exit``) without raising.
+* ``mismatch``: rank 1 calls ``fit`` on other data than rank 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from latentode import LatentODERegressor
+from latentode.data.batch import Batch
+from latentode.nn import LatentODE
+from latentode.training import distributed as dist_utils
+from latentode.training import fit_model
+
+EST_PARAMS = dict(latent_dim=3, rec_dim=6, units=12, n_layers=1, gru_units=12,
+                  encoder="odernn", gradient="backprop", max_epochs=3, batch_size=7,
+                  validation_fraction=0.25, obs_dropout=0.2, early_stopping=False, verbose=1,
+                  random_state=0, device="cpu")
+
+
+def loop_data(n: int, length: int, seed: int) -> Batch:
+    """Float64 ragged series with missing values."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.sort(torch.rand(n, length, generator=g, dtype=torch.float64), 1).values
+    x = torch.sin(3 * t + torch.rand(n, 1, generator=g, dtype=torch.float64) * 6).unsqueeze(-1)
+    m = (torch.rand(n, length, 1, generator=g) > 0.3).double()
+    m[:, 0] = 1.0
+    lengths = torch.randint(2, length + 1, (n,), generator=g)
+    return Batch(t, x * m, m, lengths)
+
+
+def loader(b: Batch, sizes: tuple[int, ...]):
+    def make():
+        i = 0
+        for s in sizes:
+            yield Batch(b.times[i:i + s], b.values[i:i + s], b.mask[i:i + s],
+                        b.lengths[i:i + s])
+            i += s
+    return make
+
+
+def run_loop(distributed: bool) -> dict:
+    """fit_model in float64: batches of 4, 4 and 1 series (rank 1 gets nothing of the last)."""
+    torch.manual_seed(0)
+    model = LatentODE(1, latent_dim=2, rec_dim=4, units=8, n_layers=1, gru_units=4,
+                      encoder="odernn", method="dopri5", gradient="backprop").double()
+    hist = fit_model(model, loader(loop_data(9, 7, 0), (4, 4, 1)),
+                     loader(loop_data(5, 7, 1), (3, 2)), max_epochs=3, lr=1e-2, kl_warmup=1,
+                     n_traj_samples=2, obs_dropout=0.3, forecast_split=0.5,
+                     generator=torch.Generator().manual_seed(5), verbose=0,
+                     distributed=distributed)
+    return {"train_loss": hist["train_loss"], "val_loss": hist["val_loss"],
+            "train_nll": hist["train_nll"], "train_kl": hist["train_kl"],
+            "train_mse": hist["train_mse"], "val_mse": hist["val_mse"],
+            "weights": torch.cat([p.detach().reshape(-1) for p in model.parameters()]).tolist()}
+
+
+def frame(n_series: int = 30, seed: int = 0) -> pd.DataFrame:
+    """Small irregular two-channel data set with missing values."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_series):
+        t = np.sort(rng.uniform(0, 10, rng.integers(4, 9)))
+        phase = rng.uniform(0, 6)
+        a = np.sin(t + phase)
+        b = np.cos(0.5 * t + phase)
+        b[rng.random(len(t)) < 0.3] = np.nan
+        rows.append(pd.DataFrame({"id": i, "t": t, "a": a, "b": b}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def run_estimator(out: Path | None, rank: int = 0) -> dict:
+    """Fit the estimator on :func:`frame`, save it, return its figures."""
+    df = frame()
+    est = LatentODERegressor(**EST_PARAMS).fit(df)
+    if out is not None:
+        est.save(out / f"model_rank{rank}.latentode")
+    pred = est.predict(df)
+    return {"train_loss": est.history_["train_loss"], "val_loss": est.history_["val_loss"],
+            "spread_scale": est.model_.spread_scale.tolist(),
+            "pred": pred[["a", "b"]].to_numpy().ravel().tolist(),
+            "weights": torch.cat([p.detach().reshape(-1)
+                                  for p in est.model_.parameters()]).tolist(),
+            "device": str(est.device_)}
+
+
+def _inject_failure(kind: str) -> None:
+    """Make rank 1 fail at its second loss evaluation."""
+    original = LatentODE.loss
+    calls = {"n": 0}
+
+    def loss(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            if kind == "raise":
+                raise RuntimeError("injected failure on rank 1")
+            sys.stderr.write("rank 1 exits abruptly\n")
+            sys.stderr.flush()
+            os._exit(3)
+        return original(self, *args, **kwargs)
+
+    LatentODE.loss = loss
+
+
+def main() -> None:
+    mode, out = sys.argv[1], Path(sys.argv[2])
+    torch.set_num_threads(1)
+    assert dist_utils.init_from_env(), "run me with torchrun and at least 2 processes"
+    rank = dist_utils.get_rank()
+    if mode == "train":
+        (out / f"loop_rank{rank}.json").write_text(json.dumps(run_loop(True)))
+        with open(out / f"stderr_rank{rank}.txt", "w") as err:
+            sys.stderr = err  # tqdm writes its bar to sys.stderr
+            try:
+                result = run_estimator(out, rank)
+            finally:
+                sys.stderr = sys.__stderr__
+        (out / f"est_rank{rank}.json").write_text(json.dumps(result))
+    elif mode == "mismatch":  # rank 1 reads other data
+        LatentODERegressor(**{**EST_PARAMS, "verbose": 0}).fit(frame(seed=rank))
+    else:
+        if rank == 1:
+            _inject_failure(mode)
+        LatentODERegressor(**{**EST_PARAMS, "verbose": 0, "max_epochs": 50}).fit(frame())
+    torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

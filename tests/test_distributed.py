@@ -1,0 +1,182 @@
+"""Distributed (torchrun, gloo, 2 CPU processes) training equals single-process training.
+
+The multi-process runs go through ``python -m torch.distributed.run`` (what users launch as
+``torchrun``) with the worker script ``tests/_ddp_worker.py``.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import _ddp_worker as worker
+import numpy as np
+import pytest
+import torch
+from _settings import TINY
+
+from latentode import LatentODERegressor
+from latentode.data.batch import Batch
+from latentode.nn import LatentODE
+from latentode.training import fit_model
+from latentode.training.distributed import (
+    DistributedError,
+    get_rank,
+    get_world_size,
+    is_distributed,
+    rank_device,
+    shard_slice,
+    take_rows,
+)
+
+WORKER = Path(__file__).with_name("_ddp_worker.py")
+TIME_LIMIT = 60.0  # seconds a failed two-process run may take to end, startup included
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
+                                reason="torch.distributed is not available")
+
+
+def _torchrun(mode: str, out: Path, timeout: float = 180.0) -> tuple[int, str, float]:
+    """Run the worker on 2 processes; return (exit code, stdout + stderr, seconds)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="",
+               PYTHONPATH=os.pathsep.join([str(WORKER.parent), env.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(WORKER), mode, str(out)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    return proc.returncode, proc.stdout + proc.stderr, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One two-process run of the worker's ``train`` mode (fit_model and estimator)."""
+    out = tmp_path_factory.mktemp("ddp")
+    code, log, _ = _torchrun("train", out)
+    assert code == 0, log
+    read = lambda name: json.loads((out / name).read_text())  # noqa: E731
+    return {"out": out, "loop": [read(f"loop_rank{r}.json") for r in (0, 1)],
+            "est": [read(f"est_rank{r}.json") for r in (0, 1)]}
+
+
+# ---------------------------------------------------------------------- helpers, one process
+def test_shard_slice_covers_every_row_once():
+    for n in range(0, 12):
+        for world in (1, 2, 3, 5):
+            parts = [shard_slice(n, r, world) for r in range(world)]
+            rows = [i for p in parts for i in range(n)[p]]
+            assert rows == list(range(n))
+            sizes = [p.stop - p.start for p in parts]
+            assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
+    assert shard_slice(5, 0, 2) == slice(0, 3) and shard_slice(1, 1, 2) == slice(1, 1)
+    with pytest.raises(ValueError, match="rank"):
+        shard_slice(4, 2, 2)
+
+
+def test_take_rows_cuts_padding_to_its_longest_series():
+    b = Batch(torch.arange(12.0).view(3, 4), torch.ones(3, 4, 2), torch.ones(3, 4, 2),
+              torch.tensor([4, 2, 1]))
+    part = take_rows(b, slice(1, 3))
+    assert part.times.shape == (2, 2) and part.values.shape == (2, 2, 2)
+    assert part.lengths.tolist() == [2, 1]
+    assert torch.equal(part.times, b.times[1:3, :2])
+
+
+def test_without_process_group_everything_is_single_process():
+    assert not is_distributed() and get_rank() == 0 and get_world_size() == 1
+    assert rank_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="process group"):
+        fit_model(worker.LatentODE(1, latent_dim=2, rec_dim=4, units=8, n_layers=1),
+                  worker.loader(worker.loop_data(4, 5, 0), (4,)), max_epochs=1, verbose=0,
+                  generator=torch.Generator().manual_seed(0), distributed=True)
+
+
+def test_noise_drawn_for_a_batch_is_what_the_loss_draws():
+    """z0_noise from draw_z0_noise reproduces the loss's own draw; rows of it give the rows'
+    per-series loss (the basis of sharding)."""
+    torch.manual_seed(0)
+    model = LatentODE(1, latent_dim=3, rec_dim=4, units=8, n_layers=1, gru_units=4,
+                      encoder="gru", method="rk4", step_size=0.25, gradient="backprop")
+    batch = worker.loop_data(5, 6, 2)
+    batch = Batch(batch.times.float(), batch.values.float(), batch.mask.float(), batch.lengths)
+    ref = model.loss(batch, 2, 0.5, generator=torch.Generator().manual_seed(3))
+    noise = model.draw_z0_noise(2, 5, torch.Generator().manual_seed(3))
+    assert noise.shape == (2, 5, 3)
+    out = model.loss(batch, 2, 0.5, z0_noise=noise)
+    assert torch.equal(out.loss, ref.loss) and torch.equal(out.nll, ref.nll)
+    # the series of two shards add up to the whole batch's unnormalised sums
+    parts = [model.loss(take_rows(batch, s), 2, 0.5, z0_noise=noise[:, s])
+             for s in (slice(0, 3), slice(3, 5))]
+    total = sum(float(p.loss.detach() * p.n_obs) for p in parts)
+    assert total == pytest.approx(float(ref.loss * ref.n_obs), rel=1e-6)
+    with pytest.raises(ValueError, match="noise must have shape"):
+        model.loss(batch, 2, 0.5, z0_noise=noise[:, :4])
+
+
+def test_fit_without_process_group_under_a_launcher_warns(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.warns(RuntimeWarning, match="init_from_env"):
+        LatentODERegressor(**{**TINY, "max_epochs": 1}).fit(worker.frame(8))
+
+
+# ---------------------------------------------------------------------- two processes
+def test_two_processes_equal_one_process_fit_model(trained):
+    """float64 fit_model with dopri5, ODE-RNN, obs_dropout, forecast_split, validation and a
+    last batch of one series (rank 1 holds none of it): same losses and weights."""
+    single = worker.run_loop(distributed=False)
+    rank0, rank1 = trained["loop"]
+    assert rank0 == rank1  # bit-identical ranks
+    for key in ("train_loss", "val_loss", "train_nll", "train_kl", "train_mse", "val_mse"):
+        np.testing.assert_allclose(rank0[key], single[key], rtol=1e-10, err_msg=key)
+    np.testing.assert_allclose(rank0["weights"], single["weights"], rtol=1e-9, atol=1e-12)
+
+
+def test_two_processes_equal_one_process_estimator(trained):
+    """float32 estimator fit (validation, obs_dropout, calibration): the same per-epoch losses,
+    weights, calibration and predictions as one process with the same batch_size."""
+    single = worker.run_estimator(None)
+    rank0, rank1 = trained["est"]
+    assert rank0 == rank1  # every rank ends with the same estimator
+    assert len(rank0["train_loss"]) == 3
+    np.testing.assert_allclose(rank0["train_loss"], single["train_loss"], rtol=1e-5)
+    np.testing.assert_allclose(rank0["val_loss"], single["val_loss"], rtol=1e-5)
+    np.testing.assert_allclose(rank0["weights"], single["weights"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(rank0["spread_scale"], single["spread_scale"], rtol=1e-4)
+    np.testing.assert_allclose(rank0["pred"], single["pred"], rtol=1e-4, atol=1e-5)
+    assert np.isfinite(rank0["pred"]).all()
+
+
+def test_only_rank0_writes_and_shows_progress(trained):
+    out = trained["out"]
+    assert (out / "model_rank0.latentode").is_file()
+    assert not (out / "model_rank1.latentode").exists()  # save() is a no-op on rank 1
+    assert "latentode fit" in (out / "stderr_rank0.txt").read_text()
+    assert (out / "stderr_rank1.txt").read_text() == ""
+    loaded = LatentODERegressor.load(out / "model_rank0.latentode")
+    pred = loaded.predict(worker.frame())[["a", "b"]].to_numpy().ravel()
+    np.testing.assert_allclose(pred, trained["est"][0]["pred"], rtol=1e-6, atol=1e-7)
+
+
+def test_exception_on_one_rank_stops_every_rank(tmp_path):
+    code, log, seconds = _torchrun("raise", tmp_path)
+    assert code != 0
+    assert seconds < TIME_LIMIT
+    assert "RuntimeError: injected failure on rank 1" in log
+    assert f"{DistributedError.__name__}: rank 1 failed" in log  # rank 0 stops with it
+
+
+def test_dead_rank_stops_every_rank(tmp_path):
+    """A rank dying without an exception (killed, os._exit): the others fail fast too."""
+    code, log, seconds = _torchrun("exit", tmp_path)
+    assert code != 0
+    assert seconds < TIME_LIMIT
+    assert "rank 1 exits abruptly" in log
+
+
+def test_ranks_with_different_data_refuse_to_train(tmp_path):
+    code, log, seconds = _torchrun("mismatch", tmp_path)
+    assert code != 0 and seconds < TIME_LIMIT
+    assert "the data or the estimator's parameters differs between ranks" in log
