@@ -28,6 +28,12 @@ Usage::
     python benchmarks/train_speed.py                       # 6400 stays, 1 epoch, both modes
     python benchmarks/train_speed.py --n-stays 640         # 1/10 of an epoch, x10 extrapolated
     python benchmarks/train_speed.py --device cuda --data /path/to/set-ab.tar.gz
+    python benchmarks/train_speed.py --ddp 2               # also 2 processes with torchrun
+
+``--ddp N`` also trains each mode distributed over ``N`` processes (``python -m
+torch.distributed.run --standalone --nproc_per_node=N``, one GPU each with CUDA, else ``N`` CPU
+processes of ``--threads`` threads each; same global batch) and prints its s/epoch (rank 0's)
+beside the single-process figure.
 
 ``--threads 1`` (default) pins torch to one intra-op thread: with batch 50 the matrices are tiny
 and on a busy 2-core machine two threads were up to 35x slower per batch (spin-waiting);
@@ -119,12 +125,14 @@ def run_mode(args: argparse.Namespace, gradient: str) -> dict[str, Any]:
     import torch
 
     from latentode import LatentODERegressor
+    from latentode.training import distributed as ddp
     from latentode.utils import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    ddp.init_from_env()  # under torchrun (--ddp): one model trained across the processes
     df, source = load_stays(args.n_stays, args.data)
-    device = resolve_device(args.device)
+    device = ddp.rank_device(resolve_device(args.device))
     est = LatentODERegressor(
         latent_dim=20, rec_dim=40, units=50, n_layers=3, gru_units=50, encoder=args.encoder,
         gradient=gradient, solver="dopri5", rtol=1e-3, atol=1e-4, n_traj_samples=3,
@@ -180,6 +188,8 @@ def run_mode(args: argparse.Namespace, gradient: str) -> dict[str, Any]:
         "encoder_evals_per_batch": calls["encoder"] / max(n_batches, 1),
         "train_loss": est.history_["train_loss"][-1],
         "skipped_batches": int(np.sum(est.history_["n_skipped"])),
+        "procs": ddp.get_world_size(),
+        "rank": ddp.get_rank(),
     }
 
 
@@ -219,11 +229,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--in-process", action="store_true",
                         help="run the modes in this process (memory figures then mix)")
+    parser.add_argument("--ddp", type=int, default=0, metavar="N",
+                        help="also train each mode distributed over N processes (torchrun)")
     parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args._child:
-        print("RESULT " + json.dumps(run_mode(args, args._child)), flush=True)
+        result = run_mode(args, args._child)
+        if result["rank"] == 0:
+            print("RESULT " + json.dumps(result), flush=True)
         return []
 
     results = []
@@ -241,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             sys.stderr.write(proc.stderr)
             raise SystemExit(f"mode {mode} failed (exit {proc.returncode})")
         results.append(json.loads(lines[-1][len("RESULT "):]))
+    ddp_results = [_run_ddp(argv, mode, args.ddp) for mode in args.modes] if args.ddp > 1 else []
     r0 = results[0]
     scale = PAPER_STAYS / r0["n_stays"]
     print(f"PhysioNet 2012, {r0['n_stays']} stays ({r0['n_rows']} rows; {r0['source']}), "
@@ -252,10 +267,46 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     if len(results) == 2:
         ratio = results[1]["s_per_epoch"] / results[0]["s_per_epoch"]
         print(f"{results[1]['mode']} / {results[0]['mode']} time ratio: {ratio:.2f}")
+    if ddp_results:
+        print(_ddp_table(results, ddp_results, scale))
+    results = results + ddp_results
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2))
     return results
+
+
+def _run_ddp(argv: Sequence[str] | None, mode: str, n_procs: int) -> dict[str, Any]:
+    """Train ``mode`` over ``n_procs`` torchrun processes; rank 0's figures."""
+    script = [str(Path(__file__).resolve()), *(argv or sys.argv[1:])]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={n_procs}", *script, "--_child", mode]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        sys.stderr.write(proc.stdout[-5000:] + proc.stderr[-5000:])
+        raise SystemExit(f"mode {mode} with --ddp {n_procs} failed (exit {proc.returncode})")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def _ddp_table(single: Sequence[dict[str, Any]], ddp: Sequence[dict[str, Any]],
+               scale: float) -> str:
+    """s/epoch of each mode on one process and distributed, and the speed-up."""
+    rows = []
+    for s, d in zip(single, ddp):
+        rows.append({
+            "mode": s["mode"],
+            "processes": d["procs"],
+            "devices": d["device"] if d["device"] == "cpu" else f"{d['procs']} x {d['device']}",
+            f"s/epoch @{PAPER_STAYS}, 1 process": f"{s['s_per_epoch'] * scale:.1f}",
+            f"s/epoch @{PAPER_STAYS}, {d['procs']} processes": f"{d['s_per_epoch'] * scale:.1f}",
+            "speed-up": f"{s['s_per_epoch'] / d['s_per_epoch']:.2f}",
+            "train loss 1 / N": f"{s['train_loss']:.4f} / {d['train_loss']:.4f}",
+        })
+    return "distributed (torchrun, same global batch):\n" + pd.DataFrame(rows).to_string(
+        index=False)
 
 
 if __name__ == "__main__":
