@@ -198,24 +198,30 @@ def mixture_quantiles(
         lo = mc.min(axis=0)[None] + z * sc[None]
         hi = mc.max(axis=0)[None] + z * sc[None]
         lo, hi = np.broadcast_to(lo, x.shape).copy(), np.broadcast_to(hi, x.shape).copy()
-        x = np.clip(x, lo, hi)
-        target = q[:, None]
+        x = np.clip(x, lo, hi).ravel()  # (Q * n,) pairs (level, position), level-major
+        lo, hi = lo.ravel(), hi.ravel()
+        col = np.tile(np.arange(len(idx)), len(q))
+        target = np.repeat(q, len(idx))
+        sd_pair = sc[col]
+        active = np.arange(len(x))  # pairs not converged yet: only these are iterated
         for _ in range(max_iter):
-            u = (x[None] - mc[:, None]) / sc[None, None]  # (S, Q, n)
+            xa, sa = x[active], sd_pair[active]
+            u = (xa[None] - mc[:, col[active]]) / sa[None]  # (S, active)
             cdf = ndtr(u).mean(axis=0)
-            pdf = (np.exp(-0.5 * u**2) * _INV_SQRT_2PI).mean(axis=0) / sc[None]
-            f = cdf - target
-            lo = np.where(f < 0, x, lo)
-            hi = np.where(f > 0, x, hi)
+            pdf = (np.exp(-0.5 * u**2) * _INV_SQRT_2PI).mean(axis=0) / sa
+            f = cdf - target[active]
+            la = np.where(f < 0, xa, lo[active])
+            ha = np.where(f > 0, xa, hi[active])
             with np.errstate(divide="ignore", invalid="ignore"):
-                step = x - f / pdf
-            bad = ~np.isfinite(step) | (step <= lo) | (step >= hi)
-            new = np.where(bad, 0.5 * (lo + hi), step)
-            done = np.abs(new - x) <= tol * sc[None]
-            x = new
-            if done.all():
+                step = xa - f / pdf
+            bad = ~np.isfinite(step) | (step <= la) | (step >= ha)
+            new = np.where(bad, 0.5 * (la + ha), step)
+            done = np.abs(new - xa) <= tol * sa
+            x[active], lo[active], hi[active] = new, la, ha
+            active = active[~done]
+            if len(active) == 0:
                 break
-        out[:, idx] = x
+        out[:, idx] = x.reshape(len(q), len(idx))
     return out.reshape((len(q),) + rest)
 
 
