@@ -82,6 +82,14 @@ class LatentDynamics(nn.Module):
         """``dz/dt`` for a ``(B, dim)`` state; ``t`` is ignored (autonomous system)."""
         return self.net(z)
 
+    def tanh_mlp_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(weight, bias)`` of each linear layer, tanh between them, ``t`` ignored.
+
+        Declares the field an autonomous tanh MLP, which lets the ODE core's adjoint and the
+        ODE-RNN scan use their hand-written vector-Jacobian products instead of autograd.
+        """
+        return [(m.weight, m.bias) for m in self.net if isinstance(m, nn.Linear)]
+
 
 class Intensity(nn.Module):
     """Per-channel Poisson intensity ``lambda_c(z) = base_c * softplus(g_c(z)) / log 2``.

@@ -13,6 +13,7 @@ Error control therefore sees ``[z, a]`` only (a seminorm that leaves the paramet
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import torch
@@ -52,9 +53,10 @@ class _AdjointSystem:
         self.weights = tuple(weights)
         self.h: torch.Tensor | None = None
         self.stage = 0
-        self.records: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.records: list = []
         self.step_grads: list[torch.Tensor] | None = None
         self.param_grads = [torch.zeros_like(p) for p in self.params]
+        self.layers = _tanh_mlp_layers(func, self.params)
 
     def start_step(self, h: torch.Tensor | None) -> None:
         self.h = h
@@ -62,10 +64,42 @@ class _AdjointSystem:
         self.records.clear()
         self.step_grads = None
 
+    def _call_mlp(self, r: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Hand-written VJP of a tanh MLP field: no autograd graph, parameter part deferred.
+
+        The stage's per-layer output gradients and inputs are kept; :meth:`end_step` forms
+        the parameter contributions of the accepted series only, so rejected steps need no
+        re-evaluation and no rows are read back from the device.
+        """
+        layers = self.layers
+        z = y[:, : self.dim]
+        a = y[:, self.dim :]
+        d = self.direction.unsqueeze(-1)
+        xs = [z]
+        for w, bias in layers[:-1]:
+            xs.append(torch.addmm(bias, xs[-1], w.t()).tanh_())
+        w_last, b_last = layers[-1]
+        fz = d * torch.addmm(b_last, xs[-1], w_last.t())
+        g = a * d  # cotangent of the field f
+        b = self.weights[self.stage] if self.h is not None else 0.0
+        self.stage += 1
+        keep = b != 0.0 and bool(self.params)
+        gs = [g]
+        for i in range(len(layers) - 1, 0, -1):
+            ga = g @ layers[i][0]
+            g = torch.addcmul(ga, ga, xs[i] * xs[i], value=-1.0)  # tanh'
+            gs.append(g)
+        vjp_z = g @ layers[0][0]
+        if keep:
+            self.records.append((b * self.h, gs[::-1], xs))
+        return torch.cat([-fz, vjp_z], dim=-1)
+
     def _f(self, r: torch.Tensor, z: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         return d.unsqueeze(-1) * self.func(-d * r, z)
 
     def __call__(self, r: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.layers is not None:
+            return self._call_mlp(r, y)
         z = y[:, : self.dim].detach().requires_grad_(True)
         a = y[:, self.dim :]
         b = self.weights[self.stage] if self.h is not None else 0.0
@@ -91,6 +125,18 @@ class _AdjointSystem:
         return torch.cat([-fz.detach(), vjp_z], dim=-1)
 
     def end_step(self, accept: torch.Tensor, done: torch.Tensor) -> None:
+        if self.layers is not None:
+            if self.records:
+                keep = (accept & ~done).to(self.records[0][0].dtype)
+                grads = self.param_grads
+                for i in range(len(self.layers)):
+                    gw = torch.cat([rec[1][i] * (rec[0] * keep).unsqueeze(-1)
+                                    for rec in self.records])
+                    x = torch.cat([rec[2][i] for rec in self.records])
+                    grads[2 * i].addmm_(gw.t(), x)
+                    grads[2 * i + 1].add_(gw.sum(0))
+            self.records.clear()
+            return
         if self.step_grads is None:
             return
         rejected = ~accept & ~done
@@ -119,6 +165,19 @@ class _AdjointSystem:
         self.step_grads = None
 
 
+def _tanh_mlp_layers(func: Func, params: Sequence[torch.Tensor]):
+    """The field's layers if it declares itself an autonomous tanh MLP whose parameters are
+    exactly ``params`` (weight, bias per layer, in order); else None (autograd VJPs)."""
+    getter = getattr(func, "tanh_mlp_layers", None)
+    if getter is None or os.environ.get("LATENTODE_FUSED_VJP", "1") == "0":
+        return None
+    layers = getter()
+    flat = [t for pair in layers for t in pair]
+    if len(flat) != len(params) or any(p is not q for p, q in zip(flat, params)):
+        return None
+    return layers
+
+
 class OdeintAdjoint(torch.autograd.Function):
     """``autograd.Function`` whose backward solves the adjoint ODE."""
 
@@ -143,18 +202,25 @@ class OdeintAdjoint(torch.autograd.Function):
         z_rev = out.flip(1)
         g_rev = grad_out.flip(1)
         n_out = r_out.shape[1]
-        idx = torch.arange(n_out, device=r_out.device)
+        # equal requested times arrive together: sum their incoming gradients once, at the
+        # first position of each run, so that a jump is one gather (not a sum over all times)
+        pos = torch.arange(n_out, device=r_out.device).expand_as(r_out)
+        new_run = torch.ones_like(r_out, dtype=torch.bool)
+        new_run[:, 1:] = r_out[:, 1:] != r_out[:, :-1]
+        first = torch.where(new_run, pos, torch.zeros_like(pos)).cummax(1).values
+        g_run = torch.zeros_like(g_rev).scatter_add_(
+            1, first.unsqueeze(-1).expand_as(g_rev), g_rev)
 
-        def jump(y: torch.Tensor, arrived: torch.Tensor) -> torch.Tensor:
-            a = y[:, dim:] + (g_rev * arrived.unsqueeze(-1)).sum(1)
-            last = torch.where(arrived, idx, -1).amax(1)
-            hit = (last >= 0).unsqueeze(-1)
-            z_at = z_rev.gather(1, last.clamp(min=0).view(-1, 1, 1).expand(-1, 1, dim)).squeeze(1)
-            z = torch.where(hit, z_at, y[:, :dim])
+        def jump(y: torch.Tensor, hit: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+            at = index.view(-1, 1, 1).expand(-1, 1, dim)
+            hit_c = hit.unsqueeze(-1)
+            a = y[:, dim:] + torch.where(hit_c, g_run.gather(1, at).squeeze(1), 0.0)
+            z = torch.where(hit_c, z_rev.gather(1, at).squeeze(1), y[:, :dim])
             return torch.cat([z, a], dim=-1)
 
-        at_start = r_out <= r_out[:, :1]
-        y0 = jump(torch.cat([z_rev[:, 0], torch.zeros_like(z_rev[:, 0])], -1), at_start)
+        start = torch.zeros(r_out.shape[0], dtype=torch.long, device=r_out.device)
+        y0 = jump(torch.cat([z_rev[:, 0], torch.zeros_like(z_rev[:, 0])], -1),
+                  torch.ones_like(start, dtype=torch.bool), start)
         system = _AdjointSystem(ctx.func, direction, params, dim, ctx.adj_cfg.tableau.b)
         with torch.no_grad():
             y_end = integrate(system, y0, r_out, ctx.adj_cfg, dense=False, record=False,

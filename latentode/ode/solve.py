@@ -27,7 +27,7 @@ from .errors import ODESolveError
 from .stepper import DenseOutput, System, rk_step
 from .tableau import ButcherTableau
 
-JumpFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+JumpFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,10 @@ def integrate(
     record : bool
         Whether to return the states at ``s_out`` (else the final states).
     jump : callable, optional
-        ``jump(y, arrived) -> y`` applied after a step that reached requested times
-        (``arrived`` is a ``(B, N)`` bool mask); stop mode only.
+        ``jump(y, hit, index) -> y`` applied after every step; ``hit`` ``(B,)`` is True for the
+        series whose accepted step landed on a requested time, and ``index`` ``(B,)`` is the
+        first position of that time in ``s_out`` (equal requested times arrive together, as one
+        run starting there); stop mode only.
     time_of : callable, optional
         ``time_of(series, s) -> t`` to report user times in errors.
 
@@ -89,7 +91,12 @@ def integrate(
     s_end = s_out[:, -1]
     y = y0
     done = s >= s_end
-    out = y0.unsqueeze(1).expand(-1, n_out, -1).clone() if record and not dense else None
+    out = None
+    if record and not dense:
+        # states at the requested times: the state after the step that arrived there (step 0:
+        # y0, for times equal to the start), gathered once at the end
+        states = [y0]
+        step_of = torch.zeros(batch, n_out, dtype=torch.long, device=s_out.device)
     if record and dense:
         # step 0 is the constant polynomial y0 (requested times equal to the start)
         zeros = torch.zeros_like(y0)
@@ -167,20 +174,24 @@ def integrate(
             end_step(accept, done)
 
         acc = accept & ~done
-        if record or jump is not None:
+        if record and dense:
             arrived = (s_out > s.unsqueeze(1)) & (s_out <= s_new.unsqueeze(1)) & acc.unsqueeze(1)
+            f1 = ks[-1] if tab.fsal else system(s_new, y_new)
+            coef_steps.append(DenseOutput(tab, y, y_new, ks, f1, h_eff).stacked())
+            h_safe = torch.where(h_eff > 0, h_eff, torch.ones_like(h_eff))
+            theta = ((s_out - s.unsqueeze(1)) / h_safe.unsqueeze(1)).clamp(0.0, 1.0)
+            step_of = torch.where(arrived, len(coef_steps) - 1, step_of)
+            theta_of = torch.where(arrived, theta, theta_of)
+        elif record or jump is not None:
+            # stop mode: a step never passes a requested time, so an accepted step that was
+            # clipped arrived at exactly one run of equal times, starting at ``nxt``
+            hit = acc & clipped
             if record:
-                if dense:
-                    f1 = ks[-1] if tab.fsal else system(s_new, y_new)
-                    coef_steps.append(DenseOutput(tab, y, y_new, ks, f1, h_eff).stacked())
-                    h_safe = torch.where(h_eff > 0, h_eff, torch.ones_like(h_eff))
-                    theta = ((s_out - s.unsqueeze(1)) / h_safe.unsqueeze(1)).clamp(0.0, 1.0)
-                    step_of = torch.where(arrived, len(coef_steps) - 1, step_of)
-                    theta_of = torch.where(arrived, theta, theta_of)
-                else:
-                    out = torch.where(arrived.unsqueeze(-1), y_new.unsqueeze(1), out)
+                arrived = (s_out == target.unsqueeze(1)) & hit.unsqueeze(1)
+                states.append(y_new)
+                step_of = torch.where(arrived, len(states) - 1, step_of)
             if jump is not None:
-                y_new = jump(y_new, arrived)
+                y_new = jump(y_new, hit, nxt)
 
         accept_c = accept.unsqueeze(-1)
         y = torch.where(accept_c, y_new, y)
@@ -198,6 +209,9 @@ def integrate(
             underflow = ~done & ~accept & (h < tiny * scale)
         done = s >= s_end
 
+    if record and not dense:
+        stacked = torch.stack(states, 1)  # (B, steps + 1, D)
+        out = stacked.gather(1, step_of.unsqueeze(-1).expand(-1, -1, stacked.shape[-1]))
     if record and dense:
         coeffs = torch.stack(coef_steps).permute(2, 0, 1, 3)  # (B, steps, 5, D)
         dim = coeffs.shape[-1]
