@@ -301,6 +301,32 @@ def test_verbose_zero_is_silent(df, capsys):
     assert captured.out == "" and captured.err == ""
 
 
+def test_progress_shown_during_the_first_epoch_and_counted_from_1(df, capsys, monkeypatch):
+    from latentode.nn import LatentODE
+
+    seen: list[str] = []
+    printed: list[str] = []
+    loss = LatentODE.loss
+
+    def spy(self, *args, **kwargs):  # what the user's terminal holds when each batch starts
+        captured = capsys.readouterr()
+        seen.append(captured.err)
+        printed.append(captured.out)
+        return loss(self, *args, **kwargs)
+
+    monkeypatch.setattr(LatentODE, "loss", spy)
+    est = LatentODERegressor(**{**TINY, "verbose": 2, "max_epochs": 2}).fit(df)
+    rest = capsys.readouterr()
+    err = "\n".join(seen + printed + [rest.err, rest.out])  # tqdm.write prints on stdout
+    assert "latentode fit" in seen[0] and "0/2" in seen[0]  # the bar before any batch ran
+    assert "(batch 1)" in seen[0] and "(batch 2)" in seen[1]  # updated within the epoch
+    assert "0/2" in seen[1]
+    lines = [ln.strip() for ln in err.replace("\r", "\n").splitlines()]
+    assert [ln.split(":")[0] for ln in lines if ln.startswith("epoch ")] == ["epoch 1/2",
+                                                                            "epoch 2/2"]
+    assert est.history_["epoch"] == [0, 1]  # records stay 0-based indices
+
+
 # ---------------------------------------------------------------------------- bad parameters
 @pytest.mark.parametrize(
     "param, value",

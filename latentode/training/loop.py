@@ -260,6 +260,7 @@ def fit_model(
             else:
                 for batch in train_loader():
                     n_batches += 1
+                    bar.set_description(f"latentode fit (batch {n_batches})")  # shows progress
                     kl_weight = float(schedule(epoch, step))
                     batch = batch.to(device, dtype)
                     try:
@@ -348,7 +349,8 @@ def fit_model(
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
             if verbose >= 2:
-                bar.write(f"epoch {epoch}: " + ", ".join(f"{k}={v}" for k, v in postfix.items()))
+                bar.write(f"epoch {epoch + 1}/{max_epochs}: "  # from 1, like the bar
+                          + ", ".join(f"{k}={v}" for k, v in postfix.items()))
 
             stop = False
             for cb in cbs:
