@@ -8,6 +8,9 @@
 * ``raise``: rank 1 raises inside ``fit`` (in the model's loss, second batch).
 * ``exit``: rank 1's process dies inside ``fit`` (``os._exit``) without raising.
 * ``mismatch``: rank 1 calls ``fit`` on other data than rank 0.
+
+``LATENTODE_TEST_DEVICE=cuda:0`` trains on that GPU (both ranks on it, so with gloo: NCCL
+refuses two ranks on one GPU).
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from latentode.nn import LatentODE
 from latentode.training import distributed as dist_utils
 from latentode.training import fit_model
 
+DEVICE = os.environ.get("LATENTODE_TEST_DEVICE", "cpu")
 EST_PARAMS = dict(latent_dim=3, rec_dim=6, units=12, n_layers=1, gru_units=12,
                   encoder="odernn", gradient="backprop", max_epochs=3, batch_size=7,
                   validation_fraction=0.25, obs_dropout=0.2, early_stopping=False, verbose=1,
-                  random_state=0, device="cpu")
+                  random_state=0, device=DEVICE)
 
 
 def loop_data(n: int, length: int, seed: int) -> Batch:
@@ -62,12 +66,13 @@ def run_loop(distributed: bool) -> dict:
     hist = fit_model(model, loader(loop_data(9, 7, 0), (4, 4, 1)),
                      loader(loop_data(5, 7, 1), (3, 2)), max_epochs=3, lr=1e-2, kl_warmup=1,
                      n_traj_samples=2, obs_dropout=0.3, forecast_split=0.5,
-                     generator=torch.Generator().manual_seed(5), verbose=0,
+                     generator=torch.Generator().manual_seed(5), verbose=0, device=DEVICE,
                      distributed=distributed)
     return {"train_loss": hist["train_loss"], "val_loss": hist["val_loss"],
             "train_nll": hist["train_nll"], "train_kl": hist["train_kl"],
             "train_mse": hist["train_mse"], "val_mse": hist["val_mse"],
-            "weights": torch.cat([p.detach().reshape(-1) for p in model.parameters()]).tolist()}
+            "weights": torch.cat([p.detach().reshape(-1).cpu()
+                                  for p in model.parameters()]).tolist()}
 
 
 def frame(n_series: int = 30, seed: int = 0) -> pd.DataFrame:
@@ -92,9 +97,9 @@ def run_estimator(out: Path | None, rank: int = 0) -> dict:
         est.save(out / f"model_rank{rank}.latentode")
     pred = est.predict(df)
     return {"train_loss": est.history_["train_loss"], "val_loss": est.history_["val_loss"],
-            "spread_scale": est.model_.spread_scale.tolist(),
+            "spread_scale": est.model_.spread_scale.cpu().tolist(),
             "pred": pred[["a", "b"]].to_numpy().ravel().tolist(),
-            "weights": torch.cat([p.detach().reshape(-1)
+            "weights": torch.cat([p.detach().reshape(-1).cpu()
                                   for p in est.model_.parameters()]).tolist(),
             "device": str(est.device_)}
 
@@ -120,7 +125,8 @@ def _inject_failure(kind: str) -> None:
 def main() -> None:
     mode, out = sys.argv[1], Path(sys.argv[2])
     torch.set_num_threads(1)
-    assert dist_utils.init_from_env(), "run me with torchrun and at least 2 processes"
+    backend = "gloo" if DEVICE.startswith("cuda") else None
+    assert dist_utils.init_from_env(backend), "run me with torchrun and at least 2 processes"
     rank = dist_utils.get_rank()
     if mode == "train":
         (out / f"loop_rank{rank}.json").write_text(json.dumps(run_loop(True)))

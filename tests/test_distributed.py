@@ -38,12 +38,15 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
                                 reason="torch.distributed is not available")
 
 
-def _torchrun(mode: str, out: Path, timeout: float = 180.0) -> tuple[int, str, float]:
+def _torchrun(mode: str, out: Path, timeout: float = 180.0,
+              device: str = "cpu") -> tuple[int, str, float]:
     """Run the worker on 2 processes; return (exit code, stdout + stderr, seconds)."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    env.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="",
+    env.update(OMP_NUM_THREADS="1", LATENTODE_TEST_DEVICE=device,
                PYTHONPATH=os.pathsep.join([str(WORKER.parent), env.get("PYTHONPATH", "")]))
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(WORKER), mode, str(out)]
     start = time.perf_counter()
@@ -111,7 +114,7 @@ def test_noise_drawn_for_a_batch_is_what_the_loss_draws():
     parts = [model.loss(take_rows(batch, s), 2, 0.5, z0_noise=noise[:, s])
              for s in (slice(0, 3), slice(3, 5))]
     total = sum(float(p.loss.detach() * p.n_obs) for p in parts)
-    assert total == pytest.approx(float(ref.loss * ref.n_obs), rel=1e-6)
+    assert total == pytest.approx(float(ref.loss.detach() * ref.n_obs), rel=1e-6)
     with pytest.raises(ValueError, match="noise must have shape"):
         model.loss(batch, 2, 0.5, z0_noise=noise[:, :4])
 
@@ -180,3 +183,23 @@ def test_ranks_with_different_data_refuse_to_train(tmp_path):
     code, log, seconds = _torchrun("mismatch", tmp_path)
     assert code != 0 and seconds < TIME_LIMIT
     assert "the data or the estimator's parameters differs between ranks" in log
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_two_processes_equal_one_process_on_cuda(tmp_path, monkeypatch):
+    """Both ranks on cuda:0 (gloo moving CUDA tensors) against one process on cuda:0."""
+    code, log, _ = _torchrun("train", tmp_path, device="cuda:0")
+    assert code == 0, log
+    monkeypatch.setattr(worker, "DEVICE", "cuda:0")
+    monkeypatch.setitem(worker.EST_PARAMS, "device", "cuda:0")
+    loop = [json.loads((tmp_path / f"loop_rank{r}.json").read_text()) for r in (0, 1)]
+    est = [json.loads((tmp_path / f"est_rank{r}.json").read_text()) for r in (0, 1)]
+    assert loop[0] == loop[1] and est[0] == est[1] and est[0]["device"] == "cuda:0"
+    single_loop, single_est = worker.run_loop(distributed=False), worker.run_estimator(None)
+    np.testing.assert_allclose(loop[0]["train_loss"], single_loop["train_loss"], rtol=1e-9)
+    np.testing.assert_allclose(loop[0]["weights"], single_loop["weights"], rtol=1e-8,
+                               atol=1e-11)
+    np.testing.assert_allclose(est[0]["train_loss"], single_est["train_loss"], rtol=1e-5)
+    np.testing.assert_allclose(est[0]["val_loss"], single_est["val_loss"], rtol=1e-5)
+    np.testing.assert_allclose(est[0]["pred"], single_est["pred"], rtol=1e-4, atol=1e-5)

@@ -87,11 +87,22 @@ def rank_device(device: torch.device | str | None) -> torch.device:
     if device is None or (isinstance(device, str) and device == "auto"):
         if not torch.cuda.is_available():
             return torch.device("cpu")
-        return torch.device("cuda", local_rank()) if is_distributed() else torch.device("cuda")
+        return _local_gpu() if is_distributed() else torch.device("cuda")
     dev = torch.device(device)
     if dev.type == "cuda" and dev.index is None and is_distributed():
-        return torch.device("cuda", local_rank())
+        return _local_gpu()
     return dev
+
+
+def _local_gpu() -> torch.device:
+    index, count = local_rank(), torch.cuda.device_count()
+    if index >= count:
+        raise ValueError(
+            f"this process has LOCAL_RANK={index} but only {count} GPU(s) are visible: start "
+            "at most one process per GPU on each node (torchrun --nproc_per_node), or pass "
+            "device='cpu'."
+        )
+    return torch.device("cuda", index)
 
 
 def init_from_env(
@@ -121,7 +132,8 @@ def init_from_env(
 
     Notes
     -----
-    With CUDA, the current device of each process is set to ``cuda:LOCAL_RANK``.
+    With CUDA, the current device of each process is set to ``cuda:LOCAL_RANK`` (when that GPU
+    exists).
     """
     if not dist.is_available():
         return False
@@ -137,7 +149,7 @@ def init_from_env(
         )
     if backend is None:
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and local_rank() < torch.cuda.device_count():
         torch.cuda.set_device(local_rank())
     dist.init_process_group(backend=backend, timeout=timeout)
     return is_distributed()
