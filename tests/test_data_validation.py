@@ -354,6 +354,19 @@ def test_values_too_large_to_standardise(df, big):
     assert validate_frame(ok, time_col="t", id_col="id", target_cols=["x", "y"]).n_series == 3
 
 
+def test_scaler_refuses_overflowing_moments():
+    from latentode.data import ChannelScaler, channel_moments
+
+    x = np.array([[1e300, 1.0], [-1e300, np.nan], [np.nan, 3.0]])
+    count, mean, var = channel_moments(x)
+    assert count.tolist() == [2, 2] and mean.tolist() == [0.0, 2.0]
+    assert np.isinf(var[0]) and var[1] == 1.0
+    with pytest.raises(ValueError, match=r"channel\(s\) \[0\] overflows float64"):
+        ChannelScaler().fit(x)
+    s = ChannelScaler().fit(x[:, 1:])
+    assert s.mean_.tolist() == [2.0] and s.scale_.tolist() == [1.0]
+
+
 def test_scaled_overflow_names_column_and_row(df):
     from latentode.data import ChannelScaler, TimeEncoder, pad_frame
 

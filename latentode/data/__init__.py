@@ -34,7 +34,7 @@ from .padding import (
     subset,
     to_padded,
 )
-from .scaling import ChannelScaler
+from .scaling import ChannelScaler, channel_moments
 from .time import TimeEncoder
 from .validation import ValidatedFrame, validate_frame
 
@@ -46,6 +46,7 @@ __all__ = [
     "TimeEncoder",
     "ValidatedFrame",
     "batch_indices",
+    "channel_moments",
     "iterate_batches",
     "observation_rates",
     "pad_frame",

@@ -47,6 +47,13 @@ class ChannelScaler:
         Returns
         -------
         self : ChannelScaler
+
+        Raises
+        ------
+        ValueError
+            For infinite values, or a channel whose mean or variance overflows float64 (values
+            too large to standardise; :func:`~latentode.data.validate_frame` names their column
+            and row).
         """
         x = _as_2d(X)
         if np.isinf(x).any():
