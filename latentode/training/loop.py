@@ -252,6 +252,7 @@ def fit_model(
                     if status == "done":
                         break
                     n_batches += 1
+                    bar.set_description(f"latentode fit (batch {n_batches})")  # shows progress
                     if status == "skipped":
                         n_skipped += 1
                         continue
