@@ -139,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         gradient="backprop", solver="rk4", n_traj_samples=3, max_epochs=args.epochs,
         batch_size=32, lr=1e-2, kl_warmup=5, validation_fraction=0.1, patience=6,
         device=args.device, random_state=args.seed, verbose=args.verbose,
+        n_jobs=max(1, args.threads),
     )
     est.fit(train)
     h = est.history_
