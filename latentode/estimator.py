@@ -426,6 +426,8 @@ class LatentODERegressor(BaseEstimator):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
+        for name, default in _ADDED_PARAMS.items():  # pickled before the parameter existed
+            state.setdefault(name, default)
         packed = state.get("model_")
         device = None
         if "device_" in state:
