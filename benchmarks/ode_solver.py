@@ -159,7 +159,9 @@ def rel_err(grads, ref) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="auto",
+                    help="a device or a comma-separated list run one after the other and shown "
+                    "side by side (default 'auto': 'cpu,cuda' when a GPU is present)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--budget", type=float, default=60.0, help="seconds per mode (caps repeats)")
     ap.add_argument("--quick", action="store_true", help="skip torchdiffeq's union adjoint")
@@ -167,8 +169,25 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    if args.device == "auto":
+        devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    else:
+        devices = [d.strip() for d in args.device.split(",") if d.strip()]
+    by_device = {dev: run_device(torch.device(dev), args) for dev in devices}
+    if len(by_device) > 1:
+        print("\nSide by side, median s of forward + backward:")
+        keys = list(dict.fromkeys(k for res in by_device.values() for k in res))
+        head = f"| {'mode':34s} | times      | " + " | ".join(f"{d:>9s}" for d in by_device) + " |"
+        print(head)
+        print("|" + "|".join("-" * len(c) for c in head.split("|")[1:-1]) + "|")
+        for name, tname in keys:
+            cells = " | ".join(f"{res[(name, tname)]:9.4f}" if (name, tname) in res else
+                               f"{'-':>9s}" for res in by_device.values())
+            print(f"| {name:34s} | {tname:10s} | {cells} |")
 
+
+def run_device(device: torch.device, args: argparse.Namespace) -> dict:
+    """Every mode on one device: print its table and ratios; return median seconds by mode."""
     modes: list[tuple[str, str, Callable, bool]] = [
         ("latentode backprop", "both", ours("backprop"), True),
         ("latentode adjoint", "both", ours("adjoint"), True),
@@ -243,6 +262,7 @@ def main() -> None:
     print(f"  torchdiffeq odeint_adjoint / our adjoint (shared): "
           f"{ratio(('latentode adjoint', 'shared'), ('torchdiffeq odeint_adjoint', 'shared'))} "
           f"(target >= 1x)")
+    return results
 
 
 if __name__ == "__main__":

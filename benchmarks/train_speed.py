@@ -149,6 +149,22 @@ def run_mode(args: argparse.Namespace, gradient: str) -> dict[str, Any]:
             calls["latent" if getattr(module, "dim", None) == 20 else "encoder"] += 1
 
     handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    # the fused paths evaluate the networks without calling the modules: count them too
+    import latentode.nn.encoder as enc_mod
+    from latentode.ode import adjoint as adj_mod
+
+    scan, call_mlp = enc_mod.odernn_scan, adj_mod._AdjointSystem._call_mlp
+
+    def counting_scan(xe, *a, **k):
+        calls["encoder"] += int(xe.shape[0])  # one flow evaluation per event
+        return scan(xe, *a, **k)
+
+    def counting_call(self, *a, **k):
+        calls["latent"] += 1
+        return call_mlp(self, *a, **k)
+
+    enc_mod.odernn_scan = counting_scan
+    adj_mod._AdjointSystem._call_mlp = counting_call
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -161,6 +177,7 @@ def run_mode(args: argparse.Namespace, gradient: str) -> dict[str, Any]:
         torch.cuda.synchronize(device)
     total = time.perf_counter() - start
     handle.remove()
+    enc_mod.odernn_scan, adj_mod._AdjointSystem._call_mlp = scan, call_mlp
     if device.type == "cuda":
         peak_mb = (torch.cuda.max_memory_allocated(device) - base) / 2**20
         mem_kind = "CUDA max allocated"
@@ -193,13 +210,40 @@ def run_mode(args: argparse.Namespace, gradient: str) -> dict[str, Any]:
     }
 
 
+def _devices(spec: str) -> list[str]:
+    """``"auto"``: the CPU, and CUDA beside it when present; else the comma-separated list."""
+    import torch
+
+    if spec == "auto":
+        return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    return [d.strip() for d in spec.split(",") if d.strip()]
+
+
+def _steady(r: dict[str, Any]) -> float:
+    """Mean s/epoch after the first epoch (which also pays warm-up and CUDA-graph capture)."""
+    sec = r["epoch_seconds"]
+    return float(np.mean(sec[1:])) if len(sec) > 1 else float(sec[0])
+
+
+def _side_by_side(results: Sequence[dict[str, Any]], scale: float) -> str:
+    """One row per mode, one column per device (steady s/epoch at the paper's epoch size)."""
+    rows: dict[str, dict[str, str]] = {}
+    for r in results:
+        row = rows.setdefault(r["mode"], {"mode": r["mode"]})
+        row[f"{r['device']} s/epoch @{PAPER_STAYS}"] = f"{_steady(r) * scale:.1f}"
+    return "side by side (steady epochs):\n" + pd.DataFrame(list(rows.values())).to_string(
+        index=False)
+
+
 def _table(results: Sequence[dict[str, Any]], scale: float) -> str:
     rows = []
     for r in results:
         rows.append({
+            "device": r["device"],
             "mode": r["mode"],
             "stays": r["n_stays"],
             "s/epoch (measured)": f"{r['s_per_epoch']:.1f}",
+            "steady s/epoch": f"{_steady(r):.2f}",
             f"s/epoch @{PAPER_STAYS} stays": f"{r['s_per_epoch'] * scale:.0f}",
             "prep s": f"{r['prep_s']:.1f}",
             "peak MB": f"{r['peak_mb']:.0f}",
@@ -217,7 +261,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                         help=f"PhysioNet archive or folder (default {DEFAULT_DATA})")
     parser.add_argument("--n-stays", type=int, default=PAPER_STAYS)
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto",
+                        help="a device or a comma-separated list, run side by side (default "
+                        "'auto': 'cpu,cuda' when a GPU is present, else 'cpu')")
     parser.add_argument("--encoder", default="odernn", choices=("odernn", "gru"))
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--modes", nargs="+", default=["backprop", "adjoint"],
@@ -240,13 +286,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             print("RESULT " + json.dumps(result), flush=True)
         return []
 
+    devices = _devices(args.device)
     results = []
-    for mode in args.modes:
+    for device, mode in [(d, m) for d in devices for m in args.modes]:
         if args.in_process:
+            args.device = device
             results.append(run_mode(args, mode))
             continue
         cmd = [sys.executable, str(Path(__file__).resolve()), *(argv or sys.argv[1:]),
-               "--_child", mode]
+               "--device", device, "--_child", mode]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [str(REPO), os.environ.get("PYTHONPATH", "")]))
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -259,14 +307,16 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     r0 = results[0]
     scale = PAPER_STAYS / r0["n_stays"]
     print(f"PhysioNet 2012, {r0['n_stays']} stays ({r0['n_rows']} rows; {r0['source']}), "
-          f"encoder {r0['encoder']}, batch {args.batch_size}, device {r0['device']} "
+          f"encoder {r0['encoder']}, batch {args.batch_size}, devices {','.join(devices)} "
           f"({r0['threads']} torch threads), {r0['epochs']} epoch(s); memory = {r0['memory']}")
     print(_table(results, scale))
     if scale != 1:
         print(f"(s/epoch @{PAPER_STAYS} stays = measured x {scale:g}, linear extrapolation)")
-    if len(results) == 2:
+    if len(results) == 2 and len(devices) == 1:
         ratio = results[1]["s_per_epoch"] / results[0]["s_per_epoch"]
         print(f"{results[1]['mode']} / {results[0]['mode']} time ratio: {ratio:.2f}")
+    if len(devices) > 1:
+        print(_side_by_side(results, scale))
     if ddp_results:
         print(_ddp_table(results, ddp_results, scale))
     results = results + ddp_results
