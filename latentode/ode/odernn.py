@@ -28,6 +28,7 @@ This module does the same arithmetic with fewer, larger pieces:
 from __future__ import annotations
 
 import os
+import warnings
 import weakref
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -293,6 +294,7 @@ class ScanGraphs:
     def __init__(self, max_entries: int = 64) -> None:
         self.max_entries = max_entries
         self.entries: dict[tuple, dict] = {}
+        self.broken = False
 
     @staticmethod
     def enabled(device: torch.device) -> bool:
@@ -353,7 +355,14 @@ class _Scan(torch.autograd.Function):
         flow = [(params[2 * i], params[2 * i + 1]) for i in range(n_flow)]
         gru = GRUParams(*params[2 * n_flow:])
         store = any(ctx.needs_input_grad)
-        ent = _GRAPHS.entry(xe, dt, jump, flow, gru) if use_graphs and store else None
+        ent = None
+        if use_graphs and store and not _GRAPHS.broken:
+            try:
+                ent = _GRAPHS.entry(xe, dt, jump, flow, gru)
+            except RuntimeError as err:  # capture refused (driver, memory): run eagerly
+                _GRAPHS.broken = True
+                warnings.warn(f"CUDA graph capture of the ODE-RNN scan failed ({err}); running "
+                              "it without graphs.", RuntimeWarning, stacklevel=2)
         if ent is not None:
             ent["xe"].copy_(xe)
             ent["dt"].copy_(dt)
