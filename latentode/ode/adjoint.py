@@ -223,7 +223,12 @@ class OdeintAdjoint(torch.autograd.Function):
                   torch.ones_like(start, dtype=torch.bool), start)
         system = _AdjointSystem(ctx.func, direction, params, dim, ctx.adj_cfg.tableau.b)
         with torch.no_grad():
+            # with the hand-written VJP an iteration is a pure tensor program: on CUDA it is
+            # captured once and replayed for every step
+            graphs = (system.layers is not None
+                      and os.environ.get("LATENTODE_CUDA_GRAPHS", "1") != "0")
             y_end = integrate(system, y0, r_out, ctx.adj_cfg, dense=False, record=False,
-                              jump=jump, time_of=lambda b, r: -float(direction[b]) * r)
+                              jump=jump, time_of=lambda b, r: -float(direction[b]) * r,
+                              cuda_graph=graphs)
         grad_z0 = y_end[:, dim:]
         return (grad_z0, None, None, None, None, None, *system.param_grads)

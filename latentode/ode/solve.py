@@ -17,6 +17,7 @@ device every ``check_every`` iterations only (every iteration on the CPU, where 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -53,6 +54,7 @@ def integrate(
     record: bool = True,
     jump: JumpFn | None = None,
     time_of: Callable[[int, float], float] | None = None,
+    cuda_graph: bool = False,
 ) -> torch.Tensor:
     """Integrate ``dy/ds = system(s, y)`` for every series from ``s_out[:, 0]`` to ``s_out[:, -1]``.
 
@@ -79,6 +81,12 @@ def integrate(
         run starting there); stop mode only.
     time_of : callable, optional
         ``time_of(series, s) -> t`` to report user times in errors.
+    cuda_graph : bool
+        On CUDA and without ``record``: run the first iteration eagerly, capture the next as a
+        CUDA graph and replay it for every later iteration (one launch per step instead of a few
+        hundred). The iteration must be a pure tensor program with fixed shapes: ``system`` and
+        ``jump`` may keep state only in tensors updated in place. Falls back to eager iterations
+        (with one warning) if capture fails.
 
     Returns
     -------
@@ -92,6 +100,7 @@ def integrate(
     y = y0
     done = s >= s_end
     out = None
+    step_of = theta_of = None
     if record and not dense:
         # states at the requested times: the state after the step that arrived there (step 0:
         # y0, for times equal to the start), gathered once at the end
@@ -126,23 +135,11 @@ def integrate(
     nonfinite = torch.zeros_like(n_steps)
     underflow = torch.zeros_like(done)
 
-    it = 0
-    while True:
-        if it % cfg.check_every == 0:
-            flags = torch.stack(
-                [
-                    done.all(),
-                    (n_steps > cfg.max_steps).any(),
-                    underflow.any(),
-                    (nonfinite > cfg.max_nonfinite).any(),
-                ]
-            ).tolist()
-            if flags[0]:
-                break
-            if any(flags[1:]):
-                _raise(flags, n_steps > cfg.max_steps, underflow, nonfinite > cfg.max_nonfinite,
-                       s, cfg, time_of)
-        it += 1
+    def body(state: list) -> list:
+        """One iteration: a step of every series (finished ones take zero-length steps)."""
+        nonlocal step_of, theta_of
+        s, y, h, done, n_steps, nonfinite, underflow, k1 = state
+        ratio = None
 
         # target of this step: the end (dense) or the next requested time (stop)
         if dense:
@@ -208,6 +205,37 @@ def integrate(
             scale = torch.maximum(s.abs(), one)
             underflow = ~done & ~accept & (h < tiny * scale)
         done = s >= s_end
+        return [s, y, h, done, n_steps, nonfinite, underflow, k1]
+
+    state = [s, y0, h, done, n_steps, nonfinite, underflow, k1]
+    graph = None
+    use_graph = cuda_graph and not record and s.device.type == "cuda" and not _GRAPH_BROKEN[0]
+    it = 0
+    while True:
+        s, done, n_steps, nonfinite, underflow = (state[0], state[3], state[4], state[5],
+                                                    state[6])
+        if it % cfg.check_every == 0:
+            flags = torch.stack(
+                [
+                    done.all(),
+                    (n_steps > cfg.max_steps).any(),
+                    underflow.any(),
+                    (nonfinite > cfg.max_nonfinite).any(),
+                ]
+            ).tolist()
+            if flags[0]:
+                break
+            if any(flags[1:]):
+                _raise(flags, n_steps > cfg.max_steps, underflow, nonfinite > cfg.max_nonfinite,
+                       s, cfg, time_of)
+        it += 1
+        if graph is not None:
+            graph.replay()
+        elif use_graph and not _GRAPH_BROKEN[0]:
+            state, graph = _capture(body, state)
+        else:
+            state = body(state)
+    s, y = state[0], state[1]
 
     if record and not dense:
         stacked = torch.stack(states, 1)  # (B, steps + 1, D)
@@ -218,6 +246,39 @@ def integrate(
         idx = step_of.view(batch, n_out, 1, 1).expand(-1, -1, coeffs.shape[2], dim)
         out = DenseOutput.evaluate(coeffs.gather(1, idx), theta_of)
     return out if record else y
+
+
+_GRAPH_BROKEN = [False]
+
+
+def _capture(body: Callable[[list], list], state: list) -> tuple[list, torch.cuda.CUDAGraph]:
+    """Run one iteration eagerly into static buffers, then capture the next one reading them.
+
+    Returns the static state (updated in place by every replay) and the graph. The capture
+    itself executes nothing, so the iteration count stays right.
+    """
+    dev = state[0].device
+    side = torch.cuda.Stream(device=dev)
+    side.wait_stream(torch.cuda.current_stream(dev))
+    with torch.cuda.stream(side):
+        new = body(state)  # the warm-up is a real iteration
+        static = [None if t is None else t.clone() for t in new]
+    torch.cuda.current_stream(dev).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
+            out = body(static)
+            for dst, src in zip(static, out):
+                if dst is not None:
+                    dst.copy_(src)
+    except RuntimeError as err:
+        _GRAPH_BROKEN[0] = True
+        warnings.warn(f"CUDA graph capture of the solver loop failed ({err}); running it "
+                      "without graphs.", RuntimeWarning, stacklevel=3)
+        torch.cuda.current_stream(dev).wait_stream(side)
+        return static, None
+    torch.cuda.current_stream(dev).wait_stream(side)
+    return static, graph
 
 
 def _raise(flags, too_many, underflow, nonfinite, s, cfg, time_of) -> None:
