@@ -288,10 +288,12 @@ class ScanGraphs:
     Each entry holds static input buffers (``xe``, ``dt``, ``jump``, ``grad_h``), the activation
     buffers and the captured forward and backward loops; a call copies its inputs into the static
     buffers and replays. Parameters are read in place (the optimiser updates them in place), so an
-    entry is keyed on their storage addresses too. Disabled with ``LATENTODE_CUDA_GRAPHS=0``.
+    entry is keyed on their storage addresses too; entries whose parameters were freed are
+    dropped, and at most ``max_entries`` are kept (oldest first out). Disabled with
+    ``LATENTODE_CUDA_GRAPHS=0``.
     """
 
-    def __init__(self, max_entries: int = 64) -> None:
+    def __init__(self, max_entries: int = 16) -> None:
         self.max_entries = max_entries
         self.entries: dict[tuple, dict] = {}
         self.broken = False
@@ -306,6 +308,10 @@ class ScanGraphs:
         An entry is in use from a forward pass until its backward pass (or until the autograd
         graph that would run it is freed): its activation buffers belong to that pass.
         """
+        # entries of networks that no longer exist only hold memory: drop them
+        dead = [k for k, e in self.entries.items() if any(r() is None for r in e["params"])]
+        for k in dead:
+            del self.entries[k]
         base = (tuple(xe.shape), xe.dtype, xe.device,
                 tuple(p.data_ptr() for pair in flow for p in pair),
                 tuple(p.data_ptr() for p in gru))
@@ -327,7 +333,9 @@ class ScanGraphs:
         ent = {"xe": xe.detach().clone(), "dt": dt.clone(), "jump": jump.clone(),
                "h": torch.empty(batch, hid, dtype=xe.dtype, device=xe.device),
                "grad_h": torch.zeros(batch, hid, dtype=xe.dtype, device=xe.device),
-               "bufs": bufs, "gbufs": gbufs, "owner": None}
+               "bufs": bufs, "gbufs": gbufs, "owner": None,
+               "params": [weakref.ref(p) for pair in flow for p in pair]
+               + [weakref.ref(p) for p in gru]}
         fwd = torch.cuda.CUDAGraph()
         bwd = torch.cuda.CUDAGraph()
         stream = torch.cuda.Stream(device=xe.device)
