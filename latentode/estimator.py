@@ -12,7 +12,6 @@ import functools
 import math
 import numbers
 import os
-import re
 import warnings
 import zlib
 from collections.abc import Callable, Hashable, Iterator, Sequence
@@ -29,7 +28,7 @@ from . import data as _data
 from .data.validation import external_stacklevel
 from .nn import OBS_WEIGHTINGS, LatentODE
 from .ode import GRADIENTS, METHODS, ODESolveError
-from .training import History, calibrate_spread, fit_model
+from .training import History, TrainingFailedError, calibrate_spread, fit_model
 from .training import distributed as _distd
 from .uncertainty import check_quantiles, mixture_quantiles, quantile_label, sample_mixture
 from .utils import (
@@ -64,24 +63,18 @@ def _with_n_jobs(method: _Method) -> _Method:
     return cast(_Method, wrapper)
 
 
-_FAILED_EPOCH = re.compile(r"^Every batch of epoch (\d+) ")
-
-
 def _fit_model(*args: Any, **kwargs: Any) -> History:
     """:func:`latentode.training.fit_model`, its failure worded for the estimator's user.
 
-    ``fit_model`` raises a RuntimeError when every batch of an epoch failed; its hints name
-    arguments of ``fit_model`` and say that the model holds the best weights, while the
+    ``fit_model`` raises :class:`TrainingFailedError` when every batch of an epoch failed; its
+    hints name arguments of ``fit_model`` and say that the model holds the best weights, while the
     estimator exposes other parameters and discards the model of a failed fit.
     """
     try:
         return fit_model(*args, **kwargs)
-    except RuntimeError as err:
-        failed = _FAILED_EPOCH.match(str(err))
-        if failed is None or isinstance(err, ODESolveError):
-            raise
+    except TrainingFailedError as err:
         raise RuntimeError(
-            f"Training failed in epoch {int(failed.group(1)) + 1}: every batch had a non-finite "
+            f"Training failed in epoch {err.epoch + 1}: every batch had a non-finite "
             "loss or gradient or a failed ODE solve (the warnings above say which). The "
             "estimator was left as it was (unfitted, or its previous fit). Try a lower lr, a "
             "longer kl_warmup, a larger max_steps if the solver's step budget was exhausted, "

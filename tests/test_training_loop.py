@@ -12,6 +12,7 @@ from latentode.nn import LatentODE, LossOutput
 from latentode.training import (
     EarlyStopping,
     History,
+    TrainingFailedError,
     drop_observations,
     evaluate_loss,
     exponential_kl_schedule,
@@ -150,9 +151,10 @@ def test_non_finite_batches_are_skipped_and_an_all_nan_epoch_raises():
     assert hist.records[0]["n_skipped"] == 1 and math.isfinite(hist.records[0]["train_loss"])
     assert torch.isfinite(model.w)
     model = _NaNModel(bad={2, 3})
-    with pytest.raises(RuntimeError, match="non-finite"):
+    with pytest.raises(TrainingFailedError, match="non-finite") as info:
         fit_model(model, _loader(data), None, max_epochs=3, lr=1e-2, kl_warmup=0,
                   n_traj_samples=1, verbose=0)
+    assert info.value.epoch == 1 and isinstance(info.value, RuntimeError)
     assert torch.isfinite(model.w)
 
 

@@ -3,7 +3,7 @@
 from .calibration import SCALE_GRID, calibrate_spread
 from .callbacks import Callback, CallbackProtocol, EarlyStopping, LambdaCallback, as_callback
 from .history import STOP_REASONS, History
-from .loop import OPTIMIZERS, fit_model
+from .loop import OPTIMIZERS, TrainingFailedError, fit_model
 from .objective import (
     KLSchedule,
     drop_observations,
@@ -16,6 +16,7 @@ from .objective import (
 
 __all__ = [
     "fit_model",
+    "TrainingFailedError",
     "calibrate_spread",
     "SCALE_GRID",
     "History",

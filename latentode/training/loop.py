@@ -26,7 +26,7 @@ from .objective import (
     split_forecast,
 )
 
-__all__ = ["fit_model", "OPTIMIZERS"]
+__all__ = ["fit_model", "OPTIMIZERS", "TrainingFailedError"]
 
 OPTIMIZERS = ("adamax", "adam")
 
@@ -34,6 +34,21 @@ Loader = Callable[[], Iterable[Batch]]
 
 # when the training loss is monitored, epochs whose KL weight is below this are not compared
 _FULL_KL = 0.99
+
+
+class TrainingFailedError(RuntimeError):
+    """Every batch of an epoch failed (non-finite loss or gradient, or a failed ODE solve).
+
+    Attributes
+    ----------
+    epoch : int
+        The failed epoch (0-based). The exception is chained from the epoch's last
+        :class:`~latentode.ode.ODESolveError`, if any.
+    """
+
+    def __init__(self, message: str, *, epoch: int) -> None:
+        super().__init__(message)
+        self.epoch = epoch
 
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -153,9 +168,9 @@ def fit_model(
 
     Raises
     ------
-    RuntimeError
-        If every batch of an epoch had a non-finite loss (or failed to solve); the best weights
-        seen so far are restored first.
+    TrainingFailedError
+        A :class:`RuntimeError`: every batch of an epoch had a non-finite loss (or failed to
+        solve); the best weights seen so far are restored first.
     ValueError
         If the training loader yields no batch, or for bad arguments.
     latentode.training.distributed.DistributedError
@@ -237,6 +252,7 @@ def fit_model(
             model.train()
             acc = torch.zeros(5, device=device, dtype=acc_dtype)  # loss, nll, kl, mse, n_obs
             n_batches = n_skipped = 0
+            last_solve_error: ODESolveError | None = None
             kl_weight = schedule(epoch, step)
             if distributed:
                 assert generator is not None
@@ -277,6 +293,7 @@ def fit_model(
                         out.loss.backward()
                     except ODESolveError as err:
                         n_skipped += 1
+                        last_solve_error = err
                         opt.zero_grad(set_to_none=True)
                         warnings.warn(f"Epoch {epoch}: skipped a batch whose ODE solve failed: "
                                       f"{err}", RuntimeWarning, stacklevel=2)
@@ -295,12 +312,12 @@ def fit_model(
             if n_batches == 0:
                 raise ValueError("train_loader() yielded no batches.")
             if n_skipped == n_batches:
-                raise RuntimeError(
+                raise TrainingFailedError(
                     f"Every batch of epoch {epoch} had a non-finite loss/gradient or a failed ODE "
                     "solve; training cannot continue (try a lower lr, grad_clip, a smaller "
                     "KL warm-up or checking the data for extreme values). The best weights seen "
-                    "so far were restored."
-                )
+                    "so far were restored.", epoch=epoch,
+                ) from last_solve_error
             if n_skipped and rank == 0:
                 warnings.warn(
                     f"Epoch {epoch}: skipped {n_skipped}/{n_batches} batches with a non-finite "
