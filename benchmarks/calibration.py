@@ -149,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         latent_dim=args.latent_dim, rec_dim=24, units=48, n_layers=1, gru_units=48,
         encoder="gru", gradient="backprop", solver=args.solver, max_epochs=args.epochs,
         batch_size=32, lr=1e-2, kl_warmup=5, patience=args.patience, device="cpu",
+        n_jobs=max(1, args.threads),
         random_state=args.seed, verbose=args.verbose, obs_dropout=args.obs_dropout,
     )
     est.fit(train)

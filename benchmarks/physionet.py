@@ -205,7 +205,7 @@ def build_estimator(args: argparse.Namespace) -> Any:
         validation_fraction=args.val_fraction, early_stopping=args.val_fraction > 0,
         obs_std="learned" if args.obs_std == "learned" else float(args.obs_std),
         poisson_process=args.poisson, device=args.device, random_state=args.seed,
-        verbose=args.verbose,
+        verbose=args.verbose, n_jobs=getattr(args, "threads", 1) or -1,
     )
 
 

@@ -138,7 +138,7 @@ def run_mode(args: argparse.Namespace, gradient: str) -> dict[str, Any]:
         gradient=gradient, solver="dopri5", rtol=1e-3, atol=1e-4, n_traj_samples=3,
         max_epochs=args.epochs, batch_size=args.batch_size, lr=1e-2, kl_warmup=10,
         validation_fraction=0.0, early_stopping=False, device=device, random_state=args.seed,
-        verbose=0,
+        verbose=0, n_jobs=args.threads or -1,  # the estimator sets its own thread count
     )
     calls = {"latent": 0, "encoder": 0}
 
