@@ -23,7 +23,7 @@ Predict at every row of ``df`` (rows with NaN targets included)::
 Query rows of another frame (e.g. forecast times) use ``vf.lookup_series(ids)`` for their codes.
 """
 
-from .batch import Batch
+from ..batch import Batch
 from .loader import batch_indices, iterate_batches, split_series
 from .padding import (
     PaddedQuery,

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .batch import Batch
+from ..batch import Batch
 from .padding import PaddedSeries
 
 __all__ = ["iterate_batches", "batch_indices", "split_series"]

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from latentode.data.batch import Batch
+from latentode.batch import Batch
 from latentode.ode import odeint
 
 from .decoder import Decoder, ObservationNoise
@@ -131,7 +131,7 @@ class LatentODE(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from latentode.data.batch import Batch
+    >>> from latentode.batch import Batch
     >>> model = LatentODE(n_channels=2, latent_dim=4, rec_dim=8, units=16, n_layers=1)
     >>> times = torch.linspace(0, 1, 5).expand(3, 5)
     >>> values = torch.randn(3, 5, 2)

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from latentode.data.batch import Batch
+from latentode.batch import Batch
 
 from .objective import drop_observations, split_forecast
 

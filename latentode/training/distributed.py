@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from latentode.data.batch import Batch
+from latentode.batch import Batch
 
 __all__ = [
     "DistributedError",

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from latentode.data.batch import Batch
+from latentode.batch import Batch
 from latentode.nn import OBS_WEIGHTINGS, ODESolveError
 
 from . import distributed as _dist

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 import torch
 from torch import nn
 
-from latentode.data.batch import Batch
+from latentode.batch import Batch
 
 from . import distributed as _dist
 
@@ -108,7 +108,7 @@ def drop_observations(
     Examples
     --------
     >>> import torch
-    >>> from latentode.data.batch import Batch
+    >>> from latentode.batch import Batch
     >>> b = Batch(torch.zeros(1, 4), torch.ones(1, 4, 1), torch.ones(1, 4, 1), torch.tensor([4]))
     >>> g = torch.Generator().manual_seed(0)
     >>> int(drop_observations(b, 0.5, g).mask.sum()) <= 4
@@ -153,7 +153,7 @@ def split_forecast(batch: Batch, fraction: float) -> tuple[Batch, Batch]:
     Examples
     --------
     >>> import torch
-    >>> from latentode.data.batch import Batch
+    >>> from latentode.batch import Batch
     >>> t = torch.tensor([[0.0, 0.25, 0.5, 1.0]])
     >>> b = Batch(t, torch.ones(1, 4, 1), torch.ones(1, 4, 1), torch.tensor([4]))
     >>> cond, target = split_forecast(b, 0.5)

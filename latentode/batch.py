@@ -1,0 +1,53 @@
+"""The padded mini-batch the model layer consumes (torch only).
+
+:class:`Batch` is the one type shared by the data layer (which builds it), the model layer
+(`latentode.nn`) and training (`latentode.training`). It lives at the top of the package, outside
+`latentode.data`, so that importing it never runs `latentode.data.__init__` (pandas).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+
+@dataclass
+class Batch:
+    """A mini-batch of ragged series, padded to a common length.
+
+    Attributes
+    ----------
+    times : torch.Tensor
+        ``(B, N)`` model times, ascending per series; padded positions repeat the last valid time.
+    values : torch.Tensor
+        ``(B, N, C)`` standardised values, 0 where unobserved.
+    mask : torch.Tensor
+        ``(B, N, C)`` float mask, 1 where a value was observed.
+    lengths : torch.Tensor
+        ``(B,)`` long, number of valid time points of each series (at least 1).
+    """
+
+    times: torch.Tensor
+    values: torch.Tensor
+    mask: torch.Tensor
+    lengths: torch.Tensor
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Batch:
+        """Return a copy on ``device`` (floating tensors cast to ``dtype`` if given)."""
+        out = {}
+        for f in fields(self):
+            x = getattr(self, f.name)
+            if dtype is not None and x.is_floating_point():
+                out[f.name] = x.to(device=device, dtype=dtype, non_blocking=True)
+            else:
+                out[f.name] = x.to(device=device, non_blocking=True)
+        return Batch(**out)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.times.shape[0])
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.values.shape[-1])
