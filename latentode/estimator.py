@@ -16,7 +16,8 @@ import warnings
 import zlib
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from numbers import Integral, Real
+from typing import Any, ClassVar, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -25,8 +26,18 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from . import data as _data
+from ._param_validation import (
+    Boolean,
+    CheckedBy,
+    InstanceOf,
+    Interval,
+    IsCallable,
+    Options,
+    validate_params,
+)
 from .data.validation import external_stacklevel
 from .nn import OBS_WEIGHTINGS, LatentODE
+from .nn.model import ENCODERS
 from .ode import GRADIENTS, METHODS, ODESolveError
 from .training import History, TrainingFailedError, calibrate_spread, fit_model
 from .training import distributed as _distd
@@ -42,7 +53,6 @@ from .utils import (
 
 __all__ = ["LatentODERegressor"]
 
-ENCODERS = ("odernn", "gru")
 _SCORE_SAMPLES = 10  # trajectory samples of the IWAE estimate used by ``score``
 _DEFAULT_STEP = 0.02  # fixed-step solvers: model-time step when ``step_size=None``
 _QUANTILE_SAMPLES = 100  # default posterior samples behind predictive quantiles
@@ -320,6 +330,53 @@ class LatentODERegressor(BaseEstimator):
     (60, 3)
     """
 
+    #: What each parameter may be, declared once (scikit-learn's ``_parameter_constraints``
+    #: convention, with latentode's own constraint objects and error wording, see
+    #: :mod:`latentode._param_validation`). :meth:`fit` checks it before touching the data and
+    #: ``load`` re-checks a file's parameters with it. The option tuples are those of the layer
+    #: that owns the choice (``nn`` encoders and observation weightings, ``ode`` solvers and
+    #: gradients); the layers below still check the arguments of their own public functions.
+    _parameter_constraints: ClassVar[dict[str, Any]] = {
+        "latent_dim": [Interval(Integral, 1, None, closed="left")],
+        "encoder": [Options(ENCODERS)],
+        "rec_dim": [Interval(Integral, 1, None, closed="left")],
+        "units": [Interval(Integral, 1, None, closed="left")],
+        "n_layers": [Interval(Integral, 0, None, closed="left")],
+        "gru_units": [Interval(Integral, 1, None, closed="left")],
+        "gradient": [Options(GRADIENTS)],
+        "solver": [Options(METHODS)],
+        "rtol": [Interval(Real, 0, None, closed="neither")],
+        "atol": [Interval(Real, 0, None, closed="neither")],
+        "step_size": [None, Interval(Real, 0, None, closed="neither")],
+        "n_traj_samples": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "lr_decay": [None, Interval(Real, 0, 1, closed="right")],
+        "kl_warmup": [None, Interval(Real, 0, None, closed="left",
+                                     description="be a non-negative number of epochs"),
+                      Options(("exponential",)), IsCallable()],
+        "obs_dropout": [Interval(Real, 0, 1, closed="left")],
+        "obs_weighting": [Options(OBS_WEIGHTINGS)],
+        "forecast_split": [None, Interval(Real, 0, 1, closed="neither")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "early_stopping": [Boolean()],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "poisson_process": [Boolean()],
+        "obs_std": [Options(("learned",)),
+                    Interval(Real, 0, None, closed="neither", description="be a positive float")],
+        "calibrate": [Boolean()],
+        # resolved, and checked, by utils.resolve_device when fit runs: whether CUDA exists is a
+        # property of the machine, not of the parameter (load checks the stored string itself)
+        "device": "no_validation",
+        "random_state": [None, Interval(Integral), InstanceOf(np.random.RandomState,
+                                                              "a numpy RandomState")],
+        "verbose": [Interval(Integral, 0, None, closed="left")],
+        "warm_start": [Boolean()],
+        "max_steps": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [CheckedBy(resolve_n_jobs)],  # also run by every public method
+    }
+
     def __init__(
         self,
         latent_dim: int = 20,
@@ -445,78 +502,10 @@ class LatentODERegressor(BaseEstimator):
             self.__dict__.update(state)
 
     def _validate_params(self) -> None:
-        """Check constructor parameters (called by :meth:`fit`); raise a ValueError naming one."""
-
-        def _int(name: str, low: int) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
-
-        def _positive(name: str) -> None:
-            value = getattr(self, name)
-            if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-                    or not math.isfinite(value) or value <= 0):
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
-
-        def _choice(name: str, options: Sequence[str]) -> None:
-            value = getattr(self, name)
-            if value not in options:
-                raise ValueError(f"{name} must be one of {tuple(options)}, got {value!r}.")
-
-        def _bool(name: str) -> None:
-            value = getattr(self, name)
-            if not isinstance(value, (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False, got {value!r}.")
-
-        def _in(name: str, inside: Callable[[float], bool], interval: str,
-                optional: bool = False) -> None:
-            value = getattr(self, name)
-            if optional and value is None:
-                return
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not inside(value):
-                allowed = f"be None or lie in {interval}" if optional else f"lie in {interval}"
-                raise ValueError(f"{name} must {allowed}, got {value!r}.")
-
-        for name in ("latent_dim", "rec_dim", "units", "gru_units", "n_traj_samples",
-                     "batch_size", "patience", "max_steps"):
-            _int(name, 1)
-        resolve_n_jobs(self.n_jobs)  # ValueError naming n_jobs
-        for name in ("n_layers", "max_epochs", "verbose"):
-            _int(name, 0)
-        for name in ("rtol", "atol", "lr"):
-            _positive(name)
-        if self.step_size is not None:
-            _positive("step_size")
-        _choice("encoder", ENCODERS)
-        _choice("gradient", GRADIENTS)
-        _choice("solver", METHODS)
-        for name in ("early_stopping", "poisson_process", "warm_start", "calibrate"):
-            _bool(name)
-        _choice("obs_weighting", OBS_WEIGHTINGS)
-        _in("obs_dropout", lambda v: 0.0 <= v < 1.0, "[0, 1)")
-        _in("validation_fraction", lambda v: 0.0 <= v < 1.0, "[0, 1)")
-        _in("forecast_split", lambda v: 0.0 < v < 1.0, "(0, 1)", optional=True)
-        _in("lr_decay", lambda v: 0.0 < v <= 1.0, "(0, 1]", optional=True)
-        kw = self.kl_warmup
-        if not (kw is None or kw == "exponential" or callable(kw) or (
-                isinstance(kw, numbers.Real) and not isinstance(kw, bool)
-                and math.isfinite(kw) and kw >= 0)):
-            raise ValueError(
-                "kl_warmup must be None, a non-negative number of epochs, 'exponential' or a "
-                f"callable, got {kw!r}."
-            )
-        if not (self.obs_std == "learned" or (
-                isinstance(self.obs_std, numbers.Real) and not isinstance(self.obs_std, bool)
-                and math.isfinite(self.obs_std) and self.obs_std > 0)):
-            raise ValueError(
-                f"obs_std must be 'learned' or a positive float, got {self.obs_std!r}."
-            )
-        rs = self.random_state
-        if not (rs is None or isinstance(rs, np.random.RandomState) or (
-                isinstance(rs, numbers.Integral) and not isinstance(rs, bool))):
-            raise ValueError(
-                f"random_state must be None, an int or a numpy RandomState, got {rs!r}."
-            )
+        """Check the parameters against :attr:`_parameter_constraints` (called by :meth:`fit`
+        and by :func:`latentode.io.load_estimator`); raise a ValueError naming the first bad one.
+        """
+        validate_params(self._parameter_constraints, self.get_params(deep=False))
 
     # ------------------------------------------------------------------ fit
     @_with_n_jobs
