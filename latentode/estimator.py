@@ -142,23 +142,28 @@ class LatentODERegressor(BaseEstimator):
     rec_dim : int, default=40
         Hidden state size of the recognition network.
     units : int, default=50
-        Hidden width of the latent dynamics MLP (and the encoder's output head).
+        Hidden width of the latent dynamics MLP, of the ODE-RNN encoder's recurrent dynamics
+        MLP, of the encoder's output head and of the Poisson intensity network.
     n_layers : int, default=3
-        Hidden layers of the latent dynamics MLP.
+        Hidden layers of the latent dynamics MLP and of the ODE-RNN encoder's recurrent
+        dynamics MLP.
     gru_units : int, default=50
         Hidden width of the encoder's GRU gates.
     gradient : {"adjoint", "backprop"}, default="adjoint"
         Gradients of the latent ODE solve: continuous adjoint (constant memory) or automatic
         differentiation through the solver (faster for small models, more memory).
-    solver : {"dopri5", "rk4", "euler"}, default="dopri5"
-        ODE solver of the latent trajectory.
+    solver : {"dopri5", "bosh3", "rk4", "euler"}, default="dopri5"
+        ODE solver of the latent trajectory (:func:`latentode.ode.odeint`): adaptive
+        Dormand-Prince 5(4) or Bogacki-Shampine 3(2), or fixed-step RK4 or Euler (see
+        ``step_size``).
     rtol, atol : float, default=1e-3, 1e-4
-        Tolerances of the adaptive solver.
+        Tolerances of the adaptive solvers (``"dopri5"``, ``"bosh3"``), also used by the
+        adjoint's backward solve.
     step_size : float or None, default=None
         Step of the fixed-step solvers (``"rk4"``, ``"euler"``) in model time, where the median
         series spans 1 (see :class:`~latentode.data.TimeEncoder`); steps are also shortened to
         land on each requested time. None means 0.02 (50 steps per typical series, the ODE-RNN
-        encoder's step). Ignored by ``"dopri5"``.
+        encoder's step). Ignored by the adaptive ``"dopri5"`` and ``"bosh3"``.
     n_traj_samples : int, default=3
         Trajectory samples of the IWAE training bound.
     max_epochs : int, default=100
@@ -171,9 +176,11 @@ class LatentODERegressor(BaseEstimator):
         Multiply the learning rate by this factor after every epoch, down to ``lr / 10`` (the
         reference decays by 0.999 per mini-batch, about 0.88 per epoch on PhysioNet). None keeps
         it constant. Must lie in (0, 1].
-    kl_warmup : float or "exponential" or None, default=10
+    kl_warmup : float, "exponential", callable or None, default=10
         KL warm-up: the KL weight ramps linearly to 1 over this many epochs; ``"exponential"``
-        uses the reference schedule; 0 or None disables warm-up.
+        uses the reference schedule; a callable ``(epoch, step) -> weight`` gives the weight
+        itself (:func:`latentode.training.objective.kl_weight_schedule`); 0 or None disables
+        warm-up.
     obs_dropout : float, default=0.0
         At every training step, hide this fraction of each series' observed values from the
         encoder while still scoring them, so the model learns to predict values it was not
@@ -195,8 +202,9 @@ class LatentODERegressor(BaseEstimator):
         which suits :meth:`predict`. Must lie in (0, 1).
     validation_fraction : float, default=0.1
         Fraction of the *series* held out to monitor validation loss (early stopping and best
-        weights). 0 monitors the training loss instead. Ignored (no validation) when it would
-        leave no series for validation or training.
+        weights). 0 monitors the training loss instead. Any positive fraction holds out at
+        least one series and keeps at least one for training; with a single series there is no
+        validation.
     early_stopping : bool, default=True
         Stop when the monitored loss has not improved for ``patience`` epochs. The best weights
         are always restored at the end of training (also after Ctrl-C).
@@ -210,11 +218,15 @@ class LatentODERegressor(BaseEstimator):
         ELBO a near-deterministic autoencoder), or fixed.
     calibrate : bool, default=True
         After training, rescale the predictive spread per channel on the validation series
-        (:func:`latentode.training.calibrate_spread`: 20 % of their observed values hidden,
-        three rounds, the factor maximising their predictive log-likelihood), so that
-        ``quantiles`` and :meth:`sample` intervals reach their nominal coverage. The factors
+        so that ``quantiles`` and :meth:`sample` intervals reach their nominal coverage
+        (:func:`latentode.training.calibrate_spread` with ``criterion="coverage"``: in three
+        rounds, 20 % of their observed values are hidden from the encoder, or with
+        ``forecast_split`` their future values are held out, and each channel takes the factor
+        whose central 10 % to 95 % intervals of the held-out values come closest to their
+        nominal coverage; a channel with fewer than 20 held-out values keeps 1). The factors
         are in ``model_.spread_scale``; point predictions are unchanged. Needs validation
-        series (``validation_fraction > 0``); otherwise the factors stay 1.
+        series (``validation_fraction > 0`` and two or more series); otherwise the factors
+        stay 1.
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
         Where to train and predict; ``"auto"`` uses CUDA when available.
     random_state : int, RandomState instance or None, default=None

@@ -3,9 +3,11 @@ constraint language behind it (:mod:`latentode._param_validation`)."""
 
 from __future__ import annotations
 
+import ast
 import inspect
 import math
 import numbers
+import re
 
 import numpy as np
 import pytest
@@ -158,3 +160,40 @@ def test_bad_constraints_are_refused() -> None:
         Interval(float, 0, 1)
     with pytest.raises(ValueError):
         Interval(numbers.Real, 0, 1, closed="open")
+
+
+def _documented_types() -> dict[str, str]:
+    """``{name: type line}`` of the class docstring's Parameters section (``a, b : float``)."""
+    doc = LatentODERegressor.__doc__ or ""
+    section = doc.split("    Parameters\n    ----------\n", 1)[1].split("\n    Attributes\n", 1)[0]
+    out = {}
+    for line in section.splitlines():
+        m = re.match(r"^    (\w+(?:, \w+)*) : (.+)$", line)
+        if m:
+            out.update({name: m.group(2) for name in m.group(1).split(", ")})
+    return out
+
+
+def test_docstring_documents_every_parameter() -> None:
+    assert sorted(_documented_types()) == sorted(TABLE)
+
+
+@pytest.mark.parametrize("name", [n for n, c in TABLE.items()
+                                  if c != "no_validation" and isinstance(c[0], Options)
+                                  and len(c) == 1])
+def test_docstring_lists_exactly_the_accepted_options(name: str) -> None:
+    # e.g. ``solver : {"dopri5", "bosh3", "rk4", "euler"}`` must be ode.METHODS
+    braces = re.match(r"^\{(.*)\}", _documented_types()[name])
+    assert braces, _documented_types()[name]
+    assert re.findall(r'"(\w+)"', braces.group(1)) == list(TABLE[name][0].options)
+
+
+def test_docstring_defaults_are_the_signature_defaults() -> None:
+    defaults = {k: p.default for k, p in inspect.signature(LatentODERegressor).parameters.items()}
+    for name, text in _documented_types().items():
+        m = re.search(r"default=(.+)$", text)
+        assert m, name
+        documented = m.group(1).split(", ")  # ``rtol, atol : float, default=1e-3, 1e-4``
+        group = [n for n, t in _documented_types().items() if t == text]
+        value = documented[group.index(name)] if len(documented) == len(group) else m.group(1)
+        assert ast.literal_eval(value) == defaults[name], name
