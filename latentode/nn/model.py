@@ -104,10 +104,10 @@ class LatentODE(nn.Module):
         Hidden width of the encoder's GRU gates.
     poisson_process : bool
         Model the observation times with a per-channel Poisson process.
-    method : {"dopri5", "rk4", "euler"}
-        Solver of the latent ODE.
+    method : {"dopri5", "bosh3", "rk4", "euler"}
+        Solver of the latent ODE (:data:`latentode.ode.METHODS`).
     rtol, atol : float
-        Tolerances of the adaptive solver.
+        Tolerances of the adaptive solvers (``"dopri5"``, ``"bosh3"``).
     gradient : {"adjoint", "backprop"}
         Gradient mode of the latent ODE solve.
     obs_std : "learned" or float
