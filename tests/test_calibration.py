@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _settings
 import numpy as np
 import pytest
 import torch
@@ -114,9 +115,7 @@ def _frame(n_series=40, n_points=15, seed=0):
     return pd.concat(parts, ignore_index=True)
 
 
-TINY = dict(latent_dim=3, rec_dim=6, units=12, n_layers=1, gru_units=12, encoder="gru",
-            solver="rk4", gradient="backprop", max_epochs=2, batch_size=16, verbose=0,
-            random_state=0, device="cpu")
+TINY = {**_settings.TINY, "solver": "rk4", "batch_size": 16}
 
 
 def test_estimator_calibrates_on_validation_series_only_when_asked():

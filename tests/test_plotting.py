@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _settings
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,28 +13,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from latentode import LatentODERegressor, plot_forecast  # noqa: E402
 
-TINY = dict(latent_dim=3, rec_dim=6, units=12, n_layers=1, gru_units=12, encoder="gru",
-            gradient="backprop", max_epochs=1, batch_size=8, verbose=0, random_state=0,
-            device="cpu")
-
-
-def _frame(n_series: int = 6, n_points: int = 15, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    parts = []
-    for i in range(n_series):
-        t = np.sort(rng.uniform(0.0, 5.0, n_points))
-        x = np.sin(t + i) + 0.05 * rng.standard_normal(n_points)
-        v = np.cos(t + i) + 0.05 * rng.standard_normal(n_points)
-        x[rng.random(n_points) < 0.3] = np.nan
-        v[np.isnan(x) & (rng.random(n_points) < 0.5)] = np.nan
-        keep = ~(np.isnan(x) & np.isnan(v))
-        parts.append(pd.DataFrame({"id": f"s{i}", "t": t[keep], "x": x[keep], "v": v[keep]}))
-    return pd.concat(parts, ignore_index=True)
+TINY = {**_settings.TINY, "max_epochs": 1}
 
 
 @pytest.fixture(scope="module")
-def df() -> pd.DataFrame:
-    return _frame()
+def df(make_oscillators) -> pd.DataFrame:
+    return make_oscillators(n_series=6, n_points=15, span=5.0, missing=0.3, noise=0.05)
 
 
 @pytest.fixture(scope="module")

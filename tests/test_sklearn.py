@@ -37,23 +37,9 @@ from sklearn.utils.validation import check_is_fitted
 from latentode import LatentODERegressor
 
 
-def oscillators(n_series: int = 8, n_points: int = 15, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    frames = []
-    for i in range(n_series):
-        t = np.sort(rng.uniform(0.0, 5.0, n_points))
-        w, p = rng.uniform(0.8, 1.6), rng.uniform(0, 2 * np.pi)
-        x = np.exp(-0.1 * t) * np.cos(w * t + p)
-        x[rng.random(n_points) < 0.2] = np.nan
-        x[0] = 1.0
-        v = np.exp(-0.1 * t) * np.sin(w * t + p)
-        frames.append(pd.DataFrame({"id": i, "t": t, "x": x, "v": v}))
-    return pd.concat(frames, ignore_index=True)
-
-
 @pytest.fixture(scope="module")
-def df() -> pd.DataFrame:
-    return oscillators()
+def df(make_oscillators) -> pd.DataFrame:
+    return make_oscillators(n_series=8, n_points=15, span=5.0)
 
 
 @pytest.mark.parametrize(

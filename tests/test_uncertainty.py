@@ -119,16 +119,8 @@ def test_interval_coverage():
 
 
 @pytest.fixture(scope="module")
-def series():
-    rng = np.random.default_rng(0)
-    parts = []
-    for i in range(8):
-        t = np.sort(rng.uniform(0.0, 6.0, 15))
-        x = np.sin(t + i) + 0.1 * rng.standard_normal(15)
-        v = np.cos(t + i) + 0.1 * rng.standard_normal(15)
-        v[rng.random(15) < 0.3] = np.nan
-        parts.append(pd.DataFrame({"id": f"s{i}", "t": t, "x": x, "v": v}))
-    return pd.concat(parts, ignore_index=True)
+def series(make_oscillators):
+    return make_oscillators(n_series=8, n_points=15, missing=0.3, noise=0.1)
 
 
 @pytest.fixture(scope="module")
