@@ -15,6 +15,8 @@ make_periodic
     Noisy irregularly sampled sinusoids (the Latent ODE paper's toy data).
 make_damped_oscillators, damped_oscillator_matrix
     A damped harmonic oscillator with known linear dynamics.
+make_spirals
+    The Neural ODE paper's noisy 2-D spirals, observed irregularly, with their noise-free future.
 """
 
 from .physionet import (
@@ -27,6 +29,7 @@ from .physionet import (
     physionet_minmax,
     scale_physionet,
 )
+from .spirals import Spirals, make_spirals
 from .synthetic import damped_oscillator_matrix, make_damped_oscillators, make_periodic
 
 __all__ = [
@@ -41,4 +44,6 @@ __all__ = [
     "make_periodic",
     "make_damped_oscillators",
     "damped_oscillator_matrix",
+    "make_spirals",
+    "Spirals",
 ]

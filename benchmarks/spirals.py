@@ -1,0 +1,112 @@
+"""The Neural ODE paper's spirals (Chen et al. 2018, Table 2): extrapolation RMSE (issue #18).
+
+Data: :func:`latentode.datasets.make_spirals` (1,000 spirals, half clockwise; a window of 100
+grid steps, ``--observed`` of them observed with noise std 0.3; target: the noise-free path at
+the next 100 steps). ``--n-train`` series train the model, the rest are scored: each test series
+is conditioned on its observations and predicted at its future times (rows with NaN values in
+the frame passed to ``predict``). RMSE over both coordinates of every future point, beside LOCF
+(the last observation carried forward) and the published figures.
+
+    python benchmarks/spirals.py                         # 30, 50 and 100 observed points
+    python benchmarks/spirals.py --observed 30 --epochs 100 --param latent_dim=6
+
+``--param name=value`` (repeatable) sets any :class:`~latentode.LatentODERegressor` parameter
+(values parsed as Python literals); everything else stays at the estimator's defaults, except
+``max_epochs`` (``--epochs``), ``random_state`` and ``verbose``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PAPER = {30: (0.3937, 0.1642), 50: (0.3202, 0.1502), 100: (0.1813, 0.1346)}  # (RNN, Latent ODE)
+
+
+def locf_rmse(observed: pd.DataFrame, future: pd.DataFrame) -> float:
+    """RMSE of carrying each series' last observation forward over its future."""
+    last = observed.sort_values(["id", "t"]).groupby("id")[["x", "y"]].last()
+    pred = last.loc[future["id"]].to_numpy()
+    return float(np.sqrt(np.mean((pred - future[["x", "y"]].to_numpy()) ** 2)))
+
+
+def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from latentode import LatentODERegressor
+    from latentode.datasets import make_spirals
+
+    data = make_spirals(args.n_spirals, n_observed=n_observed, noise=0.3,
+                        random_state=args.seed)
+    train_ids = np.arange(args.n_train)
+    obs, fut = data.observed, data.future
+    train = obs[obs["id"].isin(train_ids)]
+    test_obs = obs[~obs["id"].isin(train_ids)]
+    test_fut = fut[~fut["id"].isin(train_ids)]
+    est = LatentODERegressor(**{"max_epochs": args.epochs, "random_state": args.seed,
+                                "verbose": args.verbose, **params})
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        est.fit(train, time_col="t", id_col="id")
+    fit_s = time.perf_counter() - start
+    query = pd.concat([test_obs, test_fut.assign(x=np.nan, y=np.nan)], ignore_index=True)
+    pred = est.predict(query)
+    is_future = np.r_[np.zeros(len(test_obs), bool), np.ones(len(test_fut), bool)]
+    got = pred.loc[is_future, ["x", "y"]].to_numpy()
+    truth = test_fut[["x", "y"]].to_numpy()
+    rmse = float(np.sqrt(np.mean((got - truth) ** 2)))
+    hist = est.history_
+    return {
+        "observed": n_observed, "rmse": rmse, "locf": locf_rmse(test_obs, test_fut),
+        "paper_rnn": PAPER.get(n_observed, (None, None))[0],
+        "paper_latent_ode": PAPER.get(n_observed, (None, None))[1],
+        "fit_s": fit_s, "epochs": hist.n_epochs, "best_epoch": hist.best_epoch,
+        "stopped": hist.stopped_reason, "threads": torch.get_num_threads(),
+        "params": {k: v for k, v in est.get_params().items() if k in params},
+    }
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--observed", type=int, nargs="+", default=[30, 50, 100])
+    ap.add_argument("--n-spirals", type=int, default=1000)
+    ap.add_argument("--n-train", type=int, default=800)
+    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--verbose", type=int, default=0)
+    ap.add_argument("--out", default=None, help="write the results as JSON here")
+    args = ap.parse_args(argv)
+    params = {}
+    for item in args.param:
+        name, _, value = item.partition("=")
+        try:
+            params[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            params[name] = value
+    results = []
+    print("| observed | latent ODE RMSE | LOCF | paper RNN | paper latent ODE | fit s | epochs "
+          "(best) | settings |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n in args.observed:
+        r = run(n, args, params)
+        results.append(r)
+        print(f"| {n} | {r['rmse']:.4f} | {r['locf']:.3f} | {r['paper_rnn']} | "
+              f"{r['paper_latent_ode']} | {r['fit_s']:.0f} | {r['epochs']} ({r['best_epoch'] + 1})"
+              f" | {r['params'] or 'defaults'} |", flush=True)
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(results, fh, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()
