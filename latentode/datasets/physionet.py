@@ -31,7 +31,7 @@ Protocol of the paper's code (YuliaRubanova/latent_ode, ``physionet.py`` and
   :func:`physionet_minmax`. Because the archive holds negative temperatures this is *not* a
   ``[0, 1]`` range (Temp reaches 1.42), so two options exist: ``scaling="paper"`` (exactly the
   paper's formula) and ``scaling="minmax"`` (``(x - min) / (max - min)``, exactly ``[0, 1]``).
-* **Metric**: :func:`paper_mse`.
+* **Metric**: :func:`latentode.evaluation.paper_mse` (re-exported here, its former home).
 
 Licence of the data: PhysioNet open access, Open Data Commons Attribution 1.0 (ODC-By 1.0).
 Cite Silva et al., Computing in Cardiology 2012;39:245-248 and Goldberger et al., Circulation
@@ -52,6 +52,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+
+from latentode.evaluation.metrics import paper_mse  # re-exported: its home before #17
 
 __all__ = [
     "PHYSIONET_PARAMETERS",
@@ -638,79 +640,3 @@ def scale_physionet(
     out = df.copy()
     out[cols] = (df[cols] - lo) / div
     return out
-
-
-def paper_mse(
-    y_true_scaled: np.ndarray,
-    y_pred_scaled: np.ndarray,
-    mask: np.ndarray | None = None,
-    *,
-    empty: Literal["zero", "skip"] = "zero",
-) -> float:
-    """Mean squared error as computed in the Latent ODE paper (``lib/likelihood_eval.py``).
-
-    For every series and feature the squared error is averaged over the *observed* entries
-    (``mask``); these per-(series, feature) errors are averaged over the features, then over
-    the series. In the paper's code a feature with no observed entry in a series contributes
-    0 to the mean over features (``empty="zero"``, the default, reproduces that; PhysioNet
-    stays lack many of the 41 features, so this lowers the number). ``empty="skip"`` averages
-    over observed features only. The paper reports this on values scaled with
-    ``scaling="paper"`` (:func:`scale_physionet`).
-
-    Parameters
-    ----------
-    y_true_scaled : ndarray, shape (n_series, n_times, n_features)
-        Targets (a 2-D array is one series); NaN allowed where not observed.
-    y_pred_scaled : ndarray, shape (n_series, n_times, n_features) or (n_samples, ...)
-        Predictions. With a leading axis of trajectory samples, the MSE of each sample is
-        computed and averaged, as the paper does for its ``n_traj_samples``.
-    mask : ndarray of bool or {0, 1}, optional
-        Observed entries, same shape as ``y_true_scaled``; default: not NaN in
-        ``y_true_scaled``.
-    empty : {"zero", "skip"}
-        How a (series, feature) with no observed entry counts (see above).
-
-    Returns
-    -------
-    float
-        The MSE (NaN if nothing is observed).
-
-    Examples
-    --------
-    >>> y = np.array([[[0.0, 1.0], [1.0, np.nan]]])  # 1 series, 2 times, 2 features
-    >>> p = np.array([[[1.0, 0.0], [1.0, 0.0]]])
-    >>> paper_mse(y, p)  # feature 0: (1 + 0) / 2, feature 1: 1 / 1 -> mean 0.75
-    0.75
-    """
-    y = np.asarray(y_true_scaled, dtype=np.float64)
-    p = np.asarray(y_pred_scaled, dtype=np.float64)
-    if y.ndim == 2:
-        y = y[None]
-        p = p[None] if p.ndim == 2 else p[:, None]
-        mask = None if mask is None else np.asarray(mask)[None]
-    if y.ndim != 3:
-        raise ValueError(f"y_true_scaled must be 2-D or 3-D, got shape {y.shape}")
-    if p.shape == y.shape:
-        p = p[None]
-    if p.ndim != 4 or p.shape[1:] != y.shape:
-        raise ValueError(f"y_pred_scaled shape {p.shape} does not match y_true {y.shape}")
-    m = ~np.isnan(y) if mask is None else np.asarray(mask).astype(bool)
-    if m.shape != y.shape:
-        raise ValueError(f"mask shape {m.shape} does not match y_true {y.shape}")
-    if empty not in ("zero", "skip"):
-        raise ValueError(f"empty must be 'zero' or 'skip', got {empty!r}")
-    sq = np.where(m, (np.nan_to_num(y) - p) ** 2, 0.0)  # (S, B, T, F)
-    count = m.sum(axis=1)  # (B, F)
-    per_feature = sq.sum(axis=2) / np.maximum(count, 1)  # (S, B, F)
-    if empty == "zero":
-        if not count.any():
-            return float("nan")
-        per_series = per_feature.mean(axis=-1)  # (S, B)
-        return float(per_series.mean())
-    has = count > 0
-    n_feat = has.sum(axis=-1)  # (B,)
-    valid = n_feat > 0
-    if not valid.any():
-        return float("nan")
-    per_series = per_feature.sum(axis=-1)[:, valid] / n_feat[valid]
-    return float(per_series.mean())
