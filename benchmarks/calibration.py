@@ -33,13 +33,8 @@ import torch
 
 from latentode import LatentODERegressor
 from latentode.datasets import make_damped_oscillators, make_periodic
-from latentode.uncertainty import (
-    central_interval,
-    crps_gaussian,
-    crps_samples,
-    interval_coverage,
-    quantile_label,
-)
+from latentode.evaluation import coverage, crps_gaussian, hide_values, mse, sample_crps
+from latentode.uncertainty import central_interval
 
 LEVELS = (0.5, 0.9)
 
@@ -62,15 +57,6 @@ def _data(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, tuple[f
     return df, truth, time_range
 
 
-def _hide(df: pd.DataFrame, cols: list[str], fraction: float, seed: int) -> np.ndarray:
-    """Mask of observed values to hide (never a series' first row)."""
-    rng = np.random.default_rng(seed)
-    observed = df[cols].notna().to_numpy()
-    hidden = observed & (rng.random(observed.shape) < fraction)
-    hidden[~df.duplicated("id").to_numpy()] = False
-    return hidden
-
-
 def _with_prefixes(train: pd.DataFrame, copies: int, time_range: tuple[float, float],
                    seed: int) -> pd.DataFrame:
     """Append ``copies`` truncated copies of every series (new ids), cut at a uniform time in
@@ -90,21 +76,17 @@ def _with_prefixes(train: pd.DataFrame, copies: int, time_range: tuple[float, fl
 
 
 def _scores(
-    frame: pd.DataFrame, draws: np.ndarray, y: pd.DataFrame, truth: pd.DataFrame,
+    frame: pd.DataFrame, samples: pd.DataFrame, y: pd.DataFrame, truth: pd.DataFrame,
     mask: np.ndarray, cols: list[str], noise: float,
 ) -> dict[str, float]:
     """Coverage, CRPS and MSE of one task over the entries in ``mask``."""
-    yv = np.where(mask, y[cols].to_numpy(), np.nan)
     out: dict[str, float] = {"n values": float(mask.sum())}
     for level in LEVELS:
-        lo, hi = central_interval(level)
-        lower = frame[[f"{c}_{quantile_label(lo)}" for c in cols]].to_numpy()
-        upper = frame[[f"{c}_{quantile_label(hi)}" for c in cols]].to_numpy()
-        out[f"cov{int(level * 100)}"] = 100.0 * interval_coverage(yv, lower, upper)
-    crps = crps_samples(yv, draws)
-    out["CRPS"] = float(np.nanmean(crps))
+        out[f"cov{int(level * 100)}"] = 100.0 * coverage(y, frame, level, mask, columns=cols)
+    out["CRPS"] = sample_crps(y, samples, mask, columns=cols)
+    yv = np.where(mask, y[cols].to_numpy(), np.nan)
     out["oracle CRPS"] = float(np.nanmean(crps_gaussian(yv, truth[cols].to_numpy(), noise)))
-    out["MSE"] = float(np.nanmean((frame[cols].to_numpy() - yv) ** 2))
+    out["MSE"] = mse(y, frame, mask, columns=cols)
     return out
 
 
@@ -160,12 +142,10 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     rows = {}
 
     # interpolation: hidden values inside each test series
-    hidden = _hide(test, cols, 0.2, args.seed + 2)
-    cond = test.copy()
-    cond[cols] = cond[cols].mask(hidden)
+    cond, hidden = hide_values(test, 0.2, columns=cols, random_state=args.seed + 2)
     pred = est.predict(cond, quantiles=quantiles, n_samples=s)
-    draws = est.sample(cond, s)[cols].to_numpy().reshape(s, len(cond), len(cols))
-    rows["interpolation"] = _scores(pred, draws, test, test_truth, hidden, cols, args.noise)
+    rows["interpolation"] = _scores(pred, est.sample(cond, s), test, test_truth, hidden, cols,
+                                    args.noise)
 
     # extrapolation: condition on t < cutoff, forecast the later observations
     cut = time_range[0] + args.cutoff * (time_range[1] - time_range[0])
@@ -176,8 +156,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     future, future_truth = test[fut_rows], test_truth[fut_rows]
     query = future[["id", "t"]]
     fc = est.extrapolate(past, times=query, quantiles=quantiles, n_samples=s)
-    draws = est.sample(past, s, times=query)[cols].to_numpy().reshape(s, len(query), len(cols))
-    rows["extrapolation"] = _scores(fc, draws, future, future_truth,
+    rows["extrapolation"] = _scores(fc, est.sample(past, s, times=query), future, future_truth,
                                     future[cols].notna().to_numpy(), cols, args.noise)
 
     table = pd.DataFrame(rows).T

@@ -9,9 +9,9 @@ Protocol (following the paper's code, YuliaRubanova/latent_ode):
   ``random_state=42``, on the sorted RecordIDs);
 * the paper's model size: latent 20, ODE-RNN encoder with 40 hidden units, dynamics MLP of
   3 x 50 units, GRU 50, batch 50, Adamax lr 1e-2, dopri5 rtol 1e-3 / atol 1e-4;
-* the MSE of :func:`latentode.datasets.paper_mse` on the paper's scale (per stay and feature over
-  the evaluated entries, then over the 41 features (features without an entry count 0), then
-  over stays).
+* the MSE of :func:`latentode.evaluation.paper_mse` on the paper's scale (per stay and feature
+  over the evaluated entries, then over the 41 features (features without an entry count 0),
+  then over stays).
 
 Tasks, on the test stays:
 
@@ -29,8 +29,10 @@ Tasks, on the test stays:
     row); the model conditions on the rest and is scored on the hidden values only, against
     per-stay linear interpolation in time and last observation carried forward (LOCF).
 
-Baselines fall back to the training mean of a feature where a stay has no usable value. Model
-predictions are posterior means (the paper averages the MSE over trajectory samples).
+Hiding, baselines and scores are those of :mod:`latentode.evaluation`; this script holds the
+protocol and the command line. Baselines fall back to the training mean of a feature where a
+stay has no usable value. Model predictions are posterior means (the paper averages the MSE
+over trajectory samples).
 
 Usage::
 
@@ -107,85 +109,6 @@ def split_stays(
     return train, test
 
 
-def dense(df: pd.DataFrame, values: pd.DataFrame | np.ndarray, cols: Sequence[str]) -> np.ndarray:
-    """Rows of a long frame (sorted by id, t) as a padded ``(n_stays, n_times, F)`` array.
-
-    ``values`` holds one row per row of ``df`` (same order); padding is NaN.
-    """
-    vals = np.asarray(values[list(cols)] if isinstance(values, pd.DataFrame) else values,
-                      dtype=np.float64)
-    codes, uniq = pd.factorize(df["id"], sort=False)
-    pos = df.groupby(codes).cumcount().to_numpy()
-    out = np.full((len(uniq), int(pos.max()) + 1, len(cols)), np.nan)
-    out[codes, pos] = vals
-    return out
-
-
-def _dense_scored(df: pd.DataFrame, pred: Any, mask: np.ndarray, cols: Sequence[str]
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Truth, prediction and scored-entry mask as padded ``(n_stays, n_times, F)`` arrays."""
-    truth = np.where(mask, df[list(cols)].to_numpy(np.float64), np.nan)
-    m = np.nan_to_num(dense(df, mask.astype(np.float64), cols), nan=0.0) > 0
-    return np.nan_to_num(dense(df, truth, cols)), np.nan_to_num(dense(df, pred, cols)), m
-
-
-def score(df: pd.DataFrame, pred: Any, mask: np.ndarray, cols: Sequence[str]) -> float:
-    """:func:`paper_mse` over the entries of ``mask`` (rows of ``df`` x ``cols``)."""
-    from latentode.datasets import paper_mse
-
-    return float(paper_mse(*_dense_scored(df, pred, mask, cols)))
-
-
-def feature_shares(df: pd.DataFrame, pred: Any, mask: np.ndarray, cols: Sequence[str]
-                   ) -> pd.Series:
-    """Each feature's share of :func:`score`; the shares add up to it.
-
-    The share of a feature is its per-stay MSE over the scored entries, averaged over the stays
-    (a stay without a scored entry of the feature counts 0, as in :func:`paper_mse`), divided
-    by the number of features.
-    """
-    y, p, m = _dense_scored(df, pred, mask, cols)
-    sq = np.where(m, (y - p) ** 2, 0.0).sum(axis=1)
-    n = m.sum(axis=1)
-    per_stay = np.divide(sq, n, out=np.zeros_like(sq), where=n > 0)
-    return pd.Series(per_stay.mean(axis=0) / len(cols), index=list(cols))
-
-
-# ------------------------------------------------------------------------------ baselines
-def locf(cond: pd.DataFrame, cols: Sequence[str], fallback: pd.Series) -> pd.DataFrame:
-    """Per stay and feature: last observation carried forward (first one carried backward)."""
-    filled = cond.groupby("id", sort=False)[list(cols)].transform(lambda g: g.ffill().bfill())
-    return filled.fillna(fallback)
-
-
-def linear(cond: pd.DataFrame, cols: Sequence[str], fallback: pd.Series) -> pd.DataFrame:
-    """Per stay and feature: linear in time, constant beyond the first / last observation."""
-    out = cond[list(cols)].to_numpy(np.float64).copy()
-    t = cond["t"].to_numpy(np.float64)
-    starts = np.flatnonzero(np.r_[True, cond["id"].to_numpy()[1:] != cond["id"].to_numpy()[:-1]])
-    ends = np.r_[starts[1:], len(cond)]
-    for lo, hi in zip(starts, ends):
-        block = out[lo:hi]
-        tt = t[lo:hi]
-        for j in range(block.shape[1]):
-            seen = ~np.isnan(block[:, j])
-            if seen.any() and not seen.all():
-                block[~seen, j] = np.interp(tt[~seen], tt[seen], block[seen, j])
-    return pd.DataFrame(out, columns=list(cols), index=cond.index).fillna(fallback)
-
-
-def hide(df: pd.DataFrame, cols: Sequence[str], fraction: float, seed: int
-         ) -> tuple[pd.DataFrame, np.ndarray]:
-    """Hide ``fraction`` of the observed values; each stay keeps its first observed row."""
-    rng = np.random.default_rng(seed)
-    observed = df[list(cols)].notna().to_numpy()
-    hidden = observed & (rng.random(observed.shape) < fraction)
-    hidden[~df.duplicated("id").to_numpy()] = False
-    cond = df.copy()
-    cond[list(cols)] = cond[list(cols)].mask(hidden)
-    return cond, hidden
-
-
 # ------------------------------------------------------------------------------ main
 def build_estimator(args: argparse.Namespace) -> Any:
     """The :class:`~latentode.LatentODERegressor` the arguments describe (not fitted)."""
@@ -214,6 +137,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from latentode import LatentODERegressor
+    from latentode.evaluation import (
+        hide_values,
+        linear_interpolation,
+        locf,
+        paper_mse_frame,
+        paper_mse_shares,
+    )
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -254,13 +184,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     shares: dict[str, dict[str, float]] = {}
 
+    def score(scored: pd.DataFrame, pred: Any, mask: np.ndarray) -> float:
+        return paper_mse_frame(scored, pred, mask, columns=cols)
+
     def add(task: str, scored: pd.DataFrame, pred: Any, mask: np.ndarray, secs: float,
             **baselines: float) -> None:
-        rows.append({"task": task, "ours": score(scored, pred, mask, cols),
+        rows.append({"task": task, "ours": score(scored, pred, mask),
                      "published": PUBLISHED.get((task, bool(est.poisson_process))),
                      **baselines, "eval_s": secs})
         if args.per_feature:
-            shares[task] = feature_shares(scored, pred, mask, cols).to_dict()
+            shares[task] = paper_mse_shares(scored, pred, mask, columns=cols).to_dict()
 
     # 1. interpolation (paper): condition on everything, reconstruct every observed value
     t0 = time.perf_counter()
@@ -274,19 +207,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     future = test[(test["t"] >= CUTOFF_H) & test["id"].isin(past["id"].unique())]
     future = future.reset_index(drop=True)
     target = future[cols].notna().to_numpy()
-    forecast = est.extrapolate(past, times=future[["id", "t"]])
-    last = past.groupby("id")[cols].last().reindex(future["id"]).fillna(fallback)
+    query = future[["id", "t"]]
+    forecast = est.extrapolate(past, times=query)
     add("extrapolation", future, forecast, target, time.perf_counter() - t0,
-        LOCF=score(future, last.to_numpy(), target, cols))
+        LOCF=score(future, locf(past, query, columns=cols, fallback=fallback), target))
 
     # 3. held-out interpolation: 50 % of the observed values hidden
     t0 = time.perf_counter()
-    cond, hidden = hide(test, cols, args.hide_fraction, args.seed + 1)
+    cond, hidden = hide_values(test, args.hide_fraction, columns=cols,
+                               random_state=args.seed + 1)
     pred = est.predict(cond)
     add(f"held-out interpolation ({args.hide_fraction:.0%} hidden)", test, pred, hidden,
         time.perf_counter() - t0,
-        LOCF=score(test, locf(cond, cols, fallback), hidden, cols),
-        linear=score(test, linear(cond, cols, fallback), hidden, cols))
+        LOCF=score(test, locf(cond, columns=cols, fallback=fallback), hidden),
+        linear=score(test, linear_interpolation(cond, columns=cols, fallback=fallback), hidden))
 
     return {
         "rows": rows,

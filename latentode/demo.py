@@ -8,9 +8,10 @@ Run as ``python -m latentode.demo --out out/demo_forecast.png``. It
 4. on the test stays, scores
    * interpolation: 20 % of the observed values are hidden, the model conditions on the rest,
    * extrapolation: the model conditions on the first 24 h and forecasts the last 24 h,
-   against naive baselines computed with pandas (linear interpolation in time and last value
-   carried forward), as mean squared errors of z-scored values (per-channel mean / std of the
-   training stays, so channels weigh equally);
+   against naive baselines of :mod:`latentode.evaluation` (linear interpolation in time, last
+   value carried forward, the first day's mean), as mean squared errors of z-scored values
+   (per-channel mean / std of the training stays, so channels weigh equally; a stay without a
+   value of a channel is predicted the training mean);
 5. writes a PNG of one test stay's forecast with a 90 % predictive band (5 % and 95 %
    quantiles of the predictive mixture over posterior trajectory samples and observation
    noise), drawn with :func:`latentode.plot_forecast`.
@@ -28,6 +29,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from latentode.evaluation import channel_mean, hide_values, linear_interpolation, locf, mse
+
 __all__ = ["main", "CHANNELS"]
 
 #: vital signs used by the demo (the best-observed continuous channels of the sample)
@@ -41,38 +44,6 @@ def _split_stays(df: pd.DataFrame, test_fraction: float, seed: int):
     test_ids = rng.choice(ids, size=max(1, int(round(test_fraction * len(ids)))), replace=False)
     is_test = df["id"].isin(test_ids)
     return df[~is_test], df[is_test]
-
-
-def _hide(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """Hide ``fraction`` of the observed values, keeping each stay's first observed row."""
-    rng = np.random.default_rng(seed)
-    observed = df[CHANNELS].notna().to_numpy()
-    hidden = observed & (rng.random(observed.shape) < fraction)
-    hidden[~df.duplicated("id").to_numpy()] = False
-    cond = df.copy()
-    cond[CHANNELS] = cond[CHANNELS].mask(hidden)
-    return cond, hidden
-
-
-def _linear_interpolation(cond: pd.DataFrame) -> pd.DataFrame:
-    """Per stay and channel: linear in time, constant beyond the first / last observation."""
-    def one(g: pd.DataFrame) -> pd.DataFrame:
-        filled = g.set_index("t")[CHANNELS].interpolate(method="index", limit_direction="both")
-        return filled.set_axis(g.index)
-
-    return cond.groupby("id", group_keys=False)[["t", *CHANNELS]].apply(one)
-
-
-def _locf(cond: pd.DataFrame) -> pd.DataFrame:
-    """Per stay and channel: last value carried forward (first value carried backward)."""
-    return cond.groupby("id", group_keys=False)[CHANNELS].apply(lambda g: g.ffill().bfill())
-
-
-def _mse(pred: pd.DataFrame, truth: pd.DataFrame, mask: np.ndarray, mean, std) -> float:
-    """MSE of z-scored values over ``mask``; missing predictions fall back to the mean (z=0)."""
-    p = ((pred[CHANNELS] - mean) / std).fillna(0.0).to_numpy()
-    y = ((truth[CHANNELS] - mean) / std).to_numpy()
-    return float(np.mean((p[mask] - y[mask]) ** 2))
 
 
 def _plot(est, test: pd.DataFrame, out: str) -> str:
@@ -149,28 +120,29 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
           f"device {est.device_}).")
 
     mean, std = train[CHANNELS].mean(), train[CHANNELS].std()
+    ev = dict(columns=CHANNELS, fallback=mean)  # baselines: no value in a stay -> training mean
+
+    def score(pred: pd.DataFrame, truth: pd.DataFrame, mask: np.ndarray) -> float:
+        return mse(truth, pred, mask, columns=CHANNELS, loc=mean, scale=std)
 
     # interpolation: hidden values inside each test stay
-    cond, hidden = _hide(test, 0.2, args.seed + 1)
+    cond, hidden = hide_values(test, 0.2, columns=CHANNELS, random_state=args.seed + 1)
     interp = {
-        "Latent ODE": _mse(est.predict(cond), test, hidden, mean, std),
-        "linear interpolation": _mse(_linear_interpolation(cond), test, hidden, mean, std),
-        "last value carried forward": _mse(_locf(cond), test, hidden, mean, std),
+        "Latent ODE": score(est.predict(cond), test, hidden),
+        "linear interpolation": score(linear_interpolation(cond, **ev), test, hidden),
+        "last value carried forward": score(locf(cond, **ev), test, hidden),
     }
 
     # extrapolation: condition on the first day, forecast the second
     past = test[test["t"] < CUTOFF_H]
     future = test[(test["t"] >= CUTOFF_H) & test["id"].isin(past["id"].unique())]
     target = future[CHANNELS].notna().to_numpy()
-    forecast = est.extrapolate(past, times=future[["id", "t"]])
-    last = past.groupby("id")[CHANNELS].last()  # last observed value per channel
-    day1_mean = past.groupby("id")[CHANNELS].mean()
+    query = future[["id", "t"]]
+    forecast = est.extrapolate(past, times=query)
     extrap = {
-        "Latent ODE": _mse(forecast, future, target, mean, std),
-        "last value carried forward": _mse(last.reindex(future["id"]).set_axis(future.index),
-                                           future, target, mean, std),
-        "first-day mean": _mse(day1_mean.reindex(future["id"]).set_axis(future.index),
-                               future, target, mean, std),
+        "Latent ODE": score(forecast, future, target),
+        "last value carried forward": score(locf(past, query, **ev), future, target),
+        "first-day mean": score(channel_mean(past, query, **ev), future, target),
     }
 
     table = pd.DataFrame({
