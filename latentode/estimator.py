@@ -57,7 +57,7 @@ _SCORE_SAMPLES = 10  # trajectory samples of the IWAE estimate used by ``score``
 _DEFAULT_STEP = 0.02  # fixed-step solvers: model-time step when ``step_size=None``
 _QUANTILE_SAMPLES = 100  # default posterior samples behind predictive quantiles
 # parameters added after the first release, with their defaults (for older pickles)
-_ADDED_PARAMS: dict[str, Any] = {"max_steps": 10_000, "n_jobs": None}
+_ADDED_PARAMS: dict[str, Any] = {"max_steps": 10_000, "n_jobs": None, "decoder_layers": 0}
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -149,6 +149,11 @@ class LatentODERegressor(BaseEstimator):
         dynamics MLP.
     gru_units : int, default=50
         Hidden width of the encoder's GRU gates.
+    decoder_layers : int, default=0
+        Hidden layers (of ``units``, tanh) of the decoder from the latent state to the channel
+        means; 0 is the reference's linear decoder. A hidden layer lets the latent dynamics stay
+        simple when the observed curves are not linear images of them (on the Neural ODE paper's
+        spirals, ``benchmarks/spirals.py``: extrapolation RMSE 2.03 -> 1.06 after 30 epochs).
     gradient : {"adjoint", "backprop"}, default="adjoint"
         Gradients of the latent ODE solve: continuous adjoint (constant memory) or automatic
         differentiation through the solver (faster for small models, more memory).
@@ -355,6 +360,7 @@ class LatentODERegressor(BaseEstimator):
         "units": [Interval(Integral, 1, None, closed="left")],
         "n_layers": [Interval(Integral, 0, None, closed="left")],
         "gru_units": [Interval(Integral, 1, None, closed="left")],
+        "decoder_layers": [Interval(Integral, 0, None, closed="left")],
         "gradient": [Options(GRADIENTS)],
         "solver": [Options(METHODS)],
         "rtol": [Interval(Real, 0, None, closed="neither")],
@@ -397,6 +403,7 @@ class LatentODERegressor(BaseEstimator):
         units: int = 50,
         n_layers: int = 3,
         gru_units: int = 50,
+        decoder_layers: int = 0,
         gradient: str = "adjoint",
         solver: str = "dopri5",
         rtol: float = 1e-3,
@@ -430,6 +437,7 @@ class LatentODERegressor(BaseEstimator):
         self.units = units
         self.n_layers = n_layers
         self.gru_units = gru_units
+        self.decoder_layers = decoder_layers
         self.gradient = gradient
         self.solver = solver
         self.rtol = rtol
@@ -701,7 +709,8 @@ class LatentODERegressor(BaseEstimator):
         return LatentODE(
             n_channels, latent_dim=int(self.latent_dim), rec_dim=int(self.rec_dim),
             encoder=self.encoder, units=int(self.units), n_layers=int(self.n_layers),
-            gru_units=int(self.gru_units), poisson_process=bool(self.poisson_process),
+            gru_units=int(self.gru_units), decoder_layers=int(self.decoder_layers),
+            poisson_process=bool(self.poisson_process),
             method=self.solver, rtol=float(self.rtol), atol=float(self.atol),
             step_size=_DEFAULT_STEP if self.step_size is None else float(self.step_size),
             gradient=self.gradient,

@@ -565,3 +565,15 @@ def test_forecast_split_reaches_training_and_calibration(df, monkeypatch):
     assert est.get_params()["forecast_split"] == 0.5
     fc = est.extrapolate(df, horizon=1.0, n_points=3)
     assert np.isfinite(fc[["x", "v"]].to_numpy()).all()
+
+
+def test_decoder_layers_builds_a_hidden_layer_decoder_that_saves_and_loads(df, tmp_path):
+    est = LatentODERegressor(**{**TINY, "decoder_layers": 1}).fit(df)
+    linears = [m for m in est.model_.decoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert [tuple(m.weight.shape) for m in linears] == [(12, 3), (2, 12)]
+    est.save(tmp_path / "m.latentode")
+    back = LatentODERegressor.load(tmp_path / "m.latentode")
+    assert back.decoder_layers == 1
+    pd.testing.assert_frame_equal(back.predict(df), est.predict(df))
+    with pytest.raises(ValueError, match="decoder_layers"):
+        LatentODERegressor(**{**TINY, "decoder_layers": -1}).fit(df)
