@@ -39,11 +39,14 @@ class Spirals(NamedTuple):
         ``id, t, x, y``: the noise-free path at the ``n_future`` grid points after the window.
     clockwise : pandas.Series
         Bool per series id: which of the two spirals the series follows.
+    start : pandas.Series
+        Grid index of each series' first window point (its future starts ``n_points`` later).
     """
 
     observed: pd.DataFrame
     future: pd.DataFrame
     clockwise: pd.Series
+    start: pd.Series
 
 
 def spiral_paths(n_total: int = 1000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -89,7 +92,8 @@ def make_spirals(
     Returns
     -------
     Spirals
-        ``observed`` (noisy observations), ``future`` (noise-free targets), ``clockwise``.
+        ``observed`` (noisy observations), ``future`` (noise-free targets), ``clockwise``,
+        ``start``.
 
     Examples
     --------
@@ -135,6 +139,7 @@ def make_spirals(
         df.insert(0, "id", arr[:, 0].astype(np.int64))
         return df
 
+    index = pd.RangeIndex(n_spirals, name="id")
     return Spirals(frame(obs_rows), frame(fut_rows),
-                   pd.Series(clockwise, index=pd.RangeIndex(n_spirals, name="id"),
-                             name="clockwise"))
+                   pd.Series(clockwise, index=index, name="clockwise"),
+                   pd.Series(starts, index=index, name="start"))
