@@ -23,9 +23,15 @@ def test_shapes_grid_and_determinism() -> None:
     assert k.min() >= 0 and k.max() <= 99
     assert a.observed.groupby("id")["t"].apply(lambda s: s.is_monotonic_increasing
                                                and s.is_unique).all()
-    # the future: the next 100 grid points
+    # the future: the next 100 grid points, on the series' spiral from its start index
     kf = a.future["t"].to_numpy() / step
     np.testing.assert_allclose(kf, np.tile(np.arange(100, 200), 20), atol=1e-9)
+    ts, cw, cc = spiral_paths()
+    assert a.start.between(100, 800).all()
+    for sid in (0, 7):
+        path = cw if a.clockwise[sid] else cc
+        fut = a.future.loc[a.future["id"] == sid, ["x", "y"]].to_numpy()
+        np.testing.assert_allclose(fut, path[a.start[sid] + 100:a.start[sid] + 200])
 
 
 def test_future_lies_on_the_spirals_and_noise_has_the_stated_std() -> None:
