@@ -51,6 +51,20 @@ class TrainingFailedError(RuntimeError):
         self.epoch = epoch
 
 
+def _condition_and_target(
+    batch: Batch, forecast_split: float | None, obs_dropout: float,
+    generator: torch.Generator | None,
+) -> tuple[Batch, Batch | None]:
+    """The data the encoder sees and the data scored (None: the same) for one training step."""
+    cond, target = batch, None
+    if forecast_split is not None:
+        cond, target = split_forecast(batch, forecast_split)
+    if obs_dropout > 0.0:
+        target = cond if target is None else target
+        cond = drop_observations(cond, obs_dropout, generator)
+    return cond, target
+
+
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     """Copy of the state dict on the CPU."""
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -281,12 +295,8 @@ def fit_model(
                     kl_weight = float(schedule(epoch, step))
                     batch = batch.to(device, dtype)
                     try:
-                        cond, target = batch, None
-                        if forecast_split is not None:
-                            cond, target = split_forecast(batch, forecast_split)
-                        if obs_dropout > 0.0:
-                            target = cond if target is None else target
-                            cond = drop_observations(cond, obs_dropout, generator)
+                        cond, target = _condition_and_target(batch, forecast_split, obs_dropout,
+                                                             generator)
                         out = model.loss(cond, n_traj_samples, kl_weight, target=target,
                                          generator=generator, weighting=obs_weighting)
                         opt.zero_grad(set_to_none=True)
@@ -436,12 +446,7 @@ def _distributed_step(
         batch = next(batches, None)
         if batch is not None:
             batch = batch.to(device, dtype)
-            cond, target = batch, None
-            if forecast_split is not None:
-                cond, target = split_forecast(batch, forecast_split)
-            if obs_dropout > 0.0:
-                target = cond if target is None else target
-                cond = drop_observations(cond, obs_dropout, generator)
+            cond, target = _condition_and_target(batch, forecast_split, obs_dropout, generator)
             # the global batch's noise, drawn as single-process training draws it
             noise = model.draw_z0_noise(n_traj_samples, batch.batch_size, generator,
                                         device=device, dtype=dtype)
