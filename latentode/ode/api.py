@@ -60,7 +60,8 @@ def odeint(
         ``"rk4"``, ``"euler"``: fixed step ``step_size`` (default: one step per interval), each
         step clipped to land on the next requested time of its series.
     rtol, atol : float
-        Relative and absolute tolerances of ``"dopri5"``.
+        Relative and absolute tolerances of the adaptive methods (``"dopri5"``, ``"bosh3"``),
+        also of the adjoint's backward solve unless ``adjoint_rtol`` / ``adjoint_atol`` are given.
     gradient : {"adjoint", "backprop"}
         ``"adjoint"``: gradients by the continuous adjoint method, solved backwards with adaptive
         per-series steps; memory does not grow with the number of solver steps.
