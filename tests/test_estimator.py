@@ -280,6 +280,7 @@ def test_verbose_zero_is_silent(df, capsys):
 
 
 def test_progress_shown_during_the_first_epoch_and_counted_from_1(df, capsys, monkeypatch):
+    """The bar is drawn before any batch and its batch text moves within an epoch."""
     from latentode.nn import LatentODE
 
     seen: list[str] = []
@@ -293,6 +294,9 @@ def test_progress_shown_during_the_first_epoch_and_counted_from_1(df, capsys, mo
         return loss(self, *args, **kwargs)
 
     monkeypatch.setattr(LatentODE, "loss", spy)
+    import latentode.training.loop as loop
+
+    monkeypatch.setattr(loop, "_BATCH_TEXT_INTERVAL", 0.0)  # redraw the batch text every batch
     est = LatentODERegressor(**{**TINY, "verbose": 2, "max_epochs": 2}).fit(df)
     rest = capsys.readouterr()
     err = "\n".join(seen + printed + [rest.err, rest.out])  # tqdm.write prints on stdout

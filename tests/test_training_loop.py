@@ -297,3 +297,28 @@ def test_forecast_split_trains_on_the_past_and_scores_the_future():
     assert all(math.isfinite(v) for v in hist["val_loss"])
     with pytest.raises(ValueError, match="forecast_split"):
         fit_model(_model(), _loader(data), max_epochs=1, verbose=0, forecast_split=0.0)
+
+
+def test_batch_text_is_redrawn_at_most_every_interval(capsys, monkeypatch):
+    """With the default interval a fast epoch redraws its "(batch k)" text once, not per batch
+    (a redraw per batch floods logs that are not terminals)."""
+    import latentode.training.loop as loop
+
+    data = _data()
+    calls: list[str] = []
+    real = loop.tqdm.set_description
+
+    def spy(self, desc=None, refresh=True):
+        calls.append(desc)
+        return real(self, desc, refresh)
+
+    monkeypatch.setattr(loop.tqdm, "set_description", spy)
+    monkeypatch.setattr(loop, "_BATCH_TEXT_INTERVAL", 3600.0)
+    fit_model(_model(), _loader(data, size=2), None, max_epochs=2, lr=1e-2, kl_warmup=0,
+              n_traj_samples=1, verbose=1)
+    assert calls == ["latentode fit (batch 1)"] * 2  # the first batch of each epoch only
+    calls.clear()
+    monkeypatch.setattr(loop, "_BATCH_TEXT_INTERVAL", 0.0)  # control: every batch
+    fit_model(_model(), _loader(data, size=2), None, max_epochs=1, lr=1e-2, kl_warmup=0,
+              n_traj_samples=1, verbose=1)
+    assert len(calls) > 1 and calls[1] == "latentode fit (batch 2)"

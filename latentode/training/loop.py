@@ -35,6 +35,10 @@ Loader = Callable[[], Iterable[Batch]]
 # when the training loss is monitored, epochs whose KL weight is below this are not compared
 _FULL_KL = 0.99
 
+# the progress bar's "(batch k)" text is redrawn at most this often (seconds), and for the first
+# batch of every epoch: a redraw per batch floods logs that are not terminals
+_BATCH_TEXT_INTERVAL = 0.5
+
 
 class TrainingFailedError(RuntimeError):
     """Every batch of an epoch failed (non-finite loss or gradient, or a failed ODE solve).
@@ -253,6 +257,15 @@ def fit_model(
     bar = tqdm(total=max_epochs, desc="latentode fit", unit="epoch", disable=verbose <= 0,
                leave=True, dynamic_ncols=True)
 
+    last_text = [-math.inf]
+
+    def show_batch(k: int) -> None:
+        """Show the batch under way (the first epoch on a CPU can take minutes)."""
+        now = time.monotonic()
+        if k == 1 or now - last_text[0] >= _BATCH_TEXT_INTERVAL:
+            bar.set_description(f"latentode fit (batch {k})")
+            last_text[0] = now
+
     def _restore() -> None:
         if best_state is not None:
             model.load_state_dict(best_state)
@@ -282,7 +295,7 @@ def fit_model(
                     if status == "done":
                         break
                     n_batches += 1
-                    bar.set_description(f"latentode fit (batch {n_batches})")  # shows progress
+                    show_batch(n_batches)
                     if status == "skipped":
                         n_skipped += 1
                         continue
@@ -291,7 +304,7 @@ def fit_model(
             else:
                 for batch in train_loader():
                     n_batches += 1
-                    bar.set_description(f"latentode fit (batch {n_batches})")  # shows progress
+                    show_batch(n_batches)
                     kl_weight = float(schedule(epoch, step))
                     batch = batch.to(device, dtype)
                     try:
