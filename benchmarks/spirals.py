@@ -82,6 +82,8 @@ def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any]) -> di
     covered_to = int(data.start[train_ids].max()) + 100  # end of the last training window
     inside = (data.start.loc[test_fut["id"]].to_numpy() + 200) <= covered_to  # whole future
     rmse_inside = float(np.sqrt(np.mean((got[inside] - truth[inside]) ** 2)))
+    if args.plot:
+        _plot(est, test_obs, test_fut, n_observed, args.plot)
     hist = est.history_
     return {
         "observed": n_observed, "rmse": rmse, "rmse_covered": rmse_inside,
@@ -93,6 +95,30 @@ def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any]) -> di
         "params": {**{k: v for k, v in est.get_params().items() if k in params},
                    **({"dynamics_init": "torch"} if args.dynamics_init == "torch" else {})},
     }
+
+
+def _plot(est: Any, obs: pd.DataFrame, fut: pd.DataFrame, n_observed: int, path: str) -> None:
+    """Two test spirals: observations, noise-free future, predictive mean and band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from latentode import plot_forecast
+
+    ids = list(pd.unique(obs["id"]))[:2]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 5), sharex=True)
+    for col, sid in enumerate(ids):
+        plot_forecast(est, obs, sid, horizon=float(fut["t"].max() - obs.loc[
+            obs["id"] == sid, "t"].max()), truth=fut, ax=axes[:, col])
+    fig.suptitle(f"spirals, {n_observed} observed points per window: the future is the "
+                 "noise-free path (truth)")
+    fig.tight_layout()
+    stem, dot, ext = path.rpartition(".")
+    out = f"{stem}_{n_observed}.{ext}" if dot else f"{path}_{n_observed}"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    print(f"wrote {out}")
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -109,6 +135,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--verbose", type=int, default=0)
     ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--plot", default=None, metavar="PNG",
+                    help="plot two test spirals per observed count (PNG_<observed>.png)")
     args = ap.parse_args(argv)
     params = {}
     for item in args.param:

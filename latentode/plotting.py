@@ -46,6 +46,7 @@ def plot_forecast(
     quantiles: Sequence[float] | None = (0.05, 0.95),
     ax: Axes | Sequence[Axes] | None = None,
     time_unit: str | None = None,
+    truth: pd.DataFrame | None = None,
 ) -> Figure:
     """Plot one series' observations, its reconstruction and its forecast with a band.
 
@@ -79,6 +80,11 @@ def plot_forecast(
         Unit of a numeric time column, shown in the x label (``"t (h)"``). The library cannot
         know it: numeric times are used as they are. Default: the column name alone (datetime
         axes show dates).
+    truth : pandas.DataFrame, optional
+        Known true values to draw beside the prediction (e.g. a simulation's noise-free path,
+        or held-out values): a long frame with the id, time and plotted channel columns; its
+        rows of the plotted series are drawn as a dashed line labelled ``"truth"``. Not used
+        by the model.
 
     Returns
     -------
@@ -130,6 +136,14 @@ def plot_forecast(
         query.insert(0, id_col, pd.Series([series[id_col].iloc[0]] * len(query),
                                           dtype=series[id_col].dtype))
     pred = est.extrapolate(series, times=query, quantiles=None if q is None else q.tolist())
+    true_rows = None
+    if truth is not None:
+        missing = [c for c in [time_col, *chans] if c not in getattr(truth, "columns", [])]
+        if missing:
+            raise ValueError(f"truth lacks the columns {missing}.")
+        sid_value = series[id_col].iloc[0] if id_col is not None else None
+        true_rows = _select_series(truth, sid_value, id_col, time_col) if (
+            id_col is None or (truth[id_col] == sid_value).any()) else truth.iloc[:0]
 
     axes = _resolve_axes(plt, ax, len(chans))
     fig = axes[0].figure
@@ -143,6 +157,10 @@ def plot_forecast(
                            pred[f"{ch}_{quantile_label(hi)}"], color="C0", alpha=0.25,
                            lw=0, label=f"{(hi - lo) * 100:g}% predictive band")
         a.plot(pred[time_col], pred[ch], color="C0", lw=1.5, label="predictive mean")
+        if true_rows is not None and len(true_rows):
+            known = true_rows[ch].notna().to_numpy()
+            a.plot(true_rows[time_col][known], true_rows[ch][known], color="k", ls="--",
+                   lw=1.0, label="truth")
         seen = series[ch].notna().to_numpy()
         a.plot(times[seen], series[ch][seen], "k.", ms=4, label="observed")
         a.set_ylabel(str(ch))

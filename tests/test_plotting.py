@@ -126,3 +126,20 @@ def test_title_and_time_label(df):
     assert fig.get_axes()[-1].get_xlabel() == "t (h)"
     fig = plot_forecast(est, numeric, 136600, horizon=1.0)
     assert fig.get_axes()[-1].get_xlabel() == "t"  # numeric times carry no unit by themselves
+
+
+def test_truth_is_drawn_for_the_plotted_series_only(est, df):
+    future = pd.DataFrame({"id": ["s2"] * 3 + ["s3"] * 2, "t": [5.1, 5.4, 5.9, 5.2, 5.3],
+                           "x": [0.1, np.nan, 0.3, 9.0, 9.0], "v": [1.0, 2.0, 3.0, 9.0, 9.0]})
+    fig = plot_forecast(est, df, "s2", horizon=1.5, truth=future)
+    ax_x, ax_v = fig.get_axes()
+    (tx,) = [ln for ln in ax_x.get_lines() if ln.get_label() == "truth"]
+    np.testing.assert_allclose(tx.get_xdata(), [5.1, 5.9])  # NaN rows are not drawn
+    np.testing.assert_allclose(tx.get_ydata(), [0.1, 0.3])
+    (tv,) = [ln for ln in ax_v.get_lines() if ln.get_label() == "truth"]
+    np.testing.assert_allclose(tv.get_ydata(), [1.0, 2.0, 3.0])
+    # another series' truth draws nothing; a frame without the channels is refused
+    fig = plot_forecast(est, df, "s1", horizon=1.5, truth=future)
+    assert not [ln for ln in fig.get_axes()[0].get_lines() if ln.get_label() == "truth"]
+    with pytest.raises(ValueError, match="truth lacks"):
+        plot_forecast(est, df, "s2", truth=future[["id", "t", "x"]])
