@@ -26,6 +26,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from . import data as _data
+from . import io as _io
 from ._param_validation import (
     Boolean,
     CheckedBy,
@@ -35,6 +36,7 @@ from ._param_validation import (
     Options,
     validate_params,
 )
+from ._state import FITTED_ATTRIBUTES, FittedState
 from .data.validation import external_stacklevel
 from .nn import OBS_WEIGHTINGS, LatentODE
 from .nn.model import ENCODERS
@@ -480,50 +482,33 @@ class LatentODERegressor(BaseEstimator):
         return hasattr(self, "model_")
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickle support: the network travels as a CPU ``state_dict`` plus its hyper-params."""
+        """Pickle support: the fitted state's pickle layout (the network as a CPU
+        ``state_dict`` plus its hyper-parameters, see :class:`latentode._state.FittedState`)."""
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
         state = dict(state)
-        model = state.get("model_")
-        if isinstance(model, torch.nn.Module):
-            state["model_"] = {
-                "__latentode_model__": 1,
-                "hparams": dict(model.hparams),
-                "state_dict": {k: v.detach().to("cpu") for k, v in model.state_dict().items()},
-            }
-        if "device_" in state:
-            state["device_"] = str(state["device_"])
+        if "model_" in state:
+            state.update(FittedState.of(self).to_pickle())
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
         for name, default in _ADDED_PARAMS.items():  # pickled before the parameter existed
             state.setdefault(name, default)
-        packed = state.get("model_")
-        device = None
-        if "device_" in state:
-            device = torch.device(state["device_"])
-            if device.type == "cuda" and not torch.cuda.is_available():
-                warnings.warn(
-                    f"The estimator was pickled on {device} but CUDA is not available; its "
-                    "network is loaded on the CPU.", UserWarning, stacklevel=2,
-                )
-                device = torch.device("cpu")
-            state["device_"] = device
-        if isinstance(packed, dict) and packed.get("__latentode_model__"):
-            with torch_seeded(0):  # construction draws initial weights: keep global RNG intact
-                model = LatentODE(**packed["hparams"])
-            model.load_state_dict(packed["state_dict"])
-            model.to(device or "cpu")
-            model.eval()
-            state["model_"] = model
+        fitted = None
+        if "model_" in state:
+            fitted = FittedState.from_pickle(state, stacklevel=3)
+            for name in FITTED_ATTRIBUTES:
+                state.pop(name, None)
         if hasattr(super(), "__setstate__"):
             super().__setstate__(state)
         else:  # pragma: no cover
             self.__dict__.update(state)
+        if fitted is not None:
+            fitted.attach(self)
 
     def _validate_params(self) -> None:
         """Check the parameters against :attr:`_parameter_constraints` (called by :meth:`fit`
-        and by :func:`latentode.io.load_estimator`); raise a ValueError naming the first bad one.
+        and by :func:`latentode.io.load_state`); raise a ValueError naming the first bad one.
         """
         validate_params(self._parameter_constraints, self.get_params(deep=False))
 
@@ -691,18 +676,8 @@ class LatentODERegressor(BaseEstimator):
             history = _concat_histories(self.history_, history)
 
         # commit: only now does the estimator change (a failure above leaves it untouched)
-        targets = list(vf.target_cols)
-        names = ([id_col] if id_col is not None else []) + [time_col] + targets
-        self.model_ = model
-        self.history_ = history
-        self.time_encoder_ = encoder
-        self.scaler_ = scaler
-        self.time_col_ = time_col
-        self.id_col_ = id_col
-        self.target_cols_ = targets
-        self.feature_names_in_ = np.asarray(names, dtype=object)
-        self.n_features_in_ = len(names)
-        self.device_ = device
+        FittedState.from_fit(model, history, encoder, scaler, time_col, id_col,
+                             list(vf.target_cols), device).attach(self)
         return self
 
     def _build_model(self, n_channels: int) -> LatentODE:
@@ -1299,12 +1274,10 @@ class LatentODERegressor(BaseEstimator):
         IsADirectoryError
             If ``path`` is a folder.
         """
-        from .io import save_estimator
-
+        check_is_fitted(self)
         if _distd.is_distributed() and _distd.get_rank() != 0:
-            check_is_fitted(self)
             return
-        save_estimator(self, path)
+        _io.save_state(path, FittedState.of(self), self.get_params(deep=False), type(self))
 
     @classmethod
     def load(
@@ -1335,9 +1308,9 @@ class LatentODERegressor(BaseEstimator):
         OSError
             If ``path`` cannot be opened.
         """
-        from .io import load_estimator
-
-        return load_estimator(path, device=device, cls=cls)
+        est, state = _io.load_state(path, cls, device=device)
+        state.attach(est)
+        return est
 
 
 def _horizon_step(horizon: Any, n_points: int, is_datetime: bool, encoder: Any) -> Any:

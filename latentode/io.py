@@ -30,8 +30,10 @@ renames it into place, so a failed save leaves neither a partial file nor a stra
 one. It refuses to write a file that :func:`load_estimator` would refuse.
 
 Use :meth:`LatentODERegressor.save <latentode.estimator.LatentODERegressor.save>` and
-:meth:`LatentODERegressor.load <latentode.estimator.LatentODERegressor.load>`, which call the
-functions below.
+:meth:`LatentODERegressor.load <latentode.estimator.LatentODERegressor.load>`, which call
+:func:`save_state` and :func:`load_state` with the estimator's fitted state (a
+``latentode._state.FittedState``, the object pickling uses too) and the estimator's class. This
+module never imports the estimator: the class is always passed in.
 """
 
 from __future__ import annotations
@@ -49,15 +51,16 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .estimator import LatentODERegressor
+from ._state import FittedState, stored_names
 
-__all__ = ["FORMAT_VERSION", "save_estimator", "load_estimator", "read_config"]
+__all__ = ["FORMAT_VERSION", "save_state", "load_state", "save_estimator", "load_estimator",
+           "read_config"]
 
 FORMAT_VERSION = 2
 """Version of the archive layout; bumped on any incompatible change."""
@@ -70,6 +73,7 @@ _TOP_KEYS = ("format_version", "class", "latentode_version", "params", "fitted",
              "model_hparams", "time_encoder", "scaler", "history")
 _FITTED_KEYS = ("time_col_", "id_col_", "target_cols_", "feature_names_in_", "n_features_in_",
                 "device_")
+_STATE_KEYS = ("fitted", "model_hparams", "time_encoder", "scaler", "history")
 # errors that zipfile / zlib raise on damaged archives (OSError: e.g. a seek to a negative
 # offset read from a tampered directory; the file itself was opened before)
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
@@ -82,11 +86,10 @@ class _Invalid(Exception):
 
 
 # ---------------------------------------------------------------------------------------- save
-def save_estimator(estimator: LatentODERegressor, path: str | os.PathLike[str]) -> None:
+def save_estimator(estimator: BaseEstimator, path: str | os.PathLike[str]) -> None:
     """Write a fitted estimator to ``path`` (a single zip file; parent folders are created).
 
-    The archive is written to a temporary file beside ``path`` and renamed into place: an
-    existing file is replaced whole or not at all, and a failed save leaves nothing behind.
+    The estimator's fitted state, constructor parameters and class go to :func:`save_state`.
 
     Parameters
     ----------
@@ -99,6 +102,37 @@ def save_estimator(estimator: LatentODERegressor, path: str | os.PathLike[str]) 
     ------
     sklearn.exceptions.NotFittedError
         If the estimator is not fitted.
+    ValueError, IsADirectoryError, OSError
+        As :func:`save_state`.
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(estimator)
+    save_state(path, FittedState.of(estimator), estimator.get_params(deep=False),
+               type(estimator))
+
+
+def save_state(path: str | os.PathLike[str], state: FittedState, params: dict[str, Any],
+               cls: type[BaseEstimator]) -> None:
+    """Write a fitted state with its estimator's parameters and class to ``path``.
+
+    The archive is written to a temporary file beside ``path`` and renamed into place: an
+    existing file is replaced whole or not at all, and a failed save leaves nothing behind.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination file (e.g. ``"model.latentode"``); overwritten if it exists.
+    state : FittedState
+        The estimator's fitted state.
+    params : dict
+        The estimator's constructor parameters (``get_params(deep=False)``).
+    cls : type
+        The estimator's class: its name is stored, and the parameters are checked with it as
+        :func:`load_state` will check them.
+
+    Raises
+    ------
     ValueError
         If the estimator could not be loaded back from the file: a constructor parameter that
         JSON cannot represent (e.g. a callable ``kl_warmup``) or that ``fit`` would refuse
@@ -108,37 +142,25 @@ def save_estimator(estimator: LatentODERegressor, path: str | os.PathLike[str]) 
     OSError
         If the file cannot be written.
     """
-    from sklearn.utils.validation import check_is_fitted
-
-    check_is_fitted(estimator)
-    model = estimator.model_
+    plain, tensors = state.pack()
     config = {
         "format_version": FORMAT_VERSION,
-        "class": type(estimator).__name__,
+        "class": cls.__name__,
         "latentode_version": _version(),
-        "params": _params_to_json(estimator.get_params(deep=False)),
-        "fitted": {
-            "time_col_": estimator.time_col_,
-            "id_col_": estimator.id_col_,
-            "target_cols_": list(estimator.target_cols_),
-            "feature_names_in_": list(estimator.feature_names_in_),
-            "n_features_in_": int(estimator.n_features_in_),
-            "device_": str(estimator.device_),
-        },
-        "model_hparams": dict(model.hparams),
-        "time_encoder": estimator.time_encoder_.to_dict(),
-        "scaler": estimator.scaler_.to_dict(),
-        "history": estimator.history_.to_dict(),
+        "params": _params_to_json(params),
+        **{key: plain[key] for key in _STATE_KEYS},
     }
     try:
         text = json.dumps(config, default=_json_default, allow_nan=False, indent=1)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"Cannot save the estimator: {exc}") from exc
     try:  # never write what load would refuse
-        _check_config(_parse_json(text.encode("utf-8")), type(estimator))
+        _check_config(_parse_json(text.encode("utf-8")), cls)
     except _Invalid as exc:
         raise ValueError(f"Cannot save the estimator, it would not load back: {exc}") from None
-    weights = _state_to_safetensors(model)
+    from safetensors.torch import save as st_save
+
+    weights = st_save(tensors, metadata={"format": "pt"})
     _write_atomic(os.fspath(path), {_CONFIG: text.encode("utf-8"), _WEIGHTS[2]: weights})
 
 
@@ -164,30 +186,6 @@ def _params_to_json(params: dict[str, Any]) -> dict[str, Any]:
                 "JSON. Use a number or string for it, or pickle the estimator instead."
             )
         out[name] = value
-    return out
-
-
-def _state_to_safetensors(model: torch.nn.Module) -> bytes:
-    from safetensors.torch import save as st_save
-
-    state = model.state_dict()
-    canonical = _stored_names(model)
-    tensors = {k: v.detach().to("cpu", copy=True).contiguous()
-               for k, v in state.items() if canonical[k] == k}
-    return st_save(tensors, metadata={"format": "pt"})
-
-
-def _stored_names(model: torch.nn.Module) -> dict[str, str]:
-    """Map every ``state_dict`` name to the name it is stored under (its first name).
-
-    A module registered under two names (``LatentODE.ode_func`` wraps ``dynamics``) appears
-    twice in ``state_dict`` with the same tensors; safetensors refuses tensors that share
-    memory, so a file stores each tensor once, and loading its first name fills both.
-    """
-    first: dict[int, str] = {}
-    out = {}
-    for name, value in model.state_dict(keep_vars=True).items():
-        out[name] = first.setdefault(id(value), name)
     return out
 
 
@@ -255,8 +253,8 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
 def load_estimator(
     path: str | os.PathLike[str],
     device: str | torch.device | None = None,
-    cls: type[LatentODERegressor] | None = None,
-) -> LatentODERegressor:
+    cls: type[BaseEstimator] | None = None,
+) -> BaseEstimator:
     """Load an estimator written by :func:`save_estimator`, checking everything it reads.
 
     Parameters
@@ -266,13 +264,55 @@ def load_estimator(
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, optional
         Where to put the network. Default: the device it was trained on when available, else
         the CPU (a GPU-trained model loads on a CPU-only machine).
-    cls : type, optional
-        Estimator class to instantiate (default :class:`~latentode.LatentODERegressor`).
+    cls : type
+        Estimator class to instantiate, e.g. :class:`~latentode.LatentODERegressor` (required:
+        this module does not import the estimator; :meth:`LatentODERegressor.load
+        <latentode.LatentODERegressor.load>` passes its own class).
 
     Returns
     -------
     LatentODERegressor
         A fitted estimator that predicts exactly like the saved one (on the same device).
+
+    Raises
+    ------
+    TypeError
+        If ``cls`` is not given.
+    ValueError, OSError
+        As :func:`load_state`.
+    """
+    if cls is None:
+        raise TypeError("load_estimator needs the estimator class: call "
+                        "LatentODERegressor.load(path) or pass cls=LatentODERegressor.")
+    est, state = load_state(path, cls, device=device)
+    state.attach(est)
+    return est
+
+
+def load_state(
+    path: str | os.PathLike[str],
+    cls: type[BaseEstimator],
+    device: str | torch.device | None = None,
+) -> tuple[BaseEstimator, FittedState]:
+    """Read a file written by :func:`save_state`, checking everything it reads.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The saved file.
+    cls : type
+        The estimator class the stored parameters are checked against and given to.
+    device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, optional
+        Where to put the network. Default: the device it was trained on when available, else
+        the CPU (a GPU-trained model loads on a CPU-only machine).
+
+    Returns
+    -------
+    estimator : cls
+        An unfitted ``cls`` with the stored constructor parameters.
+    state : FittedState
+        The fitted state, ready for ``state.attach(estimator)``; the estimator then predicts
+        exactly like the saved one (on the same device).
 
     Raises
     ------
@@ -285,49 +325,24 @@ def load_estimator(
     OSError
         If ``path`` cannot be opened.
     """
-    from .data import ChannelScaler, TimeEncoder
-    from .nn import LatentODE
-    from .training import History
-    from .utils import resolve_device, torch_seeded
+    from .utils import resolve_device
 
-    if cls is None:
-        from .estimator import LatentODERegressor as cls
     dev = None if device is None else resolve_device(device)  # the caller's error, not the file's
     path = os.fspath(path)
     with open(path, "rb") as fh:
         try:
-            config, state = _read_archive(fh, weights=True)
+            config, tensors = _read_archive(fh, weights=True)
             est = _check_config(config, cls)
-            hparams = config["model_hparams"]
-            state = _check_weights(state, hparams, aliases=config["format_version"] == 1)
-            with torch_seeded(0):  # construction draws initial weights: keep the global RNG
-                model = LatentODE(**hparams)
-            # second names of shared tensors are filled through their first
-            missing, unexpected = model.load_state_dict(state, strict=False)
-            canonical = _stored_names(model)
-            if unexpected or any(canonical[k] == k for k in missing):  # pragma: no cover
-                raise _Invalid(f"weights: unexpected {unexpected}, missing {missing}")
+            tensors = _check_weights(tensors, config["model_hparams"],
+                                     aliases=config["format_version"] == 1)
+            try:
+                state = FittedState.unpack({key: config[key] for key in _STATE_KEYS}, tensors,
+                                           device=dev)
+            except RuntimeError as exc:  # pragma: no cover - _check_weights matched them
+                raise _Invalid(f"weights: {exc}") from None
         except _Invalid as exc:
             raise ValueError(f"{_PREFIX}{exc} ({path!r})") from None
-
-    if dev is None:
-        dev = torch.device(config["fitted"]["device_"])
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            dev = torch.device("cpu")
-    model.to(dev)
-    model.eval()
-    fitted = config["fitted"]
-    est.model_ = model
-    est.time_encoder_ = TimeEncoder.from_dict(config["time_encoder"])
-    est.scaler_ = ChannelScaler.from_dict(config["scaler"])
-    est.history_ = History.from_dict(config["history"])
-    est.time_col_ = fitted["time_col_"]
-    est.id_col_ = fitted["id_col_"]
-    est.target_cols_ = list(fitted["target_cols_"])
-    est.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
-    est.n_features_in_ = int(fitted["n_features_in_"])
-    est.device_ = dev
-    return est
+    return est, state
 
 
 def _read_archive(fh: IO[bytes], weights: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -448,7 +463,7 @@ def _check_top_level(config: Any) -> None:
             raise _Invalid(f"{key} must be a string, got {_show(config[key])}")
 
 
-def _check_config(config: dict[str, Any], cls: type[LatentODERegressor]) -> LatentODERegressor:
+def _check_config(config: dict[str, Any], cls: type[BaseEstimator]) -> BaseEstimator:
     """Check every field but the weights; return an unfitted ``cls`` with the stored params."""
     _check_top_level(config)
     est = _check_params(config["params"], cls)
@@ -460,7 +475,7 @@ def _check_config(config: dict[str, Any], cls: type[LatentODERegressor]) -> Late
     return est
 
 
-def _check_params(params: dict[str, Any], cls: type[LatentODERegressor]) -> LatentODERegressor:
+def _check_params(params: dict[str, Any], cls: type[BaseEstimator]) -> BaseEstimator:
     known = set(cls._get_param_names())
     unknown = sorted(set(params) - known)
     if unknown:
@@ -692,7 +707,7 @@ def _check_weights(state: dict[str, Any], hparams: dict[str, Any],
             skeleton = LatentODE(**hparams)
     except Exception as exc:  # the constructor's own checks
         raise _Invalid(f"model_hparams: {_describe(exc)}") from None
-    canonical = _stored_names(skeleton)
+    canonical = stored_names(skeleton)
     reference = skeleton.state_dict()
     allowed = set(reference) if aliases else {k for k, c in canonical.items() if k == c}
     missing = [k for k, c in canonical.items() if k == c and k not in state]

@@ -101,3 +101,29 @@ def test_static_check_resolves_relative_imports(tmp_path: Path) -> None:
     mod.write_text("def f():\n    from ..data import pad_frame\n    import pandas as pd\n")
     names = [name for _, name in _imports(mod, "latentode.nn")]
     assert "latentode.data" in names and "latentode.data.pad_frame" in names and "pandas" in names
+
+
+def _latentode_modules_after_import(module: str) -> list[str]:
+    """The ``latentode`` modules in ``sys.modules`` after importing ``module`` in a subprocess."""
+    code = (
+        "import importlib, json, sys\n"
+        f"importlib.import_module({module!r})\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('latentode'))))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("module", ["io", "_state"])
+def test_io_and_fitted_state_never_import_the_estimator(module: str) -> None:
+    # not at import time...
+    loaded = _latentode_modules_after_import(f"latentode.{module}")
+    assert f"latentode.{module}" in loaded and "latentode.estimator" not in loaded
+    # ...and not in any function either (nor under TYPE_CHECKING): the class is passed in
+    names = [name for _, name in _imports(PACKAGE / f"{module}.py", "latentode")]
+    # the resolver sees this file's relative imports (io uses the state, the state the network)
+    assert ("latentode._state" if module == "io" else "latentode.nn") in names
+    assert [n for n in names if n == "latentode.estimator" or n.startswith("latentode.estimator.")
+            or n == "latentode.LatentODERegressor"] == []

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import pickle
+import warnings
 import zipfile
 
 import numpy as np
@@ -599,3 +600,87 @@ def test_gpu_model_loads_on_cpu(df, tmp_path):
     pd.testing.assert_frame_equal(on_gpu.predict(df), est.predict(df), check_exact=True)
     cpu_copy = pickle.loads(pickle.dumps(est))  # pickles as a CPU state dict
     assert cpu_copy.device_.type == "cuda"
+
+
+# ------------------------------------------------------------------------------ fitted state
+def test_fit_sets_exactly_the_fitted_state(fitted):
+    from latentode._state import FITTED_ATTRIBUTES, FittedState
+
+    assert set(vars(fitted)) - set(fitted.get_params(deep=False)) == set(FITTED_ATTRIBUTES)
+    state = FittedState.of(fitted)
+    assert state.model is fitted.model_ and state.n_features_in == fitted.n_features_in_ == 4
+    assert list(state.feature_names_in) == ["id", "t", "x", "v"]
+
+
+def test_state_pack_unpack_round_trip(fitted, df):
+    from latentode._state import FittedState
+
+    plain, tensors = FittedState.of(fitted).pack()
+    assert json.loads(json.dumps(plain)) == plain  # plain JSON types only
+    assert all(t.device.type == "cpu" for t in tensors.values())
+    # a tensor registered under two names is packed once
+    assert len(tensors) < len(fitted.model_.state_dict())
+    twin = clone(fitted)
+    FittedState.unpack(plain, tensors).attach(twin)
+    assert twin.device_ == torch.device("cpu") and not twin.model_.training
+    pd.testing.assert_frame_equal(twin.predict(df), fitted.predict(df), check_exact=True)
+    assert twin.history_.to_dict() == fitted.history_.to_dict()
+
+
+def test_io_functions_take_the_class(fitted, df, tmp_path):
+    lio.save_estimator(fitted, tmp_path / "a.latentode")
+    fitted.save(tmp_path / "b.latentode")
+    assert (tmp_path / "a.latentode").read_bytes() == (tmp_path / "b.latentode").read_bytes()
+    with pytest.raises(TypeError, match="needs the estimator class"):
+        lio.load_estimator(tmp_path / "a.latentode")
+    loaded = lio.load_estimator(tmp_path / "a.latentode", cls=LatentODERegressor)
+    pd.testing.assert_frame_equal(loaded.predict(df), fitted.predict(df), check_exact=True)
+    est, state = lio.load_state(tmp_path / "a.latentode", LatentODERegressor)
+    assert not hasattr(est, "model_") and est.get_params() == fitted.get_params()
+    assert state.target_cols == ["x", "v"]
+
+
+def _old_pickle_state(est: LatentODERegressor) -> dict:
+    """``__getstate__`` as written by latentode 0.1.0, before max_steps, n_jobs and
+    decoder_layers existed (the layout spelled out, not produced by the code under test)."""
+    state = {k: v for k, v in vars(est).items()
+             if k not in ("max_steps", "n_jobs", "decoder_layers")}
+    state["model_"] = {
+        "__latentode_model__": 1,
+        "hparams": {k: v for k, v in est.model_.hparams.items() if k != "decoder_layers"},
+        "state_dict": {k: v.detach().clone() for k, v in est.model_.state_dict().items()},
+    }
+    state["device_"] = "cpu"
+    return state
+
+
+def test_unpickles_estimators_pickled_before_new_params(fitted, df):
+    old = LatentODERegressor.__new__(LatentODERegressor)
+    old.__setstate__(_old_pickle_state(fitted))  # what pickle.loads does
+    assert (old.max_steps, old.n_jobs, old.decoder_layers) == (10_000, None, 0)
+    assert old.device_ == torch.device("cpu") and not old.model_.training
+    pd.testing.assert_frame_equal(old.predict(df), fitted.predict(df), check_exact=True)
+    again = pickle.loads(pickle.dumps(old))
+    pd.testing.assert_frame_equal(again.predict(df), fitted.predict(df), check_exact=True)
+
+
+def test_cuda_estimator_restores_on_cpu_without_cuda(fitted, df, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    state = fitted.__getstate__()
+    state["device_"] = "cuda:0"
+    est = LatentODERegressor.__new__(LatentODERegressor)
+    with pytest.warns(UserWarning, match="pickled on cuda:0 but CUDA is not available") as rec:
+        est.__setstate__(state)
+    assert rec[0].filename == __file__  # the warning names the caller
+    assert est.device_ == torch.device("cpu")
+    pd.testing.assert_frame_equal(est.predict(df), fitted.predict(df), check_exact=True)
+    # a file saved on a GPU loads on the CPU, silently
+    fitted.save(tmp_path / "cpu.latentode")
+    config, weights = _parts(tmp_path / "cpu.latentode")
+    config["fitted"]["device_"] = "cuda:0"
+    _write_parts(tmp_path / "gpu.latentode", config, weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = LatentODERegressor.load(tmp_path / "gpu.latentode")
+    assert loaded.device_ == torch.device("cpu")
+    pd.testing.assert_frame_equal(loaded.predict(df), fitted.predict(df), check_exact=True)
