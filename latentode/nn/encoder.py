@@ -213,11 +213,7 @@ class ODERNNEncoder(_BackwardEncoder):
                       method="euler")
 
     def _flow(self):
-        layers = list(self.rec_dynamics.net)
-        linears = [m for m in layers if isinstance(m, nn.Linear)]
-        if any(not isinstance(m, (nn.Linear, nn.Tanh)) for m in layers):
-            raise TypeError("the fused scan needs a tanh MLP as the recurrent dynamics.")
-        return [(m.weight, m.bias) for m in linears]
+        return self.rec_dynamics.tanh_mlp_layers()
 
     def _flow_step(self):
         return self.step_size

@@ -13,12 +13,11 @@ Error control therefore sees ``[z, a]`` only (a seminorm that leaves the paramet
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 
 import torch
 
-from .solve import integrate
+from .solve import cuda_graphs_allowed, integrate
 
 Func = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -169,7 +168,7 @@ def _tanh_mlp_layers(func: Func, params: Sequence[torch.Tensor]):
     """The field's layers if it declares itself an autonomous tanh MLP whose parameters are
     exactly ``params`` (weight, bias per layer, in order); else None (autograd VJPs)."""
     getter = getattr(func, "tanh_mlp_layers", None)
-    if getter is None or os.environ.get("LATENTODE_FUSED_VJP", "1") == "0":
+    if getter is None:
         return None
     layers = getter()
     flat = [t for pair in layers for t in pair]
@@ -225,8 +224,7 @@ class OdeintAdjoint(torch.autograd.Function):
         with torch.no_grad():
             # with the hand-written VJP an iteration is a pure tensor program: on CUDA it is
             # captured once and replayed for every step
-            graphs = (system.layers is not None
-                      and os.environ.get("LATENTODE_CUDA_GRAPHS", "1") != "0")
+            graphs = system.layers is not None and cuda_graphs_allowed()
             y_end = integrate(system, y0, r_out, ctx.adj_cfg, dense=False, record=False,
                               jump=jump, time_of=lambda b, r: -float(direction[b]) * r,
                               cuda_graph=graphs)

@@ -27,13 +27,14 @@ This module does the same arithmetic with fewer, larger pieces:
 
 from __future__ import annotations
 
-import os
 import warnings
 import weakref
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
+
+from .solve import cuda_graphs_allowed
 
 __all__ = ["EventSchedule", "event_schedule", "odernn_scan", "ScanGraphs", "GRUParams"]
 
@@ -159,9 +160,7 @@ def _forward_loop(xe, dt, jump, flow, gru, bufs, h_out):
     hid = w_co.shape[0]
     units = w_gh.shape[0]
     n_events = xe.shape[0]
-    h = bufs["h"][0] if bufs is not None else h_out.zero_()
-    if bufs is not None:
-        h.zero_()
+    h = (bufs["h"][0] if bufs is not None else h_out).zero_()  # the recurrence starts from 0
     dtc = dt.unsqueeze(-1)
     jumpc = jump.unsqueeze(-1)
     for j in range(n_events):
@@ -226,21 +225,17 @@ def _backward_loop(grad_h, dt, jump, flow, gru, bufs, gbufs):
         gpg = torch.addcmul(gg, gg, g * g, value=-1.0, out=gbufs["g"][j])
         ghp.addmm_(gpg, w_gh)
         if flow:
-            gf = torch.mul(ghp, dtc[j], out=gbufs["f"][j])
-            ga = gf @ flow[-1][0]
-            for i in range(len(flow) - 2, -1, -1):
-                a = bufs["a"][i][j]
-                gp = torch.addcmul(ga, ga, a * a, value=-1.0, out=gbufs["a"][i][j])
-                if i > 0:
-                    ga = gp @ flow[i][0]
-                else:
-                    ghp.addmm_(gp, flow[0][0])
-            if len(flow) == 1:
-                ghp.addmm_(gf, flow[0][0])
+            # back through the flow: g is the gradient at the output of layer i
+            g = torch.mul(ghp, dtc[j], out=gbufs["f"][j])
+            for i in range(len(flow) - 1, 0, -1):
+                ga = g @ flow[i][0]
+                a = bufs["a"][i - 1][j]
+                g = torch.addcmul(ga, ga, a * a, value=-1.0, out=gbufs["a"][i - 1][j])  # tanh'
+            ghp.addmm_(g, flow[0][0])
         gh = ghp
 
 
-def _alloc(n_events, batch, xe_width, flow, gru, like):
+def _alloc(n_events, batch, flow, gru, like):
     hid = gru[4].shape[0]
     units = gru[0].shape[0]
 
@@ -300,7 +295,7 @@ class ScanGraphs:
 
     @staticmethod
     def enabled(device: torch.device) -> bool:
-        return device.type == "cuda" and os.environ.get("LATENTODE_CUDA_GRAPHS", "1") != "0"
+        return device.type == "cuda" and cuda_graphs_allowed()
 
     def entry(self, xe, dt, jump, flow, gru):
         """A free entry for this shape (captured on first use), or None if all are in use.
@@ -329,7 +324,7 @@ class ScanGraphs:
             self.entries.pop(next(iter(self.entries)))
         n_events, batch, width = xe.shape
         hid = gru[4].shape[0]
-        bufs, gbufs = _alloc(n_events, batch, width, flow, gru, xe)
+        bufs, gbufs = _alloc(n_events, batch, flow, gru, xe)
         ent = {"xe": xe.detach().clone(), "dt": dt.clone(), "jump": jump.clone(),
                "h": torch.empty(batch, hid, dtype=xe.dtype, device=xe.device),
                "grad_h": torch.zeros(batch, hid, dtype=xe.dtype, device=xe.device),
@@ -383,7 +378,7 @@ class _Scan(torch.autograd.Function):
             h = torch.empty(xe.shape[1], hid, dtype=xe.dtype, device=xe.device)
             bufs = gbufs = None
             if store:
-                bufs, gbufs = _alloc(xe.shape[0], xe.shape[1], xe.shape[2], flow, gru, xe)
+                bufs, gbufs = _alloc(xe.shape[0], xe.shape[1], flow, gru, xe)
             _forward_loop(xe, dt, jump, flow, gru, bufs, h)
             ent = {"bufs": bufs, "gbufs": gbufs, "dt": dt, "jump": jump, "graphed": False}
         ctx.entry = ent

@@ -17,6 +17,7 @@ device every ``check_every`` iterations only (every iteration on the CPU, where 
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -249,6 +250,11 @@ def integrate(
 
 
 _GRAPH_BROKEN = [False]
+
+
+def cuda_graphs_allowed() -> bool:
+    """Whether CUDA-graph replay may be used (``LATENTODE_CUDA_GRAPHS=0`` turns it off)."""
+    return os.environ.get("LATENTODE_CUDA_GRAPHS", "1") != "0"
 
 
 def _capture(body: Callable[[list], list], state: list) -> tuple[list, torch.cuda.CUDAGraph]:
