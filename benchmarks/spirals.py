@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+N_POINTS, N_FUTURE = 100, 100  # grid steps of each window and of its future (the paper's)
 PAPER = {30: (0.3937, 0.1642), 50: (0.3202, 0.1502), 100: (0.1813, 0.1346)}  # (RNN, Latent ODE)
 
 
@@ -45,8 +46,8 @@ def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any]) -> di
     from latentode import LatentODERegressor
     from latentode.datasets import make_spirals
 
-    data = make_spirals(args.n_spirals, n_observed=n_observed, noise=0.3,
-                        random_state=args.seed)
+    data = make_spirals(args.n_spirals, n_points=N_POINTS, n_observed=n_observed, noise=0.3,
+                        random_state=args.seed, n_future=N_FUTURE)
     train_ids = np.arange(args.n_train)
     obs, fut = data.observed, data.future
     train = obs[obs["id"].isin(train_ids)]
@@ -79,8 +80,9 @@ def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any]) -> di
     rmse = float(np.sqrt(np.mean((got - truth) ** 2)))
     # futures that stay inside the part of the spirals the training windows cover (the later
     # the start, the more of a future lies beyond every training window)
-    covered_to = int(data.start[train_ids].max()) + 100  # end of the last training window
-    inside = (data.start.loc[test_fut["id"]].to_numpy() + 200) <= covered_to  # whole future
+    covered_to = int(data.start[train_ids].max()) + N_POINTS  # end of the last training window
+    future_end = data.start.loc[test_fut["id"]].to_numpy() + N_POINTS + N_FUTURE
+    inside = future_end <= covered_to  # the whole future lies where training windows reach
     rmse_inside = float(np.sqrt(np.mean((got[inside] - truth[inside]) ** 2)))
     if args.plot:
         _plot(est, test_obs, test_fut, n_observed, args.plot)

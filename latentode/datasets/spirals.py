@@ -125,12 +125,12 @@ def make_spirals(
     clockwise = gen.random(n_spirals) <= 0.5
     obs_rows, fut_rows = [], []
     k_obs = np.arange(n_points)
+    kf = np.arange(n_points, n_points + n_future)  # the future's grid steps after a start
     for i, (s0, is_cw) in enumerate(zip(starts, clockwise)):
         path = cw if is_cw else cc
         pick = np.sort(gen.choice(k_obs, size=n_observed, replace=False))
         vals = path[s0 + pick] + gen.normal(0.0, noise, size=(n_observed, 2))
         obs_rows.append(np.column_stack([np.full(n_observed, i), ts[pick], vals]))
-        kf = np.arange(n_points, n_points + n_future)
         fut_rows.append(np.column_stack([np.full(n_future, i), ts[kf], path[s0 + kf]]))
 
     def frame(rows: list[np.ndarray]) -> pd.DataFrame:
