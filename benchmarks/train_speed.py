@@ -20,8 +20,11 @@ What is measured (each mode runs in its own subprocess, so memory figures do not
   through ``/proc/self/clear_refs`` after the data are loaded) over the resident set before
   ``fit``. CUDA: ``torch.cuda.max_memory_allocated``.
 * ``NFE/batch``: calls of the latent dynamics network per training batch (forward solve plus,
-  for the adjoint, the backward solve), counted with a global module forward hook;
-  ``enc. f/batch``: calls of the ODE-RNN encoder's hidden-state dynamics (Euler steps).
+  for the adjoint, the backward solve), counted with a global module forward hook and, for
+  the adjoint's hand-written VJP, per call; ``enc. f/batch``: events of the ODE-RNN encoder's
+  fused scan (one Euler step of its hidden-state dynamics each). On CUDA, iterations replayed
+  from a captured graph are not counted: there the adjoint's figure covers only the forward
+  solve and the first backward iterations.
 
 Usage::
 
