@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 try:  # installed metadata is the single source of truth for the version
     from importlib.metadata import PackageNotFoundError, version
 
+    #: the installed version of latentode (PEP 440)
     __version__ = version("latentode")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.1.0.dev0"

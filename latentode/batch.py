@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 
 import torch
 
+__all__ = ["Batch"]
+
 
 @dataclass
 class Batch:

@@ -92,6 +92,11 @@ def torch_seeded(seed: int, device: torch.device | str = "cpu") -> Iterator[None
         Seed for the CPU generator (and the CUDA generator of ``device`` when it is a GPU).
     device : torch.device or str
         Device whose generator must also be forked and seeded.
+
+    Yields
+    ------
+    None
+        Inside the block torch's generators are seeded; on exit they are as before.
     """
     dev = torch.device(device)
     cuda_devices: list[int] = []
@@ -163,6 +168,16 @@ def torch_threads(n_threads: int) -> Iterator[None]:
     ----------
     n_threads : int
         Intra-op threads inside the block, ``>= 1`` (see :func:`resolve_n_jobs`).
+
+    Yields
+    ------
+    None
+        Inside the block torch runs ``n_threads`` intra-op threads.
+
+    Raises
+    ------
+    ValueError
+        If ``n_threads`` is not an integer ``>= 1``.
     """
     if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral) or (
             n_threads < 1):

@@ -239,6 +239,7 @@ def pad_frame(
     Parameters
     ----------
     frame : ValidatedFrame
+        The validated rows to pad (:func:`~latentode.data.validate_frame`).
     time_encoder : TimeEncoder
         Fitted encoder (model time).
     scaler : ChannelScaler
@@ -247,6 +248,7 @@ def pad_frame(
         Leave out time points where no channel is observed (conditioning data only needs
         observations).
     dtype : numpy dtype, default=numpy.float32
+        Floating dtype of ``values`` (times are always float64).
 
     Returns
     -------
@@ -299,6 +301,7 @@ def subset(padded: PaddedSeries, idx: Any) -> PaddedSeries:
     Parameters
     ----------
     padded : PaddedSeries
+        The series to select from.
     idx : array-like of int or bool mask
         Rows to keep, in this order.
 

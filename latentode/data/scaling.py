@@ -87,6 +87,7 @@ class ChannelScaler:
         Parameters
         ----------
         X : array-like of shape (..., C)
+            Values in the original units, channels on the last axis.
 
         Returns
         -------
@@ -102,6 +103,7 @@ class ChannelScaler:
         Parameters
         ----------
         X : array-like of shape (..., C)
+            Standardised values, channels on the last axis.
 
         Returns
         -------
@@ -117,6 +119,7 @@ class ChannelScaler:
         Parameters
         ----------
         std : array-like of shape (..., C)
+            Standard deviations in standardised units, channels on the last axis.
 
         Returns
         -------

@@ -168,6 +168,7 @@ class TimeEncoder:
         Parameters
         ----------
         model_times : array-like of float
+            Times on the model's scale (as returned by :meth:`transform`).
 
         Returns
         -------

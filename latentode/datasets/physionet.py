@@ -523,8 +523,14 @@ def load_physionet_sample(
     ----------
     n_stays : int, optional
         Keep the ``n_stays`` stays with the smallest RecordIDs (at most 300).
-    quantization, scaling, unknown_as_nan, return_outcomes
-        As in :func:`load_physionet2012`; scaling statistics come from the loaded stays.
+    quantization : float, optional
+        Bin width in hours, as in :func:`load_physionet2012`.
+    scaling : {None, "minmax", "paper"}
+        As in :func:`load_physionet2012`; the min and max come from the loaded stays.
+    unknown_as_nan : bool
+        As in :func:`load_physionet2012` (default ``True``).
+    return_outcomes : bool
+        As in :func:`load_physionet2012`.
 
     Returns
     -------

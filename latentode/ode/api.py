@@ -11,7 +11,10 @@ from .adjoint import OdeintAdjoint, _ForwardSystem
 from .solve import SolverConfig, integrate
 from .tableau import TABLEAUS
 
+#: the ``method`` names :func:`odeint` accepts (adaptive ``dopri5`` and ``bosh3``, fixed-step
+#: ``rk4`` and ``euler``)
 METHODS = tuple(TABLEAUS)
+#: the ``gradient`` modes of :func:`odeint`: continuous adjoint, or autograd through the solver
 GRADIENTS = ("adjoint", "backprop")
 
 

@@ -47,6 +47,7 @@ class ButcherTableau:
 _DOPRI5_B = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0)
 _DOPRI5_B_HAT = (5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40)
 
+#: Dormand-Prince 5(4): adaptive, FSAL, with a 4th-order dense output (``method="dopri5"``)
 DOPRI5 = ButcherTableau(
     name="dopri5",
     c=(0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0),
@@ -77,6 +78,7 @@ DOPRI5_C_MID = (
     11237099 / 235043384 / 2,
 )
 
+#: the classical 4th-order Runge-Kutta method, fixed step (``method="rk4"``)
 RK4 = ButcherTableau(
     name="rk4",
     c=(0.0, 0.5, 0.5, 1.0),
@@ -86,6 +88,7 @@ RK4 = ButcherTableau(
     order=4,
 )
 
+#: Bogacki-Shampine 3(2): adaptive, FSAL (``method="bosh3"``)
 BOSH3 = ButcherTableau(
     name="bosh3",
     c=(0.0, 0.5, 0.75, 1.0),
@@ -96,6 +99,7 @@ BOSH3 = ButcherTableau(
     fsal=True,
 )
 
+#: the explicit Euler method, fixed step (``method="euler"``)
 EULER = ButcherTableau(name="euler", c=(0.0,), a=((),), b=(1.0,), b_err=None, order=1)
 
 TABLEAUS: dict[str, ButcherTableau] = {t.name: t for t in (DOPRI5, BOSH3, RK4, EULER)}

@@ -30,6 +30,7 @@ __all__ = ["calibrate_spread", "SCALE_GRID", "CRITERIA", "COVERAGE_LEVELS"]
 SCALE_GRID = torch.logspace(math.log10(0.25), math.log10(8.0), 97, dtype=torch.float64)
 #: central-interval levels whose coverage the ``"coverage"`` criterion matches
 COVERAGE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+#: what :func:`calibrate_spread` matches: interval coverage, or the held-out likelihood
 CRITERIA = ("coverage", "likelihood")
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 __all__ = ["History", "STOP_REASONS"]
 
+#: the values of :attr:`History.stopped_reason`: why training ended
 STOP_REASONS = ("max_epochs", "early_stopping", "callback", "interrupted")
 
 

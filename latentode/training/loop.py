@@ -28,6 +28,7 @@ from .objective import (
 
 __all__ = ["fit_model", "OPTIMIZERS", "TrainingFailedError"]
 
+#: the ``optimizer`` names :func:`fit_model` accepts
 OPTIMIZERS = ("adamax", "adam")
 
 Loader = Callable[[], Iterable[Batch]]
