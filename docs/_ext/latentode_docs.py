@@ -279,6 +279,7 @@ def module_page(index: ApiIndex, module: str) -> str:
     own = index.own_names(module)
     lines = [_rst_title(module, "="), f".. automodule:: {module}", "   :no-members:", ""]
     if own:
+        lines += [".. rubric:: Summary", ""]
         lines += _table([(f":py:obj:`~{module}.{n}`", _summary(index, module, n)) for n in own])
     reexported = [n for n in names if n not in own]
     if reexported:
