@@ -315,9 +315,10 @@ def _entry(index: ApiIndex, module: str, name: str, kind: str, obj: Any) -> list
 def api_index_page(index: ApiIndex) -> str:
     """The ``api/index`` page: every module page with the first line of its docstring."""
     lines = [_rst_title("API reference", "="),
-             "Generated from the docstrings: one page per public module (its ``__all__``); each",
-             "object is documented once, in the module where it is exported from its defining",
-             "module's package, and the other modules that export it link there.", "",
+             "Generated from the docstrings: one page per public module, listing its ``__all__``.",
+             "Each object is documented once, at its home: the shallowest module on the path of",
+             "the module that defines it which exports it (``latentode.nn.LatentODE``, defined in",
+             "``latentode.nn.model``). The other modules that export it link there.", "",
              ".. toctree::", "   :hidden:", ""]
     lines += [f"   {m}" for m in index.pages] + [""]
     lines += _table([(f":doc:`{m}`", _first_paragraph(importlib.import_module(m).__doc__))
