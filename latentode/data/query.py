@@ -120,7 +120,7 @@ def horizon_step(horizon: Any, n_points: Any, time_kind: str,
     Returns
     -------
     float or pandas.Timedelta
-        The step (a Timedelta, rounded to the nanosecond, for datetimes).
+        The step (for datetimes a Timedelta, rounded at the horizon's resolution).
 
     Raises
     ------
