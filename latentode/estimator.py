@@ -1,8 +1,9 @@
 """scikit-learn style estimator: :class:`LatentODERegressor`.
 
-The estimator only orchestrates. Frame validation, time encoding, channel scaling, padding and
-mini-batching live in :mod:`latentode.data`; the network in :mod:`latentode.nn`; the training
-loop in :mod:`latentode.training`.
+The estimator only orchestrates. Frame validation, time encoding, channel scaling, padding,
+mini-batching and prediction queries (forecast grids, horizons, the way back to rows) live in
+:mod:`latentode.data`; running the network at query times in :mod:`latentode._predict`; the
+network in :mod:`latentode.nn`; the training loop in :mod:`latentode.training`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import zlib
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -942,7 +943,7 @@ class LatentODERegressor(BaseEstimator):
         *,
         times: Any = None,
         grid: tuple[Any, Any] | None = None,
-        output: str = "mean",
+        output: Literal["mean", "samples", "intensity"] = "mean",
         quantiles: Sequence[float] | None = None,
         n_samples: int = 1,
         random_state: int | np.random.RandomState | None = None,
@@ -967,6 +968,8 @@ class LatentODERegressor(BaseEstimator):
         random_state : int, RandomState or None
             Seeds the draws of ``output="samples"``; default the estimator's.
         """
+        if output not in ("mean", "samples", "intensity"):
+            raise ValueError(f"Unknown prediction output {output!r}.")
         q = self._check_uncertainty_args(quantiles, n_samples)
         check_is_fitted(self)
         if output == "samples" and "sample" in {self.time_col_, self.id_col_,
