@@ -1,15 +1,15 @@
 """scikit-learn style estimator: :class:`LatentODERegressor`.
 
-The estimator only orchestrates. Frame validation, time encoding, channel scaling, padding and
-mini-batching live in :mod:`latentode.data`; the network in :mod:`latentode.nn`; the training
-loop in :mod:`latentode.training`.
+The estimator only orchestrates. Frame validation, time encoding, channel scaling, padding,
+mini-batching and prediction queries (forecast grids, horizons, the way back to rows) live in
+:mod:`latentode.data`; running the network at query times in :mod:`latentode._predict`; the
+network in :mod:`latentode.nn`; the training loop in :mod:`latentode.training`.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import math
 import numbers
 import os
 import warnings
@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -36,8 +36,10 @@ from ._param_validation import (
     Options,
     validate_params,
 )
+from ._predict import predict_packed
 from ._state import FITTED_ATTRIBUTES, FittedState
 from .data.validation import external_stacklevel
+from .data.validation import fmt_ids as _fmt_ids
 from .nn import OBS_WEIGHTINGS, LatentODE
 from .nn.model import ENCODERS
 from .ode import GRADIENTS, METHODS, ODESolveError
@@ -759,13 +761,7 @@ class LatentODERegressor(BaseEstimator):
         The mean columns do not depend on ``quantiles``: they are the trajectory of the
         posterior mean of ``z_t0``, as without quantiles.
         """
-        q = self._check_uncertainty_args(quantiles, n_samples)
-        prepared = self._prepare(df)
-        samples = self._predict_samples(df, prepared=prepared, n_samples=1, use_mean=True)
-        out = self._samples_frame(samples, samples.mean.mean(axis=0))
-        if q is not None:
-            out = self._add_quantiles(out, df, None, q, int(n_samples), prepared)
-        return out
+        return self._predict_frame(df, quantiles=quantiles, n_samples=n_samples)
 
     @_with_n_jobs
     def extrapolate(
@@ -812,14 +808,8 @@ class LatentODERegressor(BaseEstimator):
             target value gets NaN forecasts (one warning names such series), on a grid that
             starts at its last row's time.
         """
-        q = self._check_uncertainty_args(quantiles, n_samples)
-        prepared = self._prepare(df)
-        query = self._forecast_query(df, horizon, n_points, times, prepared[0])
-        samples = self._predict_samples(df, query, prepared=prepared, n_samples=1, use_mean=True)
-        out = self._samples_frame(samples, samples.mean.mean(axis=0))
-        if q is not None:
-            out = self._add_quantiles(out, df, query, q, int(n_samples), prepared)
-        return out
+        return self._predict_frame(df, times=times, grid=(horizon, n_points),
+                                   quantiles=quantiles, n_samples=n_samples)
 
     @_with_n_jobs
     def sample(
@@ -863,25 +853,8 @@ class LatentODERegressor(BaseEstimator):
         ValueError
             If ``n_samples < 1`` or the input is invalid (as in :meth:`predict`).
         """
-        self._check_uncertainty_args(None, n_samples)
-        check_is_fitted(self)
-        if "sample" in {self.time_col_, self.id_col_, *self.target_cols_}:
-            raise ValueError("A fitted column is named 'sample', which sample() adds.")
-        prepared = self._prepare(df)
-        query = None if times is None else self._forecast_query(df, 2.0, 1, times, prepared[0])
-        rs = self.random_state if random_state is None else random_state
-        seeds = np.random.SeedSequence(draw_seed(rs)).generate_state(2)
-        samples = self._predict_samples(df, query, prepared=prepared, n_samples=int(n_samples),
-                                        use_mean=False, random_state=int(seeds[0]))
-        values = sample_mixture(samples.mean, samples.obs_std,
-                                np.random.default_rng(int(seeds[1])))
-        s, n = values.shape[:2]
-        base = samples.query.reset_index(drop=True)
-        out = base.iloc[np.tile(np.arange(n), s)].reset_index(drop=True)
-        out.insert(0, "sample", np.repeat(np.arange(s, dtype=np.int64), n))
-        for j, col in enumerate(self.target_cols_):
-            out[col] = values[:, :, j].reshape(-1)
-        return out
+        return self._predict_frame(df, times=times, output="samples", n_samples=n_samples,
+                                   random_state=random_state)
 
     @_with_n_jobs
     def predict_intensity(self, df: pd.DataFrame, times: Any = None) -> pd.DataFrame:
@@ -912,17 +885,7 @@ class LatentODERegressor(BaseEstimator):
         ValueError
             If the model was not fitted with ``poisson_process=True``, or for invalid input.
         """
-        check_is_fitted(self)
-        if not getattr(self.model_, "poisson_process", False):
-            raise ValueError(
-                "predict_intensity needs a model fitted with poisson_process=True; refit with "
-                "LatentODERegressor(poisson_process=True, ...)."
-            )
-        prepared = self._prepare(df)
-        query = None if times is None else self._forecast_query(df, 2.0, 1, times, prepared[0])
-        samples = self._predict_samples(df, query, prepared=prepared, n_samples=1, use_mean=True)
-        assert samples.intensity is not None
-        return self._samples_frame(samples, samples.intensity.mean(axis=0))
+        return self._predict_frame(df, times=times, output="intensity")
 
     @_with_n_jobs
     def score(self, df: pd.DataFrame, y: None = None) -> float:
@@ -974,6 +937,75 @@ class LatentODERegressor(BaseEstimator):
         )
         return vf, _data.pad_frame(vf, self.time_encoder_, self.scaler_)
 
+    def _predict_frame(
+        self,
+        df: pd.DataFrame,
+        *,
+        times: Any = None,
+        grid: tuple[Any, Any] | None = None,
+        output: Literal["mean", "samples", "intensity"] = "mean",
+        quantiles: Sequence[float] | None = None,
+        n_samples: int = 1,
+        random_state: int | np.random.RandomState | None = None,
+    ) -> pd.DataFrame:
+        """The one path behind :meth:`predict`, :meth:`extrapolate`, :meth:`sample` and
+        :meth:`predict_intensity`: check, build the query, predict, shape the frame.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            Conditioning data.
+        times, grid
+            The query (:func:`latentode.data.build_query`): explicit ``times``, else a forecast
+            ``grid=(horizon, n_points)``, else the rows of ``df``.
+        output : {"mean", "samples", "intensity"}
+            Posterior-mean trajectory (plus ``quantiles``), ``n_samples`` predictive draws in
+            long format with a ``sample`` column, or the Poisson intensity.
+        quantiles : sequence of float, optional
+            Predictive quantile levels added after each target column (``output="mean"``).
+        n_samples : int
+            Posterior samples behind the quantiles, or the number of draws.
+        random_state : int, RandomState or None
+            Seeds the draws of ``output="samples"``; default the estimator's.
+        """
+        if output not in ("mean", "samples", "intensity"):
+            raise ValueError(f"Unknown prediction output {output!r}.")
+        q = self._check_uncertainty_args(quantiles, n_samples)
+        check_is_fitted(self)
+        if output == "samples" and "sample" in {self.time_col_, self.id_col_,
+                                                *self.target_cols_}:
+            raise ValueError("A fitted column is named 'sample', which sample() adds.")
+        if output == "intensity" and not getattr(self.model_, "poisson_process", False):
+            raise ValueError(
+                "predict_intensity needs a model fitted with poisson_process=True; refit with "
+                "LatentODERegressor(poisson_process=True, ...)."
+            )
+        prepared = self._prepare(df)
+        query = _data.build_query(df, prepared[0], self.time_encoder_, times=times, grid=grid)
+        if output == "samples":
+            rs = self.random_state if random_state is None else random_state
+            seeds = np.random.SeedSequence(draw_seed(rs)).generate_state(2)
+            samples = self._predict_samples(df, query, prepared=prepared,
+                                            n_samples=int(n_samples), use_mean=False,
+                                            random_state=int(seeds[0]))
+            values = sample_mixture(samples.mean, samples.obs_std,
+                                    np.random.default_rng(int(seeds[1])))
+            s, n = values.shape[:2]
+            base = samples.query.reset_index(drop=True)
+            out = base.iloc[np.tile(np.arange(n), s)].reset_index(drop=True)
+            out.insert(0, "sample", np.repeat(np.arange(s, dtype=np.int64), n))
+            for j, col in enumerate(self.target_cols_):
+                out[col] = values[:, :, j].reshape(-1)
+            return out
+        samples = self._predict_samples(df, query, prepared=prepared, n_samples=1, use_mean=True)
+        if output == "intensity":
+            assert samples.intensity is not None
+            return self._samples_frame(samples, samples.intensity.mean(axis=0))
+        out = self._samples_frame(samples, samples.mean.mean(axis=0))
+        if q is not None:
+            out = self._add_quantiles(out, df, query, q, int(n_samples), prepared)
+        return out
+
     def _check_uncertainty_args(
         self, quantiles: Sequence[float] | None, n_samples: Any
     ) -> np.ndarray | None:
@@ -984,7 +1016,7 @@ class LatentODERegressor(BaseEstimator):
         return None if quantiles is None else check_quantiles(quantiles)
 
     def _add_quantiles(
-        self, out: pd.DataFrame, df: pd.DataFrame, query: pd.DataFrame | None,
+        self, out: pd.DataFrame, df: pd.DataFrame, query: _data.Query,
         quantiles: np.ndarray, n_samples: int, prepared: tuple[Any, Any],
     ) -> pd.DataFrame:
         """Insert ``<col>_q<level>`` predictive-quantile columns after each target column."""
@@ -1004,7 +1036,7 @@ class LatentODERegressor(BaseEstimator):
     def _predict_samples(
         self,
         df: pd.DataFrame,
-        query: pd.DataFrame | None = None,
+        query: _data.Query | None = None,
         *,
         prepared: tuple[Any, Any] | None = None,
         n_samples: int = 1,
@@ -1018,9 +1050,9 @@ class LatentODERegressor(BaseEstimator):
         ----------
         df : pandas.DataFrame
             Conditioning data (each series conditions on its own observed values).
-        query : pandas.DataFrame, optional
-            Rows ``[id, time]`` to predict at (original units); default: the rows of ``df``.
-            Every query id must have a series in ``df``.
+        query : latentode.data.Query, optional
+            Rows to predict at (:func:`latentode.data.build_query`); default: the rows of
+            ``df``. Every query series must be a series of ``df``.
         prepared : tuple, optional
             ``self._prepare(df)`` when the caller has it already (``df`` is then not
             validated again).
@@ -1043,165 +1075,47 @@ class LatentODERegressor(BaseEstimator):
         """
         vf, padded = self._prepare(df) if prepared is None else prepared
         if query is None:
-            cols = ([self.id_col_] if self.id_col_ is not None else []) + [self.time_col_]
-            query = df[cols].copy()
-            codes = vf.row_series_codes
-            times = self.time_encoder_.transform(vf.times)[vf.row_slot]
-        else:
-            codes, times = self._encode_query(query, vf)
-        out = np.full((n_samples, len(codes), vf.n_channels), np.nan)
-        rate = np.full_like(out, np.nan) if self.model_.poisson_process else None
+            query = _data.rows_query(df, vf, self.time_encoder_)
+        plan = _data.plan_query(query.series_codes, query.times, padded.lengths)
         # series without an observed value have nothing to condition on: NaN, never invented
-        live = padded.lengths[codes] > 0
-        if not live.all():
-            empty_ids = vf.series_ids[np.unique(codes[~live])]
-            if warn:
-                n = len(empty_ids)
-                warnings.warn(
-                    f"{n} series {'has' if n == 1 else 'have'} no observed value to condition "
-                    f"on: {_fmt_ids([_plain(i) for i in empty_ids])}"
-                    f"{'' if self.id_col_ is None else f' (column {self.id_col_!r})'}; "
-                    f"{'its' if n == 1 else 'their'} predictions are NaN.", UserWarning,
-                    stacklevel=external_stacklevel(),
-                )
-        live_rows = np.flatnonzero(live)
-        codes, times = codes[live_rows], times[live_rows]
-        needed = np.unique(codes)
-        if len(needed) < padded.n_series:  # condition only the series that are queried
-            padded = _data.subset(padded, needed)
-            codes = np.searchsorted(needed, codes)
-        plan = _data.pad_query_times(codes, times, padded.n_series)
-
+        if warn and len(plan.unconditioned):
+            empty_ids = vf.series_ids[plan.unconditioned]
+            n = len(empty_ids)
+            warnings.warn(
+                f"{n} series {'has' if n == 1 else 'have'} no observed value to condition "
+                f"on: {_fmt_ids([_plain(i) for i in empty_ids])}"
+                f"{'' if self.id_col_ is None else f' (column {self.id_col_!r})'}; "
+                f"{'its' if n == 1 else 'their'} predictions are NaN.", UserWarning,
+                stacklevel=external_stacklevel(),
+            )
+        if len(plan.series) < padded.n_series:  # condition only the series that are queried
+            padded = _data.subset(padded, plan.series)
         seed = draw_seed(self.random_state if random_state is None else random_state)
-        gen = make_generator(seed, self.device_)
-        dtype = next(self.model_.parameters()).dtype
         bs = int(self.batch_size)
-        by_series = np.argsort(codes, kind="stable")
-        bounds = np.searchsorted(codes[by_series], np.arange(0, padded.n_series + bs, bs))
-        self.model_.eval()
-        with torch.no_grad():
-            obs_std_t = self.model_.obs_std  # overwritten by the predictions' (calibrated) one
-            if n_samples > 1:
-                obs_std_t = obs_std_t * self.model_.spread_scale
-            for k, cond in enumerate(_data.iterate_batches(padded, bs, device=self.device_,
-                                                           dtype=dtype)):
-                lo = k * bs
-                lengths = plan.lengths[lo:lo + cond.batch_size]
-                width = max(int(lengths.max()), 1)
-                pred = self._solve(
-                    padded.series_ids[lo:lo + cond.batch_size], self.model_.predict, cond,
-                    torch.as_tensor(plan.times[lo:lo + cond.batch_size, :width], dtype=dtype,
-                                    device=self.device_),
-                    torch.as_tensor(lengths, device=self.device_),
-                    n_samples=n_samples, generator=gen, use_mean=use_mean,
-                )
-                mean = pred.mean.cpu().numpy()  # (S, b, M, C), standardised
-                rows = by_series[bounds[k]:bounds[k + 1]]
-                at = (slice(None), codes[rows] - lo, plan.row_position[rows])
-                out[:, live_rows[rows]] = mean[at]
-                if rate is not None:
-                    rate[:, live_rows[rows]] = pred.intensity.cpu().numpy()[at]
-                obs_std_t = pred.obs_std
-            obs_std = obs_std_t.cpu().numpy()
+        batches = _data.iterate_batches(padded, bs, device=self.device_,
+                                        dtype=next(self.model_.parameters()).dtype)
+        try:
+            pred = predict_packed(self.model_, batches, plan.times, plan.lengths,
+                                  n_samples=n_samples, use_mean=use_mean,
+                                  generator=make_generator(seed, self.device_),
+                                  max_steps=int(self.max_steps))
+        except ODESolveError as err:  # err.series counts every series: name it in its batch
+            lo = err.series - err.series % bs
+            raise self._solve_error(err, padded.series_ids[lo:lo + bs], offset=lo) from err
+        rate = None if pred.intensity is None else plan.gather_rows(pred.intensity)
         return _Samples(
-            query=query,
-            mean=self.scaler_.inverse_transform(out),
-            obs_std=self.scaler_.inverse_std(obs_std.astype(np.float64)),
+            query=query.frame,
+            mean=self.scaler_.inverse_transform(plan.gather_rows(pred.mean)),
+            obs_std=self.scaler_.inverse_std(pred.obs_std.astype(np.float64)),
             # per model time unit -> per user time unit
             intensity=None if rate is None else rate / self.time_encoder_.scale_,
         )
-
-    def _encode_query(self, query: pd.DataFrame, vf: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Series codes (into ``vf.series_ids``) and model times of explicit query rows."""
-        time_col, id_col = self.time_col_, self.id_col_
-        cols = ([id_col] if id_col is not None else []) + [time_col]
-        missing = [c for c in cols if c not in query.columns]
-        if missing:
-            raise ValueError(f"The query times lack the column(s) {missing}.")
-        if len(query) == 0:
-            raise ValueError("There are no query times to predict at.")
-        if id_col is None:
-            codes = np.zeros(len(query), dtype=np.int64)
-        else:
-            codes = pd.Index(vf.series_ids).get_indexer(query[id_col])
-            if (codes < 0).any():
-                unknown = pd.unique(query[id_col].to_numpy()[codes < 0])
-                raise ValueError(
-                    f"No observations to condition on for series {_fmt_ids(list(unknown))} "
-                    f"(column {id_col!r}); add their observed history to df."
-                )
-        times = self.time_encoder_.transform(query[time_col])
-        bad = ~np.isfinite(times)
-        if bad.any():
-            raise ValueError(
-                f"Column {time_col!r} has missing or infinite query times at row "
-                f"{query.index[int(np.argmax(bad))]!r}."
-            )
-        return codes.astype(np.int64), times
 
     def _samples_frame(self, samples: _Samples, values: np.ndarray) -> pd.DataFrame:
         out = samples.query.copy()
         for j, col in enumerate(self.target_cols_):
             out[col] = values[:, j]
         return out
-
-    def _forecast_query(
-        self, df: pd.DataFrame, horizon: Any, n_points: int, times: Any, vf: Any
-    ) -> pd.DataFrame:
-        """Rows ``[id, time]`` (original units) at which :meth:`extrapolate` forecasts.
-
-        ``vf`` is ``df`` validated (the first item of :meth:`_prepare`).
-        """
-        time_col, id_col = self.time_col_, self.id_col_
-        key_cols = ([id_col] if id_col is not None else []) + [time_col]
-        if isinstance(times, pd.DataFrame):
-            missing = [c for c in key_cols if c not in times.columns]
-            if missing:
-                raise ValueError(f"The times DataFrame lacks the column(s) {missing}.")
-            return times[key_cols].copy()
-        # each series' last observed time point (its last row's time if nothing is observed)
-        slot = np.arange(vf.n_slots)
-        rank = np.where(vf.observed.any(axis=1), slot + vf.n_slots, slot)
-        last_slot = pd.Series(rank).groupby(vf.series_codes).max().to_numpy() % vf.n_slots
-        if id_col is None:
-            order = np.array([0])
-        else:  # series in the order of their first appearance in the caller's df
-            order = pd.unique(vf.row_series_codes)
-        last = vf.times[last_slot[order]]
-        is_datetime = vf.time_kind == "datetime"
-        if times is not None:
-            grid = np.asarray(times).ravel()
-            if len(grid) == 0:
-                raise ValueError("times is empty.")
-            if is_datetime:
-                grid = pd.DatetimeIndex(grid)
-                if grid.tz is None and vf.tz is not None:
-                    grid = grid.tz_localize(vf.tz)
-                steps: Any = grid[np.tile(np.arange(len(grid)), len(order))]
-            else:
-                if grid.dtype.kind not in "iuf":
-                    raise ValueError(
-                        f"times must be numbers like the time column {time_col!r}, got dtype "
-                        f"{grid.dtype}."
-                    )
-                steps = np.tile(grid, len(order))
-        else:
-            if isinstance(n_points, bool) or not isinstance(n_points, numbers.Integral) or (
-                    n_points < 1):
-                raise ValueError(f"n_points must be an integer >= 1, got {n_points!r}.")
-            step = _horizon_step(horizon, int(n_points), is_datetime, self.time_encoder_)
-            grid = np.arange(1, int(n_points) + 1)
-            offsets = np.tile(grid, len(order))
-            base = last.repeat(len(grid))
-            if is_datetime:
-                steps = base + pd.to_timedelta(offsets * step.value, unit="ns")
-            else:
-                steps = np.asarray(base, dtype=float) + offsets * step
-        query = pd.DataFrame({time_col: steps})
-        if id_col is not None:
-            ids = vf.series_ids[order]
-            query.insert(0, id_col, pd.Series(np.repeat(ids, len(grid))).astype(df[id_col].dtype))
-        return query
 
     def _solve(self, series_ids: np.ndarray, fn: Callable[..., Any], *args: Any,
                **kwargs: Any) -> Any:
@@ -1222,10 +1136,15 @@ class LatentODERegressor(BaseEstimator):
         finally:
             model.max_steps = before
 
-    def _solve_error(self, err: ODESolveError, series_ids: np.ndarray) -> ODESolveError:
-        """The message of a failed prediction solve, in the estimator's terms."""
+    def _solve_error(self, err: ODESolveError, series_ids: np.ndarray,
+                     offset: int = 0) -> ODESolveError:
+        """The message of a failed prediction solve, in the estimator's terms.
+
+        ``series_ids`` are the ids of the failed batch's series; ``err.series`` counts from
+        ``offset`` series before the batch (its index in the batch is what the error keeps).
+        """
         b = max(len(series_ids), 1)
-        where = err.series % b  # the solve flattens (samples, series), sample-major
+        where = (err.series - offset) % b  # the solve flattens (samples, series), sample-major
         sid = series_ids[where] if len(series_ids) else where
         sid = sid.item() if isinstance(sid, np.generic) else sid
         name = "the series" if self.id_col_ is None else f"series {sid!r} (column {self.id_col_!r})"
@@ -1313,35 +1232,6 @@ class LatentODERegressor(BaseEstimator):
         return est
 
 
-def _horizon_step(horizon: Any, n_points: int, is_datetime: bool, encoder: Any) -> Any:
-    """Spacing of the forecast grid: ``horizon / n_points`` as a float or a Timedelta."""
-    if is_datetime:
-        if isinstance(horizon, numbers.Real) and not isinstance(horizon, bool):
-            unit = getattr(encoder, "unit", None)
-            if unit is None:
-                raise ValueError("A float horizon needs the time encoder's unit; pass a Timedelta.")
-            td = pd.to_timedelta(float(horizon), unit=unit)
-        else:
-            try:
-                td = pd.to_timedelta(horizon)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(
-                    f"horizon must be a positive Timedelta (or a float in unit "
-                    f"{getattr(encoder, 'unit', None)!r}) for a datetime time column, "
-                    f"got {horizon!r}."
-                ) from exc
-        if not td > pd.Timedelta(0):
-            raise ValueError(f"horizon must be positive, got {horizon!r}.")
-        return td / n_points
-    if isinstance(horizon, bool) or not isinstance(horizon, numbers.Real) or not (
-            math.isfinite(horizon) and horizon > 0):
-        raise ValueError(
-            f"horizon must be a positive finite number (in the time column's unit), got "
-            f"{horizon!r}."
-        )
-    return float(horizon) / n_points
-
-
 def _fingerprint(padded: Any, params: dict[str, Any]) -> list[float]:
     """Numbers that differ when two ranks were given different data or parameters."""
     mask = np.asarray(padded.mask, dtype=bool)
@@ -1371,7 +1261,3 @@ def _plain(x: Any) -> Any:
     """numpy scalars as Python scalars, for readable messages."""
     return x.item() if isinstance(x, np.generic) else x
 
-
-def _fmt_ids(ids: Sequence[Any], limit: int = 5) -> str:
-    shown = ", ".join(repr(i) for i in list(ids)[:limit])
-    return shown + (", ..." if len(ids) > limit else "")

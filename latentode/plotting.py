@@ -5,13 +5,13 @@ matplotlib is imported inside the functions, so ``import latentode`` never needs
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from .data.query import horizon_delta
 from .uncertainty import check_quantiles, quantile_label
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -195,25 +195,18 @@ def _select_series(df: pd.DataFrame, id: Any, id_col: Any, time_col: Any) -> pd.
 
 
 def _horizon(horizon: Any, first: Any, last: Any, is_datetime: bool, est: Any) -> Any:
-    """Forecast length as a float (numeric times) or a Timedelta (datetimes)."""
+    """Forecast length as a float (numeric times) or a Timedelta (datetimes).
+
+    A given horizon is read by :func:`latentode.data.horizon_delta`, as ``extrapolate`` reads
+    it; None means a quarter of the series' span (one time unit if it spans none).
+    """
+    unit = est.time_encoder_.unit
     if horizon is None:
         span = last - first
         if is_datetime:
-            return span / 4 if span > pd.Timedelta(0) else pd.to_timedelta(
-                1.0, unit=est.time_encoder_.unit)
+            return span / 4 if span > pd.Timedelta(0) else pd.to_timedelta(1.0, unit=unit)
         return float(span) / 4 if span > 0 else 1.0
-    if is_datetime:
-        if isinstance(horizon, numbers.Real) and not isinstance(horizon, bool):
-            td = pd.to_timedelta(float(horizon), unit=est.time_encoder_.unit)
-        else:
-            td = pd.to_timedelta(horizon)
-        if not td > pd.Timedelta(0):
-            raise ValueError(f"horizon must be positive, got {horizon!r}.")
-        return td
-    if isinstance(horizon, bool) or not isinstance(horizon, numbers.Real) or not (
-            np.isfinite(horizon) and horizon > 0):
-        raise ValueError(f"horizon must be a positive number, got {horizon!r}.")
-    return float(horizon)
+    return horizon_delta(horizon, "datetime" if is_datetime else "numeric", unit)
 
 
 def _resolve_axes(plt: Any, ax: Any, n: int) -> list[Any]:

@@ -127,3 +127,23 @@ def test_io_and_fitted_state_never_import_the_estimator(module: str) -> None:
     assert ("latentode._state" if module == "io" else "latentode.nn") in names
     assert [n for n in names if n == "latentode.estimator" or n.startswith("latentode.estimator.")
             or n == "latentode.LatentODERegressor"] == []
+
+
+def test_prediction_function_is_torch_only() -> None:
+    # latentode._predict runs the network at padded query times; the data layer builds the
+    # query and reads the result back per row, so _predict never needs pandas
+    assert _loaded_after_import(("latentode._predict",)) == []
+    names = [name for _, name in _imports(PACKAGE / "_predict.py", "latentode")]
+    assert "latentode.batch" in names and "latentode.ode" in names  # the resolver sees them
+    assert [n for n in names if any(n == f or n.startswith(f + ".")
+                                    for f in FORBIDDEN_BELOW)] == []
+
+
+def test_query_building_lives_in_the_data_layer() -> None:
+    # the grid, horizon and scatter helpers have one home: the estimator and plotting call it
+    for module in ("estimator", "plotting"):
+        tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+        defined = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+        assert defined.isdisjoint({"_forecast_query", "_encode_query", "_horizon_step"})
+    source = (PACKAGE / "plotting.py").read_text()
+    assert "horizon_delta(" in source and "pd.to_timedelta(horizon)" not in source

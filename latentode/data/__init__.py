@@ -21,6 +21,13 @@ Predict at every row of ``df`` (rows with NaN targets included)::
     per_row = scaler.inverse_transform(per_row)
 
 Query rows of another frame (e.g. forecast times) use ``vf.lookup_series(ids)`` for their codes.
+The estimator does all of this through :mod:`latentode.data.query`::
+
+    query = build_query(df, vf, enc, grid=(2.0, 20))    # or times=..., or neither: df's rows
+    plan = plan_query(query.series_codes, query.times, cond.lengths)
+    # latentode._predict.predict_packed(model, iterate_batches(subset(cond, plan.series), ...),
+    #                                   plan.times, plan.lengths) -> packed (S, P, C)
+    per_row = plan.gather_rows(packed)                  # (S, n_query_rows, C), NaN if unconditioned
 """
 
 from ..batch import Batch
@@ -34,6 +41,18 @@ from .padding import (
     subset,
     to_padded,
 )
+from .query import (
+    Query,
+    QueryPlan,
+    build_query,
+    encode_query,
+    forecast_origins,
+    horizon_delta,
+    horizon_step,
+    plan_query,
+    query_frame,
+    rows_query,
+)
 from .scaling import ChannelScaler, channel_moments
 from .time import TimeEncoder
 from .validation import ValidatedFrame, validate_frame
@@ -43,14 +62,24 @@ __all__ = [
     "ChannelScaler",
     "PaddedQuery",
     "PaddedSeries",
+    "Query",
+    "QueryPlan",
     "TimeEncoder",
     "ValidatedFrame",
     "batch_indices",
+    "build_query",
     "channel_moments",
+    "encode_query",
+    "forecast_origins",
+    "horizon_delta",
+    "horizon_step",
     "iterate_batches",
     "observation_rates",
     "pad_frame",
     "pad_query_times",
+    "plan_query",
+    "query_frame",
+    "rows_query",
     "split_series",
     "subset",
     "to_padded",

@@ -337,6 +337,13 @@ def _fmt(items: Sequence[Any], limit: int = _SHOW) -> str:
     return shown
 
 
+def fmt_ids(ids: Sequence[Any], limit: int = _SHOW) -> str:
+    """``'a', 'b', ...``: the first ``limit`` ids of a message (warnings and query errors)."""
+    ids = list(ids)
+    shown = ", ".join(repr(i) for i in ids[:limit])
+    return shown + (", ..." if len(ids) > limit else "")
+
+
 def external_stacklevel() -> int:
     """``stacklevel`` that points a warning at the first frame outside the latentode package.
 
