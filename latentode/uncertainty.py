@@ -6,6 +6,10 @@ weight mixture over ``S`` posterior samples of ``z_t0`` of Gaussians
 ``obs_std`` the (per-channel) observation noise. This module computes quantiles of such
 mixtures, draws from them, and scores predictions (CRPS, interval coverage).
 
+These are the Gaussian case, for arrays. A fitted estimator's predictive distribution is its
+observation model's (:mod:`latentode.nn.observation`: Gaussian or Student-t), whose quantiles use
+the same root finder (:mod:`latentode._mixture`); the estimator calls that object.
+
 Functions
 ---------
 check_quantiles
