@@ -120,6 +120,11 @@ class _Samples:
     noise: dict[str, np.ndarray]
     intensity: np.ndarray | None = None
 
+    @property
+    def obs_std(self) -> np.ndarray:
+        """``(C,)`` scale of the observation noise (the Gaussian's standard deviation)."""
+        return self.noise["scale"]
+
 
 class LatentODERegressor(BaseEstimator):
     """Latent ODE (Rubanova et al., 2019) for irregularly sampled multivariate time series.
