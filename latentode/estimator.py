@@ -41,11 +41,11 @@ from ._state import FITTED_ATTRIBUTES, FittedState
 from .data.validation import external_stacklevel
 from .data.validation import fmt_ids as _fmt_ids
 from .nn import OBS_WEIGHTINGS, LatentODE
-from .nn.model import ENCODERS
+from .nn.registry import ENCODERS, LIKELIHOODS
 from .ode import GRADIENTS, METHODS, ODESolveError
 from .training import History, TrainingFailedError, calibrate_spread, fit_model
 from .training import distributed as _distd
-from .uncertainty import check_quantiles, mixture_quantiles, quantile_label, sample_mixture
+from .uncertainty import check_quantiles, quantile_label
 from .utils import (
     draw_seed,
     make_generator,
@@ -61,7 +61,8 @@ _SCORE_SAMPLES = 10  # trajectory samples of the IWAE estimate used by ``score``
 _DEFAULT_STEP = 0.02  # fixed-step solvers: model-time step when ``step_size=None``
 _QUANTILE_SAMPLES = 100  # default posterior samples behind predictive quantiles
 # parameters added after the first release, with their defaults (for older pickles)
-_ADDED_PARAMS: dict[str, Any] = {"max_steps": 10_000, "n_jobs": None, "decoder_layers": 0}
+_ADDED_PARAMS: dict[str, Any] = {"max_steps": 10_000, "n_jobs": None, "decoder_layers": 0,
+                                  "likelihood": "gaussian", "obs_df": "learned"}
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -107,8 +108,10 @@ class _Samples:
         index.
     mean : numpy.ndarray
         ``(S, n_rows, C)`` decoded means per trajectory sample, in original units.
-    obs_std : numpy.ndarray
-        ``(C,)`` observation noise standard deviation, in original units.
+    noise : dict of str to numpy.ndarray
+        The observation model's per-channel parameters (``"scale"`` ``(C,)``, the Gaussian's
+        standard deviation, and any shape parameter), in original units; the model's
+        ``observation.quantiles`` / ``observation.sample`` take them with ``mean``.
     intensity : numpy.ndarray or None
         ``(S, n_rows, C)`` Poisson observation rates per *user* time unit (the time column's
         unit, ``time_encoder_.unit`` for datetimes) when ``poisson_process=True``, else None.
@@ -116,8 +119,13 @@ class _Samples:
 
     query: pd.DataFrame
     mean: np.ndarray
-    obs_std: np.ndarray
+    noise: dict[str, np.ndarray]
     intensity: np.ndarray | None = None
+
+    @property
+    def obs_std(self) -> np.ndarray:
+        """``(C,)`` scale of the observation noise (the Gaussian's standard deviation)."""
+        return self.noise["scale"]
 
 
 class LatentODERegressor(BaseEstimator):
@@ -222,9 +230,10 @@ class LatentODERegressor(BaseEstimator):
     poisson_process : bool, default=False
         Also model the observation times as a per-channel Poisson process.
     obs_std : "learned" or float, default="learned"
-        Observation noise standard deviation in standardised units: learned per channel (the
-        default; the reference code fixes 0.01, which makes intervals meaningless and the
-        ELBO a near-deterministic autoencoder), or fixed.
+        Observation noise standard deviation (the scale of a ``"student_t"`` likelihood) in
+        standardised units: learned per channel (the default; the reference code fixes 0.01,
+        which makes intervals meaningless and the ELBO a near-deterministic autoencoder), or
+        fixed.
     calibrate : bool, default=True
         After training, rescale the predictive spread per channel on the validation series
         so that ``quantiles`` and :meth:`sample` intervals reach their nominal coverage
@@ -265,6 +274,17 @@ class LatentODERegressor(BaseEstimator):
         runs many tiny operations, which more threads slow down, badly when the cores are
         shared (see "CPU threads" in the README). The setting is process-wide while a call
         runs.
+    likelihood : {"gaussian", "student_t"}, default="gaussian"
+        Observation model of the values (:data:`latentode.nn.registry.OBSERVATION_MODELS`):
+        ``x_c = decoded_c + obs_std_c * e`` with ``e`` standard normal, or Student-t with
+        ``obs_df`` degrees of freedom, whose heavy tails make the fit robust to a few outlying
+        values (artefacts, unit errors). It is the likelihood trained and scored
+        (:meth:`score`), and the distribution behind ``quantiles`` and :meth:`sample`; with
+        ``"student_t"``, ``obs_std`` is its scale (its standard deviation is
+        ``obs_std * sqrt(df / (df - 2))`` for ``df > 2``).
+    obs_df : "learned" or float, default="learned"
+        Degrees of freedom of the ``"student_t"`` likelihood: learned per channel (from 4,
+        bounded below by 1), or fixed. Not used by ``"gaussian"``.
 
     Attributes
     ----------
@@ -397,6 +417,9 @@ class LatentODERegressor(BaseEstimator):
         "warm_start": [Boolean()],
         "max_steps": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [CheckedBy(resolve_n_jobs)],  # also run by every public method
+        "likelihood": [Options(LIKELIHOODS)],
+        "obs_df": [Options(("learned",)),
+                   Interval(Real, 0, None, closed="neither", description="be a positive float")],
     }
 
     def __init__(
@@ -434,6 +457,8 @@ class LatentODERegressor(BaseEstimator):
         warm_start: bool = False,
         max_steps: int = 10_000,
         n_jobs: int | None = None,
+        likelihood: str = "gaussian",
+        obs_df: str | float = "learned",
     ) -> None:
         self.latent_dim = latent_dim
         self.encoder = encoder
@@ -468,6 +493,8 @@ class LatentODERegressor(BaseEstimator):
         self.warm_start = warm_start
         self.max_steps = max_steps
         self.n_jobs = n_jobs
+        self.likelihood = likelihood
+        self.obs_df = obs_df
 
     # ------------------------------------------------------------------ sklearn plumbing
     def __sklearn_tags__(self):
@@ -692,7 +719,8 @@ class LatentODERegressor(BaseEstimator):
             step_size=_DEFAULT_STEP if self.step_size is None else float(self.step_size),
             gradient=self.gradient,
             obs_std=self.obs_std if self.obs_std == "learned" else float(self.obs_std),
-            max_steps=int(self.max_steps),
+            max_steps=int(self.max_steps), likelihood=self.likelihood,
+            obs_df=self.obs_df if self.obs_df == "learned" else float(self.obs_df),
         )
 
     def _check_warm_start_columns(
@@ -755,11 +783,12 @@ class LatentODERegressor(BaseEstimator):
         Notes
         -----
         The predictive distribution is the mixture, over ``n_samples`` posterior samples of
-        ``z_t0`` (each decoded along its own ODE trajectory), of Gaussians with the learned
-        per-channel observation noise; its quantiles are found by inverting the mixture CDF
-        numerically, in original units. They are deterministic for a fixed ``random_state``.
-        The mean columns do not depend on ``quantiles``: they are the trajectory of the
-        posterior mean of ``z_t0``, as without quantiles.
+        ``z_t0`` (each decoded along its own ODE trajectory), of the observation model
+        (``likelihood``: Gaussians by default) with the learned per-channel scale; its
+        quantiles are found by inverting the mixture CDF numerically, in original units. They
+        are deterministic for a fixed ``random_state``. The mean columns do not depend on
+        ``quantiles``: they are the trajectory of the posterior mean of ``z_t0``, as without
+        quantiles.
         """
         return self._predict_frame(df, quantiles=quantiles, n_samples=n_samples)
 
@@ -823,9 +852,9 @@ class LatentODERegressor(BaseEstimator):
         """Draw predictive samples: posterior ``z_t0`` samples through the ODE plus noise.
 
         Each draw ``s`` takes its own posterior sample of every series' initial latent state,
-        decodes the latent trajectory at the query times and adds Gaussian observation noise
-        with the learned per-channel standard deviation (independent per row and channel), in
-        original units.
+        decodes the latent trajectory at the query times and adds observation noise of the
+        fitted ``likelihood`` (Gaussian by default) with the learned per-channel scale
+        (independent per row and channel), in original units.
 
         Parameters
         ----------
@@ -988,8 +1017,8 @@ class LatentODERegressor(BaseEstimator):
             samples = self._predict_samples(df, query, prepared=prepared,
                                             n_samples=int(n_samples), use_mean=False,
                                             random_state=int(seeds[0]))
-            values = sample_mixture(samples.mean, samples.obs_std,
-                                    np.random.default_rng(int(seeds[1])))
+            values = self.model_.observation.sample(samples.mean, samples.noise,
+                                                    np.random.default_rng(int(seeds[1])))
             s, n = values.shape[:2]
             base = samples.query.reset_index(drop=True)
             out = base.iloc[np.tile(np.arange(n), s)].reset_index(drop=True)
@@ -1025,7 +1054,8 @@ class LatentODERegressor(BaseEstimator):
         values = np.full((len(quantiles),) + samples.mean.shape[1:], np.nan)  # (Q, n, C)
         ok = np.isfinite(samples.mean).all(axis=(0, 2))  # rows of series with observations
         if ok.any():
-            values[:, ok] = mixture_quantiles(samples.mean[:, ok], samples.obs_std, quantiles)
+            values[:, ok] = self.model_.observation.quantiles(samples.mean[:, ok], samples.noise,
+                                                              quantiles)
         result = out[[c for c in out.columns if c not in self.target_cols_]].copy()
         for j, col in enumerate(self.target_cols_):  # positional: the index may repeat labels
             result[col] = out[col].to_numpy()
@@ -1069,9 +1099,10 @@ class LatentODERegressor(BaseEstimator):
         Returns
         -------
         _Samples
-            ``mean (S, n_rows, C)`` and ``obs_std (C,)`` in original units, the query rows,
-            and the Poisson ``intensity`` (or None). Predictive samples of observations are
-            ``mean + obs_std * N(0, 1)``. Rows of series without an observed value are NaN.
+            ``mean (S, n_rows, C)`` and the observation model's ``noise`` in original units,
+            the query rows, and the Poisson ``intensity`` (or None). Predictive samples of
+            observations are ``model_.observation.sample(mean, noise, rng)`` (``mean + std *
+            N(0, 1)`` for the Gaussian). Rows of series without an observed value are NaN.
         """
         vf, padded = self._prepare(df) if prepared is None else prepared
         if query is None:
@@ -1103,12 +1134,14 @@ class LatentODERegressor(BaseEstimator):
             lo = err.series - err.series % bs
             raise self._solve_error(err, padded.series_ids[lo:lo + bs], offset=lo) from err
         rate = None if pred.intensity is None else plan.gather_rows(pred.intensity)
+        obs = self.model_.observation
+        mean, noise = obs.to_user_units(plan.gather_rows(pred.mean),
+                                        obs.predictive(torch.from_numpy(pred.obs_std)),
+                                        self.scaler_.mean_, self.scaler_.scale_)
         return _Samples(
-            query=query.frame,
-            mean=self.scaler_.inverse_transform(plan.gather_rows(pred.mean)),
-            obs_std=self.scaler_.inverse_std(pred.obs_std.astype(np.float64)),
-            # per model time unit -> per user time unit
-            intensity=None if rate is None else rate / self.time_encoder_.scale_,
+            query=query.frame, mean=mean, noise=noise,
+            intensity=None if rate is None else self.model_.intensity.to_user_units(
+                rate, self.time_encoder_.scale_),
         )
 
     def _samples_frame(self, samples: _Samples, values: np.ndarray) -> pd.DataFrame:

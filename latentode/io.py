@@ -548,8 +548,13 @@ def _hp_choice(options: tuple[str, ...]) -> Callable[[Any], bool]:
     return lambda v: isinstance(v, str) and v in options
 
 
+# hyper-parameters added after format_version 2 was first written: a file without them was
+# saved before they existed and gets LatentODE's default (the network it describes is unchanged)
+_ADDED_HPARAMS = ("likelihood", "obs_df")
+
+
 def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
-    from .nn.model import ENCODERS
+    from .nn.registry import ENCODERS, LIKELIHOODS
     from .ode import GRADIENTS, METHODS
 
     return {
@@ -574,6 +579,9 @@ def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
         "max_steps": (_hp_int(1), "an integer >= 1"),
         "obs_std_init": (_hp_pos(), "a positive finite number"),
         "obs_std_floor": (_hp_pos(), "a positive finite number"),
+        "likelihood": (_hp_choice(LIKELIHOODS), f"one of {LIKELIHOODS}"),
+        "obs_df": (lambda v: v == "learned" or _hp_pos()(v),
+                   "'learned' or a positive finite number"),
     }
 
 
@@ -589,7 +597,8 @@ def _check_hparams(hparams: dict[str, Any], n_channels: int) -> None:
     if unknown:
         raise _Invalid(f"model_hparams: unknown hyper-parameters {unknown}")
     checks = _hparam_checks()
-    required = [k for k in checks if k in signature]  # written by every save of this version
+    # written by every save of this version
+    required = [k for k in checks if k in signature and k not in _ADDED_HPARAMS]
     missing = [k for k in required if k not in hparams]
     if missing:
         raise _Invalid(f"model_hparams: missing {missing}")

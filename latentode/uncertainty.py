@@ -6,6 +6,10 @@ weight mixture over ``S`` posterior samples of ``z_t0`` of Gaussians
 ``obs_std`` the (per-channel) observation noise. This module computes quantiles of such
 mixtures, draws from them, and scores predictions (CRPS, interval coverage).
 
+These are the Gaussian case, for arrays. A fitted estimator's predictive distribution is its
+observation model's (:mod:`latentode.nn.observation`: Gaussian or Student-t), whose quantiles use
+the same root finder (:mod:`latentode._mixture`); the estimator calls that object.
+
 Functions
 ---------
 check_quantiles
@@ -33,6 +37,8 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from ._mixture import location_scale_mixture_quantiles
+
 __all__ = [
     "check_quantiles",
     "quantile_label",
@@ -46,6 +52,11 @@ __all__ = [
 ]
 
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
+
+
+def _normal_pdf(u: np.ndarray) -> np.ndarray:
+    """Standard normal density."""
+    return np.exp(-0.5 * u**2) * _INV_SQRT_2PI
 
 
 def check_quantiles(quantiles: Any) -> np.ndarray:
@@ -169,60 +180,10 @@ def mixture_quantiles(
     >>> mixture_quantiles(np.zeros((3, 1)), 1.0, [0.5, 0.975]).round(3).ravel().tolist()
     [0.0, 1.96]
     """
-    q = check_quantiles(quantiles)
-    m = np.asarray(means, dtype=np.float64)
-    if m.ndim < 1 or m.shape[0] < 1:
-        raise ValueError("means must have a leading sample axis of length >= 1.")
-    rest = m.shape[1:]
-    sd = np.broadcast_to(np.asarray(std, dtype=np.float64), rest)
-    if (sd < 0).any() or not np.isfinite(sd).all():
-        raise ValueError("std must be finite and >= 0.")
-    s = m.shape[0]
-    flat_m = m.reshape(s, -1)
-    flat_sd = sd.reshape(-1).copy()
-    n = flat_m.shape[1]
-    out = np.empty((len(q), n))
-    zero = flat_sd == 0
-    if zero.any():
-        out[:, zero] = np.quantile(flat_m[:, zero], q, axis=0, method="inverted_cdf")
-    live = np.flatnonzero(~zero)
-    z = ndtri(q)[:, None]  # (Q, 1)
-    for lo_i in range(0, len(live), chunk_size):
-        idx = live[lo_i:lo_i + chunk_size]
-        mc = flat_m[:, idx]  # (S, n)
-        sc = flat_sd[idx]  # (n,)
-        # start from the moment-matched Gaussian; bracket by the extreme components
-        mu = mc.mean(axis=0)
-        total_sd = np.sqrt(mc.var(axis=0) + sc**2)
-        x = mu[None] + z * total_sd[None]  # (Q, n)
-        lo = mc.min(axis=0)[None] + z * sc[None]
-        hi = mc.max(axis=0)[None] + z * sc[None]
-        lo, hi = np.broadcast_to(lo, x.shape).copy(), np.broadcast_to(hi, x.shape).copy()
-        x = np.clip(x, lo, hi).ravel()  # (Q * n,) pairs (level, position), level-major
-        lo, hi = lo.ravel(), hi.ravel()
-        col = np.tile(np.arange(len(idx)), len(q))
-        target = np.repeat(q, len(idx))
-        sd_pair = sc[col]
-        active = np.arange(len(x))  # pairs not converged yet: only these are iterated
-        for _ in range(max_iter):
-            xa, sa = x[active], sd_pair[active]
-            u = (xa[None] - mc[:, col[active]]) / sa[None]  # (S, active)
-            cdf = ndtr(u).mean(axis=0)
-            pdf = (np.exp(-0.5 * u**2) * _INV_SQRT_2PI).mean(axis=0) / sa
-            f = cdf - target[active]
-            la = np.where(f < 0, xa, lo[active])
-            ha = np.where(f > 0, xa, hi[active])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                step = xa - f / pdf
-            bad = ~np.isfinite(step) | (step <= la) | (step >= ha)
-            new = np.where(bad, 0.5 * (la + ha), step)
-            done = np.abs(new - xa) <= tol * sa
-            x[active], lo[active], hi[active] = new, la, ha
-            active = active[~done]
-            if len(active) == 0:
-                break
-        out[:, idx] = x.reshape(len(q), len(idx))
-    return out.reshape((len(q),) + rest)
+    return location_scale_mixture_quantiles(
+        means, std, check_quantiles(quantiles), cdf=ndtr, pdf=_normal_pdf, ppf=ndtri, tol=tol,
+        max_iter=max_iter, chunk_size=chunk_size,
+    )
 
 
 def sample_mixture(

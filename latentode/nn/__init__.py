@@ -1,25 +1,38 @@
-"""Neural network layer: encoders, latent dynamics, decoder, likelihoods and :class:`LatentODE`.
+"""Neural network layer: encoders, latent dynamics, decoder, observation models, :class:`LatentODE`.
 
-Depends on torch and :mod:`latentode.ode` only.
+Depends on torch, :mod:`latentode.ode`, :mod:`latentode.batch` and the numpy root finder
+:mod:`latentode._mixture` only (numpy and scipy.special for the predictive distributions).
 """
 
 from latentode.ode import ODESolveError
 
-from .decoder import Decoder, ObservationNoise
-from .dynamics import Intensity, LatentDynamics, PoissonDynamics, init_ode_weights, mlp
+from .decoder import Decoder
+from .dynamics import LatentDynamics, init_ode_weights, mlp
 from .encoder import GRUEncoder, GRUUpdate, ODERNNEncoder
 from .likelihoods import (
     OBS_WEIGHTINGS,
-    gaussian_log_likelihood,
     kl_normal_standard,
     log_softplus,
     logmeanexp,
     masked_squared_error,
     normal_log_prob,
     observation_weights,
-    poisson_log_likelihood,
 )
 from .model import LatentODE, LossOutput, PredictOutput
+from .observation import (
+    GaussianObservation,
+    ObservationModel,
+    PoissonDynamics,
+    PoissonProcess,
+    StudentTObservation,
+    gaussian_log_likelihood,
+    poisson_log_likelihood,
+)
+from .registry import ENCODERS, LIKELIHOODS, OBSERVATION_MODELS
+
+# former names, kept importable
+ObservationNoise = GaussianObservation
+Intensity = PoissonProcess
 
 __all__ = [
     "LatentODE",
@@ -30,9 +43,16 @@ __all__ = [
     "GRUUpdate",
     "LatentDynamics",
     "PoissonDynamics",
+    "PoissonProcess",
     "Intensity",
     "Decoder",
+    "ObservationModel",
+    "GaussianObservation",
+    "StudentTObservation",
     "ObservationNoise",
+    "OBSERVATION_MODELS",
+    "LIKELIHOODS",
+    "ENCODERS",
     "mlp",
     "init_ode_weights",
     "gaussian_log_likelihood",

@@ -1,18 +1,15 @@
-"""Latent dynamics ``dz/dt = f(z)`` and the Poisson-process augmented system."""
+"""Latent dynamics ``dz/dt = f(z)`` and the MLPs of the networks.
+
+The Poisson-process augmented system lives with the Poisson process
+(:mod:`latentode.nn.observation.poisson`).
+"""
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .likelihoods import log_softplus
-
-__all__ = ["mlp", "init_ode_weights", "LatentDynamics", "Intensity", "PoissonDynamics"]
-
-_LN2 = math.log(2.0)
+__all__ = ["mlp", "init_ode_weights", "LatentDynamics"]
 
 
 def mlp(
@@ -91,60 +88,10 @@ class LatentDynamics(nn.Module):
         return [(m.weight, m.bias) for m in self.net if isinstance(m, nn.Linear)]
 
 
-class Intensity(nn.Module):
-    """Per-channel Poisson intensity ``lambda_c(z) = base_c * softplus(g_c(z)) / log 2``.
+def __getattr__(name: str) -> object:
+    # the Poisson intensity and its augmented ODE moved to latentode.nn.observation.poisson
+    if name in ("Intensity", "PoissonDynamics"):
+        from .observation import poisson
 
-    ``g`` is an MLP with one hidden layer; ``base`` (a buffer, default 1) is the typical rate,
-    set from the data before training (:meth:`LatentODE.set_intensity_base`), so that the
-    network only learns relative changes: with model times normalised to a series span of
-    about 1, rates are the number of observations per series (tens), which ``softplus(g)``
-    alone would need thousands of optimiser steps to reach.
-
-    Parameters
-    ----------
-    latent_dim : int
-        Size of ``z``.
-    n_channels : int
-        Number of channels ``C``.
-    units : int
-        Hidden width of ``g``.
-    """
-
-    def __init__(self, latent_dim: int, n_channels: int, units: int) -> None:
-        super().__init__()
-        self.net = mlp(latent_dim, n_channels, 1, units)
-        self.register_buffer("base", torch.ones(n_channels))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Rates ``(..., C)`` (positive) at latent states ``(..., latent_dim)``."""
-        return self.base * F.softplus(self.net(z)) / _LN2
-
-    def log_rate(self, z: torch.Tensor) -> torch.Tensor:
-        """``log lambda(z)`` without underflow."""
-        return torch.log(self.base) + log_softplus(self.net(z)) - math.log(_LN2)
-
-
-class PoissonDynamics(nn.Module):
-    """Latent dynamics augmented with the integrated Poisson intensities.
-
-    The state is ``[z, Lambda]`` with ``dz/dt = f(z)`` and ``dLambda_c/dt = lambda_c(z)``, so
-    one ODE solve yields both the latent trajectory and the compensators of the per-channel
-    observation-time processes.
-
-    Parameters
-    ----------
-    dynamics : LatentDynamics
-        The latent vector field ``f``.
-    intensity : torch.nn.Module
-        Maps ``(..., latent_dim)`` to ``(..., C)`` positive rates (e.g. :class:`Intensity`).
-    """
-
-    def __init__(self, dynamics: LatentDynamics, intensity: nn.Module) -> None:
-        super().__init__()
-        self.dynamics = dynamics
-        self.intensity = intensity
-
-    def forward(self, t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """``d[z, Lambda]/dt`` for a ``(B, latent_dim + C)`` state."""
-        z = state[:, : self.dynamics.dim]
-        return torch.cat([self.dynamics(t, z), self.intensity(z)], dim=-1)
+        return poisson.PoissonProcess if name == "Intensity" else poisson.PoissonDynamics
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

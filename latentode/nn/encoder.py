@@ -205,6 +205,14 @@ class ODERNNEncoder(_BackwardEncoder):
         self.update = GRUUpdate(rec_dim, 2 * n_channels, gru_units)
         self.head = mlp(rec_dim, 2 * latent_dim, 1, units)
 
+    @classmethod
+    def from_config(
+        cls, n_channels: int, latent_dim: int, rec_dim: int, *, units: int, rec_layers: int,
+        gru_units: int, enc_step_size: float,
+    ) -> ODERNNEncoder:
+        """Build from :class:`~latentode.nn.LatentODE`'s options (the encoder registry's call)."""
+        return cls(n_channels, latent_dim, rec_dim, units, rec_layers, gru_units, enc_step_size)
+
     def _inputs(self, values, mask, gaps):
         return torch.cat([values, mask], dim=-1)
 
@@ -248,6 +256,15 @@ class GRUEncoder(_BackwardEncoder):
         self.rec_dim = rec_dim
         self.update = GRUUpdate(rec_dim, 2 * n_channels + 1, gru_units)
         self.head = mlp(rec_dim + 1, 2 * latent_dim, 1, units)
+
+    @classmethod
+    def from_config(
+        cls, n_channels: int, latent_dim: int, rec_dim: int, *, units: int, rec_layers: int,
+        gru_units: int, enc_step_size: float,
+    ) -> GRUEncoder:
+        """Build from :class:`~latentode.nn.LatentODE`'s options (``rec_layers`` and
+        ``enc_step_size`` are not used: the state does not evolve between observations)."""
+        return cls(n_channels, latent_dim, rec_dim, units, gru_units)
 
     def _inputs(self, values, mask, gaps):
         return torch.cat([values, mask, gaps.unsqueeze(-1)], dim=-1)

@@ -1,7 +1,8 @@
-"""Log-densities used by the Latent ODE objective.
+"""Helpers of the Latent ODE objective: weights of observed values, KL terms, log-mean-exp.
 
-All functions work on masked, padded tensors and reduce over time and channels, returning one
-value per (trajectory sample, series). Nothing here synchronises with the host.
+The log-densities of the observations have their homes in :mod:`latentode.nn.observation`
+(``gaussian_log_likelihood`` in ``gaussian.py``, ``poisson_log_likelihood`` in ``poisson.py``);
+their old import path from this module still works. Nothing here synchronises with the host.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "gaussian_log_likelihood",
-    "poisson_log_likelihood",
     "kl_normal_standard",
     "normal_log_prob",
     "log_softplus",
@@ -27,32 +26,6 @@ OBS_WEIGHTINGS = ("value", "channel")
 """Weightings of observed values in the log-likelihood (see :func:`observation_weights`)."""
 
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-def gaussian_log_likelihood(
-    values: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
-) -> torch.Tensor:
-    """Gaussian log-likelihood of the observed entries, summed per series.
-
-    Parameters
-    ----------
-    values : torch.Tensor
-        ``(B, M, C)`` observations (any value where unobserved).
-    mask : torch.Tensor
-        ``(B, M, C)`` float mask, 1 where observed.
-    mean : torch.Tensor
-        ``(K, B, M, C)`` predicted means, one set per trajectory sample.
-    std : torch.Tensor
-        ``(C,)`` observation noise standard deviation per channel (broadcastable to ``mean``).
-
-    Returns
-    -------
-    torch.Tensor
-        ``(K, B)``: ``sum_{m,c} mask * log N(values; mean, std)``.
-    """
-    z = (values - mean) / std
-    log_prob = -0.5 * z.square() - torch.log(std) - 0.5 * _LOG_2PI
-    return (log_prob * mask).sum(dim=(-2, -1))
 
 
 def observation_weights(mask: torch.Tensor, weighting: str = "value") -> torch.Tensor:
@@ -110,43 +83,6 @@ def log_softplus(logits: torch.Tensor, threshold: float = -20.0) -> torch.Tensor
     return torch.where(logits < threshold, logits, safe)
 
 
-def poisson_log_likelihood(
-    log_intensity: torch.Tensor,
-    cum_intensity: torch.Tensor,
-    mask: torch.Tensor,
-    lengths: torch.Tensor,
-) -> torch.Tensor:
-    """Log-likelihood of the observation times under an inhomogeneous Poisson process per channel.
-
-    Each observed entry ``(t_m, c)`` is an event of channel ``c``'s process with intensity
-    ``lambda_c(t)``. Over the window ``[t_first, t_last]`` of each series
-    the log-likelihood is ``sum_{observed (m,c)} log lambda_c(t_m) - sum_c (Lambda_c(t_last) -
-    Lambda_c(t_first))`` with ``Lambda`` the integrated intensity.
-
-    Parameters
-    ----------
-    log_intensity : torch.Tensor
-        ``(K, B, M, C)`` ``log lambda`` at the observation times.
-    cum_intensity : torch.Tensor
-        ``(K, B, M, C)`` integrated intensity ``Lambda(t_m)`` (any common offset).
-    mask : torch.Tensor
-        ``(B, M, C)`` float mask of observed entries.
-    lengths : torch.Tensor
-        ``(B,)`` number of valid time points per series (``>= 1``).
-
-    Returns
-    -------
-    torch.Tensor
-        ``(K, B)`` log-likelihood per trajectory sample and series.
-    """
-    events = (log_intensity * mask).sum(dim=(-2, -1))
-    k, b, _, c = cum_intensity.shape
-    last = (lengths - 1).to(torch.long).view(1, b, 1, 1).expand(k, b, 1, c)
-    lam_last = cum_intensity.gather(2, last).squeeze(2)
-    compensator = (lam_last - cum_intensity[:, :, 0]).sum(-1)
-    return events - compensator
-
-
 def kl_normal_standard(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Analytic ``KL(N(mu, sigma^2) || N(0, 1))`` summed over the last dimension."""
     return (0.5 * (mu.square() + sigma.square() - 1.0) - torch.log(sigma)).sum(-1)
@@ -160,3 +96,16 @@ def normal_log_prob(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> t
 def logmeanexp(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
     """Numerically stable ``log(mean(exp(x), dim))``."""
     return torch.logsumexp(x, dim=dim) - math.log(x.shape[dim])
+
+
+def __getattr__(name: str) -> object:
+    # the observation log-densities moved to latentode.nn.observation; old imports still work
+    if name == "gaussian_log_likelihood":
+        from .observation.gaussian import gaussian_log_likelihood
+
+        return gaussian_log_likelihood
+    if name == "poisson_log_likelihood":
+        from .observation.poisson import poisson_log_likelihood
+
+        return poisson_log_likelihood
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,22 +10,20 @@ from torch import nn
 from latentode.batch import Batch
 from latentode.ode import odeint
 
-from .decoder import Decoder, ObservationNoise
-from .dynamics import Intensity, LatentDynamics, PoissonDynamics
-from .encoder import GRUEncoder, ODERNNEncoder
+from .decoder import Decoder
+from .dynamics import LatentDynamics
 from .likelihoods import (
-    gaussian_log_likelihood,
     kl_normal_standard,
     logmeanexp,
     masked_squared_error,
     normal_log_prob,
     observation_weights,
-    poisson_log_likelihood,
 )
+from .observation import ObservationModel, PoissonProcess
+from .registry import ENCODER_CLASSES, ENCODERS, LIKELIHOODS, OBSERVATION_MODELS
 
 __all__ = ["LatentODE", "LossOutput", "PredictOutput"]
 
-ENCODERS = ("odernn", "gru")
 KL_ESTIMATORS = ("auto", "analytic", "sampled")
 
 
@@ -38,8 +36,8 @@ class LossOutput(NamedTuple):
         Scalar to minimise: minus the (KL-weighted) IWAE bound summed over series, divided by
         the number of observed values. The only field that carries gradients.
     nll : torch.Tensor
-        Detached negative log-likelihood of the observations (Gaussian, plus the Poisson term if
-        enabled), averaged over trajectory samples, per observed value.
+        Detached negative log-likelihood of the observations (the observation model's, plus the
+        Poisson term if enabled), averaged over trajectory samples, per observed value.
     kl : torch.Tensor
         Detached analytic ``KL(q(z_t0) || N(0, I))`` summed over series, per observed value (so
         ``loss ~= nll + kl_weight * kl`` for one trajectory sample).
@@ -66,7 +64,9 @@ class PredictOutput(NamedTuple):
         ``calibrated=True``, their spread around the sample average is multiplied by
         :attr:`LatentODE.spread_scale`).
     obs_std : torch.Tensor
-        ``(C,)`` observation noise standard deviation (times ``spread_scale`` when calibrated).
+        ``(C,)`` scale of the observation model (the Gaussian's standard deviation; times
+        ``spread_scale`` when calibrated). Its other parameters (e.g. a Student-t's degrees of
+        freedom) are those of :attr:`LatentODE.observation`.
     intensity : torch.Tensor or None
         ``(S, B, M, C)`` Poisson observation intensities (``poisson_process=True``), else None.
     """
@@ -80,10 +80,12 @@ class LatentODE(nn.Module):
     """Latent ODE with an ODE-RNN (or GRU) recognition network.
 
     Generative model: ``z_t0 ~ N(0, I)``, ``z(t) = z_t0 + int_t0^t f(z) ds``,
-    ``x_c(t) ~ N(decoder(z(t))_c, obs_std_c^2)``; optionally the observation times of channel
-    ``c`` form a Poisson process with intensity ``base_c softplus(g(z(t)))_c / log 2``
-    (:class:`~latentode.nn.dynamics.Intensity`). Inference: ``q(z_t0 | x)``
-    is a diagonal Gaussian produced by an encoder run backwards over the observations.
+    ``x_c(t) = decoder(z(t))_c + obs_std_c * e`` with ``e`` standard normal (or Student-t:
+    the :attr:`observation` model chosen by ``likelihood``); optionally the observation times
+    of channel ``c`` form a Poisson process with intensity ``base_c softplus(g(z(t)))_c / log 2``
+    (:class:`~latentode.nn.observation.PoissonProcess`, :attr:`intensity`). Inference:
+    ``q(z_t0 | x)`` is a diagonal Gaussian produced by an encoder run backwards over the
+    observations.
 
     Parameters
     ----------
@@ -94,7 +96,8 @@ class LatentODE(nn.Module):
     rec_dim : int
         Encoder hidden state size.
     encoder : {"odernn", "gru"}
-        Recognition network: :class:`~latentode.nn.encoder.ODERNNEncoder` or
+        Recognition network, by its name in :data:`latentode.nn.registry.ENCODER_CLASSES`:
+        :class:`~latentode.nn.encoder.ODERNNEncoder` or
         :class:`~latentode.nn.encoder.GRUEncoder`.
     units : int
         Hidden width of the dynamics MLPs, encoder head and intensity network.
@@ -111,8 +114,8 @@ class LatentODE(nn.Module):
     gradient : {"adjoint", "backprop"}
         Gradient mode of the latent ODE solve.
     obs_std : "learned" or float
-        Observation noise (see :class:`~latentode.nn.decoder.ObservationNoise` for why learned is
-        the default).
+        Scale of the observation noise (see
+        :class:`~latentode.nn.observation.GaussianObservation` for why learned is the default).
     decoder_layers : int
         Hidden layers of the decoder (0: linear, as in the reference).
     rec_layers : int, optional
@@ -127,6 +130,11 @@ class LatentODE(nn.Module):
         series of ``n`` times needs at least ``n`` steps however smooth its trajectory.
     obs_std_init, obs_std_floor : float
         Initial value and lower bound of the learned observation noise.
+    likelihood : {"gaussian", "student_t"}
+        Observation model of the values, by its name in
+        :data:`latentode.nn.registry.OBSERVATION_MODELS` (:attr:`observation`).
+    obs_df : "learned" or float
+        Degrees of freedom of the ``"student_t"`` likelihood (unused by ``"gaussian"``).
 
     Examples
     --------
@@ -164,10 +172,14 @@ class LatentODE(nn.Module):
         max_steps: int = 10_000,
         obs_std_init: float = 0.2,
         obs_std_floor: float = 1e-3,
+        likelihood: str = "gaussian",
+        obs_df: str | float = "learned",
     ) -> None:
         super().__init__()
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}.")
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}.")
         if n_channels < 1 or latent_dim < 1 or rec_dim < 1:
             raise ValueError("n_channels, latent_dim and rec_dim must be positive.")
         self.hparams: dict[str, Any] = dict(
@@ -177,6 +189,7 @@ class LatentODE(nn.Module):
             gradient=gradient, obs_std=obs_std, decoder_layers=decoder_layers,
             rec_layers=rec_layers, enc_step_size=enc_step_size, step_size=step_size,
             max_steps=max_steps, obs_std_init=obs_std_init, obs_std_floor=obs_std_floor,
+            likelihood=likelihood, obs_df=obs_df,
         )
         self.n_channels = n_channels
         self.latent_dim = latent_dim
@@ -188,22 +201,26 @@ class LatentODE(nn.Module):
         self.step_size = step_size
         self.max_steps = max_steps
 
-        if encoder == "odernn":
-            self.encoder: nn.Module = ODERNNEncoder(
-                n_channels, latent_dim, rec_dim, units,
-                n_layers if rec_layers is None else rec_layers, gru_units, enc_step_size,
-            )
-        else:
-            self.encoder = GRUEncoder(n_channels, latent_dim, rec_dim, units, gru_units)
+        self.encoder: nn.Module = ENCODER_CLASSES[encoder].from_config(
+            n_channels, latent_dim, rec_dim, units=units,
+            rec_layers=n_layers if rec_layers is None else rec_layers, gru_units=gru_units,
+            enc_step_size=enc_step_size,
+        )
         self.dynamics = LatentDynamics(latent_dim, n_layers, units)
         self.decoder = Decoder(latent_dim, n_channels, decoder_layers, units)
-        self.noise = ObservationNoise(n_channels, obs_std, obs_std_init, obs_std_floor)
+        # the observation model keeps the attribute name ``noise``: its state-dict keys
+        # (``noise.raw`` / ``noise.fixed``) are those of saved files; ``observation`` names it
+        self.noise: ObservationModel = OBSERVATION_MODELS[likelihood].from_config(
+            n_channels, obs_std=obs_std, obs_std_init=obs_std_init, obs_std_floor=obs_std_floor,
+            obs_df=obs_df,
+        )
         # per-channel factor widening the predictive distribution around its mean, set after
         # training by latentode.training.calibrate_spread (1: the raw model)
         self.register_buffer("spread_scale", torch.ones(n_channels))
+        self.intensity: PoissonProcess | None
         if self.poisson_process:
-            self.intensity = Intensity(latent_dim, n_channels, units)
-            self.ode_func: nn.Module = PoissonDynamics(self.dynamics, self.intensity)
+            self.intensity = PoissonProcess(latent_dim, n_channels, units)
+            self.ode_func: nn.Module = self.intensity.augment(self.dynamics)
         else:
             self.intensity = None
             self.ode_func = self.dynamics
@@ -218,15 +235,16 @@ class LatentODE(nn.Module):
         """
         if self.intensity is None:
             return
-        rate = torch.as_tensor(rate, dtype=self.intensity.base.dtype,
-                               device=self.intensity.base.device)
-        if rate.shape != self.intensity.base.shape or not bool((rate > 0).all()):
-            raise ValueError(f"rate must be {tuple(self.intensity.base.shape)} positive values.")
-        self.intensity.base.copy_(rate)
+        self.intensity.set_base(rate)
+
+    @property
+    def observation(self) -> ObservationModel:
+        """The observation model of the values (:mod:`latentode.nn.observation`)."""
+        return self.noise
 
     @property
     def obs_std(self) -> torch.Tensor:
-        """``(C,)`` observation noise standard deviation."""
+        """``(C,)`` scale of the observation model (the Gaussian's standard deviation)."""
         return self.noise()
 
     def encode(
@@ -380,10 +398,9 @@ class LatentODE(nn.Module):
         mean = self.decoder(z)
         mask = _valid_mask(tgt.mask, tgt.lengths)
         weights = observation_weights(mask, weighting)
-        log_lik = gaussian_log_likelihood(tgt.values, weights, mean, self.obs_std)  # (K, B)
-        if self.poisson_process:
-            log_lik = log_lik + poisson_log_likelihood(self.intensity.log_rate(z), cum, mask,
-                                                       tgt.lengths)
+        log_lik = self.noise.log_prob(tgt.values, weights, mean)  # (K, B)
+        if self.intensity is not None:
+            log_lik = log_lik + self.intensity.log_likelihood(z, cum, mask, tgt.lengths)
         kl = kl_normal_standard(mu, sigma)  # (B,)
         analytic = kl_estimator == "analytic" or (kl_estimator == "auto" and n_traj_samples == 1)
         if analytic:
@@ -435,7 +452,7 @@ class LatentODE(nn.Module):
         kl_estimator : {"auto", "analytic", "sampled"}
             How the KL term enters ``log w`` (``"auto"``: analytic for ``K = 1``, else sampled).
         weighting : {"value", "channel"}
-            Weight of each observed value in the Gaussian log-likelihood
+            Weight of each observed value in the observation log-likelihood
             (:func:`~latentode.nn.observation_weights`): ``"channel"`` gives each channel of a
             series the same total weight however often it was observed (``nll`` is then the
             weighted one; ``mse`` stays the plain mean over values).

@@ -1,7 +1,8 @@
 """Post-hoc calibration of the predictive spread on held-out series.
 
 A Latent ODE's predictive distribution for an unseen value is a mixture over posterior samples
-of ``z_t0`` of Gaussians with the learned observation noise. Its width is only as honest as the
+of ``z_t0`` of its observation model (a Gaussian, or a Student-t, with the learned scale)
+centred on the decoded values. Its width is only as honest as the
 variational posterior: trained to reconstruct the values it conditions on, the posterior
 ignores the model's own error on values it did not see, and the learned noise converges slowly,
 so interval coverage drifts with training length (over-wide early, too narrow late). As in
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from latentode.batch import Batch
+from latentode.nn.observation import GaussianObservation, ObservationModel
 
 from .objective import drop_observations, split_forecast
 
@@ -53,8 +55,13 @@ def calibrate_spread(
     observed values is hidden (:func:`~latentode.training.objective.drop_observations`); the
     model conditions on the rest and draws ``n_samples`` trajectories at the series' times.
     For each candidate factor ``a`` of :data:`SCALE_GRID` the predictive distribution of a
-    hidden value ``y`` is ``mean_s N(y; c + a (m_s - c), (a sigma)^2)`` (``m_s`` the decoded
-    samples, ``c`` their average, ``sigma`` the learned noise). Per channel, the kept factor
+    hidden value ``y`` is ``mean_s p(y; c + a (m_s - c), a sigma)`` (``m_s`` the decoded
+    samples, ``c`` their average, ``sigma`` the learned scale, ``p`` the density of the model's
+    observation model: ``N(y; location, scale^2)`` for the Gaussian). The observation model's
+    calibration hook gives the standard family's CDF and log-density
+    (:meth:`~latentode.nn.observation.ObservationModel.standard_cdf`,
+    :meth:`~latentode.nn.observation.ObservationModel.standard_log_pdf`). Per channel, the kept
+    factor
 
     * ``criterion="coverage"`` (default): minimises the squared gaps between the empirical and
       nominal coverage of the central intervals at :data:`COVERAGE_LEVELS` (the probability
@@ -67,7 +74,8 @@ def calibrate_spread(
     Parameters
     ----------
     model : LatentODE
-        Trained model (any module with ``predict`` and a ``spread_scale`` buffer).
+        Trained model (any module with ``predict`` and a ``spread_scale`` buffer; its
+        ``observation`` model if it has one, else Gaussian noise is assumed).
     batches : iterable of Batch
         Held-out series, re-iterable (a list), on the model's device and dtype.
     fraction : float
@@ -106,6 +114,9 @@ def calibrate_spread(
     width = 1 if criterion == "likelihood" else len(levels)
     total = torch.zeros(len(grid), width, n_ch, dtype=torch.float64, device=scale_buf.device)
     count = torch.zeros(n_ch, dtype=torch.float64, device=scale_buf.device)
+    obs: ObservationModel | None = getattr(model, "observation", None)
+    if obs is None:
+        obs = GaussianObservation(n_ch, obs_std=1.0)
     was_training = model.training
     model.eval()
     try:
@@ -134,11 +145,11 @@ def calibrate_spread(
                 for g, a in enumerate(grid):
                     z = (resid / a - dev) / sigma  # (S, n)
                     if criterion == "likelihood":
-                        score = (torch.logsumexp(-0.5 * z * z, dim=0) - math.log(n_samples)
-                                 - torch.log(a * sigma) - 0.5 * math.log(2 * math.pi))
+                        score = (torch.logsumexp(obs.standard_log_pdf(z, channel), dim=0)
+                                 - math.log(n_samples) - torch.log(a * sigma))
                         score = score.unsqueeze(0)  # (1, n)
                     else:  # inside each central interval: |PIT - 1/2| <= level / 2
-                        pit = torch.special.ndtr(z).mean(0)  # (n,)
+                        pit = obs.standard_cdf(z, channel).mean(0)  # (n,)
                         score = ((pit - 0.5).abs().unsqueeze(0)
                                  <= levels.unsqueeze(1) / 2).double()  # (L, n)
                     total[g].index_add_(1, channel, score)

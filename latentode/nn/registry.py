@@ -1,0 +1,34 @@
+"""Registries of the interchangeable components of :class:`~latentode.nn.LatentODE`, by name.
+
+One place maps each name the estimator accepts to the class that implements it:
+``LatentODE(encoder=...)`` builds ``ENCODER_CLASSES[encoder].from_config(...)`` and
+``LatentODE(likelihood=...)`` builds ``OBSERVATION_MODELS[likelihood].from_config(...)``; the
+estimator's parameter constraints and the checks of saved files read the names from here
+(:data:`ENCODERS`, :data:`LIKELIHOODS`). Adding a component is one new module with its class
+(see :class:`~latentode.nn.observation.ObservationModel` for a likelihood), one entry below and
+its tests.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .encoder import GRUEncoder, ODERNNEncoder
+from .observation import GaussianObservation, ObservationModel, StudentTObservation
+
+__all__ = ["ENCODER_CLASSES", "ENCODERS", "OBSERVATION_MODELS", "LIKELIHOODS"]
+
+#: recognition networks ``q(z_t0 | x)`` by name (classes with a ``from_config`` classmethod)
+ENCODER_CLASSES: dict[str, type[nn.Module]] = {
+    "odernn": ODERNNEncoder,
+    "gru": GRUEncoder,
+}
+#: likelihoods of the observed values by name
+OBSERVATION_MODELS: dict[str, type[ObservationModel]] = {
+    GaussianObservation.name: GaussianObservation,
+    StudentTObservation.name: StudentTObservation,
+}
+#: the accepted ``encoder`` names
+ENCODERS: tuple[str, ...] = tuple(ENCODER_CLASSES)
+#: the accepted ``likelihood`` names
+LIKELIHOODS: tuple[str, ...] = tuple(OBSERVATION_MODELS)
