@@ -35,6 +35,7 @@ from .padding import (
     to_padded,
 )
 from .scaling import ChannelScaler, channel_moments
+from .static import StaticEncoder, check_static_cols, series_static
 from .time import TimeEncoder
 from .validation import ValidatedFrame, validate_frame
 
@@ -43,6 +44,7 @@ __all__ = [
     "ChannelScaler",
     "PaddedQuery",
     "PaddedSeries",
+    "StaticEncoder",
     "TimeEncoder",
     "ValidatedFrame",
     "batch_indices",
@@ -51,6 +53,8 @@ __all__ = [
     "observation_rates",
     "pad_frame",
     "pad_query_times",
+    "check_static_cols",
+    "series_static",
     "split_series",
     "subset",
     "to_padded",
