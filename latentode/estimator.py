@@ -691,7 +691,8 @@ class LatentODERegressor(BaseEstimator):
             model.max_steps = model.hparams["max_steps"] = int(self.max_steps)
         else:
             with torch_seeded(int(seeds[2]), device):
-                model = self._build_model(vf.n_channels, n_static)
+                model = self._build_model(vf.n_channels, n_static,
+                                          n_classes=0 if classes is None else len(classes))
             model.set_intensity_base(torch.as_tensor(_data.observation_rates(train)))
         model.to(device)
         split = None if self.forecast_split is None else float(self.forecast_split)

@@ -68,6 +68,7 @@ FORMAT_VERSION = 2
 _CONFIG = "config.json"
 _WEIGHTS = {1: "weights.pt", 2: "weights.safetensors"}
 _PREFIX = "not a valid latentode file: "
+_DICT_ITEMS = "__items__"  # a dict parameter in config.json: {"__items__": [[key, value], ...]}
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed member timestamps: the same model, the same bytes
 _TOP_KEYS = ("format_version", "class", "latentode_version", "params", "fitted",
              "model_hparams", "time_encoder", "scaler", "history")
@@ -189,6 +190,27 @@ def _params_to_json(params: dict[str, Any]) -> dict[str, Any]:
                 f"Cannot save parameter {name}={value!r}: callables are not serialisable to "
                 "JSON. Use a number or string for it, or pickle the estimator instead."
             )
+        elif isinstance(value, dict):  # e.g. class_weight: JSON keys would become strings
+            value = {_DICT_ITEMS: [[k, v] for k, v in value.items()]}
+        out[name] = value
+    return out
+
+
+def _params_from_json(params: dict[str, Any]) -> dict[str, Any]:
+    """Undo :func:`_params_to_json`'s encoding of dict parameters (keys keep their type)."""
+    out = {}
+    for name, value in params.items():
+        if isinstance(value, dict):
+            items = value.get(_DICT_ITEMS)
+            ok = set(value) == {_DICT_ITEMS} and isinstance(items, list) and all(
+                isinstance(p, list) and len(p) == 2 and _is_json_scalar(p[0])
+                and p[0] is not None for p in items)
+            if not ok:
+                raise _Invalid(f"params: {name} must be encoded as {{{_DICT_ITEMS!r}: [[key, "
+                               f"value], ...]}}, got {_show(value)}")
+            value = {k: v for k, v in items}
+            if len(value) != len(items):
+                raise _Invalid(f"params: {name} has duplicate keys")
         out[name] = value
     return out
 
@@ -487,7 +509,7 @@ def _check_params(params: dict[str, Any], cls: type[BaseEstimator]) -> BaseEstim
     if unknown:
         raise _Invalid(f"params: unknown parameters {unknown} for {cls.__name__}")
     # a parameter absent from the file (saved before it existed) takes its default
-    est = cls(**params)
+    est = cls(**_params_from_json(params))
     try:
         est._validate_params()  # the checks fit runs
     except (ValueError, TypeError) as exc:
