@@ -1045,7 +1045,7 @@ class LatentODERegressor(BaseEstimator):
         padded = _data.pad_frame(vf, self.time_encoder_, self.scaler_)
         if self.static_encoder_ is not None:  # the static covariates of each series
             cols = _data.check_static_cols(self.static_cols_, df, time_col=self.time_col_,
-                                           id_col=self.id_col_)
+                                           id_col=self.id_col_, fitted=True)
             padded = padded.with_series(static=self.static_encoder_.transform(
                 _data.series_static(df, vf, cols), vf.series_ids, self.id_col_))
         return vf, padded

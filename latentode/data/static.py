@@ -38,9 +38,11 @@ _KINDS = ("numeric", "categorical")
 
 def check_static_cols(
     static_cols: Sequence[Hashable] | None, df: pd.DataFrame, *, time_col: Hashable,
-    id_col: Hashable | None, target_cols: Sequence[Hashable] = (),
+    id_col: Hashable | None, target_cols: Sequence[Hashable] = (), fitted: bool = False,
 ) -> list[Hashable]:
     """The static columns as a list, checked: present, distinct, not the id, time or a target.
+
+    ``fitted=True`` words a missing column as one the model was fitted with (prediction).
 
     Raises
     ------
@@ -55,8 +57,10 @@ def check_static_cols(
     cols = list(static_cols)
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise ValueError(f"Unknown static column{'s' if len(missing) > 1 else ''} "
-                         f"{_fmt(missing)}; available columns: {_fmt(list(df.columns), 30)}.")
+        what = (f"Missing static column{'s' if len(missing) > 1 else ''} {_fmt(missing)} that "
+                "the model was fitted with" if fitted else
+                f"Unknown static column{'s' if len(missing) > 1 else ''} {_fmt(missing)}")
+        raise ValueError(f"{what}; available columns: {_fmt(list(df.columns), 30)}.")
     dup = sorted({repr(c) for c in cols if cols.count(c) > 1})
     if dup:
         raise ValueError(f"Static column(s) listed more than once: {', '.join(dup)}.")
