@@ -4,6 +4,8 @@ Public API
 ----------
 LatentODERegressor
     scikit-learn style estimator that interpolates and forecasts long-format DataFrames.
+LatentODEClassifier
+    scikit-learn style classifier of whole series (one label per series).
 odeint, ODESolveError
     The batched ODE solver used by the models, and the error it raises.
 plot_forecast
@@ -28,6 +30,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.1.0.dev0"
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .classifier import LatentODEClassifier
     from .estimator import LatentODERegressor
     from .ode import ODESolveError, odeint
     from .plotting import plot_forecast
@@ -35,12 +38,14 @@ if TYPE_CHECKING:  # pragma: no cover
 # name -> (module, attribute)
 _LAZY = {
     "LatentODERegressor": ("latentode.estimator", "LatentODERegressor"),
+    "LatentODEClassifier": ("latentode.classifier", "LatentODEClassifier"),
     "odeint": ("latentode.ode", "odeint"),
     "ODESolveError": ("latentode.ode", "ODESolveError"),
     "plot_forecast": ("latentode.plotting", "plot_forecast"),
 }
 
-__all__ = ["LatentODERegressor", "odeint", "ODESolveError", "plot_forecast", "__version__"]
+__all__ = ["LatentODERegressor", "LatentODEClassifier", "odeint", "ODESolveError",
+           "plot_forecast", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

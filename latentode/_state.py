@@ -22,22 +22,26 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from .data import ChannelScaler, TimeEncoder
+from .data import ChannelScaler, StaticEncoder, TimeEncoder
 from .nn import LatentODE
 from .training import History
 from .utils import torch_seeded
 
-__all__ = ["FittedState", "FITTED_ATTRIBUTES", "stored_names", "restore_device"]
+__all__ = ["FittedState", "FITTED_ATTRIBUTES", "CLASSIFIER_ATTRIBUTES", "stored_names",
+           "restore_device"]
 
-#: the estimator's fitted attributes, in the order ``fit`` sets them
+#: the estimator's fitted attributes, in the order ``fit`` sets them (a classifier also has
+#: ``classes_``, :data:`CLASSIFIER_ATTRIBUTES`)
 FITTED_ATTRIBUTES = ("model_", "history_", "time_encoder_", "scaler_", "time_col_", "id_col_",
-                     "target_cols_", "feature_names_in_", "n_features_in_", "device_")
+                     "target_cols_", "feature_names_in_", "n_features_in_", "device_",
+                     "static_cols_", "static_encoder_")
+CLASSIFIER_ATTRIBUTES = ("classes_",)
 # the JSON-able column attributes (the ``fitted`` object of a saved file)
 _COLUMNS = ("time_col_", "id_col_", "target_cols_", "feature_names_in_", "n_features_in_",
             "device_")
@@ -63,9 +67,15 @@ class FittedState:
     target_cols : list
         The fitted target columns.
     feature_names_in : numpy.ndarray
-        ``[id_col,] time_col, *target_cols`` as an object array.
+        ``[id_col,] time_col, *target_cols, *static_cols`` as an object array.
     device : torch.device
         Where the network lives.
+    static_cols : list
+        The fitted static covariate columns (empty: none).
+    static_encoder : StaticEncoder or None
+        Encodes them (None without static columns).
+    classes : numpy.ndarray or None
+        The classes of a classifier (``classes_``), None for a regressor.
     """
 
     model: LatentODE
@@ -77,15 +87,24 @@ class FittedState:
     target_cols: list[Hashable]
     feature_names_in: np.ndarray
     device: torch.device
+    static_cols: list[Hashable] = field(default_factory=list)
+    static_encoder: StaticEncoder | None = None
+    classes: np.ndarray | None = None
 
     @classmethod
     def from_fit(cls, model: LatentODE, history: History, time_encoder: TimeEncoder,
                scaler: ChannelScaler, time_col: Hashable, id_col: Hashable | None,
-               target_cols: list[Hashable], device: torch.device) -> FittedState:
+               target_cols: list[Hashable], device: torch.device,
+               static_cols: list[Hashable] | None = None,
+               static_encoder: StaticEncoder | None = None,
+               classes: np.ndarray | None = None) -> FittedState:
         """The state of a fit that has just finished (``feature_names_in`` derived)."""
-        names = ([id_col] if id_col is not None else []) + [time_col] + list(target_cols)
+        static_cols = list(static_cols or [])
+        names = (([id_col] if id_col is not None else []) + [time_col] + list(target_cols)
+                 + static_cols)
         return cls(model, history, time_encoder, scaler, time_col, id_col, list(target_cols),
-                   np.asarray(names, dtype=object), device)
+                   np.asarray(names, dtype=object), device, static_cols, static_encoder,
+                   classes)
 
     @property
     def n_features_in(self) -> int:
@@ -94,12 +113,16 @@ class FittedState:
 
     # -------------------------------------------------------------- the estimator's attributes
     def _attributes(self) -> dict[str, Any]:
-        return {
+        out = {
             "model_": self.model, "history_": self.history, "time_encoder_": self.time_encoder,
             "scaler_": self.scaler, "time_col_": self.time_col, "id_col_": self.id_col,
             "target_cols_": self.target_cols, "feature_names_in_": self.feature_names_in,
             "n_features_in_": self.n_features_in, "device_": self.device,
+            "static_cols_": self.static_cols, "static_encoder_": self.static_encoder,
         }
+        if self.classes is not None:
+            out["classes_"] = self.classes
+        return out
 
     @classmethod
     def of(cls, estimator: Any) -> FittedState:
@@ -108,12 +131,16 @@ class FittedState:
 
     @classmethod
     def _from_attributes(cls, attrs: dict[str, Any]) -> FittedState:
+        # static columns and classes came later: older pickles have none
         return cls(attrs["model_"], attrs["history_"], attrs["time_encoder_"], attrs["scaler_"],
                    attrs["time_col_"], attrs["id_col_"], attrs["target_cols_"],
-                   attrs["feature_names_in_"], attrs["device_"])
+                   attrs["feature_names_in_"], attrs["device_"],
+                   list(attrs.get("static_cols_") or []), attrs.get("static_encoder_"),
+                   attrs.get("classes_"))
 
     def attach(self, estimator: Any) -> None:
-        """Set the fitted attributes of ``estimator`` (``model_`` ... ``device_``) at once."""
+        """Set the fitted attributes of ``estimator`` (``model_`` ... ``static_encoder_``, and a
+        classifier's ``classes_``) at once."""
         for name, value in self._attributes().items():
             setattr(estimator, name, value)
 
@@ -124,8 +151,10 @@ class FittedState:
         Returns
         -------
         plain : dict
-            ``fitted`` (the column attributes and the device as a string), ``model_hparams``,
-            ``time_encoder``, ``scaler`` and ``history``: dicts of plain JSON types.
+            ``fitted`` (the column attributes and the device as a string; ``static_cols_`` and
+            ``classes_`` only when there are some), ``model_hparams``, ``time_encoder``,
+            ``scaler``, ``history`` and, with static columns, ``static_encoder``: dicts of
+            plain JSON types.
         tensors : dict of str to torch.Tensor
             The network's ``state_dict`` copied to the CPU, a tensor registered under two
             names stored once, under its first name (see :func:`stored_names`).
@@ -144,6 +173,14 @@ class FittedState:
             "scaler": self.scaler.to_dict(),
             "history": self.history.to_dict(),
         }
+        # written only when used, so that files of plain regressors keep their layout
+        if self.static_cols:
+            plain["fitted"]["static_cols_"] = list(self.static_cols)
+            assert self.static_encoder is not None
+            plain["static_encoder"] = self.static_encoder.to_dict()
+        if self.classes is not None:
+            plain["fitted"]["classes_"] = [c.item() if isinstance(c, np.generic) else c
+                                           for c in self.classes]
         canonical = stored_names(self.model)
         tensors = {k: v.detach().to("cpu", copy=True).contiguous()
                    for k, v in self.model.state_dict().items() if canonical[k] == k}
@@ -165,6 +202,8 @@ class FittedState:
         """
         fitted = plain["fitted"]
         dev = restore_device(fitted["device_"]) if device is None else device
+        static = plain.get("static_encoder")
+        classes = fitted.get("classes_")
         return cls(
             _build_model(plain["model_hparams"], tensors, dev),
             History.from_dict(plain["history"]),
@@ -175,6 +214,9 @@ class FittedState:
             list(fitted["target_cols_"]),
             np.asarray(fitted["feature_names_in_"], dtype=object),
             dev,
+            list(fitted.get("static_cols_", [])),
+            None if static is None else StaticEncoder.from_dict(static),
+            None if classes is None else np.asarray(classes),
         )
 
     # -------------------------------------------------------------- pickling

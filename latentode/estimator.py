@@ -303,9 +303,14 @@ class LatentODERegressor(BaseEstimator):
         Column names given to :meth:`fit`.
     target_cols_ : list of str
         Modelled channels, in order.
+    static_cols_ : list of str
+        Static covariate columns given to :meth:`fit` (empty: none).
+    static_encoder_ : latentode.data.StaticEncoder or None
+        Encodes them (standardised numbers, one-hot categories, missing-value indicators);
+        None without static columns.
     feature_names_in_ : ndarray of object
-        The columns the estimator reads: ``[id_col_, time_col_, *target_cols_]`` (without the
-        id when ``id_col_`` is None). Other columns are ignored.
+        The columns the estimator reads: ``[id_col_, time_col_, *target_cols_,
+        *static_cols_]`` (without the id when ``id_col_`` is None). Other columns are ignored.
     n_features_in_ : int
         ``len(feature_names_in_)``.
     device_ : torch.device
@@ -551,6 +556,7 @@ class LatentODERegressor(BaseEstimator):
         time_col: str = "t",
         id_col: str | None = "id",
         target_cols: Sequence[str] | None = None,
+        static_cols: Sequence[str] | None = None,
     ) -> LatentODERegressor:
         """Fit the Latent ODE to the series of a long DataFrame.
 
@@ -566,7 +572,18 @@ class LatentODERegressor(BaseEstimator):
         id_col : str or None, default="id"
             Series identifier column; None means the whole frame is one series.
         target_cols : sequence of str, optional
-            Channels to model; default every numeric column but the id and time.
+            Channels to model; default every numeric column but the id, time and static
+            columns.
+        static_cols : sequence of str, optional
+            Static covariates: columns with one value per series (age, sex, treatment arm...),
+            numeric (standardised) or categorical (object, string, category or bool dtype;
+            one-hot encoded). A value may be given on every row of its series or on some rows
+            only (missing rows are ignored); two different values within a series are a
+            ValueError naming the series. They condition the posterior of ``z_t0`` (the
+            encoder's output head) and are never reconstructed by the likelihood; a series
+            without a value is encoded as 0 with a missing-value indicator (see
+            :class:`latentode.data.StaticEncoder`). :meth:`predict` and the other methods read
+            them from their ``df``.
 
         Returns
         -------
@@ -608,8 +625,20 @@ class LatentODERegressor(BaseEstimator):
         with the others); every rank ends with the same fitted estimator. Ctrl-C is not caught
         then. See the README's "Distributed training".
         """
+        return self._fit(df, None, time_col=time_col, id_col=id_col, target_cols=target_cols,
+                         static_cols=static_cols)
+
+    # ------------------------------------------------------------ fit, shared with the classifier
+    def _fit(self, df: pd.DataFrame, y: Any, *, time_col: Hashable, id_col: Hashable | None,
+             target_cols: Sequence[Hashable] | None,
+             static_cols: Sequence[Hashable] | None) -> LatentODERegressor:
+        """The body of :meth:`fit`; ``y`` goes to :meth:`_series_labels` (subclass hooks:
+        :meth:`_series_labels`, :meth:`_build_model`, :meth:`_loss_options`,
+        :meth:`_calibrates`, :meth:`_check_distributed`)."""
         self._validate_params()
         distributed = _distd.is_distributed()
+        if distributed:
+            self._check_distributed()
         # under torchrun, "auto" / "cuda" mean this rank's GPU (cuda:LOCAL_RANK)
         device = _distd.rank_device(resolve_device(self.device))
         if not distributed and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -621,13 +650,20 @@ class LatentODERegressor(BaseEstimator):
             )
         reuse = bool(self.warm_start) and self.__sklearn_is_fitted__()
         if reuse:
-            self._check_warm_start_columns(time_col, id_col, target_cols)
+            self._check_warm_start_columns(time_col, id_col, target_cols, static_cols)
+        statics = _data.check_static_cols(static_cols, df, time_col=time_col, id_col=id_col,
+                                          target_cols=target_cols or [])
         vf = _data.validate_frame(
             df, time_col=time_col, id_col=id_col,
             target_cols=None if reuse else target_cols,
             expected_targets=self.target_cols_ if reuse else None,
-            empty_series="drop", empty_channels="raise",
+            empty_series="drop", empty_channels="raise", exclude=statics,
         )
+        if statics:  # (a static column named like a target column is refused above)
+            _data.check_static_cols(statics, df, time_col=time_col, id_col=id_col,
+                                    target_cols=vf.target_cols)
+        static_values = _data.series_static(df, vf, statics) if statics else None
+        labels, classes, weights = self._series_labels(df, vf, y)
         if len(vf.dropped_series):
             n = len(vf.dropped_series)
             warnings.warn(
@@ -645,10 +681,18 @@ class LatentODERegressor(BaseEstimator):
             )
         if reuse:
             encoder, scaler = self.time_encoder_, self.scaler_
+            static_encoder = self.static_encoder_
         else:
             encoder = _data.TimeEncoder().fit(vf.times, groups=vf.series_codes)
             scaler = _data.ChannelScaler().fit(vf.values)
+            static_encoder = (None if static_values is None
+                              else _data.StaticEncoder().fit(static_values))
         padded = _data.pad_frame(vf, encoder, scaler)  # raises if the time kind changed
+        padded = padded.with_series(
+            static=None if static_encoder is None else static_encoder.transform(
+                static_values, vf.series_ids, id_col),
+            labels=labels, weights=weights)
+        n_static = 0 if static_encoder is None else static_encoder.width
 
         seed = draw_seed(self.random_state)
         if distributed:  # every rank must split, shuffle and draw noise alike: rank 0's seed
@@ -676,7 +720,8 @@ class LatentODERegressor(BaseEstimator):
             model.max_steps = model.hparams["max_steps"] = int(self.max_steps)
         else:
             with torch_seeded(int(seeds[2]), device):
-                model = self._build_model(vf.n_channels)
+                model = self._build_model(vf.n_channels, n_static,
+                                          n_classes=0 if classes is None else len(classes))
             model.set_intensity_base(torch.as_tensor(_data.observation_rates(train)))
         model.to(device)
         split = None if self.forecast_split is None else float(self.forecast_split)
@@ -688,11 +733,11 @@ class LatentODERegressor(BaseEstimator):
             generator=make_generator(int(seeds[2]), device), obs_dropout=float(self.obs_dropout),
             obs_weighting=self.obs_weighting, forecast_split=split,
             lr_decay=None if self.lr_decay is None else float(self.lr_decay),
-            distributed=distributed,
+            distributed=distributed, loss_options=self._loss_options(),
         )
         model.eval()
         model.spread_scale.fill_(1.0)
-        if self.calibrate and val is not None:
+        if self.calibrate and val is not None and self._calibrates():
             def calibrate() -> None:
                 calibrate_spread(model, list(val_loader()), forecast_split=split,
                                  generator=make_generator(int(seeds[2]) + 1, device))
@@ -706,10 +751,29 @@ class LatentODERegressor(BaseEstimator):
 
         # commit: only now does the estimator change (a failure above leaves it untouched)
         FittedState.from_fit(model, history, encoder, scaler, time_col, id_col,
-                             list(vf.target_cols), device).attach(self)
+                             list(vf.target_cols), device, statics, static_encoder,
+                             classes).attach(self)
         return self
 
-    def _build_model(self, n_channels: int) -> LatentODE:
+    def _series_labels(
+        self, df: pd.DataFrame, vf: Any, y: Any
+    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """Per-series class indices, the classes and per-series loss weights (``vf.series_ids``
+        order); the regressor has none (``y`` is ignored)."""
+        return None, None, None
+
+    def _loss_options(self) -> dict[str, Any]:
+        """Extra keyword arguments of :meth:`LatentODE.loss` for training (none here)."""
+        return {}
+
+    def _calibrates(self) -> bool:
+        """Whether ``calibrate=True`` fits the predictive spread (it needs a trained decoder)."""
+        return True
+
+    def _check_distributed(self) -> None:
+        """Raise if this estimator cannot train distributed (the regressor can)."""
+
+    def _build_model(self, n_channels: int, n_static: int = 0, **kwargs: Any) -> LatentODE:
         return LatentODE(
             n_channels, latent_dim=int(self.latent_dim), rec_dim=int(self.rec_dim),
             encoder=self.encoder, units=int(self.units), n_layers=int(self.n_layers),
@@ -721,10 +785,12 @@ class LatentODERegressor(BaseEstimator):
             obs_std=self.obs_std if self.obs_std == "learned" else float(self.obs_std),
             max_steps=int(self.max_steps), likelihood=self.likelihood,
             obs_df=self.obs_df if self.obs_df == "learned" else float(self.obs_df),
+            n_static=int(n_static), **kwargs,
         )
 
     def _check_warm_start_columns(
-        self, time_col: Hashable, id_col: Hashable | None, target_cols: Sequence[Hashable] | None
+        self, time_col: Hashable, id_col: Hashable | None, target_cols: Sequence[Hashable] | None,
+        static_cols: Sequence[Hashable] | None = None,
     ) -> None:
         if time_col != self.time_col_ or id_col != self.id_col_:
             raise ValueError(
@@ -736,6 +802,11 @@ class LatentODERegressor(BaseEstimator):
             raise ValueError(
                 f"warm_start=True needs the same target columns as the previous fit "
                 f"({self.target_cols_}), got {list(target_cols)}."
+            )
+        if list(static_cols or []) != list(self.static_cols_):
+            raise ValueError(
+                f"warm_start=True needs the same static columns as the previous fit "
+                f"({self.static_cols_}), got {list(static_cols or [])}."
             )
 
     # ------------------------------------------------------------------ predict
@@ -964,7 +1035,13 @@ class LatentODERegressor(BaseEstimator):
             df, time_col=self.time_col_, id_col=self.id_col_, expected_targets=self.target_cols_,
             empty_series="keep",
         )
-        return vf, _data.pad_frame(vf, self.time_encoder_, self.scaler_)
+        padded = _data.pad_frame(vf, self.time_encoder_, self.scaler_)
+        if self.static_encoder_ is not None:  # the static covariates of each series
+            cols = _data.check_static_cols(self.static_cols_, df, time_col=self.time_col_,
+                                           id_col=self.id_col_, fitted=True)
+            padded = padded.with_series(static=self.static_encoder_.transform(
+                _data.series_static(df, vf, cols), vf.series_ids, self.id_col_))
+        return vf, padded
 
     def _predict_frame(
         self,

@@ -68,12 +68,17 @@ FORMAT_VERSION = 2
 _CONFIG = "config.json"
 _WEIGHTS = {1: "weights.pt", 2: "weights.safetensors"}
 _PREFIX = "not a valid latentode file: "
+_DICT_ITEMS = "__items__"  # a dict parameter in config.json: {"__items__": [[key, value], ...]}
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed member timestamps: the same model, the same bytes
 _TOP_KEYS = ("format_version", "class", "latentode_version", "params", "fitted",
              "model_hparams", "time_encoder", "scaler", "history")
 _FITTED_KEYS = ("time_col_", "id_col_", "target_cols_", "feature_names_in_", "n_features_in_",
                 "device_")
 _STATE_KEYS = ("fitted", "model_hparams", "time_encoder", "scaler", "history")
+# written only by models that use them (static covariates, classifiers): absent in older files
+_OPTIONAL_TOP_KEYS = ("static_encoder",)
+_OPTIONAL_FITTED_KEYS = ("static_cols_", "classes_")
+_OPTIONAL_HPARAMS = ("n_static", "n_classes")
 # errors that zipfile / zlib raise on damaged archives (OSError: e.g. a seek to a negative
 # offset read from a tampered directory; the file itself was opened before)
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
@@ -148,7 +153,7 @@ def save_state(path: str | os.PathLike[str], state: FittedState, params: dict[st
         "class": cls.__name__,
         "latentode_version": _version(),
         "params": _params_to_json(params),
-        **{key: plain[key] for key in _STATE_KEYS},
+        **{key: plain[key] for key in (*_STATE_KEYS, *_OPTIONAL_TOP_KEYS) if key in plain},
     }
     try:
         text = json.dumps(config, default=_json_default, allow_nan=False, indent=1)
@@ -185,6 +190,27 @@ def _params_to_json(params: dict[str, Any]) -> dict[str, Any]:
                 f"Cannot save parameter {name}={value!r}: callables are not serialisable to "
                 "JSON. Use a number or string for it, or pickle the estimator instead."
             )
+        elif isinstance(value, dict):  # e.g. class_weight: JSON keys would become strings
+            value = {_DICT_ITEMS: [[k, v] for k, v in value.items()]}
+        out[name] = value
+    return out
+
+
+def _params_from_json(params: dict[str, Any]) -> dict[str, Any]:
+    """Undo :func:`_params_to_json`'s encoding of dict parameters (keys keep their type)."""
+    out = {}
+    for name, value in params.items():
+        if isinstance(value, dict):
+            items = value.get(_DICT_ITEMS)
+            ok = set(value) == {_DICT_ITEMS} and isinstance(items, list) and all(
+                isinstance(p, list) and len(p) == 2 and _is_json_scalar(p[0])
+                and p[0] is not None for p in items)
+            if not ok:
+                raise _Invalid(f"params: {name} must be encoded as {{{_DICT_ITEMS!r}: [[key, "
+                               f"value], ...]}}, got {_show(value)}")
+            value = {k: v for k, v in items}
+            if len(value) != len(items):
+                raise _Invalid(f"params: {name} has duplicate keys")
         out[name] = value
     return out
 
@@ -336,8 +362,9 @@ def load_state(
             tensors = _check_weights(tensors, config["model_hparams"],
                                      aliases=config["format_version"] == 1)
             try:
-                state = FittedState.unpack({key: config[key] for key in _STATE_KEYS}, tensors,
-                                           device=dev)
+                state = FittedState.unpack(
+                    {key: config[key] for key in (*_STATE_KEYS, *_OPTIONAL_TOP_KEYS)
+                     if key in config}, tensors, device=dev)
             except RuntimeError as exc:  # pragma: no cover - _check_weights matched them
                 raise _Invalid(f"weights: {exc}") from None
         except _Invalid as exc:
@@ -454,7 +481,7 @@ def _check_top_level(config: Any) -> None:
             f"format_version {version!r} is not supported (this latentode reads "
             f"{min(_WEIGHTS)} to {FORMAT_VERSION})" + ("; upgrade latentode" if newer else "")
         )
-    _keys(config, _TOP_KEYS, _CONFIG)
+    _keys(config, _TOP_KEYS, _CONFIG, optional=_OPTIONAL_TOP_KEYS)
     for key in ("params", "fitted", "model_hparams", "time_encoder", "scaler", "history"):
         if not isinstance(config[key], dict):
             raise _Invalid(f"{key} must be a JSON object, got {_show(config[key])}")
@@ -469,6 +496,7 @@ def _check_config(config: dict[str, Any], cls: type[BaseEstimator]) -> BaseEstim
     est = _check_params(config["params"], cls)
     n_channels = _check_fitted(config["fitted"])
     _check_hparams(config["model_hparams"], n_channels)
+    _check_static_and_classes(config, est)
     _check_time_encoder(config["time_encoder"])
     _check_scaler(config["scaler"], n_channels)
     _check_history(config["history"])
@@ -481,7 +509,7 @@ def _check_params(params: dict[str, Any], cls: type[BaseEstimator]) -> BaseEstim
     if unknown:
         raise _Invalid(f"params: unknown parameters {unknown} for {cls.__name__}")
     # a parameter absent from the file (saved before it existed) takes its default
-    est = cls(**params)
+    est = cls(**_params_from_json(params))
     try:
         est._validate_params()  # the checks fit runs
     except (ValueError, TypeError) as exc:
@@ -507,7 +535,7 @@ def _check_device(value: Any, where: str, allow_auto: bool = False) -> None:
 
 def _check_fitted(fitted: dict[str, Any]) -> int:
     """Check the fitted attributes; return the number of target channels."""
-    _keys(fitted, _FITTED_KEYS, "fitted")
+    _keys(fitted, _FITTED_KEYS, "fitted", optional=_OPTIONAL_FITTED_KEYS)
     _label(fitted["time_col_"], "fitted: time_col_")
     if fitted["id_col_"] is not None:
         _label(fitted["id_col_"], "fitted: id_col_")
@@ -532,7 +560,59 @@ def _check_fitted(fitted: dict[str, Any]) -> int:
         raise _Invalid(f"fitted: n_features_in_ must be {len(names)} (the length of "
                        f"feature_names_in_), got {_show(n_in)}")
     _check_device(fitted["device_"], "fitted: device_")
+    static = fitted.get("static_cols_", [])
+    if not isinstance(static, list) or ("static_cols_" in fitted and not static):
+        raise _Invalid(f"fitted: static_cols_ must be a non-empty list, got {_show(static)}")
+    for label in static:
+        _label(label, "fitted: static_cols_")
+    if len(set(static)) != len(static) or set(static) & set(roles):
+        raise _Invalid("fitted: static_cols_ must be distinct columns, none of them the time, "
+                       "id or a target column")
+    if [c for c in names if c not in roles] != static:
+        raise _Invalid("fitted: feature_names_in_ must be the id, time, target and static "
+                       "columns")
+    if "classes_" in fitted:
+        classes = fitted["classes_"]
+        ok = (isinstance(classes, list) and len(classes) >= 2
+              and all(isinstance(c, (str, int, float, bool)) for c in classes)
+              and len({(type(c), c) for c in classes}) == len(classes))
+        if not ok:
+            raise _Invalid(f"fitted: classes_ must be a list of two or more distinct strings, "
+                           f"numbers or booleans, got {_show(classes)}")
     return len(targets)
+
+
+def _check_static_and_classes(config: dict[str, Any], est: BaseEstimator) -> None:
+    """The static encoder fits the static columns and the network; classes fit both too."""
+    from sklearn.base import is_classifier
+
+    from .data import StaticEncoder
+
+    fitted, hparams = config["fitted"], config["model_hparams"]
+    static = fitted.get("static_cols_", [])
+    if bool(static) != ("static_encoder" in config):
+        raise _Invalid("static_encoder must be present exactly when fitted: static_cols_ is")
+    width = 0
+    if static:
+        try:
+            encoder = StaticEncoder.from_dict(config["static_encoder"])
+        except (ValueError, TypeError) as exc:
+            raise _Invalid(f"static_encoder: {exc}") from None
+        if encoder.columns != static:
+            raise _Invalid(f"static_encoder: columns {encoder.columns} differ from fitted: "
+                           f"static_cols_ {static}")
+        width = encoder.width
+    if hparams.get("n_static", 0) != width:
+        raise _Invalid(f"model_hparams: n_static must be {width} (the encoded static "
+                       f"covariates), got {_show(hparams.get('n_static', 0))}")
+    n_classes = len(fitted["classes_"]) if "classes_" in fitted else 0
+    if hparams.get("n_classes", 0) != n_classes:
+        raise _Invalid(f"model_hparams: n_classes must be {n_classes} (the length of fitted: "
+                       f"classes_), got {_show(hparams.get('n_classes', 0))}")
+    if is_classifier(est) != bool(n_classes):
+        what = "a classifier" if n_classes else "not a classifier"
+        raise _Invalid(f"the file holds {what}; load it with its own class "
+                       f"({config['class']})")
 
 
 # model hyper-parameters: (check, whether the key must be present)
@@ -582,6 +662,8 @@ def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
         "likelihood": (_hp_choice(LIKELIHOODS), f"one of {LIKELIHOODS}"),
         "obs_df": (lambda v: v == "learned" or _hp_pos()(v),
                    "'learned' or a positive finite number"),
+        "n_static": (_hp_int(0), "an integer >= 0"),
+        "n_classes": (lambda v: _is_int(v) and (v == 0 or v >= 2), "0 or an integer >= 2"),
     }
 
 
@@ -597,8 +679,10 @@ def _check_hparams(hparams: dict[str, Any], n_channels: int) -> None:
     if unknown:
         raise _Invalid(f"model_hparams: unknown hyper-parameters {unknown}")
     checks = _hparam_checks()
-    # written by every save of this version
-    required = [k for k in checks if k in signature and k not in _ADDED_HPARAMS]
+    # written by every save of this version (the optional ones default to 0 when absent,
+    # the added ones to LatentODE's default)
+    required = [k for k in checks if k in signature
+                and k not in _ADDED_HPARAMS + _OPTIONAL_HPARAMS]
     missing = [k for k in required if k not in hparams]
     if missing:
         raise _Invalid(f"model_hparams: missing {missing}")
@@ -748,9 +832,10 @@ def _check_weights(state: dict[str, Any], hparams: dict[str, Any],
 
 
 # ------------------------------------------------------------------------------------ helpers
-def _keys(obj: dict[str, Any], required: tuple[str, ...], where: str) -> None:
+def _keys(obj: dict[str, Any], required: tuple[str, ...], where: str,
+          optional: tuple[str, ...] = ()) -> None:
     missing = [k for k in required if k not in obj]
-    unknown = sorted(set(obj) - set(required))
+    unknown = sorted(set(obj) - set(required) - set(optional))
     if missing or unknown:
         raise _Invalid(
             f"{where}: "

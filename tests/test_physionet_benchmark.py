@@ -58,3 +58,22 @@ def test_tiny_run_prints_the_table_and_reloads_identically(bench, tmp_path, caps
     # the saved model gives the same figures on the same split
     for a, b in zip(res["rows"], again["rows"]):
         assert b["ours"] == pytest.approx(a["ours"], rel=1e-6)
+
+
+def test_tiny_classification_run(bench, tmp_path, capsys):
+    threads = torch.get_num_threads()
+    try:
+        res = bench.main(["--task", "classification", "--data", str(tmp_path / "none"),
+                          *TINY[:1], "--subset", "100", *TINY[3:], "--repeats", "2", "--static",
+                          "--out", str(tmp_path / "c.json")])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "in-hospital mortality" in out and "mean +- sd over 2 splits" in out
+    assert [r["split_seed"] for r in res["rows"]] == [42, 43]
+    for row in res["rows"]:
+        for key in ("auc_roc", "auc_pr", "baseline_auc_roc", "baseline_auc_pr"):
+            assert 0.0 <= row[key] <= 1.0
+        assert row["n_train"] == 80 and row["n_test"] == 20 and row["epochs"] == 1
+    assert res["static"] == ["Age", "Gender", "Height", "ICUType"]
+    assert (tmp_path / "c.json").exists()

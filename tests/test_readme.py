@@ -10,7 +10,8 @@ name the README line (the code is compiled with the file name ``README.md:<line>
 
 The one departure from "as written": shorter training
 ----------------------------------------------------
-In the default suite :meth:`latentode.LatentODERegressor.fit` is wrapped (monkeypatched, for
+In the default suite the estimators' ``fit`` (the regressor's and the classifier's share
+``LatentODERegressor._fit``) is wrapped (monkeypatched, for
 this test only) so that it trains at most ``FAST_EPOCHS`` epochs: the estimator's
 ``max_epochs`` is lowered for the duration of the call and restored afterwards, so the block's
 text is unchanged, ``get_params()`` still shows what the README asks for, and no library code
@@ -130,10 +131,11 @@ def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def cap_training(monkeypatch: pytest.MonkeyPatch, epochs: int) -> None:
-    """Make ``LatentODERegressor.fit`` train at most ``epochs`` epochs (see module docstring)."""
+    """Make every estimator's ``fit`` train at most ``epochs`` epochs (see module docstring):
+    the regressor's and the classifier's ``fit`` share ``LatentODERegressor._fit``."""
     from latentode import LatentODERegressor
 
-    fit = LatentODERegressor.fit
+    fit = LatentODERegressor._fit
 
     def capped_fit(self, *args, **kwargs):
         requested = self.max_epochs
@@ -143,7 +145,7 @@ def cap_training(monkeypatch: pytest.MonkeyPatch, epochs: int) -> None:
         finally:
             self.max_epochs = requested
 
-    monkeypatch.setattr(LatentODERegressor, "fit", capped_fit)
+    monkeypatch.setattr(LatentODERegressor, "_fit", capped_fit)
 
 
 def run_blocks() -> tuple[dict, list[warnings.WarningMessage]]:
@@ -218,7 +220,12 @@ def test_readme_python_blocks_run(session, monkeypatch):
                   if "no observed value" not in str(w.message)]
     assert not unexpected, unexpected
     fit_warnings = [w for w in ours if "left out of the fit" in str(w.message)]
-    assert len(fit_warnings) == 1 and str(fit_warnings[0].message).startswith("7 series have")
+    # the quick start's and the classifier's (same three channels): one each
+    assert len(fit_warnings) == 2
+    assert all(str(w.message).startswith("7 series have") for w in fit_warnings)
+    # the classifier block: one probability row per stay, NaN for the same 7 stays
+    proba = ns["proba"]
+    assert len(proba) == 300 and set(proba.index[proba[1].isna()]) == set(empty[empty].index)
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ EXPECTED = {
     "03_sklearn_integration.py": ["03_grid_search.png", "03_best_model.latentode"],
     "04_irregular_sampling_uncertainty.py": ["04_periodic_uncertainty.png",
                                              "04_oscillator_poisson.png"],
+    "05_mortality.py": ["05_mortality_roc.png"],
 }
 
 

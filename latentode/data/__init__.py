@@ -54,6 +54,7 @@ from .query import (
     rows_query,
 )
 from .scaling import ChannelScaler, channel_moments
+from .static import StaticEncoder, check_static_cols, series_static
 from .time import TimeEncoder
 from .validation import ValidatedFrame, validate_frame
 
@@ -64,6 +65,7 @@ __all__ = [
     "PaddedSeries",
     "Query",
     "QueryPlan",
+    "StaticEncoder",
     "TimeEncoder",
     "ValidatedFrame",
     "batch_indices",
@@ -80,6 +82,8 @@ __all__ = [
     "plan_query",
     "query_frame",
     "rows_query",
+    "check_static_cols",
+    "series_static",
     "split_series",
     "subset",
     "to_padded",

@@ -125,7 +125,8 @@ def iterate_batches(
     ------
     Batch
         ``times (b, n)``, ``values (b, n, C)``, ``mask (b, n, C)``, ``lengths (b,)`` where
-        ``n`` is the longest series of that batch. Without ``shuffle`` and ``bucket`` the
+        ``n`` is the longest series of that batch, with the per-series ``static``, ``labels``
+        and ``weights`` that ``padded`` carries (else None). Without ``shuffle`` and ``bucket`` the
         batches hold series ``[0, batch_size), [batch_size, 2 * batch_size), ...`` in order.
 
     Raises
@@ -170,6 +171,11 @@ def _iterate(padded: PaddedSeries, batch_size: int, shuffle: bool, generator: Ra
             values=move(padded.values[idx, :width].astype(np_dtype, copy=False), True),
             mask=move(padded.mask[idx, :width].astype(np_dtype), True),
             lengths=move(lengths.astype(np.int64, copy=False), False),
+            static=None if padded.static is None else move(
+                padded.static[idx].astype(np_dtype, copy=False), True),
+            labels=None if padded.labels is None else move(padded.labels[idx], False),
+            weights=None if padded.weights is None else move(
+                padded.weights[idx].astype(np_dtype, copy=False), True),
         )
 
 

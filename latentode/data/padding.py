@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -40,6 +40,12 @@ class PaddedSeries:
         dropped (``drop_unobserved``) or its series is not in this (sub)set.
     slot_position : numpy.ndarray
         ``(R,)`` int64, the column ``n`` of each entry (-1 where ``slot_series`` is -1).
+    static : numpy.ndarray or None
+        ``(B, S)`` encoded static covariates of each series (see :meth:`with_series`).
+    labels : numpy.ndarray or None
+        ``(B,)`` int64 class index of each series (classification training).
+    weights : numpy.ndarray or None
+        ``(B,)`` float64 weight of each series in the classification loss.
     """
 
     times: np.ndarray
@@ -49,6 +55,31 @@ class PaddedSeries:
     series_ids: np.ndarray
     slot_series: np.ndarray
     slot_position: np.ndarray
+    static: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    weights: np.ndarray | None = None
+
+    def with_series(self, *, static: Any = None, labels: Any = None,
+                    weights: Any = None) -> PaddedSeries:
+        """A copy carrying per-series arrays (one row per series, in ``series_ids`` order).
+
+        They travel with the series through :func:`subset` and into each
+        :class:`~latentode.batch.Batch` of :func:`~latentode.data.iterate_batches` (``static``,
+        ``labels``, ``weights``). None leaves a field as it is.
+        """
+        b = self.n_series
+        new: dict[str, np.ndarray] = {}
+        for name, value, ndim, dtype in (("static", static, 2, np.float64),
+                                         ("labels", labels, 1, np.int64),
+                                         ("weights", weights, 1, np.float64)):
+            if value is None:
+                continue
+            arr = np.asarray(value, dtype=dtype)
+            if arr.ndim != ndim or arr.shape[0] != b:
+                raise ValueError(f"{name} must have {b} rows (one per series) and {ndim} "
+                                 f"dimension(s), got shape {arr.shape}.")
+            new[name] = arr
+        return replace(self, **new)
 
     def __len__(self) -> int:
         return int(self.times.shape[0])
@@ -333,6 +364,9 @@ def subset(padded: PaddedSeries, idx: Any) -> PaddedSeries:
         series_ids=padded.series_ids[idx],
         slot_series=slot_series,
         slot_position=slot_position,
+        static=None if padded.static is None else padded.static[idx],
+        labels=None if padded.labels is None else padded.labels[idx],
+        weights=None if padded.weights is None else padded.weights[idx],
     )
 
 

@@ -143,6 +143,7 @@ def forecast_origins(vf: ValidatedFrame) -> tuple[np.ndarray, pd.Index]:
     Parameters
     ----------
     vf : ValidatedFrame
+        The validated frame whose series are forecast.
 
     Returns
     -------
@@ -190,7 +191,7 @@ def query_frame(
     unit : str, optional
         Unit of a numeric horizon for a datetime column (``TimeEncoder.unit``).
     id_dtype : dtype, optional
-        dtype of the id column of the result (the caller's id column's); default that of
+        Dtype of the id column of the result (the caller's id column's); default that of
         ``vf.series_ids``.
 
     Returns

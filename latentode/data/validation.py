@@ -160,6 +160,7 @@ def validate_frame(
     empty_series: Literal["raise", "keep", "drop"] = "raise",
     empty_channels: Literal["raise", "keep"] = "keep",
     min_points: int = 1,
+    exclude: Sequence[Hashable] = (),
 ) -> ValidatedFrame:
     """Check a long-format frame and convert it to sorted, de-duplicated arrays.
 
@@ -198,6 +199,8 @@ def validate_frame(
     min_points : int, default=1
         Minimum number of distinct time points with at least one observed value per series
         (empty series excepted, see ``empty_series``).
+    exclude : sequence of Hashable, default=()
+        Columns never taken as targets when ``target_cols`` is None (e.g. static covariates).
 
     Returns
     -------
@@ -251,7 +254,7 @@ def validate_frame(
                        hint=" If the frame holds a single series, pass id_col=None.")
         if id_col == time_col:
             raise ValueError(f"id_col and time_col are the same column {time_col!r}.")
-    targets = _resolve_targets(df, time_col, id_col, target_cols, expected_targets)
+    targets = _resolve_targets(df, time_col, id_col, target_cols, expected_targets, exclude)
     used = [time_col] + ([id_col] if id_col is not None else []) + targets
     dup_cols = [c for c in used if int((columns == c).sum()) > 1]
     if dup_cols:
@@ -379,6 +382,7 @@ def _resolve_targets(
     id_col: Hashable | None,
     target_cols: Sequence[Hashable] | None,
     expected_targets: Sequence[Hashable] | None,
+    exclude: Sequence[Hashable] = (),
 ) -> list[Hashable]:
     keys = {time_col} if id_col is None else {time_col, id_col}
     if expected_targets is not None:
@@ -402,6 +406,7 @@ def _resolve_targets(
             raise ValueError("target_cols is empty: give at least one target column.")
         _check_present(df.columns, targets, "target column")
     else:
+        keys = keys | set(exclude)
         targets = [
             c for c in df.columns
             if c not in keys and _is_numeric_target(df[c])

@@ -70,6 +70,7 @@ class _BackwardEncoder(nn.Module):
     """Shared backward recurrence; subclasses define the inputs, evolution and head input."""
 
     rec_dim: int
+    n_static: int = 0
     update: GRUUpdate
     head: nn.Module
     #: run the recurrence as one fused scan (:func:`latentode.ode.odernn.odernn_scan`); False
@@ -99,6 +100,7 @@ class _BackwardEncoder(nn.Module):
         mask: torch.Tensor,
         lengths: torch.Tensor,
         t0: torch.Tensor | None = None,
+        static: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode a padded batch into ``q(z_t0)``.
 
@@ -115,6 +117,10 @@ class _BackwardEncoder(nn.Module):
         t0 : torch.Tensor, optional
             ``(B,)`` time of the latent initial state, ``<= times[:, 0]`` (default: the first
             observation time).
+        static : torch.Tensor, optional
+            ``(B, n_static)`` per-series covariates appended to the output head's input, so
+            that they shape ``q(z_t0)`` (required when the encoder was built with
+            ``n_static > 0``, refused otherwise).
 
         Returns
         -------
@@ -152,7 +158,16 @@ class _BackwardEncoder(nn.Module):
                 h = self._evolve(h, t_next[:, i], times[:, i])
                 h = torch.where(do_update[:, i], self.update(h, x_proj[:, i]), h)
             h = self._evolve(h, first_t, t0)
-        out = self.head(self._head_input(h, first_t - t0))
+        head_in = self._head_input(h, first_t - t0)
+        if (static is None) != (self.n_static == 0):
+            raise ValueError(f"This encoder takes {self.n_static} static covariates; got "
+                             f"{'none' if static is None else tuple(static.shape)}.")
+        if static is not None:
+            if tuple(static.shape) != (b, self.n_static):
+                raise ValueError(f"static must have shape {(b, self.n_static)}, got "
+                                 f"{tuple(static.shape)}.")
+            head_in = torch.cat([head_in, static.to(head_in.dtype)], dim=-1)
+        out = self.head(head_in)
         mu, raw = out.chunk(2, dim=-1)
         return mu, F.softplus(raw) + _SIGMA_FLOOR
 
@@ -184,6 +199,8 @@ class ODERNNEncoder(_BackwardEncoder):
         Maximum Euler step in model time. The reference uses (time span of the data) / 50; with
         model time spanning about ``[0, 1]`` the default ``0.02`` matches it. The step does not
         depend on the mini-batch, so a series is encoded identically whatever it is batched with.
+    n_static : int
+        Per-series static covariates appended to the output head's input (0: none).
     """
 
     def __init__(
@@ -195,23 +212,26 @@ class ODERNNEncoder(_BackwardEncoder):
         n_layers: int = 3,
         gru_units: int = 50,
         step_size: float = 0.02,
+        n_static: int = 0,
     ) -> None:
         super().__init__()
         if not step_size > 0:
             raise ValueError(f"step_size must be positive, got {step_size!r}.")
         self.rec_dim = rec_dim
+        self.n_static = int(n_static)
         self.step_size = float(step_size)
         self.rec_dynamics = LatentDynamics(rec_dim, n_layers, units)
         self.update = GRUUpdate(rec_dim, 2 * n_channels, gru_units)
-        self.head = mlp(rec_dim, 2 * latent_dim, 1, units)
+        self.head = mlp(rec_dim + self.n_static, 2 * latent_dim, 1, units)
 
     @classmethod
     def from_config(
         cls, n_channels: int, latent_dim: int, rec_dim: int, *, units: int, rec_layers: int,
-        gru_units: int, enc_step_size: float,
+        gru_units: int, enc_step_size: float, n_static: int = 0,
     ) -> ODERNNEncoder:
         """Build from :class:`~latentode.nn.LatentODE`'s options (the encoder registry's call)."""
-        return cls(n_channels, latent_dim, rec_dim, units, rec_layers, gru_units, enc_step_size)
+        return cls(n_channels, latent_dim, rec_dim, units, rec_layers, gru_units, enc_step_size,
+                   n_static=n_static)
 
     def _inputs(self, values, mask, gaps):
         return torch.cat([values, mask], dim=-1)
@@ -240,7 +260,7 @@ class GRUEncoder(_BackwardEncoder):
 
     Parameters
     ----------
-    n_channels, latent_dim, rec_dim, units, gru_units : int
+    n_channels, latent_dim, rec_dim, units, gru_units, n_static : int
         As for :class:`ODERNNEncoder`.
     """
 
@@ -251,20 +271,22 @@ class GRUEncoder(_BackwardEncoder):
         rec_dim: int = 40,
         units: int = 50,
         gru_units: int = 50,
+        n_static: int = 0,
     ) -> None:
         super().__init__()
         self.rec_dim = rec_dim
+        self.n_static = int(n_static)
         self.update = GRUUpdate(rec_dim, 2 * n_channels + 1, gru_units)
-        self.head = mlp(rec_dim + 1, 2 * latent_dim, 1, units)
+        self.head = mlp(rec_dim + 1 + self.n_static, 2 * latent_dim, 1, units)
 
     @classmethod
     def from_config(
         cls, n_channels: int, latent_dim: int, rec_dim: int, *, units: int, rec_layers: int,
-        gru_units: int, enc_step_size: float,
+        gru_units: int, enc_step_size: float, n_static: int = 0,
     ) -> GRUEncoder:
         """Build from :class:`~latentode.nn.LatentODE`'s options (``rec_layers`` and
         ``enc_step_size`` are not used: the state does not evolve between observations)."""
-        return cls(n_channels, latent_dim, rec_dim, units, gru_units)
+        return cls(n_channels, latent_dim, rec_dim, units, gru_units, n_static=n_static)
 
     def _inputs(self, values, mask, gaps):
         return torch.cat([values, mask, gaps.unsqueeze(-1)], dim=-1)

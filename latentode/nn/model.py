@@ -10,6 +10,7 @@ from torch import nn
 from latentode.batch import Batch
 from latentode.ode import odeint
 
+from .classifier import ClassifierHead, weighted_cross_entropy
 from .decoder import Decoder
 from .dynamics import LatentDynamics
 from .likelihoods import (
@@ -135,6 +136,14 @@ class LatentODE(nn.Module):
         :data:`latentode.nn.registry.OBSERVATION_MODELS` (:attr:`observation`).
     obs_df : "learned" or float
         Degrees of freedom of the ``"student_t"`` likelihood (unused by ``"gaussian"``).
+    n_static : int
+        Size of each series' encoded static covariates (``Batch.static``), appended to the
+        input of the encoder's output head (so they shape ``q(z_t0)``) and of the classifier;
+        never decoded nor scored by the likelihood. 0: none.
+    n_classes : int
+        With ``n_classes >= 2``, a :class:`~latentode.nn.classifier.ClassifierHead` (two ReLU
+        layers of ``units``) maps ``[z_t0, static]`` to class logits (:meth:`classify`, and the
+        cross-entropy term of :meth:`loss`). 0: no classifier.
 
     Examples
     --------
@@ -174,6 +183,8 @@ class LatentODE(nn.Module):
         obs_std_floor: float = 1e-3,
         likelihood: str = "gaussian",
         obs_df: str | float = "learned",
+        n_static: int = 0,
+        n_classes: int = 0,
     ) -> None:
         super().__init__()
         if encoder not in ENCODERS:
@@ -182,6 +193,9 @@ class LatentODE(nn.Module):
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}.")
         if n_channels < 1 or latent_dim < 1 or rec_dim < 1:
             raise ValueError("n_channels, latent_dim and rec_dim must be positive.")
+        if n_static < 0 or n_classes < 0 or n_classes == 1:
+            raise ValueError(f"n_static must be >= 0 and n_classes 0 or >= 2, got {n_static} and "
+                             f"{n_classes}.")
         self.hparams: dict[str, Any] = dict(
             n_channels=n_channels, latent_dim=latent_dim, rec_dim=rec_dim, encoder=encoder,
             units=units, n_layers=n_layers, gru_units=gru_units,
@@ -189,7 +203,7 @@ class LatentODE(nn.Module):
             gradient=gradient, obs_std=obs_std, decoder_layers=decoder_layers,
             rec_layers=rec_layers, enc_step_size=enc_step_size, step_size=step_size,
             max_steps=max_steps, obs_std_init=obs_std_init, obs_std_floor=obs_std_floor,
-            likelihood=likelihood, obs_df=obs_df,
+            likelihood=likelihood, obs_df=obs_df, n_static=n_static, n_classes=n_classes,
         )
         self.n_channels = n_channels
         self.latent_dim = latent_dim
@@ -204,7 +218,7 @@ class LatentODE(nn.Module):
         self.encoder: nn.Module = ENCODER_CLASSES[encoder].from_config(
             n_channels, latent_dim, rec_dim, units=units,
             rec_layers=n_layers if rec_layers is None else rec_layers, gru_units=gru_units,
-            enc_step_size=enc_step_size,
+            enc_step_size=enc_step_size, n_static=n_static,
         )
         self.dynamics = LatentDynamics(latent_dim, n_layers, units)
         self.decoder = Decoder(latent_dim, n_channels, decoder_layers, units)
@@ -224,6 +238,10 @@ class LatentODE(nn.Module):
         else:
             self.intensity = None
             self.ode_func = self.dynamics
+        self.n_static = int(n_static)
+        self.n_classes = int(n_classes)
+        self.classifier = (ClassifierHead(latent_dim, n_classes, n_static, units)
+                           if n_classes else None)
 
     # ------------------------------------------------------------------ building blocks
     def set_intensity_base(self, rate: torch.Tensor) -> None:
@@ -250,8 +268,21 @@ class LatentODE(nn.Module):
     def encode(
         self, cond: Batch, t0: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and std ``(B, latent_dim)`` of ``q(z_t0 | cond)`` (``t0`` default: first time)."""
-        return self.encoder(cond.times, cond.values, cond.mask, cond.lengths, t0)
+        """Mean and std ``(B, latent_dim)`` of ``q(z_t0 | cond)`` (``t0`` default: first time);
+        ``cond.static`` enters the encoder's output head when the model has ``n_static > 0``."""
+        return self.encoder(cond.times, cond.values, cond.mask, cond.lengths, t0,
+                            static=cond.static if self.n_static else None)
+
+    def classify(self, cond: Batch) -> torch.Tensor:
+        """Class logits ``(B, n_classes)`` of each series, from the posterior mean of ``z_t0``.
+
+        ``z_t0`` is at each series' first conditioning time; the classifier reads it with the
+        series' static covariates. Run under :func:`torch.no_grad` for inference.
+        """
+        if self.classifier is None:
+            raise ValueError("This model has no classifier (built with n_classes=0).")
+        mu, _ = self.encode(cond, cond.times[:, 0])
+        return self.classifier(mu, cond.static)
 
     def step_budget(self, n_times: int) -> int:
         """Step budget per series of a :meth:`solve` at ``n_times`` requested times.
@@ -411,7 +442,7 @@ class LatentODE(nn.Module):
             )
         log_w = log_lik - kl_weight * log_ratio
         diag = dict(
-            log_lik=log_lik.detach(), kl=kl.detach(), mask=mask,
+            z0=z0, log_lik=log_lik.detach(), kl=kl.detach(), mask=mask,
             sq_err=masked_squared_error(tgt.values, mask, mean.detach()),
         )
         return log_w, diag
@@ -427,6 +458,8 @@ class LatentODE(nn.Module):
         kl_estimator: str = "auto",
         weighting: str = "value",
         z0_noise: torch.Tensor | None = None,
+        ce_weight: float = 0.0,
+        elbo: bool = True,
     ) -> LossOutput:
         """Negative IWAE bound per observed value (the training objective).
 
@@ -459,11 +492,30 @@ class LatentODE(nn.Module):
         z0_noise : torch.Tensor, optional
             ``(n_traj_samples, B, latent_dim)`` standard normal noise of the reparametrisation
             (see :meth:`draw_z0_noise`), used instead of drawing it from ``generator``.
+        ce_weight : float
+            Weight of the classification term (models with a classifier, batches with
+            ``labels``): ``loss += ce_weight * sum_b w_b CE_b / B``, the cross-entropy of the
+            classifier on each trajectory sample of ``z_t0`` averaged over samples, ``w_b`` the
+            series' ``Batch.weights`` (default 1). The paper's PhysioNet classifier uses 100.
+        elbo : bool
+            False trains the classifier alone (the paper's ODE-RNN classifier): ``loss =
+            sum_b w_b CE_b / B`` of the classifier on the posterior mean of ``z_t0`` (the
+            encoder's output); nothing is decoded, ``nll``, ``kl`` and ``mse`` are 0.
 
         Returns
         -------
         LossOutput
         """
+        classify = ce_weight > 0 or not elbo
+        if classify and (self.classifier is None or batch.labels is None):
+            raise ValueError("A classification loss needs a model with n_classes >= 2 and a "
+                             "batch with labels.")
+        if not elbo:
+            mask = _valid_mask(batch.mask, batch.lengths)
+            n_obs = mask.sum().detach()
+            ce = weighted_cross_entropy(self.classify(batch), batch.labels, batch.weights)
+            zero = ce.new_zeros(())
+            return LossOutput(loss=ce.mean(), nll=zero, kl=zero, mse=zero, n_obs=n_obs)
         log_w, diag = self._log_weights(
             batch, target, n_traj_samples, kl_weight, generator, kl_estimator, weighting,
             z0_noise,
@@ -471,6 +523,10 @@ class LatentODE(nn.Module):
         n_obs = diag["mask"].sum()
         denom = n_obs.clamp(min=1.0)
         loss = -logmeanexp(log_w, dim=0).sum() / denom
+        if classify:
+            logits = self.classifier(diag["z0"], batch.static)  # (K, B, n_classes)
+            loss = loss + ce_weight * weighted_cross_entropy(logits, batch.labels,
+                                                             batch.weights).mean()
         return LossOutput(
             loss=loss,
             nll=(-diag["log_lik"].mean(0).sum() / denom).detach(),

@@ -180,7 +180,7 @@ def take_rows(batch: Batch, rows: slice) -> Batch:
     lengths = batch.lengths[rows]
     width = int(lengths.max()) if len(lengths) else 1
     return Batch(batch.times[rows, :width], batch.values[rows, :width],
-                 batch.mask[rows, :width], lengths)
+                 batch.mask[rows, :width], lengths, **batch.per_series(rows))
 
 
 def all_reduce_checked(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -104,6 +104,7 @@ def fit_model(
     obs_weighting: str = "value",
     forecast_split: float | None = None,
     distributed: bool = False,
+    loss_options: Mapping[str, Any] | None = None,
 ) -> History:
     """Train a :class:`~latentode.nn.LatentODE` by minimising its negative IWAE bound.
 
@@ -179,6 +180,11 @@ def fit_model(
         steps and decisions, and the result equals single-process training on the same global
         batches up to floating-point summation order. Only rank 0 shows progress. Training
         starts from rank 0's weights and ends with them broadcast to every rank.
+    loss_options : mapping, optional
+        Further keyword arguments of ``model.loss`` for every training and validation step,
+        e.g. ``{"ce_weight": 100.0}`` for a model with a classifier (see
+        :meth:`latentode.nn.LatentODE.loss`). The distributed step sums each rank's loss
+        times its number of observed values, which is exact for the plain objective only.
 
     Returns
     -------
@@ -228,6 +234,7 @@ def fit_model(
                          "(see latentode.training.distributed.init_from_env).")
     if distributed and generator is None:
         raise ValueError("distributed=True needs a generator seeded identically on every rank.")
+    extra = dict(loss_options or {})
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters.")
@@ -292,7 +299,7 @@ def fit_model(
                         dtype=dtype, acc_dtype=acc_dtype, n_traj_samples=n_traj_samples,
                         kl_weight=kl_weight, generator=generator, obs_dropout=obs_dropout,
                         obs_weighting=obs_weighting, forecast_split=forecast_split,
-                        max_norm=max_norm, epoch=epoch)
+                        max_norm=max_norm, epoch=epoch, loss_options=extra)
                     if status == "done":
                         break
                     n_batches += 1
@@ -312,7 +319,7 @@ def fit_model(
                         cond, target = _condition_and_target(batch, forecast_split, obs_dropout,
                                                              generator)
                         out = model.loss(cond, n_traj_samples, kl_weight, target=target,
-                                         generator=generator, weighting=obs_weighting)
+                                         generator=generator, weighting=obs_weighting, **extra)
                         opt.zero_grad(set_to_none=True)
                         out.loss.backward()
                     except ODESolveError as err:
@@ -366,7 +373,8 @@ def fit_model(
             if val_loader is not None:
                 val = evaluate_loss(model, val_loader(), n_traj_samples, device=device,
                                     dtype=dtype, generator=generator, weighting=obs_weighting,
-                                    forecast_split=forecast_split, distributed=distributed)
+                                    forecast_split=forecast_split, distributed=distributed,
+                                    loss_options=extra)
                 record.update(val_loss=val["loss"], val_nll=val["nll"], val_mse=val["mse"])
             record["seconds"] = time.perf_counter() - start
 
@@ -441,6 +449,7 @@ def _distributed_step(
     forecast_split: float | None,
     max_norm: float,
     epoch: int,
+    loss_options: Mapping[str, Any] | None = None,
 ) -> tuple[str, torch.Tensor | None]:
     """One lock-step training step of every rank on its share of the next global batch.
 
@@ -468,7 +477,8 @@ def _distributed_step(
             if rows.stop > rows.start:
                 out = model.loss(_dist.take_rows(cond, rows), n_traj_samples, kl_weight,
                                  target=None if target is None else _dist.take_rows(target, rows),
-                                 weighting=obs_weighting, z0_noise=noise[:, rows])
+                                 weighting=obs_weighting, z0_noise=noise[:, rows],
+                                 **(loss_options or {}))
                 denom = out.n_obs.clamp(min=1.0)
                 (out.loss * denom).backward()  # the unnormalised sum over this rank's series
                 offset = 0

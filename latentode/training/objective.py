@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -124,7 +125,7 @@ def drop_observations(
     keep = mask * (u >= fraction).to(mask.dtype)
     empty = keep.flatten(1).sum(1) == 0
     keep = torch.where(empty.view(-1, 1, 1), mask, keep)
-    return Batch(batch.times, batch.values * keep, keep, batch.lengths)
+    return Batch(batch.times, batch.values * keep, keep, batch.lengths, **batch.per_series())
 
 
 def split_forecast(batch: Batch, fraction: float) -> tuple[Batch, Batch]:
@@ -176,8 +177,9 @@ def split_forecast(batch: Batch, fraction: float) -> tuple[Batch, Batch]:
     gather3 = idx.unsqueeze(-1).expand(-1, -1, batch.values.shape[-1])
     mask = batch.mask.gather(1, gather3) * keep
     target = Batch(times.gather(1, idx), batch.values.gather(1, gather3) * mask, mask,
-                   n_future.clamp(min=1).to(batch.lengths.dtype))
-    cond = Batch(times, batch.values, batch.mask, n_past.to(batch.lengths.dtype))
+                   n_future.clamp(min=1).to(batch.lengths.dtype), **batch.per_series())
+    cond = Batch(times, batch.values, batch.mask, n_past.to(batch.lengths.dtype),
+                 **batch.per_series())
     return cond, target
 
 
@@ -193,6 +195,7 @@ def evaluate_loss(
     weighting: str = "value",
     forecast_split: float | None = None,
     distributed: bool = False,
+    loss_options: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
     """Loss of ``model`` over ``batches`` with KL weight 1, weighted by observed values.
 
@@ -220,6 +223,8 @@ def evaluate_loss(
         draws each batch's noise for the whole batch, scores its contiguous block of series,
         and one all-reduce per batch sums the results, so every rank returns the
         single-process figures (up to summation order).
+    loss_options : mapping, optional
+        Further keyword arguments of ``model.loss`` (e.g. ``ce_weight`` for a classifier).
 
     Returns
     -------
@@ -238,7 +243,7 @@ def evaluate_loss(
         if distributed:
             _evaluate_distributed(model, iter(batches), acc, n_traj_samples, device=device,
                                   dtype=dtype, generator=generator, weighting=weighting,
-                                  forecast_split=forecast_split)
+                                  forecast_split=forecast_split, loss_options=loss_options)
         else:
             for batch in batches:
                 batch = batch.to(device, dtype)
@@ -246,7 +251,7 @@ def evaluate_loss(
                 if forecast_split is not None:
                     batch, target = split_forecast(batch, forecast_split)
                 out = model.loss(batch, n_traj_samples, 1.0, target=target, generator=generator,
-                                 weighting=weighting)
+                                 weighting=weighting, **(loss_options or {}))
                 n = out.n_obs.double()
                 acc += torch.stack([out.loss.double() * n, out.nll.double() * n,
                                     out.mse.double() * n, n])
@@ -269,6 +274,7 @@ def _evaluate_distributed(
     generator: torch.Generator | None,
     weighting: str,
     forecast_split: float | None,
+    loss_options: Mapping[str, Any] | None = None,
 ) -> None:
     """Add each global batch's ``[loss, nll, mse] * n_obs, n_obs`` to ``acc``, every rank
     scoring its block of series (lock-step: one all-reduce per batch and one at the end)."""
@@ -291,7 +297,7 @@ def _evaluate_distributed(
                     out = model.loss(
                         _dist.take_rows(batch, rows), n_traj_samples, 1.0,
                         target=None if target is None else _dist.take_rows(target, rows),
-                        weighting=weighting, z0_noise=noise[:, rows])
+                        weighting=weighting, z0_noise=noise[:, rows], **(loss_options or {}))
                     denom = out.n_obs.clamp(min=1.0)
                     buf = torch.stack([out.loss * denom, out.nll * denom, out.mse * denom,
                                        out.n_obs]).to(acc.dtype)

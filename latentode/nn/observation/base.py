@@ -53,11 +53,11 @@ class ObservationModel(nn.Module, ABC):
     named by :attr:`shape_names`, broadcast against ``u``.
     """
 
-    #: registry key (the estimator's ``likelihood``)
+    #: Registry key (the estimator's ``likelihood``).
     name: ClassVar[str]
-    #: names of the per-channel shape parameters of the standard family (in :class:`Noise`)
+    #: Names of the per-channel shape parameters of the standard family (in :class:`Noise`).
     shape_names: ClassVar[tuple[str, ...]] = ()
-    #: whether the scale is trained (False: fixed by ``obs_std``)
+    #: Whether the scale is trained (False: fixed by ``obs_std``).
     learned: bool
     raw: nn.Parameter | None
     fixed: torch.Tensor | None

@@ -1,0 +1,484 @@
+"""scikit-learn style classifier of whole series: :class:`LatentODEClassifier`.
+
+It shares the regressor's machinery (frame validation, time encoding, scaling, static
+covariates, the training loop, save / load and pickling): :class:`LatentODEClassifier` is a
+:class:`~latentode.LatentODERegressor` whose network has a classification head and whose
+training objective adds its cross-entropy, with one label per series.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import warnings
+from collections.abc import Sequence
+from numbers import Real
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from . import data as _data
+from ._param_validation import InstanceOf, Interval, Options
+from .data.validation import external_stacklevel
+from .estimator import LatentODERegressor, _fmt_ids, _plain, _with_n_jobs
+from .nn.classifier import CLASSIFIER_INPUTS
+
+__all__ = ["LatentODEClassifier"]
+
+
+class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
+    """Classify irregularly sampled series with a Latent ODE (Rubanova et al., 2019, sec. 5).
+
+    One label per series (binary or multi-class): in-hospital mortality of an ICU stay, the
+    regime of a system from a few noisy observations. Trained as the paper's PhysioNet
+    classifier: the ELBO of each series' observations plus ``ce_weight`` times the
+    cross-entropy of a classifier that reads the initial latent state ``z_t0`` (and the
+    series' static covariates); or, with ``classifier="encoder"``, by the cross-entropy alone
+    with the classifier on the encoder's output (the paper's ODE-RNN classifier).
+
+    Parameters
+    ----------
+    classifier : {"latent", "encoder"}, default="latent"
+        ``"latent"``: the Latent ODE classifier, an MLP on samples of ``z_t0`` trained with
+        ``-ELBO + ce_weight * CE``; the model is also a full Latent ODE of the series
+        (:meth:`extrapolate` and :meth:`sample` work). ``"encoder"``: the ODE-RNN (or GRU)
+        classifier, the same MLP on the encoder's output (the posterior mean of ``z_t0``)
+        trained by the cross-entropy alone; faster (no latent ODE solve, no decoder), and
+        nothing but :meth:`predict` / :meth:`predict_proba` / :meth:`score` is available.
+    ce_weight : float, default=100.0
+        Weight of the cross-entropy against the ELBO per observed value (``"latent"`` only);
+        the paper uses 100.
+    class_weight : dict, "balanced" or None, default=None
+        Weight of each class in the cross-entropy, as in scikit-learn: ``{label: weight}``
+        (classes not listed weigh 1), ``"balanced"`` (``n_series / (n_classes *
+        n_series_of_class)`` over the training series) or None (all 1). The loss of a
+        mini-batch is ``sum_b w_b CE_b / B``.
+    latent_dim, encoder, rec_dim, units, n_layers, gru_units, decoder_layers : see regressor
+        The networks, as for :class:`~latentode.LatentODERegressor` (same meaning, same
+        defaults). The classifier head has two ReLU layers of ``units``.
+    gradient, solver, rtol, atol, step_size : see regressor
+        The latent ODE solve, as for the regressor.
+    n_traj_samples, max_epochs, batch_size, lr, lr_decay, kl_warmup : see regressor
+        The objective and the optimiser, as for the regressor.
+    obs_dropout, obs_weighting, forecast_split, validation_fraction : see regressor
+        What the training hides and scores, as for the regressor.
+    early_stopping, patience, poisson_process, obs_std : see regressor
+        Stopping, the Poisson process and the observation noise, as for the regressor.
+    calibrate, device, random_state, verbose, warm_start, max_steps, n_jobs : see regressor
+        As for the regressor. ``calibrate`` applies to the predictive spread of
+        :meth:`extrapolate` / :meth:`sample` (``"latent"`` only).
+    likelihood, obs_df : see regressor
+        The observation model, as for the regressor.
+
+    Attributes
+    ----------
+    classes_ : numpy.ndarray
+        The labels seen in :meth:`fit`, sorted (``numpy.unique``); the columns of
+        :meth:`predict_proba`.
+    model_, history_, time_encoder_, scaler_, time_col_, id_col_, target_cols_, static_cols_, \
+static_encoder_, feature_names_in_, n_features_in_, device_
+        As for :class:`~latentode.LatentODERegressor`.
+
+    Notes
+    -----
+    **Labels.** ``y`` gives one label per series, in either of two forms:
+
+    * a :class:`pandas.Series` indexed by series id (one entry per series; ``y.index`` is
+      read as ids unless it is exactly ``df.index``);
+    * one label per row of ``df`` (what scikit-learn's cross-validation passes on, since it
+      splits rows): an array-like of ``len(df)``, or a Series whose index is ``df.index``.
+      The labels of a series' rows must agree (missing ones are ignored).
+
+    A series of ``df`` without a label, a label for an id that is not in ``df``, a label that
+    varies within a series, or fewer than two classes are ValueErrors naming the series.
+    Series without an observed target value are left out of the fit (one warning), as by the
+    regressor; every bad input of the regressor is refused here with the same message.
+
+    **Outputs.** :meth:`predict_proba` and :meth:`predict` return one row per series of
+    ``df``, indexed by series id (index named ``id_col``), in the order of each series' first
+    row in ``df``. A series with no observed target value gets NaN (one warning): there is
+    nothing to condition on.
+
+    **scikit-learn.** ``clone``, pickling, ``save`` / ``load`` (the regressor's file format),
+    :class:`~sklearn.pipeline.Pipeline` and ``cross_val_score`` / ``GridSearchCV`` work. For
+    cross-validation pass per-row labels and the ids as groups, so that the folds split
+    series, not rows: ``cross_val_score(clf, df, df["id"].map(labels), groups=df["id"],
+    cv=GroupKFold(5))`` or ``StratifiedGroupKFold`` (which stratifies the series by their
+    label). :meth:`score` is the accuracy over series (scikit-learn's default for
+    classifiers); scorers that compare ``predict_proba`` with ``y`` row by row (``"roc_auc"``)
+    do not apply to long frames: use ``sklearn.metrics.roc_auc_score`` on
+    ``predict_proba(df)`` and the per-series labels (the README shows a scorer). Of
+    :mod:`sklearn.utils.estimator_checks`, the checks that need only a constructed estimator
+    apply (the same list as the regressor's, ``tests/test_classifier.py``); the checks that
+    fit numpy arrays do not, for the reasons given by the regressor.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from latentode import LatentODEClassifier
+    >>> t = np.linspace(0, 5, 20)
+    >>> df = pd.DataFrame({"id": np.repeat([0, 1, 2, 3], 20), "t": np.tile(t, 4),
+    ...                    "x": np.r_[np.sin(t), np.sin(3 * t), np.sin(t), np.sin(3 * t)]})
+    >>> y = pd.Series(["slow", "fast", "slow", "fast"], index=[0, 1, 2, 3])
+    >>> clf = LatentODEClassifier(latent_dim=4, rec_dim=8, units=16, n_layers=1, gru_units=16,
+    ...                           encoder="gru", max_epochs=2, verbose=0, random_state=0)
+    >>> clf.fit(df, y).predict_proba(df).shape
+    (4, 2)
+    """
+
+    _parameter_constraints: ClassVar[dict[str, Any]] = {
+        **LatentODERegressor._parameter_constraints,
+        "classifier": [Options(CLASSIFIER_INPUTS)],
+        "ce_weight": [Interval(Real, 0, None, closed="neither",
+                               description="be a positive finite number")],
+        "class_weight": [None, Options(("balanced",)), InstanceOf(dict, "a dict")],
+    }
+
+    def __init__(
+        self,
+        classifier: str = "latent",
+        ce_weight: float = 100.0,
+        class_weight: dict[Any, float] | str | None = None,
+        latent_dim: int = 20,
+        encoder: str = "odernn",
+        rec_dim: int = 40,
+        units: int = 50,
+        n_layers: int = 3,
+        gru_units: int = 50,
+        decoder_layers: int = 0,
+        gradient: str = "adjoint",
+        solver: str = "dopri5",
+        rtol: float = 1e-3,
+        atol: float = 1e-4,
+        step_size: float | None = None,
+        n_traj_samples: int = 3,
+        max_epochs: int = 100,
+        batch_size: int = 50,
+        lr: float = 1e-2,
+        lr_decay: float | None = None,
+        kl_warmup: float | str | None = 10,
+        obs_dropout: float = 0.0,
+        obs_weighting: str = "value",
+        forecast_split: float | None = None,
+        validation_fraction: float = 0.1,
+        early_stopping: bool = True,
+        patience: int = 10,
+        poisson_process: bool = False,
+        obs_std: str | float = "learned",
+        calibrate: bool = True,
+        device: str | torch.device = "auto",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 1,
+        warm_start: bool = False,
+        max_steps: int = 10_000,
+        n_jobs: int | None = None,
+        likelihood: str = "gaussian",
+        obs_df: str | float = "learned",
+    ) -> None:
+        super().__init__(
+            latent_dim=latent_dim, encoder=encoder, rec_dim=rec_dim, units=units,
+            n_layers=n_layers, gru_units=gru_units, decoder_layers=decoder_layers,
+            gradient=gradient, solver=solver, rtol=rtol, atol=atol, step_size=step_size,
+            n_traj_samples=n_traj_samples, max_epochs=max_epochs, batch_size=batch_size, lr=lr,
+            lr_decay=lr_decay, kl_warmup=kl_warmup, obs_dropout=obs_dropout,
+            obs_weighting=obs_weighting, forecast_split=forecast_split,
+            validation_fraction=validation_fraction, early_stopping=early_stopping,
+            patience=patience, poisson_process=poisson_process, obs_std=obs_std,
+            calibrate=calibrate, device=device, random_state=random_state, verbose=verbose,
+            warm_start=warm_start, max_steps=max_steps, n_jobs=n_jobs, likelihood=likelihood,
+            obs_df=obs_df,
+        )
+        self.classifier = classifier
+        self.ce_weight = ce_weight
+        self.class_weight = class_weight
+
+    def __sklearn_tags__(self):
+        """A classifier of long DataFrames: ``y`` is required (one label per series)."""
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        return tags
+
+    # ------------------------------------------------------------------ fit
+    @_with_n_jobs
+    def fit(  # type: ignore[override]
+        self,
+        df: pd.DataFrame,
+        y: Any,
+        *,
+        time_col: str = "t",
+        id_col: str | None = "id",
+        target_cols: Sequence[str] | None = None,
+        static_cols: Sequence[str] | None = None,
+    ) -> LatentODEClassifier:
+        """Fit the Latent ODE and its classifier to the labelled series of a long DataFrame.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            Long format, as for :meth:`LatentODERegressor.fit`. Not modified.
+        y : pandas.Series or array-like
+            One label per series: a Series indexed by series id, or one label per row of
+            ``df`` (see the class Notes). Binary or multi-class; any labels
+            :func:`numpy.unique` can sort (strings, integers, booleans).
+        time_col, id_col, target_cols, static_cols : see LatentODERegressor.fit
+            As for :meth:`LatentODERegressor.fit`.
+
+        Returns
+        -------
+        self : LatentODEClassifier
+
+        Raises
+        ------
+        ValueError
+            Every error of :meth:`LatentODERegressor.fit`, and for labels: missing for a
+            series of ``df``, given for an id not in ``df``, varying within a series, a single
+            class, a ``class_weight`` naming an unknown class, or a continuous ``y``. Raised
+            before any training.
+        """
+        return self._fit(df, y, time_col=time_col, id_col=id_col, target_cols=target_cols,
+                         static_cols=static_cols)
+
+    def _series_labels(
+        self, df: pd.DataFrame, vf: Any, y: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Class indices, classes and loss weights of the series of ``vf`` (its order)."""
+        labels = self._labels_per_series(df, vf, y)
+        values = labels.to_numpy()
+        check_classification_targets(values)
+        try:
+            classes = np.unique(values)
+        except TypeError:
+            raise ValueError("The labels mix types that cannot be sorted (e.g. strings and "
+                             "numbers); use one type.") from None
+        if len(classes) < 2:
+            raise ValueError(f"y has a single class ({_plain(classes[0])!r}) among the "
+                             f"{len(values)} fitted series; a classifier needs two or more.")
+        if bool(self.warm_start) and self.__sklearn_is_fitted__() and (
+                len(classes) != len(self.classes_) or (classes != self.classes_).any()):
+            raise ValueError(f"warm_start=True needs the classes of the previous fit "
+                             f"({list(self.classes_)}), got {list(classes)}.")
+        codes = np.searchsorted(classes, values).astype(np.int64)
+        per_class = self._class_weights(classes, codes)
+        return codes, classes, per_class[codes]
+
+    def _labels_per_series(self, df: pd.DataFrame, vf: Any, y: Any) -> pd.Series:
+        """The label of each series of ``vf`` (position ``s`` = ``vf.series_ids[s]``)."""
+        if y is None:
+            raise ValueError("LatentODEClassifier.fit needs y: one label per series (a Series "
+                             "indexed by series id, or one label per row of df).")
+        if isinstance(y, pd.DataFrame):
+            if y.shape[1] != 1:
+                raise ValueError(f"y must be one column of labels, got a DataFrame with "
+                                 f"{y.shape[1]} columns.")
+            y = y.iloc[:, 0]
+        id_col = vf.id_col
+        where = "" if id_col is None else f" (column {id_col!r})"
+        n = vf.n_series
+        if isinstance(y, pd.Series) and not (len(y) == len(df) and y.index.equals(df.index)):
+            if y.index.has_duplicates:
+                dup = pd.unique(y.index[y.index.duplicated()])
+                raise ValueError(f"y has several labels for series {_fmt_ids(list(dup))}; give "
+                                 "one label per series id (or one per row of df, with df's "
+                                 "index).")
+            known = set(vf.series_ids.tolist()) | set(vf.dropped_series.tolist())
+            unknown = [i for i in y.index if i not in known]
+            if unknown:
+                raise ValueError(f"y has labels for series {_fmt_ids([_plain(i) for i in unknown])}"
+                                 f" that are not in df{where}.")
+            out = y.reindex(pd.Index(vf.series_ids)).reset_index(drop=True)
+        else:  # one label per row
+            arr = y if isinstance(y, pd.Series) else np.asarray(y)
+            if arr.ndim != 1 or len(arr) != len(df):
+                raise ValueError(
+                    f"y must hold one label per series (a pandas Series indexed by series id) "
+                    f"or one per row of df ({len(df)} rows); got an array of shape "
+                    f"{np.shape(arr)}.")
+            values = pd.Series(arr).reset_index(drop=True)
+            codes = (np.zeros(len(df), dtype=np.int64) if id_col is None
+                     else vf.lookup_series(df[id_col]))
+            keep = codes >= 0
+            groups = values[keep].groupby(codes[keep], sort=True)
+            varying = groups.nunique(dropna=True)
+            if (varying > 1).any():
+                code = int(varying.index[np.argmax(varying.to_numpy() > 1)])
+                shown = pd.unique(values[keep][codes[keep] == code].dropna())[:2]
+                raise ValueError(
+                    f"y has different labels on the rows of series "
+                    f"{_plain(vf.series_ids[code])!r}{where}: "
+                    f"{_fmt_ids([_plain(v) for v in shown])}; one label per series.")
+            out = groups.first().reindex(range(n))
+        missing = np.asarray(out.isna())
+        if missing.any():
+            ids = [_plain(i) for i in vf.series_ids[missing]]
+            raise ValueError(f"y has no label for {int(missing.sum())} series of df: "
+                             f"{_fmt_ids(ids)}{where}. Give every series a label (or leave the "
+                             "unlabelled series out of df).")
+        return out
+
+    def _class_weights(self, classes: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """The loss weight of each class (``class_weight``)."""
+        cw = self.class_weight
+        k = len(classes)
+        if cw is None:
+            return np.ones(k)
+        if isinstance(cw, str):  # "balanced"
+            counts = np.bincount(codes, minlength=k).astype(np.float64)
+            return len(codes) / (k * np.maximum(counts, 1.0))
+        out = np.ones(k)
+        index = pd.Index(classes, dtype=object)
+        for label, weight in cw.items():
+            pos = index.get_indexer([label])[0]
+            if pos < 0:
+                raise ValueError(f"class_weight has a weight for {label!r}, which is not a class "
+                                 f"of y (classes: {_fmt_ids([_plain(c) for c in classes])}).")
+            if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not (
+                    math.isfinite(weight) and weight >= 0):
+                raise ValueError(f"class_weight[{label!r}] must be a non-negative finite number, "
+                                 f"got {weight!r}.")
+            out[pos] = float(weight)
+        return out
+
+    def _loss_options(self) -> dict[str, Any]:
+        if self.classifier == "encoder":
+            return {"elbo": False}
+        return {"ce_weight": float(self.ce_weight)}
+
+    def _calibrates(self) -> bool:
+        return self.classifier == "latent"
+
+    def _check_distributed(self) -> None:
+        raise ValueError("LatentODEClassifier does not train across processes yet (its "
+                         "cross-entropy is averaged per series, which the distributed step does "
+                         "not split exactly); run it in one process.")
+
+    # ------------------------------------------------------------------ predict
+    @_with_n_jobs
+    def predict_proba(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Class probabilities of each series of ``df``.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            Long frame with the fitted id, time, target (and static) columns; series may be
+            new. Not modified.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per series, indexed by series id (index named ``id_col``), in the order of
+            each series' first row in ``df``; one column per class (``classes_``), rows
+            summing to 1. NaN for a series with no observed target value (one warning).
+        """
+        proba, ids = self._series_proba(df)
+        return pd.DataFrame(proba, index=ids, columns=pd.Index(self.classes_))
+
+    @_with_n_jobs
+    def predict(self, df: pd.DataFrame) -> pd.Series:  # type: ignore[override]
+        """The most probable class of each series of ``df``.
+
+        Returns
+        -------
+        pandas.Series
+            One label (from ``classes_``) per series, indexed and ordered like
+            :meth:`predict_proba`; NaN (object dtype) for a series with no observed target
+            value.
+        """
+        proba, ids = self._series_proba(df)
+        ok = np.isfinite(proba).all(axis=1)
+        labels = self.classes_[np.argmax(np.where(ok[:, None], proba, 0.0), axis=1)]
+        if not ok.all():
+            labels = labels.astype(object)
+            labels[~ok] = np.nan
+        return pd.Series(labels, index=ids)
+
+    @_with_n_jobs
+    def score(self, df: pd.DataFrame, y: Any) -> float:  # type: ignore[override]
+        """Accuracy over the series of ``df`` (scikit-learn's default score of a classifier).
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            Long frame (as for :meth:`predict`).
+        y : pandas.Series or array-like
+            Labels, in either form that :meth:`fit` takes (per series id, or per row).
+
+        Returns
+        -------
+        float
+            Share of the series with an observed value whose predicted class equals their
+            label (each series counts once, however many rows it has).
+        """
+        check_is_fitted(self)
+        vf, _ = self._prepare(df)
+        truth = self._labels_per_series(df, vf, y)
+        pred = self.predict(df)
+        codes = vf.lookup_series(pred.index) if vf.id_col is not None else np.array([0])
+        predicted = pred.to_numpy()
+        ok = pd.notna(predicted)
+        if not ok.any():
+            raise ValueError("No series of df has an observed target value to classify.")
+        return float(np.mean(predicted[ok] == truth.to_numpy()[codes[ok]]))
+
+    def _series_proba(self, df: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
+        """``(n_series, n_classes)`` probabilities in first-appearance order, and the ids."""
+        check_is_fitted(self)
+        vf, padded = self._prepare(df)
+        proba = np.full((vf.n_series, len(self.classes_)), np.nan)
+        live = np.flatnonzero(padded.lengths > 0)
+        if len(live) < vf.n_series:
+            empty = vf.series_ids[padded.lengths == 0]
+            warnings.warn(
+                f"{len(empty)} series {'has' if len(empty) == 1 else 'have'} no observed value "
+                f"to condition on: {_fmt_ids([_plain(i) for i in empty])}"
+                f"{'' if self.id_col_ is None else f' (column {self.id_col_!r})'}; "
+                f"{'its' if len(empty) == 1 else 'their'} class probabilities are NaN.",
+                UserWarning, stacklevel=external_stacklevel())
+        if len(live):
+            sub = _data.subset(padded, live)
+            dtype = next(self.model_.parameters()).dtype
+            bs = int(self.batch_size)
+            self.model_.eval()
+            with torch.no_grad():
+                for k, batch in enumerate(_data.iterate_batches(sub, bs, device=self.device_,
+                                                                dtype=dtype)):
+                    p = torch.softmax(self.model_.classify(batch), dim=-1)
+                    proba[live[k * bs:k * bs + batch.batch_size]] = p.double().cpu().numpy()
+        order = pd.unique(vf.row_series_codes) if self.id_col_ is not None else np.array([0])
+        ids = pd.Index(vf.series_ids[order], name=self.id_col_)
+        return proba[order], ids
+
+    # ------------------------------------------------------------------ generative methods
+    def _needs_decoder(self, method: str) -> None:
+        check_is_fitted(self)
+        if self.classifier != "latent":
+            raise ValueError(f"{method} needs the Latent ODE classifier (classifier='latent'): "
+                             "the encoder-only classifier trains no decoder.")
+
+    def extrapolate(self, df: pd.DataFrame, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        """:meth:`LatentODERegressor.extrapolate` of the jointly trained Latent ODE
+        (``classifier="latent"`` only)."""
+        self._needs_decoder("extrapolate")
+        return super().extrapolate(df, *args, **kwargs)
+
+    def sample(self, df: pd.DataFrame, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        """:meth:`LatentODERegressor.sample` of the jointly trained Latent ODE
+        (``classifier="latent"`` only)."""
+        self._needs_decoder("sample")
+        return super().sample(df, *args, **kwargs)
+
+    def predict_intensity(self, df: pd.DataFrame, times: Any = None) -> pd.DataFrame:
+        """:meth:`LatentODERegressor.predict_intensity` (``classifier="latent"`` only)."""
+        self._needs_decoder("predict_intensity")
+        return super().predict_intensity(df, times)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str],
+             device: str | torch.device | None = None) -> LatentODEClassifier:
+        """Load a classifier written by :meth:`save` (see :meth:`LatentODERegressor.load`)."""
+        return super().load(path, device=device)  # type: ignore[return-value]

@@ -1,0 +1,308 @@
+"""``LatentODEClassifier``: learning, labels, errors, scikit-learn contracts, persistence.
+
+Which of ``sklearn.utils.estimator_checks`` apply: the same as for the regressor (see
+``tests/test_sklearn.py``): the checks that need only a constructed estimator. The others fit
+numpy arrays, whereas the classifier takes a long DataFrame and one label per *series*.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from _settings import TINY
+from sklearn.base import clone, is_classifier
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, cross_val_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils import estimator_checks as ec
+
+from latentode import LatentODEClassifier, LatentODERegressor
+from latentode.datasets import make_damped_oscillators
+from latentode.nn.classifier import weighted_cross_entropy
+
+#: a small encoder-only classifier: trains in seconds
+FAST = {**TINY, "classifier": "encoder", "rec_dim": 12, "units": 24, "gru_units": 16,
+        "latent_dim": 4, "batch_size": 20}
+
+
+def oscillator_classes(n_per_class: int, omegas=(1.0, 2.5), seed: int = 0):
+    """Damped oscillators of ``len(omegas)`` frequencies; label ``k`` = the k-th frequency.
+
+    Returns the long frame (ids ``0 .. n - 1``, columns ``x0, x1``) and a Series of labels
+    indexed by id.
+    """
+    frames, labels = [], []
+    for k, omega in enumerate(omegas):
+        part = make_damped_oscillators(n_per_class, 15, omega=omega, time_range=(0.0, 6.0),
+                                       missing_fraction=0.3, noise_std=0.05,
+                                       random_state=seed + k)
+        part["id"] += k * n_per_class
+        frames.append(part)
+        labels.append(np.full(n_per_class, k))
+    df = pd.concat(frames, ignore_index=True)
+    return df, pd.Series(np.concatenate(labels), index=np.arange(len(omegas) * n_per_class))
+
+
+@pytest.fixture(scope="module")
+def task():
+    """100 training and 50 test series per class, two frequencies."""
+    return oscillator_classes(100), oscillator_classes(50, seed=10)
+
+
+@pytest.fixture(scope="module")
+def small():
+    return oscillator_classes(8)
+
+
+@pytest.fixture(scope="module")
+def fitted(small):
+    df, y = small
+    return LatentODEClassifier(**TINY).fit(df, y)
+
+
+# ------------------------------------------------------------------------------ learning
+def test_encoder_classifier_separates_two_frequencies(task):
+    (df, y), (test, y_test) = task
+    clf = LatentODEClassifier(**{**FAST, "max_epochs": 20, "early_stopping": False,
+                                 "validation_fraction": 0.0}).fit(df, y)
+    proba = clf.predict_proba(test)
+    auc = roc_auc_score(y_test.loc[proba.index], proba[1])
+    assert auc > 0.9  # measured 0.990
+    assert clf.score(test, y_test) > 0.85
+
+
+def test_latent_ode_classifier_learns_with_the_elbo(task):
+    (df, y), (test, y_test) = task
+    clf = LatentODEClassifier(**{**FAST, "classifier": "latent", "max_epochs": 12,
+                                 "solver": "rk4", "early_stopping": False,
+                                 "validation_fraction": 0.0}).fit(df, y)
+    proba = clf.predict_proba(test)
+    assert roc_auc_score(y_test.loc[proba.index], proba[1]) > 0.9
+    # the jointly trained model is a Latent ODE of the series too
+    forecast = clf.extrapolate(test, n_points=2)
+    assert np.isfinite(forecast[["x0", "x1"]].to_numpy()).all()
+
+
+def test_multiclass(task):
+    df, y = oscillator_classes(60, omegas=(0.8, 1.8, 3.2))
+    test, y_test = oscillator_classes(30, omegas=(0.8, 1.8, 3.2), seed=10)
+    clf = LatentODEClassifier(**{**FAST, "max_epochs": 20, "early_stopping": False,
+                                 "validation_fraction": 0.0}).fit(df, y)
+    assert list(clf.classes_) == [0, 1, 2]
+    proba = clf.predict_proba(test)
+    assert list(proba.columns) == [0, 1, 2]
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    assert clf.score(test, y_test) > 0.8
+    assert roc_auc_score(y_test.loc[proba.index], proba.to_numpy(), multi_class="ovr") > 0.9
+
+
+# ------------------------------------------------------------------------------ the loss
+def test_weighted_cross_entropy_numbers():
+    logits = torch.tensor([[[2.0, 0.0], [0.0, 2.0]], [[0.0, 0.0], [0.0, 0.0]]])  # (K=2, B=2)
+    ce = weighted_cross_entropy(logits, torch.tensor([0, 0]), torch.tensor([1.0, 3.0]))
+    log2, a, b = np.log(2.0), np.log1p(np.exp(-2.0)), np.log1p(np.exp(2.0))
+    np.testing.assert_allclose(ce.numpy(), [(a + log2) / 2, 3 * (b + log2) / 2], rtol=1e-6)
+
+
+@pytest.mark.parametrize("class_weight", [None, "balanced", {0: 1.0, 1: 5.0}])
+def test_class_weight_changes_the_loss_as_expected(class_weight):
+    """First-epoch training loss (one batch, weights before the step) = mean of w_b CE_b."""
+    df, y = oscillator_classes(12)
+    y = y.iloc[4:]  # 8 of class 0, 12 of class 1: unbalanced
+    df = df[df["id"].isin(y.index)]
+    params = {**FAST, "batch_size": 64, "validation_fraction": 0.0, "class_weight": class_weight}
+    untrained = LatentODEClassifier(**{**params, "max_epochs": 0}).fit(df, y)
+    proba = untrained.predict_proba(df)
+    ce = -np.log(proba.to_numpy()[np.arange(len(proba)), y.loc[proba.index].to_numpy()])
+    w = {None: {0: 1.0, 1: 1.0}, "balanced": {0: 20 / (2 * 8), 1: 20 / (2 * 12)}}.get(
+        class_weight if not isinstance(class_weight, dict) else "dict", class_weight)
+    expected = np.mean(y.loc[proba.index].map(w).to_numpy() * ce)
+    one = LatentODEClassifier(**{**params, "max_epochs": 1}).fit(df, y)
+    assert one.history_.records[0]["train_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+# ------------------------------------------------------------------------------ labels
+def test_label_forms_agree(small):
+    df, y = small
+    by_id = LatentODEClassifier(**TINY).fit(df, y)
+    per_row = LatentODEClassifier(**TINY).fit(df, df["id"].map(y))
+    as_array = LatentODEClassifier(**TINY).fit(df, df["id"].map(y).to_numpy())
+    for other in (per_row, as_array):
+        pd.testing.assert_frame_equal(other.predict_proba(df), by_id.predict_proba(df))
+    # string labels, partly given on rows only (NaN rows ignored)
+    names = df["id"].map(y).map({0: "slow", 1: "fast"}).astype(object)
+    names.iloc[1::2] = np.nan
+    clf = LatentODEClassifier(**TINY).fit(df, names)
+    assert list(clf.classes_) == ["fast", "slow"]
+    assert set(clf.predict(df)) <= {"fast", "slow"}
+
+
+def test_outputs_one_row_per_series_in_first_appearance_order(fitted, small):
+    df, _ = small
+    shuffled = df.sample(frac=1.0, random_state=1)
+    proba = fitted.predict_proba(shuffled)
+    assert list(proba.index) == list(pd.unique(shuffled["id"]))
+    assert proba.index.name == "id" and list(proba.columns) == list(fitted.classes_)
+    pred = fitted.predict(shuffled)
+    assert list(pred.index) == list(proba.index)
+    np.testing.assert_array_equal(pred.to_numpy(),
+                                  fitted.classes_[proba.to_numpy().argmax(axis=1)])
+    # the probabilities of a series do not depend on the row order or on the other series
+    alone = fitted.predict_proba(df[df["id"] == 3])
+    np.testing.assert_allclose(alone.loc[3], proba.loc[3], rtol=1e-5)
+
+
+def test_series_without_observations_get_nan(fitted, small):
+    df, _ = small
+    empty = df.copy()
+    empty.loc[empty["id"] == 2, ["x0", "x1"]] = np.nan
+    with pytest.warns(UserWarning, match="no observed value to condition on: 2"):
+        proba = fitted.predict_proba(empty)
+    assert proba.loc[2].isna().all() and proba.drop(index=2).notna().all().all()
+    with pytest.warns(UserWarning):
+        pred = fitted.predict(empty)
+    assert pd.isna(pred.loc[2]) and pred.drop(index=2).notna().all()
+
+
+@pytest.mark.parametrize(
+    "make_y, match",
+    [
+        (lambda df, y: y.drop(index=[3, 5]), r"no label for 2 series of df: 3, 5 \(column 'id'\)"),
+        (lambda df, y: pd.concat([y, pd.Series([1], index=[99])]),
+         r"labels for series 99 that are not in df"),
+        (lambda df, y: pd.Series(0, index=y.index), r"single class \(0\)"),
+        (lambda df, y: None, "needs y"),
+        (lambda df, y: np.zeros(7), r"one per row of df \(\d+ rows\)"),
+        (lambda df, y: pd.Series(np.arange(len(df)) % 2, index=df.index),
+         "different labels on the rows of series 0"),
+        (lambda df, y: y.astype(float) + 0.5, "Unknown label type: continuous"),
+        (lambda df, y: pd.concat([y, y.iloc[:1]]), "several labels for series 0"),
+    ],
+    ids=["missing", "unknown-id", "single-class", "none", "wrong-length", "varying",
+         "continuous", "duplicate-id"],
+)
+def test_bad_labels_are_clear_errors(small, make_y, match):
+    df, y = small
+    clf = LatentODEClassifier(**TINY)
+    with pytest.raises(ValueError, match=match):
+        clf.fit(df, make_y(df, y))
+    assert not hasattr(clf, "model_")
+
+
+def test_bad_class_weight(small):
+    df, y = small
+    with pytest.raises(ValueError, match="class_weight has a weight for 7, which is not a class"):
+        LatentODEClassifier(**{**TINY, "class_weight": {7: 2.0}}).fit(df, y)
+    with pytest.raises(ValueError, match="class_weight must be None, 'balanced' or a dict"):
+        LatentODEClassifier(**{**TINY, "class_weight": "even"}).fit(df, y)
+    with pytest.raises(ValueError, match="ce_weight must be a positive finite number"):
+        LatentODEClassifier(**{**TINY, "ce_weight": 0}).fit(df, y)
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda df: df.drop(columns="t"),
+        lambda df: df.assign(t=np.where(np.arange(len(df)) == 3, np.nan, df["t"])),
+        lambda df: df.assign(x0=np.where(np.arange(len(df)) == 2, np.inf, df["x0"])),
+        lambda df: df.assign(x1=np.nan),
+        lambda df: df.assign(x0=df["x0"].astype(str)),
+        lambda df: df.iloc[:0],
+    ],
+    ids=["no-time", "nan-time", "inf-value", "empty-channel", "string-target", "empty"],
+)
+def test_bad_frames_give_the_regressors_errors(small, spoil):
+    df, y = small
+    bad = spoil(df)
+    with pytest.raises(ValueError) as reg:
+        LatentODERegressor(**TINY).fit(bad, target_cols=["x0", "x1"])
+    with pytest.raises(ValueError) as clf:
+        LatentODEClassifier(**TINY).fit(bad, y, target_cols=["x0", "x1"])
+    assert str(clf.value) == str(reg.value)
+
+
+# ------------------------------------------------------------------------------ scikit-learn
+@pytest.mark.parametrize(
+    "check",
+    [ec.check_no_attributes_set_in_init, ec.check_get_params_invariance, ec.check_set_params,
+     ec.check_parameters_default_constructible, ec.check_estimator_repr,
+     ec.check_estimator_cloneable, ec.check_estimator_tags_renamed, ec.check_valid_tag_types,
+     ec.check_do_not_raise_errors_in_init_or_set_params, ec.check_mixin_order,
+     ec.check_estimators_unfitted],
+    ids=lambda c: c.__name__,
+)
+def test_applicable_sklearn_checks(check):
+    check("LatentODEClassifier", LatentODEClassifier())
+
+
+def test_is_a_classifier_with_the_regressors_parameters():
+    clf = LatentODEClassifier()
+    assert is_classifier(clf) and not is_classifier(LatentODERegressor())
+    params = clf.get_params()
+    assert {k: v for k, v in params.items() if k in LatentODERegressor().get_params()} == \
+        LatentODERegressor().get_params()
+    assert (params["classifier"], params["ce_weight"], params["class_weight"]) == \
+        ("latent", 100.0, None)
+    with pytest.raises(NotFittedError):
+        clf.predict_proba(pd.DataFrame({"id": [0], "t": [0.0], "x": [1.0]}))
+
+
+def test_clone_pickle_save_load_predict_identically(fitted, small, tmp_path):
+    df, y = small
+    expected = fitted.predict_proba(df)
+    twin = clone(fitted)
+    assert twin.get_params() == fitted.get_params() and not hasattr(twin, "classes_")
+    other = pickle.loads(pickle.dumps(fitted))
+    pd.testing.assert_frame_equal(other.predict_proba(df), expected, check_exact=True)
+    fitted.save(tmp_path / "clf.latentode")
+    loaded = LatentODEClassifier.load(tmp_path / "clf.latentode")
+    pd.testing.assert_frame_equal(loaded.predict_proba(df), expected, check_exact=True)
+    pd.testing.assert_series_equal(loaded.predict(df), fitted.predict(df), check_exact=True)
+    np.testing.assert_array_equal(loaded.classes_, fitted.classes_)
+    assert loaded.get_params() == fitted.get_params()
+    # a classifier file is not a regressor file, and the other way round
+    with pytest.raises(ValueError, match="not a valid latentode file: params: unknown"):
+        LatentODERegressor.load(tmp_path / "clf.latentode")
+    LatentODERegressor(**TINY).fit(df).save(tmp_path / "reg.latentode")
+    with pytest.raises(ValueError, match="the file holds not a classifier"):
+        LatentODEClassifier.load(tmp_path / "reg.latentode")
+
+
+def test_string_classes_and_class_weight_dict_survive_saving(small, tmp_path):
+    df, y = small
+    names = y.map({0: "alive", 1: "dead"})
+    clf = LatentODEClassifier(**{**TINY, "class_weight": {"dead": 3.0}}).fit(df, names)
+    clf.save(tmp_path / "c.latentode")
+    loaded = LatentODEClassifier.load(tmp_path / "c.latentode")
+    assert loaded.class_weight == {"dead": 3.0} and list(loaded.classes_) == ["alive", "dead"]
+    pd.testing.assert_series_equal(loaded.predict(df), clf.predict(df))
+    ints = LatentODEClassifier(**{**TINY, "class_weight": {1: 3.0}}).fit(df, y)
+    ints.save(tmp_path / "i.latentode")
+    assert LatentODEClassifier.load(tmp_path / "i.latentode").class_weight == {1: 3.0}
+
+
+def test_pipeline_and_group_cross_validation(small):
+    df, y = small
+    renamed = df.rename(columns={"id": "stay", "t": "hours"})
+    pipe = Pipeline([("identity", FunctionTransformer()), ("clf", LatentODEClassifier(**TINY))])
+    pipe.fit(renamed, y, clf__time_col="hours", clf__id_col="stay")
+    assert pipe.predict_proba(renamed).index.name == "stay"
+    assert 0.0 <= pipe.score(renamed, y) <= 1.0
+    per_row = df["id"].map(y)  # the splitters index rows: one label per row, ids as groups
+    for cv in (GroupKFold(2), StratifiedGroupKFold(2)):
+        scores = cross_val_score(LatentODEClassifier(**TINY), df, per_row, groups=df["id"], cv=cv)
+        assert scores.shape == (2,) and ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_encoder_only_classifier_has_no_generative_methods(small):
+    df, y = small
+    clf = LatentODEClassifier(**{**TINY, "classifier": "encoder"}).fit(df, y)
+    for method in (clf.extrapolate, clf.sample):
+        with pytest.raises(ValueError, match="needs the Latent ODE classifier"):
+            method(df, 2)
