@@ -58,8 +58,8 @@ def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any]) -> di
         class cls(LatentODERegressor):  # noqa: N801 - an experiment, not an API
             """The estimator with torch's default init of the latent dynamics' linear layers."""
 
-            def _build_model(self, n_channels):
-                model = super()._build_model(n_channels)
+            def _build_model(self, n_channels, *args, **kwargs):
+                model = super()._build_model(n_channels, *args, **kwargs)
                 for m in model.dynamics.modules():
                     if isinstance(m, torch.nn.Linear):
                         m.reset_parameters()
