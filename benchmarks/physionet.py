@@ -295,6 +295,7 @@ def build_estimator(args: argparse.Namespace) -> Any:
         obs_std="learned" if args.obs_std == "learned" else float(args.obs_std),
         poisson_process=args.poisson, device=args.device, random_state=args.seed,
         verbose=args.verbose, n_jobs=getattr(args, "threads", 1) or -1,
+        linear_term=getattr(args, "linear_term", False),
     )
 
 
@@ -474,6 +475,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="train for extrapolation: condition on this fraction of each stay's "
                              "window and score the rest (the paper's extrapolation model: 0.5)")
     parser.add_argument("--latent-dim", type=int, default=20)
+    parser.add_argument("--linear-term", action="store_true",
+                        help="a learned linear term A z in the latent dynamics (linear_term=True)")
     parser.add_argument("--rec-dim", type=int, default=40)
     parser.add_argument("--units", type=int, default=50)
     parser.add_argument("--n-layers", type=int, default=3)

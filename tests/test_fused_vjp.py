@@ -34,12 +34,15 @@ def _grads(func, z0, t, **kw):
 
 @pytest.mark.parametrize("n_layers", [0, 2])
 @pytest.mark.parametrize("stiff", [False, True])
-def test_fused_adjoint_vjp_matches_autograd(n_layers: int, stiff: bool) -> None:
+@pytest.mark.parametrize("linear", [False, True], ids=["mlp", "mlp+linear"])
+def test_fused_adjoint_vjp_matches_autograd(n_layers: int, stiff: bool, linear: bool) -> None:
     torch.manual_seed(0)
-    f = LatentDynamics(3, n_layers=n_layers, units=8).double()
+    f = LatentDynamics(3, n_layers=n_layers, units=8, linear=linear).double()
     with torch.no_grad():
         for p in f.parameters():
             p.normal_(0.0, 2.0 if stiff else 0.5)  # rejected backward steps: 12 to 150 here
+        if linear:  # a moderate linear term on top (the MLP makes it stiff or not)
+            f.linear.weight.normal_(0.0, 0.5)
     g = torch.Generator().manual_seed(1)
     z0 = torch.randn(6, 3, generator=g, dtype=torch.float64)
     t = torch.sort(torch.rand(6, 7, generator=g, dtype=torch.float64) * 2.0, 1).values
@@ -55,3 +58,16 @@ def test_fused_adjoint_vjp_matches_autograd(n_layers: int, stiff: bool) -> None:
     num = sum(float((a - b).pow(2).sum()) for a, b in zip(fused, ref))
     den = sum(float(b.pow(2).sum()) for b in ref)
     assert (num / den) ** 0.5 < 1e-4
+
+
+def test_linear_term_starts_at_zero_and_adds_a_z() -> None:
+    torch.manual_seed(0)
+    f = LatentDynamics(3, n_layers=1, units=8, linear=True).double()
+    z = torch.randn(5, 3, dtype=torch.float64)
+    torch.testing.assert_close(f(None, z), f.net(z))  # A = 0 at initialisation
+    with torch.no_grad():
+        f.linear.weight.copy_(torch.tensor([[0.0, -2.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 0.5]]))
+    expected = f.net(z) + torch.stack([-2 * z[:, 1], 2 * z[:, 0], 0.5 * z[:, 2]], dim=1)
+    torch.testing.assert_close(f(None, z), expected)
+    assert f.linear_term() is f.linear.weight
+    assert LatentDynamics(3).linear_term() is None

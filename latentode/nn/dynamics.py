@@ -57,7 +57,14 @@ def init_ode_weights(module: nn.Module, std: float = 0.1) -> None:
 
 
 class LatentDynamics(nn.Module):
-    """Time-invariant vector field ``f(z)``: an MLP with tanh hidden layers.
+    """Time-invariant vector field ``f(z)``: an MLP with tanh hidden layers, plus an optional
+    linear term.
+
+    With ``linear=True``, ``f(z) = A z + MLP(z)`` with a learned ``A`` (``latent_dim x
+    latent_dim``, initialised at 0, so the field starts as the plain MLP). A tanh MLP is
+    bounded: far from where it was trained its output saturates, so a flow that must keep
+    rotating or growing beyond the training windows (a forecast) slows down. The linear term
+    carries rotation and growth that scale with the state, and extrapolates them.
 
     Parameters
     ----------
@@ -67,25 +74,40 @@ class LatentDynamics(nn.Module):
         Number of hidden layers.
     units : int
         Hidden width.
+    linear : bool
+        Add the learned linear term ``A z``.
     """
 
-    def __init__(self, dim: int, n_layers: int = 3, units: int = 50) -> None:
+    def __init__(self, dim: int, n_layers: int = 3, units: int = 50,
+                 linear: bool = False) -> None:
         super().__init__()
         self.dim = dim
         self.net = mlp(dim, dim, n_layers, units)
         init_ode_weights(self.net)
+        self.linear: nn.Linear | None = None
+        if linear:
+            self.linear = nn.Linear(dim, dim, bias=False)
+            nn.init.zeros_(self.linear.weight)
 
     def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """``dz/dt`` for a ``(B, dim)`` state; ``t`` is ignored (autonomous system)."""
-        return self.net(z)
+        out = self.net(z)
+        if self.linear is not None:
+            out = out + self.linear(z)
+        return out
 
     def tanh_mlp_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """``(weight, bias)`` of each linear layer, tanh between them, ``t`` ignored.
 
-        Declares the field an autonomous tanh MLP, which lets the ODE core's adjoint and the
-        ODE-RNN scan use their hand-written vector-Jacobian products instead of autograd.
+        Declares the field an autonomous tanh MLP (plus :meth:`linear_term`), which lets the
+        ODE core's adjoint and the ODE-RNN scan use their hand-written vector-Jacobian
+        products instead of autograd.
         """
         return [(m.weight, m.bias) for m in self.net if isinstance(m, nn.Linear)]
+
+    def linear_term(self) -> torch.Tensor | None:
+        """The matrix ``A`` of the linear term (its parameter follows the MLP's), or None."""
+        return None if self.linear is None else self.linear.weight
 
 
 def __getattr__(name: str) -> object:

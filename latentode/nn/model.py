@@ -136,6 +136,9 @@ class LatentODE(nn.Module):
         :data:`latentode.nn.registry.OBSERVATION_MODELS` (:attr:`observation`).
     obs_df : "learned" or float
         Degrees of freedom of the ``"student_t"`` likelihood (unused by ``"gaussian"``).
+    linear_term : bool
+        Add a learned linear map to the latent dynamics, ``f(z) = A z + MLP(z)``
+        (:class:`~latentode.nn.dynamics.LatentDynamics`).
     n_static : int
         Size of each series' encoded static covariates (``Batch.static``), appended to the
         input of the encoder's output head (so they shape ``q(z_t0)``) and of the classifier;
@@ -183,6 +186,7 @@ class LatentODE(nn.Module):
         obs_std_floor: float = 1e-3,
         likelihood: str = "gaussian",
         obs_df: str | float = "learned",
+        linear_term: bool = False,
         n_static: int = 0,
         n_classes: int = 0,
     ) -> None:
@@ -204,6 +208,7 @@ class LatentODE(nn.Module):
             rec_layers=rec_layers, enc_step_size=enc_step_size, step_size=step_size,
             max_steps=max_steps, obs_std_init=obs_std_init, obs_std_floor=obs_std_floor,
             likelihood=likelihood, obs_df=obs_df, n_static=n_static, n_classes=n_classes,
+            linear_term=bool(linear_term),
         )
         self.n_channels = n_channels
         self.latent_dim = latent_dim
@@ -220,7 +225,7 @@ class LatentODE(nn.Module):
             rec_layers=n_layers if rec_layers is None else rec_layers, gru_units=gru_units,
             enc_step_size=enc_step_size, n_static=n_static,
         )
-        self.dynamics = LatentDynamics(latent_dim, n_layers, units)
+        self.dynamics = LatentDynamics(latent_dim, n_layers, units, linear=bool(linear_term))
         self.decoder = Decoder(latent_dim, n_channels, decoder_layers, units)
         # the observation model keeps the attribute name ``noise``: its state-dict keys
         # (``noise.raw`` / ``noise.fixed``) are those of saved files; ``observation`` names it

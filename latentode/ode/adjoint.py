@@ -55,7 +55,7 @@ class _AdjointSystem:
         self.records: list = []
         self.step_grads: list[torch.Tensor] | None = None
         self.param_grads = [torch.zeros_like(p) for p in self.params]
-        self.layers = _tanh_mlp_layers(func, self.params)
+        self.layers, self.skip = _tanh_mlp_layers(func, self.params)
 
     def start_step(self, h: torch.Tensor | None) -> None:
         self.h = h
@@ -78,7 +78,10 @@ class _AdjointSystem:
         for w, bias in layers[:-1]:
             xs.append(torch.addmm(bias, xs[-1], w.t()).tanh_())
         w_last, b_last = layers[-1]
-        fz = d * torch.addmm(b_last, xs[-1], w_last.t())
+        out = torch.addmm(b_last, xs[-1], w_last.t())
+        if self.skip is not None:  # f(z) = MLP(z) + A z
+            out = out.addmm_(z, self.skip.t())
+        fz = d * out
         g = a * d  # cotangent of the field f
         b = self.weights[self.stage] if self.h is not None else 0.0
         self.stage += 1
@@ -89,6 +92,8 @@ class _AdjointSystem:
             g = torch.addcmul(ga, ga, xs[i] * xs[i], value=-1.0)  # tanh'
             gs.append(g)
         vjp_z = g @ layers[0][0]
+        if self.skip is not None:
+            vjp_z = vjp_z.addmm_(gs[0], self.skip)
         if keep:
             self.records.append((b * self.h, gs[::-1], xs))
         return torch.cat([-fz, vjp_z], dim=-1)
@@ -134,6 +139,11 @@ class _AdjointSystem:
                     x = torch.cat([rec[2][i] for rec in self.records])
                     grads[2 * i].addmm_(gw.t(), x)
                     grads[2 * i + 1].add_(gw.sum(0))
+                if self.skip is not None:  # the field's cotangent times the state
+                    gw = torch.cat([rec[1][-1] * (rec[0] * keep).unsqueeze(-1)
+                                    for rec in self.records])
+                    x = torch.cat([rec[2][0] for rec in self.records])
+                    grads[-1].addmm_(gw.t(), x)
             self.records.clear()
             return
         if self.step_grads is None:
@@ -165,16 +175,19 @@ class _AdjointSystem:
 
 
 def _tanh_mlp_layers(func: Func, params: Sequence[torch.Tensor]):
-    """The field's layers if it declares itself an autonomous tanh MLP whose parameters are
-    exactly ``params`` (weight, bias per layer, in order); else None (autograd VJPs)."""
+    """``(layers, A)`` if the field declares itself an autonomous tanh MLP, optionally plus a
+    linear term ``A z`` (``func.linear_term()``), whose parameters are exactly ``params``
+    (weight, bias per layer, in order, then ``A``); else ``(None, None)`` (autograd VJPs)."""
     getter = getattr(func, "tanh_mlp_layers", None)
     if getter is None:
-        return None
+        return None, None
     layers = getter()
-    flat = [t for pair in layers for t in pair]
+    skip_getter = getattr(func, "linear_term", None)
+    skip = None if skip_getter is None else skip_getter()
+    flat = [t for pair in layers for t in pair] + ([] if skip is None else [skip])
     if len(flat) != len(params) or any(p is not q for p, q in zip(flat, params)):
-        return None
-    return layers
+        return None, None
+    return layers, skip
 
 
 class OdeintAdjoint(torch.autograd.Function):
