@@ -4,15 +4,20 @@ Data: :func:`latentode.datasets.make_spirals` (1,000 spirals, half clockwise; a 
 grid steps, ``--observed`` of them observed with noise std 0.3; target: the noise-free path at
 the next 100 steps). ``--n-train`` series train the model, the rest are scored: each test series
 is conditioned on its observations and predicted at its future times (rows with NaN values in
-the frame passed to ``predict``). RMSE over both coordinates of every future point, beside LOCF
-(the last observation carried forward) and the published figures.
+the frame passed to ``predict``). RMSE over both coordinates of every future point, beside the
+paper's RNN baseline (a GRU that reads each observation with the time gap to the previous one,
+``benchmarks/_rnn_baseline.py``, extrapolated by feeding its own predictions back), LOCF (the
+last observation carried forward) and the published figures.
 
     python benchmarks/spirals.py                         # 30, 50 and 100 observed points
     python benchmarks/spirals.py --observed 30 --epochs 100 --param latent_dim=6
+    python benchmarks/spirals.py --rnn-only              # the RNN and LOCF columns alone
+    python benchmarks/spirals.py --rnn-only --rnn-tune   # RNN settings picked by validation
 
 ``--param name=value`` (repeatable) sets any :class:`~latentode.LatentODERegressor` parameter
 (values parsed as Python literals); everything else stays at the estimator's defaults, except
-``max_epochs`` (``--epochs``), ``random_state`` and ``verbose``.
+``max_epochs`` (``--epochs``), ``random_state`` and ``verbose``. ``--rnn-param name=value``
+sets a ``GapRNNForecaster`` parameter over ``RNN_DEFAULTS``; ``--no-rnn`` drops that column.
 """
 
 from __future__ import annotations
@@ -34,18 +39,25 @@ N_POINTS, N_FUTURE = 100, 100  # grid steps of each window and of its future (th
 PAPER = {30: (0.3937, 0.1642), 50: (0.3202, 0.1502), 100: (0.1813, 0.1346)}  # (RNN, Latent ODE)
 #: the RNN baseline's settings (benchmarks/_rnn_baseline.py, GapRNNForecaster), picked with
 #: ``--rnn-tune`` by the validation split of the training spirals (README "Spirals")
-RNN_DEFAULTS: dict[str, Any] = {"hidden": 32, "head_units": 32, "residual": True, "epochs": 100,
+RNN_DEFAULTS: dict[str, Any] = {"hidden": 32, "head_units": 32, "residual": True, "epochs": 200,
                                 "lr": 1e-2, "lr_decay": 0.98, "batch_size": 50}
-#: the changes to RNN_DEFAULTS that ``--rnn-tune`` compares
+#: the settings ``--rnn-tune`` compares, as changes to RNN_DEFAULTS (every one tried so far)
 RNN_GRID: list[dict[str, Any]] = [
     {},
-    {"epochs": 200},
-    {"lr": 3e-3, "epochs": 200, "lr_decay": 0.99},
+    {"epochs": 100},
+    {"lr": 3e-3, "lr_decay": 0.99},
+    {"epochs": 100, "hidden": 64, "head_units": 64},
+    {"epochs": 100, "hidden": 25, "head_units": 0},  # a linear read-out of 25 units
+    {"epochs": 100, "residual": False},
+    {"epochs": 100, "lr_decay": 1.0},
+    {"epochs": 400},
     {"hidden": 64, "head_units": 64},
-    {"hidden": 25, "head_units": 0},  # a linear read-out of 25 units
-    {"residual": False},
-    {"lr_decay": 1.0},
+    {"batch_size": 25},
 ]
+#: ``--rnn-tune`` takes the first setting of RNN_GRID whose validation RMSE is within this of
+#: the best one: the spread of that figure over seeds of the weights (0.3211 to 0.3276 for two
+#: settings at 30 observed points) makes smaller differences noise
+RNN_TUNE_TOL = 0.005
 
 
 def locf_rmse(observed: pd.DataFrame, future: pd.DataFrame) -> float:
@@ -97,27 +109,38 @@ def rnn_validation_rmse(train: pd.DataFrame, settings: dict[str, Any], *, seed: 
 
 
 def run_rnn(train: pd.DataFrame, test_obs: pd.DataFrame, test_fut: pd.DataFrame,
-            settings: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Fit the GRU-with-time-gaps baseline on ``train``; RMSE of its extrapolated futures."""
+            settings: dict[str, Any], seed: int, inside: np.ndarray) -> dict[str, Any]:
+    """Fit the GRU-with-time-gaps baseline on ``train``; RMSE of its extrapolated futures.
+
+    ``inside`` marks the rows of ``test_fut`` whose series' whole future lies where training
+    windows reach (``rnn_covered``: the RMSE over those).
+    """
     rnn = _rnn_module()
     model = rnn.GapRNNForecaster(**{"seed": seed, **settings}).fit(train, value_cols=["x", "y"])
     pred = model.predict(test_obs, test_fut[["id", "t"]])
-    rmse = float(np.sqrt(np.mean((pred[["x", "y"]].to_numpy()
-                                  - test_fut[["x", "y"]].to_numpy()) ** 2)))
-    return {"rnn": rmse, "rnn_fit_s": model.fit_s_, "rnn_final_loss": model.losses_[-1],
+    err = (pred[["x", "y"]].to_numpy() - test_fut[["x", "y"]].to_numpy()) ** 2
+    rmse = float(np.sqrt(np.mean(err)))
+    covered = float(np.sqrt(np.mean(err[inside]))) if inside.any() else float("nan")
+    return {"rnn": rmse, "rnn_covered": covered,
+            "rnn_fit_s": model.fit_s_, "rnn_final_loss": model.losses_[-1],
             "rnn_settings": model.get_params()}
 
 
 def tune_rnn(train: pd.DataFrame, base: dict[str, Any], seed: int) -> tuple[dict[str, Any],
                                                                           list[dict[str, Any]]]:
-    """Pick the RNN's settings among ``RNN_GRID`` by :func:`rnn_validation_rmse`."""
+    """Pick the RNN's settings among ``RNN_GRID`` by :func:`rnn_validation_rmse`.
+
+    The pick is the first setting (in ``RNN_GRID``'s order) within ``RNN_TUNE_TOL`` of the
+    lowest validation RMSE.
+    """
     rows = []
     for change in RNN_GRID:
         settings = {**base, **change}
         rows.append({"settings": settings, "val_rmse": rnn_validation_rmse(train, settings,
                                                                            seed=seed)})
         print(f"  RNN validation {rows[-1]['val_rmse']:.4f}  {change}", flush=True)
-    best = min(rows, key=lambda r: r["val_rmse"])
+    lowest = min(r["val_rmse"] for r in rows)
+    best = next(r for r in rows if r["val_rmse"] <= lowest + RNN_TUNE_TOL)
     return best["settings"], rows
 
 
@@ -152,7 +175,7 @@ def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any],
         settings = {**RNN_DEFAULTS, **(rnn_params or {})}
         if args.rnn_tune:
             settings, result["rnn_validation"] = tune_rnn(train, settings, args.seed)
-        result.update(run_rnn(train, test_obs, test_fut, settings, args.seed))
+        result.update(run_rnn(train, test_obs, test_fut, settings, args.seed, inside))
     if args.rnn_only:
         return result
     cls = LatentODERegressor
@@ -272,11 +295,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         epochs = "-" if r["rmse"] is None else f"{r['epochs']} ({r['best_epoch'] + 1})"
         fit_s = "-" if r["rmse"] is None else f"{r['fit_s']:.0f}"
         rnn_fit = f"{r['rnn_fit_s']:.0f}" if args.rnn else "-"
-        print(f"| {n} | {_fmt(r['rmse'])} | {_fmt(r['rmse_covered'])} | {_fmt(r.get('rnn'))} "
+        rnn_cell = f"{r['rnn']:.4f} ({r['rnn_covered']:.4f})" if args.rnn else "-"
+        print(f"| {n} | {_fmt(r['rmse'])} | {_fmt(r['rmse_covered'])} | {rnn_cell} "
               f"| {r['locf']:.3f} | {r['paper_rnn']} | {r['paper_latent_ode']} | {fit_s} "
               f"| {rnn_fit} | {epochs} | {'-' if args.rnn_only else r['params'] or 'defaults'}"
               " |", flush=True)
     if args.rnn:
+        print("RNN column: RMSE over all test futures (over the covered futures only)")
         used = {r["observed"]: {k: v for k, v in r["rnn_settings"].items()
                                 if k != "n_threads"} for r in results}
         print(f"RNN settings per observed count: {used}")

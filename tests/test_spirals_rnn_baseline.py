@@ -155,3 +155,20 @@ def test_benchmark_help_still_works() -> None:
     assert proc.returncode == 0, proc.stderr
     for flag in ("--rnn-only", "--no-rnn", "--rnn-param", "--rnn-tune", "--observed"):
         assert flag in proc.stdout
+
+
+def test_tuning_picks_by_validation_of_the_training_spirals(bench, spirals, monkeypatch) -> None:
+    train, _, _ = spirals
+    base = {**SMALL, "epochs": 3}
+    monkeypatch.setattr(bench, "RNN_GRID", [{}, {"epochs": 8}, {"lr": 1e-4, "epochs": 1}])
+    val = {str(c): bench.rnn_validation_rmse(train, {**base, **c}) for c in bench.RNN_GRID}
+    assert len(set(val.values())) == 3 and all(map(math.isfinite, val.values()))
+    # the same split and seed give the same figure; another seed another split
+    assert bench.rnn_validation_rmse(train, base) == val["{}"]
+    assert bench.rnn_validation_rmse(train, base, seed=1) != val["{}"]
+    for tol, expect in ((0.0, min(val, key=val.get)), (1e9, "{}")):
+        monkeypatch.setattr(bench, "RNN_TUNE_TOL", tol)
+        settings, rows = bench.tune_rnn(train, base, seed=0)
+        assert [r["val_rmse"] for r in rows] == list(val.values())
+        picked = next(str(c) for c in bench.RNN_GRID if {**base, **c} == settings)
+        assert picked == expect
