@@ -4,24 +4,32 @@ Data: :func:`latentode.datasets.make_spirals` (1,000 spirals, half clockwise; a 
 grid steps, ``--observed`` of them observed with noise std 0.3; target: the noise-free path at
 the next 100 steps). ``--n-train`` series train the model, the rest are scored: each test series
 is conditioned on its observations and predicted at its future times (rows with NaN values in
-the frame passed to ``predict``). RMSE over both coordinates of every future point, beside LOCF
-(the last observation carried forward) and the published figures.
+the frame passed to ``predict``). RMSE over both coordinates of every future point, beside the
+paper's RNN baseline (a GRU that reads each observation with the time gap to the previous one,
+``benchmarks/_rnn_baseline.py``, extrapolated by feeding its own predictions back), LOCF (the
+last observation carried forward) and the published figures.
 
     python benchmarks/spirals.py                         # 30, 50 and 100 observed points
     python benchmarks/spirals.py --observed 30 --epochs 100 --param latent_dim=6
+    python benchmarks/spirals.py --rnn-only              # the RNN and LOCF columns alone
+    python benchmarks/spirals.py --rnn-only --rnn-tune   # RNN settings picked by validation
 
 ``--param name=value`` (repeatable) sets any :class:`~latentode.LatentODERegressor` parameter
 (values parsed as Python literals); everything else stays at the estimator's defaults, except
-``max_epochs`` (``--epochs``), ``random_state`` and ``verbose``.
+``max_epochs`` (``--epochs``), ``random_state`` and ``verbose``. ``--rnn-param name=value``
+sets a ``GapRNNForecaster`` parameter over ``RNN_DEFAULTS``; ``--no-rnn`` drops that column.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import importlib.util
 import json
+import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +37,27 @@ import pandas as pd
 
 N_POINTS, N_FUTURE = 100, 100  # grid steps of each window and of its future (the paper's)
 PAPER = {30: (0.3937, 0.1642), 50: (0.3202, 0.1502), 100: (0.1813, 0.1346)}  # (RNN, Latent ODE)
+#: the RNN baseline's settings (benchmarks/_rnn_baseline.py, GapRNNForecaster), picked with
+#: ``--rnn-tune`` by the validation split of the training spirals (README "Spirals")
+RNN_DEFAULTS: dict[str, Any] = {"hidden": 32, "head_units": 32, "residual": True, "epochs": 200,
+                                "lr": 1e-2, "lr_decay": 0.98, "batch_size": 50}
+#: the settings ``--rnn-tune`` compares, as changes to RNN_DEFAULTS (every one tried so far)
+RNN_GRID: list[dict[str, Any]] = [
+    {},
+    {"epochs": 100},
+    {"lr": 3e-3, "lr_decay": 0.99},
+    {"epochs": 100, "hidden": 64, "head_units": 64},
+    {"epochs": 100, "hidden": 25, "head_units": 0},  # a linear read-out of 25 units
+    {"epochs": 100, "residual": False},
+    {"epochs": 100, "lr_decay": 1.0},
+    {"epochs": 400},
+    {"hidden": 64, "head_units": 64},
+    {"batch_size": 25},
+]
+#: ``--rnn-tune`` takes the first setting of RNN_GRID whose validation RMSE is within this of
+#: the best one: the spread of that figure over seeds of the weights (0.3272 to 0.3331 for
+#: three seeds of one setting at 30 observed points) makes smaller differences noise
+RNN_TUNE_TOL = 0.005
 
 
 def locf_rmse(observed: pd.DataFrame, future: pd.DataFrame) -> float:
@@ -40,7 +69,84 @@ def locf_rmse(observed: pd.DataFrame, future: pd.DataFrame) -> float:
                                   - future[["x", "y"]].to_numpy()) ** 2)))
 
 
-def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
+def _rnn_module() -> Any:
+    """``benchmarks/_rnn_baseline.py``, loaded from beside this file (script or test)."""
+    name = "latentode_bench_rnn_baseline"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).resolve().parent / "_rnn_baseline.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def rnn_validation_rmse(train: pd.DataFrame, settings: dict[str, Any], *, seed: int = 0,
+                        fraction: float = 0.2) -> float:
+    """Validation RMSE of the RNN baseline, from the training spirals alone.
+
+    ``fraction`` of the training series (drawn with ``seed``) are held out; the RNN is trained
+    on the others, conditioned on each held-out series' observations in the first half of its
+    window and scored on its (noisy) observations in the second half, extrapolated as the test
+    futures are. Test series take no part, so settings picked by this figure are not fitted to
+    the test RMSE.
+    """
+    rnn = _rnn_module()
+    ids = pd.unique(train["id"])
+    held = np.random.default_rng(seed).choice(ids, size=max(1, int(fraction * len(ids))),
+                                              replace=False)
+    is_val = train["id"].isin(held)
+    val = train[is_val]
+    half = 0.5 * (val["t"].min() + val["t"].max())
+    cond, target = val[val["t"] < half], val[val["t"] >= half]
+    both = np.intersect1d(cond["id"].unique(), target["id"].unique())
+    cond, target = cond[cond["id"].isin(both)], target[target["id"].isin(both)]
+    model = rnn.GapRNNForecaster(**{"seed": seed, **settings}).fit(
+        train[~is_val], value_cols=["x", "y"])
+    pred = model.predict(cond, target[["id", "t"]])
+    return float(np.sqrt(np.mean((pred[["x", "y"]].to_numpy()
+                                  - target[["x", "y"]].to_numpy()) ** 2)))
+
+
+def run_rnn(train: pd.DataFrame, test_obs: pd.DataFrame, test_fut: pd.DataFrame,
+            settings: dict[str, Any], seed: int, inside: np.ndarray) -> dict[str, Any]:
+    """Fit the GRU-with-time-gaps baseline on ``train``; RMSE of its extrapolated futures.
+
+    ``inside`` marks the rows of ``test_fut`` whose series' whole future lies where training
+    windows reach (``rnn_covered``: the RMSE over those).
+    """
+    rnn = _rnn_module()
+    model = rnn.GapRNNForecaster(**{"seed": seed, **settings}).fit(train, value_cols=["x", "y"])
+    pred = model.predict(test_obs, test_fut[["id", "t"]])
+    err = (pred[["x", "y"]].to_numpy() - test_fut[["x", "y"]].to_numpy()) ** 2
+    rmse = float(np.sqrt(np.mean(err)))
+    covered = float(np.sqrt(np.mean(err[inside]))) if inside.any() else float("nan")
+    return {"rnn": rmse, "rnn_covered": covered,
+            "rnn_fit_s": model.fit_s_, "rnn_final_loss": model.losses_[-1],
+            "rnn_settings": model.get_params()}
+
+
+def tune_rnn(train: pd.DataFrame, base: dict[str, Any], seed: int) -> tuple[dict[str, Any],
+                                                                          list[dict[str, Any]]]:
+    """Pick the RNN's settings among ``RNN_GRID`` by :func:`rnn_validation_rmse`.
+
+    The pick is the first setting (in ``RNN_GRID``'s order) within ``RNN_TUNE_TOL`` of the
+    lowest validation RMSE.
+    """
+    rows = []
+    for change in RNN_GRID:
+        settings = {**base, **change}
+        rows.append({"settings": settings, "val_rmse": rnn_validation_rmse(train, settings,
+                                                                           seed=seed)})
+        print(f"  RNN validation {rows[-1]['val_rmse']:.4f}  {change}", flush=True)
+    lowest = min(r["val_rmse"] for r in rows)
+    best = next(r for r in rows if r["val_rmse"] <= lowest + RNN_TUNE_TOL)
+    return best["settings"], rows
+
+
+def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any],
+        rnn_params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One row of the table: the latent ODE (unless ``--rnn-only``), the RNN and LOCF."""
     import torch
 
     from latentode import LatentODERegressor
@@ -53,6 +159,25 @@ def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any]) -> di
     train = obs[obs["id"].isin(train_ids)]
     test_obs = obs[~obs["id"].isin(train_ids)]
     test_fut = fut[~fut["id"].isin(train_ids)]
+    # futures that stay inside the part of the spirals the training windows cover (the later
+    # the start, the more of a future lies beyond every training window)
+    covered_to = int(data.start[train_ids].max()) + N_POINTS  # end of the last training window
+    future_end = data.start.loc[test_fut["id"]].to_numpy() + N_POINTS + N_FUTURE
+    inside = future_end <= covered_to  # the whole future lies where training windows reach
+    truth = test_fut[["x", "y"]].to_numpy()
+    result: dict[str, Any] = {
+        "observed": n_observed, "rmse": None, "rmse_covered": None,
+        "locf": locf_rmse(test_obs, test_fut),
+        "paper_rnn": PAPER.get(n_observed, (None, None))[0],
+        "paper_latent_ode": PAPER.get(n_observed, (None, None))[1],
+    }
+    if args.rnn:
+        settings = {**RNN_DEFAULTS, **(rnn_params or {})}
+        if args.rnn_tune:
+            settings, result["rnn_validation"] = tune_rnn(train, settings, args.seed)
+        result.update(run_rnn(train, test_obs, test_fut, settings, args.seed, inside))
+    if args.rnn_only:
+        return result
     cls = LatentODERegressor
     if args.dynamics_init == "torch":
         class cls(LatentODERegressor):  # noqa: N801 - an experiment, not an API
@@ -76,27 +201,19 @@ def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any]) -> di
     pred = est.predict(query)
     is_future = np.r_[np.zeros(len(test_obs), bool), np.ones(len(test_fut), bool)]
     got = pred.loc[is_future, ["x", "y"]].to_numpy()
-    truth = test_fut[["x", "y"]].to_numpy()
     rmse = float(np.sqrt(np.mean((got - truth) ** 2)))
-    # futures that stay inside the part of the spirals the training windows cover (the later
-    # the start, the more of a future lies beyond every training window)
-    covered_to = int(data.start[train_ids].max()) + N_POINTS  # end of the last training window
-    future_end = data.start.loc[test_fut["id"]].to_numpy() + N_POINTS + N_FUTURE
-    inside = future_end <= covered_to  # the whole future lies where training windows reach
     rmse_inside = float(np.sqrt(np.mean((got[inside] - truth[inside]) ** 2)))
     if args.plot:
         _plot(est, test_obs, test_fut, n_observed, args.plot)
     hist = est.history_
-    return {
-        "observed": n_observed, "rmse": rmse, "rmse_covered": rmse_inside,
-        "locf": locf_rmse(test_obs, test_fut),
-        "paper_rnn": PAPER.get(n_observed, (None, None))[0],
-        "paper_latent_ode": PAPER.get(n_observed, (None, None))[1],
+    result.update({
+        "rmse": rmse, "rmse_covered": rmse_inside,
         "fit_s": fit_s, "epochs": hist.n_epochs, "best_epoch": hist.best_epoch,
         "stopped": hist.stopped_reason, "threads": torch.get_num_threads(),
         "params": {**{k: v for k, v in est.get_params().items() if k in params},
                    **({"dynamics_init": "torch"} if args.dynamics_init == "torch" else {})},
-    }
+    })
+    return result
 
 
 def _plot(est: Any, obs: pd.DataFrame, fut: pd.DataFrame, n_observed: int, path: str) -> None:
@@ -123,6 +240,22 @@ def _plot(est: Any, obs: pd.DataFrame, fut: pd.DataFrame, n_observed: int, path:
     print(f"wrote {out}")
 
 
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` strings as a dict (values parsed as Python literals where they parse)."""
+    params = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            params[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            params[name] = value
+    return params
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--observed", type=int, nargs="+", default=[30, 50, 100])
@@ -134,30 +267,44 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                     help="experiment: 'torch' re-initialises the latent dynamics' linear layers "
                     "with torch's default (uniform, 1/sqrt(fan_in)) instead of the library's "
                     "N(0, 0.1^2) weights and zero biases")
+    ap.add_argument("--rnn", action=argparse.BooleanOptionalAction, default=True,
+                    help="the GRU-with-time-gaps baseline column (benchmarks/_rnn_baseline.py)")
+    ap.add_argument("--rnn-only", action="store_true",
+                    help="skip the latent ODE: the RNN and LOCF columns only")
+    ap.add_argument("--rnn-param", action="append", default=[], metavar="NAME=VALUE",
+                    help="a GapRNNForecaster setting (repeatable), over RNN_DEFAULTS")
+    ap.add_argument("--rnn-tune", action="store_true",
+                    help="pick the RNN's settings among RNN_GRID by a validation split of the "
+                    "training spirals (rnn_validation_rmse) before scoring the test series")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--verbose", type=int, default=0)
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("--plot", default=None, metavar="PNG",
                     help="plot two test spirals per observed count (PNG_<observed>.png)")
     args = ap.parse_args(argv)
-    params = {}
-    for item in args.param:
-        name, _, value = item.partition("=")
-        try:
-            params[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            params[name] = value
+    if args.rnn_only and not args.rnn:
+        ap.error("--rnn-only and --no-rnn leave nothing but LOCF to run")
+    params, rnn_params = _parse_params(args.param), _parse_params(args.rnn_param)
     results = []
-    print("| observed | latent ODE RMSE | covered futures | LOCF | paper RNN | paper latent ODE "
-          "| fit s | epochs (best) | settings |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| observed | latent ODE RMSE | covered futures | RNN | LOCF | paper RNN "
+          "| paper latent ODE | fit s | RNN fit s | epochs (best) | settings |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in args.observed:
-        r = run(n, args, params)
+        r = run(n, args, params, rnn_params)
         results.append(r)
-        print(f"| {n} | {r['rmse']:.4f} | {r['rmse_covered']:.4f} | {r['locf']:.3f} | "
-              f"{r['paper_rnn']} | "
-              f"{r['paper_latent_ode']} | {r['fit_s']:.0f} | {r['epochs']} ({r['best_epoch'] + 1})"
-              f" | {r['params'] or 'defaults'} |", flush=True)
+        epochs = "-" if r["rmse"] is None else f"{r['epochs']} ({r['best_epoch'] + 1})"
+        fit_s = "-" if r["rmse"] is None else f"{r['fit_s']:.0f}"
+        rnn_fit = f"{r['rnn_fit_s']:.0f}" if args.rnn else "-"
+        rnn_cell = f"{r['rnn']:.4f} ({r['rnn_covered']:.4f})" if args.rnn else "-"
+        print(f"| {n} | {_fmt(r['rmse'])} | {_fmt(r['rmse_covered'])} | {rnn_cell} "
+              f"| {r['locf']:.3f} | {r['paper_rnn']} | {r['paper_latent_ode']} | {fit_s} "
+              f"| {rnn_fit} | {epochs} | {'-' if args.rnn_only else r['params'] or 'defaults'}"
+              " |", flush=True)
+    if args.rnn:
+        print("RNN column: RMSE over all test futures (over the covered futures only)")
+        used = {r["observed"]: {k: v for k, v in r["rnn_settings"].items()
+                                if k != "n_threads"} for r in results}
+        print(f"RNN settings per observed count: {used}")
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(results, fh, indent=2)

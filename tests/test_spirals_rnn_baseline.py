@@ -1,0 +1,174 @@
+"""The GRU-with-time-gaps baseline of ``benchmarks/spirals.py`` (``benchmarks/_rnn_baseline.py``).
+
+Tiny sizes: a few spirals, a few epochs, one thread. The baseline must learn (its training
+loss falls well below its first epoch's), be deterministic for a seed, read the time gaps,
+extrapolate by feeding its predictions back, and put its predictions on the query's rows.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from latentode.datasets import make_spirals
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+SMALL = dict(hidden=8, head_units=8, epochs=12, lr=1e-2, batch_size=10, seed=0)
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def rnn():
+    return _load("spirals_rnn_baseline_under_test", BENCH / "_rnn_baseline.py")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _load("spirals_bench_under_test", BENCH / "spirals.py")
+
+
+@pytest.fixture(scope="module")
+def spirals():
+    data = make_spirals(40, n_points=40, n_observed=15, noise=0.1, random_state=0, n_future=10,
+                        n_total=200)
+    obs, fut = data.observed, data.future
+    return obs[obs["id"] < 30], obs[obs["id"] >= 30], fut[fut["id"] >= 30]
+
+
+def test_loss_falls_and_a_seed_gives_identical_fits(rnn, spirals) -> None:
+    train, test_obs, test_fut = spirals
+    before = train.copy()
+    threads = torch.get_num_threads()
+    a = rnn.GapRNNForecaster(**SMALL).fit(train, value_cols=["x", "y"])
+    b = rnn.GapRNNForecaster(**SMALL).fit(train, value_cols=["x", "y"])
+    c = rnn.GapRNNForecaster(**{**SMALL, "seed": 1}).fit(train, value_cols=["x", "y"])
+    assert torch.get_num_threads() == threads  # the caller's setting is restored
+    pd.testing.assert_frame_equal(train, before)  # the caller's frame is not modified
+    assert len(a.losses_) == SMALL["epochs"] and all(map(math.isfinite, a.losses_))
+    assert a.losses_[-1] < 0.5 * a.losses_[0]
+    assert a.losses_ == b.losses_ and a.losses_ != c.losses_
+    for pa, pb in zip(a.model_.parameters(), b.model_.parameters()):
+        assert torch.equal(pa, pb)
+    query = test_fut[["id", "t"]]
+    pa, pb = a.predict(test_obs, query), b.predict(test_obs, query)
+    pd.testing.assert_frame_equal(pa, pb)
+    assert not pa[["x", "y"]].equals(c.predict(test_obs, query)[["x", "y"]])
+    # the standardisation was learnt from the training rows
+    vals = train[["x", "y"]].to_numpy()
+    np.testing.assert_allclose(a.model_.loc.numpy(), vals.mean(0), rtol=1e-5)
+    gaps = train.groupby("id")["t"].diff().dropna()
+    assert float(a.model_.gap_scale) == pytest.approx(gaps.mean(), rel=1e-5)
+
+
+def test_predictions_land_on_the_query_rows(rnn, spirals) -> None:
+    train, test_obs, test_fut = spirals
+    model = rnn.GapRNNForecaster(**{**SMALL, "epochs": 2}).fit(train, value_cols=["x", "y"])
+    # a shuffled query with its own index, and one series asked for fewer times than the rest
+    query = test_fut[["id", "t"]].sample(frac=1.0, random_state=0)
+    first = query["id"].iloc[0]
+    drop = query.index[(query["id"] == first)][:4]
+    query = query.drop(drop).set_index(pd.Index(np.arange(len(query) - 4) + 1000))
+    pred = model.predict(test_obs, query)
+    assert list(pred.columns) == ["id", "t", "x", "y"] and pred.index.equals(query.index)
+    pd.testing.assert_frame_equal(pred[["id", "t"]], query)
+    assert np.isfinite(pred[["x", "y"]].to_numpy()).all()
+    # the same rows, asked in time order one series at a time, give the same values
+    for sid, rows in query.groupby("id"):
+        one = model.predict(test_obs[test_obs["id"] == sid], rows.sort_values("t"))
+        np.testing.assert_allclose(one[["x", "y"]].to_numpy(),
+                                   pred.loc[one.index, ["x", "y"]].to_numpy(), rtol=1e-5,
+                                   atol=1e-6)
+
+
+def test_extrapolation_feeds_predictions_back_with_their_gaps(rnn) -> None:
+    torch.manual_seed(0)
+    model = rnn.GapGRU(2, hidden=5, head_units=4).eval()
+    values = torch.randn(3, 6, 2)
+    times = torch.cumsum(torch.rand(3, 6) + 0.1, dim=1)
+    lengths = torch.tensor([6, 4, 1])
+    future = times[torch.arange(3), lengths - 1][:, None] + torch.tensor([[0.3, 0.5, 0.6]])
+    with torch.no_grad():
+        got = model.extrapolate(values, times, lengths, future)
+        assert got.shape == (3, 3, 2)
+        # by hand: append each prediction as an observation and predict the next step
+        for i in range(3):
+            v, t = values[i, :lengths[i]], times[i, :lengths[i]]
+            for k in range(3):
+                nxt = torch.cat([t, future[i, k:k + 1]])
+                step = model(torch.cat([v, v[-1:]])[None], nxt[None],
+                             torch.tensor([len(nxt)]))[0, -1]
+                pred = step * model.scale + model.loc
+                torch.testing.assert_close(pred, got[i, k], rtol=1e-5, atol=1e-5)
+                v, t = torch.cat([v, pred[None]]), nxt
+        # the gaps are read: other future times give other predictions
+        other = model.extrapolate(values, times, lengths, future + 0.4)
+    assert not torch.allclose(other, got)
+
+
+def test_bad_input_is_a_clear_error(rnn, spirals) -> None:
+    train, test_obs, test_fut = spirals
+    model = rnn.GapRNNForecaster(**{**SMALL, "epochs": 1})
+    with pytest.raises(ValueError, match="not fitted"):
+        model.predict(test_obs, test_fut)
+    model.fit(train, value_cols=["x", "y"])
+    inside = test_obs[["id", "t"]].iloc[:1]
+    with pytest.raises(ValueError, match="only extrapolates"):
+        model.predict(test_obs, inside)
+    with pytest.raises(ValueError, match="no observations"):
+        model.predict(test_obs, test_fut.assign(id=-5)[["id", "t"]])
+    dup = pd.concat([train.iloc[:1], train])
+    with pytest.raises(ValueError, match="same time"):
+        rnn.GapRNNForecaster(**SMALL).fit(dup, value_cols=["x", "y"])
+
+
+def test_benchmark_rnn_column(bench, capsys) -> None:
+    res = bench.main(["--rnn-only", "--observed", "10", "--n-spirals", "30", "--n-train", "24",
+                      "--rnn-param", "epochs=3", "--rnn-param", "hidden=6",
+                      "--rnn-param", "head_units=6"])
+    out = capsys.readouterr().out
+    assert "| observed | latent ODE RMSE | covered futures | RNN | LOCF |" in out
+    (row,) = res
+    assert row["rmse"] is None and math.isfinite(row["rnn"]) and row["rnn"] > 0
+    assert row["rnn_settings"]["epochs"] == 3 and row["rnn_settings"]["hidden"] == 6
+    assert row["rnn_settings"]["lr"] == bench.RNN_DEFAULTS["lr"]
+    assert row["rnn_fit_s"] > 0 and row["paper_rnn"] is None
+
+
+def test_benchmark_help_still_works() -> None:
+    proc = subprocess.run([sys.executable, str(BENCH / "spirals.py"), "--help"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    for flag in ("--rnn-only", "--no-rnn", "--rnn-param", "--rnn-tune", "--observed"):
+        assert flag in proc.stdout
+
+
+def test_tuning_picks_by_validation_of_the_training_spirals(bench, spirals, monkeypatch) -> None:
+    train, _, _ = spirals
+    base = {**SMALL, "epochs": 3}
+    monkeypatch.setattr(bench, "RNN_GRID", [{}, {"epochs": 8}, {"lr": 1e-4, "epochs": 1}])
+    val = {str(c): bench.rnn_validation_rmse(train, {**base, **c}) for c in bench.RNN_GRID}
+    assert len(set(val.values())) == 3 and all(map(math.isfinite, val.values()))
+    # the same split and seed give the same figure; another seed another split
+    assert bench.rnn_validation_rmse(train, base) == val["{}"]
+    assert bench.rnn_validation_rmse(train, base, seed=1) != val["{}"]
+    for tol, expect in ((0.0, min(val, key=val.get)), (1e9, "{}")):
+        monkeypatch.setattr(bench, "RNN_TUNE_TOL", tol)
+        settings, rows = bench.tune_rnn(train, base, seed=0)
+        assert [r["val_rmse"] for r in rows] == list(val.values())
+        picked = next(str(c) for c in bench.RNN_GRID if {**base, **c} == settings)
+        assert picked == expect
