@@ -32,7 +32,9 @@ class PackedPrediction(NamedTuple):
         point ``p`` runs over the series in batch order, each over its valid query times.
     obs_std : numpy.ndarray
         ``(C,)`` observation noise standard deviation (standardised units), widened by the
-        model's ``spread_scale`` when ``S > 1``.
+        model's ``spread_scale`` when ``S > 1``; ``(P, C)``, packed like ``mean``, when the
+        widening also depends on each point's distance to the observations (a fitted
+        ``model.gap_spread``).
     intensity : numpy.ndarray or None
         ``(S, P, C)`` Poisson observation rates per model time unit (models with
         ``poisson_process=True``), else None.
@@ -93,6 +95,7 @@ def predict_packed(
     lengths_all = np.asarray(query_lengths, dtype=np.int64)
     means: list[np.ndarray] = []
     rates: list[np.ndarray] = []
+    stds: list[np.ndarray] = []  # per point, when the calibration depends on the point
     before = model.max_steps
     if max_steps is not None:
         model.max_steps = int(max_steps)
@@ -122,6 +125,8 @@ def predict_packed(
                 if pred.intensity is not None:
                     rates.append(pred.intensity.cpu().numpy()[:, valid])
                 obs_std = pred.obs_std
+                if obs_std.dim() == 3:  # (b, width, C)
+                    stds.append(obs_std.cpu().numpy()[valid])
                 lo += b
     finally:
         model.max_steps = before
@@ -132,4 +137,5 @@ def predict_packed(
     intensity = None
     if model.poisson_process:
         intensity = np.concatenate(rates, axis=1) if rates else empty.copy()
-    return PackedPrediction(mean=mean, obs_std=obs_std.cpu().numpy(), intensity=intensity)
+    std = np.concatenate(stds, axis=0) if stds else obs_std.cpu().numpy()
+    return PackedPrediction(mean=mean, obs_std=std, intensity=intensity)

@@ -110,8 +110,9 @@ class _Samples:
         ``(S, n_rows, C)`` decoded means per trajectory sample, in original units.
     noise : dict of str to numpy.ndarray
         The observation model's per-channel parameters (``"scale"`` ``(C,)``, the Gaussian's
-        standard deviation, and any shape parameter), in original units; the model's
-        ``observation.quantiles`` / ``observation.sample`` take them with ``mean``.
+        standard deviation, or ``(n_rows, C)`` when the calibration depends on each row's
+        distance to the observations; and any shape parameter), in original units; the
+        model's ``observation.quantiles`` / ``observation.sample`` take them with ``mean``.
     intensity : numpy.ndarray or None
         ``(S, n_rows, C)`` Poisson observation rates per *user* time unit (the time column's
         unit, ``time_encoder_.unit`` for datetimes) when ``poisson_process=True``, else None.
@@ -124,8 +125,14 @@ class _Samples:
 
     @property
     def obs_std(self) -> np.ndarray:
-        """``(C,)`` scale of the observation noise (the Gaussian's standard deviation)."""
+        """``(C,)`` or ``(n_rows, C)`` scale of the observation noise (the Gaussian's standard
+        deviation)."""
         return self.noise["scale"]
+
+    def noise_at(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The noise parameters of the rows selected by the boolean ``rows``."""
+        scale = self.noise["scale"]
+        return {**self.noise, "scale": scale[rows] if scale.ndim == 2 else scale}
 
 
 class LatentODERegressor(BaseEstimator):
@@ -737,13 +744,15 @@ class LatentODERegressor(BaseEstimator):
         )
         model.eval()
         model.spread_scale.fill_(1.0)
+        model.gap_spread.reset()
         if self.calibrate and val is not None and self._calibrates():
             def calibrate() -> None:
                 calibrate_spread(model, list(val_loader()), forecast_split=split,
                                  generator=make_generator(int(seeds[2]) + 1, device))
 
-            if distributed:  # rank 0 calibrates, every rank receives its spread_scale
-                _distd.from_rank0(calibrate, model.spread_scale)
+            if distributed:  # rank 0 calibrates, every rank receives its factors
+                _distd.from_rank0(calibrate, model.spread_scale, model.gap_spread.edges,
+                                  model.gap_spread.factors)
             else:
                 calibrate()
         if reuse:
@@ -1131,8 +1140,8 @@ class LatentODERegressor(BaseEstimator):
         values = np.full((len(quantiles),) + samples.mean.shape[1:], np.nan)  # (Q, n, C)
         ok = np.isfinite(samples.mean).all(axis=(0, 2))  # rows of series with observations
         if ok.any():
-            values[:, ok] = self.model_.observation.quantiles(samples.mean[:, ok], samples.noise,
-                                                              quantiles)
+            values[:, ok] = self.model_.observation.quantiles(samples.mean[:, ok],
+                                                              samples.noise_at(ok), quantiles)
         result = out[[c for c in out.columns if c not in self.target_cols_]].copy()
         for j, col in enumerate(self.target_cols_):  # positional: the index may repeat labels
             result[col] = out[col].to_numpy()
@@ -1212,8 +1221,11 @@ class LatentODERegressor(BaseEstimator):
             raise self._solve_error(err, padded.series_ids[lo:lo + bs], offset=lo) from err
         rate = None if pred.intensity is None else plan.gather_rows(pred.intensity)
         obs = self.model_.observation
+        std = pred.obs_std
+        if std.ndim == 2:  # per packed point: to rows, like the means
+            std = plan.gather_rows(std)
         mean, noise = obs.to_user_units(plan.gather_rows(pred.mean),
-                                        obs.predictive(torch.from_numpy(pred.obs_std)),
+                                        obs.predictive(torch.from_numpy(std)),
                                         self.scaler_.mean_, self.scaler_.scale_)
         return _Samples(
             query=query.frame, mean=mean, noise=noise,
