@@ -249,9 +249,14 @@ class LatentODERegressor(BaseEstimator):
         ``forecast_split`` their future values are held out, and each channel takes the factor
         whose central 10 % to 95 % intervals of the held-out values come closest to their
         nominal coverage; a channel with fewer than 20 held-out values keeps 1). The factors
-        are in ``model_.spread_scale``; point predictions are unchanged. Needs validation
-        series (``validation_fraction > 0`` and two or more series); otherwise the factors
-        stay 1.
+        are in ``model_.spread_scale``. Values the model did not condition on then get a
+        further factor by their kind (inside the conditioning window, or a forecast beyond
+        it) and their distance to the channel's nearest observation (four buckets per kind),
+        fitted the same way on the hidden values and on forecasts of the validation series
+        split at 50 %, 30 % and 70 % of their windows (``model_.gap_spread``), so that
+        intervals widen with the horizon as the errors do. Point predictions are unchanged.
+        Needs validation series (``validation_fraction > 0`` and two or more series);
+        otherwise the factors stay 1.
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
         Where to train and predict; ``"auto"`` uses CUDA when available.
     random_state : int, RandomState instance or None, default=None

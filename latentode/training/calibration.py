@@ -256,23 +256,23 @@ def calibrate_spread(
     was_training = model.training
     model.eval()
     try:
-        want_hidden = forecast_split is None or spread is not None
-        want_forecast = forecast_split is not None or spread is not None
-        for r in range(int(rounds)):
-            split = (forecast_split if forecast_split is not None
-                     else FORECAST_FRACTIONS[r % len(FORECAST_FRACTIONS)])
-            for batch in batches:
-                if want_hidden:
-                    cond = drop_observations(batch, fraction, generator)
-                    rec = _held_out(model, cond, batch, (batch.mask - cond.mask) > 0,
-                                    n_samples, generator)
+        # the rounds of spread_scale first, so that it draws what it drew before gap_spread
+        kinds = ["hidden", "forecast"] if forecast_split is None else ["forecast", "hidden"]
+        for kind in kinds if spread is not None else kinds[:1]:
+            for r in range(int(rounds)):
+                split = (forecast_split if forecast_split is not None
+                         else FORECAST_FRACTIONS[r % len(FORECAST_FRACTIONS)])
+                for batch in batches:
+                    if kind == "hidden":
+                        cond = drop_observations(batch, fraction, generator)
+                        rec = _held_out(model, cond, batch, (batch.mask - cond.mask) > 0,
+                                        n_samples, generator)
+                    else:
+                        cond, query = split_forecast(batch, split)
+                        rec = _held_out(model, cond, query, query.mask > 0, n_samples,
+                                        generator)
                     if rec is not None:
-                        hidden_rec.append(rec)
-                if want_forecast:
-                    cond, query = split_forecast(batch, split)
-                    rec = _held_out(model, cond, query, query.mask > 0, n_samples, generator)
-                    if rec is not None:
-                        forecast_rec.append(rec)
+                        (hidden_rec if kind == "hidden" else forecast_rec).append(rec)
     finally:
         model.train(was_training)
     primary = hidden_rec if forecast_split is None else forecast_rec
