@@ -39,7 +39,7 @@ import copy
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -60,13 +60,12 @@ LEVELS = (0.5, 0.9)
 TOLERANCE = {"interp": 5.0, "extrap": 10.0}
 
 
-@dataclass(frozen=True)
-class Case:
+class Case(NamedTuple):
     """One data set of the suite: how to make it and where its forecasts start."""
 
     description: str
     make: str  # "oscillators", "ou", "periodic" or "physionet"
-    options: dict = field(default_factory=dict)
+    options: dict[str, Any]
     time_range: tuple[float, float] = (0.0, 10.0)
     cutoff: float = 0.6  # extrapolation: condition on this fraction of the time range
     n_series: int = 200
