@@ -32,17 +32,19 @@ class PackedPrediction(NamedTuple):
         point ``p`` runs over the series in batch order, each over its valid query times.
     obs_std : numpy.ndarray
         ``(C,)`` observation noise standard deviation (standardised units), widened by the
-        model's ``spread_scale`` when ``S > 1``; ``(P, C)``, packed like ``mean``, when the
-        widening also depends on each point's distance to the observations (a fitted
-        ``model.gap_spread``).
+        model's ``spread_scale`` when ``S > 1``.
     intensity : numpy.ndarray or None
         ``(S, P, C)`` Poisson observation rates per model time unit (models with
         ``poisson_process=True``), else None.
+    gap_factor : numpy.ndarray or None
+        ``(P, C)`` further factor of the noise at each point (a fitted ``model.gap_spread``,
+        ``S > 1``; already applied to ``mean``'s spread), else None.
     """
 
     mean: np.ndarray
     obs_std: np.ndarray
     intensity: np.ndarray | None
+    gap_factor: np.ndarray | None = None
 
 
 def predict_packed(
@@ -95,7 +97,7 @@ def predict_packed(
     lengths_all = np.asarray(query_lengths, dtype=np.int64)
     means: list[np.ndarray] = []
     rates: list[np.ndarray] = []
-    stds: list[np.ndarray] = []  # per point, when the calibration depends on the point
+    gaps: list[np.ndarray] = []  # per point, when the calibration depends on the point
     before = model.max_steps
     if max_steps is not None:
         model.max_steps = int(max_steps)
@@ -125,8 +127,8 @@ def predict_packed(
                 if pred.intensity is not None:
                     rates.append(pred.intensity.cpu().numpy()[:, valid])
                 obs_std = pred.obs_std
-                if obs_std.dim() == 3:  # (b, width, C)
-                    stds.append(obs_std.cpu().numpy()[valid])
+                if pred.gap_factor is not None:  # (b, width, C)
+                    gaps.append(pred.gap_factor.cpu().numpy()[valid])
                 lo += b
     finally:
         model.max_steps = before
@@ -137,5 +139,6 @@ def predict_packed(
     intensity = None
     if model.poisson_process:
         intensity = np.concatenate(rates, axis=1) if rates else empty.copy()
-    std = np.concatenate(stds, axis=0) if stds else obs_std.cpu().numpy()
-    return PackedPrediction(mean=mean, obs_std=std, intensity=intensity)
+    gap_factor = np.concatenate(gaps, axis=0) if gaps else None
+    return PackedPrediction(mean=mean, obs_std=obs_std.cpu().numpy(), intensity=intensity,
+                            gap_factor=gap_factor)

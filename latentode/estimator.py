@@ -110,29 +110,35 @@ class _Samples:
         ``(S, n_rows, C)`` decoded means per trajectory sample, in original units.
     noise : dict of str to numpy.ndarray
         The observation model's per-channel parameters (``"scale"`` ``(C,)``, the Gaussian's
-        standard deviation, or ``(n_rows, C)`` when the calibration depends on each row's
-        distance to the observations; and any shape parameter), in original units; the
-        model's ``observation.quantiles`` / ``observation.sample`` take them with ``mean``.
+        standard deviation, and any shape parameter), in original units; the model's
+        ``observation.quantiles`` / ``observation.sample`` take them (:meth:`noise_at`, with
+        ``gap_factor`` applied) with ``mean``.
     intensity : numpy.ndarray or None
         ``(S, n_rows, C)`` Poisson observation rates per *user* time unit (the time column's
         unit, ``time_encoder_.unit`` for datetimes) when ``poisson_process=True``, else None.
+    gap_factor : numpy.ndarray or None
+        ``(n_rows, C)`` calibration factor of the noise scale at each row (the model's fitted
+        ``gap_spread``; already applied to the spread of ``mean``), else None.
     """
 
     query: pd.DataFrame
     mean: np.ndarray
     noise: dict[str, np.ndarray]
     intensity: np.ndarray | None = None
+    gap_factor: np.ndarray | None = None
 
     @property
     def obs_std(self) -> np.ndarray:
-        """``(C,)`` or ``(n_rows, C)`` scale of the observation noise (the Gaussian's standard
-        deviation)."""
+        """``(C,)`` scale of the observation noise (the Gaussian's standard deviation)."""
         return self.noise["scale"]
 
-    def noise_at(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """The noise parameters of the rows selected by the boolean ``rows``."""
-        scale = self.noise["scale"]
-        return {**self.noise, "scale": scale[rows] if scale.ndim == 2 else scale}
+    def noise_at(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The noise parameters of the rows selected by the boolean ``rows`` (default all), the
+        scale ``(n, C)`` per row when there is a ``gap_factor``."""
+        if self.gap_factor is None:
+            return self.noise
+        factor = self.gap_factor if rows is None else self.gap_factor[rows]
+        return {**self.noise, "scale": self.noise["scale"] * factor}
 
 
 class LatentODERegressor(BaseEstimator):
@@ -1108,7 +1114,7 @@ class LatentODERegressor(BaseEstimator):
             samples = self._predict_samples(df, query, prepared=prepared,
                                             n_samples=int(n_samples), use_mean=False,
                                             random_state=int(seeds[0]))
-            values = self.model_.observation.sample(samples.mean, samples.noise,
+            values = self.model_.observation.sample(samples.mean, samples.noise_at(),
                                                     np.random.default_rng(int(seeds[1])))
             s, n = values.shape[:2]
             base = samples.query.reset_index(drop=True)
@@ -1226,14 +1232,12 @@ class LatentODERegressor(BaseEstimator):
             raise self._solve_error(err, padded.series_ids[lo:lo + bs], offset=lo) from err
         rate = None if pred.intensity is None else plan.gather_rows(pred.intensity)
         obs = self.model_.observation
-        std = pred.obs_std
-        if std.ndim == 2:  # per packed point: to rows, like the means
-            std = plan.gather_rows(std)
         mean, noise = obs.to_user_units(plan.gather_rows(pred.mean),
-                                        obs.predictive(torch.from_numpy(std)),
+                                        obs.predictive(torch.from_numpy(pred.obs_std)),
                                         self.scaler_.mean_, self.scaler_.scale_)
         return _Samples(
             query=query.frame, mean=mean, noise=noise,
+            gap_factor=None if pred.gap_factor is None else plan.gather_rows(pred.gap_factor),
             intensity=None if rate is None else self.model_.intensity.to_user_units(
                 rate, self.time_encoder_.scale_),
         )

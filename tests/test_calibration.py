@@ -208,9 +208,9 @@ def test_model_predict_applies_gap_factors_per_query():
     assert (gap == 0).any() and beyond.any() and len(want.unique()) > 6
     torch.testing.assert_close(cal.mean.mean(0), raw.mean.mean(0))
     torch.testing.assert_close(cal.mean - cal.mean.mean(0), (raw.mean - raw.mean.mean(0)) * want)
-    torch.testing.assert_close(cal.obs_std, raw.obs_std * want)
+    torch.testing.assert_close(cal.obs_std * cal.gap_factor, raw.obs_std * want)
     plain = model.predict(b, query, lengths, calibrated=False, **kw)
-    assert plain.obs_std.shape == (2,)
+    assert plain.obs_std.shape == (2,) and plain.gap_factor is None
 
 
 class _NearestModel(nn.Module):

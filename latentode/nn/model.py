@@ -64,20 +64,23 @@ class PredictOutput(NamedTuple):
     mean : torch.Tensor
         ``(S, B, M, C)`` decoded observation means per trajectory sample (with ``S > 1`` and
         ``calibrated=True``, their spread around the sample average is multiplied by the
-        calibration factor: :attr:`LatentODE.spread_scale`, times the factor of
-        :attr:`LatentODE.gap_spread` at each query once that is fitted).
+        calibration factor: :attr:`LatentODE.spread_scale`, times ``gap_factor``).
     obs_std : torch.Tensor
         ``(C,)`` scale of the observation model (the Gaussian's standard deviation; times
-        ``spread_scale`` when calibrated), or ``(B, M, C)`` per query when calibrated with a
-        fitted :attr:`LatentODE.gap_spread`. Its other parameters (e.g. a Student-t's degrees
-        of freedom) are those of :attr:`LatentODE.observation`.
+        ``spread_scale`` when calibrated). Its other parameters (e.g. a Student-t's degrees of
+        freedom) are those of :attr:`LatentODE.observation`.
     intensity : torch.Tensor or None
         ``(S, B, M, C)`` Poisson observation intensities (``poisson_process=True``), else None.
+    gap_factor : torch.Tensor or None
+        ``(B, M, C)`` factor of :attr:`LatentODE.gap_spread` at each query (kind and distance
+        to the observations) when calibrated with fitted gap factors, else None: the scale of
+        the observation model at a query is then ``obs_std * gap_factor``.
     """
 
     mean: torch.Tensor
     obs_std: torch.Tensor
     intensity: torch.Tensor | None
+    gap_factor: torch.Tensor | None = None
 
 
 class LatentODE(nn.Module):
@@ -161,8 +164,8 @@ class LatentODE(nn.Module):
     torch.Size([])
     """
 
-    #: state-dict entries that files saved before they existed lack: loading such a file keeps
-    #: their initial values (an uncalibrated ``gap_spread``, i.e. the former behaviour)
+    #: State-dict entries that files saved before they existed lack: loading such a file keeps
+    #: their initial values (an uncalibrated ``gap_spread``, i.e. the former behaviour).
     OPTIONAL_STATE = ("gap_spread.edges", "gap_spread.factors")
 
     def __init__(
@@ -610,8 +613,8 @@ class LatentODE(nn.Module):
         Returns
         -------
         PredictOutput
-            ``mean (S, B, M, C)``, ``obs_std (C,)`` (``(B, M, C)`` with a fitted
-            ``gap_spread``), ``intensity (S, B, M, C)`` or None.
+            ``mean (S, B, M, C)``, ``obs_std (C,)``, ``intensity (S, B, M, C)`` or None,
+            ``gap_factor (B, M, C)`` or None.
 
         Notes
         -----
@@ -629,15 +632,18 @@ class LatentODE(nn.Module):
         mean = self.decoder(z)
         intensity = self.intensity(z) if self.poisson_process else None
         obs_std = self.obs_std
+        by_gap = None
         if calibrated and n_samples > 1:
             factor = self.spread_scale
             by_gap = self.gap_spread(cond, query_times)
             if by_gap is not None:
-                factor = factor * by_gap.to(mean.dtype)  # (B, M, C)
+                by_gap = by_gap.to(mean.dtype)
+                factor = factor * by_gap  # (B, M, C)
             center = mean.mean(0, keepdim=True)
             mean = center + factor * (mean - center)
-            obs_std = obs_std * factor
-        return PredictOutput(mean=mean, obs_std=obs_std, intensity=intensity)
+            obs_std = obs_std * self.spread_scale
+        return PredictOutput(mean=mean, obs_std=obs_std, intensity=intensity,
+                             gap_factor=by_gap)
 
 
 def _start_time(cond: Batch, times: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
