@@ -15,28 +15,104 @@ CRPS (from ``sample`` draws; lower is better) and the MSE of the predictive mean
 references it prints the oracle CRPS of the true noise-free signal with the known noise
 (``N(truth, noise_std**2)``, the best any model can do) and the learned observation noise.
 
+With ``--suite`` it measures instead how the intervals hold on data the calibration was not
+developed on: one fit per data set of :data:`SUITE` (the reference oscillators above; damped
+oscillators with other damping, noise and sampling rate; Ornstein-Uhlenbeck and random-walk
+paths; the periodic toy; PhysioNet channels of the bundled sample), and one table whose rows are
+the data sets and whose columns are the coverage of the 50 % and 90 % central intervals for
+interpolation (``--hide`` of each test series' observed values hidden and predicted) and
+extrapolation (the values after the cutoff, conditioning on those before), calibrated
+(``calibrate=True``) and, from the same fitted weights, with one factor per channel (the
+calibration before the gap factors) and uncalibrated.
+
 Usage::
 
     python benchmarks/calibration.py                       # a few minutes on 2 CPU cores
     python benchmarks/calibration.py --dataset periodic --noise 0.1 --epochs 60
+    python benchmarks/calibration.py --suite --epochs 60   # every data set of SUITE
+    python benchmarks/calibration.py --suite ou physionet  # some of them
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import sys
 import time
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 
 from latentode import LatentODERegressor
-from latentode.datasets import make_damped_oscillators, make_periodic
+from latentode.datasets import (
+    load_physionet_sample,
+    make_damped_oscillators,
+    make_ornstein_uhlenbeck,
+    make_periodic,
+)
 from latentode.evaluation import coverage, crps_gaussian, hide_values, mse, sample_crps
 from latentode.uncertainty import central_interval
 
 LEVELS = (0.5, 0.9)
+#: targets: largest gap (points) between empirical and nominal coverage, per task
+TOLERANCE = {"interp": 5.0, "extrap": 10.0}
+
+
+class Case(NamedTuple):
+    """One data set of the suite: how to make it and where its forecasts start."""
+
+    description: str
+    make: str  # "oscillators", "ou", "periodic" or "physionet"
+    options: dict[str, Any]
+    time_range: tuple[float, float] = (0.0, 10.0)
+    cutoff: float = 0.6  # extrapolation: condition on this fraction of the time range
+    n_series: int = 200
+
+
+#: the data sets of ``--suite``; "oscillators" is the one the calibration was developed on
+SUITE = {
+    "oscillators": Case("reference: omega 1.5, damping 0.1, noise 0.1, 30 points on [0, 10], "
+                        "20 % missing", "oscillators",
+                        dict(omega=1.5, damping=0.1, noise_std=0.1, n_points=30,
+                             missing_fraction=0.2)),
+    "osc-fast": Case("omega 2.5, damping 0.15, noise 0.05, 60 points on [0, 8], 40 % missing",
+                     "oscillators", dict(omega=2.5, damping=0.15, noise_std=0.05, n_points=60,
+                                         missing_fraction=0.4), time_range=(0.0, 8.0)),
+    "osc-sparse": Case("omega 1.0, damping 0.02, noise 0.2, 15 points on [0, 12], 10 % missing",
+                       "oscillators", dict(omega=1.0, damping=0.02, noise_std=0.2, n_points=15,
+                                           missing_fraction=0.1), time_range=(0.0, 12.0)),
+    "ou": Case("Ornstein-Uhlenbeck theta 0.5, sigma 0.5, 2 channels, noise 0.05, 40 points",
+               "ou", dict(theta=0.5, sigma=0.5, n_channels=2, noise_std=0.05, n_points=40,
+                          missing_fraction=0.2)),
+    "walk": Case("random walk sigma 0.3, noise 0.05, 30 points", "ou",
+                 dict(theta=0.0, sigma=0.3, noise_std=0.05, n_points=30)),
+    "periodic": Case("make_periodic: noise 0.1, 2 channels, 40 points on [0, 5], 80 % observed",
+                     "periodic", dict(noise_std=0.1, n_channels=2, n_points=40,
+                                      obs_fraction=0.8), time_range=(0.0, 5.0)),
+    "physionet": Case("bundled PhysioNet sample: HR, MAP, Temp, RespRate; forecast after 24 h",
+                      "physionet", dict(columns=["HR", "MAP", "Temp", "RespRate"]),
+                      time_range=(0.0, 48.0), cutoff=0.5, n_series=300),
+}
+
+
+def make_case(case: Case, seed: int) -> pd.DataFrame:
+    """The long frame of one suite data set (``id``, ``t``, channels)."""
+    opts = dict(case.options)
+    if case.make == "physionet":
+        df = load_physionet_sample()[["id", "t", *opts["columns"]]]
+        return df[df[opts["columns"]].notna().any(axis=1)].reset_index(drop=True)
+    n_points = opts.pop("n_points")
+    if case.make == "oscillators":
+        return make_damped_oscillators(case.n_series, n_points, time_range=case.time_range,
+                                       random_state=seed, **opts)
+    if case.make == "ou":
+        return make_ornstein_uhlenbeck(case.n_series, n_points, time_range=case.time_range,
+                                       random_state=seed, **opts)
+    return make_periodic(case.n_series, n_points, time_range=case.time_range,
+                         random_state=seed, **opts)
 
 
 def _data(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, tuple[float, float]]:
@@ -90,9 +166,130 @@ def _scores(
     return out
 
 
+def _estimator(args: argparse.Namespace) -> LatentODERegressor:
+    """The benchmark's small model (GRU encoder, fixed-step solver, one thread)."""
+    return LatentODERegressor(
+        latent_dim=args.latent_dim, rec_dim=24, units=48, n_layers=1, gru_units=48,
+        encoder="gru", gradient="backprop", solver=args.solver, max_epochs=args.epochs,
+        batch_size=32, lr=1e-2, kl_warmup=5, patience=args.patience, device="cpu",
+        n_jobs=max(1, args.threads),
+        random_state=args.seed, verbose=args.verbose, obs_dropout=args.obs_dropout,
+    )
+
+
+def _test_split(df: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
+    """Boolean rows of the held-out test series (a ``fraction`` of the ids)."""
+    ids = df["id"].unique()
+    rng = np.random.default_rng(seed + 1)
+    test_ids = rng.choice(ids, size=max(1, int(round(fraction * len(ids)))), replace=False)
+    return df["id"].isin(test_ids).to_numpy()
+
+
+def _forecast_rows(test: pd.DataFrame, cols: list[str], cut: float
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows to condition on (``t < cut``) and rows to forecast (later rows of series that have
+    an observed value before ``cut``)."""
+    early = (test["t"] < cut).to_numpy()
+    past = test[early]
+    has_past = test["id"].isin(past.loc[past[cols].notna().any(axis=1), "id"]).to_numpy()
+    return early, ~early & has_past
+
+
+def uncalibrated(est: LatentODERegressor, keep_channel: bool = False) -> LatentODERegressor:
+    """A copy of the fitted ``est`` with the calibration undone (the same weights), or with
+    ``keep_channel`` only its gap factors (one factor per channel, as before them)."""
+    raw = copy.deepcopy(est)
+    if not keep_channel:
+        raw.model_.spread_scale.fill_(1.0)
+    raw.model_.gap_spread.reset()
+    return raw
+
+
+def run_suite(args: argparse.Namespace, names: Sequence[str]) -> pd.DataFrame:
+    """Fit one model per data set of ``names`` (keys of :data:`SUITE`); return the coverage
+    table (rows: data sets)."""
+    quantiles = sorted({q for level in LEVELS for q in central_interval(level)})
+    rows = {}
+    print("$ python benchmarks/calibration.py " + " ".join(args.argv), flush=True)
+    for name in names:
+        case = SUITE[name]
+        start = time.perf_counter()
+        df = make_case(case, args.seed)
+        cols = [c for c in df.columns if c not in ("id", "t")]
+        is_test = _test_split(df, args.test_fraction, args.seed)
+        train, test = df[~is_test], df[is_test]
+        train = _with_prefixes(train, args.prefixes, case.time_range, args.seed + 3)
+        est = _estimator(args).fit(train)
+        fit_s = time.perf_counter() - start
+        variants = (("", est), (" one", uncalibrated(est, keep_channel=True)),
+                    (" raw", uncalibrated(est)))
+        row: dict[str, float] = {}
+        cond, hidden = hide_values(test, args.hide, columns=cols, random_state=args.seed + 2)
+        lo, hi = case.time_range
+        early, fut = _forecast_rows(test, cols, lo + case.cutoff * (hi - lo))
+        past, future = test[early], test[fut]
+        fmask = future[cols].notna().to_numpy()
+        scale = dict(zip(cols, est.scaler_.scale_.tolist()))  # MSE of standardised values
+        for tag, model in variants:
+            pred = model.predict(cond, quantiles=quantiles, n_samples=args.n_samples)
+            fc = model.extrapolate(past, times=future[["id", "t"]], quantiles=quantiles,
+                                   n_samples=args.n_samples)
+            for level in LEVELS:
+                row[f"interp {int(level * 100)}{tag}"] = 100 * coverage(
+                    test, pred, level, hidden, columns=cols)
+                row[f"extrap {int(level * 100)}{tag}"] = 100 * coverage(
+                    future, fc, level, fmask, columns=cols)
+            if not tag:
+                row["interp MSE"] = mse(test, pred, hidden, columns=cols, scale=scale)
+                row["extrap MSE"] = mse(future, fc, fmask, columns=cols,
+                                        scale=scale)
+        row["n interp"], row["n extrap"] = float(hidden.sum()), float(fmask.sum())
+        row["epochs"] = float(est.history_.n_epochs)
+        row["fit s"] = fit_s
+        row["met"] = float(all(
+            abs(row[f"{task} {lv}"] - lv) <= tol for task, tol in TOLERANCE.items()
+            for lv in (50, 90)))
+        rows[name] = row
+        print(f"{name}: {case.description}; {df['id'].nunique()} series, "
+              f"{est.history_.n_epochs} epochs in {fit_s:.0f} s; spread factors "
+              + ", ".join(f"{v:.2f}" for v in est.model_.spread_scale.tolist()), flush=True)
+    table = pd.DataFrame(rows).T
+    order = [f"{task} {lv}{tag}" for task in TOLERANCE for tag in ("", " one", " raw")
+             for lv in (50, 90)]
+    table = table[order + [c for c in table.columns if c not in order]]
+    print(f"\nCoverage (%) of the central 50 % / 90 % intervals on held-out test series "
+          f"(interp: {args.hide:.0%} of observed values hidden; extrap: values after the "
+          f"cutoff); one: the same model with one factor per channel (no gap factors); raw: "
+          f"uncalibrated; MSE of standardised values; met: "
+          f"within {TOLERANCE['interp']:g} / {TOLERANCE['extrap']:g} points of nominal.")
+    print(markdown(table))
+    return table
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """The table as a Markdown table (coverage with one decimal, MSE with three)."""
+    def fmt(col: str, v: float) -> str:
+        if col == "met":
+            return "yes" if v else "**no**"
+        if col.startswith(("n ", "epochs", "fit")):
+            return f"{v:.0f}"
+        return f"{v:.3f}" if "MSE" in col else f"{v:.1f}"
+
+    lines = ["| data set | " + " | ".join(table.columns) + " |",
+             "|---" * (len(table.columns) + 1) + "|"]
+    for name, r in table.iterrows():
+        lines.append(f"| {name} | " + " | ".join(fmt(c, r[c]) for c in table.columns) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    """Run the benchmark; return the table (rows: tasks)."""
+    """Run the benchmark; return the table (rows: tasks, or data sets with ``--suite``)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--suite", nargs="*", choices=tuple(SUITE), default=None,
+                   metavar="NAME", help="coverage on the data sets of SUITE (all if none "
+                   f"named): {', '.join(SUITE)}")
+    p.add_argument("--hide", type=float, default=0.3,
+                   help="--suite: fraction of each test series' observed values hidden")
     p.add_argument("--dataset", choices=("oscillators", "periodic"), default="oscillators")
     p.add_argument("--n-series", type=int, default=200)
     p.add_argument("--n-points", type=int, default=30)
@@ -114,27 +311,21 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", type=int, default=0)
     args = p.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
 
     torch.set_num_threads(max(1, args.threads))
+    if args.suite is not None:
+        return run_suite(args, args.suite or list(SUITE))
     start = time.perf_counter()
     df, truth, time_range = _data(args)
     cols = [c for c in df.columns if c not in ("id", "t")]
     ids = df["id"].unique()
-    rng = np.random.default_rng(args.seed + 1)
-    test_ids = rng.choice(ids, size=max(1, int(round(args.test_fraction * len(ids)))),
-                          replace=False)
-    is_test = df["id"].isin(test_ids).to_numpy()
+    is_test = _test_split(df, args.test_fraction, args.seed)
+    test_ids = df["id"][is_test].unique()
     train, test, test_truth = df[~is_test], df[is_test], truth[is_test]
     train = _with_prefixes(train, args.prefixes, time_range, args.seed + 3)
 
-    est = LatentODERegressor(
-        latent_dim=args.latent_dim, rec_dim=24, units=48, n_layers=1, gru_units=48,
-        encoder="gru", gradient="backprop", solver=args.solver, max_epochs=args.epochs,
-        batch_size=32, lr=1e-2, kl_warmup=5, patience=args.patience, device="cpu",
-        n_jobs=max(1, args.threads),
-        random_state=args.seed, verbose=args.verbose, obs_dropout=args.obs_dropout,
-    )
-    est.fit(train)
+    est = _estimator(args).fit(train)
     fit_s = time.perf_counter() - start
     obs_std = est.scaler_.inverse_std(est.model_.obs_std.detach().cpu().numpy().astype(float))
     quantiles = sorted({q for level in LEVELS for q in central_interval(level)} | {0.5})
@@ -149,10 +340,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
 
     # extrapolation: condition on t < cutoff, forecast the later observations
     cut = time_range[0] + args.cutoff * (time_range[1] - time_range[0])
-    early = (test["t"] < cut).to_numpy()
+    early, fut_rows = _forecast_rows(test, cols, cut)
     past = test[early]
-    has_past = test["id"].isin(past.loc[past[cols].notna().any(axis=1), "id"]).to_numpy()
-    fut_rows = ~early & has_past
     future, future_truth = test[fut_rows], test_truth[fut_rows]
     query = future[["id", "t"]]
     fc = est.extrapolate(past, times=query, quantiles=quantiles, n_samples=s)

@@ -36,11 +36,15 @@ class PackedPrediction(NamedTuple):
     intensity : numpy.ndarray or None
         ``(S, P, C)`` Poisson observation rates per model time unit (models with
         ``poisson_process=True``), else None.
+    gap_factor : numpy.ndarray or None
+        ``(P, C)`` further factor of the noise at each point (a fitted ``model.gap_spread``,
+        ``S > 1``; already applied to ``mean``'s spread), else None.
     """
 
     mean: np.ndarray
     obs_std: np.ndarray
     intensity: np.ndarray | None
+    gap_factor: np.ndarray | None = None
 
 
 def predict_packed(
@@ -93,6 +97,7 @@ def predict_packed(
     lengths_all = np.asarray(query_lengths, dtype=np.int64)
     means: list[np.ndarray] = []
     rates: list[np.ndarray] = []
+    gaps: list[np.ndarray] = []  # per point, when the calibration depends on the point
     before = model.max_steps
     if max_steps is not None:
         model.max_steps = int(max_steps)
@@ -122,6 +127,8 @@ def predict_packed(
                 if pred.intensity is not None:
                     rates.append(pred.intensity.cpu().numpy()[:, valid])
                 obs_std = pred.obs_std
+                if pred.gap_factor is not None:  # (b, width, C)
+                    gaps.append(pred.gap_factor.cpu().numpy()[valid])
                 lo += b
     finally:
         model.max_steps = before
@@ -132,4 +139,6 @@ def predict_packed(
     intensity = None
     if model.poisson_process:
         intensity = np.concatenate(rates, axis=1) if rates else empty.copy()
-    return PackedPrediction(mean=mean, obs_std=obs_std.cpu().numpy(), intensity=intensity)
+    gap_factor = np.concatenate(gaps, axis=0) if gaps else None
+    return PackedPrediction(mean=mean, obs_std=obs_std.cpu().numpy(), intensity=intensity,
+                            gap_factor=gap_factor)

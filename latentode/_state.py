@@ -289,7 +289,7 @@ def _build_model(hparams: dict[str, Any], tensors: dict[str, torch.Tensor],
     # second names of shared tensors are filled through their first
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     canonical = stored_names(model)
-    lost = [k for k in missing if canonical[k] == k]
+    lost = [k for k in missing if canonical[k] == k and k not in LatentODE.OPTIONAL_STATE]
     if unexpected or lost:
         raise RuntimeError(f"the stored weights do not fit the network: unexpected "
                            f"{unexpected}, missing {lost}")

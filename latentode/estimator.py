@@ -112,21 +112,34 @@ class _Samples:
     noise : dict of str to numpy.ndarray
         The observation model's per-channel parameters (``"scale"`` ``(C,)``, the Gaussian's
         standard deviation, and any shape parameter), in original units; the model's
-        ``observation.quantiles`` / ``observation.sample`` take them with ``mean``.
+        ``observation.quantiles`` / ``observation.sample`` take them (:meth:`noise_at`, with
+        ``gap_factor`` applied) with ``mean``.
     intensity : numpy.ndarray or None
         ``(S, n_rows, C)`` Poisson observation rates per *user* time unit (the time column's
         unit, ``time_encoder_.unit`` for datetimes) when ``poisson_process=True``, else None.
+    gap_factor : numpy.ndarray or None
+        ``(n_rows, C)`` calibration factor of the noise scale at each row (the model's fitted
+        ``gap_spread``; already applied to the spread of ``mean``), else None.
     """
 
     query: pd.DataFrame
     mean: np.ndarray
     noise: dict[str, np.ndarray]
     intensity: np.ndarray | None = None
+    gap_factor: np.ndarray | None = None
 
     @property
     def obs_std(self) -> np.ndarray:
         """``(C,)`` scale of the observation noise (the Gaussian's standard deviation)."""
         return self.noise["scale"]
+
+    def noise_at(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The noise parameters of the rows selected by the boolean ``rows`` (default all), the
+        scale ``(n, C)`` per row when there is a ``gap_factor``."""
+        if self.gap_factor is None:
+            return self.noise
+        factor = self.gap_factor if rows is None else self.gap_factor[rows]
+        return {**self.noise, "scale": self.noise["scale"] * factor}
 
 
 class LatentODERegressor(BaseEstimator):
@@ -243,9 +256,14 @@ class LatentODERegressor(BaseEstimator):
         ``forecast_split`` their future values are held out, and each channel takes the factor
         whose central 10 % to 95 % intervals of the held-out values come closest to their
         nominal coverage; a channel with fewer than 20 held-out values keeps 1). The factors
-        are in ``model_.spread_scale``; point predictions are unchanged. Needs validation
-        series (``validation_fraction > 0`` and two or more series); otherwise the factors
-        stay 1.
+        are in ``model_.spread_scale``. Values the model did not condition on then get a
+        further factor by their kind (inside the conditioning window, or a forecast beyond
+        it) and their distance to the channel's nearest observation (four buckets per kind),
+        fitted the same way on the hidden values and on forecasts of the validation series
+        split at 50 %, 30 % and 70 % of their windows (``model_.gap_spread``), so that
+        intervals widen with the horizon as the errors do. Point predictions are unchanged.
+        Needs validation series (``validation_fraction > 0`` and two or more series);
+        otherwise the factors stay 1.
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
         Where to train and predict; ``"auto"`` uses CUDA when available.
     random_state : int, RandomState instance or None, default=None
@@ -747,13 +765,15 @@ class LatentODERegressor(BaseEstimator):
         )
         model.eval()
         model.spread_scale.fill_(1.0)
+        model.gap_spread.reset()
         if self.calibrate and val is not None and self._calibrates():
             def calibrate() -> None:
                 calibrate_spread(model, list(val_loader()), forecast_split=split,
                                  generator=make_generator(int(seeds[2]) + 1, device))
 
-            if distributed:  # rank 0 calibrates, every rank receives its spread_scale
-                _distd.from_rank0(calibrate, model.spread_scale)
+            if distributed:  # rank 0 calibrates, every rank receives its factors
+                _distd.from_rank0(calibrate, model.spread_scale, model.gap_spread.edges,
+                                  model.gap_spread.factors)
             else:
                 calibrate()
         if reuse:
@@ -1105,7 +1125,7 @@ class LatentODERegressor(BaseEstimator):
             samples = self._predict_samples(df, query, prepared=prepared,
                                             n_samples=int(n_samples), use_mean=False,
                                             random_state=int(seeds[0]))
-            values = self.model_.observation.sample(samples.mean, samples.noise,
+            values = self.model_.observation.sample(samples.mean, samples.noise_at(),
                                                     np.random.default_rng(int(seeds[1])))
             s, n = values.shape[:2]
             base = samples.query.reset_index(drop=True)
@@ -1142,8 +1162,8 @@ class LatentODERegressor(BaseEstimator):
         values = np.full((len(quantiles),) + samples.mean.shape[1:], np.nan)  # (Q, n, C)
         ok = np.isfinite(samples.mean).all(axis=(0, 2))  # rows of series with observations
         if ok.any():
-            values[:, ok] = self.model_.observation.quantiles(samples.mean[:, ok], samples.noise,
-                                                              quantiles)
+            values[:, ok] = self.model_.observation.quantiles(samples.mean[:, ok],
+                                                              samples.noise_at(ok), quantiles)
         result = out[[c for c in out.columns if c not in self.target_cols_]].copy()
         for j, col in enumerate(self.target_cols_):  # positional: the index may repeat labels
             result[col] = out[col].to_numpy()
@@ -1228,6 +1248,7 @@ class LatentODERegressor(BaseEstimator):
                                         self.scaler_.mean_, self.scaler_.scale_)
         return _Samples(
             query=query.frame, mean=mean, noise=noise,
+            gap_factor=None if pred.gap_factor is None else plan.gather_rows(pred.gap_factor),
             intensity=None if rate is None else self.model_.intensity.to_user_units(
                 rate, self.time_encoder_.scale_),
         )

@@ -804,7 +804,8 @@ def _check_weights(state: dict[str, Any], hparams: dict[str, Any],
     canonical = stored_names(skeleton)
     reference = skeleton.state_dict()
     allowed = set(reference) if aliases else {k for k, c in canonical.items() if k == c}
-    missing = [k for k, c in canonical.items() if k == c and k not in state]
+    missing = [k for k, c in canonical.items()
+               if k == c and k not in state and k not in LatentODE.OPTIONAL_STATE]
     unexpected = sorted(set(state) - allowed)
     if missing or unexpected:
         raise _Invalid(

@@ -18,6 +18,7 @@ from latentode.datasets import (
     load_physionet2012,
     load_physionet_sample,
     make_damped_oscillators,
+    make_ornstein_uhlenbeck,
     make_periodic,
     paper_mse,
     physionet_minmax,
@@ -354,6 +355,49 @@ def test_make_damped_oscillators_dynamics() -> None:
     assert df[["x0", "x1"]].isna().to_numpy().mean() == pytest.approx(0.16 / 0.96, abs=0.01)
     resid = (df[["x0", "x1"]] - truth[["x0", "x1"]]).to_numpy()
     assert np.nanstd(resid) == pytest.approx(0.01, rel=0.05)
+
+
+@pytest.mark.parametrize("theta", [0.8, 0.0])
+def test_make_ornstein_uhlenbeck_transitions(theta: float) -> None:
+    """Standardised exact transitions are N(0, 1); OU is stationary, a random walk's variance
+    grows linearly in time; missing values and noise as asked."""
+    kw = dict(theta=theta, sigma=0.6, mean=1.0, n_channels=2, random_state=3)
+    df, truth = make_ornstein_uhlenbeck(400, 40, missing_fraction=0.3, noise_std=0.05,
+                                        return_truth=True, **kw)
+    pd.testing.assert_frame_equal(df, make_ornstein_uhlenbeck(400, 40, missing_fraction=0.3,
+                                                              noise_std=0.05, **kw))
+    assert list(df.columns) == ["id", "t", "x0", "x1"] and df.t.between(0, 10).all()
+    x = truth[["x0", "x1"]].to_numpy()
+    same = (truth.id.to_numpy()[1:] == truth.id.to_numpy()[:-1])
+    dt = np.diff(truth.t.to_numpy())[same, None]
+    if theta > 0:
+        var = 0.36 * -np.expm1(-2 * theta * dt) / (2 * theta)
+    else:
+        var = 0.36 * dt
+    z = (x[1:][same] - 1.0 - (x[:-1][same] - 1.0) * np.exp(-theta * dt)) / np.sqrt(var)
+    assert z.mean() == pytest.approx(0.0, abs=0.02) and z.std() == pytest.approx(1.0, abs=0.02)
+    first = truth.groupby("id").t.idxmin()
+    if theta > 0:  # the stationary law N(mean, sigma^2 / (2 theta)) at every time
+        assert x.std() == pytest.approx(0.6 / np.sqrt(2 * theta), rel=0.05)
+        assert x.mean() == pytest.approx(1.0, abs=0.05)
+    else:  # a random walk from the mean: Var x(t) = sigma^2 t
+        late = truth.t.to_numpy() > 8
+        assert x[late].var() == pytest.approx(0.36 * truth.t[late].mean(), rel=0.1)
+        assert np.abs(x[first.to_numpy()] - 1.0).mean() < 0.6 * np.sqrt(truth.t[first].mean())
+    resid = (df[["x0", "x1"]] - truth[["x0", "x1"]]).to_numpy()
+    assert np.nanstd(resid) == pytest.approx(0.05, rel=0.05)
+    # P(missing | row kept) = 0.3 * 0.7 / (1 - 0.3**2)
+    assert df[["x0", "x1"]].isna().to_numpy().mean() == pytest.approx(0.21 / 0.91, abs=0.01)
+
+
+def test_make_ornstein_uhlenbeck_checks() -> None:
+    for bad in (dict(theta=-1.0), dict(sigma=np.nan), dict(initial_std=-0.1),
+                dict(missing_fraction=1.0), dict(noise_std=-0.1), dict(mean=np.inf)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            make_ornstein_uhlenbeck(3, 5, **bad)
+    walk = make_ornstein_uhlenbeck(50, 5, theta=0.0, sigma=0.0, noise_std=0.0, mean=2.0,
+                                   random_state=0)
+    assert (walk.x0 == 2.0).all()  # no diffusion, started at the mean: constant
 
 
 # ---------------------------------------------------------------------------------------------

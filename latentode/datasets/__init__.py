@@ -15,6 +15,8 @@ make_periodic
     Noisy irregularly sampled sinusoids (the Latent ODE paper's toy data).
 make_damped_oscillators, damped_oscillator_matrix
     A damped harmonic oscillator with known linear dynamics.
+make_ornstein_uhlenbeck
+    Mean-reverting stochastic paths (random walks with ``theta=0``), exactly simulated.
 make_spirals
     The Neural ODE paper's noisy 2-D spirals, observed irregularly, with their noise-free future.
 """
@@ -30,7 +32,12 @@ from .physionet import (
     scale_physionet,
 )
 from .spirals import Spirals, make_spirals
-from .synthetic import damped_oscillator_matrix, make_damped_oscillators, make_periodic
+from .synthetic import (
+    damped_oscillator_matrix,
+    make_damped_oscillators,
+    make_ornstein_uhlenbeck,
+    make_periodic,
+)
 
 __all__ = [
     "PHYSIONET_DESCRIPTORS",
@@ -44,6 +51,7 @@ __all__ = [
     "make_periodic",
     "make_damped_oscillators",
     "damped_oscillator_matrix",
+    "make_ornstein_uhlenbeck",
     "make_spirals",
     "Spirals",
 ]

@@ -4,6 +4,9 @@
   frequency, amplitude and phase), each series observed at its own random times.
 * :func:`make_damped_oscillators`: a damped harmonic oscillator with known linear dynamics
   (position and velocity channels), random initial conditions, values missing at random.
+* :func:`make_ornstein_uhlenbeck`: a stochastic mean-reverting process (a random walk when the
+  reversion rate is 0), simulated exactly at each series' irregular times: its future is
+  uncertain however well a model learns it, and the uncertainty grows with the horizon.
 
 Both return ``id`` (int), ``t`` (float) and channel columns ``x0, x1, ...`` (NaN where not
 observed), sorted by ``id`` then ``t``; the same ``random_state`` gives an identical frame.
@@ -14,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["make_periodic", "make_damped_oscillators"]
+__all__ = ["make_periodic", "make_damped_oscillators", "make_ornstein_uhlenbeck"]
 
 RandomState = int | np.random.Generator | np.random.SeedSequence | None
 
@@ -269,6 +272,108 @@ def make_damped_oscillators(
     x = decay * (x0 * cos + (v0 + zw * x0) / wd * sin)
     v = decay * (v0 * cos - (omega**2 * x0 + zw * v0) / wd * sin)
     truth = np.stack([x, v], axis=-1)
+    observed = gen.random(truth.shape) >= missing_fraction
+    noise = gen.normal(0.0, noise_std, size=truth.shape)
+    return _to_long(times, truth, observed, noise, return_truth)
+
+
+def make_ornstein_uhlenbeck(
+    n_series: int = 500,
+    n_points: int = 50,
+    *,
+    time_range: tuple[float, float] = (0.0, 10.0),
+    theta: float = 0.5,
+    sigma: float = 0.5,
+    mean: float = 0.0,
+    initial_std: float | None = None,
+    n_channels: int = 1,
+    missing_fraction: float = 0.0,
+    noise_std: float = 0.01,
+    random_state: RandomState = None,
+    return_truth: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
+    """Noisy, irregularly sampled paths of Ornstein-Uhlenbeck processes (or random walks).
+
+    Every series and channel is an independent path of ``dx = theta (mean - x) dt + sigma dW``,
+    simulated exactly at the series' times (no discretisation error): between consecutive times
+    ``dt`` apart, ``x <- mean + (x - mean) exp(-theta dt) + s(dt) e`` with ``e ~ N(0, 1)`` and
+    ``s(dt)**2 = sigma**2 (1 - exp(-2 theta dt)) / (2 theta)`` (``sigma**2 dt`` when
+    ``theta == 0``: a Gaussian random walk). The path starts at ``time_range[0]`` from
+    ``N(mean, initial_std**2)``. Given the path up to time ``t``, the value at ``t + h`` is
+    Gaussian with variance ``s(h)**2``: forecasts are uncertain however well the process is
+    known, increasingly so with the horizon ``h``, up to the stationary variance
+    ``sigma**2 / (2 theta)``. Each series has ``n_points`` sorted uniform times in
+    ``time_range``; each (time, channel) entry is missing independently with probability
+    ``missing_fraction`` (rows with every channel missing are dropped, every series keeps at
+    least one observation); observed values carry ``N(0, noise_std**2)`` noise.
+
+    Parameters
+    ----------
+    n_series, n_points : int
+        Number of series and of candidate times per series.
+    time_range : (float, float)
+        Interval of the observation times; the path starts at ``time_range[0]``.
+    theta : float
+        Mean-reversion rate, ``>= 0`` (0: a random walk).
+    sigma : float
+        Diffusion coefficient, ``>= 0``.
+    mean : float
+        Long-run mean the process reverts to (and the centre of the initial state).
+    initial_std : float, optional
+        Standard deviation of the initial state; default the stationary one,
+        ``sigma / sqrt(2 theta)`` (0 for a random walk, which then starts at ``mean``).
+    n_channels : int
+        Number of independent channels ``x0, x1, ...``.
+    missing_fraction : float in [0, 1)
+        Probability that an entry is unobserved.
+    noise_std : float
+        Observation noise standard deviation.
+    random_state : int, numpy.random.Generator or None
+        Seed; the same seed gives an identical frame.
+    return_truth : bool
+        Also return the noise-free path values at the same rows.
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        ``id, t, x0 ..`` sorted by ``id`` and ``t`` (NaN where not observed).
+    truth : pandas.DataFrame
+        Only with ``return_truth=True``: the same rows, noise-free and complete.
+
+    Examples
+    --------
+    >>> df = make_ornstein_uhlenbeck(n_series=2, n_points=4, random_state=0)
+    >>> df.shape
+    (8, 3)
+    """
+    _check_count("n_series", n_series)
+    _check_count("n_points", n_points)
+    _check_count("n_channels", n_channels)
+    for name, value in (("theta", theta), ("sigma", sigma), ("noise_std", noise_std)):
+        if not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if not np.isfinite(mean):
+        raise ValueError(f"mean must be finite, got {mean!r}")
+    if initial_std is None:
+        initial_std = sigma / np.sqrt(2.0 * theta) if theta > 0 else 0.0
+    elif not (np.isfinite(initial_std) and initial_std >= 0):
+        raise ValueError(f"initial_std must be a finite number >= 0, got {initial_std!r}")
+    if not 0.0 <= missing_fraction < 1.0:
+        raise ValueError(f"missing_fraction must be in [0, 1), got {missing_fraction!r}")
+    gen = _rng(random_state)
+    times = _sample_times(gen, n_series, n_points, time_range)
+    dt = np.diff(times, axis=1, prepend=float(time_range[0]))[:, :, None]  # (S, N, 1)
+    decay = np.exp(-theta * dt)
+    if theta > 0:
+        step_std = sigma * np.sqrt(-np.expm1(-2.0 * theta * dt) / (2.0 * theta))
+    else:
+        step_std = sigma * np.sqrt(dt)
+    shocks = gen.standard_normal((n_series, n_points, n_channels))
+    x = mean + initial_std * gen.standard_normal((n_series, n_channels))
+    truth = np.empty((n_series, n_points, n_channels))
+    for j in range(n_points):  # exact transition from the previous time (or the start)
+        x = mean + (x - mean) * decay[:, j] + step_std[:, j] * shocks[:, j]
+        truth[:, j] = x
     observed = gen.random(truth.shape) >= missing_fraction
     noise = gen.normal(0.0, noise_std, size=truth.shape)
     return _to_long(times, truth, observed, noise, return_truth)

@@ -22,6 +22,7 @@ from .likelihoods import (
 )
 from .observation import ObservationModel, PoissonProcess
 from .registry import ENCODER_CLASSES, ENCODERS, LIKELIHOODS, OBSERVATION_MODELS
+from .spread import GapSpread
 
 __all__ = ["LatentODE", "LossOutput", "PredictOutput"]
 
@@ -62,19 +63,24 @@ class PredictOutput(NamedTuple):
     ----------
     mean : torch.Tensor
         ``(S, B, M, C)`` decoded observation means per trajectory sample (with ``S > 1`` and
-        ``calibrated=True``, their spread around the sample average is multiplied by
-        :attr:`LatentODE.spread_scale`).
+        ``calibrated=True``, their spread around the sample average is multiplied by the
+        calibration factor: :attr:`LatentODE.spread_scale`, times ``gap_factor``).
     obs_std : torch.Tensor
         ``(C,)`` scale of the observation model (the Gaussian's standard deviation; times
         ``spread_scale`` when calibrated). Its other parameters (e.g. a Student-t's degrees of
         freedom) are those of :attr:`LatentODE.observation`.
     intensity : torch.Tensor or None
         ``(S, B, M, C)`` Poisson observation intensities (``poisson_process=True``), else None.
+    gap_factor : torch.Tensor or None
+        ``(B, M, C)`` factor of :attr:`LatentODE.gap_spread` at each query (kind and distance
+        to the observations) when calibrated with fitted gap factors, else None: the scale of
+        the observation model at a query is then ``obs_std * gap_factor``.
     """
 
     mean: torch.Tensor
     obs_std: torch.Tensor
     intensity: torch.Tensor | None
+    gap_factor: torch.Tensor | None = None
 
 
 class LatentODE(nn.Module):
@@ -161,6 +167,10 @@ class LatentODE(nn.Module):
     torch.Size([])
     """
 
+    #: State-dict entries that files saved before they existed lack: loading such a file keeps
+    #: their initial values (an uncalibrated ``gap_spread``, i.e. the former behaviour).
+    OPTIONAL_STATE = ("gap_spread.edges", "gap_spread.factors")
+
     def __init__(
         self,
         n_channels: int,
@@ -236,6 +246,8 @@ class LatentODE(nn.Module):
         # per-channel factor widening the predictive distribution around its mean, set after
         # training by latentode.training.calibrate_spread (1: the raw model)
         self.register_buffer("spread_scale", torch.ones(n_channels))
+        # its further factor by kind of query and distance to the observations (1 until fitted)
+        self.gap_spread = GapSpread(n_channels)
         self.intensity: PoissonProcess | None
         if self.poisson_process:
             self.intensity = PoissonProcess(latent_dim, n_channels, units)
@@ -597,14 +609,17 @@ class LatentODE(nn.Module):
             With ``n_samples == 1``, start from the posterior mean of ``z_t0`` instead of a
             sample. Ignored when ``n_samples > 1``.
         calibrated : bool
-            Widen the predictive distribution by :attr:`spread_scale` (per channel): with
-            ``S > 1`` samples, each sample's deviation from the sample average and the noise
-            standard deviation are multiplied by it, so the average is unchanged.
+            Widen the predictive distribution by :attr:`spread_scale` (per channel), times the
+            factor of :attr:`gap_spread` at each query (its kind and distance to the
+            conditioning observations; 1 until fitted): with ``S > 1`` samples, each sample's
+            deviation from the sample average and the noise standard deviation are multiplied
+            by it, so the average is unchanged.
 
         Returns
         -------
         PredictOutput
-            ``mean (S, B, M, C)``, ``obs_std (C,)``, ``intensity (S, B, M, C)`` or None.
+            ``mean (S, B, M, C)``, ``obs_std (C,)``, ``intensity (S, B, M, C)`` or None,
+            ``gap_factor (B, M, C)`` or None.
 
         Notes
         -----
@@ -622,11 +637,18 @@ class LatentODE(nn.Module):
         mean = self.decoder(z)
         intensity = self.intensity(z) if self.poisson_process else None
         obs_std = self.obs_std
+        by_gap = None
         if calibrated and n_samples > 1:
+            factor = self.spread_scale
+            by_gap = self.gap_spread(cond, query_times)
+            if by_gap is not None:
+                by_gap = by_gap.to(mean.dtype)
+                factor = factor * by_gap  # (B, M, C)
             center = mean.mean(0, keepdim=True)
-            mean = center + self.spread_scale * (mean - center)
+            mean = center + factor * (mean - center)
             obs_std = obs_std * self.spread_scale
-        return PredictOutput(mean=mean, obs_std=obs_std, intensity=intensity)
+        return PredictOutput(mean=mean, obs_std=obs_std, intensity=intensity,
+                             gap_factor=by_gap)
 
 
 def _start_time(cond: Batch, times: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

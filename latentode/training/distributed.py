@@ -263,12 +263,15 @@ def broadcast_int(value: int, device: torch.device | str = "cpu", src: int = 0) 
 
 
 @torch.no_grad()
-def from_rank0(fn: Callable[[], object], result: torch.Tensor) -> None:
-    """Run ``fn`` on rank 0 only and copy the floating tensor ``result`` it fills to every rank.
+def from_rank0(fn: Callable[[], object], result: torch.Tensor, *more: torch.Tensor) -> None:
+    """Run ``fn`` on rank 0 only and copy the floating tensors ``result, *more`` it fills to
+    every rank.
 
-    ``fn`` writes its answer into ``result`` in place (e.g. ``calibrate_spread`` filling the
-    model's ``spread_scale`` buffer). An exception in ``fn`` is raised on rank 0 and reported as
-    :class:`DistributedError` on the others, so no rank waits for an answer that never comes.
+    ``fn`` writes its answer into ``result`` (and ``more``) in place (e.g. ``calibrate_spread``
+    filling the model's ``spread_scale`` and ``gap_spread`` buffers). An exception in ``fn`` is
+    raised on rank 0 and reported as :class:`DistributedError` on the others, so no rank waits
+    for an answer that never comes. The tensors travel in one all-reduce (in ``result``'s
+    dtype and device).
     """
     error: BaseException | None = None
     if get_rank() == 0:
@@ -276,9 +279,14 @@ def from_rank0(fn: Callable[[], object], result: torch.Tensor) -> None:
             fn()
         except Exception as err:  # noqa: BLE001 - re-raised on rank 0, reported on the others
             error = err
-    mine = result.detach().reshape(-1) if get_rank() == 0 else torch.zeros_like(result).reshape(-1)
+    tensors = (result, *more)
+    flat = torch.cat([t.detach().reshape(-1).to(result) for t in tensors])
+    mine = flat if get_rank() == 0 else torch.zeros_like(flat)
     total, _ = all_reduce_checked(mine.clone(), error)
-    result.copy_(total.view_as(result))
+    lo = 0
+    for t in tensors:
+        t.copy_(total[lo:lo + t.numel()].view_as(t))
+        lo += t.numel()
 
 
 def check_same(values: Sequence[float] | torch.Tensor, what: str,

@@ -1,0 +1,160 @@
+"""Calibration factors that depend on where a predicted value lies relative to the observations.
+
+A Latent ODE conditioned on some observations of a series is more or less wrong about a value
+depending on how far that value is from what it saw: a value between two close observations is
+nearly pinned down, a forecast far past the last one is not, and a deterministic latent
+trajectory does not widen its predictive distribution with the distance by itself. One factor per
+channel (``LatentODE.spread_scale``) cannot fix both, so :class:`GapSpread` multiplies it, per
+channel, by a factor of the query's *kind* and *gap*:
+
+* kind ``"inside"``: the query time lies within the series' conditioning window (between its
+  first and last conditioning time); ``"beyond"``: before the first or after the last one (a
+  forecast);
+* gap: the time from the query to the nearest conditioning observation of that channel (model
+  time; infinite when the series never observed the channel). The gaps of each kind are cut into
+  :data:`N_GAP_BUCKETS` buckets at fitted edges.
+
+A query at a time where the channel was observed (gap 0: the values the model conditioned on)
+keeps the channel's factor alone. The factors are fitted after training by
+:func:`latentode.training.calibrate_spread` on values held out from validation series; until
+then they are 1 and the model predicts as if the module were absent.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from latentode.batch import Batch
+
+__all__ = ["GapSpread", "observation_gaps", "N_GAP_BUCKETS", "GAP_KINDS"]
+
+#: buckets of the gap to the nearest observation, per kind
+N_GAP_BUCKETS = 4
+#: the kinds of query: within the conditioning window, or before / after it (forecasts)
+GAP_KINDS = ("inside", "beyond")
+
+
+@torch.no_grad()
+def observation_gaps(
+    cond: Batch, query_times: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Time from each query to the nearest conditioning observation of each channel.
+
+    Linear in the number of times (cumulative extrema and one ``searchsorted``; no pairwise
+    distance matrix), so long series cost what their length costs.
+
+    Parameters
+    ----------
+    cond : Batch
+        Conditioning observations: ``B`` series, times ascending over each valid prefix
+        (``cond.lengths``; positions beyond it are ignored even if they hold later times).
+    query_times : torch.Tensor
+        ``(B, M)`` query times, model time.
+
+    Returns
+    -------
+    gap : torch.Tensor
+        ``(B, M, C)`` distance to the nearest observed value of the channel, ``inf`` when the
+        series has none; 0 at a time where the channel is observed.
+    beyond : torch.Tensor
+        ``(B, M)`` bool, True where the query lies before the first or after the last valid
+        conditioning time of its series.
+    """
+    times = cond.times
+    q = query_times.to(device=times.device, dtype=times.dtype)
+    n = times.shape[1]
+    lengths = cond.lengths.to(device=times.device, dtype=torch.long).clamp(min=1)
+    valid = torch.arange(n, device=times.device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, N)
+    seen = (cond.mask > 0) & valid.unsqueeze(-1)  # (B, N, C)
+    t3 = times.unsqueeze(-1).expand_as(seen)
+    inf = torch.tensor(float("inf"), dtype=times.dtype, device=times.device)
+    prev = torch.where(seen, t3, -inf).cummax(dim=1).values  # last observed time at <= n
+    nxt = torch.where(seen, t3, inf).flip(1).cummin(dim=1).values.flip(1)  # first at >= n
+    # searchsorted needs rows sorted over the whole width: times past the prefix are clamped
+    last = times.gather(1, (lengths - 1).unsqueeze(1))
+    sorted_t = torch.where(valid, times, last)
+    idx = torch.searchsorted(sorted_t.contiguous(), q.contiguous())  # t[idx-1] < q <= t[idx]
+    idx = torch.minimum(idx, lengths.unsqueeze(1))  # a query past the prefix: after its end
+    c = seen.shape[-1]
+    before = prev.gather(1, (idx - 1).clamp(min=0).unsqueeze(-1).expand(-1, -1, c))
+    before = torch.where((idx > 0).unsqueeze(-1), before, -inf)
+    after = nxt.gather(1, idx.clamp(max=n - 1).unsqueeze(-1).expand(-1, -1, c))
+    after = torch.where((idx < lengths.unsqueeze(1)).unsqueeze(-1), after, inf)
+    q3 = q.unsqueeze(-1)
+    gap = torch.minimum(q3 - before, after - q3)
+    beyond = (q < times[:, :1]) | (q > last)
+    return gap, beyond
+
+
+class GapSpread(nn.Module):
+    """Per-channel factors of the predictive spread by kind of query and gap bucket.
+
+    Parameters
+    ----------
+    n_channels : int
+        Number of channels ``C``.
+
+    Attributes
+    ----------
+    edges : torch.Tensor
+        ``(len(GAP_KINDS), N_GAP_BUCKETS - 1)`` buffer: ascending bucket edges of the gap (model
+        time) per kind; bucket ``j`` holds gaps in ``(edges[j-1], edges[j]]``.
+    factors : torch.Tensor
+        ``(len(GAP_KINDS), N_GAP_BUCKETS, C)`` buffer: the factor of each kind, bucket and
+        channel, relative to the model's ``spread_scale`` (1: no change).
+    """
+
+    def __init__(self, n_channels: int) -> None:
+        super().__init__()
+        k = len(GAP_KINDS)
+        self.register_buffer("edges", torch.zeros(k, N_GAP_BUCKETS - 1))
+        self.register_buffer("factors", torch.ones(k, N_GAP_BUCKETS, n_channels))
+
+    @property
+    def n_cells(self) -> int:
+        """Number of (kind, bucket) cells per channel."""
+        return self.factors.shape[0] * self.factors.shape[1]
+
+    def is_identity(self) -> bool:
+        """Whether every factor is 1 (uncalibrated: the model ignores the module)."""
+        return bool((self.factors == 1).all())
+
+    def reset(self) -> None:
+        """Set every factor to 1 and the edges to 0 (the state of a new model)."""
+        self.factors.fill_(1.0)
+        self.edges.zero_()
+
+    def cells(self, gap: torch.Tensor, beyond: torch.Tensor) -> torch.Tensor:
+        """The (kind, bucket) cell ``kind * N_GAP_BUCKETS + bucket`` of each query and channel.
+
+        Parameters
+        ----------
+        gap : torch.Tensor
+            Gaps of :func:`observation_gaps` (any shape).
+        beyond : torch.Tensor
+            Bool kinds of :func:`observation_gaps`, broadcastable to ``gap`` (e.g. ``(B, M, 1)``
+            for ``(B, M, C)`` gaps).
+
+        Returns
+        -------
+        torch.Tensor
+            Long cell indices in ``[0, n_cells)``, shaped like ``gap``.
+        """
+        kind = beyond.long().expand_as(gap)
+        edges = self.edges.to(gap.dtype)[kind]  # (..., C, K-1)
+        bucket = (gap.unsqueeze(-1) > edges).sum(-1)
+        return kind * N_GAP_BUCKETS + bucket
+
+    def forward(self, cond: Batch, query_times: torch.Tensor) -> torch.Tensor | None:
+        """``(B, M, C)`` factors of the queries, or None when the module is the identity.
+
+        Queries at a time where the channel is observed (gap 0) get 1.
+        """
+        if self.is_identity():
+            return None
+        gap, beyond = observation_gaps(cond, query_times)
+        cell = self.cells(gap, beyond.unsqueeze(-1))
+        table = self.factors.reshape(self.n_cells, -1).to(gap.dtype)  # (cells, C)
+        factor = table.gather(0, cell.reshape(-1, cell.shape[-1])).reshape(cell.shape)
+        return torch.where(gap > 0, factor, torch.ones_like(factor))
