@@ -190,7 +190,8 @@ def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any],
                         m.reset_parameters()
                 return model
 
-    est = cls(**{"max_epochs": args.epochs, "random_state": args.seed,
+    model_seed = args.seed if args.model_seed is None else args.model_seed
+    est = cls(**{"max_epochs": args.epochs, "random_state": model_seed,
                  "verbose": args.verbose, **params})
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -205,6 +206,8 @@ def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any],
     rmse_inside = float(np.sqrt(np.mean((got[inside] - truth[inside]) ** 2)))
     if args.plot:
         _plot(est, test_obs, test_fut, n_observed, args.plot)
+    if args.diagnose:
+        result.update(diagnose(est, data, test_obs, test_fut, got))
     hist = est.history_
     result.update({
         "rmse": rmse, "rmse_covered": rmse_inside,
@@ -214,6 +217,41 @@ def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any],
                    **({"dynamics_init": "torch"} if args.dynamics_init == "torch" else {})},
     })
     return result
+
+
+def diagnose(est: Any, data: Any, test_obs: pd.DataFrame, test_fut: pd.DataFrame,
+             got: np.ndarray) -> dict[str, Any]:
+    """Where the future's error comes from: the fit inside the window against the noise-free
+    path at every window step, the RMSE per tenth of the future, and how fast the predicted
+    path moves against the true one (median ratio of step lengths at the future's first,
+    middle and last step: below 1, the learned flow slows down)."""
+    from latentode.datasets.spirals import spiral_paths
+
+    ts, cw, cc = spiral_paths()
+    ids = pd.unique(test_fut["id"])
+    rows = [pd.DataFrame({"id": i, "t": ts[:N_POINTS],
+                          **dict(zip("xy", (cw if data.clockwise[i] else cc)[
+                              data.start[i]:data.start[i] + N_POINTS].T))}) for i in ids]
+    window = pd.concat(rows, ignore_index=True)
+    with warnings.catch_warnings():  # window steps that were observed repeat those rows
+        warnings.simplefilter("ignore", UserWarning)
+        pred = est.predict(pd.concat([test_obs, window.assign(x=np.nan, y=np.nan)],
+                                     ignore_index=True)).iloc[len(test_obs):]
+    win_rmse = float(np.sqrt(np.mean((pred[["x", "y"]].to_numpy()
+                                      - window[["x", "y"]].to_numpy()) ** 2)))
+    err = ((got - test_fut[["x", "y"]].to_numpy()) ** 2).reshape(len(ids), N_FUTURE, 2)
+    deciles = [float(np.sqrt(err[:, k:k + N_FUTURE // 10].mean()))
+               for k in range(0, N_FUTURE, N_FUTURE // 10)]
+
+    def step(a: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(np.diff(a.reshape(len(ids), N_FUTURE, 2), axis=1), axis=2)
+
+    ratio = step(got) / step(test_fut[["x", "y"]].to_numpy())
+    speed = [float(np.median(ratio[:, k])) for k in (0, (N_FUTURE - 1) // 2, N_FUTURE - 2)]
+    print(f"  {len(ids)} test series: window RMSE (noise-free) {win_rmse:.4f}; future RMSE by "
+          f"tenth {' '.join(f'{d:.3f}' for d in deciles)}; speed ratio (first / middle / last "
+          f"step) {' / '.join(f'{v:.3f}' for v in speed)}", flush=True)
+    return {"window_rmse": win_rmse, "rmse_by_tenth": deciles, "speed_ratio": speed}
 
 
 def _plot(est: Any, obs: pd.DataFrame, fut: pd.DataFrame, n_observed: int, path: str) -> None:
@@ -276,7 +314,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--rnn-tune", action="store_true",
                     help="pick the RNN's settings among RNN_GRID by a validation split of the "
                     "training spirals (rnn_validation_rmse) before scoring the test series")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the data (and of the model "
+                    "unless --model-seed)")
+    ap.add_argument("--model-seed", type=int, default=None,
+                    help="the estimator's random_state (default: --seed)")
+    ap.add_argument("--diagnose", action="store_true",
+                    help="also print the in-window RMSE, the RMSE per tenth of the future and "
+                    "the predicted path's speed against the true one")
     ap.add_argument("--verbose", type=int, default=0)
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("--plot", default=None, metavar="PNG",

@@ -172,3 +172,18 @@ def test_tuning_picks_by_validation_of_the_training_spirals(bench, spirals, monk
         assert [r["val_rmse"] for r in rows] == list(val.values())
         picked = next(str(c) for c in bench.RNN_GRID if {**base, **c} == settings)
         assert picked == expect
+
+
+def test_benchmark_diagnosis_of_the_latent_ode(bench, capsys) -> None:
+    res = bench.main(["--no-rnn", "--observed", "10", "--n-spirals", "12", "--n-train", "8",
+                      "--epochs", "1", "--diagnose", "--model-seed", "5", "--param",
+                      "latent_dim=2", "--param", "units=4", "--param", "rec_dim=4",
+                      "--param", "n_layers=1", "--param", "gru_units=4"])
+    (row,) = res
+    assert "window RMSE (noise-free)" in capsys.readouterr().out
+    assert math.isfinite(row["window_rmse"]) and row["window_rmse"] > 0
+    assert len(row["rmse_by_tenth"]) == 10 and len(row["speed_ratio"]) == 3
+    # the tenths partition the future: their mean square is the future's
+    assert math.isclose(sum(d ** 2 for d in row["rmse_by_tenth"]) / 10, row["rmse"] ** 2,
+                        rel_tol=1e-9)
+    assert all(v > 0 for v in row["speed_ratio"])
