@@ -428,7 +428,9 @@ def held_out_breakdown(test: pd.DataFrame, cond: pd.DataFrame, hidden: np.ndarra
     ``preds`` (model and baselines, rows of ``test``) gain the stay's mean of each channel
     (``channel_mean``). Pooled MSE per group; the per-channel rows also give each channel's
     share of the difference between the model's and linear interpolation's paper MSE (these
-    shares add up to the difference of the task's two figures).
+    shares add up to the difference of the task's two figures). ``visible``: the model's pooled
+    MSE on the values it conditioned on, which the baselines reproduce exactly; ``cells``: every
+    (channel, position, gap) group, for the ``--out`` file.
     """
     from latentode.evaluation import channel_mean, gap_breakdown, paper_mse_shares
 
@@ -450,9 +452,16 @@ def held_out_breakdown(test: pd.DataFrame, cond: pd.DataFrame, hidden: np.ndarra
               - paper_mse_shares(test, preds["linear"], hidden, columns=cols))
     by_chan["paper_excess"] = excess.reindex(by_chan["channel"]).to_numpy()
     by_chan = by_chan.sort_values("paper_excess", ascending=False)
+    cells = gap_breakdown(cond, test, preds, hidden, **kw)  # channel x position x gap (--out)
+    # the values the model conditioned on (linear interpolation reproduces them exactly)
+    seen = gap_breakdown(cond, test, {"model": preds["model"]}, cond[cols].notna().to_numpy(),
+                         by=[], **kw)
     return {"edges_h": list(GAP_EDGES_H),
+            "visible": {"n": int(seen["n"].iloc[0]), "model": float(seen["model"].iloc[0])},
             "by_gap": by_gap[["position", "gap", "n", *preds]].to_dict("records"),
-            "by_channel": by_chan.to_dict("records")}
+            "by_channel": by_chan.to_dict("records"),
+            "cells": cells.astype({k: str for k in ("channel", "position", "gap")})
+            .to_dict("records")}
 
 
 def format_breakdown(bd: dict[str, Any], top: int = BREAKDOWN_TOP) -> str:
@@ -477,6 +486,8 @@ def format_breakdown(bd: dict[str, Any], top: int = BREAKDOWN_TOP) -> str:
         f"to the nearest one (h; edges {', '.join(f'{e:g}' for e in bd['edges_h'])}), pooled "
         "MSE x 1e-3 on the paper's scale (each value counts once):\n"
         + fmt(bd["by_gap"], ["position", "gap"])
+        + f"\nthe {bd['visible']['n']} visible values themselves (gap 0, the baselines "
+        f"reproduce them): model {bd['visible']['model'] * 1e3:.3f}"
         + "\n\nchannels with the largest share of the model's excess over linear "
         f"interpolation in the paper MSE (x 1e-3; the {len(chans)} channels with a held-out "
         f"value add up to {excess * 1e3:.3f}), pooled MSE x 1e-3:\n"

@@ -112,3 +112,6 @@ def test_tiny_run_breaks_the_held_out_error_down(bench, tmp_path, capsys):
     assert [r["paper_excess"] for r in chans] == sorted((r["paper_excess"] for r in chans),
                                                         reverse=True)
     assert sum(r["n"] for r in chans) == total["n"]
+    # the model's error on the values it conditioned on, beside: as many as were not hidden
+    assert bd["visible"]["n"] > 0 and math.isfinite(bd["visible"]["model"])
+    assert "visible values themselves" in out
