@@ -28,6 +28,11 @@ Tasks, on the test stays:
     50 % of each test stay's observed values are hidden (each stay keeps its first observed
     row); the model conditions on the rest and is scored on the hidden values only, against
     per-stay linear interpolation in time and last observation carried forward (LOCF).
+    ``--breakdown`` splits its squared errors, beside those of linear interpolation, LOCF and
+    the stay's mean, by the hidden value's gap to the nearest visible value of its channel
+    (:data:`GAP_EDGES_H`) and position (inside the channel's visible values, before the first
+    or after the last, or in a stay without any), and by channel
+    (:func:`latentode.evaluation.gap_breakdown`).
 
 Hiding, baselines and scores are those of :mod:`latentode.evaluation`; this script holds the
 protocol and the command line. Baselines fall back to the training mean of a feature where a
@@ -53,6 +58,7 @@ Usage::
     python benchmarks/physionet.py --subset 800 --epochs 5          # a few minutes on a CPU
     python benchmarks/physionet.py --poisson --device cuda --out results.json
     python benchmarks/physionet.py --load model.pt --per-feature 8  # which features err most
+    python benchmarks/physionet.py --load model.pt --breakdown  # held-out error by gap, channel
     python benchmarks/physionet.py --task classification --repeats 5 --static
     python benchmarks/physionet.py --task classification --subset 1000 --epochs 5  # minutes
 """
@@ -78,6 +84,8 @@ QUANTIZATION = 0.016
 CUTOFF_H = 24.0
 MODEL_KEYS = ("encoder", "gradient", "poisson_process", "obs_weighting", "forecast_split",
               "obs_dropout", "obs_std", "lr_decay", "latent_dim")
+GAP_EDGES_H = (0.5, 1.1, 3.0, 8.0)  # --breakdown: gap buckets (h); vitals come about hourly
+BREAKDOWN_TOP = 10  # --breakdown: channels shown, by their share of the model's excess
 PUBLISHED = {  # MSE of Rubanova et al. 2019, Table 3 (Latent ODE, ODE-RNN encoder)
     ("interpolation", False): 2.118e-3,
     ("interpolation", True): 2.789e-3,
@@ -384,10 +392,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cond, hidden = hide_values(test, args.hide_fraction, columns=cols,
                                random_state=args.seed + 1)
     pred = est.predict(cond)
-    add(f"held-out interpolation ({args.hide_fraction:.0%} hidden)", test, pred, hidden,
-        time.perf_counter() - t0,
-        LOCF=score(test, locf(cond, columns=cols, fallback=fallback), hidden),
-        linear=score(test, linear_interpolation(cond, columns=cols, fallback=fallback), hidden))
+    secs = time.perf_counter() - t0
+    last = locf(cond, columns=cols, fallback=fallback)
+    linear = linear_interpolation(cond, columns=cols, fallback=fallback)
+    add(f"held-out interpolation ({args.hide_fraction:.0%} hidden)", test, pred, hidden, secs,
+        LOCF=score(test, last, hidden), linear=score(test, linear, hidden))
+    breakdown = (held_out_breakdown(test, cond, hidden, cols, fallback,
+                                    {"model": pred, "linear": linear, "LOCF": last})
+                 if getattr(args, "breakdown", False) else None)
 
     return {
         "rows": rows,
@@ -404,7 +416,83 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "history": est.history_.to_dict(),
         "source": source,
         "per_feature": shares,
+        "breakdown": breakdown,
     }
+
+
+def held_out_breakdown(test: pd.DataFrame, cond: pd.DataFrame, hidden: np.ndarray,
+                       cols: list[str], fallback: pd.Series, preds: dict[str, Any]
+                       ) -> dict[str, Any]:
+    """Squared errors of the held-out values by gap bucket and position, and by channel.
+
+    ``preds`` (model and baselines, rows of ``test``) gain the stay's mean of each channel
+    (``channel_mean``). Pooled MSE per group; the per-channel rows also give each channel's
+    share of the difference between the model's and linear interpolation's paper MSE (these
+    shares add up to the difference of the task's two figures). ``visible``: the model's pooled
+    MSE on the values it conditioned on, which the baselines reproduce exactly; ``cells``: every
+    (channel, position, gap) group, for the ``--out`` file.
+    """
+    from latentode.evaluation import channel_mean, gap_breakdown, paper_mse_shares
+
+    preds = {**preds, "mean": channel_mean(cond, columns=cols, fallback=fallback)}
+    kw = dict(columns=cols, bins=list(GAP_EDGES_H))
+    sub = gap_breakdown(cond, test, preds, hidden, by=["position"], **kw)  # one bucket: "none"
+    by_gap = pd.concat([
+        gap_breakdown(cond, test, preds, hidden, by=["position", "gap"], **kw),
+        sub.loc[sub["position"] != "none"].assign(gap="all"),
+        gap_breakdown(cond, test, preds, hidden, by=[], **kw).assign(position="all", gap="all"),
+    ], ignore_index=True)
+    by_gap["position"] = by_gap["position"].astype(str)
+    by_gap["gap"] = by_gap["gap"].astype(str)
+    order = {p: i for i, p in enumerate(["inside", "before", "after", "none", "all"])}
+    by_gap = by_gap.sort_values("position", key=lambda s: s.map(order), kind="stable")
+    by_chan = gap_breakdown(cond, test, preds, hidden, by=["channel"], **kw)
+    by_chan["channel"] = by_chan["channel"].astype(str)
+    excess = (paper_mse_shares(test, preds["model"], hidden, columns=cols)
+              - paper_mse_shares(test, preds["linear"], hidden, columns=cols))
+    by_chan["paper_excess"] = excess.reindex(by_chan["channel"]).to_numpy()
+    by_chan = by_chan.sort_values("paper_excess", ascending=False)
+    cells = gap_breakdown(cond, test, preds, hidden, **kw)  # channel x position x gap (--out)
+    # the values the model conditioned on (linear interpolation reproduces them exactly)
+    seen = gap_breakdown(cond, test, {"model": preds["model"]}, cond[cols].notna().to_numpy(),
+                         by=[], **kw)
+    return {"edges_h": list(GAP_EDGES_H),
+            "visible": {"n": int(seen["n"].iloc[0]), "model": float(seen["model"].iloc[0])},
+            "by_gap": by_gap[["position", "gap", "n", *preds]].to_dict("records"),
+            "by_channel": by_chan.to_dict("records"),
+            "cells": cells.astype({k: str for k in ("channel", "position", "gap")})
+            .to_dict("records")}
+
+
+def format_breakdown(bd: dict[str, Any], top: int = BREAKDOWN_TOP) -> str:
+    """The breakdown of :func:`held_out_breakdown` as two plain-text tables (MSE x 1e-3)."""
+    methods = ["model", "linear", "LOCF", "mean"]
+
+    def fmt(rows: list[dict[str, Any]], keys: list[str]) -> str:
+        table = pd.DataFrame(rows)
+        table["model / linear"] = (table["model"] / table["linear"]).map(lambda v: f"{v:.2f}")
+        for c in [*methods, *(["paper_excess"] if "paper_excess" in table else [])]:
+            table[c] = table[c].map(lambda v: f"{v * 1e3:.3f}")
+        cols = [*keys, "n", *methods, "model / linear"]
+        if "paper_excess" in table:
+            table = table.rename(columns={"paper_excess": "share of the gap"})
+            cols.append("share of the gap")
+        return table[cols].to_string(index=False)
+
+    chans = bd["by_channel"]
+    excess = sum(r["paper_excess"] for r in chans)
+    return (
+        "\nheld-out values by position relative to the channel's visible values and by gap "
+        f"to the nearest one (h; edges {', '.join(f'{e:g}' for e in bd['edges_h'])}), pooled "
+        "MSE x 1e-3 on the paper's scale (each value counts once):\n"
+        + fmt(bd["by_gap"], ["position", "gap"])
+        + f"\nthe {bd['visible']['n']} visible values themselves (gap 0, the baselines "
+        f"reproduce them): model {bd['visible']['model'] * 1e3:.3f}"
+        + "\n\nchannels with the largest share of the model's excess over linear "
+        f"interpolation in the paper MSE (x 1e-3; the {len(chans)} channels with a held-out "
+        f"value add up to {excess * 1e3:.3f}), pooled MSE x 1e-3:\n"
+        + fmt(chans[:top], ["channel"])
+    )
 
 
 def format_table(res: dict[str, Any]) -> str:
@@ -491,6 +579,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--per-feature", type=int, default=0, metavar="K",
                         help="also print the K features with the largest shares of each MSE")
     parser.add_argument("--hide-fraction", type=float, default=0.5)
+    parser.add_argument("--breakdown", action="store_true",
+                        help="held-out interpolation: print the squared errors of the model, "
+                             "linear interpolation, LOCF and the stay mean by gap to the nearest "
+                             "visible value and by channel")
     parser.add_argument("--unknown-as-nan", action="store_true",
                         help="treat -1 descriptors as missing (the paper keeps them)")
     parser.add_argument("--threads", type=int, default=1,
@@ -513,6 +605,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     else:
         res = run(args)
         print(format_table(res))
+        if res.get("breakdown"):
+            print(format_breakdown(res["breakdown"]))
     if args.out:
         parent = os.path.dirname(args.out)
         if parent:

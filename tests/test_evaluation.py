@@ -17,6 +17,7 @@ from latentode import evaluation as ev
 from latentode.evaluation import (
     channel_mean,
     coverage,
+    gap_breakdown,
     hide_values,
     linear_interpolation,
     locf,
@@ -44,7 +45,8 @@ def _frame() -> pd.DataFrame:
 
 @pytest.mark.parametrize("module", ["latentode.evaluation", "latentode.evaluation.masking",
                                     "latentode.evaluation.baselines",
-                                    "latentode.evaluation.metrics"])
+                                    "latentode.evaluation.metrics",
+                                    "latentode.evaluation.breakdown"])
 def test_docstring_examples(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
@@ -387,3 +389,178 @@ def test_scores_of_a_fitted_estimator() -> None:
     # the baselines score the same rows as the forecast
     base = locf(past, future[["id", "t"]], fallback=0.0)
     assert np.isfinite(mse(future, fc)) and np.isfinite(mse(future, base))
+
+
+# ---------------------------------------------------------------------------------------------
+# gap_breakdown
+# ---------------------------------------------------------------------------------------------
+def _gap_case() -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, dict[str, np.ndarray]]:
+    """Truth, conditioning frame, hidden mask and two predictions with known squared errors.
+
+    Hidden entries (gap to the nearest visible value of the same channel and series):
+    s1 a(1): inside, gap 1; s1 a(8): after a(4), gap 4; s1 b(4): after b(1), gap 3;
+    s2 a(0): before a(6), gap 6; s2 b(0), b(3), b(6): no visible b, gap inf.
+    """
+    truth = pd.DataFrame({
+        "id": [1, 1, 1, 1, 1, 2, 2, 2],
+        "t": [0.0, 1.0, 2.0, 4.0, 8.0, 0.0, 3.0, 6.0],
+        "a": [0.0, 1.0, 2.0, 4.0, 8.0, 1.0, NAN, 7.0],
+        "b": [NAN, 3.0, NAN, 5.0, NAN, 2.0, 2.0, 2.0],
+    })
+    hidden = np.zeros((8, 2), dtype=bool)
+    hidden[[1, 4, 5], 0] = True
+    hidden[[3, 5, 6, 7], 1] = True
+    cond = truth.copy()
+    cond[["a", "b"]] = cond[["a", "b"]].mask(hidden)
+    err = np.zeros((8, 2))  # model error at each hidden entry
+    err[[1, 4, 5], 0] = [1.0, 2.0, -1.0]
+    err[[3, 5, 6, 7], 1] = [3.0, 1.0, 2.0, 3.0]
+    preds = {"model": np.nan_to_num(truth[["a", "b"]].to_numpy()) + err,
+             "zero": np.zeros((8, 2))}
+    return truth, cond, hidden, preds
+
+
+def test_gap_breakdown_hand_example() -> None:
+    truth, cond, hidden, preds = _gap_case()
+    out = gap_breakdown(cond, truth, preds, hidden, bins=[2.0, 5.0])
+    assert list(out.columns) == ["channel", "position", "gap", "n", "model", "zero"]
+    got = [(str(c), str(p), str(g), int(n), m, z) for c, p, g, n, m, z in out.itertuples(
+        index=False)]
+    assert got == [
+        ("a", "inside", "[0, 2]", 1, 1.0, 1.0),     # a(1): err 1; truth 1
+        ("a", "before", "> 5", 1, 1.0, 1.0),        # a(0) of stay 2: err -1; truth 1
+        ("a", "after", "(2, 5]", 1, 4.0, 64.0),     # a(8): err 2; truth 8
+        ("b", "after", "(2, 5]", 1, 9.0, 25.0),     # b(4): err 3; truth 5
+        ("b", "none", "none", 3, 14 / 3, 4.0),      # errs 1, 2, 3; truth 2
+    ]
+    by_gap = gap_breakdown(cond, truth, preds, hidden, bins=[2.0, 5.0], by=["gap"])
+    assert by_gap["gap"].astype(str).tolist() == ["[0, 2]", "(2, 5]", "> 5", "none"]
+    assert by_gap["n"].tolist() == [1, 2, 1, 3]
+    assert by_gap["model"].tolist() == pytest.approx([1.0, 6.5, 1.0, 14 / 3])
+    assert by_gap["zero"].tolist() == pytest.approx([1.0, 44.5, 1.0, 4.0])
+    assert list(out["gap"].cat.categories) == ["[0, 2]", "(2, 5]", "> 5", "none"]
+    by_pos = gap_breakdown(cond, truth, preds, hidden, bins=[2.0, 5.0], by="position")
+    assert by_pos["position"].astype(str).tolist() == ["inside", "before", "after", "none"]
+    assert by_pos["model"].tolist() == pytest.approx([1.0, 1.0, 6.5, 14 / 3])
+    # the totals are mse and per_feature_mse of the same entries
+    total = gap_breakdown(cond, truth, preds, hidden, by=())
+    assert total["n"].tolist() == [7]
+    assert total["model"].iloc[0] == pytest.approx(29 / 7)
+    assert total["zero"].iloc[0] == pytest.approx(mse(truth, preds["zero"], hidden))
+    per_chan = gap_breakdown(cond, truth, preds, hidden, by=["channel"])
+    assert per_chan["model"].tolist() == pytest.approx(
+        per_feature_mse(truth, preds["model"], hidden).tolist())
+    # standardised: the model's errors of b halve, squared a quarter
+    std = gap_breakdown(cond, truth, preds, hidden, by=["channel"], scale={"a": 1.0, "b": 2.0})
+    assert std["model"].tolist() == pytest.approx([6 / 3, (9 + 14) / 4 / 4])
+
+
+def test_gap_breakdown_quantile_bins_gap_zero_and_row_order() -> None:
+    truth, cond, hidden, preds = _gap_case()
+    # bins=2: the median of the finite gaps 1, 4, 3, 6 (3.5) is the one inner edge
+    two = gap_breakdown(cond, truth, preds, hidden, bins=2, by=["gap"])
+    assert two["gap"].astype(str).tolist() == ["[0, 3.5]", "> 3.5", "none"]
+    assert two["n"].tolist() == [2, 2, 3]
+    assert two["model"].tolist() == pytest.approx([(1 + 9) / 2, (4 + 1) / 2, 14 / 3])
+    one = gap_breakdown(cond, truth, preds, hidden, bins=1, by=["gap"])
+    assert one["gap"].astype(str).tolist() == [">= 0", "none"]
+    # default mask: every observed value; visible ones lie at gap 0, inside
+    every = gap_breakdown(cond, truth, {"zero": preds["zero"]}, bins=[0.0],
+                          by=["position", "gap"])
+    first = every.iloc[0]  # the 5 visible values: a(0), a(2), a(4) and a(6), b(1)
+    assert (str(first["position"]), str(first["gap"]), first["n"]) == ("inside", "[0, 0]", 5)
+    assert every["n"].sum() == 12
+    # the rows' order does not matter
+    perm = np.random.default_rng(0).permutation(len(truth))
+    shuffled = gap_breakdown(cond.iloc[perm], truth.iloc[perm],
+                             {k: v[perm] for k, v in preds.items()}, hidden[perm], bins=[2.0, 5.0])
+    pd.testing.assert_frame_equal(shuffled, gap_breakdown(cond, truth, preds, hidden,
+                                                          bins=[2.0, 5.0]))
+    # prediction frames with the columns work like arrays
+    frames = {k: pd.DataFrame(v, columns=["a", "b"]) for k, v in preds.items()}
+    pd.testing.assert_frame_equal(gap_breakdown(cond, truth, frames, hidden),
+                                  gap_breakdown(cond, truth, preds, hidden))
+
+
+def test_gap_breakdown_forecast_rows_and_datetimes() -> None:
+    truth, _, _, _ = _gap_case()
+    past, future = truth[truth["t"] < 5], truth[truth["t"] >= 5].reset_index(drop=True)
+    # stay 1: a(8) 4 after a(4), b unobserved after t = 1 is a different row set
+    out = gap_breakdown(past, future, {"zero": np.zeros((len(future), 2))}, bins=[3.0])
+    got = [(str(c), str(p), str(g), int(n)) for c, p, g, n, _ in out.itertuples(index=False)]
+    # a(8) of stay 1 is 4 after a(4); a(6) of stay 2 is 6 after a(0); b(6) 3 after b(3)
+    assert got == [("a", "after", "> 3", 2), ("b", "after", "[0, 3]", 1)]
+    # datetimes: gaps in time, edges as timedeltas; the same groups as hours
+    truth, cond, hidden, preds = _gap_case()
+    start = pd.Timestamp("2024-01-01", tz="Europe/Paris")
+    as_dates = [f.assign(t=start + pd.to_timedelta(f["t"], unit="h")) for f in (cond, truth)]
+    dated = gap_breakdown(*as_dates, preds, hidden,
+                          bins=[pd.Timedelta(hours=2), pd.Timedelta(hours=5)])
+    hours = gap_breakdown(cond, truth, preds, hidden, bins=[2.0, 5.0])
+    assert dated["gap"].astype(str).tolist()[:3] == ["[0, 0 days 02:00:00]",
+                                                     "> 0 days 05:00:00",
+                                                     "(0 days 02:00:00, 0 days 05:00:00]"]
+    assert dated["n"].tolist() == hours["n"].tolist()
+    assert dated["model"].tolist() == hours["model"].tolist()
+
+
+def test_gap_breakdown_matches_a_row_by_row_reference() -> None:
+    """Random series, times and masks: the vectorised gaps equal a direct per-entry search."""
+    rng = np.random.default_rng(3)
+    n = 300
+    truth = pd.DataFrame({"id": rng.integers(0, 12, n), "t": rng.integers(0, 40, n) / 4.0,
+                          "a": rng.normal(size=n), "b": rng.normal(size=n)})
+    truth[["a", "b"]] = truth[["a", "b"]].mask(rng.random((n, 2)) < 0.3)
+    cond, hidden = hide_values(truth, 0.5, columns=["a", "b"], random_state=4)
+    pred = rng.normal(size=(n, 2))
+    edges = [0.25, 1.0, 2.5]
+    out = gap_breakdown(cond, truth, {"p": pred}, hidden, bins=edges)
+    expected: dict[tuple[str, str, int], list[float]] = {}
+    for j, c in enumerate(["a", "b"]):
+        for r in np.flatnonzero(hidden[:, j]):
+            same = (cond["id"] == truth["id"].iloc[r]) & cond[c].notna()
+            ts = cond.loc[same, "t"].to_numpy()
+            t = truth["t"].iloc[r]
+            if not len(ts):
+                pos, bucket = "none", 4
+            else:
+                pos = ("before" if t < ts.min() else "after" if t > ts.max() else "inside")
+                bucket = int(np.searchsorted(edges, np.abs(ts - t).min(), side="left"))
+            sq = (pred[r, j] - truth[c].iloc[r]) ** 2
+            expected.setdefault((c, pos, bucket), []).append(sq)
+    assert len(out) == len(expected)
+    assert len(expected) > 10  # every position and several buckets occur
+    for row, bucket in zip(out.itertuples(index=False), out["gap"].cat.codes):
+        key = (str(row.channel), str(row.position), int(bucket))
+        assert row.n == len(expected[key])
+        assert row.p == pytest.approx(np.mean(expected[key]))
+
+
+def test_gap_breakdown_errors() -> None:
+    truth, cond, hidden, preds = _gap_case()
+    with pytest.raises(TypeError, match="mapping"):
+        gap_breakdown(cond, truth, preds["model"], hidden)
+    with pytest.raises(ValueError, match="empty"):
+        gap_breakdown(cond, truth, {}, hidden)
+    with pytest.raises(ValueError, match="prediction name 'n'"):
+        gap_breakdown(cond, truth, {"n": preds["zero"]}, hidden)
+    with pytest.raises(ValueError, match="by may only name"):
+        gap_breakdown(cond, truth, preds, hidden, by=["series"])
+    with pytest.raises(ValueError, match="strictly increasing"):
+        gap_breakdown(cond, truth, preds, hidden, bins=[2.0, 1.0])
+    with pytest.raises(ValueError, match="positive number of buckets"):
+        gap_breakdown(cond, truth, preds, hidden, bins=0)
+    with pytest.raises(ValueError, match="timedelta edges"):
+        gap_breakdown(cond, truth, preds, hidden, bins=[pd.Timedelta(hours=1)])
+    with pytest.raises(ValueError, match="column 'b' is not in conditioned"):
+        gap_breakdown(cond.drop(columns="b"), truth, preds, hidden)
+    bad = preds["model"].copy()
+    bad[3, 1] = NAN
+    with pytest.raises(ValueError, match=r"predictions\['model'\] is not finite at a scored "
+                                         r"entry: column 'b', row 3"):
+        gap_breakdown(cond, truth, {"model": bad}, hidden)
+    with pytest.raises(ValueError, match="does not observe: column 'b', row 0"):
+        gap_breakdown(cond, truth, preds, np.ones((8, 2), dtype=bool))
+    kept = truth.copy()
+    gap_breakdown(cond, truth, preds, hidden)
+    pd.testing.assert_frame_equal(truth, kept)  # inputs are not modified

@@ -77,3 +77,41 @@ def test_tiny_classification_run(bench, tmp_path, capsys):
         assert row["n_train"] == 80 and row["n_test"] == 20 and row["epochs"] == 1
     assert res["static"] == ["Age", "Gender", "Height", "ICUType"]
     assert (tmp_path / "c.json").exists()
+
+
+def test_tiny_run_breaks_the_held_out_error_down(bench, tmp_path, capsys):
+    threads = torch.get_num_threads()
+    try:
+        res = bench.main(["--data", str(tmp_path / "no-archive-here"), *TINY, "--breakdown"])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "held-out values by position" in out and "share of the gap" in out
+    bd = res["breakdown"]
+    assert bd["edges_h"] == list(bench.GAP_EDGES_H)
+    by_gap = {(r["position"], r["gap"]): r for r in bd["by_gap"]}
+    total = by_gap["all", "all"]
+    # every held-out value counted once: the buckets of each position add up to its row, the
+    # positions to the total
+    positions = [p for p in ("inside", "before", "after") if (p, "all") in by_gap]
+    for p in positions:
+        cells = [r for (q, g), r in by_gap.items() if q == p and g != "all"]
+        assert sum(r["n"] for r in cells) == by_gap[p, "all"]["n"]
+        for m in ("model", "linear", "LOCF", "mean"):
+            pooled = sum(r["n"] * r[m] for r in cells) / by_gap[p, "all"]["n"]
+            assert pooled == pytest.approx(by_gap[p, "all"][m])
+    none = by_gap.get(("none", "none"), {"n": 0})
+    assert sum(by_gap[p, "all"]["n"] for p in positions) + none["n"] == total["n"] > 0
+    # after the last visible value linear interpolation and LOCF carry the same value
+    if ("after", "all") in by_gap:
+        assert by_gap["after", "all"]["linear"] == pytest.approx(by_gap["after", "all"]["LOCF"])
+    # the channels' shares add up to the difference of the task's two paper-MSE figures
+    row = next(r for r in res["rows"] if r["task"].startswith("held-out"))
+    chans = bd["by_channel"]
+    assert sum(r["paper_excess"] for r in chans) == pytest.approx(row["ours"] - row["linear"])
+    assert [r["paper_excess"] for r in chans] == sorted((r["paper_excess"] for r in chans),
+                                                        reverse=True)
+    assert sum(r["n"] for r in chans) == total["n"]
+    # the model's error on the values it conditioned on, beside: as many as were not hidden
+    assert bd["visible"]["n"] > 0 and math.isfinite(bd["visible"]["model"])
+    assert "visible values themselves" in out

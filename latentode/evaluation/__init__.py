@@ -31,6 +31,10 @@ sample_crps
 coverage
     Fraction of values inside their central predictive interval (quantile columns of
     ``predict`` / ``extrapolate``).
+gap_breakdown
+    Mean squared error of several predictions by channel, by position relative to the
+    conditioning observations of the channel (inside, before, after, none) and by bucket of
+    the gap to the nearest one: where a model loses to the baselines.
 long_to_dense
     Rows of a long frame as a padded ``(n_series, n_times, n_columns)`` array.
 crps_samples, crps_gaussian, interval_coverage
@@ -52,6 +56,7 @@ Examples
 from latentode.uncertainty import crps_gaussian, crps_samples, interval_coverage
 
 from .baselines import channel_mean, linear_interpolation, locf
+from .breakdown import gap_breakdown
 from .masking import hide_values
 from .metrics import (
     coverage,
@@ -77,6 +82,7 @@ __all__ = [
     "long_to_dense",
     "sample_crps",
     "coverage",
+    "gap_breakdown",
     "crps_samples",
     "crps_gaussian",
     "interval_coverage",

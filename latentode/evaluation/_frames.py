@@ -142,3 +142,49 @@ def per_column(value: Any, cols: Sequence[str], name: str) -> np.ndarray | None:
                              f"got an array of shape {arr.shape}.")
         out = np.full(len(cols), float(arr))
     return out
+
+
+def time_kind(s: pd.Series) -> str:
+    """``"datetime"``, ``"datetime-tz"``, ``"timedelta"`` or ``"number"``; else an error."""
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        return "datetime-tz"
+    if pd.api.types.is_datetime64_dtype(s):
+        return "datetime"
+    if pd.api.types.is_timedelta64_dtype(s):
+        return "timedelta"
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        return "number"
+    raise ValueError(f"time column {s.name!r} must hold numbers, datetimes or timedeltas, "
+                     f"got dtype {s.dtype}.")
+
+
+def time_ns(s: pd.Series, kind: str) -> np.ndarray:
+    """int64 nanoseconds of a datetime (UTC for time-zone aware ones) or timedelta column."""
+    if kind == "datetime-tz":
+        s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+    unit = "timedelta64[ns]" if kind == "timedelta" else "datetime64[ns]"
+    return s.to_numpy(unit).astype(np.int64)
+
+
+def joint_times(
+    observed: pd.DataFrame,
+    query: pd.DataFrame | None,
+    time_col: str,
+    names: tuple[str, str] = ("observed", "query"),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Times of both frames as float64 on one axis (datetimes: seconds from the earliest).
+
+    ``names`` are the frames' names in error messages; ``query=None`` reads ``observed`` twice.
+    """
+    t_obs = require_column(observed, time_col, names[0], "time")
+    t_q = t_obs if query is None else require_column(query, time_col, names[1], "time")
+    kind_obs, kind_q = time_kind(t_obs), time_kind(t_q)
+    if kind_obs != kind_q:
+        raise ValueError(f"time column {time_col!r} has dtype {t_obs.dtype} in {names[0]} and "
+                         f"{t_q.dtype} in {names[1]}; both must be numbers, naive datetimes, "
+                         "time-zone aware datetimes or timedeltas alike.")
+    if kind_obs == "number":
+        return t_obs.to_numpy(np.float64), t_q.to_numpy(np.float64)
+    ns_obs, ns_q = time_ns(t_obs, kind_obs), time_ns(t_q, kind_q)
+    ref = min(int(a.min()) for a in (ns_obs, ns_q) if len(a)) if len(ns_obs) + len(ns_q) else 0
+    return (ns_obs - ref) / 1e9, (ns_q - ref) / 1e9

@@ -21,48 +21,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._frames import check_frame, float_values, per_column, require_column, target_columns
+from ._frames import (
+    check_frame,
+    float_values,
+    joint_times,
+    per_column,
+    require_column,
+    target_columns,
+)
 
 __all__ = ["locf", "linear_interpolation", "channel_mean"]
-
-
-def _time_kind(s: pd.Series) -> str:
-    """``"datetime"``, ``"datetime-tz"``, ``"timedelta"`` or ``"number"``; else an error."""
-    if isinstance(s.dtype, pd.DatetimeTZDtype):
-        return "datetime-tz"
-    if pd.api.types.is_datetime64_dtype(s):
-        return "datetime"
-    if pd.api.types.is_timedelta64_dtype(s):
-        return "timedelta"
-    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-        return "number"
-    raise ValueError(f"time column {s.name!r} must hold numbers, datetimes or timedeltas, "
-                     f"got dtype {s.dtype}.")
-
-
-def _time_ns(s: pd.Series, kind: str) -> np.ndarray:
-    """int64 nanoseconds of a datetime (UTC for time-zone aware ones) or timedelta column."""
-    if kind == "datetime-tz":
-        s = s.dt.tz_convert("UTC").dt.tz_localize(None)
-    unit = "timedelta64[ns]" if kind == "timedelta" else "datetime64[ns]"
-    return s.to_numpy(unit).astype(np.int64)
-
-
-def _times(observed: pd.DataFrame, query: pd.DataFrame | None, time_col: str
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """Times of both frames as float64 on one axis (datetimes: seconds from the earliest)."""
-    t_obs = require_column(observed, time_col, "observed", "time")
-    t_q = t_obs if query is None else require_column(query, time_col, "query", "time")
-    kind_obs, kind_q = _time_kind(t_obs), _time_kind(t_q)
-    if kind_obs != kind_q:
-        raise ValueError(f"time column {time_col!r} has dtype {t_obs.dtype} in observed and "
-                         f"{t_q.dtype} in query; both must be numbers, naive datetimes, "
-                         "time-zone aware datetimes or timedeltas alike.")
-    if kind_obs == "number":
-        return t_obs.to_numpy(np.float64), t_q.to_numpy(np.float64)
-    ns_obs, ns_q = _time_ns(t_obs, kind_obs), _time_ns(t_q, kind_q)
-    ref = min(int(a.min()) for a in (ns_obs, ns_q) if len(a)) if len(ns_obs) + len(ns_q) else 0
-    return (ns_obs - ref) / 1e9, (ns_q - ref) / 1e9
 
 
 def _groups(codes: np.ndarray, n: int) -> list[np.ndarray]:
@@ -109,7 +77,7 @@ def _per_series(
 ) -> pd.DataFrame:
     """Apply ``kernel(t_seen, v_seen, t_query)`` per series and column (times sorted)."""
     cols, c_obs, c_q, n = _prepare(observed, query, columns, id_col, time_col)
-    t_obs, t_q = _times(observed, query, time_col)
+    t_obs, t_q = joint_times(observed, query, time_col)
     vals = float_values(observed, cols, "observed")
     fill_only = query is None
     out = vals.copy() if fill_only else np.full((len(query), len(cols)), np.nan)
