@@ -6,6 +6,7 @@ All fits here use tiny networks and a few epochs; accuracy runs are marked ``slo
 
 from __future__ import annotations
 
+import pickle
 import re
 import warnings
 
@@ -581,3 +582,20 @@ def test_decoder_layers_builds_a_hidden_layer_decoder_that_saves_and_loads(df, t
     pd.testing.assert_frame_equal(back.predict(df), est.predict(df))
     with pytest.raises(ValueError, match="decoder_layers"):
         LatentODERegressor(**{**TINY, "decoder_layers": -1}).fit(df)
+
+
+def test_time_scale_fixes_the_model_time_unit(df):
+    default = LatentODERegressor(**TINY).fit(df)
+    spans = df.groupby("id")["t"].agg(lambda t: t.max() - t.min())
+    assert default.time_encoder_.scale_ == pytest.approx(float(spans.median()))
+    est = LatentODERegressor(**{**TINY, "time_scale": 0.25}).fit(df)
+    assert est.time_encoder_.scale_ == 0.25
+    # model time of the first series' last observation: (t - origin) / 0.25
+    np.testing.assert_allclose(est.time_encoder_.transform([df["t"].min() + 1.0]), [4.0])
+    pred = est.predict(df)
+    assert np.isfinite(pred[["x", "v"]].to_numpy()).all()
+    loaded = pickle.loads(pickle.dumps(est))
+    assert loaded.time_encoder_.scale_ == 0.25 and loaded.get_params()["time_scale"] == 0.25
+    for bad in (0, -1.0, np.inf, "1h"):
+        with pytest.raises(ValueError, match="time_scale must be None or a positive finite"):
+            LatentODERegressor(**{**TINY, "time_scale": bad}).fit(df)
