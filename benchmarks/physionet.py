@@ -34,6 +34,14 @@ Tasks, on the test stays:
     or after the last, or in a stay without any), and by channel
     (:func:`latentode.evaluation.gap_breakdown`).
 
+``--static`` gives the descriptors Age, Gender, Height and ICUType as static covariates
+(``static_cols``, ICUType one-hot) instead of channels observed at t = 0: the model conditions
+on them and does not reconstruct them, so the three tasks score the other 37 channels only
+(Weight, also measured later in a stay, stays a channel). ``--score-series-only`` keeps the
+descriptors as channels but scores the same 37 channels and hides values of those channels
+only, for a like-for-like comparison with ``--static``. The published figures, on all 41
+features, are then not shown.
+
 Hiding, baselines and scores are those of :mod:`latentode.evaluation`; this script holds the
 protocol and the command line. Baselines fall back to the training mean of a feature where a
 stay has no usable value. Model predictions are posterior means (the paper averages the MSE
@@ -59,6 +67,8 @@ Usage::
     python benchmarks/physionet.py --poisson --device cuda --out results.json
     python benchmarks/physionet.py --load model.pt --per-feature 8  # which features err most
     python benchmarks/physionet.py --load model.pt --breakdown  # held-out error by gap, channel
+    python benchmarks/physionet.py --subset 1500 --epochs 6 --static  # descriptors: covariates
+    python benchmarks/physionet.py --subset 1500 --epochs 6 --score-series-only  # ... channels
     python benchmarks/physionet.py --task classification --repeats 5 --static
     python benchmarks/physionet.py --task classification --subset 1000 --epochs 5  # minutes
 """
@@ -307,6 +317,26 @@ def build_estimator(args: argparse.Namespace) -> Any:
     )
 
 
+def descriptor_roles(
+    df: pd.DataFrame, cols: list[str], static: bool, series_only: bool
+) -> tuple[pd.DataFrame, list[str], list[str], list[str]]:
+    """Where the descriptors go: ``(frame, channels, static columns, scored columns)``.
+
+    With ``static`` the descriptors of :data:`STATIC` leave the channels; each stay's value is
+    copied onto all of its rows (a conditioning window that starts after t = 0 keeps it) and
+    ICUType becomes categorical (a code, one-hot encoded). The scored columns are the channels
+    but the descriptors with ``static`` or ``series_only``, otherwise all of ``cols``. The
+    caller's frame is not modified.
+    """
+    scored = [c for c in cols if c not in STATIC] if static or series_only else list(cols)
+    if not static:
+        return df, list(cols), [], scored
+    per_stay = df.groupby("id")[STATIC].transform("first")  # the one value of each stay
+    df = df.assign(**{c: per_stay[c] for c in STATIC})
+    df["ICUType"] = df["ICUType"].astype("category")
+    return df, scored, list(STATIC), scored
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Load, fit, evaluate the three tasks; return the results dictionary."""
     import torch
@@ -323,7 +353,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    df, cols, source = load_data(args)
+    df, all_cols, source = load_data(args)
+    df, cols, static, scored = descriptor_roles(df, all_cols, bool(args.static),
+                                                bool(args.score_series_only))
     train, test = split_stays(df, args.subset)
     # stays need two observed time points to be fitted
     train = train[train.groupby("id")["t"].transform("size") >= 2].reset_index(drop=True)
@@ -347,57 +379,62 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             est.set_params(warm_start=True, max_epochs=args.epochs, lr=args.lr,
                            lr_decay=args.lr_decay, kl_warmup=None, verbose=args.verbose)
         t0 = time.perf_counter()
-        est.fit(train, time_col="t", id_col="id", target_cols=cols)
+        est.fit(train, time_col="t", id_col="id", target_cols=cols,
+                static_cols=static or None)
         fit_s = time.perf_counter() - t0 + trained_s
         print(f"fitted {est.history_.n_epochs} epoch(s) in {fit_s:.0f} s on {est.device_}",
               flush=True)
     epochs = est.history_.n_epochs
     if args.save:
         est.save(args.save)
-    fallback = train[cols].mean().fillna(0.0)
+    fallback = train[scored].mean().fillna(0.0)
     rows: list[dict[str, Any]] = []
 
     shares: dict[str, dict[str, float]] = {}
 
-    def score(scored: pd.DataFrame, pred: Any, mask: np.ndarray) -> float:
-        return paper_mse_frame(scored, pred, mask, columns=cols)
+    def score(truth: pd.DataFrame, pred: Any, mask: np.ndarray) -> float:
+        return paper_mse_frame(truth, pred[scored], mask, columns=scored)
 
-    def add(task: str, scored: pd.DataFrame, pred: Any, mask: np.ndarray, secs: float,
+    def add(task: str, truth: pd.DataFrame, pred: Any, mask: np.ndarray, secs: float,
             **baselines: float) -> None:
-        rows.append({"task": task, "ours": score(scored, pred, mask),
-                     "published": PUBLISHED.get((task, bool(est.poisson_process))),
+        published = (PUBLISHED.get((task, bool(est.poisson_process)))
+                     if scored == all_cols else None)  # published: all 41 features
+        rows.append({"task": task, "ours": score(truth, pred, mask), "published": published,
                      **baselines, "eval_s": secs})
         if args.per_feature:
-            shares[task] = paper_mse_shares(scored, pred, mask, columns=cols).to_dict()
+            shares[task] = paper_mse_shares(truth, pred[scored], mask, columns=scored).to_dict()
 
     # 1. interpolation (paper): condition on everything, reconstruct every observed value
     t0 = time.perf_counter()
     pred = est.predict(test)
-    add("interpolation", test, pred, test[cols].notna().to_numpy(), time.perf_counter() - t0)
+    add("interpolation", test, pred, test[scored].notna().to_numpy(), time.perf_counter() - t0)
 
     # 2. extrapolation: first 24 h -> observed values from 24 h on
     t0 = time.perf_counter()
     past = test[test["t"] < CUTOFF_H]
     past = past[past[cols].notna().any(axis=1)]
-    future = test[(test["t"] >= CUTOFF_H) & test["id"].isin(past["id"].unique())]
+    # stays with a scored value before the cutoff (the same stays whatever the descriptors are)
+    seen = past.loc[past[scored].notna().any(axis=1), "id"].unique()
+    past = past[past["id"].isin(seen)]
+    future = test[(test["t"] >= CUTOFF_H) & test["id"].isin(seen)]
     future = future.reset_index(drop=True)
-    target = future[cols].notna().to_numpy()
+    target = future[scored].notna().to_numpy()
     query = future[["id", "t"]]
     forecast = est.extrapolate(past, times=query)
     add("extrapolation", future, forecast, target, time.perf_counter() - t0,
-        LOCF=score(future, locf(past, query, columns=cols, fallback=fallback), target))
+        LOCF=score(future, locf(past, query, columns=scored, fallback=fallback), target))
 
     # 3. held-out interpolation: 50 % of the observed values hidden
     t0 = time.perf_counter()
-    cond, hidden = hide_values(test, args.hide_fraction, columns=cols,
+    cond, hidden = hide_values(test, args.hide_fraction, columns=scored,
                                random_state=args.seed + 1)
     pred = est.predict(cond)
     secs = time.perf_counter() - t0
-    last = locf(cond, columns=cols, fallback=fallback)
-    linear = linear_interpolation(cond, columns=cols, fallback=fallback)
+    last = locf(cond, columns=scored, fallback=fallback)
+    linear = linear_interpolation(cond, columns=scored, fallback=fallback)
     add(f"held-out interpolation ({args.hide_fraction:.0%} hidden)", test, pred, hidden, secs,
         LOCF=score(test, last, hidden), linear=score(test, linear, hidden))
-    breakdown = (held_out_breakdown(test, cond, hidden, cols, fallback,
+    breakdown = (held_out_breakdown(test, cond, hidden, scored, fallback,
                                     {"model": pred, "linear": linear, "LOCF": last})
                  if getattr(args, "breakdown", False) else None)
 
@@ -417,6 +454,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "source": source,
         "per_feature": shares,
         "breakdown": breakdown,
+        "static": static,
+        "scored_cols": scored,
     }
 
 
@@ -513,6 +552,10 @@ def format_table(res: dict[str, Any]) -> str:
             f"total {res['total_s']:.0f} s, device {res['device']} "
             f"({res['torch_threads']} threads).\nMSE x 1e-3 on the paper's scale "
             "(paper_mse); published = Rubanova et al. 2019, Table 3.")
+    if a.get("static") or a.get("score_series_only"):
+        head += (f"\nDescriptors {', '.join(STATIC)} "
+                 f"{'as static covariates' if a.get('static') else 'as channels'}; scored on "
+                 f"the {len(res['scored_cols'])} other channels only (published: all 41).")
     text = head + "\n" + table.fillna("-").to_string()
     top = int(a.get("per_feature") or 0)
     for task, share in res.get("per_feature", {}).items():
@@ -532,7 +575,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=1,
                         help="classification: repeat the 80/20 split with this many seeds")
     parser.add_argument("--static", action="store_true",
-                        help="classification: Age, Gender, Height, ICUType as static covariates")
+                        help="Age, Gender, Height, ICUType as static covariates instead of "
+                             "channels (reconstruction: the other 37 channels are scored)")
+    parser.add_argument("--score-series-only", action="store_true",
+                        help="reconstruction: descriptors stay channels but only the other 37 "
+                             "channels are hidden and scored (the comparison with --static)")
     parser.add_argument("--classifier", default="latent", choices=("latent", "encoder"))
     parser.add_argument("--ce-weight", type=float, default=100.0)
     parser.add_argument("--class-weight", default="none", choices=("none", "balanced"))

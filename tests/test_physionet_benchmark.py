@@ -115,3 +115,51 @@ def test_tiny_run_breaks_the_held_out_error_down(bench, tmp_path, capsys):
     # the model's error on the values it conditioned on, beside: as many as were not hidden
     assert bd["visible"]["n"] > 0 and math.isfinite(bd["visible"]["model"])
     assert "visible values themselves" in out
+
+
+def test_descriptor_roles_static_and_series_only(bench):
+    import pandas as pd
+
+    df = pd.DataFrame({"id": [1, 1, 2], "t": [0.0, 1.0, 0.0], "HR": [float("nan"), 80.0, 70.0],
+                       "Age": [60.0, float("nan"), 70.0], "Gender": [1.0, float("nan"), 0.0],
+                       "Height": [1.7, float("nan"), 1.8], "ICUType": [2.0, float("nan"), 3.0]})
+    cols = ["Age", "Gender", "Height", "ICUType", "HR"]
+    same, channels, static, scored = bench.descriptor_roles(df, cols, False, False)
+    assert same is df and channels == cols and static == [] and scored == cols
+    same, channels, static, scored = bench.descriptor_roles(df, cols, False, True)
+    assert same is df and channels == cols and static == [] and scored == ["HR"]
+    frame, channels, static, scored = bench.descriptor_roles(df, cols, True, False)
+    assert channels == scored == ["HR"] and static == ["Age", "Gender", "Height", "ICUType"]
+    assert frame["Age"].tolist() == [60.0, 60.0, 70.0]  # each stay's value on all its rows
+    assert isinstance(frame["ICUType"].dtype, pd.CategoricalDtype)
+    assert frame["ICUType"].tolist() == [2.0, 2.0, 3.0]
+    assert df["Age"].isna().sum() == 1 and df["ICUType"].dtype == float  # caller's untouched
+
+
+def test_tiny_reconstruction_with_static_descriptors(bench, tmp_path, capsys):
+    """Descriptors as static covariates vs as channels: the same 37 channels, masks, stays."""
+    threads = torch.get_num_threads()
+    data = ["--data", str(tmp_path / "no-archive-here")]
+    try:
+        static = bench.main([*data, *TINY, "--static", "--save", str(tmp_path / "s.pt")])
+        out = capsys.readouterr().out
+        channels = bench.main([*data, *TINY, "--score-series-only"])
+        out_channels = capsys.readouterr().out
+        again = bench.main([*data, "--allow-sample", "--subset", "30", "--verbose", "0",
+                            "--static", "--load", str(tmp_path / "s.pt")])
+    finally:
+        torch.set_num_threads(threads)
+    assert "Descriptors Age, Gender, Height, ICUType as static covariates" in out
+    assert "as channels; scored on the 37 other channels" in out_channels
+    assert len(static["scored_cols"]) == 37 and "Age" not in static["scored_cols"]
+    assert static["scored_cols"] == channels["scored_cols"]
+    assert static["static"] == ["Age", "Gender", "Height", "ICUType"] and channels["static"] == []
+    for a, b in zip(static["rows"], channels["rows"]):
+        assert a["task"] == b["task"] and a["published"] is None and b["published"] is None
+        assert math.isfinite(a["ours"]) and a["ours"] > 0
+        for base in ("LOCF", "linear"):  # the same scored entries of the same stays
+            if base in a:
+                assert a[base] == pytest.approx(b[base], rel=1e-12)
+    # the saved model keeps its static covariates and gives the same figures
+    for a, b in zip(static["rows"], again["rows"]):
+        assert b["ours"] == pytest.approx(a["ours"], rel=1e-6)
