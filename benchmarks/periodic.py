@@ -22,22 +22,15 @@ points on ``[0, 5]``, frequency 0.4 to 0.8: 2 to 4 periods per window, noise std
 from __future__ import annotations
 
 import argparse
-import ast
 import json
+import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
-
-def _parse_params(items: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        try:
-            params[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            params[name] = value
-    return params
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' shared helpers
+from _cli import parse_params  # noqa: E402
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -52,7 +45,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     df = make_periodic(args.n_series, args.n_points, random_state=args.seed)
     col = [c for c in df.columns if c not in ("id", "t")]
     train, test = df[df["id"] < args.n_train], df[df["id"] >= args.n_train]
-    params = _parse_params(args.param)
+    params = parse_params(args.param)
     est = LatentODERegressor(**{"max_epochs": args.epochs, "random_state": args.seed,
                                 "verbose": args.verbose, **params})
     start = time.perf_counter()

@@ -23,7 +23,6 @@ sets a ``GapRNNForecaster`` parameter over ``RNN_DEFAULTS``; ``--no-rnn`` drops 
 from __future__ import annotations
 
 import argparse
-import ast
 import importlib.util
 import json
 import sys
@@ -34,6 +33,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' shared helpers
+from _cli import parse_params  # noqa: E402
 
 N_POINTS, N_FUTURE = 100, 100  # grid steps of each window and of its future (the paper's)
 PAPER = {30: (0.3937, 0.1642), 50: (0.3202, 0.1502), 100: (0.1813, 0.1346)}  # (RNN, Latent ODE)
@@ -278,18 +280,6 @@ def _plot(est: Any, obs: pd.DataFrame, fut: pd.DataFrame, n_observed: int, path:
     print(f"wrote {out}")
 
 
-def _parse_params(items: list[str]) -> dict[str, Any]:
-    """``NAME=VALUE`` strings as a dict (values parsed as Python literals where they parse)."""
-    params = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        try:
-            params[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            params[name] = value
-    return params
-
-
 def _fmt(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -328,7 +318,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = ap.parse_args(argv)
     if args.rnn_only and not args.rnn:
         ap.error("--rnn-only and --no-rnn leave nothing but LOCF to run")
-    params, rnn_params = _parse_params(args.param), _parse_params(args.rnn_param)
+    params, rnn_params = parse_params(args.param), parse_params(args.rnn_param)
     results = []
     print("| observed | latent ODE RMSE | covered futures | RNN | LOCF | paper RNN "
           "| paper latent ODE | fit s | RNN fit s | epochs (best) | settings |")
