@@ -78,7 +78,6 @@ _STATE_KEYS = ("fitted", "model_hparams", "time_encoder", "scaler", "history")
 # written only by models that use them (static covariates, classifiers): absent in older files
 _OPTIONAL_TOP_KEYS = ("static_encoder",)
 _OPTIONAL_FITTED_KEYS = ("static_cols_", "classes_")
-_OPTIONAL_HPARAMS = ("n_static", "n_classes")
 # errors that zipfile / zlib raise on damaged archives (OSError: e.g. a seek to a negative
 # offset read from a tampered directory; the file itself was opened before)
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
@@ -630,7 +629,7 @@ def _hp_choice(options: tuple[str, ...]) -> Callable[[Any], bool]:
 
 # hyper-parameters added after format_version 2 was first written: a file without them was
 # saved before they existed and gets LatentODE's default (the network it describes is unchanged)
-_ADDED_HPARAMS = ("likelihood", "obs_df", "linear_term")
+_ADDED_HPARAMS = ("n_static", "n_classes", "likelihood", "obs_df", "linear_term")
 
 
 def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
@@ -680,10 +679,8 @@ def _check_hparams(hparams: dict[str, Any], n_channels: int) -> None:
     if unknown:
         raise _Invalid(f"model_hparams: unknown hyper-parameters {unknown}")
     checks = _hparam_checks()
-    # written by every save of this version (the optional ones default to 0 when absent,
-    # the added ones to LatentODE's default)
-    required = [k for k in checks if k in signature
-                and k not in _ADDED_HPARAMS + _OPTIONAL_HPARAMS]
+    # written by every save of this version (the added ones get LatentODE's default when absent)
+    required = [k for k in checks if k in signature and k not in _ADDED_HPARAMS]
     missing = [k for k in required if k not in hparams]
     if missing:
         raise _Invalid(f"model_hparams: missing {missing}")
