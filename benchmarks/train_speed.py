@@ -32,6 +32,13 @@ Usage::
     python benchmarks/train_speed.py --n-stays 640         # 1/10 of an epoch, x10 extrapolated
     python benchmarks/train_speed.py --device cuda --data /path/to/set-ab.tar.gz
     python benchmarks/train_speed.py --ddp 2               # also 2 processes with torchrun
+    python benchmarks/train_speed.py --device cuda --profile 4 --profile-out prof.txt
+
+``--profile K`` then trains one more epoch of ``K`` batches (``warm_start``, the weights of the
+timed epochs) under :mod:`torch.profiler` and prints, per training batch, the kernel launches,
+CUDA-graph replays, device-to-host copies and synchronisations, and the operators with the most
+device (or CPU) time: where a step's time goes, for the next optimisation. ``--profile-out``
+writes the full tables.
 
 ``--ddp N`` also trains each mode distributed over ``N`` processes (``python -m
 torch.distributed.run --standalone --nproc_per_node=N``, one GPU each with CUDA, else ``N`` CPU
@@ -189,6 +196,7 @@ def run_mode(args: argparse.Namespace, gradient: str) -> dict[str, Any]:
         mem_kind = "RSS peak growth" if reset_ok else "RSS peak growth (VmHWM not reset)"
     seconds = [float(s) for s in est.history_["seconds"]]
     n_batches = -(-args.n_stays // args.batch_size) * len(seconds)
+    profile = _profile(est, df, args, device, gradient) if args.profile else None
     return {
         "mode": gradient,
         "encoder": args.encoder,
@@ -210,6 +218,61 @@ def run_mode(args: argparse.Namespace, gradient: str) -> dict[str, Any]:
         "skipped_batches": int(np.sum(est.history_["n_skipped"])),
         "procs": ddp.get_world_size(),
         "rank": ddp.get_rank(),
+        "profile": profile,
+    }
+
+
+#: runtime calls counted per training batch by ``--profile`` (CUDA runtime / driver API names)
+PROFILE_CALLS = {
+    "kernel launches": ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC",
+                        "cuLaunchKernelEx"),
+    "graph replays": ("cudaGraphLaunch", "cuGraphLaunch"),
+    "memcpy calls": ("cudaMemcpyAsync", "cudaMemcpy"),
+    "synchronisations": ("cudaStreamSynchronize", "cudaDeviceSynchronize",
+                         "cudaEventSynchronize"),
+}
+
+
+def _profile(est: Any, df: pd.DataFrame, args: argparse.Namespace, device: Any,
+             mode: str) -> dict[str, Any]:
+    """One more epoch of ``--profile`` batches under :mod:`torch.profiler`; per-batch figures."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    n_batches = int(args.profile)
+    ids = np.sort(df["id"].unique())[: n_batches * args.batch_size]
+    sub = df[df["id"].isin(ids)]
+    est.set_params(warm_start=True, max_epochs=1, calibrate=False)
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    start = time.perf_counter()
+    with profile(activities=activities) as prof:
+        est.fit(sub)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    wall = time.perf_counter() - start
+    averages = prof.key_averages()
+    counts = {name: 0 for name in PROFILE_CALLS}
+    for evt in averages:
+        for name, keys in PROFILE_CALLS.items():
+            if evt.key in keys:
+                counts[name] += evt.count
+    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    top = averages.table(sort_by=sort_by, row_limit=30)
+    by_count = averages.table(sort_by="count", row_limit=20)
+    if args.profile_out:
+        stem = Path(args.profile_out)
+        out = stem.with_name(f"{stem.stem}_{mode}_{device.type}{stem.suffix}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(
+            f"{mode} on {device}, {n_batches} batches of {args.batch_size}\n\n"
+            f"by {sort_by}:\n{top}\n\nby count:\n{by_count}\n")
+    return {
+        "batches": n_batches,
+        "wall_s_per_batch": wall / n_batches,
+        "per_batch": {name: c / n_batches for name, c in counts.items()},
+        "top": top,
     }
 
 
@@ -280,6 +343,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                         help="run the modes in this process (memory figures then mix)")
     parser.add_argument("--ddp", type=int, default=0, metavar="N",
                         help="also train each mode distributed over N processes (torchrun)")
+    parser.add_argument("--profile", type=int, default=0, metavar="K",
+                        help="also profile an epoch of K batches (torch.profiler)")
+    parser.add_argument("--profile-out", default=None,
+                        help="write the profiler's tables here (with --profile; the mode "
+                        "and device are added to the name)")
     parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -322,6 +390,13 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         print(_side_by_side(results, scale))
     if ddp_results:
         print(_ddp_table(results, ddp_results, scale))
+    for r in results:
+        if r.get("profile"):
+            p = r["profile"]
+            per = ", ".join(f"{k} {v:.0f}" for k, v in p["per_batch"].items())
+            print(f"\nprofile {r['device']} {r['mode']} ({p['batches']} batches, "
+                  f"{p['wall_s_per_batch'] * 1e3:.0f} ms/batch under the profiler): per batch "
+                  f"{per}\n{p['top']}")
     results = results + ddp_results
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
