@@ -172,3 +172,40 @@ def test_latent_ode_readout_option():
     assert not any(k.startswith("readout.") for k in LatentODE(2).state_dict())
     with pytest.raises(ValueError, match="readout must be one of"):
         LatentODE(2, readout="nearest")
+
+
+def test_sparse_entries_match_the_dense_grid():
+    """Off CUDA the gate runs on the entries with a neighbour (and in ``where``) only; the
+    dense path of CUDA gives the same values everywhere."""
+    readout, base, z, cond, q = _readout_inputs()
+    with torch.no_grad():
+        out = readout(base, z, cond, q)
+        nb = channel_neighbours(cond, q)
+        channel = torch.arange(3).expand(nb.prev_gap.shape)
+        dense = readout._correct(nb, channel, base, readout.latent(z).unsqueeze(-2))
+        torch.testing.assert_close(out, dense, rtol=0, atol=1e-12)
+        where = torch.zeros(1, 4, 3, dtype=torch.bool)
+        where[0, 1, 0] = where[0, 3, 1] = True
+        part = readout(base, z, cond, q, where)
+    torch.testing.assert_close(part[:, where], out[:, where], rtol=0, atol=0)
+    assert torch.equal(part[:, ~where], base[:, ~where])  # left uncorrected
+
+
+def test_loss_scores_only_corrected_entries():
+    """The training loss corrects the scored (observed) entries, so it equals the loss of a
+    model whose readout corrects every entry."""
+    torch.manual_seed(0)
+    model = LatentODE(2, latent_dim=4, rec_dim=8, units=8, n_layers=1, encoder="gru",
+                      gradient="backprop", readout="neighbours").double()
+    with torch.no_grad():
+        model.readout.out.weight.normal_()
+    t = torch.linspace(0, 1, 6, dtype=torch.float64).expand(3, 6)
+    batch = Batch(t, torch.randn(3, 6, 2, dtype=torch.float64),
+                  (torch.rand(3, 6, 2) > 0.4).double(), torch.tensor([6, 5, 3]))
+    g = torch.Generator().manual_seed(1)
+    sparse = model.loss(batch, 2, generator=g).loss
+    forward = model.readout.forward
+    model.readout.forward = lambda *a, **k: forward(*a[:4])  # every entry
+    g = torch.Generator().manual_seed(1)
+    full = model.loss(batch, 2, generator=g).loss
+    torch.testing.assert_close(sparse, full, rtol=1e-12, atol=0)

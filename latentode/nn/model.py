@@ -301,7 +301,8 @@ class LatentODE(nn.Module):
         """``(C,)`` scale of the observation model (the Gaussian's standard deviation)."""
         return self.noise()
 
-    def decode(self, z: torch.Tensor, cond: Batch, times: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, cond: Batch, times: torch.Tensor,
+               where: torch.Tensor | None = None) -> torch.Tensor:
         """Means ``(K, B, M, C)`` of the observations at ``times`` from the latent states there.
 
         Parameters
@@ -312,6 +313,10 @@ class LatentODE(nn.Module):
             The conditioning observations (read by the ``"neighbours"`` readout only).
         times : torch.Tensor
             ``(B, M)`` the times of ``z`` (model time).
+        where : torch.Tensor, optional
+            ``(B, M, C)`` bool, the entries needed (the readout may leave others uncorrected;
+            see :meth:`NeighbourReadout.forward <latentode.nn.readout.NeighbourReadout.forward>`).
+            None: all.
 
         Returns
         -------
@@ -320,7 +325,7 @@ class LatentODE(nn.Module):
         """
         mean = self.decoder(z)
         if self.readout is not None:
-            mean = self.readout(mean, z, cond, times)
+            mean = self.readout(mean, z, cond, times, where)
         return mean
 
     def encode(
@@ -484,8 +489,8 @@ class LatentODE(nn.Module):
         mu, sigma = self.encode(cond, t0)
         z0 = self.sample_z0(mu, sigma, n_traj_samples, generator, z0_noise)
         z, cum = self.solve(z0, t0, tgt.times, tgt.lengths)
-        mean = self.decode(z, cond, tgt.times)
         mask = _valid_mask(tgt.mask, tgt.lengths)
+        mean = self.decode(z, cond, tgt.times, where=mask > 0)
         weights = observation_weights(mask, weighting)
         log_lik = self.noise.log_prob(tgt.values, weights, mean)  # (K, B)
         if self.intensity is not None:

@@ -213,7 +213,7 @@ class NeighbourReadout(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, base: torch.Tensor, z: torch.Tensor, cond: Batch,
-                query_times: torch.Tensor) -> torch.Tensor:
+                query_times: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
         """Corrected means.
 
         Parameters
@@ -226,6 +226,12 @@ class NeighbourReadout(nn.Module):
             The conditioning observations (those the encoder saw).
         query_times : torch.Tensor
             ``(B, M)`` the times of ``base`` (model time).
+        where : torch.Tensor, optional
+            ``(B, M, C)`` bool, the entries needed (e.g. the observed values a loss scores):
+            others may be returned uncorrected. Off CUDA, only these entries (and only those
+            with a neighbour) go through the gate network, which makes training cost what the
+            observed values cost rather than the full ``B * M * C`` grid (one host sync per
+            call); on CUDA every entry does, without a sync.
 
         Returns
         -------
@@ -233,9 +239,30 @@ class NeighbourReadout(nn.Module):
             ``(K, B, M, C)``.
         """
         nb = channel_neighbours(cond, query_times)
+        n_channels = base.shape[-1]
+        if base.device.type == "cuda":  # dense: no host sync, the device has the throughput
+            channel = torch.arange(n_channels, device=base.device).expand(nb.prev_gap.shape)
+            return self._correct(nb, channel, base, self.latent(z).unsqueeze(-2))
+        active = nb.has_prev | nb.has_next
+        if where is not None:
+            active &= where.to(device=active.device, dtype=torch.bool)
+        b, m, c = active.nonzero(as_tuple=True)
+        if b.numel() == 0:
+            return base
+        picked = Neighbours(*(field[b, m, c] for field in nb))  # (P,) each
+        new = self._correct(picked, c, base[:, b, m, c], self.latent(z)[:, b, m])
+        mean = base.clone()
+        mean[:, b, m, c] = new
+        return mean
+
+    def _correct(self, nb: Neighbours, channel: torch.Tensor, base: torch.Tensor,
+                 latent: torch.Tensor) -> torch.Tensor:
+        """The readout at entries of any shape ``E``: neighbours and ``channel`` (long indices)
+        ``E``, ``base`` ``(K, *E)``, the projected latent states ``latent`` broadcastable to
+        ``(K, *E, units)``; returns ``(K, *E)``."""
         dtype = base.dtype
         has_p, has_n = nb.has_prev, nb.has_next
-        scale = self.log_scale.exp().to(dtype)  # (C, J)
+        scale = self.log_scale.exp().to(dtype)[channel]  # (*E, J)
 
         def decay(gap: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
             finite = torch.where(has, gap, torch.zeros_like(gap)).to(dtype)
@@ -248,10 +275,9 @@ class NeighbourReadout(nn.Module):
             nb.next_value.to(dtype).unsqueeze(-1), has_n.to(dtype).unsqueeze(-1),
             decay(nb.next_gap, has_n),
             interp.unsqueeze(-1),
-        ], dim=-1)  # (B, M, C, F): shared by the trajectory samples
-        hidden = self.context(ctx) + self.channel.to(dtype)  # (B, M, C, H)
-        hidden = (hidden.unsqueeze(0) + base.unsqueeze(-1) * self.base.to(dtype)
-                  + self.latent(z).unsqueeze(-2))  # (K, B, M, C, H)
+        ], dim=-1)  # (*E, F): shared by the trajectory samples
+        hidden = self.context(ctx) + self.channel.to(dtype)[channel]  # (*E, H)
+        hidden = hidden.unsqueeze(0) + base.unsqueeze(-1) * self.base.to(dtype) + latent
         gate, resid = self.out(torch.tanh(hidden)).unbind(-1)
         active = (has_p | has_n).to(dtype)
         return base + active * (torch.sigmoid(gate) * (interp - base) + resid)
