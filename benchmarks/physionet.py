@@ -344,6 +344,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from latentode import LatentODERegressor
     from latentode.evaluation import (
+        channel_mean,
         hide_values,
         linear_interpolation,
         locf,
@@ -423,7 +424,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     query = future[["id", "t"]]
     forecast = est.extrapolate(past, times=query)
     add("extrapolation", future, forecast, target, time.perf_counter() - t0,
-        LOCF=score(future, locf(past, query, columns=scored, fallback=fallback), target))
+        LOCF=score(future, locf(past, query, columns=scored, fallback=fallback), target),
+        mean=score(future, channel_mean(past, query, columns=scored, fallback=fallback), target))
 
     # 3. held-out interpolation: 50 % of the observed values hidden
     t0 = time.perf_counter()
@@ -434,7 +436,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     last = locf(cond, columns=scored, fallback=fallback)
     linear = linear_interpolation(cond, columns=scored, fallback=fallback)
     add(f"held-out interpolation ({args.hide_fraction:.0%} hidden)", test, pred, hidden, secs,
-        LOCF=score(test, last, hidden), linear=score(test, linear, hidden))
+        LOCF=score(test, last, hidden), linear=score(test, linear, hidden),
+        mean=score(test, channel_mean(cond, columns=scored, fallback=fallback), hidden))
     breakdown = (held_out_breakdown(test, cond, hidden, scored, fallback,
                                     {"model": pred, "linear": linear, "LOCF": last})
                  if getattr(args, "breakdown", False) else None)

@@ -145,12 +145,17 @@ def test_readout_is_the_decoder_without_observations():
         out = readout(base, z, cond, q)
     assert torch.equal(out[..., 2], base[..., 2])  # w: never observed
     assert not torch.allclose(out[..., 0], base[..., 0])
-    # at initialisation (output layer 0) the readout averages decoder and interpolation
+    # at initialisation (output layer 0, reach 1) the readout moves the decoder half-way to
+    # the interpolation, times the envelope exp(-gap to the nearer neighbour)
     fresh = NeighbourReadout(5, 3).double()
     with torch.no_grad():
         init = fresh(base, z, cond, q)
-    interp = channel_neighbours(cond, q).interpolate()
-    np.testing.assert_allclose(init[..., 0].numpy(), (0.5 * (base + interp))[..., 0].numpy())
+    nb = channel_neighbours(cond, q)
+    envelope = torch.exp(-torch.minimum(nb.prev_gap, nb.next_gap))
+    expect = base + envelope * 0.5 * (nb.interpolate() - base)
+    np.testing.assert_allclose(init[..., :2].numpy(), expect[..., :2].numpy(), rtol=1e-12)
+    # q = [0.5, 1, 2, 2.5]: x's nearer neighbours are 0.5, 1, 2 and 0.5 away
+    np.testing.assert_allclose(envelope[0, :, 0].numpy(), np.exp(-np.array([0.5, 1, 2, 0.5])))
 
 
 def test_readout_gradients_are_finite_everywhere():

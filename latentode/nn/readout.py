@@ -166,19 +166,21 @@ class NeighbourReadout(nn.Module):
     ``z`` the latent state at ``t`` and the neighbours of :func:`channel_neighbours`
     (``strict=True``)::
 
-        mean = base + active * (sigmoid(g) * (interp - base) + r)
+        mean = base + envelope * (sigmoid(g) * (interp - base) + r)
+        envelope = exp(-gap / reach_d)   (0 without a neighbour)
 
     where ``interp`` is the per-series linear interpolation of ``d`` from its neighbours
-    (carried forward / backward beyond them), ``active`` is 1 when ``d`` has a neighbour on at
-    least one side (else the readout is the decoder), and ``(g, r)`` come from a one-hidden-layer
-    tanh network of ``z``, a learned bias of channel ``d``, ``base``, both neighbours' values
-    and presence and the decays ``exp(-gap / tau_dj)`` of both gaps at ``n_scales`` time scales
-    ``tau_dj`` learned per channel (initialised log-spaced from 0.01 to 1 model time, i.e. from
-    1 % of a typical series to all of it). The decays vanish far from the observations, so
-    there the inputs tend to those of a channel without neighbours and the gate can hand the
-    prediction back to the latent trajectory; near them it can follow the observations. The
-    output layer starts at 0: the initial readout is the average of the decoder and the
-    interpolation wherever a neighbour exists.
+    (carried forward / backward beyond them), ``gap`` the distance to the nearer neighbour and
+    ``reach_d`` a learned time scale per channel (from 1 model time, a typical series' span):
+    the correction fades with the distance to the observations, so that far from them (long
+    forecasts, long gaps) the prediction is the latent trajectory's, and it is 0 for a channel
+    the series never observed. ``(g, r)`` come from a one-hidden-layer tanh network of ``z``,
+    a learned bias of channel ``d``, ``base``, both neighbours' values and presence and the
+    decays ``exp(-gap / tau_dj)`` of both gaps at ``n_scales`` time scales ``tau_dj`` learned
+    per channel (initialised log-spaced from 0.01 to 1 model time, i.e. from 1 % of a typical
+    series to all of it): near the observations the gate can follow them, or not, per channel
+    and distance. The output layer starts at 0: the initial readout moves the decoder half-way
+    to the interpolation, times the envelope.
 
     Parameters
     ----------
@@ -202,6 +204,8 @@ class NeighbourReadout(nn.Module):
         self.n_channels = int(n_channels)
         init = torch.logspace(-2, 0, n_scales) if n_scales > 1 else torch.ones(1)
         self.log_scale = nn.Parameter(init.log().repeat(n_channels, 1))  # (C, J)
+        # the envelope exp(-gap / reach_d) of the correction, gap to the nearer neighbour
+        self.log_reach = nn.Parameter(torch.zeros(n_channels))
         # both sides' (value, present, decays), then the interpolation
         self.context = nn.Linear(2 * (2 + n_scales) + 1, units)
         bound = 1.0 / math.sqrt(units)
@@ -279,5 +283,8 @@ class NeighbourReadout(nn.Module):
         hidden = self.context(ctx) + self.channel.to(dtype)[channel]  # (*E, H)
         hidden = hidden.unsqueeze(0) + base.unsqueeze(-1) * self.base.to(dtype) + latent
         gate, resid = self.out(torch.tanh(hidden)).unbind(-1)
-        active = (has_p | has_n).to(dtype)
-        return base + active * (torch.sigmoid(gate) * (interp - base) + resid)
+        near = torch.minimum(nb.prev_gap, nb.next_gap)
+        near = torch.where(has_p | has_n, near, torch.zeros_like(near)).to(dtype)
+        reach = self.log_reach.exp().to(dtype)[channel]
+        envelope = (has_p | has_n).to(dtype) * torch.exp(-near / reach)
+        return base + envelope * (torch.sigmoid(gate) * (interp - base) + resid)
