@@ -93,7 +93,7 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "physionet2012"
 QUANTIZATION = 0.016
 CUTOFF_H = 24.0
 MODEL_KEYS = ("encoder", "gradient", "poisson_process", "obs_weighting", "forecast_split",
-              "obs_dropout", "obs_std", "lr_decay", "latent_dim")
+              "obs_dropout", "obs_std", "lr_decay", "latent_dim", "readout")
 GAP_EDGES_H = (0.5, 1.1, 3.0, 8.0)  # --breakdown: gap buckets (h); vitals come about hourly
 BREAKDOWN_TOP = 10  # --breakdown: channels shown, by their share of the model's excess
 PUBLISHED = {  # MSE of Rubanova et al. 2019, Table 3 (Latent ODE, ODE-RNN encoder)
@@ -314,6 +314,7 @@ def build_estimator(args: argparse.Namespace) -> Any:
         poisson_process=args.poisson, device=args.device, random_state=args.seed,
         verbose=args.verbose, n_jobs=getattr(args, "threads", 1) or -1,
         linear_term=getattr(args, "linear_term", False),
+        readout=getattr(args, "readout", "latent"),
     )
 
 
@@ -343,6 +344,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from latentode import LatentODERegressor
     from latentode.evaluation import (
+        channel_mean,
         hide_values,
         linear_interpolation,
         locf,
@@ -422,7 +424,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     query = future[["id", "t"]]
     forecast = est.extrapolate(past, times=query)
     add("extrapolation", future, forecast, target, time.perf_counter() - t0,
-        LOCF=score(future, locf(past, query, columns=scored, fallback=fallback), target))
+        LOCF=score(future, locf(past, query, columns=scored, fallback=fallback), target),
+        mean=score(future, channel_mean(past, query, columns=scored, fallback=fallback), target))
 
     # 3. held-out interpolation: 50 % of the observed values hidden
     t0 = time.perf_counter()
@@ -433,7 +436,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     last = locf(cond, columns=scored, fallback=fallback)
     linear = linear_interpolation(cond, columns=scored, fallback=fallback)
     add(f"held-out interpolation ({args.hide_fraction:.0%} hidden)", test, pred, hidden, secs,
-        LOCF=score(test, last, hidden), linear=score(test, linear, hidden))
+        LOCF=score(test, last, hidden), linear=score(test, linear, hidden),
+        mean=score(test, channel_mean(cond, columns=scored, fallback=fallback), hidden))
     breakdown = (held_out_breakdown(test, cond, hidden, scored, fallback,
                                     {"model": pred, "linear": linear, "LOCF": last})
                  if getattr(args, "breakdown", False) else None)
@@ -544,6 +548,7 @@ def format_table(res: dict[str, Any]) -> str:
     a = {**res["args"], **res.get("model", {})}
     split = "" if a["forecast_split"] is None else f", forecast_split {a['forecast_split']}"
     split += f", obs_dropout {a['obs_dropout']}" if a.get("obs_dropout") else ""
+    split += f", readout {a['readout']}" if a.get("readout", "latent") != "latent" else ""
     head = (f"PhysioNet 2012, {res['n_train_stays']} train / {res['n_test_stays']} test stays; "
             f"Latent ODE ({a['encoder']} encoder{', Poisson' if a['poisson_process'] else ''}, "
             f"gradient {a['gradient']}, weighting {a['obs_weighting']}, "
@@ -612,6 +617,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--latent-dim", type=int, default=20)
     parser.add_argument("--linear-term", action="store_true",
                         help="a learned linear term A z in the latent dynamics (linear_term=True)")
+    parser.add_argument("--readout", default="latent", choices=("latent", "neighbours"),
+                        help="readout of the means: the decoder alone, or corrected by each "
+                             "channel's neighbouring observations (readout='neighbours')")
     parser.add_argument("--rec-dim", type=int, default=40)
     parser.add_argument("--units", type=int, default=50)
     parser.add_argument("--n-layers", type=int, default=3)

@@ -73,9 +73,10 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
     calibrate, device, random_state, verbose, warm_start, max_steps, n_jobs : see regressor
         As for the regressor. ``calibrate`` applies to the predictive spread of
         :meth:`extrapolate` / :meth:`sample` (``"latent"`` only).
-    likelihood, obs_df, linear_term, time_scale : see regressor
-        The observation model, the latent dynamics' linear term and the model time unit, as
-        for the regressor.
+    likelihood, obs_df, linear_term, time_scale, readout : see regressor
+        The observation model, the latent dynamics' linear term, the model time unit and the
+        readout of the means, as for the regressor (``readout`` is unused by
+        ``classifier="encoder"``, which decodes nothing).
 
     Attributes
     ----------
@@ -183,6 +184,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         obs_df: str | float = "learned",
         linear_term: bool = False,
         time_scale: float | None = None,
+        readout: str = "latent",
     ) -> None:
         super().__init__(
             latent_dim=latent_dim, encoder=encoder, rec_dim=rec_dim, units=units,
@@ -195,7 +197,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             patience=patience, poisson_process=poisson_process, obs_std=obs_std,
             calibrate=calibrate, device=device, random_state=random_state, verbose=verbose,
             warm_start=warm_start, max_steps=max_steps, n_jobs=n_jobs, likelihood=likelihood,
-            obs_df=obs_df, linear_term=linear_term, time_scale=time_scale,
+            obs_df=obs_df, linear_term=linear_term, time_scale=time_scale, readout=readout,
         )
         self.classifier = classifier
         self.ce_weight = ce_weight

@@ -86,6 +86,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (the small model gains nothing from more, and "
                              "extra threads slow it down badly on a busy machine)")
+    parser.add_argument("--readout", choices=("latent", "neighbours"), default="latent",
+                        help="the estimator's readout of the means (see LatentODERegressor)")
+    parser.add_argument("--obs-dropout", type=float, default=0.0,
+                        help="the estimator's obs_dropout: fraction of values hidden from the "
+                             "encoder at each training step")
     args = parser.parse_args(argv)
 
     import torch
@@ -110,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         gradient="backprop", solver="rk4", n_traj_samples=3, max_epochs=args.epochs,
         batch_size=32, lr=1e-2, kl_warmup=5, validation_fraction=0.1, patience=6,
         device=args.device, random_state=args.seed, verbose=args.verbose,
-        n_jobs=max(1, args.threads),
+        n_jobs=max(1, args.threads), readout=args.readout, obs_dropout=args.obs_dropout,
     )
     est.fit(train)
     h = est.history_

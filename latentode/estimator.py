@@ -41,7 +41,7 @@ from ._state import FITTED_ATTRIBUTES, FittedState
 from .data.validation import external_stacklevel
 from .data.validation import fmt_ids as _fmt_ids
 from .nn import OBS_WEIGHTINGS, LatentODE
-from .nn.registry import ENCODERS, LIKELIHOODS
+from .nn.registry import ENCODERS, LIKELIHOODS, READOUTS
 from .ode import GRADIENTS, METHODS, ODESolveError
 from .training import History, TrainingFailedError, calibrate_spread, fit_model
 from .training import distributed as _distd
@@ -63,7 +63,8 @@ _QUANTILE_SAMPLES = 100  # default posterior samples behind predictive quantiles
 # parameters added after the first release, with their defaults (for older pickles)
 _ADDED_PARAMS: dict[str, Any] = {"max_steps": 10_000, "n_jobs": None, "decoder_layers": 0,
                                   "likelihood": "gaussian", "obs_df": "learned",
-                                  "linear_term": False, "time_scale": None}
+                                  "linear_term": False, "time_scale": None,
+                                  "readout": "latent"}
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -318,6 +319,21 @@ class LatentODERegressor(BaseEstimator):
         a smaller value (a fraction of the span) makes the needed velocities smaller and the
         dynamics easier to learn (the periodic toy: see the README), at the cost of more
         encoder steps (the ODE-RNN's Euler step is fixed in model time).
+    readout : {"latent", "neighbours"}, default="latent"
+        How the mean of each channel is read from the latent trajectory. ``"latent"``: the
+        decoder of the latent state alone, as in the paper. ``"neighbours"``: the decoded mean
+        is corrected by the series' nearest conditioning observations of the same channel
+        before and after the query time (their values, their distances, the linear
+        interpolation between them) through a gate learned per channel and distance, which
+        hands the prediction back to the latent trajectory far from the observations
+        (:class:`~latentode.nn.readout.NeighbourReadout`). An observation is never the
+        neighbour of a query at its own time, so the value a prediction is scored against is
+        never in its context; train it with ``obs_dropout`` near the fraction of values the
+        model will have to fill in, so that the gaps it learns from are those it will meet.
+        It helps filling in values between observations (:meth:`predict` of missing entries)
+        most; forecasts see the last observation only. The likelihood, quantiles, samples and
+        calibration are those of the corrected means. See the README's held-out interpolation
+        section for what it costs and buys.
 
     Attributes
     ----------
@@ -461,6 +477,7 @@ class LatentODERegressor(BaseEstimator):
         "linear_term": [Boolean()],
         "time_scale": [None, Interval(Real, 0, None, closed="neither",
                                       description="be a positive finite number")],
+        "readout": [Options(READOUTS)],
     }
 
     def __init__(
@@ -502,6 +519,7 @@ class LatentODERegressor(BaseEstimator):
         obs_df: str | float = "learned",
         linear_term: bool = False,
         time_scale: float | None = None,
+        readout: str = "latent",
     ) -> None:
         self.latent_dim = latent_dim
         self.encoder = encoder
@@ -540,6 +558,7 @@ class LatentODERegressor(BaseEstimator):
         self.obs_df = obs_df
         self.linear_term = linear_term
         self.time_scale = time_scale
+        self.readout = readout
 
     # ------------------------------------------------------------------ sklearn plumbing
     def __sklearn_tags__(self):
@@ -829,7 +848,7 @@ class LatentODERegressor(BaseEstimator):
             obs_std=self.obs_std if self.obs_std == "learned" else float(self.obs_std),
             max_steps=int(self.max_steps), likelihood=self.likelihood,
             obs_df=self.obs_df if self.obs_df == "learned" else float(self.obs_df),
-            linear_term=bool(self.linear_term),
+            linear_term=bool(self.linear_term), readout=self.readout,
             n_static=int(n_static), **kwargs,
         )
 

@@ -629,11 +629,11 @@ def _hp_choice(options: tuple[str, ...]) -> Callable[[Any], bool]:
 
 # hyper-parameters added after format_version 2 was first written: a file without them was
 # saved before they existed and gets LatentODE's default (the network it describes is unchanged)
-_ADDED_HPARAMS = ("n_static", "n_classes", "likelihood", "obs_df", "linear_term")
+_ADDED_HPARAMS = ("n_static", "n_classes", "likelihood", "obs_df", "linear_term", "readout")
 
 
 def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
-    from .nn.registry import ENCODERS, LIKELIHOODS
+    from .nn.registry import ENCODERS, LIKELIHOODS, READOUTS
     from .ode import GRADIENTS, METHODS
 
     return {
@@ -662,6 +662,7 @@ def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
         "obs_df": (lambda v: v == "learned" or _hp_pos()(v),
                    "'learned' or a positive finite number"),
         "linear_term": (lambda v: isinstance(v, bool), "true or false"),
+        "readout": (_hp_choice(READOUTS), f"one of {READOUTS}"),
         "n_static": (_hp_int(0), "an integer >= 0"),
         "n_classes": (lambda v: _is_int(v) and (v == 0 or v >= 2), "0 or an integer >= 2"),
     }

@@ -28,7 +28,8 @@ from .observation import (
     gaussian_log_likelihood,
     poisson_log_likelihood,
 )
-from .registry import ENCODERS, LIKELIHOODS, OBSERVATION_MODELS
+from .readout import NeighbourReadout, Neighbours, channel_neighbours
+from .registry import ENCODERS, LIKELIHOODS, OBSERVATION_MODELS, READOUTS
 
 # former names, kept importable
 ObservationNoise = GaussianObservation
@@ -46,6 +47,10 @@ __all__ = [
     "PoissonProcess",
     "Intensity",
     "Decoder",
+    "NeighbourReadout",
+    "Neighbours",
+    "channel_neighbours",
+    "READOUTS",
     "ObservationModel",
     "GaussianObservation",
     "StudentTObservation",

@@ -21,7 +21,15 @@ from .likelihoods import (
     observation_weights,
 )
 from .observation import ObservationModel, PoissonProcess
-from .registry import ENCODER_CLASSES, ENCODERS, LIKELIHOODS, OBSERVATION_MODELS
+from .readout import NeighbourReadout
+from .registry import (
+    ENCODER_CLASSES,
+    ENCODERS,
+    LIKELIHOODS,
+    OBSERVATION_MODELS,
+    READOUT_CLASSES,
+    READOUTS,
+)
 from .spread import GapSpread
 
 __all__ = ["LatentODE", "LossOutput", "PredictOutput"]
@@ -153,6 +161,11 @@ class LatentODE(nn.Module):
         With ``n_classes >= 2``, a :class:`~latentode.nn.classifier.ClassifierHead` (two ReLU
         layers of ``units``) maps ``[z_t0, static]`` to class logits (:meth:`classify`, and the
         cross-entropy term of :meth:`loss`). 0: no classifier.
+    readout : {"latent", "neighbours"}
+        From the decoded latent state to the means (:data:`latentode.nn.registry.READOUTS`):
+        the decoder alone (``"latent"``, the paper's model), or corrected by each channel's
+        nearest conditioning observations before and after the query through a learned gate
+        (``"neighbours"``, :class:`~latentode.nn.readout.NeighbourReadout`, :attr:`readout`).
 
     Examples
     --------
@@ -199,10 +212,13 @@ class LatentODE(nn.Module):
         linear_term: bool = False,
         n_static: int = 0,
         n_classes: int = 0,
+        readout: str = "latent",
     ) -> None:
         super().__init__()
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}.")
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}.")
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}.")
         if n_channels < 1 or latent_dim < 1 or rec_dim < 1:
@@ -218,7 +234,7 @@ class LatentODE(nn.Module):
             rec_layers=rec_layers, enc_step_size=enc_step_size, step_size=step_size,
             max_steps=max_steps, obs_std_init=obs_std_init, obs_std_floor=obs_std_floor,
             likelihood=likelihood, obs_df=obs_df, n_static=n_static, n_classes=n_classes,
-            linear_term=bool(linear_term),
+            linear_term=bool(linear_term), readout=readout,
         )
         self.n_channels = n_channels
         self.latent_dim = latent_dim
@@ -237,6 +253,9 @@ class LatentODE(nn.Module):
         )
         self.dynamics = LatentDynamics(latent_dim, n_layers, units, linear=bool(linear_term))
         self.decoder = Decoder(latent_dim, n_channels, decoder_layers, units)
+        readout_class = READOUT_CLASSES[readout]
+        self.readout: NeighbourReadout | None = (
+            None if readout_class is None else readout_class(latent_dim, n_channels))
         # the observation model keeps the attribute name ``noise``: its state-dict keys
         # (``noise.raw`` / ``noise.fixed``) are those of saved files; ``observation`` names it
         self.noise: ObservationModel = OBSERVATION_MODELS[likelihood].from_config(
@@ -281,6 +300,33 @@ class LatentODE(nn.Module):
     def obs_std(self) -> torch.Tensor:
         """``(C,)`` scale of the observation model (the Gaussian's standard deviation)."""
         return self.noise()
+
+    def decode(self, z: torch.Tensor, cond: Batch, times: torch.Tensor,
+               where: torch.Tensor | None = None) -> torch.Tensor:
+        """Means ``(K, B, M, C)`` of the observations at ``times`` from the latent states there.
+
+        Parameters
+        ----------
+        z : torch.Tensor
+            ``(K, B, M, latent_dim)`` latent states at ``times``.
+        cond : Batch
+            The conditioning observations (read by the ``"neighbours"`` readout only).
+        times : torch.Tensor
+            ``(B, M)`` the times of ``z`` (model time).
+        where : torch.Tensor, optional
+            ``(B, M, C)`` bool, the entries needed (the readout may leave others uncorrected;
+            see :meth:`NeighbourReadout.forward <latentode.nn.readout.NeighbourReadout.forward>`).
+            None: all.
+
+        Returns
+        -------
+        torch.Tensor
+            The decoder's means, corrected by :attr:`readout` when the model has one.
+        """
+        mean = self.decoder(z)
+        if self.readout is not None:
+            mean = self.readout(mean, z, cond, times, where)
+        return mean
 
     def encode(
         self, cond: Batch, t0: torch.Tensor | None = None
@@ -443,8 +489,8 @@ class LatentODE(nn.Module):
         mu, sigma = self.encode(cond, t0)
         z0 = self.sample_z0(mu, sigma, n_traj_samples, generator, z0_noise)
         z, cum = self.solve(z0, t0, tgt.times, tgt.lengths)
-        mean = self.decoder(z)
         mask = _valid_mask(tgt.mask, tgt.lengths)
+        mean = self.decode(z, cond, tgt.times, where=mask > 0)
         weights = observation_weights(mask, weighting)
         log_lik = self.noise.log_prob(tgt.values, weights, mean)  # (K, B)
         if self.intensity is not None:
@@ -634,7 +680,7 @@ class LatentODE(nn.Module):
         else:
             z0 = self.sample_z0(mu, sigma, n_samples, generator)
         z, _ = self.solve(z0, t0, query_times, query_lengths)
-        mean = self.decoder(z)
+        mean = self.decode(z, cond, query_times)
         intensity = self.intensity(z) if self.poisson_process else None
         obs_std = self.obs_std
         by_gap = None

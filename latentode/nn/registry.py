@@ -2,11 +2,12 @@
 
 One place maps each name the estimator accepts to the class that implements it:
 ``LatentODE(encoder=...)`` builds ``ENCODER_CLASSES[encoder].from_config(...)`` and
-``LatentODE(likelihood=...)`` builds ``OBSERVATION_MODELS[likelihood].from_config(...)``; the
-estimator's parameter constraints and the checks of saved files read the names from here
-(:data:`ENCODERS`, :data:`LIKELIHOODS`). Adding a component is one new module with its class
-(see :class:`~latentode.nn.observation.ObservationModel` for a likelihood), one entry below and
-its tests.
+``LatentODE(likelihood=...)`` builds ``OBSERVATION_MODELS[likelihood].from_config(...)`` and
+``LatentODE(readout=...)`` builds ``READOUT_CLASSES[readout](latent_dim, n_channels)`` (None: the
+decoder alone); the estimator's parameter constraints and the checks of saved files read the
+names from here (:data:`ENCODERS`, :data:`LIKELIHOODS`, :data:`READOUTS`). Adding a component
+is one new module with its class (see :class:`~latentode.nn.observation.ObservationModel` for a
+likelihood), one entry below and its tests.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from torch import nn
 
 from .encoder import GRUEncoder, ODERNNEncoder
 from .observation import GaussianObservation, ObservationModel, StudentTObservation
+from .readout import NeighbourReadout
 
-__all__ = ["ENCODER_CLASSES", "ENCODERS", "OBSERVATION_MODELS", "LIKELIHOODS"]
+__all__ = ["ENCODER_CLASSES", "ENCODERS", "OBSERVATION_MODELS", "LIKELIHOODS",
+           "READOUT_CLASSES", "READOUTS"]
 
 #: recognition networks ``q(z_t0 | x)`` by name (classes with a ``from_config`` classmethod)
 ENCODER_CLASSES: dict[str, type[nn.Module]] = {
@@ -32,3 +35,10 @@ OBSERVATION_MODELS: dict[str, type[ObservationModel]] = {
 ENCODERS: tuple[str, ...] = tuple(ENCODER_CLASSES)
 #: the accepted ``likelihood`` names
 LIKELIHOODS: tuple[str, ...] = tuple(OBSERVATION_MODELS)
+#: readouts from the decoded latent state to the means by name (None: the decoder alone)
+READOUT_CLASSES: dict[str, type[nn.Module] | None] = {
+    "latent": None,
+    "neighbours": NeighbourReadout,
+}
+#: the accepted ``readout`` names
+READOUTS: tuple[str, ...] = tuple(READOUT_CLASSES)

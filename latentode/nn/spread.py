@@ -27,6 +27,8 @@ from torch import nn
 
 from latentode.batch import Batch
 
+from .readout import channel_neighbours
+
 __all__ = ["GapSpread", "observation_gaps", "N_GAP_BUCKETS", "GAP_KINDS"]
 
 #: buckets of the gap to the nearest observation, per kind
@@ -41,8 +43,9 @@ def observation_gaps(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Time from each query to the nearest conditioning observation of each channel.
 
-    Linear in the number of times (cumulative extrema and one ``searchsorted``; no pairwise
-    distance matrix), so long series cost what their length costs.
+    The nearer of the channel's neighbours at or before and at or after the query
+    (:func:`~latentode.nn.readout.channel_neighbours` with ``strict=False``): linear in the
+    number of times, so long series cost what their length costs.
 
     Parameters
     ----------
@@ -61,28 +64,11 @@ def observation_gaps(
         ``(B, M)`` bool, True where the query lies before the first or after the last valid
         conditioning time of its series.
     """
+    nb = channel_neighbours(cond, query_times, strict=False)
+    gap = torch.minimum(nb.prev_gap, nb.next_gap)
     times = cond.times
     q = query_times.to(device=times.device, dtype=times.dtype)
-    n = times.shape[1]
-    lengths = cond.lengths.to(device=times.device, dtype=torch.long).clamp(min=1)
-    valid = torch.arange(n, device=times.device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, N)
-    seen = (cond.mask > 0) & valid.unsqueeze(-1)  # (B, N, C)
-    t3 = times.unsqueeze(-1).expand_as(seen)
-    inf = torch.tensor(float("inf"), dtype=times.dtype, device=times.device)
-    prev = torch.where(seen, t3, -inf).cummax(dim=1).values  # last observed time at <= n
-    nxt = torch.where(seen, t3, inf).flip(1).cummin(dim=1).values.flip(1)  # first at >= n
-    # searchsorted needs rows sorted over the whole width: times past the prefix are clamped
-    last = times.gather(1, (lengths - 1).unsqueeze(1))
-    sorted_t = torch.where(valid, times, last)
-    idx = torch.searchsorted(sorted_t.contiguous(), q.contiguous())  # t[idx-1] < q <= t[idx]
-    idx = torch.minimum(idx, lengths.unsqueeze(1))  # a query past the prefix: after its end
-    c = seen.shape[-1]
-    before = prev.gather(1, (idx - 1).clamp(min=0).unsqueeze(-1).expand(-1, -1, c))
-    before = torch.where((idx > 0).unsqueeze(-1), before, -inf)
-    after = nxt.gather(1, idx.clamp(max=n - 1).unsqueeze(-1).expand(-1, -1, c))
-    after = torch.where((idx < lengths.unsqueeze(1)).unsqueeze(-1), after, inf)
-    q3 = q.unsqueeze(-1)
-    gap = torch.minimum(q3 - before, after - q3)
+    last = times.gather(1, (cond.lengths.to(times.device).long().clamp(min=1) - 1).unsqueeze(1))
     beyond = (q < times[:, :1]) | (q > last)
     return gap, beyond
 

@@ -1,0 +1,216 @@
+"""The neighbour readout: context features (``channel_neighbours``) and ``NeighbourReadout``."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from latentode.batch import Batch
+from latentode.nn import LatentODE, NeighbourReadout, channel_neighbours
+
+INF = math.inf
+
+
+def _reference(times, values, mask, lengths, query, strict):
+    """Loops over series, queries and channels: the neighbours by definition."""
+    b, m = query.shape
+    c = values.shape[-1]
+    out = {k: np.zeros((b, m, c)) for k in ("pv", "pg", "nv", "ng")}
+    for i in range(b):
+        n = lengths[i]
+        for j in range(m):
+            q = query[i, j]
+            for d in range(c):
+                obs = [k for k in range(n) if mask[i, k, d] > 0]
+                before = [k for k in obs if (times[i, k] < q if strict else times[i, k] <= q)]
+                after = [k for k in obs if (times[i, k] > q if strict else times[i, k] >= q)]
+                if before:
+                    k = before[-1]
+                    out["pv"][i, j, d], out["pg"][i, j, d] = values[i, k, d], q - times[i, k]
+                else:
+                    out["pv"][i, j, d], out["pg"][i, j, d] = 0.0, INF
+                if after:
+                    k = after[0]
+                    out["nv"][i, j, d], out["ng"][i, j, d] = values[i, k, d], times[i, k] - q
+                else:
+                    out["nv"][i, j, d], out["ng"][i, j, d] = 0.0, INF
+    return out
+
+
+def _hand_batch():
+    # one series, times 0..3; x observed at 0 (value 1) and 2 (value 3); y at 3 only (value 5);
+    # w never observed
+    times = torch.tensor([[0.0, 1.0, 2.0, 3.0]], dtype=torch.float64)
+    values = torch.zeros(1, 4, 3, dtype=torch.float64)
+    mask = torch.zeros(1, 4, 3, dtype=torch.float64)
+    values[0, 0, 0], values[0, 2, 0], values[0, 3, 1] = 1.0, 3.0, 5.0
+    mask[0, 0, 0] = mask[0, 2, 0] = mask[0, 3, 1] = 1.0
+    return Batch(times, values, mask, torch.tensor([4]))
+
+
+def test_neighbours_hand_computed_example():
+    cond = _hand_batch()
+    q = torch.tensor([[-1.0, 0.0, 0.5, 2.0, 2.5, 3.0, 4.0]], dtype=torch.float64)
+    nb = channel_neighbours(cond, q)
+    x = [nb.prev_value[0, :, 0].tolist(), nb.prev_gap[0, :, 0].tolist(),
+         nb.next_value[0, :, 0].tolist(), nb.next_gap[0, :, 0].tolist()]
+    # strict: at t=0 and t=2, x's own observation is not its neighbour
+    assert x[0] == [0.0, 0.0, 1.0, 1.0, 3.0, 3.0, 3.0]
+    assert x[1] == [INF, INF, 0.5, 2.0, 0.5, 1.0, 2.0]
+    assert x[2] == [1.0, 3.0, 3.0, 0.0, 0.0, 0.0, 0.0]
+    assert x[3] == [1.0, 2.0, 1.5, INF, INF, INF, INF]
+    # linear interpolation between the neighbours, carried beyond them
+    assert nb.interpolate()[0, :, 0].tolist() == [1.0, 3.0, 1.5, 1.0, 3.0, 3.0, 3.0]
+    # y: its one observation (t=3) is before t=4, after t<3, and no neighbour of t=3 itself
+    assert nb.prev_value[0, :, 1].tolist() == [0.0] * 6 + [5.0]
+    assert nb.next_gap[0, :, 1].tolist() == [4.0, 3.0, 2.5, 1.0, 0.5, INF, INF]
+    assert nb.interpolate()[0, :, 1].tolist() == [5.0] * 5 + [0.0, 5.0]
+    # w: never observed
+    assert not nb.has_prev[..., 2].any() and not nb.has_next[..., 2].any()
+    assert nb.interpolate()[0, :, 2].tolist() == [0.0] * 7
+    # not strict: an observation is its own neighbour (gap 0)
+    loose = channel_neighbours(cond, q, strict=False)
+    assert loose.prev_gap[0, :, 0].tolist() == [INF, 0.0, 0.5, 0.0, 0.5, 1.0, 2.0]
+    assert loose.next_gap[0, :, 0].tolist() == [1.0, 0.0, 1.5, 0.0, INF, INF, INF]
+    assert loose.interpolate()[0, :, 0].tolist() == [1.0, 1.0, 1.5, 3.0, 3.0, 3.0, 3.0]
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_neighbours_match_numpy_reference(strict):
+    rng = np.random.default_rng(0)
+    b, n, c, m = 6, 9, 3, 11
+    times = np.sort(rng.uniform(0, 1, (b, n)), axis=1)
+    lengths = np.array([9, 5, 1, 3, 9, 2])
+    mask = (rng.uniform(size=(b, n, c)) < 0.5).astype(float)
+    mask[2, 0] = [1.0, 0.0, 0.0]  # a series with one observation
+    mask[4, :, 1] = 0.0  # a channel never observed
+    values = rng.normal(size=(b, n, c)) * mask
+    for i in range(b):  # padding repeats the last valid time and holds garbage that is ignored
+        times[i, lengths[i]:] = times[i, lengths[i] - 1]
+        mask[i, lengths[i]:] = 1.0
+        values[i, lengths[i]:] = 99.0
+    query = rng.uniform(-0.2, 1.2, (b, m))
+    query[:, :3] = times[:, [0, 1, 4]]  # queries at observation times, first and padded ones
+    cond = Batch(*(torch.as_tensor(a) for a in (times, values, mask)), torch.as_tensor(lengths))
+    nb = channel_neighbours(cond, torch.as_tensor(query), strict=strict)
+    ref = _reference(times, values, mask, lengths, query, strict)
+    np.testing.assert_allclose(nb.prev_value.numpy(), ref["pv"])
+    np.testing.assert_allclose(nb.prev_gap.numpy(), ref["pg"], atol=1e-12)
+    np.testing.assert_allclose(nb.next_value.numpy(), ref["nv"])
+    np.testing.assert_allclose(nb.next_gap.numpy(), ref["ng"], atol=1e-12)
+    # where both neighbours exist the interpolation is numpy's on the two observations
+    # (not strict: at an observed time both are that observation and so is the interpolation)
+    both = (nb.has_prev & nb.has_next).numpy()
+    at_obs = both & (ref["pg"] + ref["ng"] == 0)
+    both &= ~at_obs
+    assert both.sum() > 20 and (at_obs.sum() > 0) == (not strict)
+    span = np.where(both, ref["pg"] + ref["ng"], 1.0)
+    expect = ref["pv"] + np.where(both, ref["pg"], 0.0) / span * (ref["nv"] - ref["pv"])
+    interp = nb.interpolate().numpy()
+    np.testing.assert_allclose(interp[both], expect[both], rtol=1e-10)
+    np.testing.assert_array_equal(interp[at_obs], ref["pv"][at_obs])
+
+
+def _readout_inputs(seed=0):
+    torch.manual_seed(seed)
+    cond = _hand_batch()
+    q = torch.tensor([[0.5, 1.0, 2.0, 2.5]], dtype=torch.float64)
+    base = torch.randn(2, 1, 4, 3, dtype=torch.float64)
+    z = torch.randn(2, 1, 4, 5, dtype=torch.float64)
+    readout = NeighbourReadout(5, 3).double()
+    with torch.no_grad():  # a readout that uses every input
+        readout.out.weight.normal_()
+        readout.out.bias.normal_()
+    return readout, base, z, cond, q
+
+
+def test_readout_target_never_in_its_own_context():
+    readout, base, z, cond, q = _readout_inputs()
+    with torch.no_grad():
+        out = readout(base, z, cond, q)
+        moved = Batch(cond.times, cond.values.clone(), cond.mask, cond.lengths)
+        moved.values[0, 2, 0] += 10.0  # x's value at t=2, a query time
+        out2 = readout(base, z, moved, q)
+    # the query at t=2 does not see its own value; its neighbours' queries (0.5, 1, 2.5) do
+    assert torch.equal(out[:, 0, 2], out2[:, 0, 2])
+    assert (out[:, 0, [0, 1, 3], 0] - out2[:, 0, [0, 1, 3], 0]).abs().min() > 1e-3
+
+
+def test_readout_is_the_decoder_without_observations():
+    readout, base, z, cond, q = _readout_inputs()
+    with torch.no_grad():
+        out = readout(base, z, cond, q)
+    assert torch.equal(out[..., 2], base[..., 2])  # w: never observed
+    assert not torch.allclose(out[..., 0], base[..., 0])
+    # at initialisation (output layer 0, reach 1) the readout moves the decoder half-way to
+    # the interpolation, times the envelope exp(-gap to the nearer neighbour)
+    fresh = NeighbourReadout(5, 3).double()
+    with torch.no_grad():
+        init = fresh(base, z, cond, q)
+    nb = channel_neighbours(cond, q)
+    envelope = torch.exp(-torch.minimum(nb.prev_gap, nb.next_gap))
+    expect = base + envelope * 0.5 * (nb.interpolate() - base)
+    np.testing.assert_allclose(init[..., :2].numpy(), expect[..., :2].numpy(), rtol=1e-12)
+    # q = [0.5, 1, 2, 2.5]: x's nearer neighbours are 0.5, 1, 2 and 0.5 away
+    np.testing.assert_allclose(envelope[0, :, 0].numpy(), np.exp(-np.array([0.5, 1, 2, 0.5])))
+
+
+def test_readout_gradients_are_finite_everywhere():
+    readout, base, z, cond, q = _readout_inputs()
+    base.requires_grad_(True)
+    readout(base, z, cond, q).sum().backward()
+    assert torch.isfinite(base.grad).all()
+    for name, p in readout.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert readout.log_scale.grad.abs().sum() > 0  # the time scales are learned
+
+
+def test_latent_ode_readout_option():
+    model = LatentODE(2, latent_dim=4, rec_dim=8, units=8, n_layers=1, encoder="gru",
+                      gradient="backprop", readout="neighbours")
+    assert model.hparams["readout"] == "neighbours"
+    assert isinstance(model.readout, NeighbourReadout)
+    assert LatentODE(2, latent_dim=4, rec_dim=8).readout is None
+    assert not any(k.startswith("readout.") for k in LatentODE(2).state_dict())
+    with pytest.raises(ValueError, match="readout must be one of"):
+        LatentODE(2, readout="nearest")
+
+
+def test_sparse_entries_match_the_dense_grid():
+    """Off CUDA the gate runs on the entries with a neighbour (and in ``where``) only; the
+    dense path of CUDA gives the same values everywhere."""
+    readout, base, z, cond, q = _readout_inputs()
+    with torch.no_grad():
+        out = readout(base, z, cond, q)
+        nb = channel_neighbours(cond, q)
+        channel = torch.arange(3).expand(nb.prev_gap.shape)
+        dense = readout._correct(nb, channel, base, readout.latent(z).unsqueeze(-2))
+        torch.testing.assert_close(out, dense, rtol=0, atol=1e-12)
+        where = torch.zeros(1, 4, 3, dtype=torch.bool)
+        where[0, 1, 0] = where[0, 3, 1] = True
+        part = readout(base, z, cond, q, where)
+    torch.testing.assert_close(part[:, where], out[:, where], rtol=0, atol=0)
+    assert torch.equal(part[:, ~where], base[:, ~where])  # left uncorrected
+
+
+def test_loss_scores_only_corrected_entries():
+    """The training loss corrects the scored (observed) entries, so it equals the loss of a
+    model whose readout corrects every entry."""
+    torch.manual_seed(0)
+    model = LatentODE(2, latent_dim=4, rec_dim=8, units=8, n_layers=1, encoder="gru",
+                      gradient="backprop", readout="neighbours").double()
+    with torch.no_grad():
+        model.readout.out.weight.normal_()
+    t = torch.linspace(0, 1, 6, dtype=torch.float64).expand(3, 6)
+    batch = Batch(t, torch.randn(3, 6, 2, dtype=torch.float64),
+                  (torch.rand(3, 6, 2) > 0.4).double(), torch.tensor([6, 5, 3]))
+    g = torch.Generator().manual_seed(1)
+    sparse = model.loss(batch, 2, generator=g).loss
+    forward = model.readout.forward
+    model.readout.forward = lambda *a, **k: forward(*a[:4])  # every entry
+    g = torch.Generator().manual_seed(1)
+    full = model.loss(batch, 2, generator=g).loss
+    torch.testing.assert_close(sparse, full, rtol=1e-12, atol=0)
