@@ -242,10 +242,7 @@ def integrate(
         stacked = torch.stack(states, 1)  # (B, steps + 1, D)
         out = stacked.gather(1, step_of.unsqueeze(-1).expand(-1, -1, stacked.shape[-1]))
     if record and dense:
-        coeffs = torch.stack(coef_steps).permute(2, 0, 1, 3)  # (B, steps, 5, D)
-        dim = coeffs.shape[-1]
-        idx = step_of.view(batch, n_out, 1, 1).expand(-1, -1, coeffs.shape[2], dim)
-        out = DenseOutput.evaluate(coeffs.gather(1, idx), theta_of)
+        out = DenseOutput.evaluate_at(torch.stack(coef_steps), step_of, theta_of)
     return out if record else y
 
 

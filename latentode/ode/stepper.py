@@ -109,6 +109,38 @@ class DenseOutput:
         return torch.stack(self.coeffs)
 
     @staticmethod
+    def evaluate_at(steps: torch.Tensor, step_of: torch.Tensor,
+                    theta: torch.Tensor) -> torch.Tensor:
+        """Evaluate, for every requested time, the polynomial of the step that covers it.
+
+        Parameters
+        ----------
+        steps : torch.Tensor
+            ``(S, 5, B, D)`` the coefficients of every step (:meth:`stacked`, stacked).
+        step_of : torch.Tensor
+            ``(B, N)`` long, the step of each requested time.
+        theta : torch.Tensor
+            ``(B, N)`` its fraction of that step.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, N, D)``.
+
+        Each coefficient is gathered on its own from its ``(B, S, D)`` slice, so neither the
+        forward nor the backward pass forms a ``(B, N, 5, D)`` tensor (the backward of a slice
+        of one would zero-fill all of it, once per coefficient).
+        """
+        batch, n_out = step_of.shape
+        idx = step_of.unsqueeze(-1).expand(batch, n_out, steps.shape[-1])
+        x = theta.unsqueeze(-1)
+        out = None
+        for k in range(steps.shape[1]):
+            c_k = steps[:, k].transpose(0, 1).gather(1, idx)  # (B, N, D)
+            out = c_k if out is None else out * x + c_k
+        return out
+
+    @staticmethod
     def evaluate(coeffs: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """Horner evaluation of ``coeffs`` ``(..., 5, D)`` at fractions ``theta`` ``(...)``."""
         x = theta.unsqueeze(-1)
