@@ -203,6 +203,7 @@ def build_classifier(args: argparse.Namespace) -> Any:
     return LatentODEClassifier(
         classifier=args.classifier, ce_weight=args.ce_weight,
         class_weight=None if args.class_weight == "none" else args.class_weight,
+        scoring=args.scoring, patience=args.patience,
         latent_dim=args.latent_dim, encoder=args.encoder, rec_dim=args.rec_dim, units=args.units,
         n_layers=args.n_layers, gru_units=args.gru_units, gradient=args.gradient,
         solver=args.solver, n_traj_samples=3, max_epochs=args.epochs,
@@ -261,13 +262,15 @@ def run_classification(args: argparse.Namespace) -> dict[str, Any]:
             "auc_pr": average_precision_score(truth, proba),
             "baseline_auc_roc": roc_auc_score(labels.loc[base.index], base),
             "baseline_auc_pr": average_precision_score(labels.loc[base.index], base),
-            "epochs": epochs, "fit_s": fit_s, "s_per_epoch": fit_s / max(epochs, 1),
+            "epochs": epochs, "best_epoch": clf.history_.best_epoch, "fit_s": fit_s,
+            "s_per_epoch": fit_s / max(epochs, 1),
             "n_train": len(train_ids), "n_test": len(test_ids),
             "test_deaths": int(truth.sum()), "test_no_obs": no_obs,
+            "val_curves": {k: clf.history_[k] for k in ("val_loss", "val_log_loss", "val_roc_auc")},
         })
         print("split {split_seed}: AUC-ROC {auc_roc:.3f} (baseline {baseline_auc_roc:.3f}), "
-              "AUC-PR {auc_pr:.3f} (baseline {baseline_auc_pr:.3f}), {epochs} epochs, "
-              "{s_per_epoch:.1f} s/epoch".format(**rows[-1]), flush=True)
+              "AUC-PR {auc_pr:.3f} (baseline {baseline_auc_pr:.3f}), {epochs} epochs (best "
+              "{best_epoch}), {s_per_epoch:.1f} s/epoch".format(**rows[-1]), flush=True)
     return {"task": "classification", "rows": rows, "source": source, "static": static,
             "total_s": time.perf_counter() - start, "args": vars(args)}
 
@@ -279,12 +282,13 @@ def format_classification(res: dict[str, Any]) -> str:
     head = (f"PhysioNet 2012 in-hospital mortality ({res['source']}), "
             f"{table['n_train'].iloc[0]} train / {table['n_test'].iloc[0]} test stays per split; "
             f"LatentODEClassifier(classifier={a['classifier']!r}, encoder {a['encoder']}, "
-            f"ce_weight {a['ce_weight']}, class_weight {a['class_weight']}), static "
+            f"ce_weight {a['ce_weight']}, class_weight {a['class_weight']}, validation "
+            f"{a['val_fraction']}, scoring {a['scoring']}), static "
             f"{res['static'] or 'none'}; baseline: logistic regression on last / mean / min / "
             f"max / count per channel. Published AUC-ROC: "
             + ", ".join(f"{k} {v}" for k, v in PUBLISHED_AUC.items()) + ".")
     shown = table[["auc_roc", "baseline_auc_roc", "auc_pr", "baseline_auc_pr", "epochs",
-                   "s_per_epoch", "test_deaths"]]
+                   "best_epoch", "s_per_epoch", "test_deaths"]]
     text = head + "\n" + shown.to_string(float_format=lambda v: f"{v:.3f}")
     if len(table) > 1:
         stats = ", ".join(f"{c} {table[c].mean():.3f} +- {table[c].std(ddof=1):.3f}"
@@ -583,6 +587,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--classifier", default="latent", choices=("latent", "encoder"))
     parser.add_argument("--ce-weight", type=float, default=100.0)
     parser.add_argument("--class-weight", default="none", choices=("none", "balanced"))
+    parser.add_argument("--scoring", default="log_loss", choices=("log_loss", "roc_auc", "loss"),
+                        help="classification: what early stopping watches on the --val-fraction "
+                             "stays (LatentODEClassifier(scoring=...))")
+    parser.add_argument("--patience", type=int, default=10,
+                        help="early-stopping patience in epochs (with --val-fraction)")
     parser.add_argument("--data", default=None,
                         help=f"PhysioNet archive or folder (default {DEFAULT_DATA})")
     parser.add_argument("--allow-sample", action="store_true",
