@@ -52,9 +52,11 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         classifier, the same MLP on the encoder's output (the posterior mean of ``z_t0``)
         trained by the cross-entropy alone; faster (no latent ODE solve, no decoder), and
         nothing but :meth:`predict` / :meth:`predict_proba` / :meth:`score` is available.
-    ce_weight : float, default=100.0
-        Weight of the cross-entropy against the ELBO per observed value (``"latent"`` only);
-        the paper uses 100.
+    ce_weight : float, default=10.0
+        Weight of the cross-entropy against the ELBO per observed value (``"latent"`` only).
+        The paper uses 100; on PhysioNet mortality (5 splits, README) 10 and 1 gave a mean
+        AUC-ROC of 0.825 and 0.826 against 0.796 for 100, which lets the cross-entropy drive
+        the encoder and overfits within a few epochs.
     class_weight : dict, "balanced" or None, default=None
         Weight of each class in the cross-entropy, as in scikit-learn: ``{label: weight}``
         (classes not listed weigh 1), ``"balanced"`` (``n_series / (n_classes *
@@ -158,7 +160,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
     def __init__(
         self,
         classifier: str = "latent",
-        ce_weight: float = 100.0,
+        ce_weight: float = 10.0,
         class_weight: dict[Any, float] | str | None = None,
         scoring: str = "log_loss",
         latent_dim: int = 20,

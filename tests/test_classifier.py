@@ -247,8 +247,9 @@ def test_is_a_classifier_with_the_regressors_parameters():
     params = clf.get_params()
     assert {k: v for k, v in params.items() if k in LatentODERegressor().get_params()} == \
         LatentODERegressor().get_params()
-    assert (params["classifier"], params["ce_weight"], params["class_weight"]) == \
-        ("latent", 100.0, None)
+    assert (params["classifier"], params["ce_weight"], params["class_weight"],
+            params["scoring"]) == \
+        ("latent", 10.0, None, "log_loss")
     with pytest.raises(NotFittedError):
         clf.predict_proba(pd.DataFrame({"id": [0], "t": [0.0], "x": [1.0]}))
 
@@ -329,7 +330,8 @@ def test_scoring_watches_the_documented_validation_score(scoring, seed):
     weights = {0: 1.0, 1: 2.5}
     clf = LatentODEClassifier(**{**TINY, "max_epochs": 6, "early_stopping": False, "lr": 0.05,
                                  "validation_fraction": 0.4, "scoring": scoring,
-                                 "class_weight": weights, "random_state": seed}).fit(df, y)
+                                 "class_weight": weights, "random_state": seed,
+                                 "ce_weight": 100.0}).fit(df, y)
     hist = clf.history_
     assert hist.monitor == f"val_{scoring}"
     curve = np.array(hist[f"val_{scoring}"], dtype=float)
