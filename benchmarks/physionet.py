@@ -51,8 +51,10 @@ over trajectory samples).
     The 4,000 stays of set-a with ``In-hospital_death``, the same 80/20 split (``random_state``
     = ``--seed``; ``--repeats R`` repeats it with seeds ``seed .. seed + R - 1`` and prints the
     mean and standard deviation), a :class:`~latentode.LatentODEClassifier` (the paper's
-    Latent ODE classifier, ``ce_weight`` 100; ``--classifier encoder`` for its ODE-RNN
-    classifier) scored by AUC-ROC and AUC-PR on the test stays, beside a logistic regression
+    Latent ODE classifier, ``ce_weight`` 100 unless ``--ce-weight``, the library's default
+    being 10; ``--classifier encoder`` for its ODE-RNN classifier; no validation stays unless
+    ``--val-fraction``, then early stopping on ``--scoring``) scored by AUC-ROC and AUC-PR
+    on the test stays, beside a logistic regression
     on per-stay summary features (last, mean, min, max and count of every channel; missing
     features imputed with the training mean, standardised). A test stay with no observed
     channel (only descriptors) gets the training death rate. ``--static`` gives the descriptors
