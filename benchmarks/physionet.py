@@ -51,8 +51,10 @@ over trajectory samples).
     The 4,000 stays of set-a with ``In-hospital_death``, the same 80/20 split (``random_state``
     = ``--seed``; ``--repeats R`` repeats it with seeds ``seed .. seed + R - 1`` and prints the
     mean and standard deviation), a :class:`~latentode.LatentODEClassifier` (the paper's
-    Latent ODE classifier, ``ce_weight`` 100; ``--classifier encoder`` for its ODE-RNN
-    classifier) scored by AUC-ROC and AUC-PR on the test stays, beside a logistic regression
+    Latent ODE classifier, ``ce_weight`` 100 unless ``--ce-weight``, the library's default
+    being 10; ``--classifier encoder`` for its ODE-RNN classifier; no validation stays unless
+    ``--val-fraction``, then early stopping on ``--scoring``) scored by AUC-ROC and AUC-PR
+    on the test stays, beside a logistic regression
     on per-stay summary features (last, mean, min, max and count of every channel; missing
     features imputed with the training mean, standardised). A test stay with no observed
     channel (only descriptors) gets the training death rate. ``--static`` gives the descriptors
@@ -76,6 +78,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -203,16 +206,88 @@ def build_classifier(args: argparse.Namespace) -> Any:
     return LatentODEClassifier(
         classifier=args.classifier, ce_weight=args.ce_weight,
         class_weight=None if args.class_weight == "none" else args.class_weight,
+        scoring=args.scoring, patience=args.patience,
         latent_dim=args.latent_dim, encoder=args.encoder, rec_dim=args.rec_dim, units=args.units,
         n_layers=args.n_layers, gru_units=args.gru_units, gradient=args.gradient,
         solver=args.solver, n_traj_samples=3, max_epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
         obs_weighting=args.obs_weighting, kl_warmup=None if kl_warmup == "none" else kl_warmup,
-        validation_fraction=args.val_fraction, early_stopping=args.val_fraction > 0,
+        validation_fraction=args.val_fraction,
+        early_stopping=args.val_fraction > 0 and not args.no_early_stopping,
         obs_std="learned" if args.obs_std == "learned" else float(args.obs_std),
         calibrate=False, device=args.device, random_state=args.seed, verbose=args.verbose,
         n_jobs=getattr(args, "threads", 1) or -1,
     )
+
+
+class TestTrace:
+    """``--trace``: the test stays' AUC-ROC after every epoch (a diagnostic, not a protocol).
+
+    A callback of the training loop: it predicts the test stays with the epoch's weights as
+    :meth:`~latentode.LatentODEClassifier.predict_proba` does (stays with nothing observed get
+    ``fill``, as in the benchmark), so the entry of the epoch whose weights a rule restores is
+    that rule's test AUC-ROC. ``clf`` must already hold the time encoder and scaler that the
+    fit will use (a fit with ``max_epochs=0`` on the same training stays).
+    """
+
+    def __init__(self, clf: Any, test: pd.DataFrame, truth: pd.Series, fill: float) -> None:
+        from latentode import data as _data
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            vf, padded = clf._prepare(test)
+        self.live = np.flatnonzero(padded.lengths > 0)
+        self.sub = _data.subset(padded, self.live)
+        self.truth = truth.loc[vf.series_ids].to_numpy()
+        self.fill, self.batch_size = fill, int(clf.batch_size)
+        self.aucs: list[float] = []
+        self.aps: list[float] = []
+
+    def on_epoch_end(self, epoch: int, record: dict[str, Any], model: Any) -> bool:
+        import torch
+        from sklearn.metrics import average_precision_score, roc_auc_score
+
+        from latentode import data as _data
+
+        proba = np.full(len(self.truth), self.fill)
+        param = next(model.parameters())
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            out = [torch.softmax(model.classify(b), -1)[:, 1].double().cpu().numpy()
+                   for b in _data.iterate_batches(self.sub, self.batch_size,
+                                                  device=param.device, dtype=param.dtype)]
+        model.train(was_training)
+        proba[self.live] = np.concatenate(out)
+        self.aucs.append(float(roc_auc_score(self.truth, proba)))
+        self.aps.append(float(average_precision_score(self.truth, proba)))
+        return False
+
+
+def stopping_rules(curves: dict[str, list[Any]], test_auc: list[float], test_ap: list[float],
+                   max_epochs: int, patiences: Sequence[int] = (5, 10, 20)) -> dict[str, Any]:
+    """The epoch each early-stopping rule (monitored entry, patience) restores, and its test
+    AUC-ROC and AUC-PR, replayed from one run's per-epoch records (the loop's rule: strict
+    improvement, stop after ``patience`` epochs without one). None where the run ended before
+    the rule would have stopped (short of ``max_epochs``)."""
+    out: dict[str, Any] = {}
+    n = len(test_auc)
+    for key, sign in (("val_loss", 1.0), ("val_log_loss", 1.0), ("val_roc_auc", -1.0)):
+        for patience in patiences:
+            best, best_e, bad, stopped = np.inf, None, 0, False
+            for e, v in enumerate(curves.get(key) or []):
+                if v is not None and np.isfinite(v) and sign * v < best:
+                    best, best_e, bad = sign * v, e, 0
+                else:
+                    bad += 1
+                if bad >= patience:
+                    stopped = True
+                    break
+            ok = best_e is not None and (stopped or n >= max_epochs)
+            out[f"{key}/p{patience}"] = {"epoch": best_e if ok else None,
+                                         "test_auc": test_auc[best_e] if ok else None,
+                                         "test_ap": test_ap[best_e] if ok else None}
+    return out
 
 
 def run_classification(args: argparse.Namespace) -> dict[str, Any]:
@@ -243,9 +318,22 @@ def run_classification(args: argparse.Namespace) -> dict[str, Any]:
         train = df[df["id"].isin(train_ids)].reset_index(drop=True)
         test = df[df["id"].isin(test_ids)].reset_index(drop=True)
         clf = build_classifier(args).set_params(random_state=seed)
+        fit_args = dict(time_col="t", id_col="id", target_cols=cols, static_cols=static or None)
+        trace = None
+        if args.trace:
+            import latentode.estimator as _estimator
+
+            clf.set_params(max_epochs=0).fit(train, labels.loc[train_ids], **fit_args)
+            trace = TestTrace(clf, test, labels, float(labels.loc[train_ids].mean()))
+            clf.set_params(max_epochs=args.epochs)
+            plain_fit_model = _estimator._fit_model
+            _estimator._fit_model = functools.partial(plain_fit_model, callbacks=[trace])
         t0 = time.perf_counter()
-        clf.fit(train, labels.loc[train_ids], time_col="t", id_col="id", target_cols=cols,
-                static_cols=static or None)
+        try:
+            clf.fit(train, labels.loc[train_ids], **fit_args)
+        finally:
+            if trace is not None:
+                _estimator._fit_model = plain_fit_model
         fit_s = time.perf_counter() - t0
         with warnings.catch_warnings():  # stays with only descriptors: counted below
             warnings.simplefilter("ignore", UserWarning)
@@ -261,13 +349,25 @@ def run_classification(args: argparse.Namespace) -> dict[str, Any]:
             "auc_pr": average_precision_score(truth, proba),
             "baseline_auc_roc": roc_auc_score(labels.loc[base.index], base),
             "baseline_auc_pr": average_precision_score(labels.loc[base.index], base),
-            "epochs": epochs, "fit_s": fit_s, "s_per_epoch": fit_s / max(epochs, 1),
+            "epochs": epochs, "best_epoch": clf.history_.best_epoch, "fit_s": fit_s,
+            "s_per_epoch": fit_s / max(epochs, 1),
             "n_train": len(train_ids), "n_test": len(test_ids),
             "test_deaths": int(truth.sum()), "test_no_obs": no_obs,
+            "val_curves": {k: clf.history_[k] for k in ("val_loss", "val_log_loss", "val_roc_auc")},
         })
+        if trace is not None:
+            rows[-1]["test_auc_per_epoch"] = trace.aucs
+            rows[-1]["test_ap_per_epoch"] = trace.aps
+            rows[-1]["rules"] = stopping_rules(rows[-1]["val_curves"], trace.aucs, trace.aps,
+                                               args.epochs)
+            print("  test AUC-ROC per epoch: " + " ".join(f"{a:.3f}" for a in trace.aucs)
+                  + "\n  rules (monitored entry / patience: restored epoch, test AUC-ROC): "
+                  + ", ".join(f"{k}: {v['epoch']}, "
+                              + ("-" if v["test_auc"] is None else f"{v['test_auc']:.3f}")
+                              for k, v in rows[-1]["rules"].items()), flush=True)
         print("split {split_seed}: AUC-ROC {auc_roc:.3f} (baseline {baseline_auc_roc:.3f}), "
-              "AUC-PR {auc_pr:.3f} (baseline {baseline_auc_pr:.3f}), {epochs} epochs, "
-              "{s_per_epoch:.1f} s/epoch".format(**rows[-1]), flush=True)
+              "AUC-PR {auc_pr:.3f} (baseline {baseline_auc_pr:.3f}), {epochs} epochs (best "
+              "{best_epoch}), {s_per_epoch:.1f} s/epoch".format(**rows[-1]), flush=True)
     return {"task": "classification", "rows": rows, "source": source, "static": static,
             "total_s": time.perf_counter() - start, "args": vars(args)}
 
@@ -279,17 +379,27 @@ def format_classification(res: dict[str, Any]) -> str:
     head = (f"PhysioNet 2012 in-hospital mortality ({res['source']}), "
             f"{table['n_train'].iloc[0]} train / {table['n_test'].iloc[0]} test stays per split; "
             f"LatentODEClassifier(classifier={a['classifier']!r}, encoder {a['encoder']}, "
-            f"ce_weight {a['ce_weight']}, class_weight {a['class_weight']}), static "
+            f"ce_weight {a['ce_weight']}, class_weight {a['class_weight']}, validation "
+            f"{a['val_fraction']}, scoring {a['scoring']}), static "
             f"{res['static'] or 'none'}; baseline: logistic regression on last / mean / min / "
             f"max / count per channel. Published AUC-ROC: "
             + ", ".join(f"{k} {v}" for k, v in PUBLISHED_AUC.items()) + ".")
     shown = table[["auc_roc", "baseline_auc_roc", "auc_pr", "baseline_auc_pr", "epochs",
-                   "s_per_epoch", "test_deaths"]]
+                   "best_epoch", "s_per_epoch", "test_deaths"]]
     text = head + "\n" + shown.to_string(float_format=lambda v: f"{v:.3f}")
     if len(table) > 1:
         stats = ", ".join(f"{c} {table[c].mean():.3f} +- {table[c].std(ddof=1):.3f}"
                           for c in ("auc_roc", "baseline_auc_roc", "auc_pr", "baseline_auc_pr"))
         text += f"\nmean +- sd over {len(table)} splits: {stats}"
+    if "rules" in table:
+        for what, name in (("test_auc", "AUC-ROC"), ("test_ap", "AUC-PR")):
+            rules = pd.DataFrame({seed: {k: v[what] for k, v in r.items()}
+                                  for seed, r in table["rules"].items()}).astype(float)
+            text += (f"\n--trace: test {name} of the epoch each early-stopping rule restores "
+                     "(replayed from the per-epoch records; NaN: the run ended first)\n"
+                     + rules.assign(mean=rules.mean(axis=1),
+                                    sd=rules.std(axis=1, ddof=1)).to_string(
+                         float_format=lambda v: f"{v:.3f}"))
     return text
 
 
@@ -588,6 +698,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--classifier", default="latent", choices=("latent", "encoder"))
     parser.add_argument("--ce-weight", type=float, default=100.0)
     parser.add_argument("--class-weight", default="none", choices=("none", "balanced"))
+    parser.add_argument("--scoring", default="log_loss", choices=("log_loss", "roc_auc", "loss"),
+                        help="classification: what early stopping watches on the --val-fraction "
+                             "stays (LatentODEClassifier(scoring=...))")
+    parser.add_argument("--patience", type=int, default=10,
+                        help="early-stopping patience in epochs (with --val-fraction)")
+    parser.add_argument("--no-early-stopping", action="store_true",
+                        help="with --val-fraction: keep the best weights but train all --epochs")
+    parser.add_argument("--trace", action="store_true",
+                        help="classification: also score the test stays after every epoch and "
+                             "replay which epoch each early-stopping rule (val_loss, "
+                             "val_log_loss, val_roc_auc; patience 5, 10, 20) would restore")
     parser.add_argument("--data", default=None,
                         help=f"PhysioNet archive or folder (default {DEFAULT_DATA})")
     parser.add_argument("--allow-sample", action="store_true",

@@ -795,6 +795,8 @@ class LatentODERegressor(BaseEstimator):
             obs_weighting=self.obs_weighting, forecast_split=split,
             lr_decay=None if self.lr_decay is None else float(self.lr_decay),
             distributed=distributed, loss_options=self._loss_options(),
+            **self._fit_options(classes, None if val is None or labels is None
+                                else labels[val_idx]),
         )
         model.eval()
         model.spread_scale.fill_(1.0)
@@ -827,6 +829,13 @@ class LatentODERegressor(BaseEstimator):
 
     def _loss_options(self) -> dict[str, Any]:
         """Extra keyword arguments of :meth:`LatentODE.loss` for training (none here)."""
+        return {}
+
+    def _fit_options(self, classes: np.ndarray | None,
+                     val_labels: np.ndarray | None) -> dict[str, Any]:
+        """Extra keyword arguments of :func:`fit_model` (none here), given the classes and the
+        class indices of the validation series (None without labels or validation); may raise
+        a ValueError (before training)."""
         return {}
 
     def _calibrates(self) -> bool:

@@ -748,7 +748,7 @@ def _check_scaler(state: dict[str, Any], n_channels: int) -> None:
 
 def _check_history(state: dict[str, Any]) -> None:
     from .training import History
-    from .training.history import STOP_REASONS
+    from .training.history import MONITORS, STOP_REASONS
 
     where = "history"
     _keys(state, tuple(f.name for f in dataclasses.fields(History)), where)
@@ -768,8 +768,8 @@ def _check_history(state: dict[str, Any]) -> None:
     for key in ("best_val_loss", "best_loss"):
         if not (state[key] is None or _is_num(state[key])):
             raise _Invalid(f"{where}: {key} must be null or a number, got {_show(state[key])}")
-    if state["monitor"] not in ("val_loss", "train_loss"):
-        raise _Invalid(f"{where}: monitor must be 'val_loss' or 'train_loss', got "
+    if state["monitor"] not in MONITORS:
+        raise _Invalid(f"{where}: monitor must be one of {tuple(MONITORS)}, got "
                        f"{_show(state['monitor'])}")
     if not (state["stopped_reason"] is None or state["stopped_reason"] in STOP_REASONS):
         raise _Invalid(f"{where}: stopped_reason must be null or one of {STOP_REASONS}, got "

@@ -247,8 +247,9 @@ def test_is_a_classifier_with_the_regressors_parameters():
     params = clf.get_params()
     assert {k: v for k, v in params.items() if k in LatentODERegressor().get_params()} == \
         LatentODERegressor().get_params()
-    assert (params["classifier"], params["ce_weight"], params["class_weight"]) == \
-        ("latent", 100.0, None)
+    assert (params["classifier"], params["ce_weight"], params["class_weight"],
+            params["scoring"]) == \
+        ("latent", 10.0, None, "log_loss")
     with pytest.raises(NotFittedError):
         clf.predict_proba(pd.DataFrame({"id": [0], "t": [0.0], "x": [1.0]}))
 
@@ -306,3 +307,96 @@ def test_encoder_only_classifier_has_no_generative_methods(small):
     for method in (clf.extrapolate, clf.sample):
         with pytest.raises(ValueError, match="needs the Latent ODE classifier"):
             method(df, 2)
+
+
+# ------------------------------------------------------------------------------ scoring
+def _validation_ids(clf, df):
+    """The ids of the series ``fit`` held out for validation (its split, reproduced)."""
+    from latentode.data import split_series, validate_frame
+    from latentode.utils import draw_seed
+
+    vf = validate_frame(df, time_col="t", id_col="id", empty_series="drop")
+    seeds = np.random.SeedSequence(draw_seed(clf.random_state)).generate_state(3)
+    _, val_idx = split_series(vf.n_series, float(clf.validation_fraction),
+                              np.random.default_rng(seeds[0]))
+    return vf.series_ids[val_idx]
+
+
+@pytest.mark.parametrize("scoring, seed", [("log_loss", 0), ("roc_auc", 2)])
+def test_scoring_watches_the_documented_validation_score(scoring, seed):
+    from sklearn.metrics import log_loss
+
+    df, y = oscillator_classes(12)
+    weights = {0: 1.0, 1: 2.5}
+    clf = LatentODEClassifier(**{**TINY, "max_epochs": 6, "early_stopping": False, "lr": 0.05,
+                                 "validation_fraction": 0.4, "scoring": scoring,
+                                 "class_weight": weights, "random_state": seed,
+                                 "ce_weight": 100.0}).fit(df, y)
+    hist = clf.history_
+    assert hist.monitor == f"val_{scoring}"
+    curve = np.array(hist[f"val_{scoring}"], dtype=float)
+    assert len(curve) == 6 and np.isfinite(curve).all()
+    assert np.ptp(curve) > 1e-4  # the epochs differ, so choosing among them can go wrong
+    best = int(np.argmin(curve) if scoring == "log_loss" else np.argmax(curve))
+    assert hist.best_epoch == best and hist.best_loss == pytest.approx(curve[best], abs=1e-12)
+    assert best < 5 and abs(curve[5] - curve[best]) > 1e-3  # (seeds chosen so) not the last
+    # the restored weights are those of the best epoch: predict_proba on the validation
+    # series gives back its score, computed by scikit-learn
+    ids = _validation_ids(clf, df)
+    assert 0 < len(ids) < 24 and len(np.unique(y.loc[ids])) == 2
+    proba = clf.predict_proba(df[df["id"].isin(ids)])
+    proba = proba.div(proba.sum(axis=1), axis=0)  # float32 softmax: sums to 1 within 1e-7
+    truth = y.loc[proba.index]
+    if scoring == "log_loss":  # weighted by class_weight
+        value = log_loss(truth, proba.to_numpy(), sample_weight=truth.map(weights),
+                         labels=clf.classes_)
+    else:
+        value = roc_auc_score(truth, proba[1])
+    assert value == pytest.approx(curve[best], abs=1e-6)
+    # both scores are recorded whatever is watched, and the other one is the same curve
+    other = "val_roc_auc" if scoring == "log_loss" else "val_log_loss"
+    assert np.isfinite(np.array(hist[other], dtype=float)).all()
+
+
+def test_scoring_loss_watches_the_objective_and_no_validation_watches_training(small):
+    df, y = small
+    clf = LatentODEClassifier(**{**TINY, "max_epochs": 3, "scoring": "loss",
+                                 "validation_fraction": 0.3}).fit(df, y)
+    hist = clf.history_
+    assert hist.monitor == "val_loss"
+    assert hist.best_loss == pytest.approx(min(hist["val_loss"]), abs=1e-12)
+    for scoring in ("log_loss", "roc_auc"):  # nothing to validate on: the training loss
+        alone = LatentODEClassifier(**{**TINY, "scoring": scoring,
+                                       "validation_fraction": 0.0}).fit(df, y)
+        assert alone.history_.monitor == "train_loss"
+        assert alone.history_["val_log_loss"] == [None, None]
+
+
+def test_roc_auc_scoring_errors_before_training(small, task):
+    (df3, y3) = oscillator_classes(6, omegas=(1.0, 2.0, 3.0))
+    with pytest.raises(ValueError, match=r"scoring='roc_auc' needs two classes; y has 3 "):
+        LatentODEClassifier(**{**TINY, "scoring": "roc_auc"}).fit(df3, y3)
+    LatentODEClassifier(**{**TINY, "scoring": "log_loss", "max_epochs": 1}).fit(df3, y3)
+    df, y = small  # 16 series, one validation series: a single class
+    with pytest.raises(ValueError, match=r"validation series of both classes, but the 1 "
+                                         r"validation series .* are all of class"):
+        LatentODEClassifier(**{**TINY, "scoring": "roc_auc",
+                               "validation_fraction": 0.05}).fit(df, y)
+    with pytest.raises(ValueError, match="scoring must be"):
+        LatentODEClassifier(**{**TINY, "scoring": "accuracy"}).fit(df, y)
+
+
+def test_scoring_survives_clone_pickle_save_load(small, tmp_path):
+    df, y = small
+    clf = LatentODEClassifier(**{**TINY, "scoring": "roc_auc", "validation_fraction": 0.5})
+    assert clone(clf).scoring == "roc_auc"
+    clf.fit(df, y)
+    expected = clf.predict_proba(df)
+    clf.save(tmp_path / "auc.latentode")
+    loaded = LatentODEClassifier.load(tmp_path / "auc.latentode")
+    assert loaded.scoring == "roc_auc" and loaded.history_.monitor == "val_roc_auc"
+    assert loaded.history_.best_loss == clf.history_.best_loss
+    assert loaded.history_["val_roc_auc"] == clf.history_["val_roc_auc"]
+    pd.testing.assert_frame_equal(loaded.predict_proba(df), expected, check_exact=True)
+    again = pickle.loads(pickle.dumps(clf))
+    assert again.scoring == "roc_auc" and again.history_.monitor == "val_roc_auc"

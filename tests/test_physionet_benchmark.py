@@ -79,6 +79,39 @@ def test_tiny_classification_run(bench, tmp_path, capsys):
     assert (tmp_path / "c.json").exists()
 
 
+def test_classification_trace_replays_the_restored_epoch(bench, tmp_path, capsys):
+    threads = torch.get_num_threads()
+    try:
+        res = bench.main(["--task", "classification", "--data", str(tmp_path / "none"),
+                          *TINY[:1], "--subset", "100", *TINY[3:], "--epochs", "3",
+                          "--val-fraction", "0.3", "--no-early-stopping", "--trace",
+                          "--scoring", "log_loss"])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "--trace: test AUC-ROC of the epoch each early-stopping rule restores" in out
+    row = res["rows"][0]
+    assert row["epochs"] == 3 and len(row["test_auc_per_epoch"]) == 3
+    curve = row["val_curves"]["val_log_loss"]
+    assert row["best_epoch"] == min(range(3), key=curve.__getitem__)
+    # the replayed rule of the run's own setting restores the epoch the fit restored, and its
+    # test scores are those of predict_proba with the restored weights
+    for patience in (5, 10, 20):  # 3 epochs = max_epochs: every rule ends with the run
+        rule = row["rules"][f"val_log_loss/p{patience}"]
+        assert rule["epoch"] == row["best_epoch"]
+        assert rule["test_auc"] == pytest.approx(row["auc_roc"], abs=1e-12)
+        assert rule["test_ap"] == pytest.approx(row["auc_pr"], abs=1e-12)
+    # the replay of a rule from records: strict improvement, stop after `patience` bad epochs
+    rules = bench.stopping_rules({"val_loss": [3.0, 2.0, 2.5, 2.5, 1.0],
+                                  "val_roc_auc": [0.6, 0.7, 0.7, 0.65, 0.9]},
+                                 [0.1, 0.2, 0.3, 0.4, 0.5], [0.0] * 5, max_epochs=10,
+                                 patiences=(2, 3))
+    assert rules["val_loss/p2"]["epoch"] == 1 and rules["val_loss/p2"]["test_auc"] == 0.2
+    assert rules["val_roc_auc/p2"]["epoch"] == 1
+    assert rules["val_loss/p3"]["epoch"] is None  # 5 of 10 epochs run: not decided yet
+    assert rules["val_log_loss/p2"]["epoch"] is None
+
+
 def test_tiny_run_breaks_the_held_out_error_down(bench, tmp_path, capsys):
     threads = torch.get_num_threads()
     try:

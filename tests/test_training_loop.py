@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -322,3 +323,61 @@ def test_batch_text_is_redrawn_at_most_every_interval(capsys, monkeypatch):
     fit_model(_model(), _loader(data, size=2), None, max_epochs=1, lr=1e-2, kl_warmup=0,
               n_traj_samples=1, verbose=1)
     assert len(calls) > 1 and calls[1] == "latentode fit (batch 2)"
+
+
+# ------------------------------------------------------------------------------ classifier scores
+def test_binary_roc_auc_matches_scikit_learn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    from latentode.training import binary_roc_auc
+
+    rng = np.random.default_rng(0)
+    for n in (2, 7, 50, 301):
+        labels = rng.integers(0, 2, n)
+        labels[:2] = [0, 1]
+        scores = np.round(rng.normal(size=n) + labels, 1)  # rounded: many ties
+        got = float(binary_roc_auc(torch.as_tensor(scores), torch.as_tensor(labels)))
+        assert got == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert float(binary_roc_auc(torch.tensor([0.2, 0.2, 0.2]), torch.tensor([0, 1, 1]))) == 0.5
+    assert np.isnan(float(binary_roc_auc(torch.tensor([0.1, 0.7]), torch.tensor([1, 1]))))
+
+
+def test_evaluate_classifier_matches_scikit_learn_and_fit_model_monitors_it():
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    from latentode.nn import LatentODE
+    from latentode.training import evaluate_classifier
+
+    torch.manual_seed(0)
+    model = LatentODE(2, latent_dim=3, rec_dim=6, units=8, n_layers=1, gru_units=8,
+                      encoder="gru", gradient="backprop", n_classes=2)
+    rng = np.random.default_rng(1)
+    batches = []
+    for _ in range(3):
+        t = torch.sort(torch.as_tensor(rng.uniform(0, 1, (8, 6)), dtype=torch.float32), 1).values
+        x = torch.as_tensor(rng.normal(size=(8, 6, 2)), dtype=torch.float32)
+        batches.append(Batch(t, x, torch.ones(8, 6, 2), torch.full((8,), 6),
+                             labels=torch.as_tensor(np.r_[0, 1, rng.integers(0, 2, 6)]),
+                             weights=torch.as_tensor(rng.uniform(0.5, 2.0, 8),
+                                                     dtype=torch.float32)))
+    scores = evaluate_classifier(model, batches)
+    model.eval()
+    with torch.no_grad():
+        proba = torch.cat([torch.softmax(model.classify(b), -1) for b in batches]).double()
+    proba = proba / proba.sum(-1, keepdim=True)  # float32 softmax: sums to 1 within 1e-7
+    labels = torch.cat([b.labels for b in batches]).numpy()
+    weights = torch.cat([b.weights for b in batches]).double().numpy()
+    assert scores["n_series"] == 24.0
+    assert scores["log_loss"] == pytest.approx(
+        log_loss(labels, proba.numpy(), sample_weight=weights), abs=1e-6)
+    assert scores["roc_auc"] == pytest.approx(roc_auc_score(labels, proba[:, 1]), abs=1e-12)
+
+    hist = fit_model(model, lambda: iter(batches[:2]), lambda: iter(batches[2:]), max_epochs=3,
+                     verbose=0, val_metric="roc_auc", early_stopping=False,
+                     loss_options={"ce_weight": 10.0})
+    assert hist.monitor == "val_roc_auc"
+    assert hist.best_epoch == int(np.argmax(hist["val_roc_auc"]))
+    with pytest.raises(ValueError, match="val_metric must be one of"):
+        fit_model(model, lambda: iter(batches), max_epochs=1, val_metric="auc")
+    with pytest.raises(ValueError, match="needs a val_loader and a model with a classifier"):
+        fit_model(model, lambda: iter(batches), max_epochs=1, val_metric="log_loss")

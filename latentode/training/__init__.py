@@ -2,8 +2,9 @@
 
 from .calibration import SCALE_GRID, calibrate_spread
 from .callbacks import Callback, CallbackProtocol, EarlyStopping, LambdaCallback, as_callback
-from .history import STOP_REASONS, History
+from .history import MONITORS, STOP_REASONS, History
 from .loop import OPTIMIZERS, TrainingFailedError, fit_model
+from .metrics import VAL_METRICS, binary_roc_auc, evaluate_classifier
 from .objective import (
     KLSchedule,
     drop_observations,
@@ -32,6 +33,10 @@ __all__ = [
     "linear_kl_schedule",
     "exponential_kl_schedule",
     "evaluate_loss",
+    "evaluate_classifier",
+    "binary_roc_auc",
+    "VAL_METRICS",
+    "MONITORS",
     "drop_observations",
     "split_forecast",
 ]

@@ -7,10 +7,36 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["History", "STOP_REASONS"]
+__all__ = ["History", "STOP_REASONS", "MONITORS", "monitor_mode"]
 
 #: the values of :attr:`History.stopped_reason`: why training ended
 STOP_REASONS = ("max_epochs", "early_stopping", "callback", "interrupted")
+
+#: the values of :attr:`History.monitor` (the record entry that chose the best epoch), each with
+#: its direction: ``"min"`` (smaller is better) or ``"max"``
+MONITORS = {"val_loss": "min", "train_loss": "min", "val_log_loss": "min", "val_roc_auc": "max"}
+
+
+def monitor_mode(monitor: str) -> str:
+    """``"min"`` or ``"max"``: whether a smaller or a larger ``monitor`` value is better.
+
+    Parameters
+    ----------
+    monitor : str
+        One of :data:`MONITORS`.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        For an unknown monitor.
+    """
+    if monitor not in MONITORS:
+        raise ValueError(f"monitor must be one of {tuple(MONITORS)}, got {monitor!r}.")
+    return MONITORS[monitor]
 
 
 def _json_safe(x: Any) -> Any:
@@ -34,15 +60,19 @@ class History:
         Per-epoch records with keys ``epoch`` (0-based), ``train_loss``, ``val_loss`` (None
         without validation), ``kl_weight``, ``lr``, ``seconds``, ``n_skipped`` (batches skipped
         for a non-finite loss or a solver failure) and the diagnostics ``train_nll``,
-        ``train_mse``, ``val_nll``, ``val_mse``.
+        ``train_mse``, ``val_nll``, ``val_mse``; with a classifier scored on validation data,
+        also ``val_log_loss`` and ``val_roc_auc`` (see
+        :func:`~latentode.training.metrics.evaluate_classifier`).
     best_epoch : int or None
         Epoch whose weights were restored at the end.
     best_val_loss : float or None
         Validation loss of ``best_epoch`` (None without validation).
     best_loss : float or None
-        Monitored loss of ``best_epoch`` (the validation loss, else the training loss).
-    monitor : {"val_loss", "train_loss"}
-        Which loss selected the best epoch.
+        Monitored value of ``best_epoch``: the record entry ``monitor`` names (the validation
+        loss, the training loss, or the classifier's validation log-loss or AUC-ROC).
+    monitor : {"val_loss", "train_loss", "val_log_loss", "val_roc_auc"}
+        Which record entry selected the best epoch (:data:`MONITORS`; ``"val_roc_auc"`` is
+        the one where larger is better).
     stopped_reason : {"max_epochs", "early_stopping", "callback", "interrupted"} or None
         Why training ended.
     """

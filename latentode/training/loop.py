@@ -17,7 +17,8 @@ from latentode.nn import OBS_WEIGHTINGS, ODESolveError
 
 from . import distributed as _dist
 from .callbacks import as_callback
-from .history import History
+from .history import History, monitor_mode
+from .metrics import VAL_METRICS, evaluate_classifier
 from .objective import (
     KLWarmup,
     drop_observations,
@@ -105,6 +106,7 @@ def fit_model(
     forecast_split: float | None = None,
     distributed: bool = False,
     loss_options: Mapping[str, Any] | None = None,
+    val_metric: str = "loss",
 ) -> History:
     """Train a :class:`~latentode.nn.LatentODE` by minimising its negative IWAE bound.
 
@@ -129,7 +131,8 @@ def fit_model(
     n_traj_samples : int
         Trajectory samples ``K`` of the IWAE bound (training and validation).
     early_stopping : bool
-        Stop when the monitored loss has not improved by ``min_delta`` for ``patience`` epochs.
+        Stop when the monitored value (see ``val_metric``) has not improved by ``min_delta`` for
+        ``patience`` epochs.
     patience : int
         Early-stopping patience in epochs.
     callbacks : sequence
@@ -153,7 +156,8 @@ def fit_model(
     weight_decay : float
         Optimiser weight decay.
     min_delta : float
-        Minimum decrease of the monitored loss that counts as an improvement.
+        Minimum improvement of the monitored value that counts (a decrease, or an increase
+        for ``val_metric="roc_auc"``).
     obs_dropout : float
         At every training step, hide this fraction of the batch's observed values from the
         encoder (:func:`~latentode.training.objective.drop_observations`) while still scoring
@@ -185,6 +189,16 @@ def fit_model(
         e.g. ``{"ce_weight": 100.0}`` for a model with a classifier (see
         :meth:`latentode.nn.LatentODE.loss`). The distributed step sums each rank's loss
         times its number of observed values, which is exact for the plain objective only.
+    val_metric : {"loss", "log_loss", "roc_auc"}
+        What early stopping and the best weights watch on the validation data (see
+        :data:`~latentode.training.metrics.VAL_METRICS`): ``"loss"``, the objective
+        (``val_loss``); for a model with a classifier, ``"log_loss"``, the cross-entropy of its
+        predicted class probabilities (``val_log_loss``, smaller is better), or ``"roc_auc"``,
+        their AUC-ROC (``val_roc_auc``, two classes, larger is better), both computed by
+        :func:`~latentode.training.metrics.evaluate_classifier` with one host synchronisation
+        per epoch. Those two need ``val_loader``. Whenever the model has a classifier that the
+        loss trains (``loss_options`` with ``ce_weight > 0`` or ``elbo=False``) or
+        ``val_metric`` names one, the records carry both scores.
 
     Returns
     -------
@@ -204,7 +218,8 @@ def fit_model(
 
     Notes
     -----
-    The best weights (copied to the CPU) are chosen by validation loss, else by training loss.
+    The best weights (copied to the CPU) are chosen by the validation value ``val_metric``
+    names, else (without ``val_loader``) by training loss.
     Training losses under different KL weights are not comparable, so without validation data
     only epochs whose KL weight reached 0.99 compete (until then the latest weights are kept).
     A non-finite loss or gradient, or an :class:`~latentode.ode.ODESolveError`, skips that
@@ -234,7 +249,16 @@ def fit_model(
                          "(see latentode.training.distributed.init_from_env).")
     if distributed and generator is None:
         raise ValueError("distributed=True needs a generator seeded identically on every rank.")
+    if val_metric not in VAL_METRICS:
+        raise ValueError(f"val_metric must be one of {VAL_METRICS}, got {val_metric!r}.")
+    has_classifier = getattr(model, "classifier", None) is not None
+    if val_metric != "loss" and (val_loader is None or not has_classifier):
+        raise ValueError(f"val_metric={val_metric!r} needs a val_loader and a model with a "
+                         "classifier.")
     extra = dict(loss_options or {})
+    score_classes = val_loader is not None and has_classifier and (
+        val_metric != "loss" or float(extra.get("ce_weight", 0.0)) > 0
+        or extra.get("elbo", True) is False)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters.")
@@ -248,7 +272,8 @@ def fit_model(
     cbs = [as_callback(cb) for cb in callbacks]
     max_norm = math.inf if grad_clip is None else float(grad_clip)
 
-    monitor = "val_loss" if val_loader is not None else "train_loss"
+    monitor = "train_loss" if val_loader is None else f"val_{val_metric}"
+    sign = 1.0 if monitor_mode(monitor) == "min" else -1.0  # compare sign * value, smaller wins
     history = History(monitor=monitor, stopped_reason="max_epochs")
     best_state: dict[str, torch.Tensor] | None = None
     best = math.inf
@@ -376,13 +401,16 @@ def fit_model(
                                     forecast_split=forecast_split, distributed=distributed,
                                     loss_options=extra)
                 record.update(val_loss=val["loss"], val_nll=val["nll"], val_mse=val["mse"])
+                if score_classes:
+                    scores = evaluate_classifier(model, val_loader(), device=device, dtype=dtype)
+                    record.update(val_log_loss=scores["log_loss"], val_roc_auc=scores["roc_auc"])
             record["seconds"] = time.perf_counter() - start
 
             value = record[monitor]
             if monitor == "train_loss" and kl_weight < _FULL_KL:
                 best_state, history.best_epoch, bad_epochs = _snapshot(model), epoch, 0
-            elif value is not None and math.isfinite(value) and value < best - min_delta:
-                best = value
+            elif value is not None and math.isfinite(value) and sign * value < best - min_delta:
+                best = sign * value
                 best_state, history.best_epoch, bad_epochs = _snapshot(model), epoch, 0
                 history.best_loss = value
                 history.best_val_loss = record["val_loss"]
@@ -396,6 +424,8 @@ def fit_model(
             postfix = {"loss": f"{record['train_loss']:.4g}", "kl_w": f"{kl_weight:.2f}"}
             if record["val_loss"] is not None:
                 postfix["val"] = f"{record['val_loss']:.4g}"
+            if monitor not in ("val_loss", "train_loss") and value is not None:
+                postfix[monitor] = f"{value:.4g}"
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
             if verbose >= 2:
