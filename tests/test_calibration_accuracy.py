@@ -9,11 +9,11 @@ points of nominal for interpolation and 10 points for extrapolation. Measured: i
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
+from _settings import load_script
 
 pytestmark = pytest.mark.slow
 
@@ -22,9 +22,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "calibration.py"
 
 @pytest.mark.timeout(1200)
 def test_interval_coverage_within_targets():
-    spec = importlib.util.spec_from_file_location("calibration_bench", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script(BENCH)
     threads = torch.get_num_threads()
     try:
         table = bench.main(["--epochs", "80"])  # sets 1 torch thread
@@ -45,9 +43,7 @@ def test_intervals_hold_on_stochastic_processes_the_calibration_was_not_develope
     interpolation and 10 for extrapolation. Measured: ou 48.6 / 88.0 and 46.3 / 88.6, walk
     49.8 / 89.9 and 51.7 / 83.6 (one factor per channel: extrapolation 35.1 / 73.4 and
     34.1 / 64.7)."""
-    spec = importlib.util.spec_from_file_location("calibration_bench", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script(BENCH)
     threads = torch.get_num_threads()
     try:
         table = bench.main(["--suite", "ou", "walk", "--epochs", "60"])

@@ -3,20 +3,17 @@ hidden points."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
 import torch
+from _settings import load_script
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "periodic.py"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("periodic_bench_under_test", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH)
 
 
 def test_tiny_periodic_run(capsys, tmp_path) -> None:

@@ -8,22 +8,19 @@ values in ``tests/test_evaluation.py``.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from _settings import load_script
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "physionet.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("physionet_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH)
 
 
 TINY = ["--allow-sample", "--subset", "30", "--epochs", "1", "--solver", "rk4",

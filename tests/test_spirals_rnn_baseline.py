@@ -7,7 +7,6 @@ extrapolate by feeding its predictions back, and put its predictions on the quer
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _settings import load_script
 
 from latentode.datasets import make_spirals
 
@@ -25,11 +25,7 @@ SMALL = dict(hidden=8, head_units=8, epochs=12, lr=1e-2, batch_size=10, seed=0)
 
 
 def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(path, name)
 
 
 @pytest.fixture(scope="module")

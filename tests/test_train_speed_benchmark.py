@@ -6,21 +6,14 @@ stays, so it runs in seconds. Timings are printed, never asserted.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "train_speed.py"
+from _settings import BENCHMARKS, load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("train_speed_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCHMARKS / "train_speed.py")
 
 
 def test_profile_reports_per_batch_counts_and_writes_the_tables(bench, tmp_path, capsys):
