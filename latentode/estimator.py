@@ -64,7 +64,7 @@ _QUANTILE_SAMPLES = 100  # default posterior samples behind predictive quantiles
 _ADDED_PARAMS: dict[str, Any] = {"max_steps": 10_000, "n_jobs": None, "decoder_layers": 0,
                                   "likelihood": "gaussian", "obs_df": "learned",
                                   "linear_term": False, "time_scale": None,
-                                  "readout": "latent"}
+                                  "readout": "latent", "readout_aux": 1.0}
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -334,6 +334,17 @@ class LatentODERegressor(BaseEstimator):
         most; forecasts see the last observation only. The likelihood, quantiles, samples and
         calibration are those of the corrected means. See the README's held-out interpolation
         section for what it costs and buys.
+    readout_aux : float, default=1.0
+        Weight of the auxiliary training term of ``readout="neighbours"`` (ignored with
+        ``"latent"``): the negative log-likelihood of the decoder's *uncorrected* means, per
+        observed value and with the same ``obs_weighting``, is added to the loss, the
+        observation noise held constant in it (so the noise, and the intervals, are those of
+        the corrected means). At 1 the latent trajectory must explain the data by itself and
+        the readout refines it near the observations; at 0 the readout may fit the training
+        windows from the neighbours alone and leave the trajectory, which alone forecasts
+        far from the observations, untrained (see the README's readout section). Part of the
+        training and validation losses; the likelihood that :meth:`score` reports and the
+        predictions are those of the corrected means.
 
     Attributes
     ----------
@@ -478,6 +489,7 @@ class LatentODERegressor(BaseEstimator):
         "time_scale": [None, Interval(Real, 0, None, closed="neither",
                                       description="be a positive finite number")],
         "readout": [Options(READOUTS)],
+        "readout_aux": [Interval(Real, 0, None, closed="left")],
     }
 
     def __init__(
@@ -520,6 +532,7 @@ class LatentODERegressor(BaseEstimator):
         linear_term: bool = False,
         time_scale: float | None = None,
         readout: str = "latent",
+        readout_aux: float = 1.0,
     ) -> None:
         self.latent_dim = latent_dim
         self.encoder = encoder
@@ -559,6 +572,7 @@ class LatentODERegressor(BaseEstimator):
         self.linear_term = linear_term
         self.time_scale = time_scale
         self.readout = readout
+        self.readout_aux = readout_aux
 
     # ------------------------------------------------------------------ sklearn plumbing
     def __sklearn_tags__(self):
@@ -826,8 +840,9 @@ class LatentODERegressor(BaseEstimator):
         return None, None, None
 
     def _loss_options(self) -> dict[str, Any]:
-        """Extra keyword arguments of :meth:`LatentODE.loss` for training (none here)."""
-        return {}
+        """Extra keyword arguments of :meth:`LatentODE.loss` for training: the readout's
+        auxiliary weight (ignored by a model without a readout)."""
+        return {"readout_aux": float(self.readout_aux)}
 
     def _calibrates(self) -> bool:
         """Whether ``calibrate=True`` fits the predictive spread (it needs a trained decoder)."""

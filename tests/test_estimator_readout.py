@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+import zipfile
 
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ from latentode.nn import NeighbourReadout
 @pytest.fixture(scope="module")
 def fitted(oscillators):
     return LatentODERegressor(**{**TINY, "readout": "neighbours", "obs_dropout": 0.3,
-                                 "validation_fraction": 0.25}).fit(oscillators)
+                                 "validation_fraction": 0.25, "readout_aux": 0.5}).fit(oscillators)
 
 
 def test_every_prediction_method(fitted, oscillators):
@@ -51,6 +53,7 @@ def test_save_load_and_pickle_give_identical_predictions(fitted, oscillators, tm
     fitted.save(path)
     loaded = LatentODERegressor.load(path)
     assert loaded.readout == "neighbours" and loaded.model_.hparams["readout"] == "neighbours"
+    assert loaded.readout_aux == 0.5 and loaded.get_params() == fitted.get_params()
     expect = fitted.predict(oscillators, quantiles=(0.1,))
     np.testing.assert_array_equal(loaded.predict(oscillators, quantiles=(0.1,)).to_numpy(),
                                   expect.to_numpy())
@@ -74,6 +77,34 @@ def test_older_files_without_readout_load_as_latent(oscillators, tmp_path):
 def test_invalid_readout_is_rejected_before_training(oscillators):
     with pytest.raises(ValueError, match="readout must be one of"):
         LatentODERegressor(**{**TINY, "readout": "nearest"}).fit(oscillators)
+    for bad in (-1.0, float("nan"), "1"):
+        with pytest.raises(ValueError, match="readout_aux must be a non-negative finite number"):
+            LatentODERegressor(**{**TINY, "readout_aux": bad}).fit(oscillators)
+
+
+def test_files_and_pickles_without_readout_aux_take_its_default(fitted, oscillators, tmp_path):
+    """Saved or pickled before ``readout_aux`` existed: the default, same predictions."""
+    path = tmp_path / "new.latentode"
+    fitted.save(path)
+    with zipfile.ZipFile(path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    config = json.loads(members["config.json"])
+    del config["params"]["readout_aux"]
+    members["config.json"] = json.dumps(config)
+    old_path = tmp_path / "old.latentode"
+    with zipfile.ZipFile(old_path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    loaded = LatentODERegressor.load(old_path)
+    assert loaded.readout_aux == LatentODERegressor().readout_aux == 1.0
+    expect = fitted.predict(oscillators).to_numpy()
+    np.testing.assert_array_equal(loaded.predict(oscillators).to_numpy(), expect)
+    state = fitted.__getstate__()
+    del state["readout_aux"]
+    old = LatentODERegressor.__new__(LatentODERegressor)
+    old.__setstate__(state)
+    assert old.readout_aux == 1.0
+    np.testing.assert_array_equal(old.predict(oscillators).to_numpy(), expect)
 
 
 def test_classifier_takes_the_option(make_oscillators):

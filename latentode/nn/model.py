@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import torch
@@ -479,6 +480,7 @@ class LatentODE(nn.Module):
         kl_estimator: str,
         weighting: str = "value",
         z0_noise: torch.Tensor | None = None,
+        readout_aux: bool = False,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if n_traj_samples < 1:
             raise ValueError(f"n_traj_samples must be >= 1, got {n_traj_samples}.")
@@ -490,9 +492,15 @@ class LatentODE(nn.Module):
         z0 = self.sample_z0(mu, sigma, n_traj_samples, generator, z0_noise)
         z, cum = self.solve(z0, t0, tgt.times, tgt.lengths)
         mask = _valid_mask(tgt.mask, tgt.lengths)
-        mean = self.decode(z, cond, tgt.times, where=mask > 0)
+        base = self.decoder(z)
+        mean = base if self.readout is None else self.readout(base, z, cond, tgt.times,
+                                                              where=mask > 0)
         weights = observation_weights(mask, weighting)
         log_lik = self.noise.log_prob(tgt.values, weights, mean)  # (K, B)
+        # the decoder's own means scored alike, the noise model held constant (loss's
+        # readout_aux): (K, B), with gradients into the decoder, dynamics and encoder
+        aux_lik = (self.noise.log_prob(tgt.values, weights, base, detached=True)
+                   if readout_aux and self.readout is not None else None)
         if self.intensity is not None:
             log_lik = log_lik + self.intensity.log_likelihood(z, cum, mask, tgt.lengths)
         kl = kl_normal_standard(mu, sigma)  # (B,)
@@ -508,6 +516,8 @@ class LatentODE(nn.Module):
             z0=z0, log_lik=log_lik.detach(), kl=kl.detach(), mask=mask,
             sq_err=masked_squared_error(tgt.values, mask, mean.detach()),
         )
+        if aux_lik is not None:
+            diag["aux_lik"] = aux_lik
         return log_w, diag
 
     def loss(
@@ -523,6 +533,7 @@ class LatentODE(nn.Module):
         z0_noise: torch.Tensor | None = None,
         ce_weight: float = 0.0,
         elbo: bool = True,
+        readout_aux: float = 0.0,
     ) -> LossOutput:
         """Negative IWAE bound per observed value (the training objective).
 
@@ -564,11 +575,26 @@ class LatentODE(nn.Module):
             False trains the classifier alone (the paper's ODE-RNN classifier): ``loss =
             sum_b w_b CE_b / B`` of the classifier on the posterior mean of ``z_t0`` (the
             encoder's output); nothing is decoded, ``nll``, ``kl`` and ``mse`` are 0.
+        readout_aux : float
+            Weight ``lambda >= 0`` of the auxiliary term of a model with a :attr:`readout`:
+            ``loss += lambda * (-sum_b mean_k log p(x_b | decoder(z_k)) / n_obs)``, the
+            observation log-likelihood of the decoder's *uncorrected* means (same entries and
+            ``weighting`` as the bound), with the observation model's scale (and shape) held
+            constant so that it is fitted, and the intervals set, by the corrected means alone.
+            It asks the latent trajectory to explain the data by itself, which the readout
+            then refines near the observations: without it (0) the readout can fit the
+            window from the neighbours while the trajectory, which alone forecasts far from
+            them, learns little. Outside the IWAE bound (the bound and its one KL term are
+            unchanged); ignored by a model without a readout. ``nll`` and ``mse`` stay those
+            of the corrected means.
 
         Returns
         -------
         LossOutput
         """
+        if not (math.isfinite(readout_aux) and readout_aux >= 0):
+            raise ValueError(f"readout_aux must be a non-negative finite number, got "
+                             f"{readout_aux!r}.")
         classify = ce_weight > 0 or not elbo
         if classify and (self.classifier is None or batch.labels is None):
             raise ValueError("A classification loss needs a model with n_classes >= 2 and a "
@@ -581,11 +607,13 @@ class LatentODE(nn.Module):
             return LossOutput(loss=ce.mean(), nll=zero, kl=zero, mse=zero, n_obs=n_obs)
         log_w, diag = self._log_weights(
             batch, target, n_traj_samples, kl_weight, generator, kl_estimator, weighting,
-            z0_noise,
+            z0_noise, readout_aux=readout_aux > 0,
         )
         n_obs = diag["mask"].sum()
         denom = n_obs.clamp(min=1.0)
         loss = -logmeanexp(log_w, dim=0).sum() / denom
+        if "aux_lik" in diag:
+            loss = loss - readout_aux * diag["aux_lik"].mean(0).sum() / denom
         if classify:
             logits = self.classifier(diag["z0"], batch.static)  # (K, B, n_classes)
             loss = loss + ce_weight * weighted_cross_entropy(logits, batch.labels,
