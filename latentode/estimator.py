@@ -798,6 +798,7 @@ class LatentODERegressor(BaseEstimator):
                 model = self._build_model(vf.n_channels, n_static,
                                           n_classes=0 if classes is None else len(classes))
             model.set_intensity_base(torch.as_tensor(_data.observation_rates(train)))
+            model.set_readout_reach(torch.as_tensor(_data.observation_spacing(train)))
         model.to(device)
         split = None if self.forecast_split is None else float(self.forecast_split)
         history = _fit_model(

@@ -136,3 +136,19 @@ def test_neighbours_learn_held_out_values_faster_than_the_latent_readout(make_os
     assert scores["neighbours"] < 0.6 * scores["untrained"], scores
     assert scores["neighbours"] < 0.4 * scores["latent"], scores
     assert scores["neighbours"] < 1.2 * linear, (scores, linear)
+
+
+def test_reach_starts_at_each_channels_spacing(make_oscillators):
+    """Before training, the correction's reach is the channel's mean spacing in the series
+    that observe it (model time): it fades beyond the gaps that reconstruction shows."""
+    df = make_oscillators(6, 20, seed=2, missing=0.4)
+    est = LatentODERegressor(**{**TINY, "max_epochs": 0, "readout": "neighbours",
+                                "validation_fraction": 0.0}).fit(df)
+    expect = []
+    for col in ("x", "v"):
+        seen = df[df[col].notna()]
+        spans = df.groupby("id")["t"].agg(lambda t: t.max() - t.min())
+        expect.append(spans.loc[seen["id"].unique()].sum() / len(seen))
+    reach = est.model_.readout.log_reach.exp().detach().numpy() * est.time_encoder_.scale_
+    np.testing.assert_allclose(reach, expect, rtol=1e-5)
+    assert 0.02 < reach.min() and reach.max() < 0.5 * est.time_encoder_.scale_

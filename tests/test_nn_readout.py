@@ -296,3 +296,14 @@ def test_readout_aux_needs_a_readout_and_a_valid_weight():
     b = model.loss(batch, 2, z0_noise=noise, readout_aux=1.0)
     torch.testing.assert_close(a.nll, b.nll, rtol=0, atol=0)
     torch.testing.assert_close(a.mse, b.mse, rtol=0, atol=0)
+
+
+def test_set_reach_sets_the_envelope_and_checks_its_input():
+    model = LatentODE(3, latent_dim=4, rec_dim=8, units=8, n_layers=1, readout="neighbours")
+    model.set_readout_reach(torch.tensor([0.05, 0.2, 1.5]))
+    torch.testing.assert_close(model.readout.log_reach.exp(), torch.tensor([0.05, 0.2, 1.5]))
+    for bad in ([0.1, 0.0, 1.0], [0.1, math.inf, 1.0], [0.1, 0.2]):
+        with pytest.raises(ValueError, match="reach must be"):
+            model.set_readout_reach(torch.tensor(bad))
+    LatentODE(3, latent_dim=4, rec_dim=8, units=8, n_layers=1).set_readout_reach(
+        torch.tensor([0.0]))  # no readout: nothing to set

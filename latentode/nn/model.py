@@ -292,6 +292,18 @@ class LatentODE(nn.Module):
             return
         self.intensity.set_base(rate)
 
+    def set_readout_reach(self, spacing: torch.Tensor) -> None:
+        """Set the initial reach ``(C,)`` of the readout's correction, in model time.
+
+        Set it from the training data before training (the typical spacing of each channel's
+        observations, :func:`latentode.data.observation_spacing`; see
+        :meth:`NeighbourReadout.set_reach <latentode.nn.readout.NeighbourReadout.set_reach>`).
+        No effect without a readout.
+        """
+        if self.readout is None:
+            return
+        self.readout.set_reach(spacing)
+
     @property
     def observation(self) -> ObservationModel:
         """The observation model of the values (:mod:`latentode.nn.observation`)."""
