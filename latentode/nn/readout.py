@@ -29,7 +29,12 @@ from torch import nn
 
 from latentode.batch import Batch
 
-__all__ = ["Neighbours", "channel_neighbours", "NeighbourReadout"]
+__all__ = ["Neighbours", "channel_neighbours", "NeighbourReadout", "READOUT_REACHES"]
+
+#: how the estimator starts the reach of the readout's correction (``readout_reach``):
+#: ``"window"`` 1 model time (a typical series' span), ``"spacing"`` each channel's typical
+#: spacing of observations (:func:`latentode.data.observation_spacing`)
+READOUT_REACHES: tuple[str, ...] = ("window", "spacing")
 
 
 class Neighbours(NamedTuple):
