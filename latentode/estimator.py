@@ -339,14 +339,15 @@ class LatentODERegressor(BaseEstimator):
     readout_aux : float, default=1.0
         Weight of the auxiliary training term of ``readout="neighbours"`` (ignored with
         ``"latent"``): the negative log-likelihood of the decoder's *uncorrected* means, per
-        observed value and with the same ``obs_weighting``, is added to the loss, the
-        observation noise held constant in it (so the noise, and the intervals, are those of
-        the corrected means). At 1 the latent trajectory must explain the data by itself and
-        the readout refines it near the observations; at 0 the readout may fit the training
-        windows from the neighbours alone and leave the trajectory, which alone forecasts
-        far from the observations, untrained (see the README's readout section). Part of the
-        training and validation losses; the likelihood that :meth:`score` reports and the
-        predictions are those of the corrected means.
+        observed value and with the same ``obs_weighting``, is added to the loss, under their
+        own observation model (``model_.decoder_noise``: its scale learned by this term, or the
+        same fixed ``obs_std``), so the noise of the corrected means, and their intervals, are
+        fitted by the model's bound alone. At 1 the latent trajectory must explain the data
+        by itself and the readout refines it near the observations; at 0 the readout may fit
+        the training windows from the neighbours alone and leave the trajectory, which alone
+        forecasts far from the observations, untrained (see the README's readout section).
+        Part of the training and validation losses; the likelihood that :meth:`score` reports
+        and the predictions are those of the corrected means.
     readout_reach : {"window", "spacing"}, default="window"
         Where the reach of ``readout="neighbours"``'s correction (``exp(-gap / reach)``, per
         channel, learned) starts: ``"window"``, 1 model time (a typical series' span), so the

@@ -9,6 +9,8 @@ import zipfile
 import numpy as np
 import pytest
 from _settings import TINY
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
 
 from latentode import LatentODEClassifier, LatentODERegressor
 from latentode.evaluation import hide_values, linear_interpolation, mse
@@ -87,8 +89,8 @@ def test_invalid_readout_is_rejected_before_training(oscillators):
 
 
 def test_files_and_pickles_without_readout_aux_take_its_default(fitted, oscillators, tmp_path):
-    """Saved or pickled before ``readout_aux`` and ``readout_reach`` existed: the defaults,
-    same predictions."""
+    """Saved or pickled before ``readout_aux``, ``readout_reach`` and the decoder's noise
+    model existed: the defaults (the noise model untrained), same predictions."""
     path = tmp_path / "new.latentode"
     fitted.save(path)
     with zipfile.ZipFile(path) as zf:
@@ -96,6 +98,11 @@ def test_files_and_pickles_without_readout_aux_take_its_default(fitted, oscillat
     config = json.loads(members["config.json"])
     del config["params"]["readout_aux"], config["params"]["readout_reach"]
     members["config.json"] = json.dumps(config)
+    weights = st_load(members["weights.safetensors"])
+    dropped = [k for k in weights if k.startswith("decoder_noise.")]
+    assert dropped == ["decoder_noise.raw"]
+    members["weights.safetensors"] = st_save({k: v for k, v in weights.items()
+                                              if k not in dropped})
     old_path = tmp_path / "old.latentode"
     with zipfile.ZipFile(old_path, "w") as zf:
         for name, data in members.items():

@@ -223,6 +223,7 @@ def _aux_case(likelihood="gaussian"):
     with torch.no_grad():
         model.readout.out.weight.normal_()
         model.noise.raw.fill_(-0.3)
+        model.decoder_noise.raw.copy_(torch.tensor([0.4, -1.0]))
     t = torch.linspace(0, 1, 6, dtype=torch.float64).expand(3, 6)
     mask = (torch.rand(3, 6, 2) > 0.4).double()
     mask[:, 0] = 1.0
@@ -234,8 +235,9 @@ def _aux_case(likelihood="gaussian"):
 
 @pytest.mark.parametrize("weighting", ["value", "channel"])
 def test_readout_aux_term_matches_a_hand_computation(weighting):
-    """loss(lambda) - loss(0) = lambda * the Gaussian NLL of the decoder's own means, per
-    observed value, averaged over trajectory samples, with the entries' weights."""
+    """loss(lambda) - loss(0) = lambda * the Gaussian NLL of the decoder's own means under
+    their own noise (decoder_noise), per observed value, averaged over trajectory samples,
+    with the entries' weights."""
     model, batch, noise = _aux_case()
     lam = 0.7
     plain = model.loss(batch, 2, z0_noise=noise, weighting=weighting).loss
@@ -254,16 +256,18 @@ def test_readout_aux_term_matches_a_hand_computation(weighting):
                      / (per > 0).sum(2, keepdims=True).clip(min=1), 0.0)
     else:
         w = m
-    std = model.obs_std.detach().numpy()
+    std = np.log1p(np.exp([0.4, -1.0])) + 1e-3  # softplus(raw) + floor of decoder_noise
+    assert not np.allclose(std, model.obs_std.detach().numpy())
     log_p = -0.5 * ((x - base) / std) ** 2 - np.log(std) - 0.5 * math.log(2 * math.pi)
     nll = -(log_p * w).sum(axis=(2, 3)).mean(0).sum() / m.sum()
     assert nll > 0
-    np.testing.assert_allclose((with_aux - plain).item(), lam * nll, rtol=1e-10)
+    np.testing.assert_allclose((with_aux - plain).item(), lam * nll, rtol=1e-8)
 
 
 def test_readout_aux_gradients_reach_the_decoder_not_the_noise():
-    """The auxiliary term trains the decoder (and through it the trajectory), leaves the
-    readout's and the observation noise's gradients as the bound alone gives them."""
+    """The auxiliary term trains the decoder, the trajectory and its own noise model; the
+    readout's and the observation noise's gradients are those of the bound alone, and the
+    bound does not train the decoder's noise model."""
     def grads(lam, likelihood):
         model, batch, noise = _aux_case(likelihood)
         model.zero_grad()
@@ -280,6 +284,10 @@ def test_readout_aux_gradients_reach_the_decoder_not_the_noise():
         assert any(n.startswith("dynamics.") for n in changed), changed
         assert any(n.startswith("encoder.") for n in changed), changed
         assert "noise.raw" in plain and (likelihood == "gaussian" or "noise.raw_df" in plain)
+        own = ["decoder_noise.raw"] + (["decoder_noise.raw_df"] if likelihood != "gaussian"
+                                       else [])
+        assert not any(n in plain for n in own)  # untouched by the bound
+        assert all(bool(aux[n].abs().min() > 0) for n in own)
 
 
 def test_readout_aux_needs_a_readout_and_a_valid_weight():

@@ -166,7 +166,9 @@ class LatentODE(nn.Module):
         From the decoded latent state to the means (:data:`latentode.nn.registry.READOUTS`):
         the decoder alone (``"latent"``, the paper's model), or corrected by each channel's
         nearest conditioning observations before and after the query through a learned gate
-        (``"neighbours"``, :class:`~latentode.nn.readout.NeighbourReadout`, :attr:`readout`).
+        (``"neighbours"``, :class:`~latentode.nn.readout.NeighbourReadout`, :attr:`readout`;
+        the model then also holds :attr:`decoder_noise`, the observation model of the
+        decoder's uncorrected means that :meth:`loss`'s ``readout_aux`` term trains).
 
     Examples
     --------
@@ -182,8 +184,10 @@ class LatentODE(nn.Module):
     """
 
     #: State-dict entries that files saved before they existed lack: loading such a file keeps
-    #: their initial values (an uncalibrated ``gap_spread``, i.e. the former behaviour).
-    OPTIONAL_STATE = ("gap_spread.edges", "gap_spread.factors")
+    #: their initial values (an uncalibrated ``gap_spread``, i.e. the former behaviour; an
+    #: untrained ``decoder_noise``, which only training reads).
+    OPTIONAL_STATE = ("gap_spread.edges", "gap_spread.factors", "decoder_noise.raw",
+                      "decoder_noise.fixed", "decoder_noise.raw_df", "decoder_noise.fixed_df")
 
     def __init__(
         self,
@@ -263,6 +267,12 @@ class LatentODE(nn.Module):
             n_channels, obs_std=obs_std, obs_std_init=obs_std_init, obs_std_floor=obs_std_floor,
             obs_df=obs_df,
         )
+        # with a readout: the observation model of the decoder's own, uncorrected means, trained
+        # by the auxiliary term of ``loss(readout_aux=...)`` alone (never used to predict)
+        self.decoder_noise: ObservationModel | None = (
+            None if self.readout is None else OBSERVATION_MODELS[likelihood].from_config(
+                n_channels, obs_std=obs_std, obs_std_init=obs_std_init,
+                obs_std_floor=obs_std_floor, obs_df=obs_df))
         # per-channel factor widening the predictive distribution around its mean, set after
         # training by latentode.training.calibrate_spread (1: the raw model)
         self.register_buffer("spread_scale", torch.ones(n_channels))
@@ -509,10 +519,10 @@ class LatentODE(nn.Module):
                                                               where=mask > 0)
         weights = observation_weights(mask, weighting)
         log_lik = self.noise.log_prob(tgt.values, weights, mean)  # (K, B)
-        # the decoder's own means scored alike, the noise model held constant (loss's
+        # the decoder's own means scored alike by their own observation model (loss's
         # readout_aux): (K, B), with gradients into the decoder, dynamics and encoder
-        aux_lik = (self.noise.log_prob(tgt.values, weights, base, detached=True)
-                   if readout_aux and self.readout is not None else None)
+        aux_lik = (self.decoder_noise.log_prob(tgt.values, weights, base)
+                   if readout_aux and self.decoder_noise is not None else None)
         if self.intensity is not None:
             log_lik = log_lik + self.intensity.log_likelihood(z, cum, mask, tgt.lengths)
         kl = kl_normal_standard(mu, sigma)  # (B,)
@@ -591,14 +601,16 @@ class LatentODE(nn.Module):
             Weight ``lambda >= 0`` of the auxiliary term of a model with a :attr:`readout`:
             ``loss += lambda * (-sum_b mean_k log p(x_b | decoder(z_k)) / n_obs)``, the
             observation log-likelihood of the decoder's *uncorrected* means (same entries and
-            ``weighting`` as the bound), with the observation model's scale (and shape) held
-            constant so that it is fitted, and the intervals set, by the corrected means alone.
-            It asks the latent trajectory to explain the data by itself, which the readout
-            then refines near the observations: without it (0) the readout can fit the
-            window from the neighbours while the trajectory, which alone forecasts far from
-            them, learns little. Outside the IWAE bound (the bound and its one KL term are
-            unchanged); ignored by a model without a readout. ``nll`` and ``mse`` stay those
-            of the corrected means.
+            ``weighting`` as the bound) under their own observation model,
+            :attr:`decoder_noise` (same family and options as :attr:`observation`, its scale
+            learned by this term alone, or the same fixed ``obs_std``), so that the noise of
+            the corrected means, and their intervals, are fitted by the bound alone, and the
+            decoder's errors weigh by its own noise level. It asks the latent trajectory to
+            explain the data by itself, which the readout then refines near the observations:
+            without it (0) the readout can fit the window from the neighbours while the
+            trajectory, which alone forecasts far from them, learns little. Outside the IWAE
+            bound (the bound and its one KL term are unchanged); ignored by a model without a
+            readout. ``nll`` and ``mse`` stay those of the corrected means.
 
         Returns
         -------

@@ -110,8 +110,7 @@ class ObservationModel(nn.Module, ABC):
     # ------------------------------------------------------------------ training (torch)
     @abstractmethod
     def log_prob(
-        self, values: torch.Tensor, weights: torch.Tensor, mean: torch.Tensor, *,
-        detached: bool = False,
+        self, values: torch.Tensor, weights: torch.Tensor, mean: torch.Tensor,
     ) -> torch.Tensor:
         """Weighted log-density of the observed entries, summed per series.
 
@@ -124,11 +123,6 @@ class ObservationModel(nn.Module, ABC):
             :func:`~latentode.nn.observation_weights` of it.
         mean : torch.Tensor
             ``(K, B, M, C)`` decoded locations, one set per trajectory sample.
-        detached : bool
-            Hold the model's own parameters (scale, shape) constant: the value is the same,
-            gradients reach ``mean`` only (an auxiliary term that must not move the noise
-            model, e.g. :meth:`LatentODE.loss <latentode.nn.LatentODE.loss>`'s
-            ``readout_aux``).
 
         Returns
         -------

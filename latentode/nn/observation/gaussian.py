@@ -98,13 +98,10 @@ class GaussianObservation(ObservationModel):
         return cls(n_channels, obs_std, obs_std_init, obs_std_floor)
 
     def log_prob(
-        self, values: torch.Tensor, weights: torch.Tensor, mean: torch.Tensor, *,
-        detached: bool = False,
+        self, values: torch.Tensor, weights: torch.Tensor, mean: torch.Tensor,
     ) -> torch.Tensor:
-        """``sum_{m,c} weights * log N(values; mean, std^2)`` per (sample, series): ``(K, B)``
-        (``std`` a constant when ``detached``)."""
-        std = self()
-        return gaussian_log_likelihood(values, weights, mean, std.detach() if detached else std)
+        """``sum_{m,c} weights * log N(values; mean, std^2)`` per (sample, series): ``(K, B)``."""
+        return gaussian_log_likelihood(values, weights, mean, self())
 
     def standard_cdf(self, z: torch.Tensor, channel: torch.Tensor) -> torch.Tensor:
         """``Phi(z)``."""

@@ -104,14 +104,10 @@ class StudentTObservation(ObservationModel):
         return {"df": self.df()}
 
     def log_prob(
-        self, values: torch.Tensor, weights: torch.Tensor, mean: torch.Tensor, *,
-        detached: bool = False,
+        self, values: torch.Tensor, weights: torch.Tensor, mean: torch.Tensor,
     ) -> torch.Tensor:
-        """``sum_{m,c} weights * log t(values; mean, scale, df)`` per (sample, series)
-        (``scale`` and ``df`` constants when ``detached``)."""
+        """``sum_{m,c} weights * log t(values; mean, scale, df)`` per (sample, series)."""
         scale, df = self(), self.df()
-        if detached:
-            scale, df = scale.detach(), df.detach()
         z = (values - mean) / scale
         log_norm = (torch.lgamma(0.5 * (df + 1.0)) - torch.lgamma(0.5 * df)
                     - 0.5 * (torch.log(df) + _LOG_PI) - torch.log(scale))
