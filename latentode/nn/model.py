@@ -346,10 +346,16 @@ class LatentODE(nn.Module):
         torch.Tensor
             The decoder's means, corrected by :attr:`readout` when the model has one.
         """
-        mean = self.decoder(z)
-        if self.readout is not None:
-            mean = self.readout(mean, z, cond, times, where)
-        return mean
+        return self._decode(z, cond, times, where)[1]
+
+    def _decode(self, z: torch.Tensor, cond: Batch, times: torch.Tensor,
+                where: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder's means and those of :meth:`decode` (the same tensor without a
+        readout), both ``(K, B, M, C)``."""
+        base = self.decoder(z)
+        if self.readout is None:
+            return base, base
+        return base, self.readout(base, z, cond, times, where)
 
     def encode(
         self, cond: Batch, t0: torch.Tensor | None = None
@@ -514,9 +520,7 @@ class LatentODE(nn.Module):
         z0 = self.sample_z0(mu, sigma, n_traj_samples, generator, z0_noise)
         z, cum = self.solve(z0, t0, tgt.times, tgt.lengths)
         mask = _valid_mask(tgt.mask, tgt.lengths)
-        base = self.decoder(z)
-        mean = base if self.readout is None else self.readout(base, z, cond, tgt.times,
-                                                              where=mask > 0)
+        base, mean = self._decode(z, cond, tgt.times, where=mask > 0)
         weights = observation_weights(mask, weighting)
         log_lik = self.noise.log_prob(tgt.values, weights, mean)  # (K, B)
         # the decoder's own means scored alike by their own observation model (loss's
