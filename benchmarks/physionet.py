@@ -96,7 +96,8 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "physionet2012"
 QUANTIZATION = 0.016
 CUTOFF_H = 24.0
 MODEL_KEYS = ("encoder", "gradient", "poisson_process", "obs_weighting", "forecast_split",
-              "obs_dropout", "obs_std", "lr_decay", "latent_dim", "readout")
+              "obs_dropout", "obs_std", "lr_decay", "latent_dim", "readout", "readout_aux",
+              "readout_reach")
 GAP_EDGES_H = (0.5, 1.1, 3.0, 8.0)  # --breakdown: gap buckets (h); vitals come about hourly
 BREAKDOWN_TOP = 10  # --breakdown: channels shown, by their share of the model's excess
 PUBLISHED = {  # MSE of Rubanova et al. 2019, Table 3 (Latent ODE, ODE-RNN encoder)
@@ -425,6 +426,8 @@ def build_estimator(args: argparse.Namespace) -> Any:
         verbose=args.verbose, n_jobs=getattr(args, "threads", 1) or -1,
         linear_term=getattr(args, "linear_term", False),
         readout=getattr(args, "readout", "latent"),
+        readout_aux=getattr(args, "readout_aux", 1.0),
+        readout_reach=getattr(args, "readout_reach", "window"),
     )
 
 
@@ -659,6 +662,10 @@ def format_table(res: dict[str, Any]) -> str:
     split = "" if a["forecast_split"] is None else f", forecast_split {a['forecast_split']}"
     split += f", obs_dropout {a['obs_dropout']}" if a.get("obs_dropout") else ""
     split += f", readout {a['readout']}" if a.get("readout", "latent") != "latent" else ""
+    split += (f", readout_aux {a['readout_aux']}" if a.get("readout", "latent") != "latent"
+              and a.get("readout_aux", 1.0) != 1.0 else "")
+    split += (f", readout_reach {a['readout_reach']}" if a.get("readout", "latent") != "latent"
+              and a.get("readout_reach", "window") != "window" else "")
     head = (f"PhysioNet 2012, {res['n_train_stays']} train / {res['n_test_stays']} test stays; "
             f"Latent ODE ({a['encoder']} encoder{', Poisson' if a['poisson_process'] else ''}, "
             f"gradient {a['gradient']}, weighting {a['obs_weighting']}, "
@@ -741,6 +748,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--readout", default="latent", choices=("latent", "neighbours"),
                         help="readout of the means: the decoder alone, or corrected by each "
                              "channel's neighbouring observations (readout='neighbours')")
+    parser.add_argument("--readout-aux", type=float, default=1.0,
+                        help="readout_aux: weight of the decoder's own likelihood beside the "
+                             "readout's (0: the readout alone explains the data)")
+    parser.add_argument("--readout-reach", default="window", choices=("window", "spacing"),
+                        help="readout_reach: where the reach of the readout's correction starts")
     parser.add_argument("--rec-dim", type=int, default=40)
     parser.add_argument("--units", type=int, default=50)
     parser.add_argument("--n-layers", type=int, default=3)

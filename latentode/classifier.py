@@ -88,10 +88,10 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
     calibrate, device, random_state, verbose, warm_start, max_steps, n_jobs : see regressor
         As for the regressor. ``calibrate`` applies to the predictive spread of
         :meth:`extrapolate` / :meth:`sample` (``"latent"`` only).
-    likelihood, obs_df, linear_term, time_scale, readout : see regressor
+    likelihood, obs_df, linear_term, time_scale, readout, readout_aux, readout_reach : see regressor
         The observation model, the latent dynamics' linear term, the model time unit and the
-        readout of the means, as for the regressor (``readout`` is unused by
-        ``classifier="encoder"``, which decodes nothing).
+        readout of the means and its auxiliary term, as for the regressor (``readout`` and
+        ``readout_aux`` are unused by ``classifier="encoder"``, which decodes nothing).
 
     Attributes
     ----------
@@ -202,6 +202,8 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         linear_term: bool = False,
         time_scale: float | None = None,
         readout: str = "latent",
+        readout_aux: float = 1.0,
+        readout_reach: str = "window",
     ) -> None:
         super().__init__(
             latent_dim=latent_dim, encoder=encoder, rec_dim=rec_dim, units=units,
@@ -215,6 +217,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             calibrate=calibrate, device=device, random_state=random_state, verbose=verbose,
             warm_start=warm_start, max_steps=max_steps, n_jobs=n_jobs, likelihood=likelihood,
             obs_df=obs_df, linear_term=linear_term, time_scale=time_scale, readout=readout,
+            readout_aux=readout_aux, readout_reach=readout_reach,
         )
         self.classifier = classifier
         self.ce_weight = ce_weight
@@ -389,7 +392,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
     def _loss_options(self) -> dict[str, Any]:
         if self.classifier == "encoder":
             return {"elbo": False}
-        return {"ce_weight": float(self.ce_weight)}
+        return {**super()._loss_options(), "ce_weight": float(self.ce_weight)}
 
     def _calibrates(self) -> bool:
         return self.classifier == "latent"

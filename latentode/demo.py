@@ -88,6 +88,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
                              "extra threads slow it down badly on a busy machine)")
     parser.add_argument("--readout", choices=("latent", "neighbours"), default="latent",
                         help="the estimator's readout of the means (see LatentODERegressor)")
+    parser.add_argument("--readout-aux", type=float, default=1.0,
+                        help="the estimator's readout_aux: weight of the decoder's own "
+                             "likelihood beside the readout's")
+    parser.add_argument("--readout-reach", choices=("window", "spacing"), default="window",
+                        help="the estimator's readout_reach: where the reach of the readout's "
+                             "correction starts")
     parser.add_argument("--obs-dropout", type=float, default=0.0,
                         help="the estimator's obs_dropout: fraction of values hidden from the "
                              "encoder at each training step")
@@ -116,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         batch_size=32, lr=1e-2, kl_warmup=5, validation_fraction=0.1, patience=6,
         device=args.device, random_state=args.seed, verbose=args.verbose,
         n_jobs=max(1, args.threads), readout=args.readout, obs_dropout=args.obs_dropout,
+        readout_aux=args.readout_aux, readout_reach=args.readout_reach,
     )
     est.fit(train)
     h = est.history_

@@ -41,6 +41,7 @@ from ._state import FITTED_ATTRIBUTES, FittedState
 from .data.validation import external_stacklevel
 from .data.validation import fmt_ids as _fmt_ids
 from .nn import OBS_WEIGHTINGS, LatentODE
+from .nn.readout import READOUT_REACHES
 from .nn.registry import ENCODERS, LIKELIHOODS, READOUTS
 from .ode import GRADIENTS, METHODS, ODESolveError
 from .training import History, TrainingFailedError, calibrate_spread, fit_model
@@ -64,7 +65,8 @@ _QUANTILE_SAMPLES = 100  # default posterior samples behind predictive quantiles
 _ADDED_PARAMS: dict[str, Any] = {"max_steps": 10_000, "n_jobs": None, "decoder_layers": 0,
                                   "likelihood": "gaussian", "obs_df": "learned",
                                   "linear_term": False, "time_scale": None,
-                                  "readout": "latent"}
+                                  "readout": "latent", "readout_aux": 1.0,
+                                  "readout_reach": "window"}
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -334,6 +336,29 @@ class LatentODERegressor(BaseEstimator):
         most; forecasts see the last observation only. The likelihood, quantiles, samples and
         calibration are those of the corrected means. See the README's held-out interpolation
         section for what it costs and buys.
+    readout_aux : float, default=1.0
+        Weight of the auxiliary training term of ``readout="neighbours"`` (ignored with
+        ``"latent"``): the negative log-likelihood of the decoder's *uncorrected* means, per
+        observed value and with the same ``obs_weighting``, is added to the loss, under their
+        own observation model (``model_.decoder_noise``: its scale learned by this term, or the
+        same fixed ``obs_std``), so the noise of the corrected means, and their intervals, are
+        fitted by the model's bound alone. At 1 the latent trajectory must explain the data
+        by itself and the readout refines it near the observations; at 0 the readout may fit
+        the training windows from the neighbours alone and leave the trajectory, which alone
+        forecasts far from the observations, untrained (see the README's readout section).
+        Part of the training and validation losses; the likelihood that :meth:`score` reports
+        and the predictions are those of the corrected means.
+    readout_reach : {"window", "spacing"}, default="window"
+        Where the reach of ``readout="neighbours"``'s correction (``exp(-gap / reach)``, per
+        channel, learned) starts: ``"window"``, 1 model time (a typical series' span), so the
+        correction persists long after the last observation (forecasts stay close to the last
+        value, which suits series that hold their level); ``"spacing"``, each channel's
+        typical spacing of observations in the training series
+        (:func:`latentode.data.observation_spacing`), the gaps reconstruction shows the readout,
+        so it extends further only where training finds it useful and forecasts beyond are the
+        latent trajectory's (series that keep moving, e.g. rotating). Reconstruction cannot
+        tell the two apart (it never shows a long gap after the last value); the README's
+        readout section measures both.
 
     Attributes
     ----------
@@ -478,6 +503,8 @@ class LatentODERegressor(BaseEstimator):
         "time_scale": [None, Interval(Real, 0, None, closed="neither",
                                       description="be a positive finite number")],
         "readout": [Options(READOUTS)],
+        "readout_aux": [Interval(Real, 0, None, closed="left")],
+        "readout_reach": [Options(READOUT_REACHES)],
     }
 
     def __init__(
@@ -520,6 +547,8 @@ class LatentODERegressor(BaseEstimator):
         linear_term: bool = False,
         time_scale: float | None = None,
         readout: str = "latent",
+        readout_aux: float = 1.0,
+        readout_reach: str = "window",
     ) -> None:
         self.latent_dim = latent_dim
         self.encoder = encoder
@@ -559,6 +588,8 @@ class LatentODERegressor(BaseEstimator):
         self.linear_term = linear_term
         self.time_scale = time_scale
         self.readout = readout
+        self.readout_aux = readout_aux
+        self.readout_reach = readout_reach
 
     # ------------------------------------------------------------------ sklearn plumbing
     def __sklearn_tags__(self):
@@ -784,6 +815,8 @@ class LatentODERegressor(BaseEstimator):
                 model = self._build_model(vf.n_channels, n_static,
                                           n_classes=0 if classes is None else len(classes))
             model.set_intensity_base(torch.as_tensor(_data.observation_rates(train)))
+            if self.readout_reach == "spacing":
+                model.set_readout_reach(torch.as_tensor(_data.observation_spacing(train)))
         model.to(device)
         split = None if self.forecast_split is None else float(self.forecast_split)
         history = _fit_model(
@@ -828,8 +861,9 @@ class LatentODERegressor(BaseEstimator):
         return None, None, None
 
     def _loss_options(self) -> dict[str, Any]:
-        """Extra keyword arguments of :meth:`LatentODE.loss` for training (none here)."""
-        return {}
+        """Extra keyword arguments of :meth:`LatentODE.loss` for training: the readout's
+        auxiliary weight (ignored by a model without a readout)."""
+        return {"readout_aux": float(self.readout_aux)}
 
     def _fit_options(self, classes: np.ndarray | None,
                      val_labels: np.ndarray | None) -> dict[str, Any]:

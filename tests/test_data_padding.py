@@ -197,3 +197,18 @@ def test_observation_rates_pool_counts_over_windows():
     np.testing.assert_allclose(observation_rates(padded), [5 / 3.5, 2 / 3.5])
     one = to_padded(np.array([0]), np.array([1.0]), np.array([[np.nan, 2.0]]), n_series=1)
     np.testing.assert_allclose(observation_rates(one), [1.0, 1.0])  # span 0, count floor 1
+
+
+def test_observation_spacing_per_channel():
+    """Mean spacing where the channel is observed; 1 for a channel never observed or only in
+    windows of length 0."""
+    from latentode.data import PaddedSeries, observation_spacing
+
+    t = np.array([[0.0, 1.0, 4.0], [2.0, 2.0, 2.0], [0.0, 3.0, 3.0]])
+    m = np.zeros((3, 3, 3))
+    m[0, :, 0] = 1  # channel 0: 3 values over 4, and 1 over 3 in the last series
+    m[2, 0, 0] = 1
+    m[1, 0, 1] = 1  # channel 1: only in a series of span 0; channel 2: never
+    none = np.zeros(0, np.int64)
+    ps = PaddedSeries(t, np.zeros_like(m), m, np.array([3, 1, 2]), np.arange(3), none, none)
+    np.testing.assert_allclose(observation_spacing(ps), [(4 + 3) / 4, 1.0, 1.0])

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+import zipfile
 
 import numpy as np
 import pytest
 from _settings import TINY
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
 
 from latentode import LatentODEClassifier, LatentODERegressor
 from latentode.evaluation import hide_values, linear_interpolation, mse
@@ -16,7 +20,8 @@ from latentode.nn import NeighbourReadout
 @pytest.fixture(scope="module")
 def fitted(oscillators):
     return LatentODERegressor(**{**TINY, "readout": "neighbours", "obs_dropout": 0.3,
-                                 "validation_fraction": 0.25}).fit(oscillators)
+                                 "validation_fraction": 0.25, "readout_aux": 0.5,
+                                 "readout_reach": "spacing"}).fit(oscillators)
 
 
 def test_every_prediction_method(fitted, oscillators):
@@ -51,6 +56,8 @@ def test_save_load_and_pickle_give_identical_predictions(fitted, oscillators, tm
     fitted.save(path)
     loaded = LatentODERegressor.load(path)
     assert loaded.readout == "neighbours" and loaded.model_.hparams["readout"] == "neighbours"
+    assert loaded.readout_aux == 0.5 and loaded.readout_reach == "spacing"
+    assert loaded.get_params() == fitted.get_params()
     expect = fitted.predict(oscillators, quantiles=(0.1,))
     np.testing.assert_array_equal(loaded.predict(oscillators, quantiles=(0.1,)).to_numpy(),
                                   expect.to_numpy())
@@ -74,6 +81,43 @@ def test_older_files_without_readout_load_as_latent(oscillators, tmp_path):
 def test_invalid_readout_is_rejected_before_training(oscillators):
     with pytest.raises(ValueError, match="readout must be one of"):
         LatentODERegressor(**{**TINY, "readout": "nearest"}).fit(oscillators)
+    for bad in (-1.0, float("nan"), "1"):
+        with pytest.raises(ValueError, match="readout_aux must be a non-negative finite number"):
+            LatentODERegressor(**{**TINY, "readout_aux": bad}).fit(oscillators)
+    with pytest.raises(ValueError, match="readout_reach must be one of"):
+        LatentODERegressor(**{**TINY, "readout_reach": "span"}).fit(oscillators)
+
+
+def test_files_and_pickles_without_readout_aux_take_its_default(fitted, oscillators, tmp_path):
+    """Saved or pickled before ``readout_aux``, ``readout_reach`` and the decoder's noise
+    model existed: the defaults (the noise model untrained), same predictions."""
+    path = tmp_path / "new.latentode"
+    fitted.save(path)
+    with zipfile.ZipFile(path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    config = json.loads(members["config.json"])
+    del config["params"]["readout_aux"], config["params"]["readout_reach"]
+    members["config.json"] = json.dumps(config)
+    weights = st_load(members["weights.safetensors"])
+    dropped = [k for k in weights if k.startswith("decoder_noise.")]
+    assert dropped == ["decoder_noise.raw"]
+    members["weights.safetensors"] = st_save({k: v for k, v in weights.items()
+                                              if k not in dropped})
+    old_path = tmp_path / "old.latentode"
+    with zipfile.ZipFile(old_path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    loaded = LatentODERegressor.load(old_path)
+    assert loaded.readout_aux == LatentODERegressor().readout_aux == 1.0
+    assert loaded.readout_reach == "window"
+    expect = fitted.predict(oscillators).to_numpy()
+    np.testing.assert_array_equal(loaded.predict(oscillators).to_numpy(), expect)
+    state = fitted.__getstate__()
+    del state["readout_aux"], state["readout_reach"]
+    old = LatentODERegressor.__new__(LatentODERegressor)
+    old.__setstate__(state)
+    assert (old.readout_aux, old.readout_reach) == (1.0, "window")
+    np.testing.assert_array_equal(old.predict(oscillators).to_numpy(), expect)
 
 
 def test_classifier_takes_the_option(make_oscillators):
@@ -105,3 +149,21 @@ def test_neighbours_learn_held_out_values_faster_than_the_latent_readout(make_os
     assert scores["neighbours"] < 0.6 * scores["untrained"], scores
     assert scores["neighbours"] < 0.4 * scores["latent"], scores
     assert scores["neighbours"] < 1.2 * linear, (scores, linear)
+
+
+def test_reach_starts_at_each_channels_spacing(make_oscillators):
+    """``readout_reach="spacing"``: before training, the correction's reach is the channel's
+    mean spacing in the series that observe it (model time), the gaps reconstruction shows."""
+    df = make_oscillators(6, 20, seed=2, missing=0.4)
+    cfg = {**TINY, "max_epochs": 0, "readout": "neighbours", "validation_fraction": 0.0}
+    window = LatentODERegressor(**cfg).fit(df)  # the default: 1 model time
+    np.testing.assert_array_equal(window.model_.readout.log_reach.detach().numpy(), 0.0)
+    est = LatentODERegressor(**cfg, readout_reach="spacing").fit(df)
+    expect = []
+    for col in ("x", "v"):
+        seen = df[df[col].notna()]
+        spans = df.groupby("id")["t"].agg(lambda t: t.max() - t.min())
+        expect.append(spans.loc[seen["id"].unique()].sum() / len(seen))
+    reach = est.model_.readout.log_reach.exp().detach().numpy() * est.time_encoder_.scale_
+    np.testing.assert_allclose(reach, expect, rtol=1e-5)
+    assert 0.02 < reach.min() and reach.max() < 0.5 * est.time_encoder_.scale_

@@ -214,3 +214,104 @@ def test_loss_scores_only_corrected_entries():
     g = torch.Generator().manual_seed(1)
     full = model.loss(batch, 2, generator=g).loss
     torch.testing.assert_close(sparse, full, rtol=1e-12, atol=0)
+
+
+def _aux_case(likelihood="gaussian"):
+    torch.manual_seed(0)
+    model = LatentODE(2, latent_dim=4, rec_dim=8, units=8, n_layers=1, encoder="gru",
+                      gradient="backprop", readout="neighbours", likelihood=likelihood).double()
+    with torch.no_grad():
+        model.readout.out.weight.normal_()
+        model.noise.raw.fill_(-0.3)
+        model.decoder_noise.raw.copy_(torch.tensor([0.4, -1.0]))
+    t = torch.linspace(0, 1, 6, dtype=torch.float64).expand(3, 6)
+    mask = (torch.rand(3, 6, 2) > 0.4).double()
+    mask[:, 0] = 1.0
+    batch = Batch(t, torch.randn(3, 6, 2, dtype=torch.float64) * mask, mask,
+                  torch.tensor([6, 5, 3]))
+    noise = torch.randn(2, 3, 4, dtype=torch.float64)
+    return model, batch, noise
+
+
+@pytest.mark.parametrize("weighting", ["value", "channel"])
+def test_readout_aux_term_matches_a_hand_computation(weighting):
+    """loss(lambda) - loss(0) = lambda * the Gaussian NLL of the decoder's own means under
+    their own noise (decoder_noise), per observed value, averaged over trajectory samples,
+    with the entries' weights."""
+    model, batch, noise = _aux_case()
+    lam = 0.7
+    plain = model.loss(batch, 2, z0_noise=noise, weighting=weighting).loss
+    with_aux = model.loss(batch, 2, z0_noise=noise, weighting=weighting, readout_aux=lam).loss
+    # by hand: the decoder's means at the batch's times from the same z0 samples
+    with torch.no_grad():
+        mu, sigma = model.encode(batch, batch.times[:, 0])
+        z, _ = model.solve(mu + sigma * noise, batch.times[:, 0], batch.times, batch.lengths)
+        base = model.decoder(z).numpy()  # (K, B, M, C)
+    x = batch.values.numpy()
+    valid = (np.arange(6)[None, :] < batch.lengths.numpy()[:, None])[..., None]
+    m = batch.mask.numpy() * valid
+    if weighting == "channel":  # each observed channel of a series weighs its number of
+        per = m.sum(1, keepdims=True)  # observed values in all, spread evenly over them
+        w = np.where(per > 0, m * per.sum(2, keepdims=True) / per.clip(min=1)
+                     / (per > 0).sum(2, keepdims=True).clip(min=1), 0.0)
+    else:
+        w = m
+    std = np.log1p(np.exp([0.4, -1.0])) + 1e-3  # softplus(raw) + floor of decoder_noise
+    assert not np.allclose(std, model.obs_std.detach().numpy())
+    log_p = -0.5 * ((x - base) / std) ** 2 - np.log(std) - 0.5 * math.log(2 * math.pi)
+    nll = -(log_p * w).sum(axis=(2, 3)).mean(0).sum() / m.sum()
+    assert nll > 0
+    np.testing.assert_allclose((with_aux - plain).item(), lam * nll, rtol=1e-8)
+
+
+def test_readout_aux_gradients_reach_the_decoder_not_the_noise():
+    """The auxiliary term trains the decoder, the trajectory and its own noise model; the
+    readout's and the observation noise's gradients are those of the bound alone, and the
+    bound does not train the decoder's noise model."""
+    def grads(lam, likelihood):
+        model, batch, noise = _aux_case(likelihood)
+        model.zero_grad()
+        model.loss(batch, 2, z0_noise=noise, readout_aux=lam).loss.backward()
+        return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+    for likelihood in ("gaussian", "student_t"):
+        plain, aux = grads(0.0, likelihood), grads(1.0, likelihood)
+        for name in plain:
+            if name.startswith(("noise.", "readout.")):
+                torch.testing.assert_close(aux[name], plain[name], rtol=1e-12, atol=0)
+        changed = [n for n in plain if not torch.allclose(aux[n], plain[n], rtol=1e-6)]
+        assert any(n.startswith("decoder.") for n in changed), changed
+        assert any(n.startswith("dynamics.") for n in changed), changed
+        assert any(n.startswith("encoder.") for n in changed), changed
+        assert "noise.raw" in plain and (likelihood == "gaussian" or "noise.raw_df" in plain)
+        own = ["decoder_noise.raw"] + (["decoder_noise.raw_df"] if likelihood != "gaussian"
+                                       else [])
+        assert not any(n in plain for n in own)  # untouched by the bound
+        assert all(bool(aux[n].abs().min() > 0) for n in own)
+
+
+def test_readout_aux_needs_a_readout_and_a_valid_weight():
+    model, batch, noise = _aux_case()
+    plain = LatentODE(2, latent_dim=4, rec_dim=8, units=8, n_layers=1, encoder="gru",
+                      gradient="backprop").double()
+    torch.testing.assert_close(plain.loss(batch, 2, z0_noise=noise, readout_aux=2.0).loss,
+                               plain.loss(batch, 2, z0_noise=noise).loss, rtol=0, atol=0)
+    for bad in (-0.1, math.inf, math.nan):
+        with pytest.raises(ValueError, match="readout_aux must be a non-negative finite"):
+            model.loss(batch, 2, z0_noise=noise, readout_aux=bad)
+    # the reported nll is that of the corrected means with or without the term
+    a = model.loss(batch, 2, z0_noise=noise)
+    b = model.loss(batch, 2, z0_noise=noise, readout_aux=1.0)
+    torch.testing.assert_close(a.nll, b.nll, rtol=0, atol=0)
+    torch.testing.assert_close(a.mse, b.mse, rtol=0, atol=0)
+
+
+def test_set_reach_sets_the_envelope_and_checks_its_input():
+    model = LatentODE(3, latent_dim=4, rec_dim=8, units=8, n_layers=1, readout="neighbours")
+    model.set_readout_reach(torch.tensor([0.05, 0.2, 1.5]))
+    torch.testing.assert_close(model.readout.log_reach.exp(), torch.tensor([0.05, 0.2, 1.5]))
+    for bad in ([0.1, 0.0, 1.0], [0.1, math.inf, 1.0], [0.1, 0.2]):
+        with pytest.raises(ValueError, match="reach must be"):
+            model.set_readout_reach(torch.tensor(bad))
+    LatentODE(3, latent_dim=4, rec_dim=8, units=8, n_layers=1).set_readout_reach(
+        torch.tensor([0.0]))  # no readout: nothing to set

@@ -30,3 +30,23 @@ def test_spirals_extrapolation_beats_locf_by_a_margin() -> None:
     assert res["locf"] == pytest.approx(2.286, abs=0.01)
     assert res["rmse"] < 1.1  # measured 0.686
     assert res["rmse_covered"] < 0.75  # measured 0.337
+
+
+def test_neighbour_readout_keeps_the_trajectory_trained() -> None:
+    """``readout="neighbours"`` with its auxiliary term trains the latent trajectory: with
+    ``readout_reach="spacing"`` the forecast far from the observations is the trajectory's,
+    and it beats LOCF (2.286) by a margin. Without the term (``readout_aux=0``) the decoder
+    alone erred 3.92 inside the window and the forecast was 2.200 (README readout section);
+    with it, 60 epochs, model seeds 0 / 1 / 2: 1.127 / 0.873 / 1.097."""
+    torch = pytest.importorskip("torch")
+    import spirals  # benchmarks/spirals.py
+
+    before = torch.get_num_threads()
+    try:
+        (res,) = spirals.main(["--observed", "30", "--epochs", "60", "--no-rnn", "--diagnose",
+                               "--param", "readout='neighbours'",
+                               "--param", "readout_reach='spacing'"])
+    finally:
+        torch.set_num_threads(before)
+    assert res["window_rmse"] < 0.3  # measured 0.156
+    assert res["rmse"] < 1.5  # measured 1.127; 2.200 without the auxiliary term

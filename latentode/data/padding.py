@@ -437,3 +437,43 @@ def observation_rates(padded: PaddedSeries) -> np.ndarray:
     span = float(np.sum(last - padded.times[:, 0])) if b else 0.0
     counts = np.maximum(padded.mask.sum(axis=(0, 1)).astype(np.float64), 1.0)
     return counts / (span if span > 0 else 1.0)
+
+
+def observation_spacing(padded: PaddedSeries) -> np.ndarray:
+    """Typical time between a channel's observations within a series, per channel.
+
+    ``spacing_c = sum_b span_b / sum_b n_bc`` over the series ``b`` that observe channel ``c``
+    (``n_bc`` its observed values in series ``b``, ``span_b`` the series' window, last minus
+    first time): the mean spacing of the channel where it is measured, in model time. A
+    channel that no series observes, or whose series all have a window of 0, gets 1 (a
+    typical series' span). Sets the initial reach of the ``"neighbours"`` readout.
+
+    Parameters
+    ----------
+    padded : PaddedSeries
+        Training series.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(C,)`` float64 positive spacings.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentode.data import PaddedSeries
+    >>> t = np.array([[0.0, 0.5, 1.0], [0.0, 2.0, 2.0]])
+    >>> m = np.array([[[1, 0], [1, 0], [1, 1]], [[1, 0], [1, 0], [0, 0]]], dtype=float)
+    >>> ids, none = np.array(["a", "b"]), np.zeros(0, np.int64)
+    >>> ps = PaddedSeries(t, np.zeros_like(m), m, np.array([3, 2]), ids, none, none)
+    >>> observation_spacing(ps).tolist()  # channel 0: (1 + 2) / 5; channel 1: 1 / 1
+    [0.6, 1.0]
+    """
+    b = padded.n_series
+    lengths = np.maximum(padded.lengths, 1)
+    span = padded.times[np.arange(b), lengths - 1] - padded.times[:, 0]  # (B,)
+    counts = padded.mask.sum(axis=1).astype(np.float64)  # (B, C)
+    total_span = ((counts > 0) * span[:, None]).sum(axis=0)
+    total = counts.sum(axis=0)
+    ok = (total > 0) & (total_span > 0)
+    return np.where(ok, total_span / np.where(ok, total, 1.0), 1.0)

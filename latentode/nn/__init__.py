@@ -28,7 +28,7 @@ from .observation import (
     gaussian_log_likelihood,
     poisson_log_likelihood,
 )
-from .readout import NeighbourReadout, Neighbours, channel_neighbours
+from .readout import READOUT_REACHES, NeighbourReadout, Neighbours, channel_neighbours
 from .registry import ENCODERS, LIKELIHOODS, OBSERVATION_MODELS, READOUTS
 
 # former names, kept importable
@@ -51,6 +51,7 @@ __all__ = [
     "Neighbours",
     "channel_neighbours",
     "READOUTS",
+    "READOUT_REACHES",
     "ObservationModel",
     "GaussianObservation",
     "StudentTObservation",

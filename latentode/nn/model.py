@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import torch
@@ -165,7 +166,9 @@ class LatentODE(nn.Module):
         From the decoded latent state to the means (:data:`latentode.nn.registry.READOUTS`):
         the decoder alone (``"latent"``, the paper's model), or corrected by each channel's
         nearest conditioning observations before and after the query through a learned gate
-        (``"neighbours"``, :class:`~latentode.nn.readout.NeighbourReadout`, :attr:`readout`).
+        (``"neighbours"``, :class:`~latentode.nn.readout.NeighbourReadout`, :attr:`readout`;
+        the model then also holds :attr:`decoder_noise`, the observation model of the
+        decoder's uncorrected means that :meth:`loss`'s ``readout_aux`` term trains).
 
     Examples
     --------
@@ -181,8 +184,10 @@ class LatentODE(nn.Module):
     """
 
     #: State-dict entries that files saved before they existed lack: loading such a file keeps
-    #: their initial values (an uncalibrated ``gap_spread``, i.e. the former behaviour).
-    OPTIONAL_STATE = ("gap_spread.edges", "gap_spread.factors")
+    #: their initial values (an uncalibrated ``gap_spread``, i.e. the former behaviour; an
+    #: untrained ``decoder_noise``, which only training reads).
+    OPTIONAL_STATE = ("gap_spread.edges", "gap_spread.factors", "decoder_noise.raw",
+                      "decoder_noise.fixed", "decoder_noise.raw_df", "decoder_noise.fixed_df")
 
     def __init__(
         self,
@@ -262,6 +267,12 @@ class LatentODE(nn.Module):
             n_channels, obs_std=obs_std, obs_std_init=obs_std_init, obs_std_floor=obs_std_floor,
             obs_df=obs_df,
         )
+        # with a readout: the observation model of the decoder's own, uncorrected means, trained
+        # by the auxiliary term of ``loss(readout_aux=...)`` alone (never used to predict)
+        self.decoder_noise: ObservationModel | None = (
+            None if self.readout is None else OBSERVATION_MODELS[likelihood].from_config(
+                n_channels, obs_std=obs_std, obs_std_init=obs_std_init,
+                obs_std_floor=obs_std_floor, obs_df=obs_df))
         # per-channel factor widening the predictive distribution around its mean, set after
         # training by latentode.training.calibrate_spread (1: the raw model)
         self.register_buffer("spread_scale", torch.ones(n_channels))
@@ -290,6 +301,18 @@ class LatentODE(nn.Module):
         if self.intensity is None:
             return
         self.intensity.set_base(rate)
+
+    def set_readout_reach(self, spacing: torch.Tensor) -> None:
+        """Set the initial reach ``(C,)`` of the readout's correction, in model time.
+
+        Set it from the training data before training (the typical spacing of each channel's
+        observations, :func:`latentode.data.observation_spacing`; see
+        :meth:`NeighbourReadout.set_reach <latentode.nn.readout.NeighbourReadout.set_reach>`).
+        No effect without a readout.
+        """
+        if self.readout is None:
+            return
+        self.readout.set_reach(spacing)
 
     @property
     def observation(self) -> ObservationModel:
@@ -323,10 +346,16 @@ class LatentODE(nn.Module):
         torch.Tensor
             The decoder's means, corrected by :attr:`readout` when the model has one.
         """
-        mean = self.decoder(z)
-        if self.readout is not None:
-            mean = self.readout(mean, z, cond, times, where)
-        return mean
+        return self._decode(z, cond, times, where)[1]
+
+    def _decode(self, z: torch.Tensor, cond: Batch, times: torch.Tensor,
+                where: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder's means and those of :meth:`decode` (the same tensor without a
+        readout), both ``(K, B, M, C)``."""
+        base = self.decoder(z)
+        if self.readout is None:
+            return base, base
+        return base, self.readout(base, z, cond, times, where)
 
     def encode(
         self, cond: Batch, t0: torch.Tensor | None = None
@@ -479,6 +508,7 @@ class LatentODE(nn.Module):
         kl_estimator: str,
         weighting: str = "value",
         z0_noise: torch.Tensor | None = None,
+        readout_aux: bool = False,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if n_traj_samples < 1:
             raise ValueError(f"n_traj_samples must be >= 1, got {n_traj_samples}.")
@@ -490,9 +520,13 @@ class LatentODE(nn.Module):
         z0 = self.sample_z0(mu, sigma, n_traj_samples, generator, z0_noise)
         z, cum = self.solve(z0, t0, tgt.times, tgt.lengths)
         mask = _valid_mask(tgt.mask, tgt.lengths)
-        mean = self.decode(z, cond, tgt.times, where=mask > 0)
+        base, mean = self._decode(z, cond, tgt.times, where=mask > 0)
         weights = observation_weights(mask, weighting)
         log_lik = self.noise.log_prob(tgt.values, weights, mean)  # (K, B)
+        # the decoder's own means scored alike by their own observation model (loss's
+        # readout_aux): (K, B), with gradients into the decoder, dynamics and encoder
+        aux_lik = (self.decoder_noise.log_prob(tgt.values, weights, base)
+                   if readout_aux and self.decoder_noise is not None else None)
         if self.intensity is not None:
             log_lik = log_lik + self.intensity.log_likelihood(z, cum, mask, tgt.lengths)
         kl = kl_normal_standard(mu, sigma)  # (B,)
@@ -508,6 +542,8 @@ class LatentODE(nn.Module):
             z0=z0, log_lik=log_lik.detach(), kl=kl.detach(), mask=mask,
             sq_err=masked_squared_error(tgt.values, mask, mean.detach()),
         )
+        if aux_lik is not None:
+            diag["aux_lik"] = aux_lik
         return log_w, diag
 
     def loss(
@@ -523,6 +559,7 @@ class LatentODE(nn.Module):
         z0_noise: torch.Tensor | None = None,
         ce_weight: float = 0.0,
         elbo: bool = True,
+        readout_aux: float = 0.0,
     ) -> LossOutput:
         """Negative IWAE bound per observed value (the training objective).
 
@@ -564,11 +601,28 @@ class LatentODE(nn.Module):
             False trains the classifier alone (the paper's ODE-RNN classifier): ``loss =
             sum_b w_b CE_b / B`` of the classifier on the posterior mean of ``z_t0`` (the
             encoder's output); nothing is decoded, ``nll``, ``kl`` and ``mse`` are 0.
+        readout_aux : float
+            Weight ``lambda >= 0`` of the auxiliary term of a model with a :attr:`readout`:
+            ``loss += lambda * (-sum_b mean_k log p(x_b | decoder(z_k)) / n_obs)``, the
+            observation log-likelihood of the decoder's *uncorrected* means (same entries and
+            ``weighting`` as the bound) under their own observation model,
+            :attr:`decoder_noise` (same family and options as :attr:`observation`, its scale
+            learned by this term alone, or the same fixed ``obs_std``), so that the noise of
+            the corrected means, and their intervals, are fitted by the bound alone, and the
+            decoder's errors weigh by its own noise level. It asks the latent trajectory to
+            explain the data by itself, which the readout then refines near the observations:
+            without it (0) the readout can fit the window from the neighbours while the
+            trajectory, which alone forecasts far from them, learns little. Outside the IWAE
+            bound (the bound and its one KL term are unchanged); ignored by a model without a
+            readout. ``nll`` and ``mse`` stay those of the corrected means.
 
         Returns
         -------
         LossOutput
         """
+        if not (math.isfinite(readout_aux) and readout_aux >= 0):
+            raise ValueError(f"readout_aux must be a non-negative finite number, got "
+                             f"{readout_aux!r}.")
         classify = ce_weight > 0 or not elbo
         if classify and (self.classifier is None or batch.labels is None):
             raise ValueError("A classification loss needs a model with n_classes >= 2 and a "
@@ -581,11 +635,13 @@ class LatentODE(nn.Module):
             return LossOutput(loss=ce.mean(), nll=zero, kl=zero, mse=zero, n_obs=n_obs)
         log_w, diag = self._log_weights(
             batch, target, n_traj_samples, kl_weight, generator, kl_estimator, weighting,
-            z0_noise,
+            z0_noise, readout_aux=readout_aux > 0,
         )
         n_obs = diag["mask"].sum()
         denom = n_obs.clamp(min=1.0)
         loss = -logmeanexp(log_w, dim=0).sum() / denom
+        if "aux_lik" in diag:
+            loss = loss - readout_aux * diag["aux_lik"].mean(0).sum() / denom
         if classify:
             logits = self.classifier(diag["z0"], batch.static)  # (K, B, n_classes)
             loss = loss + ce_weight * weighted_cross_entropy(logits, batch.labels,

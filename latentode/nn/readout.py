@@ -29,7 +29,12 @@ from torch import nn
 
 from latentode.batch import Batch
 
-__all__ = ["Neighbours", "channel_neighbours", "NeighbourReadout"]
+__all__ = ["Neighbours", "channel_neighbours", "NeighbourReadout", "READOUT_REACHES"]
+
+#: how the estimator starts the reach of the readout's correction (``readout_reach``):
+#: ``"window"`` 1 model time (a typical series' span), ``"spacing"`` each channel's typical
+#: spacing of observations (:func:`latentode.data.observation_spacing`)
+READOUT_REACHES: tuple[str, ...] = ("window", "spacing")
 
 
 class Neighbours(NamedTuple):
@@ -171,16 +176,17 @@ class NeighbourReadout(nn.Module):
 
     where ``interp`` is the per-series linear interpolation of ``d`` from its neighbours
     (carried forward / backward beyond them), ``gap`` the distance to the nearer neighbour and
-    ``reach_d`` a learned time scale per channel (from 1 model time, a typical series' span):
-    the correction fades with the distance to the observations, so that far from them (long
-    forecasts, long gaps) the prediction is the latent trajectory's, and it is 0 for a channel
-    the series never observed. ``(g, r)`` come from a one-hidden-layer tanh network of ``z``,
-    a learned bias of channel ``d``, ``base``, both neighbours' values and presence and the
-    decays ``exp(-gap / tau_dj)`` of both gaps at ``n_scales`` time scales ``tau_dj`` learned
-    per channel (initialised log-spaced from 0.01 to 1 model time, i.e. from 1 % of a typical
-    series to all of it): near the observations the gate can follow them, or not, per channel
-    and distance. The output layer starts at 0: the initial readout moves the decoder half-way
-    to the interpolation, times the envelope.
+    ``reach_d`` a learned time scale per channel (initially 1 model time, a typical series'
+    span; :meth:`set_reach` sets it before training, e.g. to the channel's typical spacing as
+    the estimator does): the correction fades with the distance to the observations, so that
+    far from them (long forecasts, long gaps) the prediction is the latent trajectory's, and
+    it is 0 for a channel the series never observed. ``(g, r)`` come from a one-hidden-layer
+    tanh network of ``z``, a learned bias of channel ``d``, ``base``, both neighbours' values
+    and presence and the decays ``exp(-gap / tau_dj)`` of both gaps at ``n_scales`` time
+    scales ``tau_dj`` learned per channel (initialised log-spaced from 0.01 to 1 model time,
+    i.e. from 1 % of a typical series to all of it): near the observations the gate can
+    follow them, or not, per channel and distance. The output layer starts at 0: the initial
+    readout moves the decoder half-way to the interpolation, times the envelope.
 
     Parameters
     ----------
@@ -215,6 +221,23 @@ class NeighbourReadout(nn.Module):
         self.out = nn.Linear(units, 2)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+
+    @torch.no_grad()
+    def set_reach(self, reach: torch.Tensor) -> None:
+        """Set the reach ``(C,)`` of the envelope per channel (model time, ``> 0``).
+
+        Before training, the typical spacing of each channel's observations
+        (:func:`latentode.data.observation_spacing`): the gaps that reconstruction shows the
+        readout are about that long, so the correction starts to fade there and extends
+        further only where training finds it useful; beyond (forecasts, long gaps) the
+        prediction is the latent trajectory's.
+        """
+        reach = torch.as_tensor(reach, dtype=self.log_reach.dtype, device=self.log_reach.device)
+        if reach.shape != self.log_reach.shape or not bool(
+                (torch.isfinite(reach) & (reach > 0)).all()):
+            raise ValueError(f"reach must be {tuple(self.log_reach.shape)} positive finite "
+                             f"values.")
+        self.log_reach.copy_(reach.log())
 
     def forward(self, base: torch.Tensor, z: torch.Tensor, cond: Batch,
                 query_times: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
