@@ -91,7 +91,9 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
     likelihood, obs_df, linear_term, time_scale, readout, readout_aux, readout_reach : see regressor
         The observation model, the latent dynamics' linear term, the model time unit and the
         readout of the means and its auxiliary term, as for the regressor (``readout`` and
-        ``readout_aux`` are unused by ``classifier="encoder"``, which decodes nothing).
+        ``readout_aux`` are unused by ``classifier="encoder"``, which decodes nothing), except
+        that ``readout`` defaults to ``"latent"`` here: the classifier reads ``z_t0``, whose
+        figures (README) were measured with the decoder alone.
 
     Attributes
     ----------

@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (the small model gains nothing from more, and "
                              "extra threads slow it down badly on a busy machine)")
-    parser.add_argument("--readout", choices=("latent", "neighbours"), default="latent",
+    parser.add_argument("--readout", choices=("latent", "neighbours"), default="neighbours",
                         help="the estimator's readout of the means (see LatentODERegressor)")
     parser.add_argument("--readout-aux", type=float, default=1.0,
                         help="the estimator's readout_aux: weight of the decoder's own "

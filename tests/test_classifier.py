@@ -245,8 +245,10 @@ def test_is_a_classifier_with_the_regressors_parameters():
     clf = LatentODEClassifier()
     assert is_classifier(clf) and not is_classifier(LatentODERegressor())
     params = clf.get_params()
+    # the regressor's parameters and defaults, except the readout (the classifier reads z_t0)
     assert {k: v for k, v in params.items() if k in LatentODERegressor().get_params()} == \
-        LatentODERegressor().get_params()
+        {**LatentODERegressor().get_params(), "readout": "latent"}
+    assert LatentODERegressor().get_params()["readout"] == "neighbours"
     assert (params["classifier"], params["ce_weight"], params["class_weight"],
             params["scoring"]) == \
         ("latent", 10.0, None, "log_loss")

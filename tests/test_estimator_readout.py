@@ -67,7 +67,7 @@ def test_save_load_and_pickle_give_identical_predictions(fitted, oscillators, tm
 
 
 def test_older_files_without_readout_load_as_latent(oscillators, tmp_path):
-    est = LatentODERegressor(**{**TINY, "max_epochs": 1}).fit(oscillators)
+    est = LatentODERegressor(**{**TINY, "max_epochs": 1, "readout": "latent"}).fit(oscillators)
     state = est.__getstate__()
     del state["readout"]  # pickled before the parameter existed
     state["model_"]["hparams"].pop("readout")
