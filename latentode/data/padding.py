@@ -414,6 +414,12 @@ def pad_query_times(series_codes: Any, times: Any, n_series: int) -> PaddedQuery
     return PaddedQuery(padded_t, lengths, row_position)
 
 
+def _spans(padded: PaddedSeries) -> np.ndarray:
+    """``(B,)`` each series' window: its last valid time minus its first."""
+    lengths = np.maximum(padded.lengths, 1)
+    return padded.times[np.arange(padded.n_series), lengths - 1] - padded.times[:, 0]
+
+
 def observation_rates(padded: PaddedSeries) -> np.ndarray:
     """Observed values per channel per unit of model time, pooled over the series.
 
@@ -431,10 +437,7 @@ def observation_rates(padded: PaddedSeries) -> np.ndarray:
     numpy.ndarray
         ``(C,)`` float64 positive rates.
     """
-    b = padded.n_series
-    lengths = np.maximum(padded.lengths, 1)
-    last = padded.times[np.arange(b), lengths - 1]
-    span = float(np.sum(last - padded.times[:, 0])) if b else 0.0
+    span = float(np.sum(_spans(padded)))
     counts = np.maximum(padded.mask.sum(axis=(0, 1)).astype(np.float64), 1.0)
     return counts / (span if span > 0 else 1.0)
 
@@ -469,9 +472,7 @@ def observation_spacing(padded: PaddedSeries) -> np.ndarray:
     >>> observation_spacing(ps).tolist()  # channel 0: (1 + 2) / 5; channel 1: 1 / 1
     [0.6, 1.0]
     """
-    b = padded.n_series
-    lengths = np.maximum(padded.lengths, 1)
-    span = padded.times[np.arange(b), lengths - 1] - padded.times[:, 0]  # (B,)
+    span = _spans(padded)  # (B,)
     counts = padded.mask.sum(axis=1).astype(np.float64)  # (B, C)
     total_span = ((counts > 0) * span[:, None]).sum(axis=0)
     total = counts.sum(axis=0)
