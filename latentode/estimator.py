@@ -323,9 +323,9 @@ class LatentODERegressor(BaseEstimator):
         encoder steps (the ODE-RNN's Euler step is fixed in model time).
     readout : {"latent", "neighbours"}, default="neighbours"
         How the mean of each channel is read from the latent trajectory. ``"latent"``: the
-        decoder of the latent state alone, as in the paper. ``"neighbours"`` (the default; models
-        saved before the option existed load as ``"latent"``): the decoded mean
-        is corrected by the series' nearest conditioning observations of the same channel
+        decoder of the latent state alone, as in the paper. ``"neighbours"`` (the default;
+        models saved before the option existed load as ``"latent"``): the decoded mean is
+        corrected by the series' nearest conditioning observations of the same channel
         before and after the query time (their values, their distances, the linear
         interpolation between them) through a gate learned per channel and distance, which
         hands the prediction back to the latent trajectory far from the observations

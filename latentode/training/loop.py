@@ -21,6 +21,7 @@ from .history import History, monitor_mode
 from .metrics import VAL_METRICS, evaluate_classifier
 from .objective import (
     KLWarmup,
+    accumulator_dtype,
     drop_observations,
     evaluate_loss,
     kl_weight_schedule,
@@ -74,10 +75,6 @@ def _condition_and_target(
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     """Copy of the state dict on the CPU."""
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
-def _acc_dtype(device: torch.device) -> torch.dtype:
-    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def fit_model(
@@ -279,7 +276,7 @@ def fit_model(
     best = math.inf
     bad_epochs = 0
     step = 0
-    acc_dtype = _acc_dtype(device)
+    acc_dtype = accumulator_dtype(device)
     was_training = model.training
     rank, world = (_dist.get_rank(), _dist.get_world_size()) if distributed else (0, 1)
     if distributed:

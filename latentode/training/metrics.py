@@ -19,6 +19,8 @@ from torch import nn
 from latentode.batch import Batch
 from latentode.nn.classifier import weighted_cross_entropy
 
+from .objective import evaluation_setup
+
 __all__ = ["VAL_METRICS", "binary_roc_auc", "evaluate_classifier"]
 
 #: what :func:`~latentode.training.fit_model` can monitor on the validation series: its loss
@@ -104,10 +106,7 @@ def evaluate_classifier(
     was_training = model.training
     model.eval()
     try:
-        param = next(model.parameters())
-        device = param.device if device is None else torch.device(device)
-        dtype = param.dtype if dtype is None else dtype
-        acc_dtype = torch.float32 if device.type == "mps" else torch.float64
+        device, dtype, acc_dtype = evaluation_setup(model, device, dtype)
         acc = torch.zeros(2, device=device, dtype=acc_dtype)  # weighted CE sum, weight sum
         probs: list[torch.Tensor] = []
         labels: list[torch.Tensor] = []

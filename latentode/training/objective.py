@@ -183,6 +183,20 @@ def split_forecast(batch: Batch, fraction: float) -> tuple[Batch, Batch]:
     return cond, target
 
 
+def accumulator_dtype(device: torch.device) -> torch.dtype:
+    """dtype of on-device sums of losses and counts: float64, float32 on MPS (no float64)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def evaluation_setup(model: nn.Module, device: torch.device | str | None,
+                     dtype: torch.dtype | None) -> tuple[torch.device, torch.dtype, torch.dtype]:
+    """``(device, dtype, accumulator dtype)`` of an evaluation: the model's unless given."""
+    param = next(model.parameters())
+    device = param.device if device is None else torch.device(device)
+    dtype = param.dtype if dtype is None else dtype
+    return device, dtype, accumulator_dtype(device)
+
+
 @torch.no_grad()
 def evaluate_loss(
     model: nn.Module,
@@ -235,11 +249,8 @@ def evaluate_loss(
     was_training = model.training
     model.eval()
     try:
-        param = next(model.parameters())
-        device = param.device if device is None else torch.device(device)
-        dtype = param.dtype if dtype is None else dtype
-        acc = torch.zeros(4, device=device,
-                          dtype=torch.float32 if device.type == "mps" else torch.float64)
+        device, dtype, acc_dtype = evaluation_setup(model, device, dtype)
+        acc = torch.zeros(4, device=device, dtype=acc_dtype)
         if distributed:
             _evaluate_distributed(model, iter(batches), acc, n_traj_samples, device=device,
                                   dtype=dtype, generator=generator, weighting=weighting,
