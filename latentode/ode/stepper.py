@@ -72,7 +72,7 @@ class DenseOutput:
 
     Built from the step's end points, their derivatives and (dopri5) the midpoint; the solver
     stacks every step's coefficients and evaluates them for all requested times at once
-    (:meth:`evaluate`).
+    (:meth:`evaluate_at`, Horner's scheme).
     """
 
     def __init__(
@@ -127,9 +127,9 @@ class DenseOutput:
         torch.Tensor
             ``(B, N, D)``.
 
-        Each coefficient is gathered on its own from its ``(B, S, D)`` slice, so neither the
-        forward nor the backward pass forms a ``(B, N, 5, D)`` tensor (the backward of a slice
-        of one would zero-fill all of it, once per coefficient).
+        Horner's scheme; each coefficient is gathered on its own from its ``(B, S, D)``
+        slice, so neither the forward nor the backward pass forms a ``(B, N, 5, D)`` tensor
+        (the backward of a slice of one would zero-fill all of it, once per coefficient).
         """
         batch, n_out = step_of.shape
         idx = step_of.unsqueeze(-1).expand(batch, n_out, steps.shape[-1])
@@ -140,11 +140,3 @@ class DenseOutput:
             out = c_k if out is None else out * x + c_k
         return out
 
-    @staticmethod
-    def evaluate(coeffs: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        """Horner evaluation of ``coeffs`` ``(..., 5, D)`` at fractions ``theta`` ``(...)``."""
-        x = theta.unsqueeze(-1)
-        out = coeffs[..., 0, :]
-        for k in range(1, coeffs.shape[-2]):
-            out = out * x + coeffs[..., k, :]
-        return out
