@@ -78,7 +78,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import platform
@@ -322,19 +321,11 @@ def run_classification(args: argparse.Namespace) -> dict[str, Any]:
         fit_args = dict(time_col="t", id_col="id", target_cols=cols, static_cols=static or None)
         trace = None
         if args.trace:
-            import latentode.estimator as _estimator
-
             clf.set_params(max_epochs=0).fit(train, labels.loc[train_ids], **fit_args)
             trace = TestTrace(clf, test, labels, float(labels.loc[train_ids].mean()))
-            clf.set_params(max_epochs=args.epochs)
-            plain_fit_model = _estimator._fit_model
-            _estimator._fit_model = functools.partial(plain_fit_model, callbacks=[trace])
+            clf.set_params(max_epochs=args.epochs, callbacks=[trace])
         t0 = time.perf_counter()
-        try:
-            clf.fit(train, labels.loc[train_ids], **fit_args)
-        finally:
-            if trace is not None:
-                _estimator._fit_model = plain_fit_model
+        clf.fit(train, labels.loc[train_ids], **fit_args)
         fit_s = time.perf_counter() - t0
         with warnings.catch_warnings():  # stays with only descriptors: counted below
             warnings.simplefilter("ignore", UserWarning)

@@ -88,6 +88,8 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
     calibrate, device, random_state, verbose, warm_start, max_steps, n_jobs : see regressor
         As for the regressor. ``calibrate`` applies to the predictive spread of
         :meth:`extrapolate` / :meth:`sample` (``"latent"`` only).
+    callbacks : see regressor
+        Called after every training epoch, as for the regressor.
     likelihood, obs_df, linear_term, time_scale, readout, readout_aux, readout_reach : see regressor
         The observation model, the latent dynamics' linear term, the model time unit and the
         readout of the means and its auxiliary term, as for the regressor (``readout`` and
@@ -197,6 +199,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 1,
         warm_start: bool = False,
+        callbacks: Sequence[Any] | None = None,
         max_steps: int = 10_000,
         n_jobs: int | None = None,
         likelihood: str = "gaussian",
@@ -217,9 +220,9 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             validation_fraction=validation_fraction, early_stopping=early_stopping,
             patience=patience, poisson_process=poisson_process, obs_std=obs_std,
             calibrate=calibrate, device=device, random_state=random_state, verbose=verbose,
-            warm_start=warm_start, max_steps=max_steps, n_jobs=n_jobs, likelihood=likelihood,
-            obs_df=obs_df, linear_term=linear_term, time_scale=time_scale, readout=readout,
-            readout_aux=readout_aux, readout_reach=readout_reach,
+            warm_start=warm_start, callbacks=callbacks, max_steps=max_steps, n_jobs=n_jobs,
+            likelihood=likelihood, obs_df=obs_df, linear_term=linear_term, time_scale=time_scale,
+            readout=readout, readout_aux=readout_aux, readout_reach=readout_reach,
         )
         self.classifier = classifier
         self.ce_weight = ce_weight

@@ -44,7 +44,7 @@ from .nn import OBS_WEIGHTINGS, LatentODE
 from .nn.readout import READOUT_REACHES
 from .nn.registry import ENCODERS, LIKELIHOODS, READOUTS
 from .ode import GRADIENTS, METHODS, ODESolveError
-from .training import History, TrainingFailedError, calibrate_spread, fit_model
+from .training import History, TrainingFailedError, calibrate_spread, check_callbacks, fit_model
 from .training import distributed as _distd
 from .uncertainty import check_quantiles, quantile_label
 from .utils import (
@@ -279,6 +279,18 @@ class LatentODERegressor(BaseEstimator):
     warm_start : bool, default=False
         When fitted already, continue training the existing network (same columns required)
         instead of starting afresh; the time encoder and scaler are kept.
+    callbacks : list or None, default=None
+        Called by the training loop: objects with ``on_epoch_end(epoch, record, model)`` (and
+        optionally ``on_train_begin(model)``, ``on_train_end(history, model)``; subclass
+        :class:`latentode.training.Callback`) or plain callables ``fn(epoch, record, model)``.
+        ``epoch`` counts from 0, ``record`` is the epoch's entry of ``history_`` (losses, the
+        KL weight, the learning rate, seconds), ``model`` the network being trained (in
+        training mode; put it in ``eval()`` and back to predict with it). Returning True
+        stops training (``history_.stopped_reason == "callback"``; the best weights are still
+        restored); raising :class:`KeyboardInterrupt` stops it like Ctrl-C. They run on every
+        process of a distributed fit, and rank 0's decision to stop holds for all. They are
+        not saved by :meth:`save` (the loaded estimator has ``callbacks=None``, with a
+        warning when saving) but are pickled with the estimator.
     max_steps : int, default=10_000
         Step budget per series of each latent ODE solve, on top of two steps per requested
         time (observation or query time), so that long series need no tuning: the adjoint's
@@ -498,6 +510,7 @@ class LatentODERegressor(BaseEstimator):
                                                               "a numpy RandomState")],
         "verbose": [Interval(Integral, 0, None, closed="left")],
         "warm_start": [Boolean()],
+        "callbacks": [CheckedBy(check_callbacks)],
         "max_steps": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [CheckedBy(resolve_n_jobs)],  # also run by every public method
         "likelihood": [Options(LIKELIHOODS)],
@@ -544,6 +557,7 @@ class LatentODERegressor(BaseEstimator):
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 1,
         warm_start: bool = False,
+        callbacks: Sequence[Any] | None = None,
         max_steps: int = 10_000,
         n_jobs: int | None = None,
         likelihood: str = "gaussian",
@@ -585,6 +599,7 @@ class LatentODERegressor(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
+        self.callbacks = callbacks
         self.max_steps = max_steps
         self.n_jobs = n_jobs
         self.likelihood = likelihood
@@ -832,6 +847,7 @@ class LatentODERegressor(BaseEstimator):
             obs_weighting=self.obs_weighting, forecast_split=split,
             lr_decay=None if self.lr_decay is None else float(self.lr_decay),
             distributed=distributed, loss_options=self._loss_options(),
+            callbacks=check_callbacks(self.callbacks),
             **self._fit_options(classes, None if val is None or labels is None
                                 else labels[val_idx]),
         )
@@ -1458,7 +1474,7 @@ def _fingerprint(padded: Any, params: dict[str, Any]) -> list[float]:
     """Numbers that differ when two ranks were given different data or parameters."""
     mask = np.asarray(padded.mask, dtype=bool)
     shown = {k: getattr(v, "__qualname__", v) for k, v in sorted(params.items())
-             if k not in ("random_state", "verbose", "device")}
+             if k not in ("random_state", "verbose", "device", "callbacks")}
     return [float(len(padded.lengths)), float(np.sum(padded.lengths)), float(mask.sum()),
             float(np.nansum(np.asarray(padded.values, dtype=np.float64)[mask])),
             float(np.nansum(np.asarray(padded.times, dtype=np.float64))),

@@ -48,6 +48,7 @@ import numbers
 import os
 import secrets
 import struct
+import warnings
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -184,6 +185,14 @@ def _params_to_json(params: dict[str, Any]) -> dict[str, Any]:
     for name, value in params.items():
         if name == "random_state" and isinstance(value, np.random.RandomState):
             value = None  # a generator's state is not a parameter worth restoring
+        elif name == "callbacks":  # training-time hooks (code), not part of the model
+            if value:
+                from .data.validation import external_stacklevel
+
+                warnings.warn("The estimator's callbacks are not saved; the loaded estimator has "
+                              "callbacks=None (pickle the estimator to keep them).", UserWarning,
+                              stacklevel=external_stacklevel())
+            value = None
         elif callable(value):
             raise ValueError(
                 f"Cannot save parameter {name}={value!r}: callables are not serialisable to "

@@ -8,6 +8,8 @@
 * ``raise``: rank 1 raises inside ``fit`` (in the model's loss, second batch).
 * ``exit``: rank 1's process dies inside ``fit`` (``os._exit``) without raising.
 * ``mismatch``: rank 1 calls ``fit`` on other data than rank 0.
+* ``stop``: a callback asks to stop after the second epoch on rank 0 only; each rank writes its
+  history's length and stop reason to ``OUT/stop_rank{r}.json``.
 
 ``LATENTODE_TEST_DEVICE=cuda:0`` trains on that GPU (both ranks on it, so with gloo: NCCL
 refuses two ranks on one GPU).
@@ -137,6 +139,12 @@ def main() -> None:
             finally:
                 sys.stderr = sys.__stderr__
         (out / f"est_rank{rank}.json").write_text(json.dumps(result))
+    elif mode == "stop":  # only rank 0's callback asks to stop (after the second epoch)
+        est = LatentODERegressor(**{**EST_PARAMS, "verbose": 0, "max_epochs": 6,
+                                    "callbacks": [lambda epoch, record, model: rank == 0
+                                                  and epoch == 1]}).fit(frame())
+        (out / f"stop_rank{rank}.json").write_text(json.dumps(
+            {"n_epochs": est.history_.n_epochs, "stopped_reason": est.history_.stopped_reason}))
     elif mode == "mismatch":  # rank 1 reads other data
         LatentODERegressor(**{**EST_PARAMS, "verbose": 0}).fit(frame(seed=rank))
     else:

@@ -179,6 +179,16 @@ def test_dead_rank_stops_every_rank(tmp_path):
     assert "rank 1 exits abruptly" in log
 
 
+def test_rank0_callback_stops_every_rank(tmp_path):
+    """A callback that stops on rank 0 only (the others' return False): every rank stops after
+    the same epoch instead of waiting for rank 0 in the next all-reduce."""
+    code, log, seconds = _torchrun("stop", tmp_path, timeout=TIME_LIMIT + 60)
+    assert code == 0, log
+    for r in (0, 1):
+        done = json.loads((tmp_path / f"stop_rank{r}.json").read_text())
+        assert done == {"n_epochs": 2, "stopped_reason": "callback"}
+
+
 def test_ranks_with_different_data_refuse_to_train(tmp_path):
     code, log, seconds = _torchrun("mismatch", tmp_path)
     assert code != 0 and seconds < TIME_LIMIT

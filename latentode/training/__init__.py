@@ -1,7 +1,14 @@
 """Training layer: KL warm-up, the training loop, callbacks and history (torch only)."""
 
 from .calibration import SCALE_GRID, calibrate_spread
-from .callbacks import Callback, CallbackProtocol, EarlyStopping, LambdaCallback, as_callback
+from .callbacks import (
+    Callback,
+    CallbackProtocol,
+    EarlyStopping,
+    LambdaCallback,
+    as_callback,
+    check_callbacks,
+)
 from .history import MONITORS, STOP_REASONS, History
 from .loop import OPTIMIZERS, TrainingFailedError, fit_model
 from .metrics import VAL_METRICS, binary_roc_auc, evaluate_classifier
@@ -28,6 +35,7 @@ __all__ = [
     "EarlyStopping",
     "LambdaCallback",
     "as_callback",
+    "check_callbacks",
     "KLSchedule",
     "kl_weight_schedule",
     "linear_kl_schedule",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from torch import nn
 
-__all__ = ["Callback", "CallbackProtocol", "LambdaCallback", "EarlyStopping", "as_callback"]
+__all__ = ["Callback", "CallbackProtocol", "LambdaCallback", "EarlyStopping", "as_callback",
+           "check_callbacks"]
 
 
 @runtime_checkable
@@ -99,3 +100,48 @@ def as_callback(cb: Any) -> Any:
     if callable(cb):
         return LambdaCallback(cb)
     raise TypeError(f"Not a callback: {cb!r} (needs on_epoch_end(epoch, record, model)).")
+
+
+def check_callbacks(callbacks: Sequence[Any] | None, name: str = "callbacks") -> list[Any]:
+    """The callbacks of an estimator's ``callbacks`` parameter, each ready for the training loop.
+
+    Parameters
+    ----------
+    callbacks : list or tuple or None
+        Objects with ``on_epoch_end(epoch, record, model)`` or plain callables of the same
+        signature; None means none.
+    name : str, default="callbacks"
+        The parameter's name, for the error.
+
+    Returns
+    -------
+    list
+        The items, callables wrapped in :class:`LambdaCallback` (:func:`as_callback`).
+
+    Raises
+    ------
+    ValueError
+        If ``callbacks`` is not None, a list or a tuple (a single callback must be wrapped in a
+        list), or if one of its items is neither a callback nor callable, or is a class rather
+        than an instance (the error names it).
+
+    Examples
+    --------
+    >>> [type(cb).__name__ for cb in check_callbacks([lambda epoch, record, model: None])]
+    ['LambdaCallback']
+    >>> check_callbacks(None)
+    []
+    """
+    if callbacks is None:
+        return []
+    if not isinstance(callbacks, (list, tuple)):
+        raise ValueError(f"{name} must be None or a list of callbacks (objects with "
+                         f"on_epoch_end(epoch, record, model), or callables), got {callbacks!r}.")
+    for i, cb in enumerate(callbacks):
+        if isinstance(cb, type):
+            raise ValueError(f"{name}[{i}] is the class {cb.__name__}; pass an instance of it, "
+                             f"e.g. {cb.__name__}(...).")
+        if not (hasattr(cb, "on_epoch_end") or callable(cb)):
+            raise ValueError(f"{name}[{i}] must have on_epoch_end(epoch, record, model) or be a "
+                             f"callable fn(epoch, record, model), got {cb!r}.")
+    return [as_callback(cb) for cb in callbacks]

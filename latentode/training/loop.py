@@ -135,7 +135,8 @@ def fit_model(
     callbacks : sequence
         Objects with ``on_epoch_end(epoch, record, model) -> bool`` (True stops training), and
         optionally ``on_train_begin(model)`` / ``on_train_end(history, model)``; plain callables
-        ``fn(epoch, record, model)`` are accepted.
+        ``fn(epoch, record, model)`` are accepted. With ``distributed`` they run on every rank
+        and rank 0's decision to stop holds for all.
     verbose : int
         0: silent; 1: tqdm epoch bar with losses in its postfix; 2: also one line per epoch.
     device : torch.device or str, optional
@@ -432,6 +433,8 @@ def fit_model(
             stop = False
             for cb in cbs:
                 stop = bool(cb.on_epoch_end(epoch, record, model)) or stop
+            if distributed and cbs:  # rank 0 decides, so that no rank waits for the others
+                stop = bool(_dist.broadcast_int(int(stop), device))
             if stop:
                 history.stopped_reason = "callback"
                 break
