@@ -70,7 +70,8 @@ over trajectory samples).
     mean and standard deviation), a :class:`~latentode.LatentODEClassifier` (the paper's
     Latent ODE classifier, ``ce_weight`` 100 unless ``--ce-weight``, the library's default
     being 10; ``--classifier encoder`` for its ODE-RNN classifier; no validation stays unless
-    ``--val-fraction``, then early stopping on ``--scoring``) scored by AUC-ROC and AUC-PR
+    ``--val-fraction``, then early stopping on ``--scoring``; ``--classifier-dropout`` and
+    ``--weight-decay`` regularise it) scored by AUC-ROC and AUC-PR
     on the test stays, beside a logistic regression
     on per-stay summary features (last, mean, min, max and count of every channel; missing
     features imputed with the training mean, standardised). A test stay with no observed
@@ -225,6 +226,7 @@ def build_classifier(args: argparse.Namespace) -> Any:
         classifier=args.classifier, ce_weight=args.ce_weight,
         class_weight=None if args.class_weight == "none" else args.class_weight,
         scoring=args.scoring, patience=args.patience,
+        classifier_dropout=args.classifier_dropout, weight_decay=args.weight_decay,
         latent_dim=args.latent_dim, encoder=args.encoder, rec_dim=args.rec_dim, units=args.units,
         n_layers=args.n_layers, gru_units=args.gru_units, gradient=args.gradient,
         solver=args.solver, n_traj_samples=3, max_epochs=args.epochs,
@@ -244,8 +246,10 @@ class TestTrace:
     A callback of the training loop: it predicts the test stays with the epoch's weights as
     :meth:`~latentode.LatentODEClassifier.predict_proba` does (stays with nothing observed get
     ``fill``, as in the benchmark), so the entry of the epoch whose weights a rule restores is
-    that rule's test AUC-ROC. ``clf`` must already hold the time encoder and scaler that the
-    fit will use (a fit with ``max_epochs=0`` on the same training stays).
+    that rule's test AUC-ROC. Beside it, ``aucs_mc`` / ``aps_mc`` score the class probability
+    averaged over 32 posterior samples of ``z_t0`` instead of the classifier at its posterior
+    mean (what :meth:`predict_proba` reads). ``clf`` must already hold the time encoder and
+    scaler that the fit will use (a fit with ``max_epochs=0`` on the same training stays).
     """
 
     def __init__(self, clf: Any, test: pd.DataFrame, truth: pd.Series, fill: float) -> None:
@@ -258,8 +262,11 @@ class TestTrace:
         self.sub = _data.subset(padded, self.live)
         self.truth = truth.loc[vf.series_ids].to_numpy()
         self.fill, self.batch_size = fill, int(clf.batch_size)
+        self.mc_samples = 32
         self.aucs: list[float] = []
         self.aps: list[float] = []
+        self.aucs_mc: list[float] = []  # probability averaged over posterior samples of z_t0
+        self.aps_mc: list[float] = []
 
     def on_epoch_end(self, epoch: int, record: dict[str, Any], model: Any) -> bool:
         import torch
@@ -268,17 +275,28 @@ class TestTrace:
         from latentode import data as _data
 
         proba = np.full(len(self.truth), self.fill)
+        proba_mc = proba.copy()
         param = next(model.parameters())
         was_training = model.training
         model.eval()
+        gen = torch.Generator(device=param.device).manual_seed(epoch)
+        out, out_mc = [], []
         with torch.no_grad():
-            out = [torch.softmax(model.classify(b), -1)[:, 1].double().cpu().numpy()
-                   for b in _data.iterate_batches(self.sub, self.batch_size,
-                                                  device=param.device, dtype=param.dtype)]
+            for b in _data.iterate_batches(self.sub, self.batch_size, device=param.device,
+                                           dtype=param.dtype):
+                out.append(torch.softmax(model.classify(b), -1)[:, 1].double().cpu().numpy())
+                mu, std = model.encode(b, b.times[:, 0])
+                eps = torch.randn((self.mc_samples, *mu.shape), generator=gen,
+                                  device=mu.device, dtype=mu.dtype)
+                p = torch.softmax(model.classifier(mu + std * eps, b.static), -1).mean(0)
+                out_mc.append(p[:, 1].double().cpu().numpy())
         model.train(was_training)
         proba[self.live] = np.concatenate(out)
+        proba_mc[self.live] = np.concatenate(out_mc)
         self.aucs.append(float(roc_auc_score(self.truth, proba)))
         self.aps.append(float(average_precision_score(self.truth, proba)))
+        self.aucs_mc.append(float(roc_auc_score(self.truth, proba_mc)))
+        self.aps_mc.append(float(average_precision_score(self.truth, proba_mc)))
         return False
 
 
@@ -370,6 +388,9 @@ def run_classification(args: argparse.Namespace) -> dict[str, Any]:
             rows[-1]["test_ap_per_epoch"] = trace.aps
             rows[-1]["rules"] = stopping_rules(rows[-1]["val_curves"], trace.aucs, trace.aps,
                                                args.epochs)
+            rows[-1]["test_auc_mc_per_epoch"] = trace.aucs_mc
+            rows[-1]["rules_mc"] = stopping_rules(rows[-1]["val_curves"], trace.aucs_mc,
+                                                  trace.aps_mc, args.epochs)
             print("  test AUC-ROC per epoch: " + " ".join(f"{a:.3f}" for a in trace.aucs)
                   + "\n  rules (monitored entry / patience: restored epoch, test AUC-ROC): "
                   + ", ".join(f"{k}: {v['epoch']}, "
@@ -401,11 +422,14 @@ def format_classification(res: dict[str, Any]) -> str:
         stats = ", ".join(f"{c} {table[c].mean():.3f} +- {table[c].std(ddof=1):.3f}"
                           for c in ("auc_roc", "baseline_auc_roc", "auc_pr", "baseline_auc_pr"))
         text += f"\nmean +- sd over {len(table)} splits: {stats}"
-    if "rules" in table:
+    for key, how in (("rules", ""), ("rules_mc", ", probability averaged over 32 samples of "
+                                              "z_t0")):
+        if key not in table:
+            continue
         for what, name in (("test_auc", "AUC-ROC"), ("test_ap", "AUC-PR")):
             rules = pd.DataFrame({seed: {k: v[what] for k, v in r.items()}
-                                  for seed, r in table["rules"].items()}).astype(float)
-            text += (f"\n--trace: test {name} of the epoch each early-stopping rule restores "
+                                  for seed, r in table[key].items()}).astype(float)
+            text += (f"\n--trace: test {name}{how} of the epoch each early-stopping rule restores "
                      "(replayed from the per-epoch records; NaN: the run ended first)\n"
                      + rules.assign(mean=rules.mean(axis=1),
                                     sd=rules.std(axis=1, ddof=1)).to_string(
@@ -990,6 +1014,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--classifier", default="latent", choices=("latent", "encoder"))
     parser.add_argument("--ce-weight", type=float, default=100.0)
     parser.add_argument("--class-weight", default="none", choices=("none", "balanced"))
+    parser.add_argument("--classifier-dropout", type=float, default=0.0,
+                        help="classification: dropout of the classifier head in training")
+    parser.add_argument("--weight-decay", type=float, default=0.0,
+                        help="classification: L2 penalty of the optimiser on every weight")
     parser.add_argument("--scoring", default="log_loss", choices=("log_loss", "roc_auc", "loss"),
                         help="classification: what early stopping watches on the --val-fraction "
                              "stays (LatentODEClassifier(scoring=...))")

@@ -74,6 +74,14 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         are in ``history_`` (``val_log_loss``, ``val_roc_auc``, ``val_loss``; ``monitor``
         names the one watched). Without validation series the training loss is watched,
         whatever ``scoring`` says.
+    classifier_dropout : float, default=0.0
+        Dropout probability in ``[0, 1)`` of the classifier head's input (``z_t0`` and the
+        static covariates) and hidden layers during training; :meth:`predict_proba` and the
+        validation scores use the whole head (eval mode: deterministic). 0: no dropout.
+    weight_decay : float, default=0.0
+        L2 penalty on every weight of the network (encoder, dynamics, decoder and head), the
+        ``weight_decay`` of the Adamax optimiser (added to each gradient as ``weight_decay *
+        w``). 0: none.
     latent_dim, encoder, rec_dim, units, n_layers, gru_units, decoder_layers : see regressor
         The networks, as for :class:`~latentode.LatentODERegressor` (same meaning, same
         defaults). The classifier head has two ReLU layers of ``units``.
@@ -160,6 +168,9 @@ static_encoder_, feature_names_in_, n_features_in_, device_
                                description="be a positive finite number")],
         "class_weight": [None, Options(("balanced",)), InstanceOf(dict, "a dict")],
         "scoring": [Options(VAL_METRICS)],
+        "classifier_dropout": [Interval(Real, 0, 1, closed="left")],
+        "weight_decay": [Interval(Real, 0, None, closed="left",
+                                  description="be a non-negative finite number")],
     }
 
     def __init__(
@@ -168,6 +179,8 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         ce_weight: float = 10.0,
         class_weight: dict[Any, float] | str | None = None,
         scoring: str = "log_loss",
+        classifier_dropout: float = 0.0,
+        weight_decay: float = 0.0,
         latent_dim: int = 20,
         encoder: str = "odernn",
         rec_dim: int = 40,
@@ -228,6 +241,8 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         self.ce_weight = ce_weight
         self.class_weight = class_weight
         self.scoring = scoring
+        self.classifier_dropout = classifier_dropout
+        self.weight_decay = weight_decay
 
     def __sklearn_tags__(self):
         """A classifier of long DataFrames: ``y`` is required (one label per series)."""
@@ -375,10 +390,21 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             out[pos] = float(weight)
         return out
 
+    def _build_model(self, n_channels: int, n_static: int = 0, **kwargs: Any) -> Any:
+        return super()._build_model(n_channels, n_static,
+                                    classifier_dropout=float(self.classifier_dropout), **kwargs)
+
+    def _refresh_model(self, model: Any) -> None:
+        super()._refresh_model(model)
+        if model.classifier is not None:  # warm start: this fit's dropout
+            model.classifier.dropout = float(self.classifier_dropout)
+            model.hparams["classifier_dropout"] = float(self.classifier_dropout)
+
     def _fit_options(self, classes: np.ndarray | None,
                      val_labels: np.ndarray | None) -> dict[str, Any]:
+        options: dict[str, Any] = {"weight_decay": float(self.weight_decay)}
         if val_labels is None or classes is None:  # no validation series: the training loss
-            return {}
+            return options
         if self.scoring == "roc_auc":
             if len(classes) != 2:
                 raise ValueError(f"scoring='roc_auc' needs two classes; y has {len(classes)} "
@@ -392,7 +418,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
                     f"{self.validation_fraction}) are all of class "
                     f"{_plain(classes[present[0]])!r}; raise validation_fraction or use "
                     "scoring='log_loss'.")
-        return {"val_metric": self.scoring}
+        return {**options, "val_metric": self.scoring}
 
     def _loss_options(self) -> dict[str, Any]:
         if self.classifier == "encoder":

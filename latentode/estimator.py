@@ -742,8 +742,8 @@ class LatentODERegressor(BaseEstimator):
              target_cols: Sequence[Hashable] | None,
              static_cols: Sequence[Hashable] | None) -> LatentODERegressor:
         """The body of :meth:`fit`; ``y`` goes to :meth:`_series_labels` (subclass hooks:
-        :meth:`_series_labels`, :meth:`_build_model`, :meth:`_loss_options`,
-        :meth:`_calibrates`, :meth:`_check_distributed`)."""
+        :meth:`_series_labels`, :meth:`_build_model`, :meth:`_refresh_model`,
+        :meth:`_loss_options`, :meth:`_calibrates`, :meth:`_check_distributed`)."""
         self._validate_params()
         distributed = _distd.is_distributed()
         if distributed:
@@ -828,7 +828,7 @@ class LatentODERegressor(BaseEstimator):
 
         if reuse:
             model = copy.deepcopy(self.model_)  # a failed fit must not touch the fitted model
-            model.max_steps = model.hparams["max_steps"] = int(self.max_steps)
+            self._refresh_model(model)
         else:
             with torch_seeded(int(seeds[2]), device):
                 model = self._build_model(vf.n_channels, n_static,
@@ -891,6 +891,10 @@ class LatentODERegressor(BaseEstimator):
         class indices of the validation series (None without labels or validation); may raise
         a ValueError (before training)."""
         return {}
+
+    def _refresh_model(self, model: LatentODE) -> None:
+        """Bring a copy of the fitted network up to this fit's parameters (warm start)."""
+        model.max_steps = model.hparams["max_steps"] = int(self.max_steps)
 
     def _calibrates(self) -> bool:
         """Whether ``calibrate=True`` fits the predictive spread (it needs a trained decoder)."""

@@ -638,7 +638,8 @@ def _hp_choice(options: tuple[str, ...]) -> Callable[[Any], bool]:
 
 # hyper-parameters added after format_version 2 was first written: a file without them was
 # saved before they existed and gets LatentODE's default (the network it describes is unchanged)
-_ADDED_HPARAMS = ("n_static", "n_classes", "likelihood", "obs_df", "linear_term", "readout")
+_ADDED_HPARAMS = ("n_static", "n_classes", "likelihood", "obs_df", "linear_term", "readout",
+                  "classifier_dropout")
 
 
 def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
@@ -674,6 +675,7 @@ def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
         "readout": (_hp_choice(READOUTS), f"one of {READOUTS}"),
         "n_static": (_hp_int(0), "an integer >= 0"),
         "n_classes": (lambda v: _is_int(v) and (v == 0 or v >= 2), "0 or an integer >= 2"),
+        "classifier_dropout": (lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
     }
 
 

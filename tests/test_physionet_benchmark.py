@@ -8,6 +8,7 @@ values in ``tests/test_evaluation.py``.
 
 from __future__ import annotations
 
+import argparse
 import math
 from pathlib import Path
 
@@ -62,6 +63,7 @@ def test_tiny_classification_run(bench, tmp_path, capsys):
     try:
         res = bench.main(["--task", "classification", "--data", str(tmp_path / "none"),
                           *TINY[:1], "--subset", "100", *TINY[3:], "--repeats", "2", "--static",
+                          "--classifier-dropout", "0.25", "--weight-decay", "1e-4",
                           "--out", str(tmp_path / "c.json")])
     finally:
         torch.set_num_threads(threads)
@@ -74,6 +76,8 @@ def test_tiny_classification_run(bench, tmp_path, capsys):
         assert row["n_train"] == 80 and row["n_test"] == 20 and row["epochs"] == 1
     assert res["static"] == ["Age", "Gender", "Height", "ICUType"]
     assert (tmp_path / "c.json").exists()
+    clf = bench.build_classifier(argparse.Namespace(**res["args"]))
+    assert (clf.classifier_dropout, clf.weight_decay) == (0.25, 1e-4)
 
 
 def test_classification_trace_replays_the_restored_epoch(bench, tmp_path, capsys):
@@ -89,6 +93,12 @@ def test_classification_trace_replays_the_restored_epoch(bench, tmp_path, capsys
     assert "--trace: test AUC-ROC of the epoch each early-stopping rule restores" in out
     row = res["rows"][0]
     assert row["epochs"] == 3 and len(row["test_auc_per_epoch"]) == 3
+    # beside it, the probability averaged over 32 posterior samples of z_t0: another score of
+    # the same weights, replayed by the same rules
+    assert len(row["test_auc_mc_per_epoch"]) == 3
+    assert "averaged over 32 samples of z_t0" in out
+    assert all(0.0 <= mc <= 1.0 for mc in row["test_auc_mc_per_epoch"])
+    assert row["rules_mc"]["val_log_loss/p10"]["epoch"] == row["best_epoch"]
     curve = row["val_curves"]["val_log_loss"]
     assert row["best_epoch"] == min(range(3), key=curve.__getitem__)
     # the replayed rule of the run's own setting restores the epoch the fit restored, and its

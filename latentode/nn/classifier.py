@@ -27,7 +27,10 @@ class ClassifierHead(nn.Module):
     """Logits of ``n_classes`` classes from a latent state and the series' static covariates.
 
     ``logits = MLP([z, s])`` with ``n_layers`` ReLU hidden layers of ``units`` (the paper uses
-    two layers of 300).
+    two layers of 300). With ``dropout > 0`` the input of every linear layer (``[z, s]`` and
+    each hidden activation) is dropped out in training mode (:func:`torch.nn.functional.dropout`:
+    each entry zeroed with probability ``dropout``, the others scaled by ``1 / (1 - dropout)``);
+    in eval mode the head is deterministic and the same function whatever ``dropout`` is.
 
     Parameters
     ----------
@@ -41,15 +44,21 @@ class ClassifierHead(nn.Module):
         Hidden width.
     n_layers : int
         Hidden layers.
+    dropout : float
+        Dropout probability in ``[0, 1)`` of the input of each linear layer in training mode
+        (0: none). The parameters (and their state-dict keys) do not depend on it.
     """
 
     def __init__(self, latent_dim: int, n_classes: int, n_static: int = 0, units: int = 50,
-                 n_layers: int = 2) -> None:
+                 n_layers: int = 2, dropout: float = 0.0) -> None:
         super().__init__()
         if n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {n_classes}.")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}.")
         self.n_static = int(n_static)
         self.n_classes = int(n_classes)
+        self.dropout = float(dropout)
         self.net = mlp(latent_dim + self.n_static, self.n_classes, n_layers, units, nn.ReLU)
 
     def forward(self, z: torch.Tensor, static: torch.Tensor | None = None) -> torch.Tensor:
@@ -59,7 +68,13 @@ class ClassifierHead(nn.Module):
             z = torch.cat([z, s], dim=-1)
         elif self.n_static:
             raise ValueError(f"This classifier takes {self.n_static} static covariates; got none.")
-        return self.net(z)
+        if not (self.dropout > 0.0 and self.training):
+            return self.net(z)
+        for layer in self.net:
+            if isinstance(layer, nn.Linear):
+                z = F.dropout(z, self.dropout, training=True)
+            z = layer(z)
+        return z
 
 
 def weighted_cross_entropy(

@@ -169,6 +169,9 @@ class LatentODE(nn.Module):
         (``"neighbours"``, :class:`~latentode.nn.readout.NeighbourReadout`, :attr:`readout`;
         the model then also holds :attr:`decoder_noise`, the observation model of the
         decoder's uncorrected means that :meth:`loss`'s ``readout_aux`` term trains).
+    classifier_dropout : float
+        Dropout probability in ``[0, 1)`` of the classifier's input and hidden layers in training
+        mode (:class:`~latentode.nn.classifier.ClassifierHead`); unused without a classifier.
 
     Examples
     --------
@@ -218,6 +221,7 @@ class LatentODE(nn.Module):
         n_static: int = 0,
         n_classes: int = 0,
         readout: str = "latent",
+        classifier_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if encoder not in ENCODERS:
@@ -240,6 +244,7 @@ class LatentODE(nn.Module):
             max_steps=max_steps, obs_std_init=obs_std_init, obs_std_floor=obs_std_floor,
             likelihood=likelihood, obs_df=obs_df, n_static=n_static, n_classes=n_classes,
             linear_term=bool(linear_term), readout=readout,
+            classifier_dropout=float(classifier_dropout),
         )
         self.n_channels = n_channels
         self.latent_dim = latent_dim
@@ -287,7 +292,8 @@ class LatentODE(nn.Module):
             self.ode_func = self.dynamics
         self.n_static = int(n_static)
         self.n_classes = int(n_classes)
-        self.classifier = (ClassifierHead(latent_dim, n_classes, n_static, units)
+        self.classifier = (ClassifierHead(latent_dim, n_classes, n_static, units,
+                                          dropout=float(classifier_dropout))
                            if n_classes else None)
 
     # ------------------------------------------------------------------ building blocks
