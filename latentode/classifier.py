@@ -96,8 +96,9 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         that ``readout`` defaults to ``"latent"`` here: the classifier reads ``z_t0``, whose
         figures (README) were measured with the decoder alone.
     forecast_share, forecast_range : see regressor
-        The mixed reconstruction and forecasting task of the ELBO, as for the regressor
-        (unused by ``classifier="encoder"``).
+        The mixed reconstruction and forecasting task, as for the regressor; with
+        ``classifier="encoder"``, which decodes nothing, the split series' past alone is
+        classified at that step (like ``obs_dropout``, an augmentation of the inputs).
 
     Attributes
     ----------
