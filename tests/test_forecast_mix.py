@@ -174,7 +174,18 @@ def test_estimator_parameters_validate_save_and_clone(oscillators, tmp_path):
     old = LatentODERegressor.__new__(LatentODERegressor)
     old.__setstate__(state)
     assert (old.forecast_share, old.forecast_range) == (0.0, FORECAST_RANGE)
-    assert LatentODEClassifier(forecast_share=0.5).get_params()["forecast_share"] == 0.5
+
+
+@pytest.mark.parametrize("classifier", ["latent", "encoder"])
+def test_classifier_trains_with_the_mix(make_oscillators, classifier):
+    df = make_oscillators(8, 12, seed=3)
+    y = (df.groupby("id")["x"].first() > 0).astype(int)
+    kw = {**TINY, "max_epochs": 1, "ce_weight": 1.0, "classifier": classifier}
+    plain = LatentODEClassifier(**kw).fit(df, y)
+    mixed = LatentODEClassifier(**kw, forecast_share=1.0).fit(df, y)
+    assert mixed.get_params()["forecast_share"] == 1.0
+    p, q = plain.predict_proba(df).to_numpy(), mixed.predict_proba(df).to_numpy()
+    assert np.isfinite(q).all() and not np.array_equal(p, q)  # the option reached training
 
 
 @pytest.mark.parametrize("params, message", [
