@@ -115,7 +115,7 @@ QUANTIZATION = 0.016
 CUTOFF_H = 24.0
 MODEL_KEYS = ("encoder", "gradient", "poisson_process", "obs_weighting", "forecast_split",
               "obs_dropout", "obs_std", "lr_decay", "latent_dim", "readout", "readout_aux",
-              "readout_reach")
+              "readout_reach", "forecast_share", "forecast_range")
 GAP_EDGES_H = (0.5, 1.1, 3.0, 8.0)  # --breakdown: gap buckets (h); vitals come about hourly
 BREAKDOWN_TOP = 10  # --breakdown: channels shown, by their share of the model's excess
 PUBLISHED = {  # MSE of Rubanova et al. 2019, Table 3 (Latent ODE, ODE-RNN encoder)
@@ -461,6 +461,8 @@ def build_estimator(args: argparse.Namespace) -> Any:
         readout=getattr(args, "readout", "latent"),
         readout_aux=getattr(args, "readout_aux", 1.0),
         readout_reach=getattr(args, "readout_reach", "window"),
+        forecast_share=getattr(args, "forecast_share", 0.0),
+        forecast_range=tuple(getattr(args, "forecast_range", (0.2, 0.8))),
     )
 
 
@@ -699,6 +701,8 @@ def format_table(res: dict[str, Any]) -> str:
               and a.get("readout_aux", 1.0) != 1.0 else "")
     split += (f", readout_reach {a['readout_reach']}" if a.get("readout", "latent") != "latent"
               and a.get("readout_reach", "window") != "window" else "")
+    split += (f", forecast_share {a['forecast_share']} in {tuple(a['forecast_range'])}"
+              if a.get("forecast_share") else "")
     head = (f"PhysioNet 2012, {res['n_train_stays']} train / {res['n_test_stays']} test stays; "
             f"Latent ODE ({a['encoder']} encoder{', Poisson' if a['poisson_process'] else ''}, "
             f"gradient {a['gradient']}, weighting {a['obs_weighting']}, "
@@ -1066,6 +1070,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                              "readout's (0: the readout alone explains the data)")
     parser.add_argument("--readout-reach", default="window", choices=("window", "spacing"),
                         help="readout_reach: where the reach of the readout's correction starts")
+    parser.add_argument("--forecast-share", type=float, default=0.0,
+                        help="forecast_share: share of the training stays conditioned on a past "
+                             "only, split at a random point of --forecast-range, at each step")
+    parser.add_argument("--forecast-range", type=float, nargs=2, default=(0.2, 0.8),
+                        metavar=("LOW", "HIGH"), help="forecast_range of --forecast-share")
     parser.add_argument("--rec-dim", type=int, default=40)
     parser.add_argument("--units", type=int, default=50)
     parser.add_argument("--n-layers", type=int, default=3)

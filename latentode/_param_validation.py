@@ -21,6 +21,9 @@ Constraints
     A real number or an integer (bools refused, NaN and inf refused) within bounds.
 :class:`Options`
     One of a few strings.
+:class:`Pair`
+    A pair ``(low, high)`` (tuple or list) of numbers within an :class:`Interval`,
+    ``low <= high``.
 :class:`Boolean`, :class:`IsCallable`, :class:`InstanceOf`
     ``True``/``False`` (numpy bools too), any callable, instances of a class.
 :class:`CheckedBy`
@@ -48,6 +51,7 @@ __all__ = [
     "Interval",
     "IsCallable",
     "Options",
+    "Pair",
     "describe",
     "validate_params",
 ]
@@ -142,6 +146,27 @@ class Options:
 
 
 @dataclass(frozen=True)
+class Pair:
+    """A pair ``(low, high)``, a tuple or a list, of numbers within ``interval``, ``low <= high``.
+
+    Parameters
+    ----------
+    interval : Interval
+        What each of the two numbers must be.
+    """
+
+    interval: Interval
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        return (isinstance(value, (tuple, list)) and len(value) == 2
+                and all(self.interval.is_satisfied_by(v) for v in value)
+                and value[0] <= value[1])
+
+    def phrase(self) -> str:
+        return f"be a pair (low, high) with low <= high whose values {self.interval.phrase()}"
+
+
+@dataclass(frozen=True)
 class Boolean:
     """``True`` or ``False`` (numpy bools included; 0 and 1 refused)."""
 
@@ -188,7 +213,7 @@ class CheckedBy:
     check: Callable[[Any], Any]
 
 
-Constraint = None | Interval | Options | Boolean | IsCallable | InstanceOf | CheckedBy
+Constraint = None | Interval | Options | Pair | Boolean | IsCallable | InstanceOf | CheckedBy
 
 
 def describe(constraints: Sequence[Constraint]) -> str:

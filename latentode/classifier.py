@@ -28,6 +28,7 @@ from ._param_validation import InstanceOf, Interval, Options
 from .data.validation import external_stacklevel
 from .estimator import LatentODERegressor, _fmt_ids, _plain, _with_n_jobs
 from .nn.classifier import CLASSIFIER_INPUTS
+from .training import FORECAST_RANGE
 from .training.metrics import VAL_METRICS
 
 __all__ = ["LatentODEClassifier"]
@@ -104,6 +105,10 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         ``readout_aux`` are unused by ``classifier="encoder"``, which decodes nothing), except
         that ``readout`` defaults to ``"latent"`` here: the classifier reads ``z_t0``, whose
         figures (README) were measured with the decoder alone.
+    forecast_share, forecast_range : see regressor
+        The mixed reconstruction and forecasting task, as for the regressor; with
+        ``classifier="encoder"``, which decodes nothing, the split series' past alone is
+        classified at that step (like ``obs_dropout``, an augmentation of the inputs).
 
     Attributes
     ----------
@@ -222,6 +227,8 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         readout: str = "latent",
         readout_aux: float = 1.0,
         readout_reach: str = "window",
+        forecast_share: float = 0.0,
+        forecast_range: tuple[float, float] = FORECAST_RANGE,
     ) -> None:
         super().__init__(
             latent_dim=latent_dim, encoder=encoder, rec_dim=rec_dim, units=units,
@@ -236,6 +243,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             warm_start=warm_start, callbacks=callbacks, max_steps=max_steps, n_jobs=n_jobs,
             likelihood=likelihood, obs_df=obs_df, linear_term=linear_term, time_scale=time_scale,
             readout=readout, readout_aux=readout_aux, readout_reach=readout_reach,
+            forecast_share=forecast_share, forecast_range=forecast_range,
         )
         self.classifier = classifier
         self.ce_weight = ce_weight

@@ -97,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--obs-dropout", type=float, default=0.0,
                         help="the estimator's obs_dropout: fraction of values hidden from the "
                              "encoder at each training step")
+    parser.add_argument("--forecast-share", type=float, default=0.0,
+                        help="the estimator's forecast_share: share of the training stays "
+                             "conditioned on a past only (split at a random point) at each step")
     args = parser.parse_args(argv)
 
     import torch
@@ -123,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         device=args.device, random_state=args.seed, verbose=args.verbose,
         n_jobs=max(1, args.threads), readout=args.readout, obs_dropout=args.obs_dropout,
         readout_aux=args.readout_aux, readout_reach=args.readout_reach,
+        forecast_share=args.forecast_share,
     )
     est.fit(train)
     h = est.history_

@@ -205,7 +205,8 @@ def _params_to_json(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _params_from_json(params: dict[str, Any]) -> dict[str, Any]:
-    """Undo :func:`_params_to_json`'s encoding of dict parameters (keys keep their type)."""
+    """Undo :func:`_params_to_json`'s encoding of dict parameters (keys keep their type); JSON
+    arrays become tuples."""
     out = {}
     for name, value in params.items():
         if isinstance(value, dict):
@@ -219,6 +220,8 @@ def _params_from_json(params: dict[str, Any]) -> dict[str, Any]:
             value = {k: v for k, v in items}
             if len(value) != len(items):
                 raise _Invalid(f"params: {name} has duplicate keys")
+        elif isinstance(value, list):  # JSON has no tuples: e.g. forecast_range
+            value = tuple(value)
         out[name] = value
     return out
 

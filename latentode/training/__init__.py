@@ -13,12 +13,14 @@ from .history import MONITORS, STOP_REASONS, History
 from .loop import OPTIMIZERS, TrainingFailedError, fit_model
 from .metrics import VAL_METRICS, binary_roc_auc, evaluate_classifier
 from .objective import (
+    FORECAST_RANGE,
     KLSchedule,
     drop_observations,
     evaluate_loss,
     exponential_kl_schedule,
     kl_weight_schedule,
     linear_kl_schedule,
+    mix_forecast,
     split_forecast,
 )
 
@@ -47,4 +49,6 @@ __all__ = [
     "MONITORS",
     "drop_observations",
     "split_forecast",
+    "mix_forecast",
+    "FORECAST_RANGE",
 ]

@@ -20,11 +20,13 @@ from .callbacks import as_callback
 from .history import History, monitor_mode
 from .metrics import VAL_METRICS, evaluate_classifier
 from .objective import (
+    FORECAST_RANGE,
     KLWarmup,
     accumulator_dtype,
     drop_observations,
     evaluate_loss,
     kl_weight_schedule,
+    mix_forecast,
     split_forecast,
 )
 
@@ -60,12 +62,15 @@ class TrainingFailedError(RuntimeError):
 
 def _condition_and_target(
     batch: Batch, forecast_split: float | None, obs_dropout: float,
-    generator: torch.Generator | None,
+    generator: torch.Generator | None, forecast_share: float = 0.0,
+    forecast_range: tuple[float, float] = FORECAST_RANGE,
 ) -> tuple[Batch, Batch | None]:
     """The data the encoder sees and the data scored (None: the same) for one training step."""
     cond, target = batch, None
     if forecast_split is not None:
         cond, target = split_forecast(batch, forecast_split)
+    elif forecast_share > 0.0:
+        cond, target = mix_forecast(batch, forecast_share, forecast_range, generator)
     if obs_dropout > 0.0:
         target = cond if target is None else target
         cond = drop_observations(cond, obs_dropout, generator)
@@ -104,6 +109,8 @@ def fit_model(
     distributed: bool = False,
     loss_options: Mapping[str, Any] | None = None,
     val_metric: str = "loss",
+    forecast_share: float = 0.0,
+    forecast_range: tuple[float, float] = FORECAST_RANGE,
 ) -> History:
     """Train a :class:`~latentode.nn.LatentODE` by minimising its negative IWAE bound.
 
@@ -197,6 +204,17 @@ def fit_model(
         per epoch. Those two need ``val_loader``. Whenever the model has a classifier that the
         loss trains (``loss_options`` with ``ce_weight > 0`` or ``elbo=False``) or
         ``val_metric`` names one, the records carry both scores.
+    forecast_share : float
+        The mixed task (:func:`~latentode.training.objective.mix_forecast`): at every training
+        step each series is, with this probability, conditioned only on its observations
+        before a random split point and scored on all of its values (those after the split
+        forecast from the past alone); the others train reconstruction. 0 (plain
+        reconstruction, no random draw) or a share in ``(0, 1]``; not with ``forecast_split``.
+        ``obs_dropout`` then hides values of the conditioning past. Validation uses plain
+        reconstruction, as with ``obs_dropout``.
+    forecast_range : (float, float)
+        ``(low, high)``, ``0 < low <= high < 1``: the split points of ``forecast_share`` are
+        drawn uniformly from this range of fractions of each series' window.
 
     Returns
     -------
@@ -239,6 +257,14 @@ def fit_model(
         raise ValueError(f"obs_weighting must be one of {OBS_WEIGHTINGS}, got {obs_weighting!r}.")
     if forecast_split is not None and not 0.0 < forecast_split < 1.0:
         raise ValueError(f"forecast_split must lie in (0, 1), got {forecast_split!r}.")
+    if not 0.0 <= forecast_share <= 1.0:
+        raise ValueError(f"forecast_share must lie in [0, 1], got {forecast_share!r}.")
+    if forecast_share > 0.0 and forecast_split is not None:
+        raise ValueError("forecast_share and forecast_split are two training tasks; give one.")
+    low, high = forecast_range
+    if not 0.0 < low <= high < 1.0:
+        raise ValueError(f"forecast_range must be (low, high) with 0 < low <= high < 1, got "
+                         f"{forecast_range!r}.")
     if lr_decay is not None and not 0.0 < lr_decay <= 1.0:
         raise ValueError(f"lr_decay must lie in (0, 1], got {lr_decay!r}.")
     if distributed and not (torch.distributed.is_available()
@@ -322,7 +348,8 @@ def fit_model(
                         dtype=dtype, acc_dtype=acc_dtype, n_traj_samples=n_traj_samples,
                         kl_weight=kl_weight, generator=generator, obs_dropout=obs_dropout,
                         obs_weighting=obs_weighting, forecast_split=forecast_split,
-                        max_norm=max_norm, epoch=epoch, loss_options=extra)
+                        max_norm=max_norm, epoch=epoch, loss_options=extra,
+                        forecast_share=forecast_share, forecast_range=forecast_range)
                     if status == "done":
                         break
                     n_batches += 1
@@ -340,7 +367,8 @@ def fit_model(
                     batch = batch.to(device, dtype)
                     try:
                         cond, target = _condition_and_target(batch, forecast_split, obs_dropout,
-                                                             generator)
+                                                             generator, forecast_share,
+                                                             forecast_range)
                         out = model.loss(cond, n_traj_samples, kl_weight, target=target,
                                          generator=generator, weighting=obs_weighting, **extra)
                         opt.zero_grad(set_to_none=True)
@@ -480,6 +508,8 @@ def _distributed_step(
     max_norm: float,
     epoch: int,
     loss_options: Mapping[str, Any] | None = None,
+    forecast_share: float = 0.0,
+    forecast_range: tuple[float, float] = FORECAST_RANGE,
 ) -> tuple[str, torch.Tensor | None]:
     """One lock-step training step of every rank on its share of the next global batch.
 
@@ -499,7 +529,8 @@ def _distributed_step(
         batch = next(batches, None)
         if batch is not None:
             batch = batch.to(device, dtype)
-            cond, target = _condition_and_target(batch, forecast_split, obs_dropout, generator)
+            cond, target = _condition_and_target(batch, forecast_split, obs_dropout, generator,
+                                                 forecast_share, forecast_range)
             # the global batch's noise, drawn as single-process training draws it
             noise = model.draw_z0_noise(n_traj_samples, batch.batch_size, generator,
                                         device=device, dtype=dtype)

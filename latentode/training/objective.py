@@ -21,7 +21,12 @@ __all__ = [
     "evaluate_loss",
     "drop_observations",
     "split_forecast",
+    "mix_forecast",
+    "FORECAST_RANGE",
 ]
+
+#: default range of :func:`mix_forecast`'s split points, as fractions of each series' window
+FORECAST_RANGE: tuple[float, float] = (0.2, 0.8)
 
 KLSchedule = Callable[[int, int], float]
 """``schedule(epoch, step) -> kl_weight``; ``epoch`` and ``step`` (optimiser steps) are 0-based."""
@@ -165,11 +170,8 @@ def split_forecast(batch: Batch, fraction: float) -> tuple[Batch, Batch]:
         raise ValueError(f"fraction must lie in (0, 1), got {fraction!r}.")
     times, lengths = batch.times, batch.lengths.to(device=batch.times.device, dtype=torch.long)
     pos = torch.arange(times.shape[1], device=times.device)
-    valid = pos.unsqueeze(0) < lengths.unsqueeze(1)
     last_pos = (lengths - 1).clamp(min=0).unsqueeze(1)
-    first, last = times[:, :1], times.gather(1, last_pos)
-    split = first + fraction * (last - first)
-    n_past = ((times < split) & valid).sum(1).clamp(min=1)
+    n_past = _n_past(batch, fraction)
     n_future = lengths - n_past
     # the target: positions n_past .. lengths-1 moved to the front, padding repeats the last one
     idx = torch.minimum(n_past.unsqueeze(1) + pos.unsqueeze(0), last_pos)
@@ -182,6 +184,84 @@ def split_forecast(batch: Batch, fraction: float) -> tuple[Batch, Batch]:
                  **batch.per_series())
     return cond, target
 
+
+def _n_past(batch: Batch, fraction: float | torch.Tensor) -> torch.Tensor:
+    """``(B,)`` long: the time points of each series strictly before ``t_0 + fraction *
+    (t_{n-1} - t_0)`` (at least 1); ``fraction`` a float or a ``(B,)`` tensor."""
+    times, lengths = batch.times, batch.lengths.to(device=batch.times.device, dtype=torch.long)
+    pos = torch.arange(times.shape[1], device=times.device)
+    valid = pos.unsqueeze(0) < lengths.unsqueeze(1)
+    last_pos = (lengths - 1).clamp(min=0).unsqueeze(1)
+    first, last = times[:, :1], times.gather(1, last_pos)
+    if isinstance(fraction, torch.Tensor):
+        fraction = fraction.to(device=times.device, dtype=times.dtype).unsqueeze(1)
+    split = first + fraction * (last - first)
+    return ((times < split) & valid).sum(1).clamp(min=1)
+
+
+def mix_forecast(
+    batch: Batch,
+    share: float,
+    fractions: tuple[float, float] = FORECAST_RANGE,
+    generator: torch.Generator | None = None,
+) -> tuple[Batch, Batch | None]:
+    """The mixed training task: a random ``share`` of the series condition on a past only.
+
+    Each series of ``batch`` is picked with probability ``share``; a picked series is split at
+    ``t_0 + f * (t_{n-1} - t_0)``, ``f`` drawn uniformly from ``fractions`` for each series, and
+    conditions the encoder (and the readout's neighbours) on its time points strictly before
+    the split only (at least the first one); the others condition on all of theirs. Every
+    series is scored on all of its values: a picked series' values before the split are
+    reconstructed as in plain training, those after it are forecast from the past alone, up to
+    ``1 - f`` of its window beyond its last conditioning observation. One draw of ``(B, 2)``
+    uniforms from ``generator`` per call, none when ``share == 0``.
+
+    Parameters
+    ----------
+    batch : Batch
+        The mini-batch.
+    share : float
+        Probability in ``[0, 1]`` that a series is split.
+    fractions : (float, float)
+        ``(low, high)`` with ``0 < low <= high < 1``: the range of the split points, as
+        fractions of each series' window.
+    generator : torch.Generator, optional
+        Source of the draws (on the CPU or on the batch's device).
+
+    Returns
+    -------
+    cond, target : Batch, Batch or None
+        ``cond`` has ``batch``'s tensors with each picked series' ``lengths`` cut to its past;
+        ``target`` is ``batch`` itself (every value scored), or ``(batch, None)`` when
+        ``share == 0`` (plain reconstruction, nothing drawn).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from latentode.batch import Batch
+    >>> t = torch.linspace(0, 1, 5).repeat(2, 1)
+    >>> b = Batch(t, torch.ones(2, 5, 1), torch.ones(2, 5, 1), torch.tensor([5, 5]))
+    >>> cond, target = mix_forecast(b, 1.0, (0.5, 0.5))
+    >>> cond.lengths.tolist(), target is b
+    ([2, 2], True)
+    """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share must lie in [0, 1], got {share!r}.")
+    low, high = fractions
+    if not 0.0 < low <= high < 1.0:
+        raise ValueError(f"fractions must be (low, high) with 0 < low <= high < 1, got "
+                         f"{fractions!r}.")
+    if share == 0.0:
+        return batch, None
+    lengths, times = batch.lengths, batch.times
+    dev = generator.device if generator is not None else times.device
+    u = torch.rand((batch.batch_size, 2), generator=generator, device=dev,
+                   dtype=times.dtype).to(times.device)
+    picked = (u[:, 0] < share).to(lengths.device)
+    n_past = _n_past(batch, low + (high - low) * u[:, 1])
+    cut = torch.where(picked, n_past.to(lengths.dtype), lengths)
+    cond = Batch(batch.times, batch.values, batch.mask, cut, **batch.per_series())
+    return cond, batch
 
 def accumulator_dtype(device: torch.device) -> torch.dtype:
     """dtype of on-device sums of losses and counts: float64, float32 on MPS (no float64)."""
