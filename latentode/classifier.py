@@ -28,7 +28,7 @@ from ._param_validation import InstanceOf, Interval, Options
 from .data.validation import external_stacklevel
 from .estimator import LatentODERegressor, _fmt_ids, _plain, _with_n_jobs
 from .nn.classifier import CLASSIFIER_INPUTS
-from .training.metrics import VAL_METRICS
+from .training.metrics import CLASSIFIER_SCORINGS
 
 __all__ = ["LatentODEClassifier"]
 
@@ -159,7 +159,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         "ce_weight": [Interval(Real, 0, None, closed="neither",
                                description="be a positive finite number")],
         "class_weight": [None, Options(("balanced",)), InstanceOf(dict, "a dict")],
-        "scoring": [Options(VAL_METRICS)],
+        "scoring": [Options(CLASSIFIER_SCORINGS)],
     }
 
     def __init__(
