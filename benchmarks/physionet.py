@@ -114,7 +114,9 @@ QUANTIZATION = 0.016
 CUTOFF_H = 24.0
 MODEL_KEYS = ("encoder", "gradient", "poisson_process", "obs_weighting", "forecast_split",
               "obs_dropout", "obs_std", "lr_decay", "latent_dim", "readout", "readout_aux",
-              "readout_reach")
+              "readout_reach", "scoring")
+CLASSIFIER_SCORINGS = ("log_loss", "roc_auc", "loss")  # --scoring: LatentODEClassifier's
+REGRESSOR_SCORINGS = ("loss", "mse")  # --scoring: LatentODERegressor's
 GAP_EDGES_H = (0.5, 1.1, 3.0, 8.0)  # --breakdown: gap buckets (h); vitals come about hourly
 BREAKDOWN_TOP = 10  # --breakdown: channels shown, by their share of the model's excess
 PUBLISHED = {  # MSE of Rubanova et al. 2019, Table 3 (Latent ODE, ODE-RNN encoder)
@@ -224,7 +226,7 @@ def build_classifier(args: argparse.Namespace) -> Any:
     return LatentODEClassifier(
         classifier=args.classifier, ce_weight=args.ce_weight,
         class_weight=None if args.class_weight == "none" else args.class_weight,
-        scoring=args.scoring, patience=args.patience,
+        scoring=args.scoring or "log_loss", patience=args.patience,
         latent_dim=args.latent_dim, encoder=args.encoder, rec_dim=args.rec_dim, units=args.units,
         n_layers=args.n_layers, gru_units=args.gru_units, gradient=args.gradient,
         solver=args.solver, n_traj_samples=3, max_epochs=args.epochs,
@@ -390,7 +392,7 @@ def format_classification(res: dict[str, Any]) -> str:
             f"{table['n_train'].iloc[0]} train / {table['n_test'].iloc[0]} test stays per split; "
             f"LatentODEClassifier(classifier={a['classifier']!r}, encoder {a['encoder']}, "
             f"ce_weight {a['ce_weight']}, class_weight {a['class_weight']}, validation "
-            f"{a['val_fraction']}, scoring {a['scoring']}), static "
+            f"{a['val_fraction']}, scoring {a['scoring'] or 'log_loss'}), static "
             f"{res['static'] or 'none'}; baseline: logistic regression on last / mean / min / "
             f"max / count per channel. Published AUC-ROC: "
             + ", ".join(f"{k} {v}" for k, v in PUBLISHED_AUC.items()) + ".")
@@ -430,6 +432,7 @@ def build_estimator(args: argparse.Namespace) -> Any:
         obs_dropout=args.obs_dropout,
         kl_warmup=None if kl_warmup == "none" else kl_warmup,
         validation_fraction=args.val_fraction, early_stopping=args.val_fraction > 0,
+        scoring=getattr(args, "scoring", None) or "loss",
         obs_std="learned" if args.obs_std == "learned" else float(args.obs_std),
         poisson_process=args.poisson, device=args.device, random_state=args.seed,
         verbose=args.verbose, n_jobs=getattr(args, "threads", 1) or -1,
@@ -675,6 +678,9 @@ def format_table(res: dict[str, Any]) -> str:
               and a.get("readout_aux", 1.0) != 1.0 else "")
     split += (f", readout_reach {a['readout_reach']}" if a.get("readout", "latent") != "latent"
               and a.get("readout_reach", "window") != "window" else "")
+    hist = res.get("history") or {}
+    split += (f", scoring {a.get('scoring') or 'loss'} (best epoch {hist['best_epoch'] + 1})"
+              if hist.get("best_epoch") is not None and a.get("val_fraction") else "")
     head = (f"PhysioNet 2012, {res['n_train_stays']} train / {res['n_test_stays']} test stays; "
             f"Latent ODE ({a['encoder']} encoder{', Poisson' if a['poisson_process'] else ''}, "
             f"gradient {a['gradient']}, weighting {a['obs_weighting']}, "
@@ -948,7 +954,8 @@ def format_tpatchgnn(res: dict[str, Any]) -> str:
             f"forecast, {res['rows'][0]['n_values']} values of {res['rows'][0]['n_params']} "
             f"parameters). Latent ODE ({m['encoder']} encoder, gradient {m['gradient']}, "
             f"readout {m['readout']}, forecast_split {m['forecast_split']}, weighting "
-            f"{m['obs_weighting']}, obs_std {m['obs_std']}), {res['epochs']} epoch(s) (best "
+            f"{m['obs_weighting']}, obs_std {m['obs_std']}, scoring "
+            f"{m.get('scoring', 'loss')}), {res['epochs']} epoch(s) (best "
             f"{'-' if res['best_epoch'] is None else res['best_epoch'] + 1}), "
             f"fit {res['fit_s']:.0f} s, device {res['device']} "
             f"({res['torch_threads']} threads).\nMSE x 1e-3 and MAE x 1e-2 of min-max scaled "
@@ -990,9 +997,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--classifier", default="latent", choices=("latent", "encoder"))
     parser.add_argument("--ce-weight", type=float, default=100.0)
     parser.add_argument("--class-weight", default="none", choices=("none", "balanced"))
-    parser.add_argument("--scoring", default="log_loss", choices=("log_loss", "roc_auc", "loss"),
-                        help="classification: what early stopping watches on the --val-fraction "
-                             "stays (LatentODEClassifier(scoring=...))")
+    parser.add_argument("--scoring", default=None,
+                        choices=sorted(set(CLASSIFIER_SCORINGS + REGRESSOR_SCORINGS)),
+                        help="what early stopping and the best weights watch on the "
+                             "--val-fraction stays: classification log_loss (default), roc_auc "
+                             "or loss (LatentODEClassifier(scoring=...)); reconstruction loss "
+                             "(default) or mse (LatentODERegressor(scoring=...))")
     parser.add_argument("--patience", type=int, default=10,
                         help="early-stopping patience in epochs (with --val-fraction)")
     parser.add_argument("--no-early-stopping", action="store_true",
@@ -1076,6 +1086,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                              "epochs at --lr (and --lr-decay), KL weight 1; the model options of "
                              "the saved estimator are kept")
     args = parser.parse_args(argv)
+    allowed = CLASSIFIER_SCORINGS if args.task == "classification" else REGRESSOR_SCORINGS
+    if args.scoring is not None and args.scoring not in allowed:
+        parser.error(f"--scoring {args.scoring} is not an option of --task {args.task} "
+                     f"(one of {', '.join(allowed)})")
 
     if args.task == "classification":
         res = run_classification(args)
