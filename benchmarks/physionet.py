@@ -937,6 +937,7 @@ def run_tpatchgnn(args: argparse.Namespace) -> dict[str, Any]:
         "n_forecast_stays": int(future["id"].nunique()),
         "n_no_history": int(future.loc[~conditioned, "id"].nunique()),
         "epochs": est.history_.n_epochs, "best_epoch": est.history_.best_epoch,
+        "history": est.history_.to_dict(),
         "fit_s": fit_s, "eval_s": eval_s, "total_s": time.perf_counter() - start,
         "device": str(est.device_), "torch_threads": torch.get_num_threads(),
         "model": {k: est.get_params()[k] for k in MODEL_KEYS},
