@@ -114,11 +114,11 @@ QUANTIZATION = 0.016
 CUTOFF_H = 24.0
 MODEL_KEYS = ("encoder", "gradient", "poisson_process", "obs_weighting", "forecast_split",
               "obs_dropout", "obs_std", "lr_decay", "latent_dim", "readout", "readout_aux",
-              "readout_reach", "scoring")
-CLASSIFIER_SCORINGS = ("log_loss", "roc_auc", "loss")  # --scoring: LatentODEClassifier's
-REGRESSOR_SCORINGS = ("loss", "mse")  # --scoring: LatentODERegressor's
+              "readout_reach")
 GAP_EDGES_H = (0.5, 1.1, 3.0, 8.0)  # --breakdown: gap buckets (h); vitals come about hourly
 BREAKDOWN_TOP = 10  # --breakdown: channels shown, by their share of the model's excess
+CLASSIFIER_SCORINGS = ("log_loss", "roc_auc", "loss")  # --scoring: LatentODEClassifier's
+REGRESSOR_SCORINGS = ("loss", "mse")  # --scoring: LatentODERegressor's (default: the first)
 PUBLISHED = {  # MSE of Rubanova et al. 2019, Table 3 (Latent ODE, ODE-RNN encoder)
     ("interpolation", False): 2.118e-3,
     ("interpolation", True): 2.789e-3,
@@ -226,7 +226,7 @@ def build_classifier(args: argparse.Namespace) -> Any:
     return LatentODEClassifier(
         classifier=args.classifier, ce_weight=args.ce_weight,
         class_weight=None if args.class_weight == "none" else args.class_weight,
-        scoring=args.scoring or "log_loss", patience=args.patience,
+        scoring=args.scoring, patience=args.patience,
         latent_dim=args.latent_dim, encoder=args.encoder, rec_dim=args.rec_dim, units=args.units,
         n_layers=args.n_layers, gru_units=args.gru_units, gradient=args.gradient,
         solver=args.solver, n_traj_samples=3, max_epochs=args.epochs,
@@ -392,7 +392,7 @@ def format_classification(res: dict[str, Any]) -> str:
             f"{table['n_train'].iloc[0]} train / {table['n_test'].iloc[0]} test stays per split; "
             f"LatentODEClassifier(classifier={a['classifier']!r}, encoder {a['encoder']}, "
             f"ce_weight {a['ce_weight']}, class_weight {a['class_weight']}, validation "
-            f"{a['val_fraction']}, scoring {a['scoring'] or 'log_loss'}), static "
+            f"{a['val_fraction']}, scoring {a['scoring']}), static "
             f"{res['static'] or 'none'}; baseline: logistic regression on last / mean / min / "
             f"max / count per channel. Published AUC-ROC: "
             + ", ".join(f"{k} {v}" for k, v in PUBLISHED_AUC.items()) + ".")
@@ -673,14 +673,14 @@ def format_table(res: dict[str, Any]) -> str:
     a = {**res["args"], **res.get("model", {})}
     split = "" if a["forecast_split"] is None else f", forecast_split {a['forecast_split']}"
     split += f", obs_dropout {a['obs_dropout']}" if a.get("obs_dropout") else ""
+    hist = res.get("history") or {}
+    split += (f", scoring {a.get('scoring') or 'loss'} (best epoch {hist['best_epoch'] + 1})"
+              if hist.get("best_epoch") is not None and a.get("val_fraction") else "")
     split += f", readout {a['readout']}" if a.get("readout", "latent") != "latent" else ""
     split += (f", readout_aux {a['readout_aux']}" if a.get("readout", "latent") != "latent"
               and a.get("readout_aux", 1.0) != 1.0 else "")
     split += (f", readout_reach {a['readout_reach']}" if a.get("readout", "latent") != "latent"
               and a.get("readout_reach", "window") != "window" else "")
-    hist = res.get("history") or {}
-    split += (f", scoring {a.get('scoring') or 'loss'} (best epoch {hist['best_epoch'] + 1})"
-              if hist.get("best_epoch") is not None and a.get("val_fraction") else "")
     head = (f"PhysioNet 2012, {res['n_train_stays']} train / {res['n_test_stays']} test stays; "
             f"Latent ODE ({a['encoder']} encoder{', Poisson' if a['poisson_process'] else ''}, "
             f"gradient {a['gradient']}, weighting {a['obs_weighting']}, "
@@ -956,7 +956,7 @@ def format_tpatchgnn(res: dict[str, Any]) -> str:
             f"parameters). Latent ODE ({m['encoder']} encoder, gradient {m['gradient']}, "
             f"readout {m['readout']}, forecast_split {m['forecast_split']}, weighting "
             f"{m['obs_weighting']}, obs_std {m['obs_std']}, scoring "
-            f"{m.get('scoring', 'loss')}), {res['epochs']} epoch(s) (best "
+            f"{res['args'].get('scoring') or 'loss'}), {res['epochs']} epoch(s) (best "
             f"{'-' if res['best_epoch'] is None else res['best_epoch'] + 1}), "
             f"fit {res['fit_s']:.0f} s, device {res['device']} "
             f"({res['torch_threads']} threads).\nMSE x 1e-3 and MAE x 1e-2 of min-max scaled "
@@ -1091,6 +1091,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.scoring is not None and args.scoring not in allowed:
         parser.error(f"--scoring {args.scoring} is not an option of --task {args.task} "
                      f"(one of {', '.join(allowed)})")
+    args.scoring = args.scoring or allowed[0]
 
     if args.task == "classification":
         res = run_classification(args)

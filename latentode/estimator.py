@@ -257,10 +257,13 @@ class LatentODERegressor(BaseEstimator):
         observations (never from the value scored); with ``forecast_split``, the error of the
         forecasts of each series' later part. The validation series are reconstructed whole,
         whatever ``obs_dropout`` hides in training. With a learned ``obs_std`` the loss also
-        rewards a narrower noise and can rise while the point error still falls (the spread is
-        recalibrated after training anyway, ``calibrate``); the README's early-stopping
-        paragraph measures both. ``history_.monitor`` names the value watched. Without
-        validation series the training loss is watched, whatever ``scoring`` says.
+        rewards a narrower noise (the spread is recalibrated after training anyway,
+        ``calibrate``) and need not follow the point error: trained to forecast, it kept
+        falling while the validation MSE rose (README, "What early stopping watches").
+        ``val_mse`` is recorded whatever is watched and draws no noise, so both choices train
+        alike and differ in where they stop and which epoch they restore.
+        ``history_.monitor`` names the value watched. Without validation series the training
+        loss is watched, whatever ``scoring`` says.
     poisson_process : bool, default=False
         Also model the observation times as a per-channel Poisson process.
     obs_std : "learned" or float, default="learned"

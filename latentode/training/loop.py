@@ -194,14 +194,14 @@ def fit_model(
         (``val_loss``); ``"mse"``, the mean squared error of the point predictions
         (``val_mse``, the posterior mean's trajectory, see
         :func:`~latentode.training.evaluate_loss`; with ``forecast_split`` that of the
-        forecasts); for a model with a classifier, ``"log_loss"``, the cross-entropy of its
+        forecasts; without ``val_loader`` both watch the training loss, see Notes); for a
+        model with a classifier, ``"log_loss"``, the cross-entropy of its
         predicted class probabilities (``val_log_loss``, smaller is better), or ``"roc_auc"``,
         their AUC-ROC (``val_roc_auc``, two classes, larger is better), both computed by
         :func:`~latentode.training.metrics.evaluate_classifier` with one host synchronisation
-        per epoch. Those two need ``val_loader``; without it, ``"loss"`` and ``"mse"`` watch
-        the training loss (see Notes). Whenever the model has a
-        classifier that the loss trains (``loss_options`` with ``ce_weight > 0`` or
-        ``elbo=False``) or ``val_metric`` names one of its scores, the records carry both.
+        per epoch. Those two need ``val_loader``. Whenever the model has a classifier that the
+        loss trains (``loss_options`` with ``ce_weight > 0`` or ``elbo=False``) or
+        ``val_metric`` names one, the records carry both scores.
 
     Returns
     -------
