@@ -174,6 +174,7 @@ def _estimator(args: argparse.Namespace) -> LatentODERegressor:
         batch_size=32, lr=1e-2, kl_warmup=5, patience=args.patience, device="cpu",
         n_jobs=max(1, args.threads),
         random_state=args.seed, verbose=args.verbose, obs_dropout=args.obs_dropout,
+        scoring=getattr(args, "scoring", "loss"),
     )
 
 
@@ -245,6 +246,7 @@ def run_suite(args: argparse.Namespace, names: Sequence[str]) -> pd.DataFrame:
                                         scale=scale)
         row["n interp"], row["n extrap"] = float(hidden.sum()), float(fmask.sum())
         row["epochs"] = float(est.history_.n_epochs)
+        row["best"] = float(est.history_.best_epoch + 1)
         row["fit s"] = fit_s
         row["met"] = float(all(
             abs(row[f"{task} {lv}"] - lv) <= tol for task, tol in TOLERANCE.items()
@@ -271,7 +273,7 @@ def markdown(table: pd.DataFrame) -> str:
     def fmt(col: str, v: float) -> str:
         if col == "met":
             return "yes" if v else "**no**"
-        if col.startswith(("n ", "epochs", "fit")):
+        if col.startswith(("n ", "epochs", "best", "fit")):
             return f"{v:.0f}"
         return f"{v:.3f}" if "MSE" in col else f"{v:.1f}"
 
@@ -300,6 +302,9 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--n-samples", type=int, default=100, help="posterior z_t0 samples")
     p.add_argument("--patience", type=int, default=25, help="early-stopping patience")
+    p.add_argument("--scoring", choices=("loss", "mse"), default="loss",
+                   help="what early stopping and the best weights watch on the validation "
+                        "series (LatentODERegressor(scoring=...))")
     p.add_argument("--latent-dim", type=int, default=6)
     p.add_argument("--solver", choices=("rk4", "dopri5", "euler"), default="rk4")
     p.add_argument("--prefixes", type=int, default=1,

@@ -118,6 +118,8 @@ MODEL_KEYS = ("encoder", "gradient", "poisson_process", "obs_weighting", "foreca
               "readout_reach", "forecast_share", "forecast_range")
 GAP_EDGES_H = (0.5, 1.1, 3.0, 8.0)  # --breakdown: gap buckets (h); vitals come about hourly
 BREAKDOWN_TOP = 10  # --breakdown: channels shown, by their share of the model's excess
+CLASSIFIER_SCORINGS = ("log_loss", "roc_auc", "loss")  # --scoring: LatentODEClassifier's
+REGRESSOR_SCORINGS = ("loss", "mse")  # --scoring: LatentODERegressor's (default: the first)
 PUBLISHED = {  # MSE of Rubanova et al. 2019, Table 3 (Latent ODE, ODE-RNN encoder)
     ("interpolation", False): 2.118e-3,
     ("interpolation", True): 2.789e-3,
@@ -454,6 +456,7 @@ def build_estimator(args: argparse.Namespace) -> Any:
         obs_dropout=args.obs_dropout,
         kl_warmup=None if kl_warmup == "none" else kl_warmup,
         validation_fraction=args.val_fraction, early_stopping=args.val_fraction > 0,
+        scoring=getattr(args, "scoring", None) or "loss",
         obs_std="learned" if args.obs_std == "learned" else float(args.obs_std),
         poisson_process=args.poisson, device=args.device, random_state=args.seed,
         verbose=args.verbose, n_jobs=getattr(args, "threads", 1) or -1,
@@ -696,6 +699,9 @@ def format_table(res: dict[str, Any]) -> str:
     a = {**res["args"], **res.get("model", {})}
     split = "" if a["forecast_split"] is None else f", forecast_split {a['forecast_split']}"
     split += f", obs_dropout {a['obs_dropout']}" if a.get("obs_dropout") else ""
+    hist = res.get("history") or {}
+    split += (f", scoring {a.get('scoring') or 'loss'} (best epoch {hist['best_epoch'] + 1})"
+              if hist.get("best_epoch") is not None and a.get("val_fraction") else "")
     split += f", readout {a['readout']}" if a.get("readout", "latent") != "latent" else ""
     split += (f", readout_aux {a['readout_aux']}" if a.get("readout", "latent") != "latent"
               and a.get("readout_aux", 1.0) != 1.0 else "")
@@ -959,6 +965,7 @@ def run_tpatchgnn(args: argparse.Namespace) -> dict[str, Any]:
         "n_forecast_stays": int(future["id"].nunique()),
         "n_no_history": int(future.loc[~conditioned, "id"].nunique()),
         "epochs": est.history_.n_epochs, "best_epoch": est.history_.best_epoch,
+        "history": est.history_.to_dict(),
         "fit_s": fit_s, "eval_s": eval_s, "total_s": time.perf_counter() - start,
         "device": str(est.device_), "torch_threads": torch.get_num_threads(),
         "model": {k: est.get_params()[k] for k in MODEL_KEYS},
@@ -976,7 +983,8 @@ def format_tpatchgnn(res: dict[str, Any]) -> str:
             f"forecast, {res['rows'][0]['n_values']} values of {res['rows'][0]['n_params']} "
             f"parameters). Latent ODE ({m['encoder']} encoder, gradient {m['gradient']}, "
             f"readout {m['readout']}, forecast_split {m['forecast_split']}, weighting "
-            f"{m['obs_weighting']}, obs_std {m['obs_std']}), {res['epochs']} epoch(s) (best "
+            f"{m['obs_weighting']}, obs_std {m['obs_std']}, scoring "
+            f"{res['args'].get('scoring') or 'loss'}), {res['epochs']} epoch(s) (best "
             f"{'-' if res['best_epoch'] is None else res['best_epoch'] + 1}), "
             f"fit {res['fit_s']:.0f} s, device {res['device']} "
             f"({res['torch_threads']} threads).\nMSE x 1e-3 and MAE x 1e-2 of min-max scaled "
@@ -1022,9 +1030,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="classification: dropout of the classifier head in training")
     parser.add_argument("--weight-decay", type=float, default=0.0,
                         help="classification: L2 penalty of the optimiser on every weight")
-    parser.add_argument("--scoring", default="log_loss", choices=("log_loss", "roc_auc", "loss"),
-                        help="classification: what early stopping watches on the --val-fraction "
-                             "stays (LatentODEClassifier(scoring=...))")
+    parser.add_argument("--scoring", default=None,
+                        choices=sorted(set(CLASSIFIER_SCORINGS + REGRESSOR_SCORINGS)),
+                        help="what early stopping and the best weights watch on the "
+                             "--val-fraction stays: classification log_loss (default), roc_auc "
+                             "or loss (LatentODEClassifier(scoring=...)); reconstruction loss "
+                             "(default) or mse (LatentODERegressor(scoring=...))")
     parser.add_argument("--patience", type=int, default=10,
                         help="early-stopping patience in epochs (with --val-fraction)")
     parser.add_argument("--no-early-stopping", action="store_true",
@@ -1113,6 +1124,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                              "epochs at --lr (and --lr-decay), KL weight 1; the model options of "
                              "the saved estimator are kept")
     args = parser.parse_args(argv)
+    allowed = CLASSIFIER_SCORINGS if args.task == "classification" else REGRESSOR_SCORINGS
+    if args.scoring is not None and args.scoring not in allowed:
+        parser.error(f"--scoring {args.scoring} is not an option of --task {args.task} "
+                     f"(one of {', '.join(allowed)})")
+    args.scoring = args.scoring or allowed[0]
 
     if args.task == "classification":
         res = run_classification(args)

@@ -29,7 +29,7 @@ from .data.validation import external_stacklevel
 from .estimator import LatentODERegressor, _fmt_ids, _plain, _with_n_jobs
 from .nn.classifier import CLASSIFIER_INPUTS
 from .training import FORECAST_RANGE
-from .training.metrics import VAL_METRICS
+from .training.metrics import CLASSIFIER_SCORINGS
 
 __all__ = ["LatentODEClassifier"]
 
@@ -172,7 +172,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         "ce_weight": [Interval(Real, 0, None, closed="neither",
                                description="be a positive finite number")],
         "class_weight": [None, Options(("balanced",)), InstanceOf(dict, "a dict")],
-        "scoring": [Options(VAL_METRICS)],
+        "scoring": [Options(CLASSIFIER_SCORINGS)],
         "classifier_dropout": [Interval(Real, 0, 1, closed="left")],
         "weight_decay": [Interval(Real, 0, None, closed="left",
                                   description="be a non-negative finite number")],

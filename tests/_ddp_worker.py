@@ -69,8 +69,9 @@ def run_loop(distributed: bool) -> dict:
                      loader(loop_data(5, 7, 1), (3, 2)), max_epochs=3, lr=1e-2, kl_warmup=1,
                      n_traj_samples=2, obs_dropout=0.3, forecast_split=0.5,
                      generator=torch.Generator().manual_seed(5), verbose=0, device=DEVICE,
-                     distributed=distributed)
-    return {"train_loss": hist["train_loss"], "val_loss": hist["val_loss"],
+                     distributed=distributed, val_metric="mse")
+    return {"best_epoch": hist.best_epoch, "monitor": hist.monitor,
+            "train_loss": hist["train_loss"], "val_loss": hist["val_loss"],
             "train_nll": hist["train_nll"], "train_kl": hist["train_kl"],
             "train_mse": hist["train_mse"], "val_mse": hist["val_mse"],
             "weights": torch.cat([p.detach().reshape(-1).cpu()

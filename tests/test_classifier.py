@@ -246,8 +246,9 @@ def test_is_a_classifier_with_the_regressors_parameters():
     assert is_classifier(clf) and not is_classifier(LatentODERegressor())
     params = clf.get_params()
     # the regressor's parameters and defaults, except the readout (the classifier reads z_t0)
+    # and the scoring (the classifier's own options)
     assert {k: v for k, v in params.items() if k in LatentODERegressor().get_params()} == \
-        {**LatentODERegressor().get_params(), "readout": "latent"}
+        {**LatentODERegressor().get_params(), "readout": "latent", "scoring": "log_loss"}
     assert LatentODERegressor().get_params()["readout"] == "neighbours"
     assert (params["classifier"], params["ce_weight"], params["class_weight"],
             params["scoring"]) == \

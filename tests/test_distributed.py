@@ -127,13 +127,17 @@ def test_fit_without_process_group_under_a_launcher_warns(monkeypatch):
 
 # ---------------------------------------------------------------------- two processes
 def test_two_processes_equal_one_process_fit_model(trained):
-    """float64 fit_model with dopri5, ODE-RNN, obs_dropout, forecast_split, validation and a
-    last batch of one series (rank 1 holds none of it): same losses and weights."""
+    """float64 fit_model with dopri5, ODE-RNN, obs_dropout, forecast_split, validation watched
+    by val_metric="mse" and a last batch of one series (rank 1 holds none of it): same losses,
+    best epoch and weights."""
     single = worker.run_loop(distributed=False)
     rank0, rank1 = trained["loop"]
     assert rank0 == rank1  # bit-identical ranks
     for key in ("train_loss", "val_loss", "train_nll", "train_kl", "train_mse", "val_mse"):
         np.testing.assert_allclose(rank0[key], single[key], rtol=1e-10, err_msg=key)
+    # val_mse (watched here) is the point predictions' error, reduced over the ranks
+    assert rank0["monitor"] == single["monitor"] == "val_mse"
+    assert rank0["best_epoch"] == single["best_epoch"] == int(np.argmin(single["val_mse"]))
     np.testing.assert_allclose(rank0["weights"], single["weights"], rtol=1e-9, atol=1e-12)
 
 

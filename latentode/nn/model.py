@@ -687,6 +687,37 @@ class LatentODE(nn.Module):
         log_w, _ = self._log_weights(batch, target, n_traj_samples, 1.0, generator, kl_estimator)
         return logmeanexp(log_w, dim=0)
 
+    def point_squared_error(self, batch: Batch, *, target: Batch | None = None) -> torch.Tensor:
+        """Squared errors of the point predictions on the observed values, summed per series.
+
+        The point prediction is what :meth:`predict` gives with ``use_mean=True``: the
+        trajectory of the posterior mean of ``z_t0`` (no sampling noise), decoded and corrected
+        by the :attr:`readout` (whose neighbours are strictly before and after each scored
+        time, so a reconstruction is never its own context). Deterministic; call under
+        :func:`torch.no_grad` for scoring.
+
+        Parameters
+        ----------
+        batch : Batch
+            Conditioning data; also the data scored when ``target`` is None (reconstruction).
+        target : Batch, optional
+            Data to score instead (e.g. each series' future, as in :meth:`loss`).
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B,)`` sums over each series' observed entries of ``(value - mean) ** 2``
+            (divide by the number of observed values, ``mask.sum()`` over its valid prefix, for
+            an MSE).
+        """
+        tgt = batch if target is None else target
+        t0 = _start_time(batch, tgt.times, tgt.lengths)
+        mu, _ = self.encode(batch, t0)
+        z, _ = self.solve(mu.unsqueeze(0), t0, tgt.times, tgt.lengths)
+        mask = _valid_mask(tgt.mask, tgt.lengths)
+        mean = self.decode(z, batch, tgt.times, where=mask > 0)
+        return masked_squared_error(tgt.values, mask, mean)[0]
+
     # ------------------------------------------------------------------ prediction
     def predict(
         self,

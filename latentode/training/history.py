@@ -14,7 +14,8 @@ STOP_REASONS = ("max_epochs", "early_stopping", "callback", "interrupted")
 
 #: the values of :attr:`History.monitor` (the record entry that chose the best epoch), each with
 #: its direction: ``"min"`` (smaller is better) or ``"max"``
-MONITORS = {"val_loss": "min", "train_loss": "min", "val_log_loss": "min", "val_roc_auc": "max"}
+MONITORS = {"val_loss": "min", "train_loss": "min", "val_mse": "min", "val_log_loss": "min",
+            "val_roc_auc": "max"}
 
 
 def monitor_mode(monitor: str) -> str:
@@ -60,7 +61,10 @@ class History:
         Per-epoch records with keys ``epoch`` (0-based), ``train_loss``, ``val_loss`` (None
         without validation), ``kl_weight``, ``lr``, ``seconds``, ``n_skipped`` (batches skipped
         for a non-finite loss or a solver failure) and the diagnostics ``train_nll``,
-        ``train_mse``, ``val_nll``, ``val_mse``; with a classifier scored on validation data,
+        ``train_kl``, ``train_mse`` (the squared error of the training step's sampled
+        trajectories, averaged over samples), ``val_nll`` and ``val_mse`` (the mean squared
+        error of the point predictions on the validation series, deterministic, see
+        :func:`~latentode.training.evaluate_loss`); with a classifier scored on validation data,
         also ``val_log_loss`` and ``val_roc_auc`` (see
         :func:`~latentode.training.metrics.evaluate_classifier`).
     best_epoch : int or None
@@ -69,8 +73,8 @@ class History:
         Validation loss of ``best_epoch`` (None without validation).
     best_loss : float or None
         Monitored value of ``best_epoch``: the record entry ``monitor`` names (the validation
-        loss, the training loss, or the classifier's validation log-loss or AUC-ROC).
-    monitor : {"val_loss", "train_loss", "val_log_loss", "val_roc_auc"}
+        loss or MSE, the training loss, or the classifier's validation log-loss or AUC-ROC).
+    monitor : {"val_loss", "train_loss", "val_mse", "val_log_loss", "val_roc_auc"}
         Which record entry selected the best epoch (:data:`MONITORS`; ``"val_roc_auc"`` is
         the one where larger is better).
     stopped_reason : {"max_epochs", "early_stopping", "callback", "interrupted"} or None

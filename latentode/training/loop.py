@@ -122,7 +122,8 @@ def fit_model(
         ``train_loader()`` returns a fresh iterable of :class:`~latentode.data.batch.Batch`
         per epoch (shuffling is the loader's business).
     val_loader : callable, optional
-        Same for validation data. Validation loss uses KL weight 1, no gradients, eval mode.
+        Same for validation data. Validation loss uses KL weight 1, no gradients, eval mode;
+        ``val_mse`` is that of the point predictions (:func:`~latentode.training.evaluate_loss`).
     max_epochs : int
         Maximum number of epochs.
     lr : float
@@ -194,10 +195,14 @@ def fit_model(
         e.g. ``{"ce_weight": 100.0}`` for a model with a classifier (see
         :meth:`latentode.nn.LatentODE.loss`). The distributed step sums each rank's loss
         times its number of observed values, which is exact for the plain objective only.
-    val_metric : {"loss", "log_loss", "roc_auc"}
+    val_metric : {"loss", "mse", "log_loss", "roc_auc"}
         What early stopping and the best weights watch on the validation data (see
         :data:`~latentode.training.metrics.VAL_METRICS`): ``"loss"``, the objective
-        (``val_loss``); for a model with a classifier, ``"log_loss"``, the cross-entropy of its
+        (``val_loss``); ``"mse"``, the mean squared error of the point predictions
+        (``val_mse``, the posterior mean's trajectory, see
+        :func:`~latentode.training.evaluate_loss`; with ``forecast_split`` that of the
+        forecasts; without ``val_loader`` both watch the training loss, see Notes); for a
+        model with a classifier, ``"log_loss"``, the cross-entropy of its
         predicted class probabilities (``val_log_loss``, smaller is better), or ``"roc_auc"``,
         their AUC-ROC (``val_roc_auc``, two classes, larger is better), both computed by
         :func:`~latentode.training.metrics.evaluate_classifier` with one host synchronisation
@@ -276,12 +281,12 @@ def fit_model(
     if val_metric not in VAL_METRICS:
         raise ValueError(f"val_metric must be one of {VAL_METRICS}, got {val_metric!r}.")
     has_classifier = getattr(model, "classifier", None) is not None
-    if val_metric != "loss" and (val_loader is None or not has_classifier):
+    if val_metric in ("log_loss", "roc_auc") and (val_loader is None or not has_classifier):
         raise ValueError(f"val_metric={val_metric!r} needs a val_loader and a model with a "
                          "classifier.")
     extra = dict(loss_options or {})
     score_classes = val_loader is not None and has_classifier and (
-        val_metric != "loss" or float(extra.get("ce_weight", 0.0)) > 0
+        val_metric in ("log_loss", "roc_auc") or float(extra.get("ce_weight", 0.0)) > 0
         or extra.get("elbo", True) is False)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:

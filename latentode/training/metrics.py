@@ -5,7 +5,8 @@
 softmax of :meth:`latentode.nn.LatentODE.classify`, eval mode, no gradients) by their
 cross-entropy and, for two classes, the area under the ROC curve (:func:`binary_roc_auc`), with
 one host synchronisation per call whatever the number of batches. :func:`fit_model` monitors
-them with ``val_metric="log_loss"`` or ``"roc_auc"``.
+them with ``val_metric="log_loss"`` or ``"roc_auc"``. The option sets of the estimators'
+``scoring`` (:data:`REGRESSOR_SCORINGS`, :data:`CLASSIFIER_SCORINGS`) live here too.
 """
 
 from __future__ import annotations
@@ -21,12 +22,23 @@ from latentode.nn.classifier import weighted_cross_entropy
 
 from .objective import evaluation_setup
 
-__all__ = ["VAL_METRICS", "binary_roc_auc", "evaluate_classifier"]
+__all__ = ["VAL_METRICS", "REGRESSOR_SCORINGS", "CLASSIFIER_SCORINGS", "binary_roc_auc",
+           "evaluate_classifier"]
 
 #: what :func:`~latentode.training.fit_model` can monitor on the validation series: its loss
-#: (the training objective), or, for a model with a classifier, the cross-entropy of the
-#: predicted class probabilities (``"log_loss"``) or their AUC-ROC (``"roc_auc"``, two classes)
-VAL_METRICS = ("loss", "log_loss", "roc_auc")
+#: (the training objective), the mean squared error of the point predictions (``"mse"``, see
+#: :func:`~latentode.training.evaluate_loss`), or, for a model with a classifier, the
+#: cross-entropy of the predicted class probabilities (``"log_loss"``) or their AUC-ROC
+#: (``"roc_auc"``, two classes)
+VAL_METRICS = ("loss", "mse", "log_loss", "roc_auc")
+
+#: the ``scoring`` options of :class:`~latentode.LatentODERegressor`: what it predicts is scored
+#: by its objective or by the error of its point predictions
+REGRESSOR_SCORINGS = ("loss", "mse")
+
+#: the ``scoring`` options of :class:`~latentode.LatentODEClassifier`: its class probabilities'
+#: scores, or the objective (the reconstruction error says nothing of the classes, so no "mse")
+CLASSIFIER_SCORINGS = ("loss", "log_loss", "roc_auc")
 
 
 def binary_roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -324,7 +324,13 @@ def evaluate_loss(
     -------
     dict
         ``{"loss", "nll", "mse", "n_obs"}`` as Python floats (one host sync in all, one per
-        batch when distributed); NaN when there were no observed values.
+        batch when distributed); NaN when there were no observed values. ``"mse"`` is the mean
+        squared error of the point predictions (:meth:`LatentODE.point_squared_error
+        <latentode.nn.LatentODE.point_squared_error>`: the posterior mean's trajectory, what
+        :meth:`~latentode.LatentODERegressor.predict` returns, deterministic) over the observed
+        values scored (with ``forecast_split``, the futures); a model without that method (or
+        ``loss_options`` with ``elbo=False``, which decodes nothing) reports its loss's
+        ``mse``.
     """
     was_training = model.training
     model.eval()
@@ -344,14 +350,26 @@ def evaluate_loss(
                 out = model.loss(batch, n_traj_samples, 1.0, target=target, generator=generator,
                                  weighting=weighting, **(loss_options or {}))
                 n = out.n_obs.double()
+                sq_err = _point_error(model, batch, target, loss_options)
                 acc += torch.stack([out.loss.double() * n, out.nll.double() * n,
-                                    out.mse.double() * n, n])
+                                    out.mse.double() * n if sq_err is None else sq_err.double(),
+                                    n])
         loss, nll, mse, n_obs = acc.tolist()
     finally:
         model.train(was_training)
     if n_obs <= 0:
         return {"loss": math.nan, "nll": math.nan, "mse": math.nan, "n_obs": 0.0}
     return {"loss": loss / n_obs, "nll": nll / n_obs, "mse": mse / n_obs, "n_obs": n_obs}
+
+
+def _point_error(model: nn.Module, batch: Batch, target: Batch | None,
+                 loss_options: Mapping[str, Any] | None) -> torch.Tensor | None:
+    """Summed squared error of the model's point predictions on ``target`` (None: ``batch``),
+    or None for a model without them (or one whose loss decodes nothing, ``elbo=False``)."""
+    if not hasattr(model, "point_squared_error") or (
+            (loss_options or {}).get("elbo", True) is False):
+        return None
+    return model.point_squared_error(batch, target=target).sum()
 
 
 def _evaluate_distributed(
@@ -385,12 +403,15 @@ def _evaluate_distributed(
                                             device=device, dtype=dtype)
                 rows = _dist.shard_slice(batch.batch_size, rank, world)
                 if rows.stop > rows.start:
-                    out = model.loss(
-                        _dist.take_rows(batch, rows), n_traj_samples, 1.0,
-                        target=None if target is None else _dist.take_rows(target, rows),
-                        weighting=weighting, z0_noise=noise[:, rows], **(loss_options or {}))
+                    part = _dist.take_rows(batch, rows)
+                    part_target = None if target is None else _dist.take_rows(target, rows)
+                    out = model.loss(part, n_traj_samples, 1.0, target=part_target,
+                                     weighting=weighting, z0_noise=noise[:, rows],
+                                     **(loss_options or {}))
                     denom = out.n_obs.clamp(min=1.0)
-                    buf = torch.stack([out.loss * denom, out.nll * denom, out.mse * denom,
+                    sq_err = _point_error(model, part, part_target, loss_options)
+                    buf = torch.stack([out.loss * denom, out.nll * denom,
+                                       out.mse * denom if sq_err is None else sq_err.to(denom),
                                        out.n_obs]).to(acc.dtype)
         except Exception as err:  # noqa: BLE001 - re-raised on this rank, reported on the others
             error = err
