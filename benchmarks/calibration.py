@@ -46,7 +46,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentode import LatentODERegressor
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))  # shared helpers
+from _cli import parse_params  # noqa: E402
+
+from latentode import LatentODERegressor  # noqa: E402
 from latentode.datasets import (
     load_physionet_sample,
     make_damped_oscillators,
@@ -175,7 +178,7 @@ def _estimator(args: argparse.Namespace) -> LatentODERegressor:
         n_jobs=max(1, args.threads),
         random_state=args.seed, verbose=args.verbose, obs_dropout=args.obs_dropout,
         scoring=getattr(args, "scoring", "loss"),
-    )
+    ).set_params(**parse_params(getattr(args, "param", [])))
 
 
 def _test_split(df: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
@@ -305,6 +308,9 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     p.add_argument("--scoring", choices=("loss", "mse"), default="loss",
                    help="what early stopping and the best weights watch on the validation "
                         "series (LatentODERegressor(scoring=...))")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="set any LatentODERegressor parameter (repeatable), e.g. "
+                        "likelihood=student_t")
     p.add_argument("--latent-dim", type=int, default=6)
     p.add_argument("--solver", choices=("rk4", "dopri5", "euler"), default="rk4")
     p.add_argument("--prefixes", type=int, default=1,
