@@ -131,6 +131,14 @@ PUBLISHED = {  # MSE of Rubanova et al. 2019, Table 3 (Latent ODE, ODE-RNN encod
 # ------------------------------------------------------------------------------ data
 def load_data(args: argparse.Namespace) -> tuple[pd.DataFrame, list[str], str]:
     """Load and scale the stays; return ``(frame, feature columns, source description)``."""
+    return _load_stays(args, dict(quantization=QUANTIZATION, scaling="paper",
+                                  unknown_as_nan=bool(args.unknown_as_nan)))
+
+
+def _load_stays(args: argparse.Namespace, opts: dict[str, Any], note: str = ""
+                ) -> tuple[pd.DataFrame, list[str], str]:
+    """The archive at ``--data`` (or the bundled sample with ``--allow-sample``) read with the
+    loader options ``opts``; ``note`` is added to the archive's description."""
     from latentode.datasets import (
         PHYSIONET_PARAMETERS,
         load_physionet2012,
@@ -138,11 +146,9 @@ def load_data(args: argparse.Namespace) -> tuple[pd.DataFrame, list[str], str]:
     )
 
     path = Path(args.data) if args.data else DEFAULT_DATA
-    opts = dict(quantization=QUANTIZATION, scaling="paper",
-                unknown_as_nan=bool(args.unknown_as_nan))
     if path.exists():
         df = load_physionet2012(path, **opts)
-        source = f"archive {path}"
+        source = f"archive {path}{note}"
     elif args.allow_sample:
         df = load_physionet_sample(**opts)
         source = "bundled 300-stay sample (archive not found)"
@@ -756,24 +762,8 @@ def load_raw(args: argparse.Namespace) -> tuple[pd.DataFrame, list[str], str]:
     default: times in hours at the records' minute resolution) and keeps every value of the
     41 parameters, ``-1`` included, as an observation. Returns ``(frame, columns, source)``.
     """
-    from latentode.datasets import (
-        PHYSIONET_PARAMETERS,
-        load_physionet2012,
-        load_physionet_sample,
-    )
-
-    path = Path(args.data) if args.data else DEFAULT_DATA
-    opts = dict(quantization=None, scaling=None, unknown_as_nan=False)
-    if path.exists():
-        df = load_physionet2012(path, **opts)
-        source = f"archive {path} (set-a + set-b; t-PatchGNN also reads set-c)"
-    elif args.allow_sample:
-        df = load_physionet_sample(**opts)
-        source = "bundled 300-stay sample (archive not found)"
-    else:
-        raise SystemExit(f"PhysioNet archive not found at {path}; pass --data PATH "
-                         "(or --allow-sample to use the bundled 300 stays)")
-    return df, list(PHYSIONET_PARAMETERS), source
+    return _load_stays(args, dict(quantization=None, scaling=None, unknown_as_nan=False),
+                       " (set-a + set-b; t-PatchGNN also reads set-c)")
 
 
 def tpatch_split(
