@@ -6,6 +6,28 @@ TINY = dict(latent_dim=3, rec_dim=6, units=12, n_layers=1, gru_units=12, encoder
             device="cpu")
 
 
+def batch_loader(batch, size=4):
+    """A :func:`latentode.training.fit_model` loader: ``batch`` cut into batches of ``size``."""
+    from latentode.batch import Batch
+
+    def make():
+        for i in range(0, batch.batch_size, size):
+            yield Batch(batch.times[i:i + size], batch.values[i:i + size],
+                        batch.mask[i:i + size], batch.lengths[i:i + size])
+    return make
+
+
+def tiny_latent_ode():
+    """A seeded one-channel :class:`latentode.nn.LatentODE` small enough for loop tests."""
+    import torch
+
+    from latentode.nn import LatentODE
+
+    torch.manual_seed(0)
+    return LatentODE(1, latent_dim=2, rec_dim=4, units=8, n_layers=1, gru_units=4,
+                     encoder="gru", method="rk4", step_size=0.25, gradient="backprop")
+
+
 def load_script(path, name=None):
     """Import a script that is not a package module (``benchmarks/*.py``) by its path.
 

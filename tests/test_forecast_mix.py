@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 from _settings import TINY
+from _settings import batch_loader as _loader
+from _settings import tiny_latent_ode as _tiny_model
 from sklearn.base import clone
 
 from latentode import LatentODEClassifier, LatentODERegressor
 from latentode.data.batch import Batch
-from latentode.nn import LatentODE
 from latentode.training import FORECAST_RANGE, fit_model, mix_forecast, split_forecast
 from latentode.training.loop import _condition_and_target
 
@@ -91,18 +92,6 @@ def test_share_zero_draws_nothing_and_the_draws_are_reproducible():
             mix_forecast(batch, 0.5, bad)
 
 
-def _tiny_model():
-    torch.manual_seed(0)
-    return LatentODE(1, latent_dim=2, rec_dim=4, units=8, n_layers=1, gru_units=4,
-                     encoder="gru", method="rk4", step_size=0.25, gradient="backprop")
-
-
-def _loader(batch, size=4):
-    def make():
-        for i in range(0, batch.batch_size, size):
-            yield Batch(batch.times[i:i + size], batch.values[i:i + size],
-                        batch.mask[i:i + size], batch.lengths[i:i + size])
-    return make
 
 
 def test_fit_model_trains_the_mix_and_validates_on_reconstruction():

@@ -6,6 +6,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from _settings import batch_loader as _loader
+from _settings import tiny_latent_ode as _model
 from torch import nn
 
 from latentode.data.batch import Batch
@@ -30,18 +32,6 @@ def _data(n=8, length=6, seed=0):
     return Batch(t, x, torch.ones(n, length, 1), torch.full((n,), length))
 
 
-def _loader(batch, size=4):
-    def make():
-        for i in range(0, batch.batch_size, size):
-            yield Batch(batch.times[i:i + size], batch.values[i:i + size],
-                        batch.mask[i:i + size], batch.lengths[i:i + size])
-    return make
-
-
-def _model():
-    torch.manual_seed(0)
-    return LatentODE(1, latent_dim=2, rec_dim=4, units=8, n_layers=1, gru_units=4,
-                     encoder="gru", method="rk4", step_size=0.25, gradient="backprop")
 
 
 def _params(model):
@@ -345,7 +335,6 @@ def test_binary_roc_auc_matches_scikit_learn_with_ties():
 def test_evaluate_classifier_matches_scikit_learn_and_fit_model_monitors_it():
     from sklearn.metrics import log_loss, roc_auc_score
 
-    from latentode.nn import LatentODE
     from latentode.training import evaluate_classifier
 
     torch.manual_seed(0)
