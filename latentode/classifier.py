@@ -252,6 +252,11 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         self.classifier_dropout = classifier_dropout
         self.weight_decay = weight_decay
 
+    @classmethod
+    def _added_params(cls) -> dict[str, Any]:
+        """The regressor's added parameters and the classifier's own (older pickles)."""
+        return {**super()._added_params(), "classifier_dropout": 0.0, "weight_decay": 0.0}
+
     def __sklearn_tags__(self):
         """A classifier of long DataFrames: ``y`` is required (one label per series)."""
         tags = super().__sklearn_tags__()

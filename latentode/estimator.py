@@ -71,7 +71,7 @@ _SCORE_SAMPLES = 10  # trajectory samples of the IWAE estimate used by ``score``
 _DEFAULT_STEP = 0.02  # fixed-step solvers: model-time step when ``step_size=None``
 _QUANTILE_SAMPLES = 100  # default posterior samples behind predictive quantiles
 # parameters added after the first release, with their defaults (for older pickles)
-_ADDED_PARAMS: dict[str, Any] = {"scoring": "loss",
+_ADDED_PARAMS: dict[str, Any] = {"scoring": "loss", "callbacks": None,
                                   "max_steps": 10_000, "n_jobs": None, "decoder_layers": 0,
                                   "likelihood": "gaussian", "obs_df": "learned",
                                   "linear_term": False, "time_scale": None,
@@ -693,9 +693,15 @@ class LatentODERegressor(BaseEstimator):
             state.update(FittedState.of(self).to_pickle())
         return state
 
+    @classmethod
+    def _added_params(cls) -> dict[str, Any]:
+        """Parameters added after the first release, with the defaults that give an older
+        pickle its former behaviour (:meth:`__setstate__`)."""
+        return _ADDED_PARAMS
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
-        for name, default in _ADDED_PARAMS.items():  # pickled before the parameter existed
+        for name, default in self._added_params().items():  # pickled before it existed
             state.setdefault(name, default)
         fitted = None
         if "model_" in state:

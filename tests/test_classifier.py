@@ -278,6 +278,18 @@ def test_clone_pickle_save_load_predict_identically(fitted, small, tmp_path):
         LatentODEClassifier.load(tmp_path / "reg.latentode")
 
 
+def test_pickle_from_before_dropout_and_weight_decay_loads_and_refits(fitted, small):
+    df, y = small
+    state = fitted.__getstate__()
+    del state["classifier_dropout"], state["weight_decay"], state["callbacks"]
+    old = LatentODEClassifier.__new__(LatentODEClassifier)
+    old.__setstate__(state)
+    assert (old.classifier_dropout, old.weight_decay, old.callbacks) == (0.0, 0.0, None)
+    pd.testing.assert_frame_equal(old.predict_proba(df), fitted.predict_proba(df),
+                                  check_exact=True)
+    old.set_params(max_epochs=1).fit(df, y)
+
+
 def test_string_classes_and_class_weight_dict_survive_saving(small, tmp_path):
     df, y = small
     names = y.map({0: "alive", 1: "dead"})

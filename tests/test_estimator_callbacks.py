@@ -95,3 +95,14 @@ def test_clone_pickle_and_save(oscillators, tmp_path):
     loaded = LatentODERegressor.load(path)
     assert loaded.callbacks is None
     pd.testing.assert_frame_equal(loaded.predict(oscillators), est.predict(oscillators))
+
+
+def test_pickle_from_before_the_parameter_loads_without_callbacks(oscillators):
+    est = LatentODERegressor(**TINY).fit(oscillators)
+    state = est.__getstate__()
+    del state["callbacks"]  # pickled before the parameter existed
+    old = LatentODERegressor.__new__(LatentODERegressor)
+    old.__setstate__(state)
+    assert old.get_params()["callbacks"] is None
+    pd.testing.assert_frame_equal(old.predict(oscillators), est.predict(oscillators))
+    old.set_params(max_epochs=1).fit(oscillators)  # and it trains again
