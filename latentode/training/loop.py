@@ -23,6 +23,7 @@ from .objective import (
     FORECAST_RANGE,
     KLWarmup,
     accumulator_dtype,
+    check_forecast_mix,
     drop_observations,
     evaluate_loss,
     kl_weight_schedule,
@@ -262,14 +263,9 @@ def fit_model(
         raise ValueError(f"obs_weighting must be one of {OBS_WEIGHTINGS}, got {obs_weighting!r}.")
     if forecast_split is not None and not 0.0 < forecast_split < 1.0:
         raise ValueError(f"forecast_split must lie in (0, 1), got {forecast_split!r}.")
-    if not 0.0 <= forecast_share <= 1.0:
-        raise ValueError(f"forecast_share must lie in [0, 1], got {forecast_share!r}.")
+    check_forecast_mix(forecast_share, forecast_range, ("forecast_share", "forecast_range"))
     if forecast_share > 0.0 and forecast_split is not None:
         raise ValueError("forecast_share and forecast_split are two training tasks; give one.")
-    low, high = forecast_range
-    if not 0.0 < low <= high < 1.0:
-        raise ValueError(f"forecast_range must be (low, high) with 0 < low <= high < 1, got "
-                         f"{forecast_range!r}.")
     if lr_decay is not None and not 0.0 < lr_decay <= 1.0:
         raise ValueError(f"lr_decay must lie in (0, 1], got {lr_decay!r}.")
     if distributed and not (torch.distributed.is_available()

@@ -245,12 +245,7 @@ def mix_forecast(
     >>> cond.lengths.tolist(), target is b
     ([2, 2], True)
     """
-    if not 0.0 <= share <= 1.0:
-        raise ValueError(f"share must lie in [0, 1], got {share!r}.")
-    low, high = fractions
-    if not 0.0 < low <= high < 1.0:
-        raise ValueError(f"fractions must be (low, high) with 0 < low <= high < 1, got "
-                         f"{fractions!r}.")
+    low, high = check_forecast_mix(share, fractions)
     if share == 0.0:
         return batch, None
     lengths, times = batch.lengths, batch.times
@@ -262,6 +257,20 @@ def mix_forecast(
     cut = torch.where(picked, n_past.to(lengths.dtype), lengths)
     cond = Batch(batch.times, batch.values, batch.mask, cut, **batch.per_series())
     return cond, batch
+
+
+def check_forecast_mix(share: float, fractions: tuple[float, float],
+                       names: tuple[str, str] = ("share", "fractions")) -> tuple[float, float]:
+    """Check :func:`mix_forecast`'s ``share`` and ``fractions`` (named ``names`` in the
+    errors); return ``fractions`` as ``(low, high)``."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"{names[0]} must lie in [0, 1], got {share!r}.")
+    low, high = fractions
+    if not 0.0 < low <= high < 1.0:
+        raise ValueError(f"{names[1]} must be (low, high) with 0 < low <= high < 1, got "
+                         f"{fractions!r}.")
+    return low, high
+
 
 def accumulator_dtype(device: torch.device) -> torch.dtype:
     """dtype of on-device sums of losses and counts: float64, float32 on MPS (no float64)."""
