@@ -932,7 +932,9 @@ def run_tpatchgnn(args: argparse.Namespace) -> dict[str, Any]:
     train_mean = seen[cols].mean().fillna(0.0)
     conditioned = future["id"].isin(history["id"].unique()).to_numpy()
     t0 = time.perf_counter()
-    forecast = pd.DataFrame(np.tile(train_mean.to_numpy(), (len(future), 1)), columns=cols)
+    mean_forecast = pd.DataFrame(np.tile(train_mean.to_numpy(), (len(future), 1)),
+                                 columns=cols)
+    forecast = mean_forecast.copy()
     if conditioned.any():  # stays without a value before 24 h get the training mean
         pred = est.extrapolate(history, times=query[conditioned])
         forecast.loc[conditioned, cols] = pred[cols].to_numpy(np.float64)
@@ -942,8 +944,7 @@ def run_tpatchgnn(args: argparse.Namespace) -> dict[str, Any]:
         "LOCF": locf(history, query, columns=cols, fallback=train_mean),
         "linear trend": linear_trend(history, query, cols, train_mean),
         "stay mean": channel_mean(history, query, columns=cols, fallback=train_mean),
-        "training mean": pd.DataFrame(np.tile(train_mean.to_numpy(), (len(future), 1)),
-                                      columns=cols),
+        "training mean": mean_forecast,
     }
     rows = [{"method": name, **protocol_errors(future, p, scored, cols)}
             for name, p in preds.items()]
