@@ -5,6 +5,7 @@ Pure pandas / numpy: no model is fitted here.
 
 from __future__ import annotations
 
+import datetime
 import warnings
 
 import numpy as np
@@ -59,6 +60,9 @@ def test_horizon_delta_numeric_and_datetime_units():
     assert horizon_delta(1.5, "datetime", "D") == pd.Timedelta(hours=36)
     assert horizon_delta("90min", "datetime", "h") == pd.Timedelta(minutes=90)
     assert horizon_delta(pd.Timedelta(seconds=5), "datetime") == pd.Timedelta(seconds=5)
+    # numpy.timedelta64 is a numbers.Real (a numpy integer): read as a duration, not a number
+    assert horizon_delta(np.timedelta64(90, "m"), "datetime", "h") == pd.Timedelta(minutes=90)
+    assert horizon_delta(datetime.timedelta(hours=2), "datetime", "D") == pd.Timedelta(hours=2)
 
 
 @pytest.mark.parametrize("kind, horizon, unit, match", [
@@ -68,6 +72,8 @@ def test_horizon_delta_numeric_and_datetime_units():
     ("numeric", np.nan, None, "positive finite number"),
     ("numeric", True, None, "positive finite number"),
     ("numeric", pd.Timedelta(hours=1), None, "positive finite number"),
+    ("numeric", np.timedelta64(1, "h"), None, "positive finite number"),
+    ("datetime", np.timedelta64(-1, "h"), "h", "must be positive"),
     ("datetime", pd.Timedelta(hours=-1), "h", "must be positive"),
     ("datetime", 0.0, "h", "must be positive"),
     ("datetime", "banana", "h", "positive Timedelta"),
@@ -208,6 +214,33 @@ def test_encode_query_errors_name_the_series_and_row():
         encode_query(pd.DataFrame({"id": [], "t": []}), vf, enc)
     with pytest.raises(ValueError, match="lack the column"):
         encode_query(pd.DataFrame({"t": [1.0]}), vf, enc)
+    with pytest.raises(ValueError, match="Column 'id' has missing query ids at row 'q'"):
+        encode_query(pd.DataFrame({"id": ["a", None], "t": 1.0}, index=["p", "q"]), vf, enc)
+
+
+def test_query_times_that_overflow_float32_name_the_row():
+    vf, enc = _validated(_frame())  # model time = (t - 0.5) / 3: origin 0.5, median span 3
+    ok = encode_query(pd.DataFrame({"id": ["a"], "t": [9e38]}), vf, enc)  # 3e38 < 3.4e38
+    np.testing.assert_allclose(ok.times, [3e38], rtol=1e-12)
+    with pytest.raises(ValueError, match=r"query time at row 'r2' \(1e\+300\) that lies "
+                                         r"3.33e\+299 typical series spans.*overflows float32"):
+        encode_query(pd.DataFrame({"id": ["a", "b"], "t": [1.0, 1e300]}, index=["r1", "r2"]),
+                     vf, enc)
+    # the grid's first time: b's last observation 3 + 1e300 / 2
+    with pytest.raises(ValueError, match=r"row 0 \(5e\+299\).*a smaller horizon"):
+        build_query(_frame(), vf, enc, grid=(1e300, 2))
+
+
+def test_datetime_grid_past_the_last_timestamp_is_a_value_error():
+    df = _frame()
+    df["t"] = pd.Timestamp("2262-04-01") + pd.to_timedelta(df["t"], unit="D")
+    vf, enc = _validated(df)
+    assert build_query(df, vf, enc, grid=("1D", 2)).frame["t"].max() == pd.Timestamp("2262-04-07")
+    for horizon in ("30D", np.timedelta64(10**6, "D")):
+        with pytest.raises(ValueError, match=r"grid of horizon .* after the last observations "
+                                             r"\(latest 2262-04-06 00:00:00\) passes the last "
+                                             "datetime pandas can hold"):
+            build_query(df, vf, enc, grid=(horizon, 2))
 
 
 def test_build_query_grid_for_a_single_series_without_id():

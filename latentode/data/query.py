@@ -18,6 +18,7 @@ times the caller gives. This module builds those rows (pandas / numpy only, no t
 
 from __future__ import annotations
 
+import datetime
 import math
 import numbers
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ from .validation import fmt_ids
 if TYPE_CHECKING:  # pragma: no cover
     from .time import TimeEncoder
     from .validation import ValidatedFrame
+
+#: largest magnitude of a model time (float32, the networks' dtype, as ``pad_frame`` checks)
+_MODEL_TIME_MAX = float(np.finfo(np.float32).max)
 
 __all__ = [
     "Query",
@@ -55,8 +59,9 @@ def horizon_delta(horizon: Any, time_kind: str, unit: str | None = None) -> floa
     ----------
     horizon : float, pandas.Timedelta or str
         For a numeric time column: a positive finite number in the column's unit. For a datetime
-        one: anything :func:`pandas.to_timedelta` reads (``pd.Timedelta(hours=2)``, ``"90min"``)
-        or a number in ``unit``.
+        one: anything :func:`pandas.to_timedelta` reads (``pd.Timedelta(hours=2)``,
+        ``numpy.timedelta64(2, "h")``, ``datetime.timedelta``, ``"90min"``) or a number in
+        ``unit``.
     time_kind : {"numeric", "datetime"}
         The kind of the time column (``ValidatedFrame.time_kind``, ``TimeEncoder.kind_``).
     unit : str, optional
@@ -78,8 +83,11 @@ def horizon_delta(horizon: Any, time_kind: str, unit: str | None = None) -> floa
     >>> horizon_delta(2, "numeric"), horizon_delta(1.5, "datetime", "h")
     (2.0, Timedelta('0 days 01:30:00'))
     """
+    # numpy.timedelta64 subclasses numpy.signedinteger, hence numbers.Real: a duration first
+    is_duration = isinstance(horizon, (np.timedelta64, pd.Timedelta, datetime.timedelta))
     if time_kind == "datetime":
-        if isinstance(horizon, numbers.Real) and not isinstance(horizon, bool):
+        if isinstance(horizon, numbers.Real) and not isinstance(horizon, bool) and (
+                not is_duration):
             if unit is None:
                 raise ValueError("A float horizon needs the time encoder's unit; pass a Timedelta.")
             td = pd.to_timedelta(float(horizon), unit=unit)
@@ -94,7 +102,7 @@ def horizon_delta(horizon: Any, time_kind: str, unit: str | None = None) -> floa
         if not td > pd.Timedelta(0):
             raise ValueError(f"horizon must be positive, got {horizon!r}.")
         return td
-    if isinstance(horizon, bool) or not isinstance(horizon, numbers.Real) or not (
+    if isinstance(horizon, bool) or is_duration or not isinstance(horizon, numbers.Real) or not (
             math.isfinite(horizon) and horizon > 0):
         raise ValueError(
             f"horizon must be a positive finite number (in the time column's unit), got "
@@ -203,8 +211,9 @@ def query_frame(
     Raises
     ------
     ValueError
-        If the times DataFrame lacks a column, the array is empty or of the wrong kind, or the
-        horizon / ``n_points`` are invalid.
+        If the times DataFrame lacks a column, the array is empty or of the wrong kind, the
+        horizon / ``n_points`` are invalid, or the grid passes the last datetime pandas can
+        hold (:attr:`pandas.Timestamp.max`).
     """
     time_col, id_col = vf.time_col, vf.id_col
     key_cols = ([id_col] if id_col is not None else []) + [time_col]
@@ -237,7 +246,15 @@ def query_frame(
         offsets = np.tile(grid, len(order))
         base = last.repeat(len(grid))
         if is_datetime:
-            steps = base + pd.to_timedelta(offsets * step.value, unit="ns")
+            try:
+                steps = base + pd.to_timedelta(offsets * step.value, unit="ns")
+            except (OverflowError, pd.errors.OutOfBoundsDatetime,
+                    pd.errors.OutOfBoundsTimedelta) as exc:
+                raise ValueError(
+                    f"The forecast grid of horizon {horizon!r} after the last observations "
+                    f"(latest {last.max()}) passes the last datetime pandas can hold "
+                    f"({pd.Timestamp.max}); use a smaller horizon."
+                ) from exc
         else:
             steps = np.asarray(base, dtype=float) + offsets * step
     out = pd.DataFrame({time_col: steps})
@@ -311,8 +328,9 @@ def encode_query(frame: pd.DataFrame, vf: ValidatedFrame, encoder: TimeEncoder) 
     Raises
     ------
     ValueError
-        If a column is missing, there are no rows, an id has no series in ``vf`` (naming it),
-        or a time is missing or infinite (naming the row).
+        If a column is missing, there are no rows, an id is missing (naming the row) or has no
+        series in ``vf`` (naming it), or a time is missing, infinite or so far from the fitted
+        times that it overflows float32 once encoded (naming the row).
     """
     time_col, id_col = vf.time_col, vf.id_col
     cols = ([id_col] if id_col is not None else []) + [time_col]
@@ -324,6 +342,12 @@ def encode_query(frame: pd.DataFrame, vf: ValidatedFrame, encoder: TimeEncoder) 
     if id_col is None:
         codes = np.zeros(len(frame), dtype=np.int64)
     else:
+        no_id = np.asarray(frame[id_col].isna())
+        if no_id.any():
+            raise ValueError(
+                f"Column {id_col!r} has missing query ids at row "
+                f"{frame.index[int(np.argmax(no_id))]!r}."
+            )
         codes = vf.lookup_series(frame[id_col])
         if (codes < 0).any():
             unknown = pd.unique(frame[id_col].to_numpy()[codes < 0])
@@ -337,6 +361,17 @@ def encode_query(frame: pd.DataFrame, vf: ValidatedFrame, encoder: TimeEncoder) 
         raise ValueError(
             f"Column {time_col!r} has missing or infinite query times at row "
             f"{frame.index[int(np.argmax(bad))]!r}."
+        )
+    too_far = np.abs(times) > _MODEL_TIME_MAX
+    if too_far.any():
+        i = int(np.argmax(too_far))
+        value = frame[time_col].iloc[i]
+        value = value.item() if isinstance(value, np.generic) else value
+        raise ValueError(
+            f"Column {time_col!r} has a query time at row {frame.index[i]!r} "
+            f"({value}) that lies {abs(times[i]):.3g} typical series spans "
+            "from the earliest fitted time: it overflows float32 once scaled. Ask for times "
+            "nearer the data (a smaller horizon)."
         )
     return Query(frame, codes.astype(np.int64), times)
 
