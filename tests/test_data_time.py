@@ -114,6 +114,18 @@ def test_datetime_naive_and_units():
         enc.to_model_delta(True)
 
 
+def test_datetimes_beyond_the_nanosecond_range_are_a_value_error():
+    t = pd.Series(pd.to_datetime(["2020-01-01", "2020-01-03"])).astype("datetime64[s]")
+    enc = TimeEncoder(unit="D").fit(t)  # coarse units in range: read exactly
+    np.testing.assert_allclose(enc.transform(t), [0.0, 1.0])
+    far = pd.DatetimeIndex(np.array(["2020-01-01", "2500-06-01"], dtype="datetime64[s]"))
+    for call in (lambda: enc.transform(far), lambda: TimeEncoder().fit(far)):
+        with pytest.raises(ValueError, match=r"Datetimes must lie between 1677-09-21.* and "
+                                             r"2262-04-11.*; got 2020-01-01 00:00:00 to "
+                                             r"2500-06-01 00:00:00"):
+            call()
+
+
 def test_seconds_minutes_units_agree():
     t = pd.date_range("2022-06-01", periods=4, freq="90min")
     for unit, per_hour in [("s", 3600.0), ("min", 60.0), ("h", 1.0), ("D", 1 / 24)]:

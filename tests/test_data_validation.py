@@ -229,6 +229,37 @@ def test_nat_times_name_rows():
     _check(df, r"Time column 't' has missing \(NaT\) times at row\(s\) 6", id_col=None)
 
 
+@pytest.mark.parametrize("tz", [None, "Europe/Paris"])
+def test_datetimes_beyond_the_nanosecond_range_name_rows(tz):
+    # pandas holds datetime64[us] up to year 294247; the time encoder works in nanoseconds
+    t = np.datetime64("2500-01-01T00:00", "us") + np.array([0, 1, 0, 2]).astype("timedelta64[h]")
+    df = pd.DataFrame({"id": [0, 0, 1, 1], "t": t, "x": [1.0, 2.0, 3.0, 4.0]},
+                      index=["p", "q", "r", "s"])
+    df.loc["q", "t"] = pd.Timestamp("2024-01-01")  # in range
+    if tz is not None:
+        df["t"] = df["t"].dt.tz_localize(tz)
+    assert df["t"].dt.unit == "us"
+    _check(df, r"Time column 't' has datetimes outside the range of nanosecond timestamps "
+               r"\(1677-09-21 00:12:43.145224193 to 2262-04-11 23:47:16.854775807\) at row\(s\) "
+               r"'p', 'r', 's', e.g. 2500-01-01 00:00:00")
+    ok = df.drop(index=["p", "r", "s"])  # microsecond datetimes in range are read as they are
+    vf = validate_frame(ok, time_col="t", id_col="id")
+    assert vf.times.tolist() == ok["t"].tolist() and vf.time_kind == "datetime"
+
+
+def test_unhashable_ids_and_column_names_are_value_errors(df):
+    lists = df.assign(id=[[i] if k % 4 == 1 else (i,) for k, i in enumerate(df["id"])])
+    rows = ", ".join(repr(r) for r in lists.index[1::4])
+    _check(lists, rf"Id column 'id' has unhashable ids \(list\) at row\(s\) {rows}; ids must "
+                  r"be hashable \(e.g. tuples instead of lists\)")
+    _check(df, r"id_col must be one column name, got \['id', 'note'\]\. To identify series "
+               r"by several columns, combine them", id_col=["id", "note"])
+    _check(df, r"time_col must be one column name, got \['t'\]\.$", time_col=["t"])
+    tuples = df.assign(id=[(i, 1) for i in df["id"]])  # hashable composite ids are fine
+    vf = validate_frame(tuples, time_col="t", id_col="id")
+    assert vf.series_ids.tolist() == [("s0", 1), ("s1", 1), ("s2", 1)]
+
+
 def test_nan_ids_name_rows(df):
     bad = df.copy()
     bad.loc["r4", "id"] = None

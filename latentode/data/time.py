@@ -336,8 +336,18 @@ def _as_times(times: Any) -> tuple[str, Any]:
 
 
 def _utc_ns(dti: pd.DatetimeIndex) -> np.ndarray:
-    """int64 nanoseconds since the Unix epoch (UTC for aware times); NaT -> ``_NAT``."""
-    return np.array(dti.as_unit("ns").asi8, dtype=np.int64)
+    """int64 nanoseconds since the Unix epoch (UTC for aware times); NaT -> ``_NAT``.
+
+    Raises a ValueError for datetimes that pandas holds in a coarser unit (e.g.
+    ``datetime64[us]``) beyond the nanosecond range.
+    """
+    try:
+        return np.array(dti.as_unit("ns").asi8, dtype=np.int64)
+    except pd.errors.OutOfBoundsDatetime as exc:
+        raise ValueError(
+            f"Datetimes must lie between {pd.Timestamp.min} and {pd.Timestamp.max} (nanosecond "
+            f"timestamps); got {dti.min()} to {dti.max()}."
+        ) from exc
 
 
 def _is_timedelta_like(x: Any) -> bool:

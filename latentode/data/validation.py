@@ -27,6 +27,7 @@ from .scaling import channel_moments
 __all__ = ["ValidatedFrame", "validate_frame"]
 
 _SHOW = 5  # how many offending labels / ids an error message lists
+_UNIT_NS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}  # nanoseconds per datetime64 unit
 
 
 @dataclass(frozen=True, eq=False)
@@ -213,12 +214,14 @@ def validate_frame(
         If ``df`` is not a DataFrame.
     ValueError
         With a message naming the offending column, series ids or row labels, for: an empty
-        frame; unknown or duplicated columns; no (or non-numeric) target columns; a time column
-        that is neither numeric nor datetime64, or holds NaN / NaT / inf; missing ids; inf
-        target values; values so large that their column's mean or variance overflows (they
-        could not be standardised; the row of the largest one is named); series without
-        observations (``empty_series="raise"``) or with fewer than ``min_points`` observed time
-        points; target columns without observations (``empty_channels="raise"``).
+        frame; a ``time_col`` or ``id_col`` that is not one column name (e.g. a list); unknown
+        or duplicated columns; no (or non-numeric) target columns; a time column that is
+        neither numeric nor datetime64, or holds NaN / NaT / inf, or datetimes outside the
+        nanosecond range (years 1677 to 2262); missing or unhashable ids; inf target values;
+        values so large that their column's mean or variance overflows (they could not be
+        standardised; the row of the largest one is named); series without observations
+        (``empty_series="raise"``) or with fewer than ``min_points`` observed time points;
+        target columns without observations (``empty_channels="raise"``).
 
     Warns
     -----
@@ -247,6 +250,11 @@ def validate_frame(
     if empty_channels not in ("raise", "keep"):
         raise ValueError(f"empty_channels must be 'raise' or 'keep', got {empty_channels!r}.")
 
+    for name, value in (("time_col", time_col), ("id_col", id_col)):
+        if not isinstance(value, Hashable):
+            hint = (" To identify series by several columns, combine them into one, e.g. "
+                    "df['key'] = list(zip(df['a'], df['b']))." if name == "id_col" else "")
+            raise ValueError(f"{name} must be one column name, got {value!r}.{hint}")
     columns = df.columns
     _check_present(columns, [time_col], "time column")
     if id_col is not None:
@@ -506,6 +514,16 @@ def _read_times(
                 f"Time column {time_col!r} has missing (NaT) times at row(s) "
                 f"{_fmt(index[bad])}."
             )
+        # pandas keeps e.g. datetime64[us] beyond the nanosecond range; model time needs ns
+        limit = np.iinfo(np.int64).max // _UNIT_NS[times.unit]
+        out = np.abs(times.asi8) > limit
+        if out.any():
+            raise ValueError(
+                f"Time column {time_col!r} has datetimes outside the range of nanosecond "
+                f"timestamps ({pd.Timestamp.min} to {pd.Timestamp.max}) at row(s) "
+                f"{_fmt(index[out])}, e.g. {times[int(np.argmax(out))]}. Shift or drop them "
+                "(a sentinel date such as 9999-12-31?)."
+            )
         return "datetime", times, times.asi8.copy()
     if pd.api.types.is_bool_dtype(dtype) or not pd.api.types.is_numeric_dtype(dtype) or (
             pd.api.types.is_complex_dtype(dtype)):
@@ -558,7 +576,17 @@ def _read_ids(
     try:
         codes, uniques = pd.factorize(ids, sort=True)
     except TypeError:  # ids of mutually incomparable types: order of first appearance
-        codes, uniques = pd.factorize(ids, sort=False)
+        try:
+            codes, uniques = pd.factorize(ids, sort=False)
+        except TypeError:  # unhashable ids (lists, dicts, arrays)
+            bad = np.asarray([not isinstance(i, Hashable) for i in ids], dtype=bool)
+            if not bad.any():
+                raise
+            raise ValueError(
+                f"Id column {id_col!r} has unhashable ids "
+                f"({type(ids.iloc[int(np.argmax(bad))]).__name__}) at row(s) "
+                f"{_fmt(index[bad])}; ids must be hashable (e.g. tuples instead of lists)."
+            ) from None
     return codes.astype(np.int64), np.asarray(uniques)
 
 
