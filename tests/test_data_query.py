@@ -216,6 +216,9 @@ def test_encode_query_errors_name_the_series_and_row():
         encode_query(pd.DataFrame({"t": [1.0]}), vf, enc)
     with pytest.raises(ValueError, match="Column 'id' has missing query ids at row 'q'"):
         encode_query(pd.DataFrame({"id": ["a", None], "t": 1.0}, index=["p", "q"]), vf, enc)
+    with pytest.raises(ValueError, match=r"missing or infinite query times at row 11\.$"):
+        encode_query(pd.DataFrame({"id": ["a", "b"], "t": [1.0, np.nan]}, index=[10, 11]),
+                     vf, enc)  # a plain 11, not np.int64(11)
 
 
 def test_query_times_that_overflow_float32_name_the_row():

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .padding import pad_query_times
-from .validation import fmt_ids
+from .validation import _plain, fmt_ids
 
 if TYPE_CHECKING:  # pragma: no cover
     from .time import TimeEncoder
@@ -346,7 +346,7 @@ def encode_query(frame: pd.DataFrame, vf: ValidatedFrame, encoder: TimeEncoder) 
         if no_id.any():
             raise ValueError(
                 f"Column {id_col!r} has missing query ids at row "
-                f"{frame.index[int(np.argmax(no_id))]!r}."
+                f"{_plain(frame.index[int(np.argmax(no_id))])!r}."
             )
         codes = vf.lookup_series(frame[id_col])
         if (codes < 0).any():
@@ -360,15 +360,14 @@ def encode_query(frame: pd.DataFrame, vf: ValidatedFrame, encoder: TimeEncoder) 
     if bad.any():
         raise ValueError(
             f"Column {time_col!r} has missing or infinite query times at row "
-            f"{frame.index[int(np.argmax(bad))]!r}."
+            f"{_plain(frame.index[int(np.argmax(bad))])!r}."
         )
     too_far = np.abs(times) > _MODEL_TIME_MAX
     if too_far.any():
         i = int(np.argmax(too_far))
-        value = frame[time_col].iloc[i]
-        value = value.item() if isinstance(value, np.generic) else value
+        value = _plain(frame[time_col].iloc[i])
         raise ValueError(
-            f"Column {time_col!r} has a query time at row {frame.index[i]!r} "
+            f"Column {time_col!r} has a query time at row {_plain(frame.index[i])!r} "
             f"({value}) that lies {abs(times[i]):.3g} typical series spans "
             "from the earliest fitted time: it overflows float32 once scaled. Ask for times "
             "nearer the data (a smaller horizon)."
