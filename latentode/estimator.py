@@ -1055,7 +1055,8 @@ class LatentODERegressor(BaseEstimator):
         ------
         ValueError
             If a target column is missing, times are NaN / inf, a value overflows float32 once
-            standardised, ``quantiles`` are not sorted unique levels in ``(0, 1)`` or
+            standardised, ``quantiles`` are not sorted unique levels in ``(0, 1)``, a quantile
+            column (``f"{col}_q{q:g}"``) would overwrite a fitted column, or
             ``n_samples < 1``.
 
         Notes
@@ -1288,6 +1289,17 @@ class LatentODERegressor(BaseEstimator):
         if output == "samples" and "sample" in {self.time_col_, self.id_col_,
                                                 *self.target_cols_}:
             raise ValueError("A fitted column is named 'sample', which sample() adds.")
+        if q is not None:  # a quantile column must not overwrite a fitted column
+            fitted = {self.time_col_, self.id_col_, *self.target_cols_}
+            for col in self.target_cols_:
+                for level in q:
+                    name = f"{col}_{quantile_label(level)}"
+                    if name in fitted:
+                        raise ValueError(
+                            f"The quantile column {name!r} of target {col!r} would overwrite the "
+                            f"fitted column {name!r}; ask for other quantiles or refit with "
+                            "that column renamed."
+                        )
         if output == "intensity" and not getattr(self.model_, "poisson_process", False):
             raise ValueError(
                 "predict_intensity needs a model fitted with poisson_process=True; refit with "

@@ -76,7 +76,8 @@ def check_quantiles(quantiles: Any) -> np.ndarray:
     ------
     ValueError
         If ``quantiles`` is empty, not a 1-d sequence of real numbers, has a level outside
-        ``(0, 1)``, is unsorted or has duplicates.
+        ``(0, 1)``, is unsorted or has duplicates, or two levels share a column suffix
+        (:func:`quantile_label`).
 
     Examples
     --------
@@ -101,6 +102,15 @@ def check_quantiles(quantiles: Any) -> np.ndarray:
     if (np.diff(q) <= 0).any():
         raise ValueError(
             f"quantiles must be sorted ascending without duplicates, got {q.tolist()}."
+        )
+    labels = [quantile_label(level) for level in q]
+    same = [k for k in range(1, len(q)) if labels[k] == labels[k - 1]]
+    if same:
+        k = same[0]
+        raise ValueError(
+            f"quantiles {float(q[k - 1])!r} and {float(q[k])!r} would share the column suffix "
+            f"{labels[k]!r} (levels are labelled with 6 significant digits); give levels "
+            "that differ within 6 significant digits."
         )
     return q
 

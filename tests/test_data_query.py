@@ -74,6 +74,8 @@ def test_horizon_delta_numeric_and_datetime_units():
     ("numeric", pd.Timedelta(hours=1), None, "positive finite number"),
     ("numeric", np.timedelta64(1, "h"), None, "positive finite number"),
     ("datetime", np.timedelta64(-1, "h"), "h", "must be positive"),
+    ("datetime", 1e300, "h", r"finite duration of at most 106751 days.*got 1e\+300 h"),
+    ("datetime", np.inf, "h", "finite duration"),
     ("datetime", pd.Timedelta(hours=-1), "h", "must be positive"),
     ("datetime", 0.0, "h", "must be positive"),
     ("datetime", "banana", "h", "positive Timedelta"),

@@ -34,6 +34,14 @@ def test_check_quantiles_rejects(bad):
         check_quantiles(bad)
 
 
+def test_check_quantiles_rejects_levels_that_share_a_column_label():
+    # f"q{q:g}" keeps 6 significant digits: two such levels would write one column twice
+    assert check_quantiles([0.123456, 0.123457]).tolist() == [0.123456, 0.123457]
+    with pytest.raises(ValueError, match=r"quantiles 0.1234567 and 0.1234568 would share the "
+                                         r"column suffix 'q0.123457'"):
+        check_quantiles([0.1, 0.1234567, 0.1234568, 0.9])
+
+
 def test_labels_and_central_interval():
     assert [quantile_label(q) for q in (0.05, 0.5, 0.95, 0.975)] == [
         "q0.05", "q0.5", "q0.95", "q0.975"]

@@ -90,7 +90,13 @@ def horizon_delta(horizon: Any, time_kind: str, unit: str | None = None) -> floa
                 not is_duration):
             if unit is None:
                 raise ValueError("A float horizon needs the time encoder's unit; pass a Timedelta.")
-            td = pd.to_timedelta(float(horizon), unit=unit)
+            try:
+                td = pd.to_timedelta(float(horizon), unit=unit)
+            except (OverflowError, ValueError) as exc:  # OutOfBoundsTimedelta, NaN
+                raise ValueError(
+                    f"horizon must be a positive finite duration of at most "
+                    f"{pd.Timedelta.max}, got {horizon!r} {unit}."
+                ) from exc
         else:
             try:
                 td = pd.to_timedelta(horizon)

@@ -1,0 +1,106 @@
+"""Messy inputs through the estimator: each case is handled or refused before any training.
+
+Regression tests of the messy-data audit: numpy durations as horizons, datetimes that pandas
+holds beyond the nanosecond range, forecast times too far out, list-valued ``id_col`` and
+quantile columns that would overwrite a fitted column. Tiny models, one epoch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from _settings import TINY
+
+from latentode import LatentODERegressor
+
+FAST = {**TINY, "max_epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def numeric(make_oscillators):
+    """A frame whose second target is named like a quantile column of the first, fitted."""
+    df = make_oscillators(6, 10).rename(columns={"v": "x_q0.1"})
+    return df, LatentODERegressor(**FAST).fit(df)
+
+
+@pytest.fixture(scope="module")
+def dated(make_oscillators):
+    """The oscillators on a timezone-aware datetime axis (hours), fitted."""
+    df = make_oscillators(6, 10)
+    df["t"] = pd.Timestamp("2024-03-01", tz="Europe/Paris") + pd.to_timedelta(df["t"], unit="h")
+    return df, LatentODERegressor(**FAST).fit(df)
+
+
+def test_quantile_columns_never_overwrite_a_fitted_column(numeric):
+    df, est = numeric
+    before = df.copy(deep=True)
+    with pytest.raises(ValueError, match=r"The quantile column 'x_q0.1' of target 'x' would "
+                                         r"overwrite the fitted column 'x_q0.1'"):
+        est.predict(df, quantiles=(0.1, 0.9))
+    with pytest.raises(ValueError, match="'x_q0.1'"):
+        est.extrapolate(df, horizon=1.0, n_points=2, quantiles=(0.1,))
+    out = est.predict(df, quantiles=(0.25,))  # other levels: every column kept
+    assert list(out.columns) == ["id", "t", "x", "x_q0.25", "x_q0.1", "x_q0.1_q0.25"]
+    mean = est.predict(df)
+    np.testing.assert_array_equal(out["x_q0.1"].to_numpy(), mean["x_q0.1"].to_numpy())
+    pd.testing.assert_frame_equal(df, before)
+
+
+def test_query_times_that_overflow_the_model_are_refused_by_row(numeric):
+    df, est = numeric
+    with pytest.raises(ValueError, match=r"Column 't' has a query time at row 0 .* overflows "
+                                         "float32 once scaled.*smaller horizon"):
+        est.extrapolate(df, horizon=1e300, n_points=2)  # was an ODE error about "t"
+    with pytest.raises(ValueError, match=r"query time at row 'far' \(1e\+200\)"):
+        est.extrapolate(df, times=pd.DataFrame({"id": ["s0"], "t": [1e200]}, index=["far"]))
+
+
+def test_numpy_and_python_durations_are_horizons(dated):
+    import datetime
+
+    df, est = dated
+    ref = est.extrapolate(df, horizon=pd.Timedelta(minutes=90), n_points=3)
+    assert str(ref["t"].dt.tz) == "Europe/Paris" and len(ref) == 6 * 3
+    for horizon in (np.timedelta64(90, "m"), datetime.timedelta(minutes=90), "90min", 1.5):
+        pd.testing.assert_frame_equal(est.extrapolate(df, horizon=horizon, n_points=3), ref)
+
+
+def test_horizons_beyond_what_pandas_holds_are_value_errors(dated):
+    df, est = dated
+    with pytest.raises(ValueError, match=r"horizon must be a positive finite duration of at most "
+                                         r"106751 days.*got 1e\+300 h"):
+        est.extrapolate(df, horizon=1e300)
+    with pytest.raises(ValueError, match="passes the last datetime pandas can hold"):
+        est.extrapolate(df, horizon=pd.Timedelta.max, n_points=2)
+
+
+def test_datetimes_beyond_the_nanosecond_range_refused_before_training(make_oscillators, dated):
+    df = make_oscillators(6, 10)
+    df["t"] = np.datetime64("2500-01-01", "us") + (df["t"].to_numpy() * 3.6e9).astype(
+        "timedelta64[us]")
+    assert df["t"].dtype == "datetime64[us]"  # pandas holds these; nanoseconds cannot
+    epochs = []
+    est = LatentODERegressor(**{**FAST, "callbacks": [lambda *a: epochs.append(a[0])]})
+    with pytest.raises(ValueError, match=r"Time column 't' has datetimes outside the range of "
+                                         r"nanosecond timestamps .* at row\(s\) 0, 1, 2, 3, 4, "
+                                         r"\.\.\. \(\d+ in total\)"):
+        est.fit(df)
+    assert epochs == [] and not hasattr(est, "model_")
+    fitted = dated[1]
+    with pytest.raises(ValueError, match="Time column 't' has datetimes outside"):
+        fitted.predict(df.assign(t=df["t"].dt.tz_localize("Europe/Paris")))
+    far = pd.DatetimeIndex(np.array(["2500-01-01"], dtype="datetime64[us]"), tz="UTC")
+    with pytest.raises(ValueError, match="Datetimes must lie between 1677-09-21"):
+        fitted.extrapolate(dated[0], times=far)
+
+
+def test_several_id_columns_are_a_clear_error(make_oscillators):
+    df = make_oscillators(4, 6).assign(visit=1)
+    with pytest.raises(ValueError, match=r"id_col must be one column name, got \['id', "
+                                         r"'visit'\]\. To identify series by several columns"):
+        LatentODERegressor(**FAST).fit(df, id_col=["id", "visit"])
+    keyed = df.assign(key=list(zip(df["id"], df["visit"])))  # the suggested fix works
+    est = LatentODERegressor(**FAST).fit(keyed.drop(columns=["id"]), id_col="key",
+                                         target_cols=["x", "v"])
+    assert est.predict(keyed)["key"].iloc[0] == ("s0", 1)
