@@ -94,6 +94,16 @@ def test_bad_static_cols(df, static_cols, target_cols, match):
         LatentODERegressor(**TINY).fit(df, target_cols=target_cols, static_cols=static_cols)
 
 
+def test_unsavable_categories_name_the_column(df):
+    admitted = df.assign(admitted=df["id"].map(
+        dict(zip(pd.unique(df["id"]), pd.date_range("2020-01-01", periods=10)))))
+    with pytest.raises(ValueError, match=r"Static column 'admitted' has the category "
+                                         r"Timestamp\('2020-01-01 00:00:00'\) \(Timestamp\): "
+                                         "categories must be strings, numbers or booleans"):
+        LatentODERegressor(**TINY).fit(admitted, target_cols=["x", "v"],
+                                       static_cols=["admitted"])
+
+
 def test_prediction_time_errors_and_missing_values(fitted, df):
     new = df.assign(icu=df["icu"].astype(int).replace({4: 9}))
     with pytest.raises(ValueError, match="Static column 'icu' has the category 9 for series "

@@ -152,11 +152,15 @@ def _kind(col: pd.Series) -> str:
     return "numeric"
 
 
-def _json_scalar(v: Any) -> Any:
+def _json_scalar(v: Any, column: Hashable) -> Any:
     v = _plain(v)
     if isinstance(v, (bool, int, str)) or (isinstance(v, float) and math.isfinite(v)):
         return v
-    raise ValueError(f"categories must be strings, numbers or booleans to be saved; got {v!r}.")
+    raise ValueError(
+        f"Static column {column!r} has the category {v!r} ({type(v).__name__}): categories "
+        "must be strings, numbers or booleans, which can be saved with the model. Convert the "
+        "column, e.g. a date to a number (days since an origin) or to a string."
+    )
 
 
 class StaticEncoder:
@@ -249,7 +253,7 @@ class StaticEncoder:
                     pass
                 self.means.append(None)
                 self.scales.append(None)
-                self.categories.append([_json_scalar(v) for v in values])
+                self.categories.append([_json_scalar(v, c) for v in values])
         return self
 
     def transform(self, frame: pd.DataFrame, series_ids: Any = None,
