@@ -260,6 +260,15 @@ def test_unhashable_ids_and_column_names_are_value_errors(df):
     assert vf.series_ids.tolist() == [("s0", 1), ("s1", 1), ("s2", 1)]
 
 
+def test_keys_in_the_index_say_so(df):
+    _check(df.set_index("id"), r"Unknown id column 'id'; available columns: 't', 'x', 'y', "
+                               r"'note'\. 'id' is an index level of the frame: move it to the "
+                               r"columns with df\.reset_index\(\)\.$")
+    _check(df.set_index(["id", "t"]), r"Unknown time column 't'.* 't', 'id' are index levels "
+                                      r"of the frame: move them to the columns")
+    _check(df.drop(columns="id"), "If the frame holds a single series, pass id_col=None")
+
+
 def test_nan_ids_name_rows(df):
     bad = df.copy()
     bad.loc["r4", "id"] = None

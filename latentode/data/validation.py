@@ -256,10 +256,17 @@ def validate_frame(
                     "df['key'] = list(zip(df['a'], df['b']))." if name == "id_col" else "")
             raise ValueError(f"{name} must be one column name, got {value!r}.{hint}")
     columns = df.columns
-    _check_present(columns, [time_col], "time column")
+    levels = [n for n in (time_col, id_col) if n is not None and n not in columns
+              and n in df.index.names]
+    one = len(levels) == 1
+    index_hint = (f" {_fmt(levels)} {'is an index level' if one else 'are index levels'} of "
+                  f"the frame: move {'it' if one else 'them'} to the columns with "
+                  "df.reset_index()." if levels else "")
+    _check_present(columns, [time_col], "time column", hint=index_hint)
     if id_col is not None:
         _check_present(columns, [id_col], "id column",
-                       hint=" If the frame holds a single series, pass id_col=None.")
+                       hint=index_hint or " If the frame holds a single series, pass "
+                                          "id_col=None.")
         if id_col == time_col:
             raise ValueError(f"id_col and time_col are the same column {time_col!r}.")
     targets = _resolve_targets(df, time_col, id_col, target_cols, expected_targets, exclude)
