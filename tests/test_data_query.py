@@ -175,6 +175,19 @@ def test_explicit_naive_datetimes_take_the_column_timezone():
     assert out["t"].tolist() == list(naive.tz_localize("Asia/Tokyo")) * 3
 
 
+def test_explicit_numbers_for_a_datetime_column_are_refused():
+    dt = _as_datetime(_frame(), "UTC")
+    vf, enc = _validated(dt)
+    # pandas would read them as nanoseconds after 1970-01-01: a silent forecast for 1970
+    for times in ([1.0, 2.0], np.array([3, 4]), pd.Series([1.5], dtype=object)):
+        with pytest.raises(ValueError, match=r"times must be datetimes like the time column "
+                                             r"'t', got numbers \(\[\d"):
+            build_query(dt, vf, enc, times=times)
+    ok = build_query(dt, vf, enc, times=np.array(["2024-03-01T06:00"], dtype="datetime64[s]"))
+    assert ok.frame["t"].tolist() == [pd.Timestamp("2024-03-01 06:00", tz="UTC")] * 3
+    np.testing.assert_allclose(ok.times, enc.transform(ok.frame["t"]))
+
+
 def test_times_frame_keeps_rows_index_and_order():
     df = _frame()
     vf, enc = _validated(df)

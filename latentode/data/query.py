@@ -217,9 +217,10 @@ def query_frame(
     Raises
     ------
     ValueError
-        If the times DataFrame lacks a column, the array is empty or of the wrong kind, the
-        horizon / ``n_points`` are invalid, or the grid passes the last datetime pandas can
-        hold (:attr:`pandas.Timestamp.max`).
+        If the times DataFrame lacks a column, the array is empty or of the wrong kind (numbers
+        for a datetime column, datetimes for a numeric one), the horizon / ``n_points`` are
+        invalid, or the grid passes the last datetime pandas can hold
+        (:attr:`pandas.Timestamp.max`).
     """
     time_col, id_col = vf.time_col, vf.id_col
     key_cols = ([id_col] if id_col is not None else []) + [time_col]
@@ -235,6 +236,15 @@ def query_frame(
         if len(grid) == 0:
             raise ValueError("times is empty.")
         if is_datetime:
+            # numbers would be read as nanoseconds since 1970: never a time the caller meant
+            if grid.dtype.kind in "biufc" or (grid.dtype == object and pd.api.types.infer_dtype(
+                    grid, skipna=True) in ("integer", "floating", "mixed-integer-float",
+                                           "boolean", "decimal")):
+                raise ValueError(
+                    f"times must be datetimes like the time column {time_col!r}, got numbers "
+                    f"({grid[:3].tolist()}); give datetimes (pandas.to_datetime) or use "
+                    "horizon= for times after each series' last observation."
+                )
             grid = pd.DatetimeIndex(grid)
             if grid.tz is None and vf.tz is not None:
                 grid = grid.tz_localize(vf.tz)
