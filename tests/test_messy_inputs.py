@@ -66,6 +66,17 @@ def test_numpy_and_python_durations_are_horizons(dated):
         pd.testing.assert_frame_equal(est.extrapolate(df, horizon=horizon, n_points=3), ref)
 
 
+def test_numbers_as_times_of_a_datetime_model_are_refused(dated):
+    df, est = dated
+    for call in (lambda: est.extrapolate(df, times=[1.0, 2.0]),
+                 lambda: est.sample(df, 2, times=np.array([3, 4]))):
+        with pytest.raises(ValueError, match="times must be datetimes like the time column 't'"):
+            call()  # were forecasts for 1970-01-01 00:00:00.000000001, without a word
+    at = pd.Timestamp("2024-03-01 08:00", tz="Europe/Paris")
+    out = est.extrapolate(df, times=[at])
+    assert out["t"].tolist() == [at] * 6
+
+
 def test_horizons_beyond_what_pandas_holds_are_value_errors(dated):
     df, est = dated
     with pytest.raises(ValueError, match=r"horizon must be a positive finite duration of at most "
