@@ -77,7 +77,11 @@ over trajectory samples).
     features imputed with the training mean, standardised). A test stay with no observed
     channel (only descriptors) gets the training death rate. ``--static`` gives the descriptors
     Age, Gender, Height and ICUType as static covariates instead of channels (Weight, which is
-    also measured later, stays a channel). Published AUC-ROC: Latent ODE (ODE-RNN encoder)
+    also measured later, stays a channel). ``--unlabelled-set-b`` adds the 4,000 stays of
+    set-b to every split's training stays *without their labels* (set-b's outcomes file is
+    never read; its values are scaled by set-a's statistics, as set-a is) and fits with
+    ``semi_supervised=True``: they train the ELBO only; the test stays, the baseline and the
+    labelled training stays are unchanged. Published AUC-ROC: Latent ODE (ODE-RNN encoder)
     0.829, ODE-RNN 0.833, GRU-D 0.818; mTAN 0.858.
 
 Usage::
@@ -92,6 +96,7 @@ Usage::
     python benchmarks/physionet.py --task classification --repeats 5 --static
     python benchmarks/physionet.py --protocol tpatchgnn --forecast-split 0.5 --readout neighbours
     python benchmarks/physionet.py --task classification --subset 1000 --epochs 5  # minutes
+    python benchmarks/physionet.py --task classification --val-fraction 0.1 --unlabelled-set-b
 """
 
 from __future__ import annotations
@@ -200,6 +205,27 @@ def load_labelled(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.Series, st
     return df, labels[labels.index.isin(df["id"].unique())], source
 
 
+def load_unlabelled(args: argparse.Namespace) -> tuple[pd.DataFrame, str]:
+    """Set-b's stays *without* their outcomes, scaled as :func:`load_labelled` scales set-a.
+
+    ``load_labelled`` scales set-a by its own minimum and maximum (``scaling="paper"``); set-b
+    is read unscaled and scaled by set-a's statistics, so a value means the same in both. Only
+    the records are read (``return_outcomes=False``): the archive's ``Outcomes-b.txt`` is never
+    opened. Needs the archive (the bundled sample holds set-a stays only).
+    """
+    from latentode.datasets import load_physionet2012, physionet_minmax, scale_physionet
+
+    path = Path(args.data) if args.data else DEFAULT_DATA
+    if not path.exists():
+        raise SystemExit(f"--unlabelled-set-b needs the PhysioNet archive (set-b), not found at "
+                         f"{path}; pass --data PATH")
+    opts = dict(quantization=QUANTIZATION, unknown_as_nan=True)
+    set_a = load_physionet2012(path, sets="a", **opts)
+    set_b = load_physionet2012(path, sets="b", **opts)
+    return (scale_physionet(set_b, "paper", minmax=physionet_minmax(set_a)),
+            f"archive {path} (set-b, labels not read)")
+
+
 def summary_features(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     """Per-stay last, mean, min, max and count of every channel (NaN where never measured)."""
     g = df.sort_values(["id", "t"]).groupby("id")[cols]
@@ -245,6 +271,7 @@ def build_classifier(args: argparse.Namespace) -> Any:
         obs_std="learned" if args.obs_std == "learned" else float(args.obs_std),
         calibrate=False, device=args.device, random_state=args.seed, verbose=args.verbose,
         n_jobs=getattr(args, "threads", 1) or -1,
+        semi_supervised=bool(getattr(args, "unlabelled_set_b", False)),
     )
 
 
@@ -354,6 +381,18 @@ def run_classification(args: argparse.Namespace) -> dict[str, Any]:
                                                               replace=False))
     print(f"{source}: {len(ids)} labelled stays, {int(labels.loc[ids].sum())} deaths "
           f"({time.perf_counter() - start:.0f} s)", flush=True)
+    unlabelled = None
+    if args.unlabelled_set_b:
+        unlabelled, source_b = load_unlabelled(args)
+        if static:
+            unlabelled = unlabelled.assign(ICUType=pd.Categorical(
+                unlabelled["ICUType"], categories=df["ICUType"].cat.categories))
+        shared = np.intersect1d(unlabelled["id"].unique(), df["id"].unique())
+        if len(shared):
+            raise SystemExit(f"set-b shares {len(shared)} RecordIDs with set-a; cannot add it")
+        source += f" + {unlabelled['id'].nunique()} unlabelled stays of {source_b}"
+        print(f"{source_b}: {unlabelled['id'].nunique()} unlabelled training stays added to "
+              f"every split ({time.perf_counter() - start:.0f} s)", flush=True)
     rows = []
     for r in range(args.repeats):
         seed = args.seed + r
@@ -361,6 +400,8 @@ def run_classification(args: argparse.Namespace) -> dict[str, Any]:
                                                shuffle=True)
         train = df[df["id"].isin(train_ids)].reset_index(drop=True)
         test = df[df["id"].isin(test_ids)].reset_index(drop=True)
+        if unlabelled is not None:  # no label for them: y below covers set-a's stays only
+            train = pd.concat([train, unlabelled], ignore_index=True)
         clf = build_classifier(args).set_params(random_state=seed)
         fit_args = dict(time_col="t", id_col="id", target_cols=cols, static_cols=static or None)
         trace = None
@@ -388,6 +429,7 @@ def run_classification(args: argparse.Namespace) -> dict[str, Any]:
             "epochs": epochs, "best_epoch": clf.history_.best_epoch, "fit_s": fit_s,
             "s_per_epoch": fit_s / max(epochs, 1),
             "n_train": len(train_ids), "n_test": len(test_ids),
+            "n_unlabelled": 0 if unlabelled is None else int(unlabelled["id"].nunique()),
             "test_deaths": int(truth.sum()), "test_no_obs": no_obs,
             "val_curves": {k: clf.history_[k] for k in ("val_loss", "val_log_loss", "val_roc_auc")},
         })
@@ -415,9 +457,13 @@ def format_classification(res: dict[str, Any]) -> str:
     """Per-split figures and their mean +- standard deviation."""
     table = pd.DataFrame(res["rows"]).set_index("split_seed")
     a = res["args"]
+    n_unlabelled = int(table["n_unlabelled"].iloc[0]) if "n_unlabelled" in table else 0
+    extra = (f" (+ {n_unlabelled} unlabelled training stays, semi_supervised=True)"
+             if n_unlabelled else "")
     head = (f"PhysioNet 2012 in-hospital mortality ({res['source']}), "
-            f"{table['n_train'].iloc[0]} train / {table['n_test'].iloc[0]} test stays per split; "
-            f"LatentODEClassifier(classifier={a['classifier']!r}, encoder {a['encoder']}, "
+            f"{table['n_train'].iloc[0]} train / {table['n_test'].iloc[0]} test stays per "
+            f"split{extra}; LatentODEClassifier(classifier={a['classifier']!r}, encoder "
+            f"{a['encoder']}, "
             f"ce_weight {a['ce_weight']}, class_weight {a['class_weight']}, validation "
             f"{a['val_fraction']}, scoring {a['scoring']}), static "
             f"{res['static'] or 'none'}; baseline: logistic regression on last / mean / min / "
@@ -1014,6 +1060,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--score-series-only", action="store_true",
                         help="reconstruction: descriptors stay channels but only the other 37 "
                              "channels are hidden and scored (the comparison with --static)")
+    parser.add_argument("--unlabelled-set-b", action="store_true",
+                        help="classification: add set-b's stays to the training stays without "
+                             "their labels (semi_supervised=True; set-b's outcomes never read)")
     parser.add_argument("--classifier", default="latent", choices=("latent", "encoder"))
     parser.add_argument("--ce-weight", type=float, default=100.0)
     parser.add_argument("--class-weight", default="none", choices=("none", "balanced"))

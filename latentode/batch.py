@@ -11,7 +11,11 @@ from dataclasses import dataclass, fields
 
 import torch
 
-__all__ = ["Batch"]
+__all__ = ["Batch", "UNLABELLED"]
+
+#: the class index of a series without a label in ``Batch.labels`` (semi-supervised training:
+#: the series trains the ELBO only; its cross-entropy is 0 and it is not counted)
+UNLABELLED = -1
 
 
 @dataclass
@@ -33,10 +37,12 @@ class Batch:
         missing-value indicators, see :class:`latentode.data.StaticEncoder`), or None. They
         condition the encoder's posterior and the classifier; the likelihood never scores them.
     labels : torch.Tensor or None
-        ``(B,)`` long class index of each series (classification training), or None.
+        ``(B,)`` long class index of each series (classification training), or None;
+        :data:`UNLABELLED` (-1) marks a series without a label (semi-supervised training: the
+        classification loss and scores leave it out, the ELBO keeps it).
     weights : torch.Tensor or None
         ``(B,)`` float weight of each series in the classification loss (``class_weight``), or
-        None (weight 1).
+        None (weight 1); ignored for unlabelled series.
     """
 
     times: torch.Tensor

@@ -24,7 +24,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from . import data as _data
-from ._param_validation import InstanceOf, Interval, Options
+from ._param_validation import Boolean, InstanceOf, Interval, Options
+from .batch import UNLABELLED
 from .data.validation import external_stacklevel
 from .estimator import LatentODERegressor, _fmt_ids, _plain, _with_n_jobs
 from .nn.classifier import CLASSIFIER_INPUTS
@@ -83,6 +84,11 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         L2 penalty on every weight of the network (encoder, dynamics, decoder and head), the
         ``weight_decay`` of the Adamax optimiser (added to each gradient as ``weight_decay *
         w``). 0: none.
+    semi_supervised : bool, default=False
+        Whether :meth:`fit` may take series without a label (a missing value in ``y``, or no
+        entry for the series): they train the ELBO only (semi-supervised training, see the
+        Notes). False: a series without a label is a ValueError. Needs
+        ``classifier="latent"``.
     latent_dim, encoder, rec_dim, units, n_layers, gru_units, decoder_layers : see regressor
         The networks, as for :class:`~latentode.LatentODERegressor` (same meaning, same
         defaults). The classifier head has two ReLU layers of ``units``.
@@ -129,8 +135,28 @@ static_encoder_, feature_names_in_, n_features_in_, device_
       splits rows): an array-like of ``len(df)``, or a Series whose index is ``df.index``.
       The labels of a series' rows must agree (missing ones are ignored).
 
-    A series of ``df`` without a label, a label for an id that is not in ``df``, a label that
-    varies within a series, or fewer than two classes are ValueErrors naming the series.
+    A series of ``df`` without a label (unless ``semi_supervised=True``), a label for an id
+    that is not in ``df``, a label that varies within a series, or fewer than two classes are
+    ValueErrors naming the series.
+
+    **Semi-supervised training** (``semi_supervised=True``). A series is unlabelled when its
+    label is missing: NaN, None or ``pd.NA`` in ``y`` (a nullable dtype such as ``"Int64"``
+    keeps integer classes), or no entry for it in a ``y`` indexed by id; with one label per
+    row, when none of its rows has one. Unlabelled series train the ELBO only: the
+    cross-entropy of a mini-batch (which mixes both kinds, shuffled together) is averaged over
+    its labelled series, ``sum_b w_b CE_b / B_labelled`` (0 for a batch without one), so that
+    ``ce_weight`` weighs one labelled series' cross-entropy against the ELBO per observed
+    value as in a fully labelled fit. They never enter ``classes_``, ``class_weight="balanced"``
+    (counted over the labelled series), the validation ``log_loss`` / ``roc_auc`` or the
+    early-stopping decisions on them; they do enter the fitted time encoder and channel
+    scaler, the ELBO part of ``val_loss`` and the calibration of the spread.
+    ``validation_fraction`` is applied to the labelled and the unlabelled series separately
+    (at least one labelled validation series when two or more are labelled). scikit-learn's
+    semi-supervised estimators mark unlabelled samples with ``-1``; here a label ``-1`` (a
+    number) is ambiguous and a ValueError (write NaN for an unlabelled series, or recode a
+    class named -1); so are no labelled series at all, and unlabelled series with
+    ``classifier="encoder"`` (which trains no ELBO). With every series labelled the fit is the
+    supervised one. :meth:`score` then counts the labelled series only.
     Series without an observed target value are left out of the fit (one warning), as by the
     regressor; every bad input of the regressor is refused here with the same message.
 
@@ -176,6 +202,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         "classifier_dropout": [Interval(Real, 0, 1, closed="left")],
         "weight_decay": [Interval(Real, 0, None, closed="left",
                                   description="be a non-negative finite number")],
+        "semi_supervised": [Boolean()],
     }
 
     def __init__(
@@ -186,6 +213,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         scoring: str = "log_loss",
         classifier_dropout: float = 0.0,
         weight_decay: float = 0.0,
+        semi_supervised: bool = False,
         latent_dim: int = 20,
         encoder: str = "odernn",
         rec_dim: int = 40,
@@ -251,11 +279,13 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         self.scoring = scoring
         self.classifier_dropout = classifier_dropout
         self.weight_decay = weight_decay
+        self.semi_supervised = semi_supervised
 
     @classmethod
     def _added_params(cls) -> dict[str, Any]:
         """The regressor's added parameters and the classifier's own (older pickles)."""
-        return {**super()._added_params(), "classifier_dropout": 0.0, "weight_decay": 0.0}
+        return {**super()._added_params(), "classifier_dropout": 0.0, "weight_decay": 0.0,
+                "semi_supervised": False}
 
     def __sklearn_tags__(self):
         """A classifier of long DataFrames: ``y`` is required (one label per series)."""
@@ -284,7 +314,9 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         y : pandas.Series or array-like
             One label per series: a Series indexed by series id, or one label per row of
             ``df`` (see the class Notes). Binary or multi-class; any labels
-            :func:`numpy.unique` can sort (strings, integers, booleans).
+            :func:`numpy.unique` can sort (strings, integers, booleans). With
+            ``semi_supervised=True``, a missing label (NaN, None, ``pd.NA``, no entry) marks
+            an unlabelled series.
         time_col, id_col, target_cols, static_cols : see LatentODERegressor.fit
             As for :meth:`LatentODERegressor.fit`.
 
@@ -296,8 +328,10 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         ------
         ValueError
             Every error of :meth:`LatentODERegressor.fit`, and for labels: missing for a
-            series of ``df``, given for an id not in ``df``, varying within a series, a single
-            class, a ``class_weight`` naming an unknown class, or a continuous ``y``. Raised
+            series of ``df`` (unless ``semi_supervised=True``), given for an id not in ``df``,
+            varying within a series, a single class, a ``class_weight`` naming an unknown
+            class, or a continuous ``y``; with ``semi_supervised=True``, the label -1, no
+            labelled series, or unlabelled series with ``classifier="encoder"``. Raised
             before any training.
         """
         return self._fit(df, y, time_col=time_col, id_col=id_col, target_cols=target_cols,
@@ -306,28 +340,52 @@ static_encoder_, feature_names_in_, n_features_in_, device_
     def _series_labels(
         self, df: pd.DataFrame, vf: Any, y: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Class indices, classes and loss weights of the series of ``vf`` (its order)."""
-        labels = self._labels_per_series(df, vf, y)
+        """Class indices (:data:`~latentode.batch.UNLABELLED` for a series without a label),
+        classes and loss weights of the series of ``vf`` (its order)."""
+        semi = bool(self.semi_supervised)
+        labels = self._labels_per_series(df, vf, y, allow_missing=semi)
+        where = "" if vf.id_col is None else f" (column {vf.id_col!r})"
+        if labels.empty:
+            raise ValueError(f"y has no label for any of the {vf.n_series} fitted series of df"
+                             f"{where}; semi-supervised training needs labelled series of two "
+                             "or more classes besides the unlabelled ones.")
         values = labels.to_numpy()
+        if semi:
+            _check_no_minus_one(values)
         check_classification_targets(values)
         try:
             classes = np.unique(values)
         except TypeError:
             raise ValueError("The labels mix types that cannot be sorted (e.g. strings and "
                              "numbers); use one type.") from None
+        n_unlabelled = vf.n_series - len(values)
+        among = (f"{len(values)} labelled series ({n_unlabelled} unlabelled)" if n_unlabelled
+                 else f"{len(values)} fitted series")
         if len(classes) < 2:
             raise ValueError(f"y has a single class ({_plain(classes[0])!r}) among the "
-                             f"{len(values)} fitted series; a classifier needs two or more.")
+                             f"{among}; a classifier needs two or more.")
+        if n_unlabelled and self.classifier != "latent":
+            raise ValueError(f"{n_unlabelled} series of df have no label, and "
+                             f"classifier={self.classifier!r} trains by the cross-entropy "
+                             "alone, to which they add nothing; semi-supervised training "
+                             "needs classifier='latent' (their ELBO trains the encoder).")
         if bool(self.warm_start) and self.__sklearn_is_fitted__() and (
                 len(classes) != len(self.classes_) or (classes != self.classes_).any()):
             raise ValueError(f"warm_start=True needs the classes of the previous fit "
                              f"({list(self.classes_)}), got {list(classes)}.")
-        codes = np.searchsorted(classes, values).astype(np.int64)
-        per_class = self._class_weights(classes, codes)
-        return codes, classes, per_class[codes]
+        known = np.searchsorted(classes, values).astype(np.int64)
+        per_class = self._class_weights(classes, known)
+        codes = np.full(vf.n_series, UNLABELLED, dtype=np.int64)
+        codes[labels.index.to_numpy()] = known
+        weights = np.zeros(vf.n_series)  # unlabelled: no cross-entropy
+        weights[labels.index.to_numpy()] = per_class[known]
+        return codes, classes, weights
 
-    def _labels_per_series(self, df: pd.DataFrame, vf: Any, y: Any) -> pd.Series:
-        """The label of each series of ``vf`` (position ``s`` = ``vf.series_ids[s]``)."""
+    def _labels_per_series(self, df: pd.DataFrame, vf: Any, y: Any,
+                           allow_missing: bool = False) -> pd.Series:
+        """The labels of the series of ``vf`` that have one, indexed by series position ``s``
+        (``vf.series_ids[s]``), in that order, with ``y``'s dtype; a series without a label
+        is a ValueError unless ``allow_missing``, when it is left out."""
         if y is None:
             raise ValueError("LatentODEClassifier.fit needs y: one label per series (a Series "
                              "indexed by series id, or one label per row of df).")
@@ -350,7 +408,9 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             if unknown:
                 raise ValueError(f"y has labels for series {_fmt_ids([_plain(i) for i in unknown])}"
                                  f" that are not in df{where}.")
-            out = y.reindex(pd.Index(vf.series_ids)).reset_index(drop=True)
+            pos = y.index.get_indexer(pd.Index(vf.series_ids))
+            have = np.flatnonzero(pos >= 0)
+            out = y.iloc[pos[have]].set_axis(pd.RangeIndex(n)[have])
         else:  # one label per row
             arr = y if isinstance(y, pd.Series) else np.asarray(y)
             if arr.ndim != 1 or len(arr) != len(df):
@@ -371,14 +431,16 @@ static_encoder_, feature_names_in_, n_features_in_, device_
                     f"y has different labels on the rows of series "
                     f"{_plain(vf.series_ids[code])!r}{where}: "
                     f"{_fmt_ids([_plain(v) for v in shown])}; one label per series.")
-            out = groups.first().reindex(range(n))
-        missing = np.asarray(out.isna())
-        if missing.any():
+            out = groups.first()
+        missing = np.ones(n, dtype=bool)
+        missing[out.index[np.asarray(out.notna())].to_numpy()] = False
+        if missing.any() and not allow_missing:
             ids = [_plain(i) for i in vf.series_ids[missing]]
             raise ValueError(f"y has no label for {int(missing.sum())} series of df: "
                              f"{_fmt_ids(ids)}{where}. Give every series a label (or leave the "
-                             "unlabelled series out of df).")
-        return out
+                             "unlabelled series out of df, or set semi_supervised=True to "
+                             "train them without one: the ELBO only).")
+        return out[~missing[out.index.to_numpy()]] if missing.any() else out
 
     def _class_weights(self, classes: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """The loss weight of each class (``class_weight``)."""
@@ -418,6 +480,11 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         options: dict[str, Any] = {"weight_decay": float(self.weight_decay)}
         if val_labels is None or classes is None:  # no validation series: the training loss
             return options
+        val_labels = val_labels[val_labels != UNLABELLED]
+        if not len(val_labels) and self.scoring != "loss":
+            raise ValueError(f"scoring={self.scoring!r} needs labelled validation series, but "
+                             f"validation_fraction={self.validation_fraction} leaves none; "
+                             "label more series or use scoring='loss'.")
         if self.scoring == "roc_auc":
             if len(classes) != 2:
                 raise ValueError(f"scoring='roc_auc' needs two classes; y has {len(classes)} "
@@ -501,18 +568,22 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         -------
         float
             Share of the series with an observed value whose predicted class equals their
-            label (each series counts once, however many rows it has).
+            label (each series counts once, however many rows it has). With
+            ``semi_supervised=True``, series without a label are left out.
         """
         check_is_fitted(self)
         vf, _ = self._prepare(df)
-        truth = self._labels_per_series(df, vf, y)
+        truth = self._labels_per_series(df, vf, y, allow_missing=bool(self.semi_supervised))
         pred = self.predict(df)
         codes = vf.lookup_series(pred.index) if vf.id_col is not None else np.array([0])
+        label = pd.Series(truth.to_numpy(dtype=object), index=truth.index).reindex(
+            range(vf.n_series)).to_numpy()[codes]
         predicted = pred.to_numpy()
-        ok = pd.notna(predicted)
+        ok = pd.notna(predicted) & pd.notna(label)
         if not ok.any():
-            raise ValueError("No series of df has an observed target value to classify.")
-        return float(np.mean(predicted[ok] == truth.to_numpy()[codes[ok]]))
+            raise ValueError("No series of df has both an observed target value to classify "
+                             "and a label.")
+        return float(np.mean(predicted[ok] == label[ok]))
 
     def _series_proba(self, df: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
         """``(n_series, n_classes)`` probabilities in first-appearance order, and the ids."""
@@ -571,3 +642,21 @@ static_encoder_, feature_names_in_, n_features_in_, device_
              device: str | torch.device | None = None) -> LatentODEClassifier:
         """Load a classifier written by :meth:`save` (see :meth:`LatentODERegressor.load`)."""
         return super().load(path, device=device)  # type: ignore[return-value]
+
+
+def _check_no_minus_one(values: np.ndarray) -> None:
+    """Refuse the label -1 in semi-supervised training (scikit-learn's "unlabelled" marker)."""
+    if values.dtype.kind in "iuf":
+        found = bool((values == -1).any())
+    elif values.dtype.kind == "O":
+        found = any(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+                    and v == -1 for v in values)
+    else:
+        found = False
+    if found:
+        raise ValueError(
+            "y has the label -1 with semi_supervised=True, which is ambiguous: scikit-learn's "
+            "semi-supervised estimators read -1 as 'unlabelled', latentode reads a missing "
+            "label (NaN, None, pd.NA, or no entry for the series) as unlabelled. Write NaN for "
+            "the unlabelled series (a nullable dtype such as 'Int64' keeps integer classes), "
+            "or recode the class named -1.")

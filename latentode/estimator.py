@@ -39,6 +39,7 @@ from ._param_validation import (
 )
 from ._predict import predict_packed
 from ._state import FITTED_ATTRIBUTES, FittedState
+from .batch import UNLABELLED
 from .data.validation import external_stacklevel
 from .data.validation import fmt_ids as _fmt_ids
 from .nn import OBS_WEIGHTINGS, LatentODE
@@ -884,8 +885,9 @@ class LatentODERegressor(BaseEstimator):
                               "estimator's parameters", device)
             seed = _distd.broadcast_int(seed, device)
         seeds = np.random.SeedSequence(seed).generate_state(3)
-        train_idx, val_idx = _data.split_series(
-            vf.n_series, float(self.validation_fraction), np.random.default_rng(seeds[0])
+        train_idx, val_idx = _data.split_series(  # labelled and unlabelled series apart
+            vf.n_series, float(self.validation_fraction), np.random.default_rng(seeds[0]),
+            strata=None if labels is None else labels == UNLABELLED,
         )
         train = _data.subset(padded, train_idx)
         val = _data.subset(padded, val_idx) if len(val_idx) else None

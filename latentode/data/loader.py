@@ -183,6 +183,8 @@ def split_series(
     n_series: int,
     fraction: float,
     rng: np.random.Generator | np.random.RandomState | int | None = None,
+    *,
+    strata: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Random train / validation split of series indices (validation is split *by series*).
 
@@ -194,6 +196,10 @@ def split_series(
         Share of series for validation, in ``[0, 1)``.
     rng : numpy Generator / RandomState, int or None
         Randomness of the split.
+    strata : numpy.ndarray, optional
+        ``(n_series,)`` group of each series (e.g. labelled or not): each group is split on its
+        own, in sorted order of the groups, with the rules below, so that each keeps its share
+        of validation series. A single group (or None) is the plain split.
 
     Returns
     -------
@@ -205,13 +211,30 @@ def split_series(
     The validation size is ``round(fraction * n_series)``, clipped so that both sides keep at
     least one series: any ``fraction > 0`` gives at least one validation series when
     ``n_series >= 2``, and at most ``n_series - 1``. With a single series, or ``fraction == 0``,
-    the validation set is empty (callers then monitor the training loss).
+    the validation set is empty (callers then monitor the training loss). With ``strata``, the
+    same holds within each group.
     """
     if isinstance(n_series, bool) or not isinstance(n_series, (int, np.integer)) or n_series < 1:
         raise ValueError(f"n_series must be an integer >= 1, got {n_series!r}.")
     if isinstance(fraction, bool) or not (
             isinstance(fraction, (int, float, np.floating, np.integer)) and 0 <= fraction < 1):
         raise ValueError(f"fraction must be a number in [0, 1), got {fraction!r}.")
+    if strata is not None:
+        strata = np.asarray(strata)
+        if strata.shape != (n_series,):
+            raise ValueError(f"strata must hold one group per series ({n_series}), got shape "
+                             f"{strata.shape}.")
+        groups = np.unique(strata)
+        if len(groups) > 1:
+            if not isinstance(rng, (np.random.Generator, np.random.RandomState)):
+                rng = np.random.default_rng(rng)
+            train_parts, val_parts = [], []
+            for g in groups:
+                members = np.flatnonzero(strata == g).astype(np.int64)
+                tr, va = split_series(len(members), fraction, rng)
+                train_parts.append(members[tr])
+                val_parts.append(members[va])
+            return np.sort(np.concatenate(train_parts)), np.sort(np.concatenate(val_parts))
     n_val = int(round(float(fraction) * n_series))
     if fraction > 0 and n_series >= 2:
         n_val = min(max(n_val, 1), n_series - 1)

@@ -4,7 +4,9 @@ The Latent ODE paper (Rubanova et al., 2019, sec. 5, PhysioNet mortality) classi
 from its initial latent state ``z_t0`` with a small ReLU MLP and trains it jointly with the
 ELBO: ``loss = -ELBO + ce_weight * cross_entropy``. Its ODE-RNN classifier reads the encoder's
 output instead and is trained by the cross-entropy alone. :class:`ClassifierHead` is that MLP;
-:func:`weighted_cross_entropy` the loss, with per-series weights (``class_weight``).
+:func:`weighted_cross_entropy` the loss, with per-series weights (``class_weight``), and
+:func:`labelled_mean` its average over the labelled series of a batch (semi-supervised training:
+series labelled :data:`~latentode.batch.UNLABELLED` train the ELBO only).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..batch import UNLABELLED
 from .dynamics import mlp
 
-__all__ = ["ClassifierHead", "weighted_cross_entropy", "CLASSIFIER_INPUTS"]
+__all__ = ["ClassifierHead", "weighted_cross_entropy", "labelled_mean", "CLASSIFIER_INPUTS"]
 
 #: what the classifier reads: a sample of ``z_t0`` trained with the ELBO ("latent", the paper's
 #: Latent ODE classifier) or the encoder's output trained by cross-entropy alone ("encoder", the
@@ -87,27 +90,61 @@ def weighted_cross_entropy(
     logits : torch.Tensor
         ``(..., B, K)`` logits (leading dimensions, e.g. trajectory samples, are averaged).
     labels : torch.Tensor
-        ``(B,)`` class indices in ``[0, K)``.
+        ``(B,)`` class indices in ``[0, K)``, or :data:`~latentode.batch.UNLABELLED` (-1) for a
+        series without a label, whose cross-entropy is exactly 0 (and so is its gradient).
     weights : torch.Tensor, optional
         ``(B,)`` per-series weights (scikit-learn's ``class_weight`` turned into one weight per
-        series); default 1.
+        series); default 1. Ignored for unlabelled series.
 
     Returns
     -------
     torch.Tensor
-        ``(B,)`` weighted cross-entropy of each series (averaged over leading dimensions).
+        ``(B,)`` weighted cross-entropy of each series (averaged over leading dimensions); 0
+        for unlabelled series.
 
     Examples
     --------
-    >>> logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
-    >>> weighted_cross_entropy(logits, torch.tensor([0, 0]), torch.tensor([1.0, 3.0]))
-    tensor([0.1269, 6.3808])
+    >>> logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [0.0, 2.0]])
+    >>> weighted_cross_entropy(logits, torch.tensor([0, 0, -1]), torch.tensor([1.0, 3.0, 1.0]))
+    tensor([0.1269, 6.3808, 0.0000])
     """
     labels = labels.to(device=logits.device, dtype=torch.long)
+    known = labels != UNLABELLED
     logp = F.log_softmax(logits, dim=-1)
-    idx = labels.expand(*logits.shape[:-1]).unsqueeze(-1)
+    idx = labels.clamp(min=0).expand(*logits.shape[:-1]).unsqueeze(-1)
     ce = -logp.gather(-1, idx).squeeze(-1)  # (..., B)
     ce = ce.reshape(-1, ce.shape[-1]).mean(0)
     if weights is not None:
         ce = ce * weights.to(device=ce.device, dtype=ce.dtype)
-    return ce
+    return torch.where(known, ce, torch.zeros_like(ce))
+
+
+def labelled_mean(ce: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The cross-entropy of a batch: ``sum_b ce_b / n_labelled`` over its labelled series.
+
+    The mean over the series whose label is not :data:`~latentode.batch.UNLABELLED` (the
+    plain mean when every series is labelled), so that a classification weight keeps its
+    meaning (the weight of one labelled series' cross-entropy against the ELBO per observed
+    value) whatever share of a batch is unlabelled; 0 for a batch without a labelled series.
+    No host synchronisation.
+
+    Parameters
+    ----------
+    ce : torch.Tensor
+        ``(B,)`` per-series cross-entropy, 0 for unlabelled series
+        (:func:`weighted_cross_entropy`).
+    labels : torch.Tensor
+        ``(B,)`` class indices, -1 for unlabelled series.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar.
+
+    Examples
+    --------
+    >>> labelled_mean(torch.tensor([1.0, 3.0, 0.0]), torch.tensor([0, 1, -1]))
+    tensor(2.)
+    """
+    n = (labels.to(ce.device) != UNLABELLED).sum().clamp(min=1)
+    return ce.sum() / n.to(ce.dtype)

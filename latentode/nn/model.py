@@ -11,7 +11,7 @@ from torch import nn
 from latentode.batch import Batch
 from latentode.ode import odeint
 
-from .classifier import ClassifierHead, weighted_cross_entropy
+from .classifier import ClassifierHead, labelled_mean, weighted_cross_entropy
 from .decoder import Decoder
 from .dynamics import LatentDynamics
 from .likelihoods import (
@@ -600,12 +600,15 @@ class LatentODE(nn.Module):
             (see :meth:`draw_z0_noise`), used instead of drawing it from ``generator``.
         ce_weight : float
             Weight of the classification term (models with a classifier, batches with
-            ``labels``): ``loss += ce_weight * sum_b w_b CE_b / B``, the cross-entropy of the
+            ``labels``): ``loss += ce_weight * sum_b w_b CE_b / B_l``, the cross-entropy of the
             classifier on each trajectory sample of ``z_t0`` averaged over samples, ``w_b`` the
-            series' ``Batch.weights`` (default 1). The paper's PhysioNet classifier uses 100.
+            series' ``Batch.weights`` (default 1), summed over the ``B_l`` labelled series of
+            the batch (:func:`~latentode.nn.classifier.labelled_mean`: ``B_l = B`` when every
+            series is labelled; series labelled :data:`~latentode.batch.UNLABELLED` add to the
+            bound only; 0 when none is labelled). The paper's PhysioNet classifier uses 100.
         elbo : bool
             False trains the classifier alone (the paper's ODE-RNN classifier): ``loss =
-            sum_b w_b CE_b / B`` of the classifier on the posterior mean of ``z_t0`` (the
+            sum_b w_b CE_b / B_l`` of the classifier on the posterior mean of ``z_t0`` (the
             encoder's output); nothing is decoded, ``nll``, ``kl`` and ``mse`` are 0.
         readout_aux : float
             Weight ``lambda >= 0`` of the auxiliary term of a model with a :attr:`readout`:
@@ -638,7 +641,8 @@ class LatentODE(nn.Module):
             n_obs = mask.sum().detach()
             ce = weighted_cross_entropy(self.classify(batch), batch.labels, batch.weights)
             zero = ce.new_zeros(())
-            return LossOutput(loss=ce.mean(), nll=zero, kl=zero, mse=zero, n_obs=n_obs)
+            return LossOutput(loss=labelled_mean(ce, batch.labels), nll=zero, kl=zero,
+                              mse=zero, n_obs=n_obs)
         log_w, diag = self._log_weights(
             batch, target, n_traj_samples, kl_weight, generator, kl_estimator, weighting,
             z0_noise, readout_aux=readout_aux > 0,
@@ -650,8 +654,8 @@ class LatentODE(nn.Module):
             loss = loss - readout_aux * diag["aux_lik"].mean(0).sum() / denom
         if classify:
             logits = self.classifier(diag["z0"], batch.static)  # (K, B, n_classes)
-            loss = loss + ce_weight * weighted_cross_entropy(logits, batch.labels,
-                                                             batch.weights).mean()
+            ce = weighted_cross_entropy(logits, batch.labels, batch.weights)
+            loss = loss + ce_weight * labelled_mean(ce, batch.labels)
         return LossOutput(
             loss=loss,
             nll=(-diag["log_lik"].mean(0).sum() / denom).detach(),
