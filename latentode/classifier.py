@@ -200,8 +200,6 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         "class_weight": [None, Options(("balanced",)), InstanceOf(dict, "a dict")],
         "scoring": [Options(CLASSIFIER_SCORINGS)],
         "classifier_dropout": [Interval(Real, 0, 1, closed="left")],
-        "weight_decay": [Interval(Real, 0, None, closed="left",
-                                  description="be a non-negative finite number")],
         "semi_supervised": [Boolean()],
     }
 
@@ -272,20 +270,19 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             likelihood=likelihood, obs_df=obs_df, linear_term=linear_term, time_scale=time_scale,
             readout=readout, readout_aux=readout_aux, readout_reach=readout_reach,
             forecast_share=forecast_share, forecast_range=forecast_range,
+            weight_decay=weight_decay,
         )
         self.classifier = classifier
         self.ce_weight = ce_weight
         self.class_weight = class_weight
         self.scoring = scoring
         self.classifier_dropout = classifier_dropout
-        self.weight_decay = weight_decay
         self.semi_supervised = semi_supervised
 
     @classmethod
     def _added_params(cls) -> dict[str, Any]:
         """The regressor's added parameters and the classifier's own (older pickles)."""
-        return {**super()._added_params(), "classifier_dropout": 0.0, "weight_decay": 0.0,
-                "semi_supervised": False}
+        return {**super()._added_params(), "classifier_dropout": 0.0, "semi_supervised": False}
 
     def __sklearn_tags__(self):
         """A classifier of long DataFrames: ``y`` is required (one label per series)."""
@@ -477,7 +474,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
 
     def _fit_options(self, classes: np.ndarray | None,
                      val_labels: np.ndarray | None) -> dict[str, Any]:
-        options: dict[str, Any] = {"weight_decay": float(self.weight_decay)}
+        options: dict[str, Any] = {}
         if val_labels is None or classes is None:  # no validation series: the training loss
             return options
         val_labels = val_labels[val_labels != UNLABELLED]

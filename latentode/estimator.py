@@ -78,7 +78,7 @@ _ADDED_PARAMS: dict[str, Any] = {"scoring": "loss", "callbacks": None,
                                   "linear_term": False, "time_scale": None,
                                   "readout": "latent", "readout_aux": 1.0,
                                   "readout_reach": "window", "forecast_share": 0.0,
-                                  "forecast_range": FORECAST_RANGE}
+                                  "forecast_range": FORECAST_RANGE, "weight_decay": 0.0}
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -427,6 +427,10 @@ class LatentODERegressor(BaseEstimator):
         ``(low, high)``, ``0 < low <= high < 1``: the range of the split points of
         ``forecast_share``, as fractions of each series' window. Unused when
         ``forecast_share=0``.
+    weight_decay : float, default=0.0
+        L2 penalty on every weight of the network (encoder, dynamics, decoder), the
+        ``weight_decay`` of the Adamax optimiser (added to each gradient as ``weight_decay *
+        w``). 0: none.
 
     Attributes
     ----------
@@ -577,6 +581,8 @@ class LatentODERegressor(BaseEstimator):
         "readout_reach": [Options(READOUT_REACHES)],
         "forecast_share": [Interval(Real, 0, 1, closed="both")],
         "forecast_range": [Pair(Interval(Real, 0, 1, closed="neither"))],
+        "weight_decay": [Interval(Real, 0, None, closed="left",
+                                  description="be a non-negative finite number")],
     }
 
     def __init__(
@@ -625,6 +631,7 @@ class LatentODERegressor(BaseEstimator):
         readout_reach: str = "window",
         forecast_share: float = 0.0,
         forecast_range: tuple[float, float] = FORECAST_RANGE,
+        weight_decay: float = 0.0,
     ) -> None:
         self.latent_dim = latent_dim
         self.encoder = encoder
@@ -670,6 +677,7 @@ class LatentODERegressor(BaseEstimator):
         self.readout_reach = readout_reach
         self.forecast_share = forecast_share
         self.forecast_range = forecast_range
+        self.weight_decay = weight_decay
 
     # ------------------------------------------------------------------ sklearn plumbing
     def __sklearn_tags__(self):
@@ -925,6 +933,7 @@ class LatentODERegressor(BaseEstimator):
             callbacks=check_callbacks(self.callbacks),
             forecast_share=float(self.forecast_share),
             forecast_range=(float(self.forecast_range[0]), float(self.forecast_range[1])),
+            weight_decay=float(self.weight_decay),
             **self._fit_options(classes, None if val is None or labels is None
                                 else labels[val_idx]),
         )
