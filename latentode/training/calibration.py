@@ -58,6 +58,9 @@ FORECAST_FRACTIONS = (0.5, 0.3, 0.7)
 TAIL_GRID = (math.inf, 30.0, 20.0, 12.0, 8.0, 6.0, 5.0, 4.0, 3.0, 2.5, 2.0, 1.5, 1.0)
 #: posterior samples per held-out value behind the choice of the tails (the first ones)
 TAIL_SEARCH_SAMPLES = 8
+#: a Student-t's factors tried in a cell, relative to the best of the observation model's family:
+#: the steps of SCALE_GRID from about 0.4 to 1.2 times it (heavier tails need a smaller scale)
+TAIL_RATIOS = (SCALE_GRID[1] / SCALE_GRID[0]) ** torch.arange(-26, 6, dtype=torch.float64)
 
 
 class _HeldOut(NamedTuple):
@@ -102,14 +105,16 @@ the number of groups."""
 def _losses(
     records: list[_HeldOut], groupings: list[Grouping], criterion: str, obs: ObservationModel,
     tails: list[torch.Tensor] | None = None, grid: torch.Tensor | None = None,
-    max_samples: int | None = None,
+    max_samples: int | None = None, base: list[torch.Tensor] | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per group of each grouping, how badly each factor of ``grid`` (default
     :data:`SCALE_GRID`) fits the held-out ``records``.
 
     ``tails``, one ``(n,)`` tensor per record, gives the calibrated tails of each value (None:
     the observation model's family); ``max_samples`` keeps only the first posterior samples of
-    each value (a cheaper, noisier predictive). One pass over the records serves every grouping.
+    each value (a cheaper, noisier predictive); ``base``, one ``(n,)`` tensor per record, makes
+    the factors relative: value ``j`` is scored at ``base[j] * grid``. One pass over the records
+    serves every grouping.
     Returns, per grouping, the ``(len(grid), G)`` losses (lower is better: the summed squared
     gaps of the coverage of :data:`COVERAGE_LEVELS`, or minus the summed log density) and the
     ``(G,)`` counts of values.
@@ -126,7 +131,8 @@ def _losses(
             count += torch.bincount(groups[i], minlength=n).double()
         dev = rec.dev.double()[:max_samples]
         df = None if tails is None else tails[i]
-        for g, a in enumerate(grid):
+        for g, rel in enumerate(grid):
+            a = rel if base is None else rel * base[i]
             z = (rec.resid / a - dev) / rec.sigma  # (S, n)
             if criterion == "likelihood":
                 score = (torch.logsumexp(obs.calibrated_log_pdf(z, rec.channel, df), dim=0)
@@ -151,14 +157,15 @@ def _losses(
 def _best_factors(
     records: list[_HeldOut], groupings: list[Grouping], criterion: str, obs: ObservationModel,
     tails: list[torch.Tensor] | None = None, grid: torch.Tensor | None = None,
-    max_samples: int | None = None,
+    max_samples: int | None = None, base: list[torch.Tensor] | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Per group of each grouping, the factor of ``grid`` (default :data:`SCALE_GRID`) that best
     fits the held-out values (arguments as :func:`_losses`): per grouping, the ``(G,)`` best
     factors, counts of values and losses of the best factors."""
     grid = SCALE_GRID if grid is None else grid
     out = []
-    for loss, count in _losses(records, groupings, criterion, obs, tails, grid, max_samples):
+    for loss, count in _losses(records, groupings, criterion, obs, tails, grid, max_samples,
+                               base):
         best = loss.argmin(0)
         out.append((grid.to(loss.device)[best], count, loss.gather(0, best.unsqueeze(0))[0]))
     return out
@@ -171,27 +178,35 @@ def _fit_tails(
     """The ``(n_kinds * C,)`` calibrated tails of :func:`_fit_gap_spread` (``inf``: none).
 
     ``cells`` groups the held-out values by (kind, bucket, channel) cell. For each candidate of
-    :data:`TAIL_GRID`, every cell with ``min_values`` values or more takes its best factor among
-    every fourth one of :data:`SCALE_GRID`, with the first :data:`TAIL_SEARCH_SAMPLES`
+    :data:`TAIL_GRID`, every cell with ``min_values`` values or more takes its best factor (the
+    observation model's family: of :data:`SCALE_GRID`; a Student-t: that factor times one of
+    :data:`TAIL_RATIOS`, on the same grid), with the first :data:`TAIL_SEARCH_SAMPLES`
     posterior samples of each value (a cheaper predictive, good enough to rank the tails; the
     factors are fitted afterwards with all of them); the loss of a kind and channel is the sum
     of its cells' losses, weighted by their counts for the coverage criterion: a Student-t must
     fit the values *given* their cells' widths (errors of different widths pooled look
     heavy-tailed, which the cells already account for). A kind and channel with at least
     ``min_tail_values`` values takes the candidate of least loss: ``inf`` (the observation
-    model's family) unless another is strictly better.
+    model's family) unless a Student-t beats it by more than chance gives a perfectly calibrated
+    predictive (coverage: the sum over its cells of ``sum_L L (1 - L)``, the expected count-
+    weighted squared coverage gap of uniform probability integral transforms; likelihood: 2
+    nats per cell).
     """
-    coarse = SCALE_GRID[::4]
     n_cells = n_kinds * N_GAP_BUCKETS
     idx = torch.arange(n_cells * n_ch)  # cell index * C + channel -> kind * C + channel
     to_group = idx // (N_GAP_BUCKETS * n_ch) * n_ch + idx % n_ch
-    best_loss = best = eligible = None
+    best_loss = best = eligible = margin = base = family_loss = None
     for df in TAIL_GRID:
-        tails = None if math.isinf(df) else [torch.full_like(r.resid, df) for r in records]
-        [(_, count, loss)] = _best_factors(records, [cells], criterion, obs, tails, coarse,
-                                           TAIL_SEARCH_SAMPLES)
-        weight = torch.where(count >= min_values,
-                             count if criterion == "coverage" else torch.ones_like(count),
+        if base is None:  # the observation model's family, on the whole grid
+            [(factor, count, loss)] = _best_factors(records, [cells], criterion, obs,
+                                                    max_samples=TAIL_SEARCH_SAMPLES)
+            base = [factor[group] for group in cells[0]]
+        else:  # a Student-t: factors from TAIL_RATIOS times the family's best in the cell
+            tails = [torch.full_like(r.resid, df) for r in records]
+            [(_, count, loss)] = _best_factors(records, [cells], criterion, obs, tails,
+                                               TAIL_RATIOS, TAIL_SEARCH_SAMPLES, base)
+        used = count >= min_values
+        weight = torch.where(used, count if criterion == "coverage" else torch.ones_like(count),
                              torch.zeros_like(count))
         to = to_group.to(loss.device)
         group_loss = torch.zeros(n_kinds * n_ch, dtype=loss.dtype, device=loss.device)
@@ -199,11 +214,18 @@ def _fit_tails(
         if best_loss is None:  # the observation model's family
             n_group = torch.zeros_like(group_loss).index_add_(0, to, count)
             eligible = n_group >= min_tail_values
+            # the margin a tail must win by: the loss a perfectly calibrated predictive has by
+            # chance (its expected squared coverage gap at level L is L (1 - L) / n per cell,
+            # times n), or 2 nats per cell for the likelihood
+            floor = (sum(lv * (1.0 - lv) for lv in COVERAGE_LEVELS)
+                     if criterion == "coverage" else 2.0)
+            margin = torch.zeros_like(group_loss).index_add_(0, to, used.to(loss.dtype)) * floor
             best_loss, best = group_loss, torch.full_like(group_loss, math.inf)
+            family_loss = group_loss
             if not bool(eligible.any()):
                 break
             continue
-        better = eligible & (group_loss < best_loss)
+        better = eligible & (group_loss < best_loss) & (group_loss < family_loss - margin)
         best = torch.where(better, torch.full_like(best, df), best)
         best_loss = torch.where(better, group_loss, best_loss)
     return best
