@@ -29,7 +29,7 @@ degrees of freedom are chosen with the factor (calibrated tails, ``GapSpread.tai
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -42,7 +42,7 @@ from latentode.nn.spread import GAP_KINDS, N_GAP_BUCKETS, GapSpread, observation
 from .objective import drop_observations, split_forecast
 
 __all__ = ["calibrate_spread", "SCALE_GRID", "CRITERIA", "COVERAGE_LEVELS",
-           "FORECAST_FRACTIONS", "TAIL_GRID"]
+           "FORECAST_FRACTIONS", "HIDE_FRACTIONS", "TAIL_GRID"]
 
 #: candidate factors: geometric grid from 1/4 to 8 (ratio about 1.036 between neighbours)
 SCALE_GRID = torch.logspace(math.log10(0.25), math.log10(8.0), 97, dtype=torch.float64)
@@ -53,6 +53,9 @@ CRITERIA = ("coverage", "likelihood")
 #: where each series is split for the forecast rounds of the gap factors (one per round, in
 #: turn), as fractions of its window; ``forecast_split`` replaces them when given
 FORECAST_FRACTIONS = (0.5, 0.3, 0.7)
+#: the share of each series' observed values hidden in each round (one per round, in turn): from
+#: dense to sparse conditioning, since a user may ask to fill in any share of a series
+HIDE_FRACTIONS = (0.1, 0.3, 0.5)
 #: candidate calibrated tails: degrees of freedom of the Student-t that replaces the observation
 #: model's standard family (``inf``: the family itself, always tried first and kept on ties)
 TAIL_GRID = (math.inf, 30.0, 20.0, 12.0, 8.0, 6.0, 5.0, 4.0, 3.0, 2.5, 2.0, 1.5, 1.0)
@@ -283,7 +286,7 @@ def calibrate_spread(
     model: nn.Module,
     batches: Iterable[Batch],
     *,
-    fraction: float = 0.2,
+    fraction: float | Sequence[float] = HIDE_FRACTIONS,
     rounds: int = 3,
     n_samples: int = 32,
     min_values: int = 20,
@@ -297,11 +300,14 @@ def calibrate_spread(
     """Fit ``model.spread_scale`` per channel on held-out values of ``batches``; return it.
 
     In each of ``rounds`` passes over ``batches``, a random ``fraction`` of every series'
-    observed values is hidden (:func:`~latentode.training.objective.drop_observations` with
-    ``keep_first=True``: the first time point with an observed value keeps its values, as in
+    observed values is hidden (by default 10 %, 30 % and 50 % in turn, :data:`HIDE_FRACTIONS`:
+    the errors of a value depend on how sparse the rest is, beyond its distance to the nearest
+    observation, and a user may hide any share), by
+    :func:`~latentode.training.objective.drop_observations` with ``keep_first=True`` (the
+    first time point with an observed value keeps its values, as in
     :func:`latentode.evaluation.hide_values`, so that the hidden values are values to fill in
-    and not backward forecasts that also leave the initial state unobserved); the
-    model conditions on the rest and draws ``n_samples`` trajectories at the series' times.
+    and not backward forecasts that also leave the initial state unobserved); the model
+    conditions on the rest and draws ``n_samples`` trajectories at the series' times.
     For each candidate factor ``a`` of :data:`SCALE_GRID` the predictive distribution of a
     hidden value ``y`` is ``mean_s p(y; c + a (m_s - c), a sigma)`` (``m_s`` the decoded
     samples, ``c`` their average, ``sigma`` the learned scale, ``p`` the density of the model's
@@ -351,8 +357,9 @@ def calibrate_spread(
         ``gap_spread`` if it has one).
     batches : iterable of Batch
         Held-out series, re-iterable (a list), on the model's device and dtype.
-    fraction : float
-        Fraction of observed values hidden per round.
+    fraction : float or sequence of float
+        Fraction of observed values hidden per round, or one per round in turn (each in
+        ``[0, 1)``).
     rounds : int
         Independent hiding rounds (more held-out values, the same series), and forecast rounds
         of the gap factors.
@@ -389,6 +396,11 @@ def calibrate_spread(
         raise ValueError(f"n_samples must be >= 2, got {n_samples}.")
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}.")
+    fractions = ((float(fraction),) if isinstance(fraction, (int, float))
+                 else tuple(float(f) for f in fraction))
+    if not fractions or not all(0.0 <= f < 1.0 for f in fractions):
+        raise ValueError(f"fraction must lie in [0, 1) (or be a non-empty sequence of such), "
+                         f"got {fraction!r}.")
     batches = list(batches)
     scale_buf = model.spread_scale
     n_ch = scale_buf.shape[0]
@@ -410,7 +422,8 @@ def calibrate_spread(
                          else FORECAST_FRACTIONS[r % len(FORECAST_FRACTIONS)])
                 for batch in batches:
                     if kind == "hidden":
-                        cond = drop_observations(batch, fraction, generator,
+                        cond = drop_observations(batch, fractions[r % len(fractions)],
+                                                 generator,
                                                  keep_first=True)
                         rec = _held_out(model, cond, batch, (batch.mask - cond.mask) > 0,
                                         n_samples, generator)
