@@ -152,8 +152,8 @@ def _tail_coverage(model, batches, seed):
 def test_calibrated_tails_fit_heavy_tailed_errors_that_no_factor_can():
     """Errors 0.3 t_3 distributed: calibrated on 200 series, checked on 600 others, the 50 % and
     90 % intervals of hidden values and of forecasts cover within 2.5 points of nominal with
-    the tails (measured: 51.3 / 89.6 and 51.6 / 89.4, 4 degrees of freedom for both kinds);
-    factors alone cannot (more than 3 points off: 51.8 / 85.9 and 53.3 / 86.2)."""
+    the tails (measured: 50.4 / 90.7 and 51.6 / 89.4, 3 and 4 degrees of freedom); factors
+    alone cannot (more than 3 points off: 51.8 / 86.2 and 53.3 / 86.2)."""
     model = _KnownMeanModel()
     val, test = _noise_batches(200, 1, 3.0), _noise_batches(600, 2, 3.0)
     calibrate_spread(model, val, by_tail=False, n_samples=2,
@@ -266,3 +266,34 @@ def test_default_fit_calibrates_tails_only_where_they_fit_better():
     est.model_.gap_spread.tail_df.fill_(float("inf"))
     plain = est.predict(df, quantiles=(0.05, 0.95), n_samples=20)
     np.testing.assert_array_equal(pred.to_numpy(), plain.to_numpy())
+
+
+def test_hidden_rounds_cycle_through_the_fractions_and_check_them():
+    from latentode.training.calibration import HIDE_FRACTIONS
+
+    class Recorder(_KnownMeanModel):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def predict(self, cond, times, lengths, **kw):
+            self.seen.append(float(cond.mask.sum()))
+            return super().predict(cond, times, lengths, **kw)
+
+    batches = _noise_batches(400, 0, np.inf)  # 4 batches of 100 series x 25 values
+    total = 400 * 25
+    model = Recorder()
+    calibrate_spread(model, batches, n_samples=2, by_gap=False,
+                     generator=torch.Generator().manual_seed(0))
+    per_round = np.add.reduceat(np.array(model.seen), [0, 4, 8])  # 3 rounds of 4 batches
+    hidden = 1.0 - per_round / total
+    assert HIDE_FRACTIONS == (0.1, 0.3, 0.5)
+    np.testing.assert_allclose(hidden, [0.1 * 24 / 25, 0.3 * 24 / 25, 0.5 * 24 / 25], atol=0.01)
+    model.seen.clear()
+    calibrate_spread(model, batches, fraction=0.2, n_samples=2, by_gap=False,
+                     generator=torch.Generator().manual_seed(0))
+    hidden = 1.0 - np.add.reduceat(np.array(model.seen), [0, 4, 8]) / total
+    np.testing.assert_allclose(hidden, [0.2 * 24 / 25] * 3, atol=0.01)
+    for bad in ((0.1, 1.0), (), -0.1):
+        with pytest.raises(ValueError, match="fraction must lie in"):
+            calibrate_spread(model, batches, fraction=bad, n_samples=2)
