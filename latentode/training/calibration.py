@@ -58,9 +58,9 @@ FORECAST_FRACTIONS = (0.5, 0.3, 0.7)
 HIDE_FRACTIONS = (0.1, 0.3, 0.5)
 #: candidate calibrated tails: degrees of freedom of the Student-t that replaces the observation
 #: model's standard family (``inf``: the family itself, always tried first and kept on ties)
-TAIL_GRID = (math.inf, 30.0, 20.0, 12.0, 8.0, 6.0, 5.0, 4.0, 3.0, 2.5, 2.0, 1.5, 1.0)
+TAIL_GRID = (math.inf, 30.0, 12.0, 6.0, 4.0, 3.0, 2.0, 1.5, 1.0)
 #: posterior samples per held-out value behind the choice of the tails (the first ones)
-TAIL_SEARCH_SAMPLES = 8
+TAIL_SEARCH_SAMPLES = 4
 #: a Student-t's factors tried in a cell, relative to the best of the observation model's family:
 #: the steps of SCALE_GRID from about 0.4 to 1.2 times it (heavier tails need a smaller scale)
 TAIL_RATIOS = (SCALE_GRID[1] / SCALE_GRID[0]) ** torch.arange(-26, 6, dtype=torch.float64)
