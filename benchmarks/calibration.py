@@ -255,9 +255,13 @@ def run_suite(args: argparse.Namespace, names: Sequence[str]) -> pd.DataFrame:
             abs(row[f"{task} {lv}"] - lv) <= tol for task, tol in TOLERANCE.items()
             for lv in (50, 90)))
         rows[name] = row
+        tails = est.model_.gap_spread.tail_df  # (kinds, C): inside / beyond the window
         print(f"{name}: {case.description}; {df['id'].nunique()} series, "
               f"{est.history_.n_epochs} epochs in {fit_s:.0f} s; spread factors "
-              + ", ".join(f"{v:.2f}" for v in est.model_.spread_scale.tolist()), flush=True)
+              + ", ".join(f"{v:.2f}" for v in est.model_.spread_scale.tolist())
+              + "; tails (degrees of freedom, inside / beyond) "
+              + ", ".join(f"{c} {i:g} / {b:g}" for c, i, b in zip(cols, *tails.tolist())),
+              flush=True)
     table = pd.DataFrame(rows).T
     order = [f"{task} {lv}{tag}" for task in TOLERANCE for tag in ("", " one", " raw")
              for lv in (50, 90)]

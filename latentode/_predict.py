@@ -39,12 +39,16 @@ class PackedPrediction(NamedTuple):
     gap_factor : numpy.ndarray or None
         ``(P, C)`` further factor of the noise at each point (a fitted ``model.gap_spread``,
         ``S > 1``; already applied to ``mean``'s spread), else None.
+    tail_df : numpy.ndarray or None
+        ``(P, C)`` calibrated tails at each point (``model.gap_spread`` with fitted tails,
+        ``S > 1``; ``inf``: the observation model's family), else None.
     """
 
     mean: np.ndarray
     obs_std: np.ndarray
     intensity: np.ndarray | None
     gap_factor: np.ndarray | None = None
+    tail_df: np.ndarray | None = None
 
 
 def predict_packed(
@@ -98,6 +102,7 @@ def predict_packed(
     means: list[np.ndarray] = []
     rates: list[np.ndarray] = []
     gaps: list[np.ndarray] = []  # per point, when the calibration depends on the point
+    tails: list[np.ndarray] = []
     before = model.max_steps
     if max_steps is not None:
         model.max_steps = int(max_steps)
@@ -129,6 +134,8 @@ def predict_packed(
                 obs_std = pred.obs_std
                 if pred.gap_factor is not None:  # (b, width, C)
                     gaps.append(pred.gap_factor.cpu().numpy()[valid])
+                if pred.tail_df is not None:
+                    tails.append(pred.tail_df.cpu().numpy()[valid])
                 lo += b
     finally:
         model.max_steps = before
@@ -140,5 +147,6 @@ def predict_packed(
     if model.poisson_process:
         intensity = np.concatenate(rates, axis=1) if rates else empty.copy()
     gap_factor = np.concatenate(gaps, axis=0) if gaps else None
+    tail_df = np.concatenate(tails, axis=0) if tails else None
     return PackedPrediction(mean=mean, obs_std=obs_std.cpu().numpy(), intensity=intensity,
-                            gap_factor=gap_factor)
+                            gap_factor=gap_factor, tail_df=tail_df)

@@ -135,6 +135,8 @@ class _Samples:
     gap_factor : numpy.ndarray or None
         ``(n_rows, C)`` calibration factor of the noise scale at each row (the model's fitted
         ``gap_spread``; already applied to the spread of ``mean``), else None.
+    tail_df : numpy.ndarray or None
+        ``(n_rows, C)`` calibrated tails at each row (the fitted ``gap_spread``'s), else None.
     """
 
     query: pd.DataFrame
@@ -142,6 +144,7 @@ class _Samples:
     noise: dict[str, np.ndarray]
     intensity: np.ndarray | None = None
     gap_factor: np.ndarray | None = None
+    tail_df: np.ndarray | None = None
 
     @property
     def obs_std(self) -> np.ndarray:
@@ -150,11 +153,15 @@ class _Samples:
 
     def noise_at(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The noise parameters of the rows selected by the boolean ``rows`` (default all), the
-        scale ``(n, C)`` per row when there is a ``gap_factor``."""
-        if self.gap_factor is None:
-            return self.noise
-        factor = self.gap_factor if rows is None else self.gap_factor[rows]
-        return {**self.noise, "scale": self.noise["scale"] * factor}
+        scale ``(n, C)`` per row when there is a ``gap_factor``, and ``"tail_df"`` ``(n, C)``
+        when there are calibrated tails."""
+        noise = self.noise
+        if self.gap_factor is not None:
+            factor = self.gap_factor if rows is None else self.gap_factor[rows]
+            noise = {**noise, "scale": noise["scale"] * factor}
+        if self.tail_df is not None:
+            noise = {**noise, "tail_df": self.tail_df if rows is None else self.tail_df[rows]}
+        return noise
 
 
 class LatentODERegressor(BaseEstimator):
@@ -288,7 +295,8 @@ class LatentODERegressor(BaseEstimator):
         After training, rescale the predictive spread per channel on the validation series
         so that ``quantiles`` and :meth:`sample` intervals reach their nominal coverage
         (:func:`latentode.training.calibrate_spread` with ``criterion="coverage"``: in three
-        rounds, 20 % of their observed values are hidden from the encoder, or with
+        rounds, 10 %, 30 % and 50 % of their observed values are hidden from the encoder
+        (never those of a series' first observed time point), or with
         ``forecast_split`` their future values are held out, and each channel takes the factor
         whose central 10 % to 95 % intervals of the held-out values come closest to their
         nominal coverage; a channel with fewer than 20 held-out values keeps 1). The factors
@@ -297,7 +305,10 @@ class LatentODERegressor(BaseEstimator):
         it) and their distance to the channel's nearest observation (four buckets per kind),
         fitted the same way on the hidden values and on forecasts of the validation series
         split at 50 %, 30 % and 70 % of their windows (``model_.gap_spread``), so that
-        intervals widen with the horizon as the errors do. Point predictions are unchanged.
+        intervals widen with the horizon as the errors do; where the held-out errors have
+        heavier tails than the observation model, a Student-t of fitted degrees of freedom
+        replaces its family at those values (per kind and channel, with 100 held-out values or
+        more: ``model_.gap_spread.tail_df``). Point predictions are unchanged.
         Needs validation series (``validation_fraction > 0`` and two or more series);
         otherwise the factors stay 1.
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
@@ -947,7 +958,7 @@ class LatentODERegressor(BaseEstimator):
 
             if distributed:  # rank 0 calibrates, every rank receives its factors
                 _distd.from_rank0(calibrate, model.spread_scale, model.gap_spread.edges,
-                                  model.gap_spread.factors)
+                                  model.gap_spread.factors, model.gap_spread.tail_df)
             else:
                 calibrate()
         if reuse:
@@ -1448,6 +1459,7 @@ class LatentODERegressor(BaseEstimator):
         return _Samples(
             query=query.frame, mean=mean, noise=noise,
             gap_factor=None if pred.gap_factor is None else plan.gather_rows(pred.gap_factor),
+            tail_df=None if pred.tail_df is None else plan.gather_rows(pred.tail_df),
             intensity=None if rate is None else self.model_.intensity.to_user_units(
                 rate, self.time_encoder_.scale_),
         )

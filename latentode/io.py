@@ -832,7 +832,10 @@ def _check_weights(state: dict[str, Any], hparams: dict[str, Any],
                 f"weights: {name!r} is {value.dtype} {tuple(value.shape)}, the network of "
                 f"model_hparams needs {ref.dtype} {tuple(ref.shape)}"
             )
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        if name in LatentODE.POSITIVE_STATE:
+            if not bool((value > 0).all()):
+                raise _Invalid(f"weights: {name!r} has values that are not positive")
+        elif value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise _Invalid(f"weights: {name!r} has non-finite values")
     out = {}
     for name, value in state.items():

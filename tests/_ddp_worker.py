@@ -101,6 +101,7 @@ def run_estimator(out: Path | None, rank: int = 0) -> dict:
     pred = est.predict(df)
     return {"train_loss": est.history_["train_loss"], "val_loss": est.history_["val_loss"],
             "spread_scale": est.model_.spread_scale.cpu().tolist(),
+            "tail_df": est.model_.gap_spread.tail_df.cpu().tolist(),
             "pred": pred[["a", "b"]].to_numpy().ravel().tolist(),
             "weights": torch.cat([p.detach().reshape(-1).cpu()
                                   for p in est.model_.parameters()]).tolist(),

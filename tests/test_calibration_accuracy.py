@@ -56,3 +56,25 @@ def test_intervals_hold_on_stochastic_processes_the_calibration_was_not_develope
                 assert abs(cov - level) <= tol, (name, task, level, cov)
         # the gap factors are what holds the forecasts: without calibration they are too narrow
         assert table.loc[name, "extrap 90 raw"] < 80.0, table
+
+
+@pytest.mark.timeout(1200)
+def test_intervals_hold_where_one_shape_did_not():
+    """``benchmarks/calibration.py --suite osc-sparse physionet --epochs 60`` (about 2 minutes):
+    the two data sets whose interpolation intervals missed before calibration hid values as
+    users do and fitted tails (osc-sparse 58.2 / 94.2: too wide, the validation rounds hid the
+    first observation that the test keeps; PhysioNet 51.2 / 84.6: heavier tails than the
+    Gaussian). Measured: osc-sparse 48.6 / 86.8 and 50.2 / 90.4, PhysioNet 50.9 / 89.6 and
+    50.2 / 87.7, with Student-t tails on the PhysioNet channels' held-out values (one factor per
+    channel: 53.0 / 85.7)."""
+    bench = load_script(BENCH)
+    threads = torch.get_num_threads()
+    try:
+        table = bench.main(["--suite", "osc-sparse", "physionet", "--epochs", "60"])
+    finally:
+        torch.set_num_threads(threads)
+    for name in ("osc-sparse", "physionet"):
+        for task, tol in bench.TOLERANCE.items():
+            for level in (50, 90):
+                cov = table.loc[name, f"{task} {level}"]
+                assert abs(cov - level) <= tol, (name, task, level, cov)

@@ -152,6 +152,7 @@ def test_two_processes_equal_one_process_estimator(trained):
     np.testing.assert_allclose(rank0["val_loss"], single["val_loss"], rtol=1e-5)
     np.testing.assert_allclose(rank0["weights"], single["weights"], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(rank0["spread_scale"], single["spread_scale"], rtol=1e-4)
+    np.testing.assert_array_equal(rank0["tail_df"], single["tail_df"])  # rank 0's, shared
     np.testing.assert_allclose(rank0["pred"], single["pred"], rtol=1e-4, atol=1e-5)
     assert np.isfinite(rank0["pred"]).all()
 

@@ -84,12 +84,18 @@ class PredictOutput(NamedTuple):
         ``(B, M, C)`` factor of :attr:`LatentODE.gap_spread` at each query (kind and distance
         to the observations) when calibrated with fitted gap factors, else None: the scale of
         the observation model at a query is then ``obs_std * gap_factor``.
+    tail_df : torch.Tensor or None
+        ``(B, M, C)`` calibrated tails of :attr:`LatentODE.gap_spread` at each query when
+        calibrated with fitted tails, else None: where finite, a Student-t of these degrees of
+        freedom replaces the observation model's standard family
+        (:mod:`latentode.nn.observation.tails`).
     """
 
     mean: torch.Tensor
     obs_std: torch.Tensor
     intensity: torch.Tensor | None
     gap_factor: torch.Tensor | None = None
+    tail_df: torch.Tensor | None = None
 
 
 class LatentODE(nn.Module):
@@ -187,10 +193,15 @@ class LatentODE(nn.Module):
     """
 
     #: State-dict entries that files saved before they existed lack: loading such a file keeps
-    #: their initial values (an uncalibrated ``gap_spread``, i.e. the former behaviour; an
+    #: their initial values (an uncalibrated ``gap_spread``, or one without calibrated tails,
+    #: i.e. the former behaviour; an
     #: untrained ``decoder_noise``, which only training reads).
-    OPTIONAL_STATE = ("gap_spread.edges", "gap_spread.factors", "decoder_noise.raw",
-                      "decoder_noise.fixed", "decoder_noise.raw_df", "decoder_noise.fixed_df")
+    OPTIONAL_STATE = ("gap_spread.edges", "gap_spread.factors", "gap_spread.tail_df",
+                      "decoder_noise.raw", "decoder_noise.fixed", "decoder_noise.raw_df",
+                      "decoder_noise.fixed_df")
+    #: State-dict entries that hold positive numbers, ``+inf`` included (the calibrated tails'
+    #: degrees of freedom, ``inf`` where there are none); every other float entry is finite.
+    POSITIVE_STATE = ("gap_spread.tail_df",)
 
     def __init__(
         self,
@@ -756,13 +767,14 @@ class LatentODE(nn.Module):
             factor of :attr:`gap_spread` at each query (its kind and distance to the
             conditioning observations; 1 until fitted): with ``S > 1`` samples, each sample's
             deviation from the sample average and the noise standard deviation are multiplied
-            by it, so the average is unchanged.
+            by it, so the average is unchanged; and give the calibrated tails of
+            :attr:`gap_spread` (``tail_df``) when fitted.
 
         Returns
         -------
         PredictOutput
             ``mean (S, B, M, C)``, ``obs_std (C,)``, ``intensity (S, B, M, C)`` or None,
-            ``gap_factor (B, M, C)`` or None.
+            ``gap_factor (B, M, C)`` or None, ``tail_df (B, M, C)`` or None.
 
         Notes
         -----
@@ -780,10 +792,10 @@ class LatentODE(nn.Module):
         mean = self.decode(z, cond, query_times)
         intensity = self.intensity(z) if self.poisson_process else None
         obs_std = self.obs_std
-        by_gap = None
+        by_gap = tails = None
         if calibrated and n_samples > 1:
             factor = self.spread_scale
-            by_gap = self.gap_spread(cond, query_times)
+            by_gap, tails = self.gap_spread.calibration(cond, query_times)
             if by_gap is not None:
                 by_gap = by_gap.to(mean.dtype)
                 factor = factor * by_gap  # (B, M, C)
@@ -791,7 +803,7 @@ class LatentODE(nn.Module):
             mean = center + factor * (mean - center)
             obs_std = obs_std * self.spread_scale
         return PredictOutput(mean=mean, obs_std=obs_std, intensity=intensity,
-                             gap_factor=by_gap)
+                             gap_factor=by_gap, tail_df=tails)
 
 
 def _start_time(cond: Batch, times: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

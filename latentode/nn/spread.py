@@ -18,6 +18,14 @@ A query at a time where the channel was observed (gap 0: the values the model co
 keeps the channel's factor alone. The factors are fitted after training by
 :func:`latentode.training.calibrate_spread` on values held out from validation series; until
 then they are 1 and the model predicts as if the module were absent.
+
+A factor fixes the width of the predictive distribution, not its shape: when the errors of the
+values the model did not condition on are heavier-tailed than the observation model (a mix of
+well and badly predicted series, say), no factor gets both the 50 % and the 90 % intervals
+right. So the module also holds *calibrated tails*: per kind and channel, the degrees of freedom
+of a Student-t that replaces the observation model's standard family at those values
+(:mod:`latentode.nn.observation.tails`; ``inf``, the default, keeps the family), fitted together
+with the factors.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ GAP_KINDS = ("inside", "beyond")
 
 @torch.no_grad()
 def observation_gaps(
-    cond: Batch, query_times: torch.Tensor
+    cond: Batch, query_times: torch.Tensor, *, observed_window: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Time from each query to the nearest conditioning observation of each channel.
 
@@ -54,6 +62,13 @@ def observation_gaps(
         (``cond.lengths``; positions beyond it are ignored even if they hold later times).
     query_times : torch.Tensor
         ``(B, M)`` query times, model time.
+    observed_window : bool
+        Whether the conditioning window (``beyond``) spans the time points with an observed
+        value only (True) or every valid time point (False). They differ only for a batch with
+        time points whose values are all hidden, as after
+        :func:`~latentode.training.objective.drop_observations`; the estimator's conditioning
+        batches have none, so calibration (True) classifies a value hidden at the end of a
+        series as the forecast it is when a user asks for it.
 
     Returns
     -------
@@ -61,15 +76,27 @@ def observation_gaps(
         ``(B, M, C)`` distance to the nearest observed value of the channel, ``inf`` when the
         series has none; 0 at a time where the channel is observed.
     beyond : torch.Tensor
-        ``(B, M)`` bool, True where the query lies before the first or after the last valid
-        conditioning time of its series.
+        ``(B, M)`` bool, True where the query lies before the first or after the last
+        conditioning time of its series (see ``observed_window``; a series without an observed
+        value: its valid times).
     """
     nb = channel_neighbours(cond, query_times, strict=False)
     gap = torch.minimum(nb.prev_gap, nb.next_gap)
     times = cond.times
     q = query_times.to(device=times.device, dtype=times.dtype)
-    last = times.gather(1, (cond.lengths.to(times.device).long().clamp(min=1) - 1).unsqueeze(1))
-    beyond = (q < times[:, :1]) | (q > last)
+    n = times.shape[1]
+    lengths = cond.lengths.to(times.device).long().clamp(min=1)
+    pos = torch.arange(n, device=times.device)
+    seen = pos.unsqueeze(0) < lengths.unsqueeze(1)  # (B, N) valid time points
+    if observed_window:
+        seen = seen & (cond.mask > 0).any(-1)
+    # first and last of those time points (a series without any: its valid times)
+    first = torch.where(seen, pos, n).min(1).values
+    last = torch.where(seen, pos, -1).max(1).values
+    none = ~seen.any(1)
+    first = torch.where(none, torch.zeros_like(first), first)
+    last = torch.where(none, lengths - 1, last)
+    beyond = (q < times.gather(1, first.unsqueeze(1))) | (q > times.gather(1, last.unsqueeze(1)))
     return gap, beyond
 
 
@@ -89,6 +116,11 @@ class GapSpread(nn.Module):
     factors : torch.Tensor
         ``(len(GAP_KINDS), N_GAP_BUCKETS, C)`` buffer: the factor of each kind, bucket and
         channel, relative to the model's ``spread_scale`` (1: no change).
+    tail_df : torch.Tensor
+        ``(len(GAP_KINDS), C)`` buffer: per kind and channel, the degrees of freedom of the
+        Student-t that replaces the observation model's standard family at the queries of the
+        kind with a gap (``inf``: the family is kept). Files saved before it existed load with
+        ``inf``.
     """
 
     def __init__(self, n_channels: int) -> None:
@@ -96,6 +128,7 @@ class GapSpread(nn.Module):
         k = len(GAP_KINDS)
         self.register_buffer("edges", torch.zeros(k, N_GAP_BUCKETS - 1))
         self.register_buffer("factors", torch.ones(k, N_GAP_BUCKETS, n_channels))
+        self.register_buffer("tail_df", torch.full((k, n_channels), float("inf")))
 
     @property
     def n_cells(self) -> int:
@@ -103,13 +136,19 @@ class GapSpread(nn.Module):
         return self.factors.shape[0] * self.factors.shape[1]
 
     def is_identity(self) -> bool:
-        """Whether every factor is 1 (uncalibrated: the model ignores the module)."""
-        return bool((self.factors == 1).all())
+        """Whether every factor is 1 and no tail is calibrated (the model ignores the
+        module)."""
+        return bool((self.factors == 1).all()) and not self.has_tails()
+
+    def has_tails(self) -> bool:
+        """Whether some kind and channel has calibrated tails (a finite ``tail_df``)."""
+        return bool(torch.isfinite(self.tail_df).any())
 
     def reset(self) -> None:
-        """Set every factor to 1 and the edges to 0 (the state of a new model)."""
+        """Set every factor to 1, the edges to 0 and the tails to ``inf`` (a new model)."""
         self.factors.fill_(1.0)
         self.edges.zero_()
+        self.tail_df.fill_(float("inf"))
 
     def cells(self, gap: torch.Tensor, beyond: torch.Tensor) -> torch.Tensor:
         """The (kind, bucket) cell ``kind * N_GAP_BUCKETS + bucket`` of each query and channel.
@@ -132,15 +171,49 @@ class GapSpread(nn.Module):
         bucket = (gap.unsqueeze(-1) > edges).sum(-1)
         return kind * N_GAP_BUCKETS + bucket
 
-    def forward(self, cond: Batch, query_times: torch.Tensor) -> torch.Tensor | None:
-        """``(B, M, C)`` factors of the queries, or None when the module is the identity.
+    def tails(self, gap: torch.Tensor, beyond: torch.Tensor,
+              channel: torch.Tensor | None = None) -> torch.Tensor:
+        """Calibrated degrees of freedom of each query and channel (``inf`` at gap 0).
 
-        Queries at a time where the channel is observed (gap 0) get 1.
+        Parameters
+        ----------
+        gap, beyond : torch.Tensor
+            As :meth:`cells`.
+        channel : torch.Tensor, optional
+            Long channel of each entry, shaped like ``gap``; default: ``gap``'s last axis is
+            the channel axis.
+
+        Returns
+        -------
+        torch.Tensor
+            Shaped like ``gap``.
+        """
+        kind = beyond.long().expand_as(gap)
+        if channel is None:
+            channel = torch.arange(gap.shape[-1], device=gap.device).expand_as(gap)
+        df = self.tail_df.to(gap.dtype)[kind, channel]
+        return torch.where(gap > 0, df, torch.full_like(df, float("inf")))
+
+    def calibration(self, cond: Batch, query_times: torch.Tensor
+                    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(B, M, C)`` factors and tails of the queries (each None when not calibrated).
+
+        Queries at a time where the channel is observed (gap 0) get factor 1 and tail ``inf``.
         """
         if self.is_identity():
-            return None
+            return None, None
         gap, beyond = observation_gaps(cond, query_times)
         cell = self.cells(gap, beyond.unsqueeze(-1))
         table = self.factors.reshape(self.n_cells, -1).to(gap.dtype)  # (cells, C)
         factor = table.gather(0, cell.reshape(-1, cell.shape[-1])).reshape(cell.shape)
-        return torch.where(gap > 0, factor, torch.ones_like(factor))
+        factor = torch.where(gap > 0, factor, torch.ones_like(factor))
+        tails = self.tails(gap, beyond.unsqueeze(-1)) if self.has_tails() else None
+        return factor, tails
+
+    def forward(self, cond: Batch, query_times: torch.Tensor) -> torch.Tensor | None:
+        """``(B, M, C)`` factors of the queries, or None when the module is the identity.
+
+        Queries at a time where the channel is observed (gap 0) get 1 (:meth:`calibration`
+        also gives the tails).
+        """
+        return self.calibration(cond, query_times)[0]

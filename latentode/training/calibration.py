@@ -19,12 +19,17 @@ model's :class:`~latentode.nn.spread.GapSpread` then gets a factor per channel, 
 (inside the conditioning window, or a forecast beyond it) and bucket of the gap to the nearest
 observation of the channel, fitted the same way on values held out both ways: hidden inside the
 series, and after a split of each series (forecasts at several horizons).
+
+Factors fix the width, not the shape: errors that are a mix of small and large ones have heavier
+tails than the observation model, and no factor then gets the 50 % and the 90 % intervals right
+at once. So, per kind and channel, the standard family may be replaced by a Student-t whose
+degrees of freedom are chosen with the factor (calibrated tails, ``GapSpread.tail_df``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -37,7 +42,7 @@ from latentode.nn.spread import GAP_KINDS, N_GAP_BUCKETS, GapSpread, observation
 from .objective import drop_observations, split_forecast
 
 __all__ = ["calibrate_spread", "SCALE_GRID", "CRITERIA", "COVERAGE_LEVELS",
-           "FORECAST_FRACTIONS"]
+           "FORECAST_FRACTIONS", "HIDE_FRACTIONS", "TAIL_GRID"]
 
 #: candidate factors: geometric grid from 1/4 to 8 (ratio about 1.036 between neighbours)
 SCALE_GRID = torch.logspace(math.log10(0.25), math.log10(8.0), 97, dtype=torch.float64)
@@ -48,6 +53,17 @@ CRITERIA = ("coverage", "likelihood")
 #: where each series is split for the forecast rounds of the gap factors (one per round, in
 #: turn), as fractions of its window; ``forecast_split`` replaces them when given
 FORECAST_FRACTIONS = (0.5, 0.3, 0.7)
+#: the share of each series' observed values hidden in each round (one per round, in turn): from
+#: dense to sparse conditioning, since a user may ask to fill in any share of a series
+HIDE_FRACTIONS = (0.1, 0.3, 0.5)
+#: candidate calibrated tails: degrees of freedom of the Student-t that replaces the observation
+#: model's standard family (``inf``: the family itself, always tried first and kept on ties)
+TAIL_GRID = (math.inf, 30.0, 12.0, 6.0, 4.0, 3.0, 2.0, 1.5, 1.0)
+#: posterior samples per held-out value behind the choice of the tails (the first ones)
+TAIL_SEARCH_SAMPLES = 4
+#: a Student-t's factors tried in a cell, relative to the best of the observation model's family:
+#: the steps of SCALE_GRID from about 0.4 to 1.2 times it (heavier tails need a smaller scale)
+TAIL_RATIOS = (SCALE_GRID[1] / SCALE_GRID[0]) ** torch.arange(-26, 6, dtype=torch.float64)
 
 
 class _HeldOut(NamedTuple):
@@ -73,7 +89,7 @@ def _held_out(model: nn.Module, cond: Batch, query: Batch, hidden: torch.Tensor,
                          generator=generator, use_mean=False, calibrated=False)
     mean = pred.mean.double()  # (S, B, N, C)
     center = mean.mean(0)
-    gap, beyond = observation_gaps(cond, query.times)
+    gap, beyond = observation_gaps(cond, query.times, observed_window=True)
     return _HeldOut(
         resid=(query.values.double() - center)[hidden],
         dev=(mean - center)[:, hidden].to(pred.mean.dtype),
@@ -84,51 +100,151 @@ def _held_out(model: nn.Module, cond: Batch, query: Batch, hidden: torch.Tensor,
     )
 
 
-def _best_factors(
-    records: list[tuple[_HeldOut, torch.Tensor]], n_groups: int, criterion: str,
-    obs: ObservationModel, n_samples: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per group, the factor of :data:`SCALE_GRID` that best fits the held-out values.
+Grouping = tuple[list[torch.Tensor], int]
+"""A grouping of held-out values: one ``(n,)`` long tensor of group indices per record, and
+the number of groups."""
 
-    ``records`` pairs held-out values with their group index ``(n,)``; returns the ``(G,)``
-    best factors and the ``(G,)`` counts of values.
+
+def _losses(
+    records: list[_HeldOut], groupings: list[Grouping], criterion: str, obs: ObservationModel,
+    tails: list[torch.Tensor] | None = None, grid: torch.Tensor | None = None,
+    max_samples: int | None = None, base: list[torch.Tensor] | None = None,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per group of each grouping, how badly each factor of ``grid`` (default
+    :data:`SCALE_GRID`) fits the held-out ``records``.
+
+    ``tails``, one ``(n,)`` tensor per record, gives the calibrated tails of each value (None:
+    the observation model's family); ``max_samples`` keeps only the first posterior samples of
+    each value (a cheaper, noisier predictive); ``base``, one ``(n,)`` tensor per record, makes
+    the factors relative: value ``j`` is scored at ``base[j] * grid``. One pass over the records
+    serves every grouping.
+    Returns, per grouping, the ``(len(grid), G)`` losses (lower is better: the summed squared
+    gaps of the coverage of :data:`COVERAGE_LEVELS`, or minus the summed log density) and the
+    ``(G,)`` counts of values.
     """
-    device = records[0][0].resid.device if records else torch.device("cpu")
-    grid = SCALE_GRID.to(device)
+    device = records[0].resid.device if records else torch.device("cpu")
+    grid = (SCALE_GRID if grid is None else grid).to(device)
     levels = torch.tensor(COVERAGE_LEVELS, dtype=torch.float64, device=device)
     width = 1 if criterion == "likelihood" else len(levels)
-    total = torch.zeros(len(grid), width, n_groups, dtype=torch.float64, device=device)
-    count = torch.zeros(n_groups, dtype=torch.float64, device=device)
-    for rec, group in records:
-        count += torch.bincount(group, minlength=n_groups).double()
-        dev = rec.dev.double()
-        for g, a in enumerate(grid):
+    totals = [torch.zeros(len(grid), width, n, dtype=torch.float64, device=device)
+              for _, n in groupings]
+    counts = [torch.zeros(n, dtype=torch.float64, device=device) for _, n in groupings]
+    for i, rec in enumerate(records):
+        for (groups, n), count in zip(groupings, counts):
+            count += torch.bincount(groups[i], minlength=n).double()
+        dev = rec.dev.double()[:max_samples]
+        df = None if tails is None else tails[i]
+        for g, rel in enumerate(grid):
+            a = rel if base is None else rel * base[i]
             z = (rec.resid / a - dev) / rec.sigma  # (S, n)
             if criterion == "likelihood":
-                score = (torch.logsumexp(obs.standard_log_pdf(z, rec.channel), dim=0)
-                         - math.log(n_samples) - torch.log(a * rec.sigma))
+                score = (torch.logsumexp(obs.calibrated_log_pdf(z, rec.channel, df), dim=0)
+                         - math.log(dev.shape[0]) - torch.log(a * rec.sigma))
                 score = score.unsqueeze(0)  # (1, n)
             else:  # inside each central interval: |PIT - 1/2| <= level / 2
-                pit = obs.standard_cdf(z, rec.channel).mean(0)  # (n,)
+                pit = obs.calibrated_cdf(z, rec.channel, df).mean(0)  # (n,)
                 score = ((pit - 0.5).abs().unsqueeze(0)
                          <= levels.unsqueeze(1) / 2).double()  # (L, n)
-            total[g].index_add_(1, group, score)
-    if criterion == "likelihood":
-        return grid[total[:, 0].argmax(0)], count
-    coverage = total / count.clamp(min=1.0)  # (G, L, groups)
-    gap = ((coverage - levels.view(1, -1, 1)) ** 2).sum(1)  # (G, groups)
-    return grid[gap.argmin(0)], count
+            for (groups, _), total in zip(groupings, totals):
+                total[g].index_add_(1, groups[i], score)
+    out = []
+    for total, count in zip(totals, counts):
+        if criterion == "likelihood":
+            out.append((-total[:, 0], count))
+        else:
+            coverage = total / count.clamp(min=1.0)  # (G, L, groups)
+            out.append((((coverage - levels.view(1, -1, 1)) ** 2).sum(1), count))
+    return out
+
+
+def _best_factors(
+    records: list[_HeldOut], groupings: list[Grouping], criterion: str, obs: ObservationModel,
+    tails: list[torch.Tensor] | None = None, grid: torch.Tensor | None = None,
+    max_samples: int | None = None, base: list[torch.Tensor] | None = None,
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per group of each grouping, the factor of ``grid`` (default :data:`SCALE_GRID`) that best
+    fits the held-out values (arguments as :func:`_losses`): per grouping, the ``(G,)`` best
+    factors, counts of values and losses of the best factors."""
+    grid = SCALE_GRID if grid is None else grid
+    out = []
+    for loss, count in _losses(records, groupings, criterion, obs, tails, grid, max_samples,
+                               base):
+        best = loss.argmin(0)
+        out.append((grid.to(loss.device)[best], count, loss.gather(0, best.unsqueeze(0))[0]))
+    return out
+
+
+def _fit_tails(
+    records: list[_HeldOut], cells: Grouping, n_kinds: int, n_ch: int, criterion: str,
+    obs: ObservationModel, min_values: int, min_tail_values: int,
+) -> torch.Tensor:
+    """The ``(n_kinds * C,)`` calibrated tails of :func:`_fit_gap_spread` (``inf``: none).
+
+    ``cells`` groups the held-out values by (kind, bucket, channel) cell. For each candidate of
+    :data:`TAIL_GRID`, every cell with ``min_values`` values or more takes its best factor (the
+    observation model's family: of :data:`SCALE_GRID`; a Student-t: that factor times one of
+    :data:`TAIL_RATIOS`, on the same grid), with the first :data:`TAIL_SEARCH_SAMPLES`
+    posterior samples of each value (a cheaper predictive, good enough to rank the tails; the
+    factors are fitted afterwards with all of them); the loss of a kind and channel is the sum
+    of its cells' losses, weighted by their counts for the coverage criterion: a Student-t must
+    fit the values *given* their cells' widths (errors of different widths pooled look
+    heavy-tailed, which the cells already account for). A kind and channel with at least
+    ``min_tail_values`` values takes the candidate of least loss: ``inf`` (the observation
+    model's family) unless a Student-t beats it by more than chance gives a perfectly calibrated
+    predictive (coverage: the sum over its cells of ``sum_L L (1 - L)``, the expected count-
+    weighted squared coverage gap of uniform probability integral transforms; likelihood: 2
+    nats per cell).
+    """
+    n_cells = n_kinds * N_GAP_BUCKETS
+    idx = torch.arange(n_cells * n_ch)  # cell index * C + channel -> kind * C + channel
+    to_group = idx // (N_GAP_BUCKETS * n_ch) * n_ch + idx % n_ch
+    best_loss = best = eligible = margin = base = family_loss = None
+    for df in TAIL_GRID:
+        if base is None:  # the observation model's family, on the whole grid
+            [(factor, count, loss)] = _best_factors(records, [cells], criterion, obs,
+                                                    max_samples=TAIL_SEARCH_SAMPLES)
+            base = [factor[group] for group in cells[0]]
+        else:  # a Student-t: factors from TAIL_RATIOS times the family's best in the cell
+            tails = [torch.full_like(r.resid, df) for r in records]
+            [(_, count, loss)] = _best_factors(records, [cells], criterion, obs, tails,
+                                               TAIL_RATIOS, TAIL_SEARCH_SAMPLES, base)
+        used = count >= min_values
+        weight = torch.where(used, count if criterion == "coverage" else torch.ones_like(count),
+                             torch.zeros_like(count))
+        to = to_group.to(loss.device)
+        group_loss = torch.zeros(n_kinds * n_ch, dtype=loss.dtype, device=loss.device)
+        group_loss.index_add_(0, to, weight * loss)
+        if best_loss is None:  # the observation model's family
+            n_group = torch.zeros_like(group_loss).index_add_(0, to, count)
+            eligible = n_group >= min_tail_values
+            # the margin a tail must win by: the loss a perfectly calibrated predictive has by
+            # chance (its expected squared coverage gap at level L is L (1 - L) / n per cell,
+            # times n), or 2 nats per cell for the likelihood
+            floor = (sum(lv * (1.0 - lv) for lv in COVERAGE_LEVELS)
+                     if criterion == "coverage" else 2.0)
+            margin = torch.zeros_like(group_loss).index_add_(0, to, used.to(loss.dtype)) * floor
+            best_loss, best = group_loss, torch.full_like(group_loss, math.inf)
+            family_loss = group_loss
+            if not bool(eligible.any()):
+                break
+            continue
+        better = eligible & (group_loss < best_loss) & (group_loss < family_loss - margin)
+        best = torch.where(better, torch.full_like(best, df), best)
+        best_loss = torch.where(better, group_loss, best_loss)
+    return best
 
 
 def _fit_gap_spread(
     spread: GapSpread, records: list[_HeldOut], channel_scale: torch.Tensor, criterion: str,
-    obs: ObservationModel, n_samples: int, min_values: int,
+    obs: ObservationModel, min_values: int, min_tail_values: int | None,
 ) -> None:
-    """Fit ``spread``'s edges and factors (relative to ``channel_scale``) on ``records``.
+    """Fit ``spread``'s edges, tails and factors (relative to ``channel_scale``) on ``records``.
 
-    Edges: per kind, the quantiles of the finite gaps at ``j / N_GAP_BUCKETS``. A (kind,
-    bucket, channel) cell with fewer than ``min_values`` values takes the factor of its kind and
-    channel, and that the channel's (relative factor 1) when it has too few as well.
+    Edges: per kind, the quantiles of the finite gaps at ``j / N_GAP_BUCKETS``. Tails (unless
+    ``min_tail_values`` is None): :func:`_fit_tails`. Factors: a (kind, bucket, channel) cell
+    with fewer than ``min_values`` values takes the factor of its kind and channel, and that
+    the channel's (relative factor 1) when it has too few as well; each under the tails of its
+    kind and channel.
     """
     n_ch = channel_scale.shape[0]
     n_kinds, k = len(GAP_KINDS), N_GAP_BUCKETS
@@ -143,10 +259,19 @@ def _fit_gap_spread(
                 edges[kind] = torch.quantile(g, probs)
     spread.edges.copy_(edges.to(spread.edges.dtype))
     n_cells = spread.n_cells
-    cells = [(r, spread.cells(r.gap, r.beyond) * n_ch + r.channel) for r in records]
-    best_cell, count_cell = _best_factors(cells, n_cells * n_ch, criterion, obs, n_samples)
-    kinds = [(r, r.beyond.long() * n_ch + r.channel) for r in records]
-    best_kind, count_kind = _best_factors(kinds, n_kinds * n_ch, criterion, obs, n_samples)
+    kinds = ([r.beyond.long() * n_ch + r.channel for r in records], n_kinds * n_ch)
+    cells = ([spread.cells(r.gap, r.beyond) * n_ch + r.channel for r in records],
+             n_cells * n_ch)
+    tail = torch.full((n_kinds * n_ch,), math.inf, dtype=torch.float64,
+                      device=channel_scale.device)
+    if min_tail_values is not None and records:
+        tail = _fit_tails(records, cells, n_kinds, n_ch, criterion, obs, min_values,
+                          min_tail_values)
+    spread.tail_df.copy_(tail.view(n_kinds, n_ch).to(spread.tail_df.dtype))
+    tails = ([spread.tails(r.gap, r.beyond, r.channel).double() for r in records]
+             if spread.has_tails() else None)
+    [(best_cell, count_cell, _), (best_kind, count_kind, _)] = _best_factors(
+        records, [cells, kinds], criterion, obs, tails)
     scale = channel_scale.to(best_cell.dtype)
     kind_rel = torch.where((count_kind >= min_values).view(n_kinds, n_ch),
                            best_kind.view(n_kinds, n_ch) / scale,
@@ -156,14 +281,12 @@ def _fit_gap_spread(
     spread.factors.copy_(torch.where(enough, cell_rel, kind_rel).to(spread.factors.dtype))
 
 
-
-
 @torch.no_grad()
 def calibrate_spread(
     model: nn.Module,
     batches: Iterable[Batch],
     *,
-    fraction: float = 0.2,
+    fraction: float | Sequence[float] = HIDE_FRACTIONS,
     rounds: int = 3,
     n_samples: int = 32,
     min_values: int = 20,
@@ -171,12 +294,20 @@ def calibrate_spread(
     generator: torch.Generator | None = None,
     forecast_split: float | None = None,
     by_gap: bool = True,
+    by_tail: bool = True,
+    min_tail_values: int = 100,
 ) -> torch.Tensor:
     """Fit ``model.spread_scale`` per channel on held-out values of ``batches``; return it.
 
     In each of ``rounds`` passes over ``batches``, a random ``fraction`` of every series'
-    observed values is hidden (:func:`~latentode.training.objective.drop_observations`); the
-    model conditions on the rest and draws ``n_samples`` trajectories at the series' times.
+    observed values is hidden (by default 10 %, 30 % and 50 % in turn, :data:`HIDE_FRACTIONS`:
+    the errors of a value depend on how sparse the rest is, beyond its distance to the nearest
+    observation, and a user may hide any share), by
+    :func:`~latentode.training.objective.drop_observations` with ``keep_first=True`` (the
+    first time point with an observed value keeps its values, as in
+    :func:`latentode.evaluation.hide_values`, so that the hidden values are values to fill in
+    and not backward forecasts that also leave the initial state unobserved); the model
+    conditions on the rest and draws ``n_samples`` trajectories at the series' times.
     For each candidate factor ``a`` of :data:`SCALE_GRID` the predictive distribution of a
     hidden value ``y`` is ``mean_s p(y; c + a (m_s - c), a sigma)`` (``m_s`` the decoded
     samples, ``c`` their average, ``sigma`` the learned scale, ``p`` the density of the model's
@@ -203,6 +334,20 @@ def calibrate_spread(
     it) and bucket of the gap to the channel's nearest conditioning observation (edges at the
     quartiles of the held-out gaps of the kind). A cell with fewer than ``min_values`` values
     takes the factor of its kind and channel (or the channel's, when that has too few as well).
+    The kind of a held-out value is that of the window of the conditioning time points with an
+    observed value (:func:`~latentode.nn.spread.observation_gaps` with ``observed_window``): a
+    value hidden at the end of a series is a forecast, as it is when a user asks for it.
+
+    With ``by_tail`` too, the factors fix the shape as well as the width: per kind and channel
+    with at least ``min_tail_values`` held-out values, the observation model's standard family
+    may be replaced by a Student-t of degrees of freedom from :data:`TAIL_GRID`
+    (``model.gap_spread.tail_df``, :mod:`latentode.nn.observation.tails`), chosen with the
+    factor by the same criterion (the family is kept unless a Student-t fits strictly better;
+    the factors of the cells are then fitted under the chosen tails). Errors that are a mix of
+    small and large ones (well and badly predicted series) have heavier tails than any
+    rescaled Gaussian: one factor then gets the 50 % interval right and the 90 % one too narrow
+    or the other way round; a tail gets both. The channel's own factor (``spread_scale``, which
+    alone calibrates the values the model conditioned on) keeps the family.
 
     Parameters
     ----------
@@ -212,8 +357,9 @@ def calibrate_spread(
         ``gap_spread`` if it has one).
     batches : iterable of Batch
         Held-out series, re-iterable (a list), on the model's device and dtype.
-    fraction : float
-        Fraction of observed values hidden per round.
+    fraction : float or sequence of float
+        Fraction of observed values hidden per round, or one per round in turn (each in
+        ``[0, 1)``).
     rounds : int
         Independent hiding rounds (more held-out values, the same series), and forecast rounds
         of the gap factors.
@@ -234,6 +380,12 @@ def calibrate_spread(
     by_gap : bool
         Also fit ``model.gap_spread`` (when the model has one); False leaves it at 1 (the
         factor of a channel is then the same everywhere, as before it existed).
+    by_tail : bool
+        Also fit the calibrated tails of ``model.gap_spread`` (with ``by_gap``, and a model
+        with an ``observation`` model, which evaluates them when it predicts); False keeps the
+        observation model's family everywhere (as before they existed).
+    min_tail_values : int
+        Minimum number of held-out values of a kind and channel for its tails to be fitted.
 
     Returns
     -------
@@ -244,10 +396,16 @@ def calibrate_spread(
         raise ValueError(f"n_samples must be >= 2, got {n_samples}.")
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}.")
+    fractions = ((float(fraction),) if isinstance(fraction, (int, float))
+                 else tuple(float(f) for f in fraction))
+    if not fractions or not all(0.0 <= f < 1.0 for f in fractions):
+        raise ValueError(f"fraction must lie in [0, 1) (or be a non-empty sequence of such), "
+                         f"got {fraction!r}.")
     batches = list(batches)
     scale_buf = model.spread_scale
     n_ch = scale_buf.shape[0]
     obs: ObservationModel | None = getattr(model, "observation", None)
+    by_tail = by_tail and obs is not None  # its observation model evaluates the tails
     if obs is None:
         obs = GaussianObservation(n_ch, obs_std=1.0)
     spread: GapSpread | None = getattr(model, "gap_spread", None) if by_gap else None
@@ -264,7 +422,9 @@ def calibrate_spread(
                          else FORECAST_FRACTIONS[r % len(FORECAST_FRACTIONS)])
                 for batch in batches:
                     if kind == "hidden":
-                        cond = drop_observations(batch, fraction, generator)
+                        cond = drop_observations(batch, fractions[r % len(fractions)],
+                                                 generator,
+                                                 keep_first=True)
                         rec = _held_out(model, cond, batch, (batch.mask - cond.mask) > 0,
                                         n_samples, generator)
                     else:
@@ -276,13 +436,13 @@ def calibrate_spread(
     finally:
         model.train(was_training)
     primary = hidden_rec if forecast_split is None else forecast_rec
-    best, count = _best_factors([(r, r.channel) for r in primary], n_ch, criterion, obs,
-                                n_samples)
+    [(best, count, _)] = _best_factors(primary, [([r.channel for r in primary], n_ch)],
+                                       criterion, obs)
     scale = torch.where(count >= min_values, best, torch.ones_like(best))
     scale_buf.copy_(scale.to(scale_buf.dtype))
     if spread is not None:
-        _fit_gap_spread(spread, hidden_rec + forecast_rec, scale, criterion, obs, n_samples,
-                        min_values)
+        _fit_gap_spread(spread, hidden_rec + forecast_rec, scale, criterion, obs, min_values,
+                        int(min_tail_values) if by_tail else None)
     elif hasattr(model, "gap_spread"):
         model.gap_spread.reset()
     return scale_buf.clone()

@@ -88,7 +88,8 @@ def kl_weight_schedule(kl_warmup: KLWarmup) -> KLSchedule:
 
 
 def drop_observations(
-    batch: Batch, fraction: float, generator: torch.Generator | None = None
+    batch: Batch, fraction: float, generator: torch.Generator | None = None, *,
+    keep_first: bool = False,
 ) -> Batch:
     """Hide a random ``fraction`` of the observed values of ``batch`` (training augmentation).
 
@@ -104,6 +105,12 @@ def drop_observations(
         Probability in ``[0, 1)`` of hiding each observed value.
     generator : torch.Generator, optional
         Source of the random mask (on the CPU or on the batch's device).
+    keep_first : bool
+        Never hide a value of a series' first time point with an observed value (the protocol
+        of :func:`latentode.evaluation.hide_values`): the hidden values are then all inside the
+        series' observed window, as the values a user asks to fill in are, instead of some
+        turning into forecasts backwards in time that also leave the initial state unobserved.
+        The random draws are the same either way.
 
     Returns
     -------
@@ -128,6 +135,10 @@ def drop_observations(
     dev = generator.device if generator is not None else mask.device
     u = torch.rand(mask.shape, generator=generator, device=dev, dtype=mask.dtype).to(mask.device)
     keep = mask * (u >= fraction).to(mask.dtype)
+    if keep_first:  # the first time point with an observed value keeps all its values
+        seen = mask.sum(-1) > 0  # (B, N)
+        first = (seen.cumsum(1) == 1) & seen
+        keep = torch.where(first.unsqueeze(-1), mask, keep)
     empty = keep.flatten(1).sum(1) == 0
     keep = torch.where(empty.view(-1, 1, 1), mask, keep)
     return Batch(batch.times, batch.values * keep, keep, batch.lengths, **batch.per_series())

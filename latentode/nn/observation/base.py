@@ -11,7 +11,10 @@ the degrees of freedom of a Student-t). It owns, in one place,
   term of the ELBO, :meth:`latentode.nn.LatentODE.loss`);
 * the calibration hook of :func:`latentode.training.calibrate_spread`: the standard family's
   CDF and log-density in torch (:meth:`~ObservationModel.standard_cdf`,
-  :meth:`~ObservationModel.standard_log_pdf`); a calibration factor multiplies the scale;
+  :meth:`~ObservationModel.standard_log_pdf`, and :meth:`~ObservationModel.calibrated_cdf`,
+  :meth:`~ObservationModel.calibrated_log_pdf` with calibrated tails); a calibration factor
+  multiplies the scale, calibrated tails (:mod:`.tails`) replace the standard family by a
+  Student-t where the errors call for heavier tails;
 * the predictive distribution in numpy, for the estimator: its per-channel parameters
   (:meth:`~ObservationModel.predictive`), rescaled to the user's units
   (:meth:`~ObservationModel.to_user_units`), quantiles of the mixture over posterior samples of
@@ -35,10 +38,13 @@ from torch import nn
 
 from latentode._mixture import location_scale_mixture_quantiles
 
+from .tails import draw_with_tails, t_cdf, t_cdf_torch, t_log_pdf, t_pdf, t_ppf, with_tails
+
 __all__ = ["ObservationModel", "Noise"]
 
 Noise = dict[str, np.ndarray]
-"""Predictive noise parameters per channel: ``"scale"`` ``(C,)`` and any shape parameters."""
+"""Predictive noise parameters per channel: ``"scale"`` ``(C,)`` and any shape parameters;
+optionally ``"tail_df"``, the calibrated tails (:mod:`.tails`) broadcast like ``"scale"``."""
 
 
 class ObservationModel(nn.Module, ABC):
@@ -154,6 +160,46 @@ class ObservationModel(nn.Module, ABC):
         """Log-density of the standard family at ``z`` (arguments as :meth:`standard_cdf`);
         the density of ``x`` is this minus ``log(scale)``."""
 
+    def calibrated_cdf(self, z: torch.Tensor, channel: torch.Tensor,
+                       tail_df: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`standard_cdf` with calibrated tails: a Student-t CDF where ``tail_df`` is
+        finite.
+
+        Parameters
+        ----------
+        z, channel : torch.Tensor
+            As :meth:`standard_cdf`.
+        tail_df : torch.Tensor, optional
+            ``(n,)`` degrees of freedom per entry of the last axis; ``inf`` (or None) keeps
+            the standard family.
+
+        Returns
+        -------
+        torch.Tensor
+            Same shape and dtype as ``z`` (no gradient where a tail is used).
+        """
+        out = self.standard_cdf(z, channel)
+        if tail_df is None:
+            return out
+        finite = torch.isfinite(tail_df)
+        if bool(finite.any()):
+            out = out.clone()
+            out[..., finite] = t_cdf_torch(z[..., finite], tail_df[finite])
+        return out
+
+    def calibrated_log_pdf(self, z: torch.Tensor, channel: torch.Tensor,
+                           tail_df: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`standard_log_pdf` with calibrated tails (arguments as
+        :meth:`calibrated_cdf`)."""
+        out = self.standard_log_pdf(z, channel)
+        if tail_df is None:
+            return out
+        finite = torch.isfinite(tail_df)
+        if bool(finite.any()):
+            out = out.clone()
+            out[..., finite] = t_log_pdf(z[..., finite], tail_df[finite].to(z.dtype))
+        return out
+
     # ------------------------------------------------------------------ predictive (numpy)
     def predictive(self, scale: torch.Tensor) -> Noise:
         """The per-channel predictive noise parameters, float64 numpy, standardised units.
@@ -214,7 +260,9 @@ class ObservationModel(nn.Module, ABC):
             Decoded locations per posterior sample of ``z_t0`` (any units, with ``noise`` in
             the same units).
         noise : Noise
-            Per-channel noise parameters (broadcast along the last axis).
+            Per-channel noise parameters (broadcast along the last axis); with a
+            ``"tail_df"`` entry, a Student-t of those degrees of freedom replaces the standard
+            family where they are finite (calibrated tails, :mod:`.tails`).
         levels : numpy.ndarray
             Validated levels in ``(0, 1)`` (:func:`latentode.uncertainty.check_quantiles`).
 
@@ -222,9 +270,17 @@ class ObservationModel(nn.Module, ABC):
         -------
         numpy.ndarray of shape (len(levels), ..., C)
         """
+        params = [noise[k] for k in self.shape_names]
+        tail_df = noise.get("tail_df")
+        if tail_df is None:
+            return location_scale_mixture_quantiles(
+                means, noise["scale"], levels, cdf=self._np_cdf, pdf=self._np_pdf,
+                ppf=self._np_ppf, params=params,
+            )
         return location_scale_mixture_quantiles(
-            means, noise["scale"], levels, cdf=self._np_cdf, pdf=self._np_pdf,
-            ppf=self._np_ppf, params=[noise[k] for k in self.shape_names],
+            means, noise["scale"], levels, cdf=with_tails(self._np_cdf, t_cdf),
+            pdf=with_tails(self._np_pdf, t_pdf), ppf=with_tails(self._np_ppf, t_ppf),
+            params=[tail_df, *params],
         )
 
     def sample(self, means: Any, noise: Noise, rng: np.random.Generator) -> np.ndarray:
@@ -235,7 +291,8 @@ class ObservationModel(nn.Module, ABC):
         means : array-like of shape (S, ..., C)
             Decoded locations.
         noise : Noise
-            Per-channel noise parameters, in the units of ``means``.
+            Per-channel noise parameters, in the units of ``means`` (with ``"tail_df"``:
+            Student-t draws where it is finite, drawn after the standard ones).
         rng : numpy.random.Generator
             Source of the noise.
 
@@ -247,8 +304,10 @@ class ObservationModel(nn.Module, ABC):
         m = np.asarray(means, dtype=np.float64)
         shape = {k: np.broadcast_to(np.asarray(noise[k], dtype=np.float64), m.shape)
                  for k in self.shape_names}
-        return m + np.asarray(noise["scale"], dtype=np.float64) * self.np_standard_draw(
-            rng, m.shape, **shape)
+        draws = self.np_standard_draw(rng, m.shape, **shape)
+        if noise.get("tail_df") is not None:
+            draws = draw_with_tails(draws, noise["tail_df"], rng)
+        return m + np.asarray(noise["scale"], dtype=np.float64) * draws
 
     # numpy standard family: keyword shape parameters, elementwise
     @staticmethod

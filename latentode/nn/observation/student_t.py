@@ -8,10 +8,10 @@ from typing import ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.special import gammaln, stdtr, stdtrit
 from torch import nn
 
 from .base import ObservationModel
+from .tails import t_cdf, t_cdf_torch, t_draw, t_log_pdf, t_pdf, t_ppf
 
 __all__ = ["StudentTObservation"]
 
@@ -116,35 +116,30 @@ class StudentTObservation(ObservationModel):
 
     def standard_cdf(self, z: torch.Tensor, channel: torch.Tensor) -> torch.Tensor:
         """Student-t CDF of ``df[channel]`` degrees of freedom (on the host, no gradient)."""
-        df = self.df().detach()[channel].to(torch.float64).cpu().numpy()
-        cdf = stdtr(df, z.detach().to(torch.float64).cpu().numpy())
-        return torch.as_tensor(cdf, dtype=z.dtype, device=z.device)
+        return t_cdf_torch(z, self.df().detach()[channel])
 
     def standard_log_pdf(self, z: torch.Tensor, channel: torch.Tensor) -> torch.Tensor:
         """Log-density of the standard Student-t of ``df[channel]`` degrees of freedom."""
-        df = self.df()[channel].to(z.dtype)
-        return (torch.lgamma(0.5 * (df + 1.0)) - torch.lgamma(0.5 * df)
-                - 0.5 * (torch.log(df) + _LOG_PI) - 0.5 * (df + 1.0) * torch.log1p(z * z / df))
+        return t_log_pdf(z, self.df()[channel].to(z.dtype))
 
     @staticmethod
     def np_cdf(u: np.ndarray, df: np.ndarray) -> np.ndarray:
         """Student-t CDF."""
-        return stdtr(df, u)
+        return t_cdf(u, df)
 
     @staticmethod
     def np_pdf(u: np.ndarray, df: np.ndarray) -> np.ndarray:
         """Student-t density."""
-        return np.exp(gammaln(0.5 * (df + 1.0)) - gammaln(0.5 * df) - 0.5 * np.log(df * np.pi)
-                      - 0.5 * (df + 1.0) * np.log1p(u * u / df))
+        return t_pdf(u, df)
 
     @staticmethod
     def np_ppf(q: np.ndarray, df: np.ndarray) -> np.ndarray:
         """Student-t quantile function."""
-        return stdtrit(df, q)
+        return t_ppf(q, df)
 
     @staticmethod
     def np_standard_draw(
         rng: np.random.Generator, size: tuple[int, ...], df: np.ndarray
     ) -> np.ndarray:
         """Standard Student-t draws of ``df`` (broadcast to ``size``) degrees of freedom."""
-        return rng.standard_t(np.broadcast_to(df, size))
+        return t_draw(rng, size, df)
