@@ -49,3 +49,19 @@ def load_script(path, name=None):
 
 #: the repository's ``benchmarks/`` folder
 BENCHMARKS = __import__("pathlib").Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def rewrite_saved_config(src, dst, edit) -> None:
+    """Copy the saved estimator file ``src`` to ``dst``, passing its JSON settings through
+    ``edit(config)`` (in place), e.g. to write a file from before a parameter existed."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.endswith(".json"):
+                config = json.loads(data)
+                edit(config)
+                data = json.dumps(config).encode()
+            zout.writestr(info, data)

@@ -20,6 +20,23 @@ pytestmark = pytest.mark.slow
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "calibration.py"
 
 
+def _suite_within_targets(*names: str):
+    """Run ``--suite NAMES --epochs 60``, assert every coverage is within the benchmark's
+    tolerance of nominal and return the table."""
+    bench = load_script(BENCH)
+    threads = torch.get_num_threads()
+    try:
+        table = bench.main(["--suite", *names, "--epochs", "60"])
+    finally:
+        torch.set_num_threads(threads)
+    for name in names:
+        for task, tol in bench.TOLERANCE.items():
+            for level in (50, 90):
+                cov = table.loc[name, f"{task} {level}"]
+                assert abs(cov - level) <= tol, (name, task, level, cov)
+    return table
+
+
 @pytest.mark.timeout(1200)
 def test_interval_coverage_within_targets():
     bench = load_script(BENCH)
@@ -43,17 +60,8 @@ def test_intervals_hold_on_stochastic_processes_the_calibration_was_not_develope
     interpolation and 10 for extrapolation. Measured: ou 48.6 / 88.0 and 46.3 / 88.6, walk
     49.8 / 89.9 and 51.7 / 83.6 (one factor per channel: extrapolation 35.1 / 73.4 and
     34.1 / 64.7)."""
-    bench = load_script(BENCH)
-    threads = torch.get_num_threads()
-    try:
-        table = bench.main(["--suite", "ou", "walk", "--epochs", "60"])
-    finally:
-        torch.set_num_threads(threads)
+    table = _suite_within_targets("ou", "walk")
     for name in ("ou", "walk"):
-        for task, tol in bench.TOLERANCE.items():
-            for level in (50, 90):
-                cov = table.loc[name, f"{task} {level}"]
-                assert abs(cov - level) <= tol, (name, task, level, cov)
         # the gap factors are what holds the forecasts: without calibration they are too narrow
         assert table.loc[name, "extrap 90 raw"] < 80.0, table
 
@@ -67,14 +75,4 @@ def test_intervals_hold_where_one_shape_did_not():
     Gaussian). Measured: osc-sparse 48.6 / 86.8 and 50.2 / 90.4, PhysioNet 50.9 / 89.6 and
     50.2 / 87.7, with Student-t tails on the PhysioNet channels' held-out values (one factor per
     channel: 53.0 / 85.7)."""
-    bench = load_script(BENCH)
-    threads = torch.get_num_threads()
-    try:
-        table = bench.main(["--suite", "osc-sparse", "physionet", "--epochs", "60"])
-    finally:
-        torch.set_num_threads(threads)
-    for name in ("osc-sparse", "physionet"):
-        for task, tol in bench.TOLERANCE.items():
-            for level in (50, 90):
-                cov = table.loc[name, f"{task} {level}"]
-                assert abs(cov - level) <= tol, (name, task, level, cov)
+    _suite_within_targets("osc-sparse", "physionet")

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from _settings import TINY
+from _settings import TINY, rewrite_saved_config
 from sklearn.base import clone, is_classifier
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
@@ -469,23 +469,16 @@ def test_classifier_dropout_and_weight_decay_fit_predict_save_load(small, tmp_pa
 
 def test_files_without_the_regularisation_parameters_load(small, tmp_path):
     """A classifier file written before ``classifier_dropout`` / ``weight_decay`` existed."""
-    import json
-    import zipfile
-
     df, y = small
     clf = LatentODEClassifier(**TINY).fit(df, y)
     clf.save(tmp_path / "new.latentode")
-    with zipfile.ZipFile(tmp_path / "new.latentode") as src, \
-            zipfile.ZipFile(tmp_path / "old.latentode", "w") as dst:
-        for info in src.infolist():
-            data = src.read(info)
-            if info.filename.endswith(".json"):
-                config = json.loads(data)
-                for name in ("classifier_dropout", "weight_decay"):
-                    config["params"].pop(name)
-                config["model_hparams"].pop("classifier_dropout")
-                data = json.dumps(config).encode()
-            dst.writestr(info, data)
+
+    def edit(config):
+        for name in ("classifier_dropout", "weight_decay"):
+            config["params"].pop(name)
+        config["model_hparams"].pop("classifier_dropout")
+
+    rewrite_saved_config(tmp_path / "new.latentode", tmp_path / "old.latentode", edit)
     old = LatentODEClassifier.load(tmp_path / "old.latentode")
     assert (old.classifier_dropout, old.weight_decay) == (0.0, 0.0)
     pd.testing.assert_frame_equal(old.predict_proba(df), clf.predict_proba(df), check_exact=True)

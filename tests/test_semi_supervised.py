@@ -9,15 +9,13 @@ validation apart from the labelled series (estimator).
 from __future__ import annotations
 
 import argparse
-import json
 import pickle
-import zipfile
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from _settings import TINY
+from _settings import TINY, rewrite_saved_config
 from sklearn.base import clone
 from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.model_selection import GroupKFold, cross_val_score
@@ -300,15 +298,8 @@ def test_files_and_pickles_from_before_semi_supervised_load(small, tmp_path):
     old.__setstate__(state)
     assert old.semi_supervised is False
     clf.save(tmp_path / "new.latentode")
-    with zipfile.ZipFile(tmp_path / "new.latentode") as src, \
-            zipfile.ZipFile(tmp_path / "old.latentode", "w") as dst:
-        for info in src.infolist():
-            data = src.read(info)
-            if info.filename.endswith(".json"):
-                config = json.loads(data)
-                config["params"].pop("semi_supervised")
-                data = json.dumps(config).encode()
-            dst.writestr(info, data)
+    rewrite_saved_config(tmp_path / "new.latentode", tmp_path / "old.latentode",
+                         lambda config: config["params"].pop("semi_supervised"))
     loaded = LatentODEClassifier.load(tmp_path / "old.latentode")
     assert loaded.semi_supervised is False
     pd.testing.assert_frame_equal(loaded.predict_proba(df), clf.predict_proba(df),
