@@ -260,7 +260,10 @@ class LatentODERegressor(BaseEstimator):
         validation.
     early_stopping : bool, default=True
         Stop when the monitored loss has not improved for ``patience`` epochs. The best weights
-        are always restored at the end of training (also after Ctrl-C).
+        are always restored at the end of training (also after Ctrl-C). The validation loss
+        scores each window's reconstruction, which can level off long before the dynamics
+        that carry forecasts far past the data are learnt: for such forecasts train a few
+        hundred epochs with ``early_stopping=False`` (README, "Spirals").
     patience : int, default=10
         Early-stopping patience in epochs.
     scoring : {"loss", "mse"}, default="loss"
