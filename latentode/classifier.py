@@ -474,9 +474,8 @@ static_encoder_, feature_names_in_, n_features_in_, device_
 
     def _fit_options(self, classes: np.ndarray | None,
                      val_labels: np.ndarray | None) -> dict[str, Any]:
-        options: dict[str, Any] = {}
         if val_labels is None or classes is None:  # no validation series: the training loss
-            return options
+            return {}
         val_labels = val_labels[val_labels != UNLABELLED]
         if not len(val_labels) and self.scoring != "loss":
             raise ValueError(f"scoring={self.scoring!r} needs labelled validation series, but "
@@ -495,7 +494,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
                     f"{self.validation_fraction}) are all of class "
                     f"{_plain(classes[present[0]])!r}; raise validation_fraction or use "
                     "scoring='log_loss'.")
-        return {**options, "val_metric": self.scoring}
+        return {"val_metric": self.scoring}
 
     def _loss_options(self) -> dict[str, Any]:
         if self.classifier == "encoder":

@@ -15,6 +15,8 @@ import pytest
 import torch
 from _settings import load_script
 
+from latentode.utils import torch_threads
+
 pytestmark = pytest.mark.slow
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "calibration.py"
@@ -24,11 +26,8 @@ def _suite_within_targets(*names: str):
     """Run ``--suite NAMES --epochs 60``, assert every coverage is within the benchmark's
     tolerance of nominal and return the table."""
     bench = load_script(BENCH)
-    threads = torch.get_num_threads()
-    try:
+    with torch_threads(torch.get_num_threads()):  # the benchmark sets 1 thread
         table = bench.main(["--suite", *names, "--epochs", "60"])
-    finally:
-        torch.set_num_threads(threads)
     for name in names:
         for task, tol in bench.TOLERANCE.items():
             for level in (50, 90):
@@ -40,11 +39,8 @@ def _suite_within_targets(*names: str):
 @pytest.mark.timeout(1200)
 def test_interval_coverage_within_targets():
     bench = load_script(BENCH)
-    threads = torch.get_num_threads()
-    try:
-        table = bench.main(["--epochs", "80"])  # sets 1 torch thread
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(torch.get_num_threads()):  # the benchmark sets 1 thread
+        table = bench.main(["--epochs", "80"])
     for task, tol in (("interpolation", 5.0), ("extrapolation", 10.0)):
         for level in (50, 90):
             cov = table.loc[task, f"cov{level}"]

@@ -16,6 +16,8 @@ import pytest
 import torch
 from _settings import load_script
 
+from latentode.utils import torch_threads
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "physionet.py"
 TINY = ["--allow-sample", "--subset", "60", "--epochs", "1", "--solver", "rk4",
         "--gradient", "backprop", "--latent-dim", "3", "--rec-dim", "6", "--units", "8",
@@ -111,9 +113,8 @@ def test_linear_trend_extrapolates_the_least_squares_line(bench):
 
 
 def test_tiny_run_prints_the_protocol_table_and_reloads(bench, tmp_path, capsys):
-    threads = torch.get_num_threads()
     data = ["--data", str(tmp_path / "no-archive-here")]
-    try:
+    with torch_threads(torch.get_num_threads()):  # the benchmark sets its own
         res = bench.main([*data, *TINY, "--protocol", "tpatchgnn", "--per-feature", "3",
                           "--save", str(tmp_path / "m.pt"), "--out", str(tmp_path / "r.json")])
         out = capsys.readouterr().out
@@ -121,8 +122,6 @@ def test_tiny_run_prints_the_protocol_table_and_reloads(bench, tmp_path, capsys)
                             "--protocol", "tpatchgnn", "--load", str(tmp_path / "m.pt")])
         with pytest.raises(SystemExit, match="--static"):
             bench.main([*data, *TINY, "--protocol", "tpatchgnn", "--static"])
-    finally:
-        torch.set_num_threads(threads)
     assert "t-PatchGNN protocol" in out and "Zhang et al. 2024, Table 1" in out
     assert "largest per-parameter MSE" in out
     assert (res["n_train_stays"], res["n_val_stays"], res["n_test_stays"]) == (36, 12, 12)

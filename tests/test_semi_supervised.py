@@ -28,6 +28,7 @@ from latentode.datasets import PHYSIONET_PARAMETERS, load_physionet2012
 from latentode.nn import LatentODE
 from latentode.nn.classifier import labelled_mean, weighted_cross_entropy
 from latentode.training.metrics import binary_roc_auc, evaluate_classifier
+from latentode.utils import torch_threads
 
 SEMI = {**TINY, "semi_supervised": True}
 
@@ -338,16 +339,13 @@ def test_benchmark_adds_set_b_without_its_labels(tmp_path, capsys):
 
     bench = load_script(BENCHMARKS / "physionet.py")
     _write_archive(tmp_path / "pn")
-    threads = torch.get_num_threads()
     tiny = ["--task", "classification", "--data", str(tmp_path / "pn"), "--epochs", "1",
             "--solver", "rk4", "--gradient", "backprop", "--latent-dim", "3", "--rec-dim", "6",
             "--units", "8", "--n-layers", "1", "--gru-units", "6", "--batch-size", "12",
             "--verbose", "0", "--val-fraction", "0.2"]
-    try:
+    with torch_threads(torch.get_num_threads()):  # the benchmark sets its own
         res = bench.main([*tiny, "--unlabelled-set-b"])
         plain = bench.main(tiny)
-    finally:
-        torch.set_num_threads(threads)
     out = capsys.readouterr().out
     assert "10 unlabelled training stays added" in out
     assert "(+ 10 unlabelled training stays, semi_supervised=True)" in out

@@ -38,7 +38,16 @@ from torch import nn
 
 from latentode._mixture import location_scale_mixture_quantiles
 
-from .tails import draw_with_tails, t_cdf, t_cdf_torch, t_log_pdf, t_pdf, t_ppf, with_tails
+from .tails import (
+    draw_with_tails,
+    t_cdf,
+    t_cdf_torch,
+    t_log_pdf,
+    t_pdf,
+    t_ppf,
+    with_tails,
+    with_tails_torch,
+)
 
 __all__ = ["ObservationModel", "Noise"]
 
@@ -178,27 +187,14 @@ class ObservationModel(nn.Module, ABC):
         torch.Tensor
             Same shape and dtype as ``z`` (no gradient where a tail is used).
         """
-        out = self.standard_cdf(z, channel)
-        if tail_df is None:
-            return out
-        finite = torch.isfinite(tail_df)
-        if bool(finite.any()):
-            out = out.clone()
-            out[..., finite] = t_cdf_torch(z[..., finite], tail_df[finite])
-        return out
+        return with_tails_torch(self.standard_cdf(z, channel), z, tail_df, t_cdf_torch)
 
     def calibrated_log_pdf(self, z: torch.Tensor, channel: torch.Tensor,
                            tail_df: torch.Tensor | None = None) -> torch.Tensor:
         """:meth:`standard_log_pdf` with calibrated tails (arguments as
         :meth:`calibrated_cdf`)."""
-        out = self.standard_log_pdf(z, channel)
-        if tail_df is None:
-            return out
-        finite = torch.isfinite(tail_df)
-        if bool(finite.any()):
-            out = out.clone()
-            out[..., finite] = t_log_pdf(z[..., finite], tail_df[finite].to(z.dtype))
-        return out
+        return with_tails_torch(self.standard_log_pdf(z, channel), z, tail_df,
+                                 lambda u, df: t_log_pdf(u, df.to(u.dtype)))
 
     # ------------------------------------------------------------------ predictive (numpy)
     def predictive(self, scale: torch.Tensor) -> Noise:

@@ -22,7 +22,7 @@ import torch
 from scipy.special import gammaln, stdtr, stdtrit
 
 __all__ = ["t_cdf", "t_pdf", "t_ppf", "t_draw", "t_log_pdf", "t_cdf_torch", "with_tails",
-           "draw_with_tails"]
+           "with_tails_torch", "draw_with_tails"]
 
 _LOG_PI = math.log(math.pi)
 
@@ -82,6 +82,21 @@ def with_tails(own: Standard, tail: Standard) -> Standard:
         return out
 
     return f
+
+
+def with_tails_torch(own: torch.Tensor, z: torch.Tensor, tail_df: torch.Tensor | None,
+                     tail: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``own`` (the standard family's values at ``z``) with the entries of the last axis whose
+    ``tail_df`` (``(n,)``) is finite replaced by ``tail(z[..., finite], tail_df[finite])``;
+    ``own`` itself when ``tail_df`` is None or has no finite entry (the torch counterpart of
+    :func:`with_tails`)."""
+    if tail_df is None:
+        return own
+    finite = torch.isfinite(tail_df)
+    if bool(finite.any()):
+        own = own.clone()
+        own[..., finite] = tail(z[..., finite], tail_df[finite])
+    return own
 
 
 def draw_with_tails(draws: np.ndarray, tail_df: np.ndarray,
