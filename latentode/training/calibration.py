@@ -198,39 +198,42 @@ def _fit_tails(
     n_cells = n_kinds * N_GAP_BUCKETS
     idx = torch.arange(n_cells * n_ch)  # cell index * C + channel -> kind * C + channel
     to_group = idx // (N_GAP_BUCKETS * n_ch) * n_ch + idx % n_ch
-    best_loss = best = eligible = margin = base = family_loss = None
-    for df in TAIL_GRID:
-        if base is None:  # the observation model's family, on the whole grid
-            [(factor, count, loss)] = _best_factors(records, [cells], criterion, obs,
-                                                    max_samples=TAIL_SEARCH_SAMPLES)
-            base = [factor[group] for group in cells[0]]
-        else:  # a Student-t: factors from TAIL_RATIOS times the family's best in the cell
-            tails = [torch.full_like(r.resid, df) for r in records]
-            [(_, count, loss)] = _best_factors(records, [cells], criterion, obs, tails,
-                                               TAIL_RATIOS, TAIL_SEARCH_SAMPLES, base)
+
+    def per_group(values: torch.Tensor) -> torch.Tensor:
+        """Sum the ``(n_cells * C,)`` per-cell ``values`` over each kind and channel."""
+        out = torch.zeros(n_kinds * n_ch, dtype=values.dtype, device=values.device)
+        return out.index_add_(0, to_group.to(values.device), values)
+
+    def group_loss(count: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+        """The loss of each kind and channel: its cells' with ``min_values`` values or more."""
         used = count >= min_values
         weight = torch.where(used, count if criterion == "coverage" else torch.ones_like(count),
                              torch.zeros_like(count))
-        to = to_group.to(loss.device)
-        group_loss = torch.zeros(n_kinds * n_ch, dtype=loss.dtype, device=loss.device)
-        group_loss.index_add_(0, to, weight * loss)
-        if best_loss is None:  # the observation model's family
-            n_group = torch.zeros_like(group_loss).index_add_(0, to, count)
-            eligible = n_group >= min_tail_values
-            # the margin a tail must win by: the loss a perfectly calibrated predictive has by
-            # chance (its expected squared coverage gap at level L is L (1 - L) / n per cell,
-            # times n), or 2 nats per cell for the likelihood
-            floor = (sum(lv * (1.0 - lv) for lv in COVERAGE_LEVELS)
-                     if criterion == "coverage" else 2.0)
-            margin = torch.zeros_like(group_loss).index_add_(0, to, used.to(loss.dtype)) * floor
-            best_loss, best = group_loss, torch.full_like(group_loss, math.inf)
-            family_loss = group_loss
-            if not bool(eligible.any()):
-                break
-            continue
-        better = eligible & (group_loss < best_loss) & (group_loss < family_loss - margin)
+        return per_group(weight * loss)
+
+    # the observation model's family (TAIL_GRID[0], inf), on the whole grid
+    [(factor, count, loss)] = _best_factors(records, [cells], criterion, obs,
+                                            max_samples=TAIL_SEARCH_SAMPLES)
+    family_loss = group_loss(count, loss)
+    best = torch.full_like(family_loss, math.inf)
+    eligible = per_group(count) >= min_tail_values
+    if not bool(eligible.any()):
+        return best
+    # the margin a tail must win by: the loss a perfectly calibrated predictive has by chance
+    # (its expected squared coverage gap at level L is L (1 - L) / n per cell, times n), or 2
+    # nats per cell for the likelihood
+    floor = sum(lv * (1.0 - lv) for lv in COVERAGE_LEVELS) if criterion == "coverage" else 2.0
+    margin = per_group((count >= min_values).to(loss.dtype)) * floor
+    base = [factor[group] for group in cells[0]]
+    best_loss = family_loss
+    for df in TAIL_GRID[1:]:  # a Student-t: factors from TAIL_RATIOS times the family's best
+        tails = [torch.full_like(r.resid, df) for r in records]
+        [(_, count, loss)] = _best_factors(records, [cells], criterion, obs, tails,
+                                           TAIL_RATIOS, TAIL_SEARCH_SAMPLES, base)
+        df_loss = group_loss(count, loss)
+        better = eligible & (df_loss < best_loss) & (df_loss < family_loss - margin)
         best = torch.where(better, torch.full_like(best, df), best)
-        best_loss = torch.where(better, group_loss, best_loss)
+        best_loss = torch.where(better, df_loss, best_loss)
     return best
 
 
