@@ -354,15 +354,13 @@ def test_coverage_exact() -> None:
 
 def test_scores_of_a_fitted_estimator() -> None:
     """The estimator's outputs plug in: quantile columns, sample frames, prediction frames."""
-    import torch
     from _settings import TINY
 
     from latentode import LatentODERegressor
     from latentode.datasets import make_damped_oscillators
+    from latentode.utils import torch_threads
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         df = make_damped_oscillators(12, 12, missing_fraction=0.2, random_state=0)
         est = LatentODERegressor(**{**TINY, "max_epochs": 1}).fit(df)
         cond, hidden = hide_values(df, 0.3, random_state=1)
@@ -371,8 +369,6 @@ def test_scores_of_a_fitted_estimator() -> None:
         past = df[df["t"] < 6.0]
         future = df[(df["t"] >= 6.0) & df["id"].isin(past["id"])]
         fc = est.extrapolate(past, times=future[["id", "t"]])
-    finally:
-        torch.set_num_threads(threads)
     cov = coverage(df, pred, 0.9, hidden)
     crps = sample_crps(df, draws, hidden)
     err = mse(df, pred, hidden)

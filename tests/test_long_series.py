@@ -17,6 +17,7 @@ import torch
 
 from latentode import LatentODERegressor
 from latentode.ode import ODESolveError, odeint
+from latentode.utils import torch_threads
 
 N_POINTS = 3000
 SMALL = dict(latent_dim=3, rec_dim=6, units=12, n_layers=1, gru_units=12, encoder="gru",
@@ -25,10 +26,8 @@ SMALL = dict(latent_dim=3, rec_dim=6, units=12, n_layers=1, gru_units=12, encode
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

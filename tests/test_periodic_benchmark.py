@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 from _settings import load_script
 
+from latentode.utils import torch_threads
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "periodic.py"
 
 
@@ -17,15 +19,12 @@ def _bench():
 
 
 def test_tiny_periodic_run(capsys, tmp_path) -> None:
-    threads = torch.get_num_threads()
-    try:
+    with torch_threads(torch.get_num_threads()):  # the benchmark sets its own
         res = _bench().main(["--n-series", "40", "--n-train", "30", "--n-points", "20",
                              "--epochs", "2", "--param", "latent_dim=3", "--param", "rec_dim=6",
                              "--param", "units=8", "--param", "n_layers=1", "--param",
                              "gru_units=8", "--param", "linear_term=True", "--out",
                              str(tmp_path / "r.json")])
-    finally:
-        torch.set_num_threads(threads)
     out = capsys.readouterr().out
     assert "| held-out MSE (50 % hidden) |" in out and "linear_term" in out
     held = res["held_out"]

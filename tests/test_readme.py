@@ -114,16 +114,16 @@ def _unavailable(block: Block) -> str | None:
 @pytest.fixture
 def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A scratch working directory, one torch thread, the Agg backend; restored afterwards."""
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     if importlib.util.find_spec("matplotlib"):
         import matplotlib
 
         matplotlib.use("Agg")
     monkeypatch.chdir(tmp_path)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield tmp_path
-    torch.set_num_threads(threads)
+    from latentode.utils import torch_threads
+
+    with torch_threads(1):
+        yield tmp_path
     if importlib.util.find_spec("matplotlib"):
         import matplotlib.pyplot as plt
 

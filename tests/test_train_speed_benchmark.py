@@ -10,6 +10,8 @@ import pytest
 import torch
 from _settings import BENCHMARKS, load_script
 
+from latentode.utils import torch_threads
+
 
 @pytest.fixture(scope="module")
 def bench():
@@ -17,15 +19,12 @@ def bench():
 
 
 def test_profile_reports_per_batch_counts_and_writes_the_tables(bench, tmp_path, capsys):
-    threads = torch.get_num_threads()
-    try:
+    with torch_threads(torch.get_num_threads()):  # the benchmark sets its own
         results = bench.main([
             "--data", str(tmp_path / "no-archive-here"), "--n-stays", "20", "--batch-size", "10",
             "--epochs", "1", "--modes", "backprop", "--device", "cpu", "--in-process",
             "--profile", "1", "--profile-out", str(tmp_path / "prof.txt"),
         ])
-    finally:
-        torch.set_num_threads(threads)
     out = capsys.readouterr().out
     (res,) = results
     assert res["epochs"] == 1 and res["n_stays"] == 20 and res["mode"] == "backprop"

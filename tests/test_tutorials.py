@@ -30,11 +30,11 @@ EXPECTED = {
 @pytest.fixture
 def one_thread() -> Iterator[None]:
     """Tiny models run fastest on one intra-op thread; restore the setting afterwards."""
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    pytest.importorskip("torch")
+    from latentode.utils import torch_threads
+
+    with torch_threads(1):
+        yield
 
 
 def test_every_tutorial_is_listed() -> None:
