@@ -494,7 +494,7 @@ def fit_model(
                 break
     except KeyboardInterrupt as err:
         if distributed and not isinstance(err, _dist.Interrupted):
-            raise  # a second Ctrl-C: this rank leaves at once, the others fail with it
+            raise  # a second Ctrl-C, or one the ranks could not agree on: the others fail
         history.stopped_reason = "interrupted"
         at = f"epoch {history.best_epoch}" if best_state is not None else "none (kept current)"
         if rank == 0:
