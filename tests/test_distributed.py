@@ -26,6 +26,7 @@ from latentode.training import fit_model
 from latentode.training.distributed import (
     DistributedError,
     InterruptRequests,
+    _collective,
     _wait_released,
     get_rank,
     get_world_size,
@@ -248,6 +249,32 @@ def test_wait_released_waits_for_the_other_holder():
     assert _wait_released(t, before, timeout=10.0)
     assert t._use_count() == before and holder == []
     timer.join()
+
+
+def test_collective_drops_the_last_reference_on_the_calling_thread():
+    """_collective (every collective of latentode's distributed helpers) returns only after the
+    backend's thread let go of the tensor, and that thread never drops the last C++ reference
+    besides the tensor's Python object (which needs the GIL: the cause of the SIGABRT at exit).
+    A stand-in op hands the tensor to a thread that lets go of it 50 ms after op returned, as
+    gloo's worker does (a moment after waking the caller)."""
+    t = torch.zeros(4, dtype=torch.float64)
+    left_after_release = []
+
+    def op(tensor, src=None):
+        assert src == 0  # keyword arguments reach the op
+        held = [tensor[:]]  # the worker's C++ reference
+
+        def release():
+            held.clear()
+            left_after_release.append(tensor._use_count())
+        threading.Timer(0.05, release).start()
+        tensor += 1.0
+
+    before = t._use_count()
+    _collective(op, t, src=0)
+    assert left_after_release and left_after_release[0] >= 2  # this thread still held one
+    assert t._use_count() == before  # and dropped it
+    assert t.tolist() == [1.0] * 4
 
 
 def test_ranks_with_different_data_refuse_to_train(tmp_path):

@@ -15,12 +15,14 @@ Launch with ``torchrun`` and initialise the process group before fitting, e.g. w
 
 Every collective of this module returns only once the backend has let go of the tensors it was
 given (:func:`_collective`): gloo runs a collective on a worker thread, which wakes the caller
-and drops its reference to the finished work a moment later. A tensor that this process dropped
-in between would be freed by that thread, which needs the GIL to free its Python object; when
-the process was already exiting (Python finalising), Python ends the thread inside the work's
-destructor and the process aborts with "terminate called without an active exception"
-(SIGABRT), after training had finished. A fit that ends just before the script exits (a stop on
-one rank, the last epoch, a script without ``destroy_process_group``) was exposed to it.
+and drops its references to the finished work's tensors a moment later. Dropping the last C++
+reference besides the tensor's Python object touches that object, which needs the GIL; when
+the worker did so while the process was already exiting (Python finalising), Python ended the
+thread inside the work's destructor and the process aborted with "terminate called without an
+active exception" (SIGABRT), after training had finished. A fit that ends just before the
+script exits (a stop on one rank, a script without ``destroy_process_group``; torch keeps the
+group alive after ``destroy_process_group`` once ``torch.distributed.nn`` was imported after
+``init_process_group``, as the first optimiser does through ``torch._dynamo``) was exposed.
 """
 
 from __future__ import annotations
@@ -114,20 +116,44 @@ class InterruptRequests:
 
 
 def _collective(op: Callable[..., object], tensor: torch.Tensor, **kwargs: object) -> None:
-    """Run the synchronous collective ``op(tensor, **kwargs)`` and return once the backend
-    holds no reference to ``tensor`` any more (CPU tensors: gloo).
+    """Run the synchronous collective ``op(tensor, **kwargs)``; for a CPU tensor (gloo), return
+    only once the backend holds no reference to ``tensor`` any more, and make sure that the
+    backend's thread never needs the GIL to let go of it.
 
     Gloo's worker thread wakes the caller before it drops the finished work, which holds
-    ``tensor``; if the caller dropped ``tensor`` first, the worker would free its Python object
-    and need the GIL, which aborts the process when that happens while Python finalises (see
-    the module's docstring). Waiting here for the worker (microseconds; at most
-    :data:`RELEASE_TIMEOUT` seconds) leaves the last reference with Python. CUDA tensors
-    (NCCL, whose watchdog thread releases works later) are not waited for.
+    ``tensor``. Releasing a C++ reference that leaves a tensor's Python object as its only
+    owner touches that object, so it needs the GIL; when gloo's thread does it while Python
+    finalises, Python ends the thread inside the work's destructor and the process aborts (see
+    the module's docstring). So this thread holds a C++ reference of its own (a DLPack capsule)
+    during the collective, waits for the worker to drop its references (microseconds; at most
+    :data:`RELEASE_TIMEOUT` seconds, after which the capsule is kept for good) and drops its
+    own last. CUDA tensors (NCCL, whose watchdog thread releases works later) are not waited
+    for.
     """
-    before = _use_count(tensor)
+    if tensor.device.type != "cpu":
+        op(tensor, **kwargs)
+        return
+    keep = _hold(tensor)
+    count = _use_count(tensor)
     op(tensor, **kwargs)
-    if tensor.device.type == "cpu":
-        _wait_released(tensor, before)
+    if not _wait_released(tensor, count):
+        _STUCK.append(keep)  # gloo's thread must not be the one that drops the last but one
+    del keep  # with the GIL, on this thread
+
+
+#: references :func:`_collective` keeps when a backend did not release a tensor in time
+_STUCK: list[object] = []
+
+
+def _hold(tensor: torch.Tensor) -> object:
+    """A C++ reference to ``tensor`` (a DLPack capsule; None for a tensor that requires grad,
+    which DLPack cannot export)."""
+    if tensor.requires_grad:
+        return None
+    try:
+        return tensor.__dlpack__()
+    except (RuntimeError, TypeError, BufferError):
+        return None
 
 
 def _use_count(tensor: torch.Tensor) -> int:
