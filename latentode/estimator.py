@@ -335,7 +335,7 @@ class LatentODERegressor(BaseEstimator):
         training mode; put it in ``eval()`` and back to predict with it). Returning True
         stops training (``history_.stopped_reason == "callback"``; the best weights are still
         restored); raising :class:`KeyboardInterrupt` stops it like Ctrl-C. They run on every
-        process of a distributed fit, and rank 0's decision to stop holds for all. They are
+        process of a distributed fit, and a stop asked for on any rank holds for all. They are
         not saved by :meth:`save` (the loaded estimator has ``callbacks=None``, with a
         warning when saving) but are pickled with the estimator.
     max_steps : int, default=10_000
@@ -820,8 +820,9 @@ class LatentODERegressor(BaseEstimator):
         the result equals a single-process fit up to floating-point summation order. Rank 0's
         seed is used when ``random_state`` is None; ``device="auto"`` / ``"cuda"`` mean
         ``cuda:LOCAL_RANK``; only rank 0 shows progress and computes the calibration (shared
-        with the others); every rank ends with the same fitted estimator. Ctrl-C is not caught
-        then. See the README's "Distributed training".
+        with the others); every rank ends with the same fitted estimator. Ctrl-C on one rank
+        (or a callback's stop on one rank) stops every rank cleanly after the same batch
+        (epoch). See the README's "Distributed training".
         """
         return self._fit(df, None, time_col=time_col, id_col=id_col, target_cols=target_cols,
                          static_cols=static_cols)

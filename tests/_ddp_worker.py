@@ -8,8 +8,11 @@
 * ``raise``: rank 1 raises inside ``fit`` (in the model's loss, second batch).
 * ``exit``: rank 1's process dies inside ``fit`` (``os._exit``) without raising.
 * ``mismatch``: rank 1 calls ``fit`` on other data than rank 0.
-* ``stop``: a callback asks to stop after the second epoch on rank 0 only; each rank writes its
-  history's length and stop reason to ``OUT/stop_rank{r}.json``.
+* ``stop``: fits in which one rank alone stops (:data:`STOPS`: a callback on rank 0 or on
+  rank 1, a callback raising ``KeyboardInterrupt`` on rank 1, SIGINT on rank 0 during a batch)
+  and one with early stopping; each rank writes, per fit, its history's length, stop reason,
+  losses and weights to ``OUT/stop_rank{r}.json``, then destroys the process group and exits
+  normally (the exit used to abort now and then, see ``distributed._collective``).
 
 ``LATENTODE_TEST_DEVICE=cuda:0`` trains on that GPU (both ranks on it, so with gloo: NCCL
 refuses two ranks on one GPU).
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -108,6 +112,59 @@ def run_estimator(out: Path | None, rank: int = 0) -> dict:
             "device": str(est.device_)}
 
 
+#: the ``stop`` mode's fits: name -> (rank that stops, how, epoch or training batch (from 1))
+STOPS = {"callback_rank0": (0, "callback", 1), "callback_rank1": (1, "callback", 2),
+         "keyboard_rank1": (1, "keyboard", 1), "sigint_rank0": (0, "sigint", 6)}
+
+
+def run_stops(rank: int) -> dict:
+    """The ``stop`` mode: one fit per entry of :data:`STOPS`, then one with early stopping."""
+    results = {}
+    for name, (who, how, when) in STOPS.items():
+        results[name] = _stop_figures(_fit_stopped_by(rank == who, how, when))
+        results[name]["sigint_restored"] = (signal.getsignal(signal.SIGINT)
+                                            is signal.default_int_handler)
+    est = LatentODERegressor(**{**EST_PARAMS, "verbose": 0, "max_epochs": 8,
+                                "early_stopping": True, "patience": 1, "lr": 0.3}).fit(frame())
+    results["early_stopping"] = _stop_figures(est)
+    return results
+
+
+def _fit_stopped_by(me: bool, how: str, when: int) -> LatentODERegressor:
+    """Fit on :func:`frame`; when ``me``, this rank stops after epoch ``when`` (``how``:
+    "callback" returns True, "keyboard" raises KeyboardInterrupt) or sends itself SIGINT in
+    its training batch ``when`` (counted from 1; "sigint")."""
+    def on_epoch_end(epoch, record, model):
+        if me and how != "sigint" and epoch == when:
+            if how == "keyboard":
+                raise KeyboardInterrupt
+            return True
+        return None
+
+    original, n_train = LatentODE.loss, [0]
+
+    def loss(self, *args, **kwargs):
+        if self.training:
+            n_train[0] += 1
+            if me and how == "sigint" and n_train[0] == when:
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, on this rank only
+        return original(self, *args, **kwargs)
+
+    LatentODE.loss = loss
+    try:
+        return LatentODERegressor(**{**EST_PARAMS, "verbose": 0, "max_epochs": 6,
+                                     "callbacks": [on_epoch_end]}).fit(frame())
+    finally:
+        LatentODE.loss = original
+
+
+def _stop_figures(est: LatentODERegressor) -> dict:
+    return {"n_epochs": est.history_.n_epochs, "stopped_reason": est.history_.stopped_reason,
+            "best_epoch": est.history_.best_epoch, "train_loss": est.history_["train_loss"],
+            "weights": torch.cat([p.detach().reshape(-1).cpu()
+                                  for p in est.model_.parameters()]).tolist()}
+
+
 def _inject_failure(kind: str) -> None:
     """Make rank 1 fail at its second loss evaluation."""
     original = LatentODE.loss
@@ -141,20 +198,8 @@ def main() -> None:
             finally:
                 sys.stderr = sys.__stderr__
         (out / f"est_rank{rank}.json").write_text(json.dumps(result))
-    elif mode == "stop":  # only rank 0's callback asks to stop (after the second epoch)
-        est = LatentODERegressor(**{**EST_PARAMS, "verbose": 0, "max_epochs": 6,
-                                    "callbacks": [lambda epoch, record, model: rank == 0
-                                                  and epoch == 1]}).fit(frame())
-        (out / f"stop_rank{rank}.json").write_text(json.dumps(
-            {"n_epochs": est.history_.n_epochs, "stopped_reason": est.history_.stopped_reason}))
-        torch.distributed.barrier()
-        # The results are written; skip the process group's teardown, which in about one run
-        # in three on a loaded machine ended rank 0 with SIGABRT ("terminate called without an
-        # active exception") after both ranks had written the results above (not root-caused;
-        # session note of 2026-11-29). What this mode tests is that every rank stops.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+    elif mode == "stop":  # one rank alone stops; every rank must stop with it, and exit cleanly
+        (out / f"stop_rank{rank}.json").write_text(json.dumps(run_stops(rank)))
     elif mode == "mismatch":  # rank 1 reads other data
         LatentODERegressor(**{**EST_PARAMS, "verbose": 0}).fit(frame(seed=rank))
     else:

@@ -12,13 +12,28 @@ floating-point summation order.
 
 Launch with ``torchrun`` and initialise the process group before fitting, e.g. with
 :func:`init_from_env`.
+
+Every collective of this module returns only once the backend has let go of the tensors it was
+given (:func:`_collective`): gloo runs a collective on a worker thread, which wakes the caller
+and drops its references to the finished work's tensors a moment later. Dropping the last C++
+reference besides the tensor's Python object touches that object, which needs the GIL; when
+the worker did so while the process was already exiting (Python finalising), Python ended the
+thread inside the work's destructor and the process aborted with "terminate called without an
+active exception" (SIGABRT), after training had finished. A fit that ends just before the
+script exits (a stop on one rank, a script without ``destroy_process_group``; torch keeps the
+group alive after ``destroy_process_group`` once ``torch.distributed.nn`` was imported after
+``init_process_group``, as the first optimiser does through ``torch._dynamo``) was exposed.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from types import FrameType
 
 import torch
 import torch.distributed as dist
@@ -39,16 +54,144 @@ __all__ = [
     "all_reduce_checked",
     "broadcast_module",
     "broadcast_int",
+    "any_rank",
     "from_rank0",
     "check_same",
+    "Interrupted",
+    "InterruptRequests",
 ]
 
 #: how long a collective waits for the other ranks before failing (``init_from_env`` default)
 DEFAULT_TIMEOUT = timedelta(minutes=10)
+#: seconds a collective waits at most for the backend to drop its references to the tensors
+RELEASE_TIMEOUT = 5.0
 
 
 class DistributedError(RuntimeError):
     """Raised on every rank when another rank failed, or when the ranks disagree."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised on every rank at the same point of distributed training when one rank was
+    interrupted (Ctrl-C, or a callback raising :class:`KeyboardInterrupt`), so that every rank
+    stops cleanly after the same batch (see :class:`InterruptRequests`)."""
+
+
+class InterruptRequests:
+    """Context manager that turns Ctrl-C (SIGINT) into a request the ranks can agree on.
+
+    Inside the block the first SIGINT only sets :attr:`requested`; the training loop sends the
+    flag with its next all-reduce, and every rank stops after that batch. A second SIGINT
+    raises :class:`KeyboardInterrupt` at once (which the other ranks see as a lost peer at
+    their next collective). The handler is installed only in the main thread and only when
+    SIGINT has Python's default handler (a handler of the user's is left alone); the previous
+    handler is restored on exit.
+
+    Attributes
+    ----------
+    requested : bool
+        Whether SIGINT arrived inside the block (may also be set by the caller).
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: object = None
+
+    def __enter__(self) -> InterruptRequests:
+        self.requested = False
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
+            self._previous = None
+
+
+def _collective(op: Callable[..., object], tensor: torch.Tensor, **kwargs: object) -> None:
+    """Run the synchronous collective ``op(tensor, **kwargs)``; for a CPU tensor (gloo), return
+    only once the backend holds no reference to ``tensor`` any more, and make sure that the
+    backend's thread never needs the GIL to let go of it.
+
+    Gloo's worker thread wakes the caller before it drops the finished work, which holds
+    ``tensor``. Releasing a C++ reference that leaves a tensor's Python object as its only
+    owner touches that object, so it needs the GIL; when gloo's thread does it while Python
+    finalises, Python ends the thread inside the work's destructor and the process aborts (see
+    the module's docstring). So this thread holds a C++ reference of its own (a DLPack capsule)
+    during the collective, waits for the worker to drop its references (microseconds; at most
+    :data:`RELEASE_TIMEOUT` seconds, after which the capsule is kept for good) and drops its
+    own last. CUDA tensors (NCCL, whose watchdog thread releases works later) are not waited
+    for.
+    """
+    if tensor.device.type != "cpu":
+        op(tensor, **kwargs)
+        return
+    keep = _hold(tensor)
+    count = _use_count(tensor)
+    op(tensor, **kwargs)
+    if not _wait_released(tensor, count):
+        _STUCK.append(keep)  # gloo's thread must not be the one that drops the last but one
+    del keep  # with the GIL, on this thread
+
+
+#: references :func:`_collective` keeps when a backend did not release a tensor in time
+_STUCK: list[object] = []
+
+
+def _hold(tensor: torch.Tensor) -> object:
+    """A C++ reference to ``tensor`` (a DLPack capsule; None for a tensor that requires grad,
+    which DLPack cannot export)."""
+    if tensor.requires_grad:
+        return None
+    try:
+        return tensor.__dlpack__()
+    except (RuntimeError, TypeError, BufferError):
+        return None
+
+
+def _use_count(tensor: torch.Tensor) -> int:
+    """References to ``tensor``'s C++ object (0 where torch does not tell)."""
+    count = getattr(tensor, "_use_count", None)
+    return int(count()) if count is not None else 0
+
+
+def _wait_released(tensor: torch.Tensor, count: int, timeout: float = RELEASE_TIMEOUT) -> bool:
+    """Wait until at most ``count`` references to ``tensor``'s C++ object remain (another
+    thread, e.g. a collective backend's worker, letting go of it).
+
+    Parameters
+    ----------
+    tensor : torch.Tensor
+        The tensor (kept alive by the caller).
+    count : int
+        References expected once the other holders are done (the count before handing the
+        tensor over).
+    timeout : float
+        Give up after this many seconds.
+
+    Returns
+    -------
+    bool
+        True once released (at once when torch does not report reference counts), False when
+        ``timeout`` passed first.
+    """
+    if _use_count(tensor) <= count:
+        return True
+    deadline = time.monotonic() + timeout
+    delay = 1e-5
+    while _use_count(tensor) > count:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)  # let the worker thread run (a busy loop would compete for a core)
+        delay = min(2.0 * delay, 1e-3)
+    return True
 
 
 def is_distributed() -> bool:
@@ -220,7 +363,7 @@ def all_reduce_checked(
     tail[k + rank] = 1.0 if error is not None else 0.0
     tail[k + world] = float(n)  # ranks with buffers of different sizes would garble the sums
     full = torch.cat([buf.reshape(-1), tail.to(device=buf.device, dtype=buf.dtype)])
-    dist.all_reduce(full)
+    _collective(dist.all_reduce, full)
     values = full[n:].tolist()
     failed = [r for r in range(world) if values[k + r] > 0]
     if failed:
@@ -248,7 +391,7 @@ def broadcast_module(module: nn.Module, src: int = 0) -> None:
             groups.setdefault((t.dtype, t.device), []).append(t)
     for tensors in groups.values():
         flat = torch.cat([t.detach().reshape(-1) for t in tensors])
-        dist.broadcast(flat, src=src)
+        _collective(dist.broadcast, flat, src=src)
         offset = 0
         for t in tensors:
             t.copy_(flat[offset:offset + t.numel()].view_as(t))
@@ -258,8 +401,16 @@ def broadcast_module(module: nn.Module, src: int = 0) -> None:
 def broadcast_int(value: int, device: torch.device | str = "cpu", src: int = 0) -> int:
     """Rank ``src``'s ``value`` on every rank (e.g. a seed drawn from fresh entropy)."""
     t = torch.tensor([int(value)], dtype=torch.int64, device=device)
-    dist.broadcast(t, src=src)
+    _collective(dist.broadcast, t, src=src)
     return int(t.item())
+
+
+def any_rank(*flags: bool, device: torch.device | str = "cpu") -> list[bool]:
+    """For each of ``flags``, whether it is True on at least one rank (the same answer on every
+    rank, e.g. whether to stop training); one all-reduce."""
+    t = torch.tensor([1 if f else 0 for f in flags], dtype=torch.int64, device=device)
+    _collective(dist.all_reduce, t)
+    return [bool(v) for v in t.tolist()]
 
 
 @torch.no_grad()
@@ -298,10 +449,10 @@ def check_same(values: Sequence[float] | torch.Tensor, what: str,
     """
     mine = torch.as_tensor(values).detach().to(device=device, dtype=torch.float64).reshape(-1)
     ref = mine.clone()
-    dist.broadcast(ref, src=0)
+    _collective(dist.broadcast, ref, src=0)
     differs = torch.tensor([0.0 if torch.equal(mine, ref) else 1.0], dtype=torch.float64,
                            device=device)
-    dist.all_reduce(differs)
+    _collective(dist.all_reduce, differs)
     n = int(differs.item())
     if n:
         raise DistributedError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -144,8 +145,8 @@ def fit_model(
     callbacks : sequence
         Objects with ``on_epoch_end(epoch, record, model) -> bool`` (True stops training), and
         optionally ``on_train_begin(model)`` / ``on_train_end(history, model)``; plain callables
-        ``fn(epoch, record, model)`` are accepted. With ``distributed`` they run on every rank
-        and rank 0's decision to stop holds for all.
+        ``fn(epoch, record, model)`` are accepted. With ``distributed`` they run on every rank,
+        and a stop asked for on any rank stops every rank after the same epoch.
     verbose : int
         0: silent; 1: tqdm epoch bar with losses in its postfix; 2: also one line per epoch.
     device : torch.device or str, optional
@@ -247,9 +248,15 @@ def fit_model(
     A non-finite loss or gradient, or an :class:`~latentode.ode.ODESolveError`, skips that
     batch's update (counted in ``n_skipped`` and warned about). ``KeyboardInterrupt`` (Ctrl-C,
     or raised by a callback) stops training cleanly: the best weights are restored,
-    ``stopped_reason`` is ``"interrupted"``, a warning is emitted and the history is returned;
-    with ``distributed=True`` it propagates instead (the ranks could not agree on where they
-    stopped; torchrun ends every worker).
+    ``stopped_reason`` is ``"interrupted"``, a warning is emitted and the history is returned.
+    With ``distributed=True`` the same holds on every rank when one rank is interrupted: Ctrl-C
+    (SIGINT, while this runs in the main thread under Python's default handler, see
+    :class:`~latentode.training.distributed.InterruptRequests`) or a ``KeyboardInterrupt``
+    raised by a callback or during a batch's forward/backward pass is sent with the next
+    all-reduce, and every rank stops after the same batch or epoch (an interrupted batch takes
+    no step) with the same weights; a second Ctrl-C, or a ``KeyboardInterrupt`` elsewhere
+    (e.g. during validation), propagates on that rank and the others fail at their next
+    collective.
     """
     if max_epochs < 0:
         raise ValueError(f"max_epochs must be >= 0, got {max_epochs}.")
@@ -331,6 +338,9 @@ def fit_model(
     for cb in cbs:
         if hasattr(cb, "on_train_begin"):
             cb.on_train_begin(model)
+    # distributed: Ctrl-C becomes a request that every rank acts on after the same batch
+    guard = contextlib.ExitStack()
+    requests = guard.enter_context(_dist.InterruptRequests()) if distributed else None
     try:
         for epoch in range(max_epochs):
             start = time.perf_counter()
@@ -350,7 +360,10 @@ def fit_model(
                         kl_weight=kl_weight, generator=generator, obs_dropout=obs_dropout,
                         obs_weighting=obs_weighting, forecast_split=forecast_split,
                         max_norm=max_norm, epoch=epoch, loss_options=extra,
-                        forecast_share=forecast_share, forecast_range=forecast_range)
+                        forecast_share=forecast_share, forecast_range=forecast_range,
+                        interrupts=requests)
+                    if status == "interrupted":  # on every rank, after the same batch
+                        raise _dist.Interrupted
                     if status == "done":
                         break
                     n_batches += 1
@@ -459,25 +472,36 @@ def fit_model(
                 bar.write(f"epoch {epoch + 1}/{max_epochs}: "  # from 1, like the bar
                           + ", ".join(f"{k}={v}" for k, v in postfix.items()))
 
-            stop = False
-            for cb in cbs:
-                stop = bool(cb.on_epoch_end(epoch, record, model)) or stop
-            if distributed and cbs:  # rank 0 decides, so that no rank waits for the others
-                stop = bool(_dist.broadcast_int(int(stop), device))
+            stop = interrupted = False
+            try:
+                for cb in cbs:
+                    stop = bool(cb.on_epoch_end(epoch, record, model)) or stop
+            except KeyboardInterrupt:
+                if not distributed:
+                    raise
+                interrupted = True
+            if distributed:  # any rank's request stops every rank, after this same epoch
+                assert requests is not None
+                stop, interrupted = _dist.any_rank(stop, interrupted or requests.requested,
+                                                   device=device)
+                if interrupted:
+                    raise _dist.Interrupted
             if stop:
                 history.stopped_reason = "callback"
                 break
             if early_stopping and bad_epochs >= patience:
                 history.stopped_reason = "early_stopping"
                 break
-    except KeyboardInterrupt:
-        if distributed:
-            raise
+    except KeyboardInterrupt as err:
+        if distributed and not isinstance(err, _dist.Interrupted):
+            raise  # a second Ctrl-C, or one the ranks could not agree on: the others fail
         history.stopped_reason = "interrupted"
         at = f"epoch {history.best_epoch}" if best_state is not None else "none (kept current)"
-        warnings.warn(f"Training interrupted after {history.n_epochs} epoch(s); best weights "
-                      f"restored: {at}.", RuntimeWarning, stacklevel=2)
+        if rank == 0:
+            warnings.warn(f"Training interrupted after {history.n_epochs} epoch(s); best "
+                          f"weights restored: {at}.", RuntimeWarning, stacklevel=2)
     finally:
+        guard.close()
         bar.close()
         _restore()
         model.train(was_training)
@@ -511,17 +535,21 @@ def _distributed_step(
     loss_options: Mapping[str, Any] | None = None,
     forecast_share: float = 0.0,
     forecast_range: tuple[float, float] = FORECAST_RANGE,
+    interrupts: _dist.InterruptRequests | None = None,
 ) -> tuple[str, torch.Tensor | None]:
     """One lock-step training step of every rank on its share of the next global batch.
 
-    Returns ``("done", None)`` once every rank's loader is exhausted, ``("skipped", None)`` when
-    the batch failed on some rank (ODE solve) or had a non-finite loss or gradient, else
-    ``("step", stats)`` with the batch's ``[loss, nll, kl, mse] * n_obs, n_obs`` (the same on
-    every rank) after the optimiser step. Exactly one all-reduce per call.
+    Returns ``("interrupted", None)``, without an optimiser step, when some rank was
+    interrupted (``interrupts.requested``, or a :class:`KeyboardInterrupt` raised during this
+    step's forward or backward pass); ``("done", None)`` once every rank's loader is exhausted,
+    ``("skipped", None)`` when the batch failed on some rank (ODE solve) or had a non-finite
+    loss or gradient, else ``("step", stats)`` with the batch's
+    ``[loss, nll, kl, mse] * n_obs, n_obs`` (the same on every rank) after the optimiser step.
+    Exactly one all-reduce per call.
     """
     batch: Batch | None = None
     error: BaseException | None = None
-    solve_failed = False
+    solve_failed = interrupted = False
     n_params = len(params)
     n_grad = sum(p.numel() for p in params)
     buf = torch.zeros(n_grad + n_params + 5, device=device, dtype=acc_dtype)
@@ -555,13 +583,19 @@ def _distributed_step(
         solve_failed = True
         warnings.warn(f"Epoch {epoch}, rank {rank}: skipped a batch whose ODE solve failed: "
                       f"{err}", RuntimeWarning, stacklevel=3)
+    except KeyboardInterrupt:
+        interrupted = True
     except Exception as err:  # noqa: BLE001 - re-raised on this rank, reported on the others
         error = err
     opt.zero_grad(set_to_none=True)
     have = batch is not None
     rows_seen = batch.batch_size if batch is not None else 0
-    total, (n_have, n_rows, n_failed) = _dist.all_reduce_checked(
-        buf, error, header=(float(have), float(rows_seen), float(solve_failed)))
+    interrupted = interrupted or (interrupts is not None and interrupts.requested)
+    total, (n_have, n_rows, n_failed, n_interrupted) = _dist.all_reduce_checked(
+        buf, error, header=(float(have), float(rows_seen), float(solve_failed),
+                            float(interrupted)))
+    if n_interrupted:
+        return "interrupted", None
     if n_have == 0:
         return "done", None
     if n_have != world or n_rows != world * rows_seen:
