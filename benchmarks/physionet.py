@@ -272,6 +272,7 @@ def build_classifier(args: argparse.Namespace) -> Any:
         calibrate=False, device=args.device, random_state=args.seed, verbose=args.verbose,
         n_jobs=getattr(args, "threads", 1) or -1,
         semi_supervised=bool(getattr(args, "unlabelled_set_b", False)),
+        head_inputs=getattr(args, "head_inputs", "latent"),
     )
 
 
@@ -323,7 +324,7 @@ class TestTrace:
                 mu, std = model.encode(b, b.times[:, 0])
                 eps = torch.randn((self.mc_samples, *mu.shape), generator=gen,
                                   device=mu.device, dtype=mu.dtype)
-                p = torch.softmax(model.classifier(mu + std * eps, b.static), -1).mean(0)
+                p = torch.softmax(model.classify(b, mu + std * eps), -1).mean(0)
                 out_mc.append(p[:, 1].double().cpu().numpy())
         model.train(was_training)
         proba[self.live] = np.concatenate(out)
@@ -465,7 +466,8 @@ def format_classification(res: dict[str, Any]) -> str:
             f"split{extra}; LatentODEClassifier(classifier={a['classifier']!r}, encoder "
             f"{a['encoder']}, "
             f"ce_weight {a['ce_weight']}, class_weight {a['class_weight']}, validation "
-            f"{a['val_fraction']}, scoring {a['scoring']}), static "
+            f"{a['val_fraction']}, scoring {a['scoring']}, head_inputs "
+            f"{a.get('head_inputs', 'latent')}), static "
             f"{res['static'] or 'none'}; baseline: logistic regression on last / mean / min / "
             f"max / count per channel. Published AUC-ROC: "
             + ", ".join(f"{k} {v}" for k, v in PUBLISHED_AUC.items()) + ".")
@@ -1070,6 +1072,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="classification: dropout of the classifier head in training")
     parser.add_argument("--weight-decay", type=float, default=0.0,
                         help="classification: L2 penalty of the optimiser on every weight")
+    parser.add_argument("--head-inputs", default="latent",
+                        choices=("latent", "latent+summary", "latent+wide"),
+                        help="classification: what the head reads beside the static covariates "
+                             "(LatentODEClassifier(head_inputs=)): z_t0, or also per-channel "
+                             "summaries of the observed values")
     parser.add_argument("--scoring", default=None,
                         choices=sorted(set(CLASSIFIER_SCORINGS + REGRESSOR_SCORINGS)),
                         help="what early stopping and the best weights watch on the "
