@@ -832,7 +832,8 @@ class LatentODERegressor(BaseEstimator):
              static_cols: Sequence[Hashable] | None) -> LatentODERegressor:
         """The body of :meth:`fit`; ``y`` goes to :meth:`_series_labels` (subclass hooks:
         :meth:`_series_labels`, :meth:`_build_model`, :meth:`_init_model`,
-        :meth:`_refresh_model`, :meth:`_loss_options`, :meth:`_calibrates`, :meth:`_check_distributed`)."""
+        :meth:`_refresh_model`, :meth:`_loss_options`, :meth:`_calibrates`,
+        :meth:`_check_distributed`)."""
         self._validate_params()
         distributed = _distd.is_distributed()
         if distributed:
