@@ -130,6 +130,7 @@ class SeriesSummary(nn.Module):
 
     @property
     def n_features(self) -> int:
+        """Width of the output, ``len(SUMMARY_STATS) * n_channels``."""
         return len(SUMMARY_STATS) * self.n_channels
 
     @staticmethod
