@@ -71,7 +71,8 @@ over trajectory samples).
     Latent ODE classifier, ``ce_weight`` 100 unless ``--ce-weight``, the library's default
     being 10; ``--classifier encoder`` for its ODE-RNN classifier; no validation stays unless
     ``--val-fraction``, then early stopping on ``--scoring``; ``--classifier-dropout`` and
-    ``--weight-decay`` regularise it) scored by AUC-ROC and AUC-PR
+    ``--weight-decay`` regularise it; ``--head-inputs`` adds per-channel summaries of the
+    observed values to what its head reads) scored by AUC-ROC and AUC-PR
     on the test stays, beside a logistic regression
     on per-stay summary features (last, mean, min, max and count of every channel; missing
     features imputed with the training mean, standardised). A test stay with no observed
