@@ -71,7 +71,8 @@ over trajectory samples).
     Latent ODE classifier, ``ce_weight`` 100 unless ``--ce-weight``, the library's default
     being 10; ``--classifier encoder`` for its ODE-RNN classifier; no validation stays unless
     ``--val-fraction``, then early stopping on ``--scoring``; ``--classifier-dropout`` and
-    ``--weight-decay`` regularise it) scored by AUC-ROC and AUC-PR
+    ``--weight-decay`` regularise it; ``--head-inputs`` adds per-channel summaries of the
+    observed values to what its head reads) scored by AUC-ROC and AUC-PR
     on the test stays, beside a logistic regression
     on per-stay summary features (last, mean, min, max and count of every channel; missing
     features imputed with the training mean, standardised). A test stay with no observed
@@ -272,6 +273,7 @@ def build_classifier(args: argparse.Namespace) -> Any:
         calibrate=False, device=args.device, random_state=args.seed, verbose=args.verbose,
         n_jobs=getattr(args, "threads", 1) or -1,
         semi_supervised=bool(getattr(args, "unlabelled_set_b", False)),
+        head_inputs=getattr(args, "head_inputs", "latent"),
     )
 
 
@@ -323,7 +325,7 @@ class TestTrace:
                 mu, std = model.encode(b, b.times[:, 0])
                 eps = torch.randn((self.mc_samples, *mu.shape), generator=gen,
                                   device=mu.device, dtype=mu.dtype)
-                p = torch.softmax(model.classifier(mu + std * eps, b.static), -1).mean(0)
+                p = torch.softmax(model.classify(b, mu + std * eps), -1).mean(0)
                 out_mc.append(p[:, 1].double().cpu().numpy())
         model.train(was_training)
         proba[self.live] = np.concatenate(out)
@@ -465,7 +467,8 @@ def format_classification(res: dict[str, Any]) -> str:
             f"split{extra}; LatentODEClassifier(classifier={a['classifier']!r}, encoder "
             f"{a['encoder']}, "
             f"ce_weight {a['ce_weight']}, class_weight {a['class_weight']}, validation "
-            f"{a['val_fraction']}, scoring {a['scoring']}), static "
+            f"{a['val_fraction']}, scoring {a['scoring']}, head_inputs "
+            f"{a.get('head_inputs', 'latent')}), static "
             f"{res['static'] or 'none'}; baseline: logistic regression on last / mean / min / "
             f"max / count per channel. Published AUC-ROC: "
             + ", ".join(f"{k} {v}" for k, v in PUBLISHED_AUC.items()) + ".")
@@ -1070,6 +1073,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="classification: dropout of the classifier head in training")
     parser.add_argument("--weight-decay", type=float, default=0.0,
                         help="classification: L2 penalty of the optimiser on every weight")
+    parser.add_argument("--head-inputs", default="latent",
+                        choices=("latent", "latent+summary", "latent+wide"),
+                        help="classification: what the head reads beside the static covariates "
+                             "(LatentODEClassifier(head_inputs=)): z_t0, or also per-channel "
+                             "summaries of the observed values")
     parser.add_argument("--scoring", default=None,
                         choices=sorted(set(CLASSIFIER_SCORINGS + REGRESSOR_SCORINGS)),
                         help="what early stopping and the best weights watch on the "

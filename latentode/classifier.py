@@ -28,7 +28,7 @@ from ._param_validation import Boolean, InstanceOf, Interval, Options
 from .batch import UNLABELLED
 from .data.validation import external_stacklevel
 from .estimator import LatentODERegressor, _fmt_ids, _plain, _with_n_jobs
-from .nn.classifier import CLASSIFIER_INPUTS
+from .nn.classifier import CLASSIFIER_INPUTS, HEAD_INPUTS
 from .training import FORECAST_RANGE
 from .training.metrics import CLASSIFIER_SCORINGS
 
@@ -89,6 +89,21 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         entry for the series): they train the ELBO only (semi-supervised training, see the
         Notes). False: a series without a label is a ValueError. Needs
         ``classifier="latent"``.
+    head_inputs : {"latent", "latent+summary", "latent+wide"}, default="latent"
+        What the classifier head reads beside the static covariates: the latent code alone
+        (``z_t0``, or the encoder's output for ``classifier="encoder"``), or also summaries
+        of each series' observed values, per channel: the last value, mean, minimum and
+        maximum (standardised units), ``log(1 + count)`` of its observations, the time from
+        its last observation to the series' last time point (model time) and an indicator
+        that the channel is not observed in the series (then ``count`` is 0 and the five
+        others are 0 after standardisation: no value is made up). Each summary is
+        standardised with the mean and standard deviation over the training series, computed
+        once at :meth:`fit` and stored with the model (a channel's value summaries over the
+        training series that observe it). ``"latent+summary"`` appends them to the head's
+        input; ``"latent+wide"`` adds a linear function of them to the head's logits (a
+        "wide and deep" head: a logistic regression on the summaries beside the MLP on
+        ``z_t0``). The latent code then need only add what the summaries lack. See the
+        README for the PhysioNet figures.
     latent_dim, encoder, rec_dim, units, n_layers, gru_units, decoder_layers : see regressor
         The networks, as for :class:`~latentode.LatentODERegressor` (same meaning, same
         defaults). The classifier head has two ReLU layers of ``units``.
@@ -201,6 +216,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         "scoring": [Options(CLASSIFIER_SCORINGS)],
         "classifier_dropout": [Interval(Real, 0, 1, closed="left")],
         "semi_supervised": [Boolean()],
+        "head_inputs": [Options(HEAD_INPUTS)],
     }
 
     def __init__(
@@ -212,6 +228,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         classifier_dropout: float = 0.0,
         weight_decay: float = 0.0,
         semi_supervised: bool = False,
+        head_inputs: str = "latent",
         latent_dim: int = 20,
         encoder: str = "odernn",
         rec_dim: int = 40,
@@ -278,11 +295,13 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         self.scoring = scoring
         self.classifier_dropout = classifier_dropout
         self.semi_supervised = semi_supervised
+        self.head_inputs = head_inputs
 
     @classmethod
     def _added_params(cls) -> dict[str, Any]:
         """The regressor's added parameters and the classifier's own (older pickles)."""
-        return {**super()._added_params(), "classifier_dropout": 0.0, "semi_supervised": False}
+        return {**super()._added_params(), "classifier_dropout": 0.0, "semi_supervised": False,
+                "head_inputs": "latent"}
 
     def __sklearn_tags__(self):
         """A classifier of long DataFrames: ``y`` is required (one label per series)."""
@@ -464,9 +483,21 @@ static_encoder_, feature_names_in_, n_features_in_, device_
 
     def _build_model(self, n_channels: int, n_static: int = 0, **kwargs: Any) -> Any:
         return super()._build_model(n_channels, n_static,
-                                    classifier_dropout=float(self.classifier_dropout), **kwargs)
+                                    classifier_dropout=float(self.classifier_dropout),
+                                    head_inputs=self.head_inputs, **kwargs)
+
+    def _init_model(self, model: Any, train: Any) -> None:
+        super()._init_model(model, train)
+        if model.summary is not None:  # the head's summaries: standardised on training series
+            device = next(model.parameters()).device
+            model.summary.fit(_data.iterate_batches(train, int(self.batch_size), device=device))
 
     def _refresh_model(self, model: Any) -> None:
+        fitted = model.hparams.get("head_inputs", "latent")
+        if fitted != self.head_inputs:
+            raise ValueError(f"warm_start=True needs the head_inputs of the previous fit "
+                             f"({fitted!r}), got {self.head_inputs!r}. Use warm_start=False to "
+                             "refit.")
         super()._refresh_model(model)
         if model.classifier is not None:  # warm start: this fit's dropout
             model.classifier.dropout = float(self.classifier_dropout)

@@ -832,8 +832,9 @@ class LatentODERegressor(BaseEstimator):
              target_cols: Sequence[Hashable] | None,
              static_cols: Sequence[Hashable] | None) -> LatentODERegressor:
         """The body of :meth:`fit`; ``y`` goes to :meth:`_series_labels` (subclass hooks:
-        :meth:`_series_labels`, :meth:`_build_model`, :meth:`_refresh_model`,
-        :meth:`_loss_options`, :meth:`_calibrates`, :meth:`_check_distributed`)."""
+        :meth:`_series_labels`, :meth:`_build_model`, :meth:`_init_model`,
+        :meth:`_refresh_model`, :meth:`_loss_options`, :meth:`_calibrates`,
+        :meth:`_check_distributed`)."""
         self._validate_params()
         distributed = _distd.is_distributed()
         if distributed:
@@ -935,6 +936,8 @@ class LatentODERegressor(BaseEstimator):
             if self.readout_reach == "spacing":
                 model.set_readout_reach(torch.as_tensor(_data.observation_spacing(train)))
         model.to(device)
+        if not reuse:
+            self._init_model(model, train)
         split = None if self.forecast_split is None else float(self.forecast_split)
         history = _fit_model(
             model, train_loader, val_loader if val is not None else None,
@@ -993,6 +996,10 @@ class LatentODERegressor(BaseEstimator):
         classes and the class indices of the validation series (None without labels or
         validation); may raise a ValueError (before training)."""
         return {"val_metric": self.scoring}
+
+    def _init_model(self, model: LatentODE, train: Any) -> None:
+        """Set what a new network learns from the training series before training (``train``,
+        the padded training series; the model is on its device); the regressor has nothing."""
 
     def _refresh_model(self, model: LatentODE) -> None:
         """Bring a copy of the fitted network up to this fit's parameters (warm start)."""

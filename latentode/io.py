@@ -624,6 +624,10 @@ def _check_static_and_classes(config: dict[str, Any], est: BaseEstimator) -> Non
         what = "a classifier" if n_classes else "not a classifier"
         raise _Invalid(f"the file holds {what}; load it with its own class "
                        f"({config['class']})")
+    head = hparams.get("head_inputs", "latent")
+    if n_classes and head != getattr(est, "head_inputs", "latent"):
+        raise _Invalid(f"model_hparams: head_inputs is {_show(head)} but params: head_inputs is "
+                       f"{_show(getattr(est, 'head_inputs', 'latent'))}")
 
 
 # model hyper-parameters: (check, whether the key must be present)
@@ -642,10 +646,11 @@ def _hp_choice(options: tuple[str, ...]) -> Callable[[Any], bool]:
 # hyper-parameters added after format_version 2 was first written: a file without them was
 # saved before they existed and gets LatentODE's default (the network it describes is unchanged)
 _ADDED_HPARAMS = ("n_static", "n_classes", "likelihood", "obs_df", "linear_term", "readout",
-                  "classifier_dropout")
+                  "classifier_dropout", "head_inputs")
 
 
 def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
+    from .nn.classifier import HEAD_INPUTS
     from .nn.registry import ENCODERS, LIKELIHOODS, READOUTS
     from .ode import GRADIENTS, METHODS
 
@@ -679,6 +684,7 @@ def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
         "n_static": (_hp_int(0), "an integer >= 0"),
         "n_classes": (lambda v: _is_int(v) and (v == 0 or v >= 2), "0 or an integer >= 2"),
         "classifier_dropout": (lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
+        "head_inputs": (_hp_choice(HEAD_INPUTS), f"one of {HEAD_INPUTS}"),
     }
 
 

@@ -505,3 +505,217 @@ def test_bad_regularisation_parameters(small, params, match):
     df, y = small
     with pytest.raises(ValueError, match=match):
         LatentODEClassifier(**{**TINY, **params}).fit(df, y)
+
+
+# ------------------------------------------------------------------------------ head inputs
+def summary_batch():
+    """Two series, three channels: series 0 has 3 valid time points (a 4th is padding, with
+    a "value" that must be ignored) and never observes channel 2; series 1 observes every
+    channel once or more."""
+    from latentode.batch import Batch
+
+    times = torch.tensor([[0.0, 0.5, 2.0, 2.0], [0.0, 1.0, 3.0, 4.0]])
+    values = torch.tensor([
+        [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [3.0, -1.0, 0.0], [9.0, 9.0, 9.0]],
+        [[-2.0, 0.0, 5.0], [0.0, 0.0, 0.0], [4.0, 1.0, 0.0], [1.0, 0.0, 0.0]],
+    ])
+    mask = torch.tensor([
+        [[1.0, 0, 0], [0, 1, 0], [1, 1, 0], [1, 1, 1]],   # the last row is padding
+        [[1.0, 0, 1], [0, 0, 0], [1, 1, 0], [1, 0, 0]],
+    ])
+    return Batch(times, values, mask, torch.tensor([3, 4]))
+
+
+def test_series_summary_numbers_on_a_hand_made_batch():
+    from latentode.nn.summary import SUMMARY_STATS, series_summary
+
+    b = summary_batch()
+    out = series_summary(b.times, b.values, b.mask, b.lengths)
+    assert out.shape == (2, len(SUMMARY_STATS), 3)
+    assert SUMMARY_STATS == ("last", "mean", "min", "max", "log_count", "since_last", "missing")
+    ln = np.log
+    expected = torch.tensor([
+        # channels:  0            1             2 (never observed in series 0)
+        [[3.0, -1.0, 0.0],                       # last
+         [2.0, 0.5, 0.0],                        # mean of (1, 3), of (2, -1)
+         [1.0, -1.0, 0.0],                       # min
+         [3.0, 2.0, 0.0],                        # max
+         [ln(3.0), ln(3.0), 0.0],                # log(1 + count): 2, 2, 0
+         [0.0, 0.0, 0.0],                        # last time 2.0 - last observation 2.0
+         [0.0, 0.0, 1.0]],                       # missing
+        [[1.0, 1.0, 5.0],
+         [1.0, 1.0, 5.0],                        # mean of (-2, 4, 1)
+         [-2.0, 1.0, 5.0],
+         [4.0, 1.0, 5.0],
+         [ln(4.0), ln(2.0), ln(2.0)],
+         [0.0, 1.0, 4.0],                        # 4 - 4, 4 - 3, 4 - 0
+         [0.0, 0.0, 0.0]],
+    ])
+    torch.testing.assert_close(out, expected.float())
+
+
+def test_series_summary_standardisation_uses_the_fitted_series_only():
+    from latentode.nn.summary import SUMMARY_STATS, SeriesSummary
+
+    b = summary_batch()
+    summary = SeriesSummary(3)
+    torch.testing.assert_close(summary(b), SeriesSummary.raw(b).flatten(1))  # before fit: raw
+    summary.fit([b])
+    raw = SeriesSummary.raw(b).double()
+    last = SUMMARY_STATS.index("last")
+    # channel 2 is observed by series 1 alone: its value statistics are that series' (sd 0 -> 1)
+    assert float(summary.loc[last, 2]) == 5.0 and float(summary.scale[last, 2]) == 1.0
+    # channel 0, "mean": mean and (population) sd of 2.0 and 1.0
+    k = SUMMARY_STATS.index("mean")
+    assert np.isclose(float(summary.loc[k, 0]), 1.5) and np.isclose(float(summary.scale[k, 0]),
+                                                                     0.5)
+    # log_count over both series, channel 2 included with its 0
+    k = SUMMARY_STATS.index("log_count")
+    assert np.isclose(float(summary.loc[k, 2]), float(raw[:, k, 2].mean()))
+    # the missing indicator is left as 0 / 1
+    k = SUMMARY_STATS.index("missing")
+    assert (float(summary.loc[k].abs().max()), float(summary.scale[k].min())) == (0.0, 1.0)
+    out = summary(b).view(2, len(SUMMARY_STATS), 3)
+    # series 0 does not observe channel 2: 0 for its value statistics, the indicator says so
+    for k, name in enumerate(SUMMARY_STATS):
+        if name in ("last", "mean", "min", "max", "since_last"):
+            assert float(out[0, k, 2]) == 0.0
+    assert float(out[0, SUMMARY_STATS.index("missing"), 2]) == 1.0
+    # observed entries: (x - loc) / scale; over the fitted series, mean 0
+    k = SUMMARY_STATS.index("mean")
+    torch.testing.assert_close(out[:, k, 0], torch.tensor([1.0, -1.0]))
+
+
+def test_wide_and_deep_head_numbers():
+    from latentode.nn.classifier import ClassifierHead
+
+    torch.manual_seed(0)
+    z, s, u = torch.randn(4, 3), torch.randn(4, 2), torch.randn(4, 5)
+    deep = ClassifierHead(3, 2, n_static=2, units=8, n_layers=1, n_summary=5)
+    assert deep.wide is None and deep.net[0].in_features == 3 + 2 + 5
+    torch.testing.assert_close(deep(z, s, u), deep.net(torch.cat([z, s, u], -1)))
+    wide = ClassifierHead(3, 2, n_static=2, units=8, n_layers=1, n_summary=5, wide=True)
+    assert wide.net[0].in_features == 3 + 2
+    torch.testing.assert_close(wide(z, s, u), wide.net(torch.cat([z, s], -1)) + wide.wide(u))
+    # K samples of z share the series' summaries
+    zk = torch.randn(6, 4, 3)
+    torch.testing.assert_close(wide(zk, s, u)[2], wide(zk[2], s, u))
+    with pytest.raises(ValueError, match="takes 5 summary features; got none"):
+        wide(z, s)
+    # without summaries, the state-dict keys of before (older files load)
+    assert list(ClassifierHead(3, 2, units=8).state_dict()) == [
+        "net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias", "net.4.weight", "net.4.bias"]
+
+
+@pytest.mark.parametrize("head", ["latent+summary", "latent+wide"])
+@pytest.mark.parametrize("kind", ["latent", "encoder"])
+def test_head_inputs_fit_predict_save_load_clone(small, tmp_path, monkeypatch, head, kind):
+    from latentode.nn.summary import SeriesSummary
+
+    df, y = small
+    seen = []
+    fit = SeriesSummary.fit
+
+    def spy(self, batches):
+        batches = list(batches)
+        seen.append(sum(b.batch_size for b in batches))
+        return fit(self, batches)
+
+    monkeypatch.setattr(SeriesSummary, "fit", spy)
+    params = {**TINY, "classifier": kind, "head_inputs": head, "validation_fraction": 0.25}
+    clf = LatentODEClassifier(**params).fit(df, y)
+    assert seen == [12]  # standardised on the 12 training series, not the 4 validation ones
+    model = clf.model_
+    assert model.hparams["head_inputs"] == head and model.summary is not None
+    assert model.classifier.n_summary == 7 * 2 and (model.classifier.wide is None) == (
+        head == "latent+summary")
+    assert float(model.summary.scale.min()) > 0 and float(model.summary.loc.abs().sum()) > 0
+    proba = clf.predict_proba(df)
+    assert np.isfinite(proba.to_numpy()).all()
+    # the head does read the summaries: other statistics, other probabilities
+    loc = model.summary.loc.clone()
+    with torch.no_grad():
+        model.summary.loc += 1.0
+    assert not np.allclose(clf.predict_proba(df).to_numpy(), proba.to_numpy())
+    with torch.no_grad():
+        model.summary.loc.copy_(loc)
+    pd.testing.assert_frame_equal(clf.predict_proba(df), proba, check_exact=True)
+    twin = clone(clf)
+    assert twin.get_params()["head_inputs"] == head and not hasattr(twin, "model_")
+    pd.testing.assert_frame_equal(pickle.loads(pickle.dumps(clf)).predict_proba(df), proba,
+                                  check_exact=True)
+    clf.save(tmp_path / "h.latentode")
+    loaded = LatentODEClassifier.load(tmp_path / "h.latentode")
+    assert loaded.head_inputs == head
+    torch.testing.assert_close(loaded.model_.summary.loc, model.summary.loc, rtol=0, atol=0)
+    pd.testing.assert_frame_equal(loaded.predict_proba(df), proba, check_exact=True)
+    # warm start keeps the network, so it keeps its inputs
+    with pytest.raises(ValueError, match="warm_start=True needs the head_inputs of the previous"):
+        clf.set_params(warm_start=True, head_inputs="latent").fit(df, y)
+    clf.set_params(head_inputs=head, max_epochs=1).fit(df, y)
+    assert clf.history_.n_epochs == 3 and seen == [12]  # the stored standardisation is kept
+
+
+def test_head_inputs_with_a_channel_missing_from_some_series(small):
+    df, y = small
+    df = df.copy()
+    gone = [0, 1, 9]  # series without any x1 value, in training and at prediction
+    df.loc[df["id"].isin(gone), "x1"] = np.nan
+    clf = LatentODEClassifier(**{**TINY, "head_inputs": "latent+summary"}).fit(df, y)
+    proba = clf.predict_proba(df)
+    assert np.isfinite(proba.to_numpy()).all()
+    # what the head read for those series: 0 for x1's value statistics, the indicator 1
+    from latentode import data as _data
+    from latentode.nn.summary import SUMMARY_STATS
+
+    vf, padded = clf._prepare(df)
+    batch = next(iter(_data.iterate_batches(padded, len(vf.series_ids))))
+    with torch.no_grad():
+        u = clf.model_.summary(batch).view(-1, len(SUMMARY_STATS), 2)
+    rows = vf.lookup_series(pd.Index(gone))
+    assert (u[rows, SUMMARY_STATS.index("missing"), 1] == 1).all()
+    for name in ("last", "mean", "min", "max", "since_last"):
+        assert (u[rows, SUMMARY_STATS.index(name), 1] == 0).all()
+    others = np.setdiff1d(np.arange(len(vf.series_ids)), rows)
+    assert (u[others, SUMMARY_STATS.index("missing")] == 0).all()
+
+
+def test_files_and_pickles_without_head_inputs_load_as_latent(fitted, small, tmp_path):
+    df, y = small
+    fitted.save(tmp_path / "new.latentode")
+
+    def edit(config):
+        config["params"].pop("head_inputs")
+        config["model_hparams"].pop("head_inputs")
+
+    rewrite_saved_config(tmp_path / "new.latentode", tmp_path / "old.latentode", edit)
+    old = LatentODEClassifier.load(tmp_path / "old.latentode")
+    assert old.head_inputs == "latent" and old.model_.summary is None
+    pd.testing.assert_frame_equal(old.predict_proba(df), fitted.predict_proba(df),
+                                  check_exact=True)
+    state = fitted.__getstate__()
+    del state["head_inputs"]
+    state["model_"]["hparams"].pop("head_inputs")
+    pickled = LatentODEClassifier.__new__(LatentODEClassifier)
+    pickled.__setstate__(state)
+    assert pickled.head_inputs == "latent"
+    pd.testing.assert_frame_equal(pickled.predict_proba(df), fitted.predict_proba(df),
+                                  check_exact=True)
+
+    # a file whose estimator and network disagree is refused
+    def spoil(config):
+        config["params"]["head_inputs"] = "latent+wide"
+
+    rewrite_saved_config(tmp_path / "new.latentode", tmp_path / "bad.latentode", spoil)
+    with pytest.raises(ValueError, match="head_inputs is 'latent' but params: head_inputs is"):
+        LatentODEClassifier.load(tmp_path / "bad.latentode")
+
+
+def test_bad_head_inputs(small):
+    df, y = small
+    with pytest.raises(ValueError, match="head_inputs must be one of"):
+        LatentODEClassifier(**{**TINY, "head_inputs": "summary"}).fit(df, y)
+    from latentode.nn import LatentODE
+
+    with pytest.raises(ValueError, match="needs a classifier"):
+        LatentODE(2, head_inputs="latent+summary")

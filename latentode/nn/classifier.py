@@ -18,22 +18,34 @@ from torch import nn
 from ..batch import UNLABELLED
 from .dynamics import mlp
 
-__all__ = ["ClassifierHead", "weighted_cross_entropy", "labelled_mean", "CLASSIFIER_INPUTS"]
+__all__ = ["ClassifierHead", "weighted_cross_entropy", "labelled_mean", "CLASSIFIER_INPUTS",
+           "HEAD_INPUTS"]
 
 #: what the classifier reads: a sample of ``z_t0`` trained with the ELBO ("latent", the paper's
 #: Latent ODE classifier) or the encoder's output trained by cross-entropy alone ("encoder", the
 #: paper's ODE-RNN classifier)
 CLASSIFIER_INPUTS = ("latent", "encoder")
 
+#: what the head reads beside the static covariates: the latent code alone ("latent"), or also
+#: the standardised per-channel summaries of the observed values
+#: (:class:`~latentode.nn.summary.SeriesSummary`), either inside its MLP ("latent+summary") or
+#: through a linear map added to the MLP's logits ("latent+wide", a "wide and deep" head)
+HEAD_INPUTS = ("latent", "latent+summary", "latent+wide")
+
 
 class ClassifierHead(nn.Module):
-    """Logits of ``n_classes`` classes from a latent state and the series' static covariates.
+    """Logits of ``n_classes`` classes from a latent state, static covariates and summaries.
 
     ``logits = MLP([z, s])`` with ``n_layers`` ReLU hidden layers of ``units`` (the paper uses
-    two layers of 300). With ``dropout > 0`` the input of every linear layer (``[z, s]`` and
-    each hidden activation) is dropped out in training mode (:func:`torch.nn.functional.dropout`:
-    each entry zeroed with probability ``dropout``, the others scaled by ``1 / (1 - dropout)``);
-    in eval mode the head is deterministic and the same function whatever ``dropout`` is.
+    two layers of 300). With ``n_summary > 0`` the head also reads a vector ``u`` of per-series
+    summaries (:class:`~latentode.nn.summary.SeriesSummary`): ``logits = MLP([z, s, u])``
+    (``wide=False``) or ``logits = MLP([z, s]) + W u`` (``wide=True``: a linear "wide" part
+    beside the "deep" one, as a logistic regression on the summaries). With ``dropout > 0``
+    the input of every linear layer of the MLP (its input and each hidden activation) is
+    dropped out in training mode (:func:`torch.nn.functional.dropout`: each entry zeroed with
+    probability ``dropout``, the others scaled by ``1 / (1 - dropout)``), and so is ``u`` before
+    the wide part; in eval mode the head is deterministic and the same function whatever
+    ``dropout`` is.
 
     Parameters
     ----------
@@ -50,34 +62,59 @@ class ClassifierHead(nn.Module):
     dropout : float
         Dropout probability in ``[0, 1)`` of the input of each linear layer in training mode
         (0: none). The parameters (and their state-dict keys) do not depend on it.
+    n_summary : int
+        Size of the summary vector ``u`` (0: none, the head of before, same state-dict keys).
+    wide : bool
+        With ``n_summary > 0``: ``u`` enters through the linear map ``wide`` added to the
+        logits (True) or as input of the MLP (False).
     """
 
     def __init__(self, latent_dim: int, n_classes: int, n_static: int = 0, units: int = 50,
-                 n_layers: int = 2, dropout: float = 0.0) -> None:
+                 n_layers: int = 2, dropout: float = 0.0, n_summary: int = 0,
+                 wide: bool = False) -> None:
         super().__init__()
         if n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {n_classes}.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}.")
+        if n_summary < 0:
+            raise ValueError(f"n_summary must be >= 0, got {n_summary}.")
         self.n_static = int(n_static)
         self.n_classes = int(n_classes)
+        self.n_summary = int(n_summary)
         self.dropout = float(dropout)
-        self.net = mlp(latent_dim + self.n_static, self.n_classes, n_layers, units, nn.ReLU)
+        deep_summary = 0 if wide else self.n_summary
+        self.net = mlp(latent_dim + self.n_static + deep_summary, self.n_classes, n_layers, units,
+                       nn.ReLU)
+        self.wide: nn.Linear | None = (nn.Linear(self.n_summary, self.n_classes)
+                                       if wide and self.n_summary else None)
 
-    def forward(self, z: torch.Tensor, static: torch.Tensor | None = None) -> torch.Tensor:
-        """``z (..., B, latent_dim)`` and ``static (B, n_static)`` -> ``(..., B, n_classes)``."""
-        if static is not None and self.n_static:
-            s = static.to(z.dtype).expand(*z.shape[:-1], self.n_static)
-            z = torch.cat([z, s], dim=-1)
-        elif self.n_static:
-            raise ValueError(f"This classifier takes {self.n_static} static covariates; got none.")
-        if not (self.dropout > 0.0 and self.training):
-            return self.net(z)
-        for layer in self.net:
-            if isinstance(layer, nn.Linear):
-                z = F.dropout(z, self.dropout, training=True)
-            z = layer(z)
-        return z
+    def forward(self, z: torch.Tensor, static: torch.Tensor | None = None,
+                summary: torch.Tensor | None = None) -> torch.Tensor:
+        """``z (..., B, latent_dim)``, ``static (B, n_static)`` and ``summary (B, n_summary)``
+        -> ``(..., B, n_classes)``."""
+        parts = [z]
+        for name, x, width in (("static covariates", static, self.n_static),
+                               ("summary features", summary, self.n_summary)):
+            if not width:
+                continue
+            if x is None:
+                raise ValueError(f"This classifier takes {width} {name}; got none.")
+            parts.append(x.to(z.dtype).expand(*z.shape[:-1], width))
+        u = parts.pop() if self.wide is not None else None
+        x = torch.cat(parts, dim=-1) if len(parts) > 1 else z
+        drop = self.dropout > 0.0 and self.training
+        if not drop:
+            out = self.net(x)
+        else:
+            out = x
+            for layer in self.net:
+                if isinstance(layer, nn.Linear):
+                    out = F.dropout(out, self.dropout, training=True)
+                out = layer(out)
+        if u is not None:
+            out = out + self.wide(F.dropout(u, self.dropout, training=True) if drop else u)
+        return out
 
 
 def weighted_cross_entropy(

@@ -11,7 +11,7 @@ from torch import nn
 from latentode.batch import Batch
 from latentode.ode import odeint
 
-from .classifier import ClassifierHead, labelled_mean, weighted_cross_entropy
+from .classifier import HEAD_INPUTS, ClassifierHead, labelled_mean, weighted_cross_entropy
 from .decoder import Decoder
 from .dynamics import LatentDynamics
 from .likelihoods import (
@@ -32,6 +32,7 @@ from .registry import (
     READOUTS,
 )
 from .spread import GapSpread
+from .summary import SeriesSummary
 
 __all__ = ["LatentODE", "LossOutput", "PredictOutput"]
 
@@ -178,6 +179,14 @@ class LatentODE(nn.Module):
     classifier_dropout : float
         Dropout probability in ``[0, 1)`` of the classifier's input and hidden layers in training
         mode (:class:`~latentode.nn.classifier.ClassifierHead`); unused without a classifier.
+    head_inputs : {"latent", "latent+summary", "latent+wide"}
+        What the classifier reads beside the static covariates
+        (:data:`~latentode.nn.classifier.HEAD_INPUTS`): ``z_t0`` alone, or also the
+        standardised per-channel summaries of the conditioning observations
+        (:attr:`summary`, a :class:`~latentode.nn.summary.SeriesSummary` whose statistics
+        are set by ``model.summary.fit(training batches)``), as input of its MLP
+        (``"latent+summary"``) or through a linear map added to its logits
+        (``"latent+wide"``). Anything but ``"latent"`` needs a classifier.
 
     Examples
     --------
@@ -233,8 +242,13 @@ class LatentODE(nn.Module):
         n_classes: int = 0,
         readout: str = "latent",
         classifier_dropout: float = 0.0,
+        head_inputs: str = "latent",
     ) -> None:
         super().__init__()
+        if head_inputs not in HEAD_INPUTS:
+            raise ValueError(f"head_inputs must be one of {HEAD_INPUTS}, got {head_inputs!r}.")
+        if head_inputs != "latent" and n_classes == 0:
+            raise ValueError(f"head_inputs={head_inputs!r} needs a classifier (n_classes >= 2).")
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}.")
         if readout not in READOUTS:
@@ -255,7 +269,7 @@ class LatentODE(nn.Module):
             max_steps=max_steps, obs_std_init=obs_std_init, obs_std_floor=obs_std_floor,
             likelihood=likelihood, obs_df=obs_df, n_static=n_static, n_classes=n_classes,
             linear_term=bool(linear_term), readout=readout,
-            classifier_dropout=float(classifier_dropout),
+            classifier_dropout=float(classifier_dropout), head_inputs=head_inputs,
         )
         self.n_channels = n_channels
         self.latent_dim = latent_dim
@@ -303,9 +317,13 @@ class LatentODE(nn.Module):
             self.ode_func = self.dynamics
         self.n_static = int(n_static)
         self.n_classes = int(n_classes)
-        self.classifier = (ClassifierHead(latent_dim, n_classes, n_static, units,
-                                          dropout=float(classifier_dropout))
-                           if n_classes else None)
+        # the per-series summaries the classifier reads beside z_t0 (head_inputs), if any
+        self.summary: SeriesSummary | None = (
+            None if head_inputs == "latent" else SeriesSummary(n_channels))
+        self.classifier = (ClassifierHead(
+            latent_dim, n_classes, n_static, units, dropout=float(classifier_dropout),
+            n_summary=0 if self.summary is None else self.summary.n_features,
+            wide=head_inputs == "latent+wide") if n_classes else None)
 
     # ------------------------------------------------------------------ building blocks
     def set_intensity_base(self, rate: torch.Tensor) -> None:
@@ -382,16 +400,33 @@ class LatentODE(nn.Module):
         return self.encoder(cond.times, cond.values, cond.mask, cond.lengths, t0,
                             static=cond.static if self.n_static else None)
 
-    def classify(self, cond: Batch) -> torch.Tensor:
-        """Class logits ``(B, n_classes)`` of each series, from the posterior mean of ``z_t0``.
+    def classify(self, cond: Batch, z: torch.Tensor | None = None) -> torch.Tensor:
+        """Class logits ``(..., B, n_classes)`` of each series of ``cond``.
 
-        ``z_t0`` is at each series' first conditioning time; the classifier reads it with the
-        series' static covariates. Run under :func:`torch.no_grad` for inference.
+        The classifier reads ``z`` (default: the posterior mean of ``z_t0``, at each series'
+        first conditioning time, giving ``(B, n_classes)``) with the series' static
+        covariates and, when the model has :attr:`summary`, the summaries of ``cond``'s
+        observed values. Run under :func:`torch.no_grad` for inference.
+
+        Parameters
+        ----------
+        cond : Batch
+            The conditioning observations.
+        z : torch.Tensor, optional
+            ``(..., B, latent_dim)`` latent states to classify instead (e.g. posterior samples
+            of ``z_t0``).
+
+        Returns
+        -------
+        torch.Tensor
+            Logits, one row per series (and leading dimension of ``z``).
         """
         if self.classifier is None:
             raise ValueError("This model has no classifier (built with n_classes=0).")
-        mu, _ = self.encode(cond, cond.times[:, 0])
-        return self.classifier(mu, cond.static)
+        if z is None:
+            z, _ = self.encode(cond, cond.times[:, 0])
+        return self.classifier(z, cond.static,
+                               None if self.summary is None else self.summary(cond))
 
     def step_budget(self, n_times: int) -> int:
         """Step budget per series of a :meth:`solve` at ``n_times`` requested times.
@@ -664,7 +699,7 @@ class LatentODE(nn.Module):
         if "aux_lik" in diag:
             loss = loss - readout_aux * diag["aux_lik"].mean(0).sum() / denom
         if classify:
-            logits = self.classifier(diag["z0"], batch.static)  # (K, B, n_classes)
+            logits = self.classify(batch, diag["z0"])  # (K, B, n_classes)
             ce = weighted_cross_entropy(logits, batch.labels, batch.weights)
             loss = loss + ce_weight * labelled_mean(ce, batch.labels)
         return LossOutput(
