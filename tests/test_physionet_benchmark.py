@@ -12,9 +12,13 @@ import argparse
 import math
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from _settings import load_script
+
+from latentode.utils import torch_threads
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "physionet.py"
 
@@ -30,16 +34,13 @@ TINY = ["--allow-sample", "--subset", "30", "--epochs", "1", "--solver", "rk4",
 
 
 def test_tiny_run_prints_the_table_and_reloads_identically(bench, tmp_path, capsys):
-    threads = torch.get_num_threads()
     data = ["--data", str(tmp_path / "no-archive-here")]
-    try:
+    with torch_threads(torch.get_num_threads()):  # the benchmark sets its own
         res = bench.main([*data, *TINY, "--obs-std", "0.1", "--per-feature", "3",
                           "--save", str(tmp_path / "m.pt"), "--out", str(tmp_path / "r.json")])
         out = capsys.readouterr().out
         again = bench.main([*data, "--allow-sample", "--subset", "30", "--verbose", "0",
                             "--load", str(tmp_path / "m.pt")])
-    finally:
-        torch.set_num_threads(threads)
     assert "bundled 300-stay sample" in out and "obs_std 0.1" in out
     tasks = [r["task"] for r in res["rows"]]
     assert tasks == ["interpolation", "extrapolation", "held-out interpolation (50% hidden)"]
@@ -59,19 +60,17 @@ def test_tiny_run_prints_the_table_and_reloads_identically(bench, tmp_path, caps
 
 
 def test_tiny_classification_run(bench, tmp_path, capsys):
-    threads = torch.get_num_threads()
-    try:
+    with torch_threads(torch.get_num_threads()):  # the benchmark sets its own
         res = bench.main(["--task", "classification", "--data", str(tmp_path / "none"),
                           *TINY[:1], "--subset", "100", *TINY[3:], "--repeats", "2", "--static",
                           "--classifier-dropout", "0.25", "--weight-decay", "1e-4",
                           "--out", str(tmp_path / "c.json")])
-    finally:
-        torch.set_num_threads(threads)
     out = capsys.readouterr().out
     assert "in-hospital mortality" in out and "mean +- sd over 2 splits" in out
     assert [r["split_seed"] for r in res["rows"]] == [42, 43]
     for row in res["rows"]:
-        for key in ("auc_roc", "auc_pr", "baseline_auc_roc", "baseline_auc_pr"):
+        for key in ("auc_roc", "auc_pr", "baseline_auc_roc", "baseline_auc_pr",
+                    "boosting_auc_roc", "boosting_auc_pr"):
             assert 0.0 <= row[key] <= 1.0
         assert row["n_train"] == 80 and row["n_test"] == 20 and row["epochs"] == 1
     assert res["static"] == ["Age", "Gender", "Height", "ICUType"]
@@ -81,14 +80,11 @@ def test_tiny_classification_run(bench, tmp_path, capsys):
 
 
 def test_classification_trace_replays_the_restored_epoch(bench, tmp_path, capsys):
-    threads = torch.get_num_threads()
-    try:
+    with torch_threads(torch.get_num_threads()):  # the benchmark sets its own
         res = bench.main(["--task", "classification", "--data", str(tmp_path / "none"),
                           *TINY[:1], "--subset", "100", *TINY[3:], "--epochs", "3",
                           "--val-fraction", "0.3", "--no-early-stopping", "--trace",
                           "--scoring", "log_loss"])
-    finally:
-        torch.set_num_threads(threads)
     out = capsys.readouterr().out
     assert "--trace: test AUC-ROC of the epoch each early-stopping rule restores" in out
     row = res["rows"][0]
@@ -120,11 +116,8 @@ def test_classification_trace_replays_the_restored_epoch(bench, tmp_path, capsys
 
 
 def test_tiny_run_breaks_the_held_out_error_down(bench, tmp_path, capsys):
-    threads = torch.get_num_threads()
-    try:
+    with torch_threads(torch.get_num_threads()):  # the benchmark sets its own
         res = bench.main(["--data", str(tmp_path / "no-archive-here"), *TINY, "--breakdown"])
-    finally:
-        torch.set_num_threads(threads)
     out = capsys.readouterr().out
     assert "held-out values by position" in out and "share of the gap" in out
     bd = res["breakdown"]
@@ -178,17 +171,14 @@ def test_descriptor_roles_static_and_series_only(bench):
 
 def test_tiny_reconstruction_with_static_descriptors(bench, tmp_path, capsys):
     """Descriptors as static covariates vs as channels: the same 37 channels, masks, stays."""
-    threads = torch.get_num_threads()
     data = ["--data", str(tmp_path / "no-archive-here")]
-    try:
+    with torch_threads(torch.get_num_threads()):  # the benchmark sets its own
         static = bench.main([*data, *TINY, "--static", "--save", str(tmp_path / "s.pt")])
         out = capsys.readouterr().out
         channels = bench.main([*data, *TINY, "--score-series-only"])
         out_channels = capsys.readouterr().out
         again = bench.main([*data, "--allow-sample", "--subset", "30", "--verbose", "0",
                             "--static", "--load", str(tmp_path / "s.pt")])
-    finally:
-        torch.set_num_threads(threads)
     assert "Descriptors Age, Gender, Height, ICUType as static covariates" in out
     assert "as channels; scored on the 37 other channels" in out_channels
     assert len(static["scored_cols"]) == 37 and "Age" not in static["scored_cols"]
@@ -203,3 +193,23 @@ def test_tiny_reconstruction_with_static_descriptors(bench, tmp_path, capsys):
     # the saved model keeps its static covariates and gives the same figures
     for a, b in zip(static["rows"], again["rows"]):
         assert b["ours"] == pytest.approx(a["ours"], rel=1e-6)
+
+
+@pytest.mark.parametrize("model", ["logistic", "boosting"])
+def test_summary_baselines_read_the_summaries(bench, model):
+    """Both baselines see the per-stay summaries: a label set by a channel's level is
+    recovered on stays they did not train on; a channel never measured is no obstacle."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    level = rng.normal(size=120)
+    rows = [{"id": i, "t": t, "HR": level[i] + 0.1 * rng.normal(), "MAP": np.nan}
+            for i in range(120) for t in np.sort(rng.uniform(0, 48, 5))]
+    df = pd.DataFrame(rows)
+    y = pd.Series((level > 0).astype(int), index=np.arange(120))
+    train, test = df[df["id"] < 80], df[df["id"] >= 80]
+    proba = bench.summary_baseline(train, y, test, ["HR", "MAP"], model)
+    assert list(proba.index) == list(range(80, 120))
+    assert roc_auc_score(y.loc[proba.index], proba) > 0.95
+    with pytest.raises(ValueError, match="'logistic' or 'boosting'"):
+        bench.summary_baseline(train, y, test, ["HR"], "forest")
