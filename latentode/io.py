@@ -519,8 +519,10 @@ def _check_params(params: dict[str, Any], cls: type[BaseEstimator]) -> BaseEstim
     unknown = sorted(set(params) - known)
     if unknown:
         raise _Invalid(f"params: unknown parameters {unknown} for {cls.__name__}")
-    # a parameter absent from the file (saved before it existed) takes its default
-    est = cls(**_params_from_json(params))
+    # a parameter absent from the file (saved before it existed) takes the value that gives the
+    # former behaviour (as for an older pickle), not today's default
+    older = {k: v for k, v in getattr(cls, "_added_params", dict)().items() if k in known}
+    est = cls(**{**older, **_params_from_json(params)})
     try:
         est._validate_params()  # the checks fit runs
     except (ValueError, TypeError) as exc:

@@ -8,7 +8,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from _settings import TINY
+from _settings import TINY, rewrite_saved_config
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
@@ -73,6 +73,25 @@ def test_older_files_without_readout_load_as_latent(oscillators, tmp_path):
     state["model_"]["hparams"].pop("readout")
     old = LatentODERegressor.__new__(LatentODERegressor)
     old.__setstate__(state)
+    assert old.readout == "latent" and old.model_.readout is None
+    np.testing.assert_array_equal(old.predict(oscillators).to_numpy(),
+                                  est.predict(oscillators).to_numpy())
+
+
+def test_older_saved_files_without_readout_load_as_latent(oscillators, tmp_path):
+    """A file saved before ``readout`` existed lacks it in its params and the network's
+    hyper-parameters; it loads with the former behaviour (``"latent"``), not today's default,
+    and predicts as before."""
+    est = LatentODERegressor(**{**TINY, "max_epochs": 1, "readout": "latent"}).fit(oscillators)
+    est.save(tmp_path / "new.latentode")
+
+    def edit(config):
+        for name in ("readout", "readout_aux", "readout_reach"):
+            config["params"].pop(name)
+        config["model_hparams"].pop("readout")
+
+    rewrite_saved_config(tmp_path / "new.latentode", tmp_path / "old.latentode", edit)
+    old = LatentODERegressor.load(tmp_path / "old.latentode")
     assert old.readout == "latent" and old.model_.readout is None
     np.testing.assert_array_equal(old.predict(oscillators).to_numpy(),
                                   est.predict(oscillators).to_numpy())
