@@ -1099,7 +1099,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         choices=("latent", "latent+summary", "latent+wide"),
                         help="classification: what the head reads beside the static covariates "
                              "(LatentODEClassifier(head_inputs=)): z_t0, or also per-channel "
-                             "summaries of the observed values")
+                             "summaries of the observed values; default 'latent', the paper's "
+                             "head, as in the README's earlier commands (the library's "
+                             "default is 'latent+summary')")
     parser.add_argument("--scoring", default=None,
                         choices=sorted(set(CLASSIFIER_SCORINGS + REGRESSOR_SCORINGS)),
                         help="what early stopping and the best weights watch on the "

@@ -77,9 +77,13 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         names the one watched). Without validation series the training loss is watched,
         whatever ``scoring`` says.
     classifier_dropout : float, default=0.0
-        Dropout probability in ``[0, 1)`` of the classifier head's input (``z_t0`` and the
-        static covariates) and hidden layers during training; :meth:`predict_proba` and the
-        validation scores use the whole head (eval mode: deterministic). 0: no dropout.
+        Dropout probability in ``[0, 1)`` of the classifier head's input (``z_t0``, the
+        static covariates and, with ``head_inputs="latent+summary"``, the summaries) and
+        hidden layers during training; :meth:`predict_proba` and the validation scores use the
+        whole head (eval mode: deterministic). 0: no dropout. On PhysioNet mortality (3,200
+        training stays, early stopping) 0.5 lifted the mean AUC-ROC of the summary head from
+        0.843 to 0.852; on small data sets trained for a fixed number of epochs it slowed
+        learning and lost accuracy (README), so it is not the default.
     weight_decay : float, default=0.0
         L2 penalty on every weight of the network (encoder, dynamics, decoder and head), the
         ``weight_decay`` of the Adamax optimiser (added to each gradient as ``weight_decay *
@@ -89,7 +93,7 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         entry for the series): they train the ELBO only (semi-supervised training, see the
         Notes). False: a series without a label is a ValueError. Needs
         ``classifier="latent"``.
-    head_inputs : {"latent", "latent+summary", "latent+wide"}, default="latent"
+    head_inputs : {"latent", "latent+summary", "latent+wide"}, default="latent+summary"
         What the classifier head reads beside the static covariates: the latent code alone
         (``z_t0``, or the encoder's output for ``classifier="encoder"``), or also summaries
         of each series' observed values, per channel: the last value, mean, minimum and
@@ -102,8 +106,10 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         training series that observe it). ``"latent+summary"`` appends them to the head's
         input; ``"latent+wide"`` adds a linear function of them to the head's logits (a
         "wide and deep" head: a logistic regression on the summaries beside the MLP on
-        ``z_t0``). The latent code then need only add what the summaries lack. See the
-        README for the PhysioNet figures.
+        ``z_t0``). The latent code then need only add what the summaries lack. The default,
+        ``"latent+summary"``, beat ``"latent"`` on PhysioNet mortality (5 splits) and on
+        synthetic oscillators told apart by their frequency (README); ``"latent"`` is the
+        paper's head (and that of files saved before this parameter existed).
     latent_dim, encoder, rec_dim, units, n_layers, gru_units, decoder_layers : see regressor
         The networks, as for :class:`~latentode.LatentODERegressor` (same meaning, same
         defaults). The classifier head has two ReLU layers of ``units``.
@@ -228,7 +234,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         classifier_dropout: float = 0.0,
         weight_decay: float = 0.0,
         semi_supervised: bool = False,
-        head_inputs: str = "latent",
+        head_inputs: str = "latent+summary",
         latent_dim: int = 20,
         encoder: str = "odernn",
         rec_dim: int = 40,
