@@ -285,15 +285,58 @@ def test_hidden_rounds_cycle_through_the_fractions_and_check_them():
     model = Recorder()
     calibrate_spread(model, batches, n_samples=2, by_gap=False,
                      generator=torch.Generator().manual_seed(0))
-    per_round = np.add.reduceat(np.array(model.seen), [0, 4, 8])  # 3 rounds of 4 batches
+    starts = list(range(0, 24, 4))  # 6 rounds (the default) of 4 batches
+    per_round = np.add.reduceat(np.array(model.seen), starts)
     hidden = 1.0 - per_round / total
-    assert HIDE_FRACTIONS == (0.1, 0.3, 0.5)
-    np.testing.assert_allclose(hidden, [0.1 * 24 / 25, 0.3 * 24 / 25, 0.5 * 24 / 25], atol=0.01)
+    assert HIDE_FRACTIONS == (0.1, 0.3, 0.5) and len(model.seen) == 24
+    np.testing.assert_allclose(hidden, np.array([0.1, 0.3, 0.5] * 2) * 24 / 25, atol=0.01)
     model.seen.clear()
-    calibrate_spread(model, batches, fraction=0.2, n_samples=2, by_gap=False,
+    calibrate_spread(model, batches, fraction=0.2, n_samples=2, by_gap=False, rounds=3,
                      generator=torch.Generator().manual_seed(0))
     hidden = 1.0 - np.add.reduceat(np.array(model.seen), [0, 4, 8]) / total
     np.testing.assert_allclose(hidden, [0.2 * 24 / 25] * 3, atol=0.01)
     for bad in ((0.1, 1.0), (), -0.1):
         with pytest.raises(ValueError, match="fraction must lie in"):
             calibrate_spread(model, batches, fraction=bad, n_samples=2)
+
+
+def test_each_round_weighs_the_same_whatever_its_number_of_values():
+    from latentode.training.calibration import _held_out, _weigh_rounds
+
+    model = _KnownMeanModel()
+    batch = _noise_batches(100, 0, np.inf)[0]
+    g = torch.Generator().manual_seed(0)
+    records, rounds = [], []
+    for r, fraction in enumerate((0.1, 0.5, 0.5)):
+        cond = drop_observations(batch, fraction, g, keep_first=True)
+        records.append(_held_out(model, cond, batch, (batch.mask - cond.mask) > 0, 2, g))
+        rounds.append(r)
+    weighted = _weigh_rounds(records, rounds)
+    counts = np.array([len(rec.resid) for rec in records])
+    totals = np.array([rec.weight * len(rec.resid) for rec in weighted])
+    assert counts[1] > 4 * counts[0]  # half of each series hidden against a tenth
+    np.testing.assert_allclose(totals, counts.mean())  # every round the mean count in total
+    assert totals.sum() == pytest.approx(counts.sum())
+    assert _weigh_rounds(records[:1], [0])[0].weight == 1.0  # one round: unweighted
+
+
+class _SparseOverconfident(_KnownMeanModel):
+    """Its scale shrinks with the square of the share of the series it conditions on (errors
+    keep their N(0, 0.3^2)): a round hiding half of each series needs a factor near 4, one
+    hiding a tenth near 1.2."""
+
+    def predict(self, cond, times, lengths, **kw):
+        pred = super().predict(cond, times, lengths, **kw)
+        share = cond.mask.sum() / (cond.lengths.sum() * cond.mask.shape[-1])
+        return pred._replace(obs_std=pred.obs_std * share ** 2)
+
+
+def test_hiding_rounds_weigh_the_same_so_the_factor_averages_over_the_fractions():
+    """Coverage of the 10 % to 95 % intervals, each averaged over the fractions 10 / 30 / 50 %
+    with equal weights, is closest to nominal at a factor of 2.10 (Gaussian errors, the share
+    of observed values 1 - 0.96 f); weighting the rounds by their numbers of values (1 : 3 : 5)
+    gives 2.71, the factor of sparse conditioning."""
+    model = _SparseOverconfident()
+    calibrate_spread(model, _noise_batches(400, 0, np.inf), n_samples=2, by_gap=False,
+                     generator=torch.Generator().manual_seed(0))
+    assert float(model.spread_scale) == pytest.approx(2.10, abs=0.12)
