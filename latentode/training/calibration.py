@@ -75,7 +75,6 @@ class _HeldOut(NamedTuple):
     channel: torch.Tensor  # (n,) long
     gap: torch.Tensor  # (n,) model time to the nearest conditioning observation of the channel
     beyond: torch.Tensor  # (n,) bool: before / after the conditioning window (a forecast)
-    weight: float = 1.0  # of each value: rounds of one kind weigh the same in total
 
 
 def _held_out(model: nn.Module, cond: Batch, query: Batch, hidden: torch.Tensor,
@@ -101,23 +100,6 @@ def _held_out(model: nn.Module, cond: Batch, query: Batch, hidden: torch.Tensor,
     )
 
 
-def _weigh_rounds(records: list[_HeldOut], rounds: list[int]) -> list[_HeldOut]:
-    """``records`` (of one kind; ``rounds[i]`` the round of record ``i``) weighted so that each
-    round's values weigh the same in total, the mean number of values of a round.
-
-    A round that hides half of each series holds five times the values of one that hides a
-    tenth; unweighted, the factors would be those of sparse conditioning rather than the
-    average over the rounds' fractions (and, for the forecast rounds, those of the longest
-    horizons)."""
-    counts: dict[int, int] = {}
-    for rec, r in zip(records, rounds):
-        counts[r] = counts.get(r, 0) + len(rec.resid)
-    if len(counts) < 2:
-        return records
-    mean = sum(counts.values()) / len(counts)
-    return [rec._replace(weight=mean / counts[r]) for rec, r in zip(records, rounds)]
-
-
 Grouping = tuple[list[torch.Tensor], int]
 """A grouping of held-out values: one ``(n,)`` long tensor of group indices per record, and
 the number of groups."""
@@ -136,11 +118,9 @@ def _losses(
     each value (a cheaper, noisier predictive); ``base``, one ``(n,)`` tensor per record, makes
     the factors relative: value ``j`` is scored at ``base[j] * grid``. One pass over the records
     serves every grouping.
-    Each value counts with its record's ``weight`` (coverage: a weighted share; likelihood: a
-    weighted sum).
     Returns, per grouping, the ``(len(grid), G)`` losses (lower is better: the summed squared
-    gaps of the coverage of :data:`COVERAGE_LEVELS`, or minus the summed log density), the
-    ``(G,)`` counts of values and the ``(G,)`` sums of their weights.
+    gaps of the coverage of :data:`COVERAGE_LEVELS`, or minus the summed log density) and the
+    ``(G,)`` counts of values.
     """
     device = records[0].resid.device if records else torch.device("cpu")
     grid = (SCALE_GRID if grid is None else grid).to(device)
@@ -149,12 +129,9 @@ def _losses(
     totals = [torch.zeros(len(grid), width, n, dtype=torch.float64, device=device)
               for _, n in groupings]
     counts = [torch.zeros(n, dtype=torch.float64, device=device) for _, n in groupings]
-    weights = [torch.zeros(n, dtype=torch.float64, device=device) for _, n in groupings]
     for i, rec in enumerate(records):
-        for (groups, n), count, weight in zip(groupings, counts, weights):
-            ones = torch.bincount(groups[i], minlength=n).double()
-            count += ones
-            weight += rec.weight * ones
+        for (groups, n), count in zip(groupings, counts):
+            count += torch.bincount(groups[i], minlength=n).double()
         dev = rec.dev.double()[:max_samples]
         df = None if tails is None else tails[i]
         for g, rel in enumerate(grid):
@@ -168,17 +145,15 @@ def _losses(
                 pit = obs.calibrated_cdf(z, rec.channel, df).mean(0)  # (n,)
                 score = ((pit - 0.5).abs().unsqueeze(0)
                          <= levels.unsqueeze(1) / 2).double()  # (L, n)
-            if rec.weight != 1.0:
-                score = score * rec.weight
             for (groups, _), total in zip(groupings, totals):
                 total[g].index_add_(1, groups[i], score)
     out = []
-    for total, count, weight in zip(totals, counts, weights):
+    for total, count in zip(totals, counts):
         if criterion == "likelihood":
-            out.append((-total[:, 0], count, weight))
+            out.append((-total[:, 0], count))
         else:
-            coverage = total / torch.where(weight > 0, weight, torch.ones_like(weight))
-            out.append((((coverage - levels.view(1, -1, 1)) ** 2).sum(1), count, weight))
+            coverage = total / count.clamp(min=1.0)  # (G, L, groups)
+            out.append((((coverage - levels.view(1, -1, 1)) ** 2).sum(1), count))
     return out
 
 
@@ -189,14 +164,13 @@ def _best_factors(
 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Per group of each grouping, the factor of ``grid`` (default :data:`SCALE_GRID`) that best
     fits the held-out values (arguments as :func:`_losses`): per grouping, the ``(G,)`` best
-    factors, counts of values, losses of the best factors and sums of the values' weights."""
+    factors, counts of values and losses of the best factors."""
     grid = SCALE_GRID if grid is None else grid
     out = []
-    for loss, count, weight in _losses(records, groupings, criterion, obs, tails, grid,
-                                       max_samples, base):
+    for loss, count in _losses(records, groupings, criterion, obs, tails, grid, max_samples,
+                               base):
         best = loss.argmin(0)
-        out.append((grid.to(loss.device)[best], count, loss.gather(0, best.unsqueeze(0))[0],
-                    weight))
+        out.append((grid.to(loss.device)[best], count, loss.gather(0, best.unsqueeze(0))[0]))
     return out
 
 
@@ -212,10 +186,7 @@ def _fit_tails(
     :data:`TAIL_RATIOS`, on the same grid), with the first :data:`TAIL_SEARCH_SAMPLES`
     posterior samples of each value (a cheaper predictive, good enough to rank the tails; the
     factors are fitted afterwards with all of them); the loss of a kind and channel is the sum
-    of its cells' losses, weighted for the coverage criterion by their effective numbers of
-    values (``(sum w)^2 / sum w^2`` of the values' weights ``w``: their counts when the weights
-    are equal), so that a perfectly calibrated predictive has the same expected loss per cell
-    whatever the weights: a Student-t must
+    of its cells' losses, weighted by their counts for the coverage criterion: a Student-t must
     fit the values *given* their cells' widths (errors of different widths pooled look
     heavy-tailed, which the cells already account for). A kind and channel with at least
     ``min_tail_values`` values takes the candidate of least loss: ``inf`` (the observation
@@ -233,28 +204,16 @@ def _fit_tails(
         out = torch.zeros(n_kinds * n_ch, dtype=values.dtype, device=values.device)
         return out.index_add_(0, to_group.to(values.device), values)
 
-    def weight_sums(power: int) -> torch.Tensor:
-        """Per cell, the sum of the values' weights to the ``power``."""
-        out = torch.zeros(n_cells * n_ch, dtype=torch.float64, device=to_group.device)
-        for rec, groups in zip(records, cells[0]):
-            out += rec.weight ** power * torch.bincount(groups.to(out.device),
-                                                        minlength=len(out)).double()
-        return out
-
     def group_loss(count: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
         """The loss of each kind and channel: its cells' with ``min_values`` values or more."""
         used = count >= min_values
-        weight = torch.where(used, n_eff if criterion == "coverage" else torch.ones_like(count),
+        weight = torch.where(used, count if criterion == "coverage" else torch.ones_like(count),
                              torch.zeros_like(count))
         return per_group(weight * loss)
 
     # the observation model's family (TAIL_GRID[0], inf), on the whole grid
-    [(factor, count, loss, _)] = _best_factors(records, [cells], criterion, obs,
-                                               max_samples=TAIL_SEARCH_SAMPLES)
-    to_group = to_group.to(count.device)
-    w1, w2 = weight_sums(1).to(count.device), weight_sums(2).to(count.device)
-    n_eff = torch.where(w2 > 0, w1 * w1 / torch.where(w2 > 0, w2, torch.ones_like(w2)),
-                        torch.zeros_like(w2))
+    [(factor, count, loss)] = _best_factors(records, [cells], criterion, obs,
+                                            max_samples=TAIL_SEARCH_SAMPLES)
     family_loss = group_loss(count, loss)
     best = torch.full_like(family_loss, math.inf)
     eligible = per_group(count) >= min_tail_values
@@ -269,8 +228,8 @@ def _fit_tails(
     best_loss = family_loss
     for df in TAIL_GRID[1:]:  # a Student-t: factors from TAIL_RATIOS times the family's best
         tails = [torch.full_like(r.resid, df) for r in records]
-        [(_, count, loss, _)] = _best_factors(records, [cells], criterion, obs, tails,
-                                              TAIL_RATIOS, TAIL_SEARCH_SAMPLES, base)
+        [(_, count, loss)] = _best_factors(records, [cells], criterion, obs, tails,
+                                           TAIL_RATIOS, TAIL_SEARCH_SAMPLES, base)
         df_loss = group_loss(count, loss)
         better = eligible & (df_loss < best_loss) & (df_loss < family_loss - margin)
         best = torch.where(better, torch.full_like(best, df), best)
@@ -314,7 +273,7 @@ def _fit_gap_spread(
     spread.tail_df.copy_(tail.view(n_kinds, n_ch).to(spread.tail_df.dtype))
     tails = ([spread.tails(r.gap, r.beyond, r.channel).double() for r in records]
              if spread.has_tails() else None)
-    [(best_cell, count_cell, _, _), (best_kind, count_kind, _, _)] = _best_factors(
+    [(best_cell, count_cell, _), (best_kind, count_kind, _)] = _best_factors(
         records, [cells, kinds], criterion, obs, tails)
     scale = channel_scale.to(best_cell.dtype)
     kind_rel = torch.where((count_kind >= min_values).view(n_kinds, n_ch),
@@ -354,10 +313,7 @@ def calibrate_spread(
     conditions on the rest and draws ``n_samples`` trajectories at the series' times. The
     default six rounds hide each fraction twice: with a few dozen validation series, the
     random choice of the hidden values alone moved the coverage the factors give by 1.5 to 2.5
-    points (standard deviation over draws, 50 % intervals), three rounds to one. The values of
-    each round weigh the same in total (a round that hides half of each series holds five
-    times the values of one that hides a tenth: unweighted, the factors would be those of
-    sparse conditioning, not the average over the fractions).
+    points (standard deviation over draws, 50 % intervals), six rounds about half as much.
     For each candidate factor ``a`` of :data:`SCALE_GRID` the predictive distribution of a
     hidden value ``y`` is ``mean_s p(y; c + a (m_s - c), a sigma)`` (``m_s`` the decoded
     samples, ``c`` their average, ``sigma`` the learned scale, ``p`` the density of the model's
@@ -380,8 +336,7 @@ def calibrate_spread(
     on the hidden values above and, in ``rounds`` more passes, on forecasts (each series split
     by :func:`~latentode.training.objective.split_forecast` at the fractions of
     :data:`FORECAST_FRACTIONS` in turn, or at ``forecast_split``; the values after the split are
-    held out; the rounds weigh the same in total, as above), one factor per channel, kind of
-    query (inside the conditioning window or beyond
+    held out), one factor per channel, kind of query (inside the conditioning window or beyond
     it) and bucket of the gap to the channel's nearest conditioning observation (edges at the
     quartiles of the held-out gaps of the kind). A cell with fewer than ``min_values`` values
     takes the factor of its kind and channel (or the channel's, when that has too few as well).
@@ -412,8 +367,7 @@ def calibrate_spread(
         Fraction of observed values hidden per round, or one per round in turn (each in
         ``[0, 1)``).
     rounds : int
-        Independent hiding rounds (more held-out values, the same series; each round's values
-        weigh the same in total), and forecast rounds
+        Independent hiding rounds (more held-out values, the same series), and forecast rounds
         of the gap factors.
     n_samples : int
         Posterior trajectory samples per series.
@@ -463,7 +417,6 @@ def calibrate_spread(
     spread: GapSpread | None = getattr(model, "gap_spread", None) if by_gap else None
     hidden_rec: list[_HeldOut] = []
     forecast_rec: list[_HeldOut] = []
-    round_of: dict[str, list[int]] = {}  # the round of each record, per kind
     was_training = model.training
     model.eval()
     try:
@@ -486,13 +439,10 @@ def calibrate_spread(
                                         generator)
                     if rec is not None:
                         (hidden_rec if kind == "hidden" else forecast_rec).append(rec)
-                        round_of.setdefault(kind, []).append(r)
     finally:
         model.train(was_training)
-    hidden_rec = _weigh_rounds(hidden_rec, round_of.get("hidden", []))
-    forecast_rec = _weigh_rounds(forecast_rec, round_of.get("forecast", []))
     primary = hidden_rec if forecast_split is None else forecast_rec
-    [(best, count, _, _)] = _best_factors(primary, [([r.channel for r in primary], n_ch)],
+    [(best, count, _)] = _best_factors(primary, [([r.channel for r in primary], n_ch)],
                                        criterion, obs)
     scale = torch.where(count >= min_values, best, torch.ones_like(best))
     scale_buf.copy_(scale.to(scale_buf.dtype))
