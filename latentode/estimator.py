@@ -297,9 +297,9 @@ class LatentODERegressor(BaseEstimator):
     calibrate : bool, default=True
         After training, rescale the predictive spread per channel on the validation series
         so that ``quantiles`` and :meth:`sample` intervals reach their nominal coverage
-        (:func:`latentode.training.calibrate_spread` with ``criterion="coverage"``: in three
-        rounds, 10 %, 30 % and 50 % of their observed values are hidden from the encoder
-        (never those of a series' first observed time point), or with
+        (:func:`latentode.training.calibrate_spread` with ``criterion="coverage"``: in six
+        rounds, 10 %, 30 % and 50 % of their observed values are hidden from the encoder in
+        turn (never those of a series' first observed time point), or with
         ``forecast_split`` their future values are held out, and each channel takes the factor
         whose central 10 % to 95 % intervals of the held-out values come closest to their
         nominal coverage; a channel with fewer than 20 held-out values keeps 1). The factors

@@ -290,7 +290,7 @@ def calibrate_spread(
     batches: Iterable[Batch],
     *,
     fraction: float | Sequence[float] = HIDE_FRACTIONS,
-    rounds: int = 3,
+    rounds: int = 6,
     n_samples: int = 32,
     min_values: int = 20,
     criterion: str = "coverage",
@@ -310,7 +310,10 @@ def calibrate_spread(
     first time point with an observed value keeps its values, as in
     :func:`latentode.evaluation.hide_values`, so that the hidden values are values to fill in
     and not backward forecasts that also leave the initial state unobserved); the model
-    conditions on the rest and draws ``n_samples`` trajectories at the series' times.
+    conditions on the rest and draws ``n_samples`` trajectories at the series' times. The
+    default six rounds hide each fraction twice: with a few dozen validation series, the
+    random choice of the hidden values alone moved the coverage the factors give by 1.5 to 2.5
+    points (standard deviation over draws, 50 % intervals), six rounds about half as much.
     For each candidate factor ``a`` of :data:`SCALE_GRID` the predictive distribution of a
     hidden value ``y`` is ``mean_s p(y; c + a (m_s - c), a sigma)`` (``m_s`` the decoded
     samples, ``c`` their average, ``sigma`` the learned scale, ``p`` the density of the model's
