@@ -21,7 +21,10 @@ Every method is scored on exactly the same entries (a scored entry that a method
 predict is an error, never skipped): a series without any visible value of a channel gets the
 channel's training mean from each baseline. MSE of values standardised by the training
 series' mean and standard deviation per channel (``ddof=0``), pooled over the scored entries;
-"ratio" is the model's MSE over the best baseline's (below 1: the model wins).
+"ratio" is the model's MSE over the best baseline's (below 1: the model wins). Where the
+generating process is known (Ornstein-Uhlenbeck, random walk, damped oscillators), "oracle"
+gives the floor: the posterior mean of the process with its true parameters given the same
+visible values (:func:`oracle`; not a baseline, a user does not know the process).
 
 Each data set also gets a diagnosis (printed with ``--breakdown``, always in ``--out``): the
 MSEs by position and gap to the channel's nearest visible value for the held-out values, by
@@ -100,6 +103,92 @@ def reversion(pred: np.ndarray, last: np.ndarray, mean: np.ndarray, mask: np.nda
     return float(num / den) if den > 0 else float("nan")
 
 
+def _ou_smooth(t: np.ndarray, y: np.ndarray, theta: float, sigma: float, var0: float,
+               noise: float, t0: float) -> np.ndarray:
+    """Posterior mean of a zero-mean Ornstein-Uhlenbeck path (random walk if ``theta == 0``)
+    started from ``N(0, var0)`` at ``t0``, at the sorted times ``t``, given the noisy values
+    ``y`` (NaN: not observed): a Kalman filter and a Rauch-Tung-Striebel smoother."""
+    n = len(t)
+    a = np.exp(-theta * np.diff(t, prepend=t0))
+    q = (sigma**2 * -np.expm1(-2 * theta * np.diff(t, prepend=t0)) / (2 * theta) if theta > 0
+         else sigma**2 * np.diff(t, prepend=t0))
+    mp, pp, mf, pf = (np.empty(n) for _ in range(4))
+    m, p = 0.0, var0
+    for i in range(n):
+        m, p = a[i] * m, a[i] ** 2 * p + q[i]
+        mp[i], pp[i] = m, p
+        if not np.isnan(y[i]):
+            k = p / (p + noise**2)
+            m, p = m + k * (y[i] - m), (1 - k) * p
+        mf[i], pf[i] = m, p
+    ms = mf.copy()
+    for i in range(n - 2, -1, -1):
+        g = pf[i] * a[i + 1] / pp[i + 1] if pp[i + 1] > 0 else 0.0
+        ms[i] = mf[i] + g * (ms[i + 1] - mp[i + 1])
+    return ms
+
+
+def _oscillator_fit(t: np.ndarray, y: np.ndarray, omega: float, zeta: float,
+                    r2: float, noise: float, t0: float) -> np.ndarray:
+    """Posterior mean of a damped oscillator's position and velocity at the times ``t`` given
+    the noisy values ``y`` (``(n, 2)``, NaN: not observed), under a Gaussian prior on the
+    initial state with the generator's second moments (``E[r**2]``): ridge regression."""
+    s = t - t0
+    zw, wd = zeta * omega, omega * np.sqrt(1 - zeta**2)
+    dec, c, sn = np.exp(-zw * s), np.cos(wd * s), np.sin(wd * s)
+    phi = np.stack([np.stack([c + zw / wd * sn, sn / wd], -1),
+                    np.stack([-(omega**2) / wd * sn, c - zw / wd * sn], -1)], 1)
+    phi = dec[:, None, None] * phi  # (n, channel, initial state)
+    seen = ~np.isnan(y)
+    h = phi[seen]  # (k, 2)
+    prior = np.diag([r2 / 2, omega**2 * r2 / 2])
+    post = np.linalg.inv(np.linalg.inv(prior) + h.T @ h / noise**2)
+    s0 = post @ (h.T @ y[seen]) / noise**2
+    return phi @ s0
+
+
+def oracle(case: Case, cond: pd.DataFrame, truth: pd.DataFrame, cols: list[str]
+           ) -> pd.DataFrame | None:
+    """The best prediction with the generating process known, at the rows of ``truth``.
+
+    The posterior mean of the noise-free process given the visible values of ``cond`` (per
+    series): exact for the Ornstein-Uhlenbeck paths and the random walk (Kalman smoother with
+    the true parameters), for the damped oscillators a ridge regression of the initial state
+    with the true dynamics (a Gaussian prior with the generator's moments). None for the data
+    sets without a known process (the periodic toy's frequency and PhysioNet).
+    """
+    opts, t0 = case.options, case.time_range[0]
+    if case.make not in ("ou", "oscillators"):
+        return None
+    out = np.full((len(truth), len(cols)), np.nan)
+    tq_all, tc_all = truth["t"].to_numpy(np.float64), cond["t"].to_numpy(np.float64)
+    yc_all = cond[cols].to_numpy(np.float64)
+    cond_rows = pd.Series(np.arange(len(cond))).groupby(cond["id"].to_numpy()).apply(list)
+    for sid, q_rows in pd.Series(np.arange(len(truth))).groupby(truth["id"].to_numpy()):
+        c_rows = np.asarray(cond_rows.get(sid, []), dtype=np.int64)
+        t = np.concatenate([tc_all[c_rows], tq_all[q_rows.to_numpy()]])
+        y = np.concatenate([yc_all[c_rows], np.full((len(q_rows), len(cols)), np.nan)])
+        order = np.argsort(t, kind="stable")
+        back = np.empty_like(order)
+        back[order] = np.arange(len(order))
+        t, y = t[order], y[order]
+        if case.make == "ou":
+            theta, sigma = opts["theta"], opts["sigma"]
+            var0 = sigma**2 / (2 * theta) if theta > 0 else 0.0
+            est = np.stack([_ou_smooth(t, y[:, j], theta, sigma, var0, opts["noise_std"], t0)
+                            for j in range(len(cols))], -1)
+        else:
+            lo, hi = 0.5, 1.5  # make_damped_oscillators' default amplitude_range
+            r2 = (hi**3 - lo**3) / (3 * (hi - lo))
+            est = _oscillator_fit(t, y, opts["omega"], opts["damping"], r2,
+                                  opts["noise_std"], t0)
+        out[q_rows.to_numpy()] = est[back][len(c_rows):]
+    frame = truth[["id", "t"]].copy()
+    for j, c in enumerate(cols):
+        frame[c] = out[:, j]
+    return frame
+
+
 def score_tasks(est: Any, test: pd.DataFrame, case: Case, cols: list[str], loc: pd.Series,
                 scale: pd.Series, *, hide: float, seed: int, bins: int = 4
                 ) -> dict[str, dict[str, Any]]:
@@ -128,11 +217,17 @@ def score_tasks(est: Any, test: pd.DataFrame, case: Case, cols: list[str], loc: 
         scores = {m: mse(truth, preds[m], mask, columns=cols, loc=loc, scale=scale)
                   for m in METHODS[task]}
         best = min((m for m in scores if m != "model"), key=scores.__getitem__)
-        br = gap_breakdown(seen, truth, {m: preds[m] for m in METHODS[task]}, mask,
-                           columns=cols, bins=bins, by=by, loc=loc, scale=scale)
+        known = oracle(case, seen, truth, cols)
+        shown = {m: preds[m] for m in METHODS[task]}
+        if known is not None:
+            preds["oracle"] = shown["oracle"] = known
+        br = gap_breakdown(seen, truth, shown, mask, columns=cols, bins=bins, by=by, loc=loc,
+                           scale=scale)
         res: dict[str, Any] = {
             "n": int(mask.sum()), "mse": scores, "best": best,
             "ratio": scores["model"] / scores[best],
+            "oracle": None if known is None else mse(truth, known, mask, columns=cols,
+                                                     loc=loc, scale=scale),
             "breakdown": json.loads(br.astype({c: str for c in by}).to_json(orient="records")),
             "_truth": truth, "_cond": seen, "_mask": mask, "_pred": preds,
         }
@@ -190,7 +285,7 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
     """One row per data set: each task's MSEs, the ratio model / best baseline, training."""
     head = ["data set"]
     for task, methods in METHODS.items():
-        head += [f"{task}: {m}" for m in methods] + [f"{task}: ratio"]
+        head += [f"{task}: {m}" for m in methods] + [f"{task}: ratio", f"{task}: oracle"]
     head += ["epochs (best)", "fit s"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name, r in results.items():
@@ -201,6 +296,7 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
                 v = _f(t["mse"][m])
                 cells.append(f"**{v}**" if m == "model" and t["ratio"] < 1 else v)
             cells.append(f"{t['ratio']:.2f}")
+            cells.append("-" if t["oracle"] is None else _f(t["oracle"]))
         cells += [f"{r['epochs']} ({r['best_epoch']})", f"{r['fit_s']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -211,7 +307,7 @@ def diagnosis(name: str, r: dict[str, Any]) -> str:
     parts = [f"### {name}: {r['description']}"]
     for task, by in (("held-out", ("position", "gap")), ("forecast", ("gap",))):
         t = r["tasks"][task]
-        methods = METHODS[task]
+        methods = METHODS[task] + (("oracle",) if t["oracle"] is not None else ())
         label = "position, gap" if task == "held-out" else "horizon (gap to the last value)"
         lines = [f"{task}, {t['n']} values, MSE by {label}:", "",
                  f"| {label} | n | " + " | ".join(methods) + " |",
@@ -276,7 +372,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
               flush=True)
     print(f"\nMSE of standardised values on the test series (held-out: {args.hide:.0%} of each "
           f"series' values hidden; forecast: the values after the cutoff); bold: the model "
-          f"beats every baseline; ratio: model / best baseline; total "
+          f"beats every baseline; ratio: model / best baseline; oracle: the generating process "
+          f"known (posterior mean given the same visible values; the floor); total "
           f"{time.perf_counter() - start:.0f} s\n")
     print(markdown(results))
     if args.breakdown:

@@ -43,8 +43,9 @@ def test_table_structure(bench, tiny_run) -> None:
     header = next(line for line in text.splitlines() if line.startswith("| data set |"))
     cells = [c.strip() for c in header.strip("|").split("|")]
     assert cells == ["data set", "held-out: model", "held-out: linear", "held-out: LOCF",
-                     "held-out: mean", "held-out: ratio", "forecast: model", "forecast: LOCF",
-                     "forecast: mean", "forecast: ratio", "epochs (best)", "fit s"]
+                     "held-out: mean", "held-out: ratio", "held-out: oracle", "forecast: model",
+                     "forecast: LOCF", "forecast: mean", "forecast: ratio", "forecast: oracle",
+                     "epochs (best)", "fit s"]
     rows = [line for line in text.splitlines() if line.startswith(("| walk |", "| ou |"))]
     assert len(rows) == 2 and all(len(r.strip("|").split("|")) == len(cells) for r in rows)
     for r in res.values():
@@ -93,7 +94,8 @@ def test_reported_mse_recomputed(bench, tiny_run) -> None:
         cols = r["columns"]
         for t in r["tasks"].values():
             for m, pred in t["_pred"].items():
-                assert t["mse"][m] == pytest.approx(mse(
+                got = t["oracle"] if m == "oracle" else t["mse"][m]
+                assert got == pytest.approx(mse(
                     t["_truth"], pred, t["_mask"], columns=cols, loc=r["loc"],
                     scale=r["scale"]), rel=1e-12)
     # a random walk: interpolating between neighbours beats the series' mean by far, and
@@ -111,3 +113,26 @@ def test_reversion_slope(bench) -> None:
     assert bench.reversion(np.full_like(last, 0.5), last, mean, mask) == pytest.approx(1.0)
     halfway = last + 0.5 * (mean - last)
     assert bench.reversion(halfway, last, mean, mask) == pytest.approx(0.5)
+
+
+def test_oracle_knows_the_process(bench) -> None:
+    """With the process known, the oracle forecasts a nearly noise-free oscillator almost
+    exactly, and a random walk's forecast is flat at its filtered last value."""
+    from latentode.evaluation import locf
+
+    case = bench.SUITE["oscillators"]
+    case = case._replace(n_series=12, options={**case.options, "noise_std": 0.01})
+    df = bench.make_case(case, 3)
+    cols = ["x0", "x1"]
+    early, fut = bench._forecast_rows(df, cols, 6.0)
+    past, future = df[early], df[fut]
+    mask = future[cols].notna().to_numpy()
+    fc = bench.oracle(case, past, future, cols)
+    assert mse(future, fc, mask, columns=cols) < 1e-3
+    assert mse(future, locf(past, future[["id", "t"]], columns=cols), mask, columns=cols) > 0.1
+    walk = bench.SUITE["walk"]._replace(n_series=5)
+    df = bench.make_case(walk, 0)
+    early, fut = bench._forecast_rows(df, ["x0"], 6.0)
+    fc = bench.oracle(walk, df[early], df[fut], ["x0"])
+    assert fc.groupby("id")["x0"].nunique().eq(1).all()
+    assert bench.oracle(bench.SUITE["periodic"], df[early], df[fut], ["x0"]) is None
