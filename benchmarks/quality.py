@@ -286,7 +286,7 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
     head = ["data set"]
     for task, methods in METHODS.items():
         head += [f"{task}: {m}" for m in methods] + [f"{task}: ratio", f"{task}: oracle"]
-    head += ["epochs (best)", "fit s"]
+    head += ["forecast: reversion (data)", "epochs (best)", "fit s"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name, r in results.items():
         cells = [name]
@@ -297,7 +297,9 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
                 cells.append(f"**{v}**" if m == "model" and t["ratio"] < 1 else v)
             cells.append(f"{t['ratio']:.2f}")
             cells.append("-" if t["oracle"] is None else _f(t["oracle"]))
-        cells += [f"{r['epochs']} ({r['best_epoch']})", f"{r['fit_s']:.0f}"]
+        rev = r["tasks"]["forecast"]["reversion"]
+        cells += [f"{rev['model']:.2f} ({rev['data']:.2f})",
+                  f"{r['epochs']} ({r['best_epoch']})", f"{r['fit_s']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -373,7 +375,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     print(f"\nMSE of standardised values on the test series (held-out: {args.hide:.0%} of each "
           f"series' values hidden; forecast: the values after the cutoff); bold: the model "
           f"beats every baseline; ratio: model / best baseline; oracle: the generating process "
-          f"known (posterior mean given the same visible values; the floor); total "
+          f"known (posterior mean given the same visible values; the floor); reversion: slope "
+          f"of the forecasts toward the training mean (0: LOCF, 1: the mean), the model's and "
+          f"(in brackets) the true values'; total "
           f"{time.perf_counter() - start:.0f} s\n")
     print(markdown(results))
     if args.breakdown:

@@ -45,7 +45,7 @@ def test_table_structure(bench, tiny_run) -> None:
     assert cells == ["data set", "held-out: model", "held-out: linear", "held-out: LOCF",
                      "held-out: mean", "held-out: ratio", "held-out: oracle", "forecast: model",
                      "forecast: LOCF", "forecast: mean", "forecast: ratio", "forecast: oracle",
-                     "epochs (best)", "fit s"]
+                     "forecast: reversion (data)", "epochs (best)", "fit s"]
     rows = [line for line in text.splitlines() if line.startswith(("| walk |", "| ou |"))]
     assert len(rows) == 2 and all(len(r.strip("|").split("|")) == len(cells) for r in rows)
     for r in res.values():
