@@ -156,6 +156,22 @@ def oracle(case: Case, cond: pd.DataFrame, truth: pd.DataFrame, cols: list[str]
     the true parameters), for the damped oscillators a ridge regression of the initial state
     with the true dynamics (a Gaussian prior with the generator's moments). None for the data
     sets without a known process (the periodic toy's frequency and PhysioNet).
+
+    Parameters
+    ----------
+    case : Case
+        The data set; its ``make`` and ``options`` name the process and its parameters.
+    cond : pandas.DataFrame
+        The visible values (NaN: hidden), per series.
+    truth : pandas.DataFrame
+        The rows to predict (``id``, ``t``); every series must be in ``cond``.
+    cols : list of str
+        The channels.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        ``id``, ``t`` and ``cols`` at the rows of ``truth``, in its order.
     """
     opts, t0 = case.options, case.time_range[0]
     if case.make not in ("ou", "oscillators"):
@@ -194,10 +210,35 @@ def score_tasks(est: Any, test: pd.DataFrame, case: Case, cols: list[str], loc: 
                 ) -> dict[str, dict[str, Any]]:
     """Both tasks of one fitted model on the test series, beside the baselines.
 
-    Returns, per task, ``n`` (scored entries), ``mse`` (per method), ``best`` (the best
-    baseline), ``ratio`` (model / best baseline), ``breakdown`` (records of
-    :func:`~latentode.evaluation.gap_breakdown`) and the frames behind them (``_truth``,
-    ``_cond``, ``_mask``, ``_pred``: per method, rows of the truth in its order).
+    Parameters
+    ----------
+    est : LatentODERegressor
+        The fitted model.
+    test : pandas.DataFrame
+        The test series (``id``, ``t``, ``cols``).
+    case : Case
+        The data set (its time range and forecast cutoff; its process for the oracle).
+    cols : list of str
+        The channels.
+    loc, scale : pandas.Series
+        The training mean and standard deviation of each channel (standardised MSE; the
+        baselines' fallback is ``loc``).
+    hide : float
+        Fraction of each test series' observed values hidden (held-out task).
+    seed : int
+        The run's seed (the hidden values use ``seed + 2``, as ``calibration.py --suite``).
+    bins : int
+        Gap buckets of the breakdowns.
+
+    Returns
+    -------
+    dict
+        Per task (``"held-out"``, ``"forecast"``): ``n`` (scored entries), ``mse`` (per method
+        of :data:`METHODS`), ``best`` (the best baseline), ``ratio`` (model / best baseline),
+        ``oracle`` (MSE, or None), ``breakdown`` (records of
+        :func:`~latentode.evaluation.gap_breakdown`), for forecasts ``reversion`` (model and
+        data), and the frames behind them (``_truth``, ``_cond``, ``_mask``, ``_pred``: per
+        method, rows of the truth in its order).
     """
     from latentode.evaluation import gap_breakdown, hide_values, mse
 
