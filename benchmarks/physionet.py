@@ -543,6 +543,7 @@ def build_estimator(args: argparse.Namespace) -> Any:
         readout_reach=getattr(args, "readout_reach", "window"),
         forecast_share=getattr(args, "forecast_share", 0.0),
         forecast_range=tuple(getattr(args, "forecast_range", (0.2, 0.8))),
+        readout_sides=getattr(args, "readout_sides", "shared"),
     )
 
 
@@ -1158,6 +1159,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                              "only, split at a random point of --forecast-range, at each step")
     parser.add_argument("--forecast-range", type=float, nargs=2, default=(0.2, 0.8),
                         metavar=("LOW", "HIGH"), help="forecast_range of --forecast-share")
+    parser.add_argument("--readout-sides", default="shared", choices=("shared", "split"),
+                        help="readout_sides: whether the readout's one-sided queries (forecasts) "
+                             "have their own parameters")
     parser.add_argument("--rec-dim", type=int, default=40)
     parser.add_argument("--units", type=int, default=50)
     parser.add_argument("--n-layers", type=int, default=3)

@@ -136,6 +136,10 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         The mixed reconstruction and forecasting task, as for the regressor; with
         ``classifier="encoder"``, which decodes nothing, the split series' past alone is
         classified at that step (like ``obs_dropout``, an augmentation of the inputs).
+    readout_sides : {"shared", "split"}, default="shared"
+        Whether ``readout="neighbours"`` gives its one-sided and two-sided queries their own
+        parameters, as for the regressor; ``"shared"`` here, the readout the classifier's
+        figures were measured with.
 
     Attributes
     ----------
@@ -278,6 +282,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         readout_reach: str = "window",
         forecast_share: float = 0.0,
         forecast_range: tuple[float, float] = FORECAST_RANGE,
+        readout_sides: str = "shared",
     ) -> None:
         super().__init__(
             latent_dim=latent_dim, encoder=encoder, rec_dim=rec_dim, units=units,
@@ -293,7 +298,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             likelihood=likelihood, obs_df=obs_df, linear_term=linear_term, time_scale=time_scale,
             readout=readout, readout_aux=readout_aux, readout_reach=readout_reach,
             forecast_share=forecast_share, forecast_range=forecast_range,
-            weight_decay=weight_decay,
+            weight_decay=weight_decay, readout_sides=readout_sides,
         )
         self.classifier = classifier
         self.ce_weight = ce_weight

@@ -648,11 +648,12 @@ def _hp_choice(options: tuple[str, ...]) -> Callable[[Any], bool]:
 # hyper-parameters added after format_version 2 was first written: a file without them was
 # saved before they existed and gets LatentODE's default (the network it describes is unchanged)
 _ADDED_HPARAMS = ("n_static", "n_classes", "likelihood", "obs_df", "linear_term", "readout",
-                  "classifier_dropout", "head_inputs")
+                  "classifier_dropout", "head_inputs", "readout_sides")
 
 
 def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
     from .nn.classifier import HEAD_INPUTS
+    from .nn.readout import READOUT_SIDES
     from .nn.registry import ENCODERS, LIKELIHOODS, READOUTS
     from .ode import GRADIENTS, METHODS
 
@@ -687,6 +688,7 @@ def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
         "n_classes": (lambda v: _is_int(v) and (v == 0 or v >= 2), "0 or an integer >= 2"),
         "classifier_dropout": (lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
         "head_inputs": (_hp_choice(HEAD_INPUTS), f"one of {HEAD_INPUTS}"),
+        "readout_sides": (_hp_choice(READOUT_SIDES), f"one of {READOUT_SIDES}"),
     }
 
 

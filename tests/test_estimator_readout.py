@@ -186,3 +186,44 @@ def test_reach_starts_at_each_channels_spacing(make_oscillators):
     reach = est.model_.readout.log_reach.exp().detach().numpy() * est.time_encoder_.scale_
     np.testing.assert_allclose(reach, expect, rtol=1e-5)
     assert 0.02 < reach.min() and reach.max() < 0.5 * est.time_encoder_.scale_
+
+
+def test_readout_sides_split_saves_and_older_files_load_shared(oscillators, tmp_path):
+    """``readout_sides="split"`` builds the one-sided readout and survives files and pickles;
+    a file or pickle from before the parameter existed lacks it (params and the network's
+    hyper-parameters) and loads with the former ``"shared"`` readout, predicting as before."""
+    base = {**TINY, "max_epochs": 2, "readout": "neighbours", "forecast_share": 0.5}
+    split = LatentODERegressor(**base, readout_sides="split").fit(oscillators)
+    assert isinstance(split.model_.readout.one_sided, NeighbourReadout)
+    split.save(tmp_path / "split.latentode")
+    loaded = LatentODERegressor.load(tmp_path / "split.latentode")
+    assert loaded.readout_sides == "split" and loaded.model_.hparams["readout_sides"] == "split"
+    np.testing.assert_array_equal(loaded.predict(oscillators).to_numpy(),
+                                  split.predict(oscillators).to_numpy())
+    shared = LatentODERegressor(**base, readout_sides="shared").fit(oscillators)
+    assert shared.model_.readout.one_sided is None
+    # the two readouts differ where a channel has one neighbour (forecasts)
+    times = oscillators.groupby("id")["t"].max().to_frame("t").reset_index()
+    times["t"] += 0.5
+    assert not np.allclose(split.extrapolate(oscillators, times=times)[["x", "v"]],
+                           shared.extrapolate(oscillators, times=times)[["x", "v"]])
+    shared.save(tmp_path / "new.latentode")
+
+    def edit(config):
+        config["params"].pop("readout_sides")
+        config["model_hparams"].pop("readout_sides")
+
+    rewrite_saved_config(tmp_path / "new.latentode", tmp_path / "old.latentode", edit)
+    expect = shared.predict(oscillators).to_numpy()
+    old = LatentODERegressor.load(tmp_path / "old.latentode")
+    assert old.readout_sides == "shared" and old.model_.readout.one_sided is None
+    np.testing.assert_array_equal(old.predict(oscillators).to_numpy(), expect)
+    state = shared.__getstate__()
+    del state["readout_sides"]
+    state["model_"]["hparams"].pop("readout_sides")
+    pickled = LatentODERegressor.__new__(LatentODERegressor)
+    pickled.__setstate__(state)
+    assert pickled.readout_sides == "shared"
+    np.testing.assert_array_equal(pickled.predict(oscillators).to_numpy(), expect)
+    with pytest.raises(ValueError, match="readout_sides must be one of"):
+        LatentODERegressor(**{**TINY, "readout_sides": "both"}).fit(oscillators)

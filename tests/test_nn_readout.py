@@ -315,3 +315,62 @@ def test_set_reach_sets_the_envelope_and_checks_its_input():
             model.set_readout_reach(torch.tensor(bad))
     LatentODE(3, latent_dim=4, rec_dim=8, units=8, n_layers=1).set_readout_reach(
         torch.tensor([0.0]))  # no readout: nothing to set
+
+
+def test_split_sides_give_each_kind_of_query_its_own_parameters():
+    """``sides="split"``: queries between two observations of the channel go through the
+    module's own parameters, those with a neighbour on one side only through
+    ``one_sided``'s (its own gate, residual and reach), on the sparse and the dense path."""
+    torch.manual_seed(0)
+    cond = _hand_batch()
+    q = torch.tensor([[0.5, 1.0, 2.0, 2.5]], dtype=torch.float64)
+    base = torch.randn(2, 1, 4, 3, dtype=torch.float64)
+    z = torch.randn(2, 1, 4, 5, dtype=torch.float64)
+    readout = NeighbourReadout(5, 3, sides="split").double()
+    assert isinstance(readout.one_sided, NeighbourReadout) and readout.one_sided.one_sided is None
+    assert NeighbourReadout(5, 3).one_sided is None
+    with torch.no_grad():  # gate 0.5 and residual 0.25 / gate sigmoid(2) and -0.5, reach 0.5
+        readout.out.bias.copy_(torch.tensor([0.0, 0.25]))
+        readout.one_sided.out.bias.copy_(torch.tensor([2.0, -0.5]))
+        readout.one_sided.log_reach.fill_(math.log(0.5))
+        out = readout(base, z, cond, q)
+        nb = channel_neighbours(cond, q)
+        dense = readout.dense(nb, base, z)
+    two = nb.has_prev & nb.has_next
+    one = (nb.has_prev | nb.has_next) & ~two
+    # x is between its observations at 0 and 2 for the queries 0.5 and 1; x at 2 (strict) and
+    # 2.5, and y (observed at 3 only) everywhere, have one side; w has none
+    assert two[0, :, 0].tolist() == [True, True, False, False] and int(two.sum()) == 2
+    assert int(one.sum()) == 6
+    interp = nb.interpolate()
+    near = torch.minimum(nb.prev_gap, nb.next_gap)
+    expect_two = base + torch.exp(-near) * (0.5 * (interp - base) + 0.25)
+    expect_one = base + torch.exp(-near / 0.5) * (1 / (1 + math.exp(-2.0)) * (interp - base)
+                                                  - 0.5)
+    np.testing.assert_allclose(out[:, two].numpy(), expect_two[:, two].numpy(), rtol=1e-12)
+    np.testing.assert_allclose(out[:, one].numpy(), expect_one[:, one].numpy(), rtol=1e-12)
+    assert torch.equal(out[..., 2], base[..., 2])
+    torch.testing.assert_close(dense, out, rtol=0, atol=1e-12)
+    # each kind's loss reaches its own parameters only
+    for entries, trained, idle in ((two, readout, readout.one_sided),
+                                   (one, readout.one_sided, readout)):
+        readout.zero_grad(set_to_none=True)
+        readout(base, z, cond, q)[:, entries].sum().backward()
+        assert trained.out.bias.grad.abs().sum() > 0 and trained.log_reach.grad.abs().sum() > 0
+        own = [p for name, p in idle.named_parameters() if not name.startswith("one_sided.")]
+        assert all(p.grad is None or not p.grad.any() for p in own)
+
+
+def test_split_sides_set_both_reaches_and_the_option_is_checked():
+    model = LatentODE(3, latent_dim=4, rec_dim=8, units=8, n_layers=1, readout="neighbours",
+                      readout_sides="split")
+    assert model.hparams["readout_sides"] == "split"
+    model.set_readout_reach(torch.tensor([0.05, 0.2, 1.5]))
+    for part in (model.readout, model.readout.one_sided):
+        torch.testing.assert_close(part.log_reach.exp(), torch.tensor([0.05, 0.2, 1.5]))
+    assert LatentODE(3, readout="neighbours").hparams["readout_sides"] == "shared"
+    assert not any(".one_sided." in k for k in LatentODE(3, readout="neighbours").state_dict())
+    with pytest.raises(ValueError, match="readout_sides must be one of"):
+        LatentODE(3, readout="neighbours", readout_sides="both")
+    with pytest.raises(ValueError, match="sides must be one of"):
+        NeighbourReadout(4, 3, sides="both")

@@ -28,7 +28,13 @@ from .observation import (
     gaussian_log_likelihood,
     poisson_log_likelihood,
 )
-from .readout import READOUT_REACHES, NeighbourReadout, Neighbours, channel_neighbours
+from .readout import (
+    READOUT_REACHES,
+    READOUT_SIDES,
+    NeighbourReadout,
+    Neighbours,
+    channel_neighbours,
+)
 from .registry import ENCODERS, LIKELIHOODS, OBSERVATION_MODELS, READOUTS
 
 # former names, kept importable
@@ -52,6 +58,7 @@ __all__ = [
     "channel_neighbours",
     "READOUTS",
     "READOUT_REACHES",
+    "READOUT_SIDES",
     "ObservationModel",
     "GaussianObservation",
     "StudentTObservation",

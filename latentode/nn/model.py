@@ -22,7 +22,7 @@ from .likelihoods import (
     observation_weights,
 )
 from .observation import ObservationModel, PoissonProcess
-from .readout import NeighbourReadout
+from .readout import READOUT_SIDES, NeighbourReadout
 from .registry import (
     ENCODER_CLASSES,
     ENCODERS,
@@ -187,6 +187,12 @@ class LatentODE(nn.Module):
         are set by ``model.summary.fit(training batches)``), as input of its MLP
         (``"latent+summary"``) or through a linear map added to its logits
         (``"latent+wide"``). Anything but ``"latent"`` needs a classifier.
+    readout_sides : {"shared", "split"}
+        With ``readout="neighbours"``: whether the readout's queries between two conditioning
+        observations of the channel and those with a neighbour on one side only share their
+        parameters (``"shared"``) or each kind has its own (``"split"``; the
+        ``sides`` of :class:`~latentode.nn.readout.NeighbourReadout`). Unused without a
+        readout.
 
     Examples
     --------
@@ -243,6 +249,7 @@ class LatentODE(nn.Module):
         readout: str = "latent",
         classifier_dropout: float = 0.0,
         head_inputs: str = "latent",
+        readout_sides: str = "shared",
     ) -> None:
         super().__init__()
         if head_inputs not in HEAD_INPUTS:
@@ -253,6 +260,9 @@ class LatentODE(nn.Module):
             raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}.")
         if readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}.")
+        if readout_sides not in READOUT_SIDES:
+            raise ValueError(f"readout_sides must be one of {READOUT_SIDES}, got "
+                             f"{readout_sides!r}.")
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}.")
         if n_channels < 1 or latent_dim < 1 or rec_dim < 1:
@@ -270,6 +280,7 @@ class LatentODE(nn.Module):
             likelihood=likelihood, obs_df=obs_df, n_static=n_static, n_classes=n_classes,
             linear_term=bool(linear_term), readout=readout,
             classifier_dropout=float(classifier_dropout), head_inputs=head_inputs,
+            readout_sides=readout_sides,
         )
         self.n_channels = n_channels
         self.latent_dim = latent_dim
@@ -290,7 +301,8 @@ class LatentODE(nn.Module):
         self.decoder = Decoder(latent_dim, n_channels, decoder_layers, units)
         readout_class = READOUT_CLASSES[readout]
         self.readout: NeighbourReadout | None = (
-            None if readout_class is None else readout_class(latent_dim, n_channels))
+            None if readout_class is None
+            else readout_class(latent_dim, n_channels, sides=readout_sides))
         # the observation model keeps the attribute name ``noise``: its state-dict keys
         # (``noise.raw`` / ``noise.fixed``) are those of saved files; ``observation`` names it
         self.noise: ObservationModel = OBSERVATION_MODELS[likelihood].from_config(

@@ -29,12 +29,16 @@ from torch import nn
 
 from latentode.batch import Batch
 
-__all__ = ["Neighbours", "channel_neighbours", "NeighbourReadout", "READOUT_REACHES"]
+__all__ = ["Neighbours", "channel_neighbours", "NeighbourReadout", "READOUT_REACHES",
+           "READOUT_SIDES"]
 
 #: how the estimator starts the reach of the readout's correction (``readout_reach``):
 #: ``"window"`` 1 model time (a typical series' span), ``"spacing"`` each channel's typical
 #: spacing of observations (:func:`latentode.data.observation_spacing`)
 READOUT_REACHES: tuple[str, ...] = ("window", "spacing")
+#: whether the readout's queries with neighbours on both sides and those with one side only
+#: share their parameters (``"shared"``) or each kind has its own (``"split"``)
+READOUT_SIDES: tuple[str, ...] = ("shared", "split")
 
 
 class Neighbours(NamedTuple):
@@ -199,14 +203,31 @@ class NeighbourReadout(nn.Module):
         sample, so it is kept small).
     n_scales : int
         Number of learned time scales of the gap decays per channel.
+    sides : {"shared", "split"}
+        ``"shared"``: one set of parameters (time scales, reach, gate network) for every
+        query. ``"split"``: queries with a neighbour on one side only (before the channel's
+        first or after its last conditioning observation: forecasts, backcasts) have their
+        own set, :attr:`one_sided` (a ``"shared"`` readout of the same sizes), and the
+        parameters of this module serve the queries between two observations alone. Trained
+        on forecasts too (``forecast_share``), the one-sided queries' long gaps and large
+        errors then leave the correction of interpolation between observations as
+        reconstruction trains it.
+
+    Attributes
+    ----------
+    one_sided : NeighbourReadout or None
+        With ``sides="split"``, the readout of the one-sided queries; None otherwise.
     """
 
     def __init__(self, latent_dim: int, n_channels: int, units: int = 16,
-                 n_scales: int = 4) -> None:
+                 n_scales: int = 4, sides: str = "shared") -> None:
         super().__init__()
         if n_channels < 1 or units < 1 or n_scales < 1:
             raise ValueError(f"n_channels, units and n_scales must be positive, got "
                              f"{n_channels}, {units} and {n_scales}.")
+        if sides not in READOUT_SIDES:
+            raise ValueError(f"sides must be one of {READOUT_SIDES}, got {sides!r}.")
+        self.sides = sides
         self.n_channels = int(n_channels)
         init = torch.logspace(-2, 0, n_scales) if n_scales > 1 else torch.ones(1)
         self.log_scale = nn.Parameter(init.log().repeat(n_channels, 1))  # (C, J)
@@ -221,6 +242,10 @@ class NeighbourReadout(nn.Module):
         self.out = nn.Linear(units, 2)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        # built last, so that a "shared" readout draws its initial weights as before
+        self.one_sided: NeighbourReadout | None = (
+            NeighbourReadout(latent_dim, n_channels, units, n_scales) if sides == "split"
+            else None)
 
     @torch.no_grad()
     def set_reach(self, reach: torch.Tensor) -> None:
@@ -238,6 +263,8 @@ class NeighbourReadout(nn.Module):
             raise ValueError(f"reach must be {tuple(self.log_reach.shape)} positive finite "
                              f"values.")
         self.log_reach.copy_(reach.log())
+        if self.one_sided is not None:
+            self.one_sided.set_reach(reach)
 
     def forward(self, base: torch.Tensor, z: torch.Tensor, cond: Batch,
                 query_times: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
@@ -266,21 +293,53 @@ class NeighbourReadout(nn.Module):
             ``(K, B, M, C)``.
         """
         nb = channel_neighbours(cond, query_times)
-        n_channels = base.shape[-1]
         if base.device.type == "cuda":  # dense: no host sync, the device has the throughput
-            channel = torch.arange(n_channels, device=base.device).expand(nb.prev_gap.shape)
-            return self._correct(nb, channel, base, self.latent(z).unsqueeze(-2))
+            return self.dense(nb, base, z)
+        one = self.one_sided
         active = nb.has_prev | nb.has_next
         if where is not None:
             active &= where.to(device=active.device, dtype=torch.bool)
-        b, m, c = active.nonzero(as_tuple=True)
-        if b.numel() == 0:
-            return base
-        picked = Neighbours(*(field[b, m, c] for field in nb))  # (P,) each
-        new = self._correct(picked, c, base[:, b, m, c], self.latent(z)[:, b, m])
-        mean = base.clone()
-        mean[:, b, m, c] = new
+        if one is None:
+            parts = [(self, active)]
+        else:
+            two = nb.has_prev & nb.has_next
+            parts = [(self, active & two), (one, active & ~two)]
+        mean = base
+        for module, entries in parts:
+            b, m, c = entries.nonzero(as_tuple=True)
+            if b.numel() == 0:
+                continue
+            picked = Neighbours(*(field[b, m, c] for field in nb))  # (P,) each
+            new = module._correct(picked, c, base[:, b, m, c], module.latent(z)[:, b, m])
+            mean = base.clone() if mean is base else mean
+            mean[:, b, m, c] = new
         return mean
+
+    def dense(self, nb: Neighbours, base: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The corrected means at every entry of the grid (the path of :meth:`forward` on
+        CUDA; off CUDA it computes the entries with a neighbour only, to the same values).
+
+        Parameters
+        ----------
+        nb : Neighbours
+            ``(B, M, C)`` neighbours of the queries (:func:`channel_neighbours`).
+        base : torch.Tensor
+            ``(K, B, M, C)`` decoded means.
+        z : torch.Tensor
+            ``(K, B, M, latent_dim)`` latent states.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(K, B, M, C)``.
+        """
+        channel = torch.arange(base.shape[-1], device=base.device).expand(nb.prev_gap.shape)
+        mean = self._correct(nb, channel, base, self.latent(z).unsqueeze(-2))
+        one = self.one_sided
+        if one is None:
+            return mean
+        return torch.where(nb.has_prev & nb.has_next, mean,
+                           one._correct(nb, channel, base, one.latent(z).unsqueeze(-2)))
 
     def _correct(self, nb: Neighbours, channel: torch.Tensor, base: torch.Tensor,
                  latent: torch.Tensor) -> torch.Tensor:
