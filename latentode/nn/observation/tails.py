@@ -22,7 +22,7 @@ import torch
 from scipy.special import gammaln, stdtr, stdtrit
 
 __all__ = ["t_cdf", "t_pdf", "t_ppf", "t_draw", "t_log_pdf", "t_cdf_torch", "with_tails",
-           "with_tails_torch", "draw_with_tails"]
+           "with_tails_torch", "draw_with_tails", "CLOSED_FORM_DF", "CLOSED_FORM_FLOOR"]
 
 _LOG_PI = math.log(math.pi)
 
@@ -56,11 +56,85 @@ def t_log_pdf(z: torch.Tensor, df: torch.Tensor) -> torch.Tensor:
             - 0.5 * (torch.log(df) + _LOG_PI) - 0.5 * (df + 1.0) * torch.log1p(z * z / df))
 
 
+#: integer degrees of freedom (inclusive range) whose Student-t CDF :func:`t_cdf_torch` sums
+#: in closed form in torch; others (non-integer, 1, larger) go to scipy's ``stdtr``
+CLOSED_FORM_DF = (2, 30)
+#: :func:`t_cdf_torch` keeps the closed form where the CDF is at least this: its absolute error
+#: (a few 1e-16, that of ``1/2 + ...``) is then below 1e-12 of the value; smaller values (the
+#: far lower tail) go to scipy's ``stdtr``, accurate relative to the value there
+CLOSED_FORM_FLOOR = 1e-3
+
+
+def _t_cdf_closed_form(t: torch.Tensor, nu: int) -> torch.Tensor:
+    """Student-t CDF of integer ``nu >= 2`` degrees of freedom at finite float64 ``t``.
+
+    The finite series of Abramowitz & Stegun 26.7.3 / 26.7.4 in ``x = cos^2(theta) = nu /
+    (nu + t^2)``, ``theta = atan(t / sqrt(nu))`` (Horner's scheme, positive terms):
+
+    * even ``nu``: ``1/2 + 1/2 sin(theta) sum_{k < nu/2} c_k x^k``, ``c_0 = 1``,
+      ``c_k = c_{k-1} (2k - 1) / (2k)``;
+    * odd ``nu``: ``1/2 + (theta + sin(theta) cos(theta) sum_{k <= (nu-3)/2} d_k x^k) / pi``,
+      ``d_0 = 1``, ``d_k = d_{k-1} 2k / (2k + 1)``.
+    """
+    t2 = t * t
+    denom = nu + t2
+    x = nu / denom
+    if nu % 2 == 0:
+        coef = [1.0]
+        for k in range(1, nu // 2):
+            coef.append(coef[-1] * (2 * k - 1) / (2 * k))
+        scale = 0.5 * t / torch.sqrt(denom)  # sin(theta) / 2
+        base = 0.5
+    else:
+        coef = [1.0]
+        for k in range(1, (nu - 3) // 2 + 1):
+            coef.append(coef[-1] * (2 * k) / (2 * k + 1))
+        scale = t * (math.sqrt(nu) / math.pi) / denom  # sin(theta) cos(theta) / pi
+        base = 0.5 + torch.atan(t / math.sqrt(nu)) / math.pi
+    poly = torch.full_like(x, coef[-1])
+    for c in reversed(coef[:-1]):
+        poly = poly * x + c
+    return base + scale * poly
+
+
 def t_cdf_torch(z: torch.Tensor, df: torch.Tensor) -> torch.Tensor:
-    """Student-t CDF of torch tensors, evaluated on the host by scipy (no gradient)."""
-    df_np = df.detach().to(torch.float64).cpu().numpy()
-    cdf = stdtr(df_np, z.detach().to(torch.float64).cpu().numpy())
-    return torch.as_tensor(cdf, dtype=z.dtype, device=z.device)
+    """Student-t CDF of torch tensors (no gradient; broadcast, in ``z``'s dtype).
+
+    Integer degrees of freedom in :data:`CLOSED_FORM_DF` (those of the calibrated tails,
+    :data:`latentode.training.calibration.TAIL_GRID`) are summed in closed form in float64 on
+    ``z``'s device (:func:`_t_cdf_closed_form`), 10 to 20 times faster than scipy; every other
+    entry (other degrees of freedom, non-finite ``z``, and values below
+    :data:`CLOSED_FORM_FLOOR`) is scipy's ``stdtr``, evaluated on the host in float64. Both
+    agree to a few 1e-16 absolute and 1e-12 relative.
+    """
+    z64 = z.detach().to(torch.float64)
+    df64 = df.detach().to(device=z64.device, dtype=torch.float64)
+    zb, dfb = torch.broadcast_tensors(z64, df64)
+    shape = zb.shape
+    lo, hi = CLOSED_FORM_DF
+    closed = [nu for nu in (torch.unique(df64).tolist() if df64.numel() else [])
+              if lo <= nu <= hi and float(nu).is_integer()]
+    out = todo = None
+    if closed:
+        finite = torch.isfinite(zb)
+        zf = torch.where(finite, zb, torch.zeros((), dtype=zb.dtype, device=zb.device))
+        out = torch.full(shape, math.nan, dtype=torch.float64, device=z64.device)
+        todo = torch.ones(shape, dtype=torch.bool, device=z64.device)
+        for nu in closed:
+            f = _t_cdf_closed_form(zf, int(nu))
+            use = finite & (f >= CLOSED_FORM_FLOOR)
+            if len(closed) > 1 or df64.numel() > 1:
+                use &= dfb == nu
+            out = torch.where(use, f, out)
+            todo &= ~use
+    if out is None or todo is None:
+        cdf = stdtr(dfb.cpu().numpy(), zb.cpu().numpy())
+        return torch.as_tensor(cdf, dtype=z.dtype, device=z.device)
+    if bool(todo.any()):
+        rest = todo.nonzero(as_tuple=True)
+        cdf = stdtr(dfb[rest].cpu().numpy(), zb[rest].cpu().numpy())
+        out[rest] = torch.as_tensor(cdf, dtype=torch.float64, device=out.device)
+    return out.to(z.dtype)
 
 
 def with_tails(own: Standard, tail: Standard) -> Standard:
