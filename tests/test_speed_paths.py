@@ -96,3 +96,34 @@ def test_calibration_with_the_closed_form_cdf_is_that_of_scipy(monkeypatch):
     assert torch.isfinite(results[0][3]).any()  # some tails chosen: the last pass used them
     for new, old in zip(*results):
         assert torch.equal(new, old)
+
+
+# ------------------------------------------------------------------ dense output
+def _former_evaluate_at(steps, step_of, theta):
+    batch, n_out = step_of.shape
+    idx = step_of.unsqueeze(-1).expand(batch, n_out, steps.shape[-1])
+    out = None
+    for k in range(steps.shape[1]):
+        c_k = steps[:, k].transpose(0, 1).gather(1, idx)
+        out = c_k if out is None else out * theta.unsqueeze(-1) + c_k
+    return out
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_dense_output_in_place_is_the_former_evaluation(grad):
+    from latentode.ode.stepper import DenseOutput
+
+    g = torch.Generator().manual_seed(0)
+    steps = torch.randn(7, 5, 30, 4, generator=g, dtype=torch.float64, requires_grad=grad)
+    step_of = torch.randint(0, 7, (30, 11), generator=g).sort(1).values
+    theta = torch.rand(30, 11, generator=g, dtype=torch.float64)
+    before = steps.detach().clone()
+    got = DenseOutput.evaluate_at(steps, step_of, theta)
+    want = _former_evaluate_at(steps, step_of, theta)
+    assert torch.equal(got, want) and torch.equal(steps.detach(), before)  # steps untouched
+    if grad:
+        (g1,) = torch.autograd.grad(got.square().sum(), steps)
+        (g2,) = torch.autograd.grad(want.square().sum(), steps)
+        assert torch.equal(g1, g2)
+    with torch.no_grad():
+        assert torch.equal(DenseOutput.evaluate_at(steps, step_of, theta), want)
