@@ -127,3 +127,89 @@ def test_dense_output_in_place_is_the_former_evaluation(grad):
         assert torch.equal(g1, g2)
     with torch.no_grad():
         assert torch.equal(DenseOutput.evaluate_at(steps, step_of, theta), want)
+
+
+# ------------------------------------------------------------------ neighbour readout
+def _former_correct(self, nb, channel, base, latent):
+    dtype = base.dtype
+    has_p, has_n = nb.has_prev, nb.has_next
+    scale = self.log_scale.exp().to(dtype)[channel]
+
+    def decay(gap, has):
+        finite = torch.where(has, gap, torch.zeros_like(gap)).to(dtype)
+        return has.unsqueeze(-1).to(dtype) * torch.exp(-finite.unsqueeze(-1) / scale)
+
+    interp = nb.interpolate().to(dtype)
+    ctx = torch.cat([
+        nb.prev_value.to(dtype).unsqueeze(-1), has_p.to(dtype).unsqueeze(-1),
+        decay(nb.prev_gap, has_p),
+        nb.next_value.to(dtype).unsqueeze(-1), has_n.to(dtype).unsqueeze(-1),
+        decay(nb.next_gap, has_n), interp.unsqueeze(-1),
+    ], dim=-1)
+    hidden = self.context(ctx) + self.channel.to(dtype)[channel]
+    hidden = hidden.unsqueeze(0) + base.unsqueeze(-1) * self.base.to(dtype) + latent
+    gate, resid = self.out(torch.tanh(hidden)).unbind(-1)
+    near = torch.minimum(nb.prev_gap, nb.next_gap)
+    near = torch.where(has_p | has_n, near, torch.zeros_like(near)).to(dtype)
+    reach = self.log_reach.exp().to(dtype)[channel]
+    envelope = (has_p | has_n).to(dtype) * torch.exp(-near / reach)
+    return base + envelope * (torch.sigmoid(gate) * (interp - base) + resid)
+
+
+def _former_forward(self, base, z, cond, query_times, where=None):
+    from latentode.nn.readout import Neighbours, channel_neighbours
+
+    nb = channel_neighbours(cond, query_times)
+    one = self.one_sided
+    active = nb.has_prev | nb.has_next
+    if where is not None:
+        active &= where.to(dtype=torch.bool)
+    parts = ([(self, active)] if one is None else
+             [(self, active & nb.has_prev & nb.has_next),
+              (one, active & ~(nb.has_prev & nb.has_next))])
+    mean = base
+    for module, entries in parts:
+        b, m, c = entries.nonzero(as_tuple=True)
+        if b.numel() == 0:
+            continue
+        picked = Neighbours(*(field[b, m, c] for field in nb))
+        new = _former_correct(module, picked, c, base[:, b, m, c], module.latent(z)[:, b, m])
+        mean = base.clone() if mean is base else mean
+        mean[:, b, m, c] = new
+    return mean
+
+
+@pytest.mark.parametrize("sides", ["shared", "split"])
+@pytest.mark.parametrize("with_where", [False, True])
+def test_readout_forward_and_gradients_are_the_former_ones(sides, with_where):
+    from latentode.data.batch import Batch
+    from latentode.nn.readout import NeighbourReadout
+
+    torch.manual_seed(0)
+    ro = NeighbourReadout(3, 2, units=5, n_scales=3, sides=sides).double()
+    for p in ro.parameters():  # the output layer starts at 0: make every path count
+        torch.nn.init.normal_(p, std=0.5)
+    b, n, k = 6, 9, 4
+    times = torch.rand(b, n, dtype=torch.float64).cumsum(1)
+    mask = (torch.rand(b, n, 2) < 0.5).double()
+    mask[0] = 0.0  # a series without observations: nothing is corrected
+    cond = Batch(times, torch.randn(b, n, 2, dtype=torch.float64) * mask, mask,
+                 torch.tensor([9, 9, 4, 1, 7, 9]))
+    query = torch.rand(b, 11, dtype=torch.float64).cumsum(1) - 0.5
+    where = (torch.rand(b, 11, 2) < 0.6) if with_where else None
+    results = []
+    for forward in (NeighbourReadout.forward, _former_forward):
+        base = torch.randn(k, b, 11, 2, dtype=torch.float64,
+                           generator=torch.Generator().manual_seed(1)).requires_grad_()
+        z = torch.randn(k, b, 11, 3, dtype=torch.float64,
+                        generator=torch.Generator().manual_seed(2)).requires_grad_()
+        ro.zero_grad()
+        out = forward(ro, base, z, cond, query, where)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        results.append([out.detach(), base.grad, z.grad,
+                        *(p.grad.clone() for p in ro.parameters())])
+        with torch.no_grad():
+            assert torch.equal(forward(ro, base, z, cond, query, where), out)
+    for new, old in zip(*results):
+        assert torch.equal(new, old)
+    assert not torch.equal(results[0][0], base.detach())  # the readout corrected something
