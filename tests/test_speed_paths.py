@@ -14,7 +14,13 @@ from scipy.special import stdtr
 
 from latentode import LatentODERegressor
 from latentode.nn.observation import base as obs_base
-from latentode.nn.observation.tails import CLOSED_FORM_DF, CLOSED_FORM_FLOOR, t_cdf_torch
+from latentode.nn.observation.tails import (
+    CLOSED_FORM_DF,
+    CLOSED_FORM_FLOOR,
+    t_cdf_torch,
+    t_log_pdf,
+    with_tails_torch,
+)
 from latentode.training import calibrate_spread
 from latentode.training.calibration import TAIL_GRID
 
@@ -78,19 +84,32 @@ def _fitted_tiny(n_series=40):
     return est, df
 
 
-def test_calibration_with_the_closed_form_cdf_is_that_of_scipy(monkeypatch):
+def _former_calibrated_cdf(self, z, channel, tail_df=None):
+    return with_tails_torch(self.standard_cdf(z, channel), z, tail_df, _scipy_t_cdf)
+
+
+def _former_calibrated_log_pdf(self, z, channel, tail_df=None):
+    return with_tails_torch(self.standard_log_pdf(z, channel), z, tail_df,
+                            lambda u, df: t_log_pdf(u, df.to(u.dtype)))
+
+
+@pytest.mark.parametrize("criterion", ["coverage", "likelihood"])
+def test_calibration_is_that_of_the_former_tails(monkeypatch, criterion):
     from latentode import data as _data
 
     est, df = _fitted_tiny()
     vf, padded = est._prepare(df)
     batches = list(_data.iterate_batches(padded, 20))
     results = []
-    for cdf in (t_cdf_torch, _scipy_t_cdf):
-        monkeypatch.setattr(obs_base, "t_cdf_torch", cdf)
+    for former in (False, True):
+        if former:
+            cls = obs_base.ObservationModel
+            monkeypatch.setattr(cls, "calibrated_cdf", _former_calibrated_cdf)
+            monkeypatch.setattr(cls, "calibrated_log_pdf", _former_calibrated_log_pdf)
         model = est.model_
         model.gap_spread.reset()
         calibrate_spread(model, batches, n_samples=4, rounds=2, min_tail_values=20,
-                         generator=torch.Generator().manual_seed(0))
+                         criterion=criterion, generator=torch.Generator().manual_seed(0))
         results.append([model.spread_scale.clone(), model.gap_spread.edges.clone(),
                         model.gap_spread.factors.clone(), model.gap_spread.tail_df.clone()])
     assert torch.isfinite(results[0][3]).any()  # some tails chosen: the last pass used them
