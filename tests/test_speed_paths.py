@@ -37,7 +37,8 @@ def test_t_cdf_torch_agrees_with_scipy_to_float_rounding(df):
     g = torch.Generator().manual_seed(0)
     z = torch.cat([torch.randn(20_000, generator=g, dtype=torch.float64) * 4,
                    torch.linspace(-1e3, 1e3, 2001, dtype=torch.float64),
-                   torch.tensor([0.0, 1e-300, -1e-300, 1e12, -1e12, math.inf, -math.inf,
+                   torch.tensor([0.0, 1e-300, -1e-300, 1e12, -1e12, 1e200, -1e200, 1e160,
+                                 -1e160, math.inf, -math.inf,
                                  math.nan], dtype=torch.float64)])
     fast = t_cdf_torch(z, torch.tensor(df, dtype=torch.float64)).numpy()
     ref = stdtr(df, z.numpy())

@@ -63,6 +63,8 @@ CLOSED_FORM_DF = (2, 30)
 #: (a few 1e-16, that of ``1/2 + ...``) is then below 1e-12 of the value; smaller values (the
 #: far lower tail) go to scipy's ``stdtr``, accurate relative to the value there
 CLOSED_FORM_FLOOR = 1e-3
+#: beyond this ``|t|``, ``t^2`` would overflow float64: such values go to scipy's ``stdtr``
+_CLOSED_FORM_MAX_T = 1e150
 
 
 def _t_cdf_closed_form(t: torch.Tensor, nu: int) -> torch.Tensor:
@@ -75,26 +77,29 @@ def _t_cdf_closed_form(t: torch.Tensor, nu: int) -> torch.Tensor:
       ``c_k = c_{k-1} (2k - 1) / (2k)``;
     * odd ``nu``: ``1/2 + (theta + sin(theta) cos(theta) sum_{k <= (nu-3)/2} d_k x^k) / pi``,
       ``d_0 = 1``, ``d_k = d_{k-1} 2k / (2k + 1)``.
+
+    In place, in a few new tensors (the calls are many and small: their number of operations
+    is their cost).
     """
-    t2 = t * t
-    denom = nu + t2
-    x = nu / denom
+    denom = (t * t).add_(nu)  # nu + t^2
+    x = denom.reciprocal().mul_(nu)  # what nu / denom computes
     if nu % 2 == 0:
         coef = [1.0]
         for k in range(1, nu // 2):
             coef.append(coef[-1] * (2 * k - 1) / (2 * k))
-        scale = 0.5 * t / torch.sqrt(denom)  # sin(theta) / 2
-        base = 0.5
+        scale = t.mul(0.5).div_(denom.sqrt_())  # sin(theta) / 2
+        out = None
     else:
         coef = [1.0]
         for k in range(1, (nu - 3) // 2 + 1):
             coef.append(coef[-1] * (2 * k) / (2 * k + 1))
-        scale = t * (math.sqrt(nu) / math.pi) / denom  # sin(theta) cos(theta) / pi
-        base = 0.5 + torch.atan(t / math.sqrt(nu)) / math.pi
+        scale = t.mul(math.sqrt(nu) / math.pi).div_(denom)  # sin(theta) cos(theta) / pi
+        out = t.div(math.sqrt(nu)).atan_().div_(math.pi).add_(0.5)  # 1/2 + theta / pi
     poly = torch.full_like(x, coef[-1])
     for c in reversed(coef[:-1]):
-        poly = poly * x + c
-    return base + scale * poly
+        poly.mul_(x).add_(c)
+    scale.mul_(poly)
+    return scale.add_(0.5) if out is None else out.add_(scale)
 
 
 def t_cdf_torch(z: torch.Tensor, df: torch.Tensor) -> torch.Tensor:
@@ -102,34 +107,34 @@ def t_cdf_torch(z: torch.Tensor, df: torch.Tensor) -> torch.Tensor:
 
     Integer degrees of freedom in :data:`CLOSED_FORM_DF` (those of the calibrated tails,
     :data:`latentode.training.calibration.TAIL_GRID`) are summed in closed form in float64 on
-    ``z``'s device (:func:`_t_cdf_closed_form`), 10 to 20 times faster than scipy; every other
-    entry (other degrees of freedom, non-finite ``z``, and values below
+    ``z``'s device (:func:`_t_cdf_closed_form`), 3 to 10 times faster than scipy; every other
+    entry (other degrees of freedom, ``|z| > 1e150`` or not finite, and values below
     :data:`CLOSED_FORM_FLOOR`) is scipy's ``stdtr``, evaluated on the host in float64. Both
     agree to a few 1e-16 absolute and 1e-12 relative.
     """
     z64 = z.detach().to(torch.float64)
     df64 = df.detach().to(device=z64.device, dtype=torch.float64)
     zb, dfb = torch.broadcast_tensors(z64, df64)
-    shape = zb.shape
     lo, hi = CLOSED_FORM_DF
-    closed = [nu for nu in (torch.unique(df64).tolist() if df64.numel() else [])
-              if lo <= nu <= hi and float(nu).is_integer()]
-    out = todo = None
-    if closed:
-        finite = torch.isfinite(zb)
-        zf = torch.where(finite, zb, torch.zeros((), dtype=zb.dtype, device=zb.device))
-        out = torch.full(shape, math.nan, dtype=torch.float64, device=z64.device)
-        todo = torch.ones(shape, dtype=torch.bool, device=z64.device)
-        for nu in closed:
-            f = _t_cdf_closed_form(zf, int(nu))
-            use = finite & (f >= CLOSED_FORM_FLOOR)
-            if len(closed) > 1 or df64.numel() > 1:
-                use &= dfb == nu
-            out = torch.where(use, f, out)
-            todo &= ~use
-    if out is None or todo is None:
+    distinct = torch.unique(df64).tolist() if df64.numel() else []
+    closed = [nu for nu in distinct if lo <= nu <= hi and float(nu).is_integer()]
+    if not closed or zb.numel() == 0:
         cdf = stdtr(dfb.cpu().numpy(), zb.cpu().numpy())
         return torch.as_tensor(cdf, dtype=z.dtype, device=z.device)
+    # the closed form needs t^2 finite: larger |t|, inf and NaN go to scipy
+    finite = zb.abs() <= _CLOSED_FORM_MAX_T
+    all_finite = bool(finite.all())
+    zf = zb if all_finite else torch.where(finite, zb, torch.zeros((), dtype=zb.dtype,
+                                                                   device=zb.device))
+    if len(distinct) == 1:  # one number of degrees of freedom everywhere
+        out = _t_cdf_closed_form(zf, int(closed[0]))
+    else:
+        out = torch.full(zb.shape, math.nan, dtype=torch.float64, device=zb.device)
+        for nu in closed:  # NaN left: other degrees of freedom
+            out = torch.where(dfb == nu, _t_cdf_closed_form(zf, int(nu)), out)
+    todo = ~(out >= CLOSED_FORM_FLOOR)  # the far lower tail, and the NaN
+    if not all_finite:
+        todo |= ~finite
     if bool(todo.any()):
         rest = todo.nonzero(as_tuple=True)
         cdf = stdtr(dfb[rest].cpu().numpy(), zb[rest].cpu().numpy())
