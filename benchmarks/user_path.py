@@ -126,7 +126,8 @@ def load_data(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.Series | None,
     return df, labels, desc
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Fit and call the estimator phase by phase; print the table and return its figures."""
     torch.set_num_threads(args.threads)
     df, labels, desc = load_data(args)
     n_series = df["id"].nunique()
@@ -199,9 +200,12 @@ def run(args: argparse.Namespace) -> None:
           f"{sum(wall[k] for k in wall if k not in inner):.2f} |")
     if args.profile:
         print(f"cProfile per phase: {args.profile}/*.txt (and .prof)")
+    return {"cpu": dict(cpu), "wall": dict(wall), "epochs": epochs, "n_series": n_series,
+            "n_rows": len(df), "threads": torch.get_num_threads()}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and :func:`run`."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="sample", choices=("sample", "physionet", "periodic"))
     ap.add_argument("--physionet", default=str(PHYSIONET), help="PhysioNet 2012 archive path")
@@ -219,7 +223,7 @@ def main() -> None:
                     help="another estimator parameter (repeatable)")
     ap.add_argument("--profile", default=None, metavar="DIR",
                     help="write a cProfile of each phase to DIR")
-    run(ap.parse_args())
+    return run(ap.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -233,3 +233,26 @@ def test_readout_forward_and_gradients_are_the_former_ones(sides, with_where):
     for new, old in zip(*results):
         assert torch.equal(new, old)
     assert not torch.equal(results[0][0], base.detach())  # the readout corrected something
+
+
+# ------------------------------------------------------------------ the benchmark
+def test_user_path_benchmark_prints_every_phase(capsys):
+    from latentode.utils import torch_threads
+
+    bench = _settings.load_script(_settings.BENCHMARKS / "user_path.py")
+    with torch_threads(torch.get_num_threads()):  # the benchmark sets its own
+        res = bench.main(["--data", "periodic", "--n-series", "12", "--n-points", "15",
+                          "--epochs", "2", "--n-samples", "3", "--horizon", "1.0",
+                          *(f"--param={k}={v!r}" for k, v in _settings.TINY.items()
+                            if k not in ("max_epochs", "verbose", "random_state"))])
+    out = capsys.readouterr().out
+    phases = ["fit", "fit: training loop", "fit: calibration", "predict", "predict(quantiles)",
+              "extrapolate(horizon)", "sample(n_samples=3)", "score", "save", "load"]
+    assert sorted(res["cpu"]) == sorted(phases)
+    for name in phases:
+        assert res["cpu"][name] >= 0 and res["wall"][name] >= 0
+    inner = res["cpu"]["fit: training loop"] + res["cpu"]["fit: calibration"]
+    assert 0 < inner <= res["cpu"]["fit"] + 1e-6
+    assert res["epochs"] == 2 and res["n_series"] == 12 and res["threads"] == 1
+    assert "| fit: training loop (" in out and "| fit: data and other |" in out
+    assert "12 series, 180 rows" in out
