@@ -256,3 +256,47 @@ def test_user_path_benchmark_prints_every_phase(capsys):
     assert res["epochs"] == 2 and res["n_series"] == 12 and res["threads"] == 1
     assert "| fit: training loop (" in out and "| fit: data and other |" in out
     assert "12 series, 180 rows" in out
+
+
+# ------------------------------------------------------------------ quantiles with tails
+def _former_with_tails(own, tail):
+    def f(u, tail_df, *own_params):
+        df = np.asarray(tail_df, dtype=np.float64)
+        shape = np.broadcast_shapes(np.shape(u), df.shape)
+        out = np.array(np.broadcast_to(own(u, *own_params), shape), dtype=np.float64)
+        df = np.broadcast_to(df, shape)
+        finite = np.isfinite(df)
+        if finite.any():
+            out[finite] = tail(np.broadcast_to(u, shape)[finite], df[finite])
+        return out
+    return f
+
+
+@pytest.mark.parametrize("family", ["gaussian", "student_t"])
+def test_quantiles_with_tails_are_the_former_ones_within_the_root_tolerance(monkeypatch,
+                                                                             family):
+    from latentode.nn.observation import GaussianObservation, StudentTObservation
+    from latentode.nn.observation import tails as tails_mod
+
+    obs = (GaussianObservation(3, obs_std=0.5) if family == "gaussian"
+           else StudentTObservation(3, obs_std=0.5, df=5.0))
+    rng = np.random.default_rng(0)
+    means = rng.standard_normal((40, 7, 30, 3)) * np.array([1.0, 3.0, 0.2])
+    noise = obs.predictive(obs())
+    noise["tail_df"] = np.broadcast_to(np.array([3.0, np.inf, 12.0]), (7, 30, 3)).copy()
+    noise["tail_df"][:2, :, 1] = 2.0  # per position, not per channel only
+    noise["tail_df"][3:, :5, 0] = 1.5  # a tail outside the closed form: scipy's
+    levels = np.array([0.02, 0.25, 0.5, 0.9, 0.999])
+    new = obs.quantiles(means, noise, levels)
+
+    def former_t_cdf(u, df):
+        return stdtr(df, u)
+
+    monkeypatch.setattr(obs_base, "with_tails", _former_with_tails)
+    monkeypatch.setattr(obs_base, "t_cdf", former_t_cdf)
+    monkeypatch.setattr(tails_mod, "t_cdf", former_t_cdf)
+    old = obs.quantiles(means, noise, levels)
+    scale = np.broadcast_to(noise["scale"], means.shape[1:])
+    assert np.all(np.abs(new - old) <= 5e-8 * scale)  # the root finder's tolerance is 1e-8
+    own = ~np.isfinite(noise["tail_df"])
+    np.testing.assert_array_equal(new[:, own], old[:, own])  # no tail: the same numbers
