@@ -305,14 +305,20 @@ class NeighbourReadout(nn.Module):
             two = nb.has_prev & nb.has_next
             parts = [(self, active & two), (one, active & ~two)]
         mean = base
+        k, n_b, n_m, n_c = base.shape
+        flat_base = base.reshape(k, -1)  # (K, B * M * C)
         for module, entries in parts:
-            b, m, c = entries.nonzero(as_tuple=True)
-            if b.numel() == 0:
+            flat = entries.reshape(-1).nonzero().squeeze(1)  # (P,) entries (b, m, c), in order
+            if flat.numel() == 0:
                 continue
-            picked = Neighbours(*(field[b, m, c] for field in nb))  # (P,) each
-            new = module._correct(picked, c, base[:, b, m, c], module.latent(z)[:, b, m])
-            mean = base.clone() if mean is base else mean
-            mean[:, b, m, c] = new
+            c = flat % n_c
+            picked = Neighbours(*(field.reshape(-1).index_select(0, flat) for field in nb))
+            # index_select on flattened views: the copies that advanced indexing makes, faster
+            latent = module.latent(z).reshape(k, n_b * n_m, -1).index_select(1, flat // n_c)
+            new = module._correct(picked, c, flat_base.index_select(1, flat), latent)
+            if mean is base:
+                mean = base.clone(memory_format=torch.contiguous_format)
+            mean.view(k, -1).index_copy_(1, flat, new)
         return mean
 
     def dense(self, nb: Neighbours, base: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -363,8 +369,12 @@ class NeighbourReadout(nn.Module):
             interp.unsqueeze(-1),
         ], dim=-1)  # (*E, F): shared by the trajectory samples
         hidden = self.context(ctx) + self.channel.to(dtype)[channel]  # (*E, H)
-        hidden = hidden.unsqueeze(0) + base.unsqueeze(-1) * self.base.to(dtype) + latent
-        gate, resid = self.out(torch.tanh(hidden)).unbind(-1)
+        # (K, *E, H), the largest tensors of the readout: one buffer, updated in place, for
+        # hidden + base * w + latent and its tanh (the same operations in the same order;
+        # autograd keeps what the backward needs: neither add reads its inputs back)
+        act = base.unsqueeze(-1) * self.base.to(dtype)
+        act = torch.tanh_(act.add_(hidden).add_(latent))
+        gate, resid = self.out(act).unbind(-1)
         near = torch.minimum(nb.prev_gap, nb.next_gap)
         near = torch.where(has_p | has_n, near, torch.zeros_like(near)).to(dtype)
         reach = self.log_reach.exp().to(dtype)[channel]

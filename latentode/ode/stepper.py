@@ -130,13 +130,32 @@ class DenseOutput:
         Horner's scheme; each coefficient is gathered on its own from its ``(B, S, D)``
         slice, so neither the forward nor the backward pass forms a ``(B, N, 5, D)`` tensor
         (the backward of a slice of one would zero-fill all of it, once per coefficient).
+        Without a gradient to track (prediction, the adjoint's forward solve) the coefficients
+        are copied row by row (``index_select``) and the scheme runs in place in the first:
+        the same values and operations in the same order, without a new ``(B, N, D)`` tensor
+        per coefficient (about 2.5x faster at ``B = 5000``).
         """
         batch, n_out = step_of.shape
-        idx = step_of.unsqueeze(-1).expand(batch, n_out, steps.shape[-1])
+        n_steps, dim = steps.shape[0], steps.shape[-1]
         x = theta.unsqueeze(-1)
+        if torch.is_grad_enabled() and (steps.requires_grad or theta.requires_grad):
+            idx = step_of.unsqueeze(-1).expand(batch, n_out, dim)
+            out = None
+            for k in range(steps.shape[1]):
+                c_k = steps[:, k].transpose(0, 1).gather(1, idx)  # (B, N, D)
+                out = c_k if out is None else out * x + c_k
+            return out
+        # no gradient: whole rows copied by index_select (the values gather reads) from each
+        # coefficient's (B * S, D) layout, and Horner's scheme in place in the first one
+        rows = (step_of + torch.arange(batch, device=step_of.device).unsqueeze(1)
+                * n_steps).reshape(-1)
         out = None
         for k in range(steps.shape[1]):
-            c_k = steps[:, k].transpose(0, 1).gather(1, idx)  # (B, N, D)
-            out = c_k if out is None else out * x + c_k
+            c_k = steps[:, k].transpose(0, 1).reshape(batch * n_steps, dim).index_select(
+                0, rows).view(batch, n_out, dim)  # a new tensor, never a view of steps
+            if out is None:
+                out = c_k
+            else:
+                out.mul_(x).add_(c_k)
         return out
 

@@ -187,12 +187,16 @@ class ObservationModel(nn.Module, ABC):
         torch.Tensor
             Same shape and dtype as ``z`` (no gradient where a tail is used).
         """
+        if _all_tails(tail_df):  # the standard family would be evaluated for nothing
+            return t_cdf_torch(z, tail_df)
         return with_tails_torch(self.standard_cdf(z, channel), z, tail_df, t_cdf_torch)
 
     def calibrated_log_pdf(self, z: torch.Tensor, channel: torch.Tensor,
                            tail_df: torch.Tensor | None = None) -> torch.Tensor:
         """:meth:`standard_log_pdf` with calibrated tails (arguments as
         :meth:`calibrated_cdf`)."""
+        if _all_tails(tail_df):
+            return t_log_pdf(z, tail_df.to(z.dtype))
         return with_tails_torch(self.standard_log_pdf(z, channel), z, tail_df,
                                  lambda u, df: t_log_pdf(u, df.to(u.dtype)))
 
@@ -337,3 +341,8 @@ class ObservationModel(nn.Module, ABC):
 
     def _np_ppf(self, q: np.ndarray, *params: np.ndarray) -> np.ndarray:
         return self.np_ppf(q, **dict(zip(self.shape_names, params)))
+
+
+def _all_tails(tail_df: torch.Tensor | None) -> bool:
+    """Whether every entry of ``tail_df`` takes a Student-t tail (finite degrees of freedom)."""
+    return tail_df is not None and tail_df.numel() > 0 and bool(torch.isfinite(tail_df).all())
