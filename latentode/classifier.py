@@ -223,6 +223,8 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         "classifier_dropout": [Interval(Real, 0, 1, closed="left")],
         "semi_supervised": [Boolean()],
         "head_inputs": [Options(HEAD_INPUTS)],
+        "weight_averaging": [Interval(Real, 0, None, closed="left",
+                                      description="be a non-negative finite number")],
     }
 
     def __init__(
@@ -278,6 +280,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         readout_reach: str = "window",
         forecast_share: float = 0.0,
         forecast_range: tuple[float, float] = FORECAST_RANGE,
+        weight_averaging: float = 0.0,
     ) -> None:
         super().__init__(
             latent_dim=latent_dim, encoder=encoder, rec_dim=rec_dim, units=units,
@@ -302,12 +305,13 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         self.classifier_dropout = classifier_dropout
         self.semi_supervised = semi_supervised
         self.head_inputs = head_inputs
+        self.weight_averaging = weight_averaging
 
     @classmethod
     def _added_params(cls) -> dict[str, Any]:
         """The regressor's added parameters and the classifier's own (older pickles)."""
         return {**super()._added_params(), "classifier_dropout": 0.0, "semi_supervised": False,
-                "head_inputs": "latent"}
+                "head_inputs": "latent", "weight_averaging": 0.0}
 
     def __sklearn_tags__(self):
         """A classifier of long DataFrames: ``y`` is required (one label per series)."""
@@ -511,8 +515,9 @@ static_encoder_, feature_names_in_, n_features_in_, device_
 
     def _fit_options(self, classes: np.ndarray | None,
                      val_labels: np.ndarray | None) -> dict[str, Any]:
+        averaging = {"weight_averaging": float(self.weight_averaging)}
         if val_labels is None or classes is None:  # no validation series: the training loss
-            return {}
+            return averaging
         val_labels = val_labels[val_labels != UNLABELLED]
         if not len(val_labels) and self.scoring != "loss":
             raise ValueError(f"scoring={self.scoring!r} needs labelled validation series, but "
@@ -531,7 +536,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
                     f"{self.validation_fraction}) are all of class "
                     f"{_plain(classes[present[0]])!r}; raise validation_fraction or use "
                     "scoring='log_loss'.")
-        return {"val_metric": self.scoring}
+        return {"val_metric": self.scoring, **averaging}
 
     def _loss_options(self) -> dict[str, Any]:
         if self.classifier == "encoder":
