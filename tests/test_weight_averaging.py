@@ -100,9 +100,13 @@ def _batches(n=12):
 def test_fit_model_evaluates_and_returns_the_averaged_weights():
     model = _Quadratic()
     seen_by_callback: list[float] = []
+
+    def spy(epoch, record, m):
+        seen_by_callback.append(float(m.w.detach()))
+
     hist = fit_model(model, _loader(_batches(), size=4), None, max_epochs=3, lr=0.5,
                      kl_warmup=0, verbose=0, weight_averaging=1.0, early_stopping=False,
-                     callbacks=[lambda epoch, record, m: seen_by_callback.append(float(m.w.detach()))])
+                     callbacks=[spy])
     # the optimiser's weights after steps 1..8 are what the next steps saw: 3 steps per epoch
     live = model.seen[1:]
     assert len(model.seen) == 9
