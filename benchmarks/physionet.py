@@ -289,7 +289,6 @@ def build_classifier(args: argparse.Namespace) -> Any:
         semi_supervised=bool(getattr(args, "unlabelled_set_b", False)),
         head_inputs=getattr(args, "head_inputs", "latent"),
         weight_averaging=getattr(args, "weight_averaging", 0.0),
-        head_ensemble=getattr(args, "head_ensemble", 1),
     )
 
 
@@ -491,8 +490,7 @@ def format_classification(res: dict[str, Any]) -> str:
             f"{a['val_fraction']}, scoring {a['scoring']}, head_inputs "
             f"{a.get('head_inputs', 'latent')}, classifier_dropout "
             f"{a.get('classifier_dropout', 0.0)}, weight_averaging "
-            f"{a.get('weight_averaging', 0.0)}, head_ensemble {a.get('head_ensemble', 1)}), "
-            f"static "
+            f"{a.get('weight_averaging', 0.0)}), static "
             f"{res['static'] or 'none'}; baselines on last / mean / min / max / count per "
             f"channel: logistic regression (baseline_*) and gradient boosting (boosting_*). "
             f"Published AUC-ROC: "
@@ -1104,9 +1102,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="classification: horizon in epochs of the moving average of the "
                              "weights that is validated and kept "
                              "(LatentODEClassifier(weight_averaging=)); 0: none")
-    parser.add_argument("--head-ensemble", type=int, default=1,
-                        help="classification: number of classifier heads whose probabilities "
-                             "are averaged (LatentODEClassifier(head_ensemble=))")
     parser.add_argument("--head-inputs", default="latent",
                         choices=("latent", "latent+summary", "latent+wide"),
                         help="classification: what the head reads beside the static covariates "

@@ -13,7 +13,7 @@ import numbers
 import os
 import warnings
 from collections.abc import Sequence
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any, ClassVar
 
 import numpy as np
@@ -145,13 +145,6 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         weights. The first epoch's steps are averaged equally, later ones with the weight
         ``1 - 1 / (h * steps_per_epoch)`` per step, so the average spans about ``h`` epochs
         whatever the size of the data. 0: no averaging (the weights of the best epoch).
-    head_ensemble : int, default=1
-        Number of classifier heads, each initialised independently and trained by its own
-        cross-entropy (the training loss takes their mean), whose class probabilities
-        :meth:`predict_proba` averages: an ensemble of heads within one network, which reads
-        the same ``z_t0``, static covariates and summaries (a "deep ensemble" of the head,
-        Lakshminarayanan et al., 2017). Each head adds ``units``-wide layers, a small part
-        of the network. 1: one head (the classifier of before).
 
     Attributes
     ----------
@@ -241,7 +234,6 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         "head_inputs": [Options(HEAD_INPUTS)],
         "weight_averaging": [Interval(Real, 0, None, closed="left",
                                       description="be a non-negative finite number")],
-        "head_ensemble": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
@@ -298,7 +290,6 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         forecast_share: float = 0.0,
         forecast_range: tuple[float, float] = FORECAST_RANGE,
         weight_averaging: float = 0.0,
-        head_ensemble: int = 1,
     ) -> None:
         super().__init__(
             latent_dim=latent_dim, encoder=encoder, rec_dim=rec_dim, units=units,
@@ -324,14 +315,12 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         self.semi_supervised = semi_supervised
         self.head_inputs = head_inputs
         self.weight_averaging = weight_averaging
-        self.head_ensemble = head_ensemble
 
     @classmethod
     def _added_params(cls) -> dict[str, Any]:
         """The regressor's added parameters and the classifier's own (older pickles)."""
         return {**super()._added_params(), "classifier_dropout": 0.0, "semi_supervised": False,
-                "head_inputs": "latent", "weight_averaging": 0.0,
-                "head_ensemble": 1}
+                "head_inputs": "latent", "weight_averaging": 0.0}
 
     def __sklearn_tags__(self):
         """A classifier of long DataFrames: ``y`` is required (one label per series)."""
@@ -514,8 +503,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
     def _build_model(self, n_channels: int, n_static: int = 0, **kwargs: Any) -> Any:
         return super()._build_model(n_channels, n_static,
                                     classifier_dropout=float(self.classifier_dropout),
-                                    head_inputs=self.head_inputs,
-                                    head_members=int(self.head_ensemble), **kwargs)
+                                    head_inputs=self.head_inputs, **kwargs)
 
     def _init_model(self, model: Any, train: Any) -> None:
         super()._init_model(model, train)
@@ -528,11 +516,6 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         if fitted != self.head_inputs:
             raise ValueError(f"warm_start=True needs the head_inputs of the previous fit "
                              f"({fitted!r}), got {self.head_inputs!r}. Use warm_start=False to "
-                             "refit.")
-        members = model.hparams.get("head_members", 1)
-        if members != self.head_ensemble:
-            raise ValueError(f"warm_start=True needs the head_ensemble of the previous fit "
-                             f"({members}), got {self.head_ensemble!r}. Use warm_start=False to "
                              "refit.")
         super()._refresh_model(model)
         if model.classifier is not None:  # warm start: this fit's dropout

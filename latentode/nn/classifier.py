@@ -11,8 +11,6 @@ series labelled :data:`~latentode.batch.UNLABELLED` train the ELBO only).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -69,20 +67,11 @@ class ClassifierHead(nn.Module):
     wide : bool
         With ``n_summary > 0``: ``u`` enters through the linear map ``wide`` added to the
         logits (True) or as input of the MLP (False).
-    n_members : int
-        Number of such heads (each its own MLP and wide part, initialised independently) whose
-        class probabilities are averaged: an ensemble within one network (Lakshminarayanan
-        et al., 2017, train the members of a "deep ensemble" independently, each by its own
-        loss). :meth:`forward` returns the ensemble's logits ``log mean_h softmax(l_h)`` (the
-        single head's logits ``l_0`` for ``n_members=1``, the head of before with the same
-        state-dict keys); ``forward(..., members=True)`` each member's logits, whose
-        cross-entropies training averages. Member 0 is ``net`` / ``wide``, the others are in
-        ``more_nets`` / ``more_wides``.
     """
 
     def __init__(self, latent_dim: int, n_classes: int, n_static: int = 0, units: int = 50,
                  n_layers: int = 2, dropout: float = 0.0, n_summary: int = 0,
-                 wide: bool = False, n_members: int = 1) -> None:
+                 wide: bool = False) -> None:
         super().__init__()
         if n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {n_classes}.")
@@ -90,34 +79,20 @@ class ClassifierHead(nn.Module):
             raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}.")
         if n_summary < 0:
             raise ValueError(f"n_summary must be >= 0, got {n_summary}.")
-        if n_members < 1:
-            raise ValueError(f"n_members must be >= 1, got {n_members}.")
         self.n_static = int(n_static)
         self.n_classes = int(n_classes)
         self.n_summary = int(n_summary)
         self.dropout = float(dropout)
-        self.n_members = int(n_members)
         deep_summary = 0 if wide else self.n_summary
-
-        def deep() -> nn.Sequential:
-            return mlp(latent_dim + self.n_static + deep_summary, self.n_classes, n_layers, units,
+        self.net = mlp(latent_dim + self.n_static + deep_summary, self.n_classes, n_layers, units,
                        nn.ReLU)
-
-        def linear() -> nn.Linear | None:
-            return nn.Linear(self.n_summary, self.n_classes) if wide and self.n_summary else None
-
-        self.net = deep()
-        self.wide: nn.Linear | None = linear()
-        # members 1 .. n_members - 1 of the ensemble (none: the single head of before)
-        self.more_nets = nn.ModuleList([deep() for _ in range(self.n_members - 1)])
-        self.more_wides = nn.ModuleList([linear() for _ in range(self.n_members - 1)]
-                                        if self.wide is not None else [])
+        self.wide: nn.Linear | None = (nn.Linear(self.n_summary, self.n_classes)
+                                       if wide and self.n_summary else None)
 
     def forward(self, z: torch.Tensor, static: torch.Tensor | None = None,
-                summary: torch.Tensor | None = None, members: bool = False) -> torch.Tensor:
+                summary: torch.Tensor | None = None) -> torch.Tensor:
         """``z (..., B, latent_dim)``, ``static (B, n_static)`` and ``summary (B, n_summary)``
-        -> logits ``(..., B, n_classes)``, or ``(n_members, ..., B, n_classes)`` with
-        ``members=True`` (each member's own)."""
+        -> ``(..., B, n_classes)``."""
         parts = [z]
         for name, x, width in (("static covariates", static, self.n_static),
                                ("summary features", summary, self.n_summary)):
@@ -128,31 +103,17 @@ class ClassifierHead(nn.Module):
             parts.append(x.to(z.dtype).expand(*z.shape[:-1], width))
         u = parts.pop() if self.wide is not None else None
         x = torch.cat(parts, dim=-1) if len(parts) > 1 else z
-        wides = [self.wide, *self.more_wides] if u is not None else [None] * self.n_members
-        logits = [self._member(net, wide, x, u)
-                  for net, wide in zip([self.net, *self.more_nets], wides)]
-        if members:
-            return torch.stack(logits)
-        if self.n_members == 1:
-            return logits[0]
-        logp = torch.log_softmax(torch.stack(logits), dim=-1)
-        return torch.logsumexp(logp, dim=0) - math.log(self.n_members)
-
-    def _member(self, net: nn.Sequential, wide: nn.Linear | None, x: torch.Tensor,
-                u: torch.Tensor | None) -> torch.Tensor:
-        """One member's logits: its MLP of ``x`` (with dropout in training) plus its wide part
-        of ``u``."""
         drop = self.dropout > 0.0 and self.training
         if not drop:
-            out = net(x)
+            out = self.net(x)
         else:
             out = x
-            for layer in net:
+            for layer in self.net:
                 if isinstance(layer, nn.Linear):
                     out = F.dropout(out, self.dropout, training=True)
                 out = layer(out)
-        if wide is not None and u is not None:
-            out = out + wide(F.dropout(u, self.dropout, training=True) if drop else u)
+        if u is not None:
+            out = out + self.wide(F.dropout(u, self.dropout, training=True) if drop else u)
         return out
 
 

@@ -187,10 +187,6 @@ class LatentODE(nn.Module):
         are set by ``model.summary.fit(training batches)``), as input of its MLP
         (``"latent+summary"``) or through a linear map added to its logits
         (``"latent+wide"``). Anything but ``"latent"`` needs a classifier.
-    head_members : int
-        Number of classifier heads trained side by side whose class probabilities are
-        averaged (``n_members`` of :class:`~latentode.nn.classifier.ClassifierHead`; the
-        cross-entropy of :meth:`loss` is the mean of the members' own). 1: one head.
 
     Examples
     --------
@@ -247,7 +243,6 @@ class LatentODE(nn.Module):
         readout: str = "latent",
         classifier_dropout: float = 0.0,
         head_inputs: str = "latent",
-        head_members: int = 1,
     ) -> None:
         super().__init__()
         if head_inputs not in HEAD_INPUTS:
@@ -275,7 +270,6 @@ class LatentODE(nn.Module):
             likelihood=likelihood, obs_df=obs_df, n_static=n_static, n_classes=n_classes,
             linear_term=bool(linear_term), readout=readout,
             classifier_dropout=float(classifier_dropout), head_inputs=head_inputs,
-            head_members=int(head_members),
         )
         self.n_channels = n_channels
         self.latent_dim = latent_dim
@@ -329,8 +323,7 @@ class LatentODE(nn.Module):
         self.classifier = (ClassifierHead(
             latent_dim, n_classes, n_static, units, dropout=float(classifier_dropout),
             n_summary=0 if self.summary is None else self.summary.n_features,
-            wide=head_inputs == "latent+wide", n_members=int(head_members))
-            if n_classes else None)
+            wide=head_inputs == "latent+wide") if n_classes else None)
 
     # ------------------------------------------------------------------ building blocks
     def set_intensity_base(self, rate: torch.Tensor) -> None:
@@ -407,8 +400,7 @@ class LatentODE(nn.Module):
         return self.encoder(cond.times, cond.values, cond.mask, cond.lengths, t0,
                             static=cond.static if self.n_static else None)
 
-    def classify(self, cond: Batch, z: torch.Tensor | None = None,
-                 members: bool = False) -> torch.Tensor:
+    def classify(self, cond: Batch, z: torch.Tensor | None = None) -> torch.Tensor:
         """Class logits ``(..., B, n_classes)`` of each series of ``cond``.
 
         The classifier reads ``z`` (default: the posterior mean of ``z_t0``, at each series'
@@ -423,9 +415,6 @@ class LatentODE(nn.Module):
         z : torch.Tensor, optional
             ``(..., B, latent_dim)`` latent states to classify instead (e.g. posterior samples
             of ``z_t0``).
-        members : bool
-            Return each member's logits of a head ensemble (``head_members``), stacked along a
-            new first dimension, instead of the ensemble's (what training scores).
 
         Returns
         -------
@@ -437,8 +426,7 @@ class LatentODE(nn.Module):
         if z is None:
             z, _ = self.encode(cond, cond.times[:, 0])
         return self.classifier(z, cond.static,
-                               None if self.summary is None else self.summary(cond),
-                               members=members)
+                               None if self.summary is None else self.summary(cond))
 
     def step_budget(self, n_times: int) -> int:
         """Step budget per series of a :meth:`solve` at ``n_times`` requested times.
@@ -697,8 +685,7 @@ class LatentODE(nn.Module):
         if not elbo:
             mask = _valid_mask(batch.mask, batch.lengths)
             n_obs = mask.sum().detach()
-            ce = weighted_cross_entropy(self.classify(batch, members=True), batch.labels,
-                                        batch.weights)
+            ce = weighted_cross_entropy(self.classify(batch), batch.labels, batch.weights)
             zero = ce.new_zeros(())
             return LossOutput(loss=labelled_mean(ce, batch.labels), nll=zero, kl=zero,
                               mse=zero, n_obs=n_obs)
@@ -712,7 +699,7 @@ class LatentODE(nn.Module):
         if "aux_lik" in diag:
             loss = loss - readout_aux * diag["aux_lik"].mean(0).sum() / denom
         if classify:
-            logits = self.classify(batch, diag["z0"], members=True)  # (H, K, B, n_classes)
+            logits = self.classify(batch, diag["z0"])  # (K, B, n_classes)
             ce = weighted_cross_entropy(logits, batch.labels, batch.weights)
             loss = loss + ce_weight * labelled_mean(ce, batch.labels)
         return LossOutput(
