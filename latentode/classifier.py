@@ -136,7 +136,7 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         The mixed reconstruction and forecasting task, as for the regressor; with
         ``classifier="encoder"``, which decodes nothing, the split series' past alone is
         classified at that step (like ``obs_dropout``, an augmentation of the inputs).
-    weight_averaging : float, default=0.0
+    weight_averaging : float, default=2.0
         Horizon, in epochs, of an exponential moving average of the network's weights over the
         optimiser's steps (Polyak averaging;
         :class:`~latentode.training.averaging.WeightAverage`): ``h > 0`` makes the averaged
@@ -144,7 +144,9 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         weights keep and what the fitted model holds, while the optimiser steps on its own
         weights. The first epoch's steps are averaged equally, later ones with the weight
         ``1 - 1 / (h * steps_per_epoch)`` per step, so the average spans about ``h`` epochs
-        whatever the size of the data. 0: no averaging (the weights of the best epoch).
+        whatever the size of the data. 0: no averaging (the weights of the best epoch; the
+        default until 2026-11-29, what files and pickles saved before the parameter existed
+        load with).
 
     Attributes
     ----------
@@ -289,7 +291,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         readout_reach: str = "window",
         forecast_share: float = 0.0,
         forecast_range: tuple[float, float] = FORECAST_RANGE,
-        weight_averaging: float = 0.0,
+        weight_averaging: float = 2.0,
     ) -> None:
         super().__init__(
             latent_dim=latent_dim, encoder=encoder, rec_dim=rec_dim, units=units,
