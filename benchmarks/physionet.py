@@ -288,6 +288,7 @@ def build_classifier(args: argparse.Namespace) -> Any:
         n_jobs=getattr(args, "threads", 1) or -1,
         semi_supervised=bool(getattr(args, "unlabelled_set_b", False)),
         head_inputs=getattr(args, "head_inputs", "latent"),
+        weight_averaging=getattr(args, "weight_averaging", 0.0),
     )
 
 
@@ -487,7 +488,9 @@ def format_classification(res: dict[str, Any]) -> str:
             f"{a['encoder']}, "
             f"ce_weight {a['ce_weight']}, class_weight {a['class_weight']}, validation "
             f"{a['val_fraction']}, scoring {a['scoring']}, head_inputs "
-            f"{a.get('head_inputs', 'latent')}), static "
+            f"{a.get('head_inputs', 'latent')}, classifier_dropout "
+            f"{a.get('classifier_dropout', 0.0)}, weight_averaging "
+            f"{a.get('weight_averaging', 0.0)}), static "
             f"{res['static'] or 'none'}; baselines on last / mean / min / max / count per "
             f"channel: logistic regression (baseline_*) and gradient boosting (boosting_*). "
             f"Published AUC-ROC: "
@@ -1096,6 +1099,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="classification: dropout of the classifier head in training")
     parser.add_argument("--weight-decay", type=float, default=0.0,
                         help="classification: L2 penalty of the optimiser on every weight")
+    parser.add_argument("--weight-averaging", type=float, default=0.0,
+                        help="classification: horizon in epochs of the moving average of the "
+                             "weights that is validated and kept "
+                             "(LatentODEClassifier(weight_averaging=)); 0: none")
     parser.add_argument("--head-inputs", default="latent",
                         choices=("latent", "latent+summary", "latent+wide"),
                         help="classification: what the head reads beside the static covariates "

@@ -140,6 +140,17 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         Whether ``readout="neighbours"`` gives its one-sided and two-sided queries their own
         parameters, as for the regressor; ``"shared"`` here, the readout the classifier's
         figures were measured with.
+    weight_averaging : float, default=2.0
+        Horizon, in epochs, of an exponential moving average of the network's weights over the
+        optimiser's steps (Polyak averaging;
+        :class:`~latentode.training.averaging.WeightAverage`): ``h > 0`` makes the averaged
+        weights, not the last step's, what every epoch validates (``scoring``), what the best
+        weights keep and what the fitted model holds, while the optimiser steps on its own
+        weights. The first epoch's steps are averaged equally, later ones with the weight
+        ``1 - 1 / (h * steps_per_epoch)`` per step, so the average spans about ``h`` epochs
+        whatever the size of the data. 0: no averaging (the weights of the best epoch; the
+        default until 2026-11-29, what files and pickles saved before the parameter existed
+        load with).
 
     Attributes
     ----------
@@ -227,6 +238,8 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         "classifier_dropout": [Interval(Real, 0, 1, closed="left")],
         "semi_supervised": [Boolean()],
         "head_inputs": [Options(HEAD_INPUTS)],
+        "weight_averaging": [Interval(Real, 0, None, closed="left",
+                                      description="be a non-negative finite number")],
     }
 
     def __init__(
@@ -283,6 +296,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         forecast_share: float = 0.0,
         forecast_range: tuple[float, float] = FORECAST_RANGE,
         readout_sides: str = "shared",
+        weight_averaging: float = 2.0,
     ) -> None:
         super().__init__(
             latent_dim=latent_dim, encoder=encoder, rec_dim=rec_dim, units=units,
@@ -307,12 +321,13 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         self.classifier_dropout = classifier_dropout
         self.semi_supervised = semi_supervised
         self.head_inputs = head_inputs
+        self.weight_averaging = weight_averaging
 
     @classmethod
     def _added_params(cls) -> dict[str, Any]:
         """The regressor's added parameters and the classifier's own (older pickles)."""
         return {**super()._added_params(), "classifier_dropout": 0.0, "semi_supervised": False,
-                "head_inputs": "latent"}
+                "head_inputs": "latent", "weight_averaging": 0.0}
 
     def __sklearn_tags__(self):
         """A classifier of long DataFrames: ``y`` is required (one label per series)."""
@@ -516,8 +531,9 @@ static_encoder_, feature_names_in_, n_features_in_, device_
 
     def _fit_options(self, classes: np.ndarray | None,
                      val_labels: np.ndarray | None) -> dict[str, Any]:
+        averaging = {"weight_averaging": float(self.weight_averaging)}
         if val_labels is None or classes is None:  # no validation series: the training loss
-            return {}
+            return averaging
         val_labels = val_labels[val_labels != UNLABELLED]
         if not len(val_labels) and self.scoring != "loss":
             raise ValueError(f"scoring={self.scoring!r} needs labelled validation series, but "
@@ -536,7 +552,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
                     f"{self.validation_fraction}) are all of class "
                     f"{_plain(classes[present[0]])!r}; raise validation_fraction or use "
                     "scoring='log_loss'.")
-        return {"val_metric": self.scoring}
+        return {"val_metric": self.scoring, **averaging}
 
     def _loss_options(self) -> dict[str, Any]:
         if self.classifier == "encoder":

@@ -447,6 +447,44 @@ def test_head_dropout_is_unbiased_in_training_and_off_in_eval():
         ClassifierHead(6, 2, dropout=1.0)
 
 
+def test_head_dropout_masks_come_from_the_generator():
+    from latentode.nn.classifier import ClassifierHead
+
+    torch.manual_seed(0)
+    head = ClassifierHead(6, 3, n_static=2, units=8, n_layers=2, dropout=0.5,
+                          n_summary=4, wide=True).train()
+    z, s, u = torch.randn(5, 6), torch.randn(5, 2), torch.randn(5, 4)
+
+    def draw(seed: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed)
+        return torch.stack([head(z, s, u, generator=gen) for _ in range(3)]).detach()
+
+    torch.manual_seed(1)  # the global generator plays no part
+    first = draw(7)
+    torch.manual_seed(2)
+    torch.testing.assert_close(draw(7), first, rtol=0, atol=0)
+    assert float((first[0] - first[1]).abs().max()) > 0.0  # each call its own masks
+    assert float((draw(8) - first).abs().max()) > 0.0
+    # an all-kept mask is the eval-mode head: the masks only zero entries and rescale
+    kept = ClassifierHead(6, 3, n_static=2, units=8, n_layers=2, dropout=1e-12).train()
+    out = kept(z, s, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, kept.eval()(z, s))
+
+
+def test_classifier_dropout_fits_are_reproducible_with_random_state(small):
+    df, y = small
+    params = {**TINY, "max_epochs": 2, "classifier_dropout": 0.5}
+    for kind in ("latent", "encoder"):
+        torch.manual_seed(0)
+        first = LatentODEClassifier(**params, classifier=kind).fit(df, y).predict_proba(df)
+        torch.manual_seed(1)  # another state of torch's global generator: the same fit
+        again = LatentODEClassifier(**params, classifier=kind).fit(df, y).predict_proba(df)
+        pd.testing.assert_frame_equal(again, first, check_exact=True)
+        other = LatentODEClassifier(**{**params, "random_state": 1},
+                                    classifier=kind).fit(df, y).predict_proba(df)
+        assert float((other - first).abs().max().max()) > 0.0
+
+
 def test_classifier_dropout_and_weight_decay_fit_predict_save_load(small, tmp_path):
     df, y = small
     params = {**TINY, "max_epochs": 3, "classifier_dropout": 0.5, "weight_decay": 1e-3}

@@ -64,6 +64,7 @@ def test_tiny_classification_run(bench, tmp_path, capsys):
         res = bench.main(["--task", "classification", "--data", str(tmp_path / "none"),
                           *TINY[:1], "--subset", "100", *TINY[3:], "--repeats", "2", "--static",
                           "--classifier-dropout", "0.25", "--weight-decay", "1e-4",
+                          "--weight-averaging", "0.5",
                           "--out", str(tmp_path / "c.json")])
     out = capsys.readouterr().out
     assert "in-hospital mortality" in out and "mean +- sd over 2 splits" in out
@@ -77,6 +78,8 @@ def test_tiny_classification_run(bench, tmp_path, capsys):
     assert (tmp_path / "c.json").exists()
     clf = bench.build_classifier(argparse.Namespace(**res["args"]))
     assert (clf.classifier_dropout, clf.weight_decay) == (0.25, 1e-4)
+    assert clf.weight_averaging == 0.5
+    assert "weight_averaging 0.5), static" in out
 
 
 def test_classification_trace_replays_the_restored_epoch(bench, tmp_path, capsys):

@@ -44,8 +44,9 @@ class ClassifierHead(nn.Module):
     the input of every linear layer of the MLP (its input and each hidden activation) is
     dropped out in training mode (:func:`torch.nn.functional.dropout`: each entry zeroed with
     probability ``dropout``, the others scaled by ``1 / (1 - dropout)``), and so is ``u`` before
-    the wide part; in eval mode the head is deterministic and the same function whatever
-    ``dropout`` is.
+    the wide part; the masks are drawn from the ``generator`` passed to :meth:`forward` (torch's
+    global generator without one), so that a seeded fit is reproducible. In eval mode the head
+    is deterministic and the same function whatever ``dropout`` is.
 
     Parameters
     ----------
@@ -90,9 +91,10 @@ class ClassifierHead(nn.Module):
                                        if wide and self.n_summary else None)
 
     def forward(self, z: torch.Tensor, static: torch.Tensor | None = None,
-                summary: torch.Tensor | None = None) -> torch.Tensor:
+                summary: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
         """``z (..., B, latent_dim)``, ``static (B, n_static)`` and ``summary (B, n_summary)``
-        -> ``(..., B, n_classes)``."""
+        -> ``(..., B, n_classes)``; ``generator`` draws the dropout masks in training mode."""
         parts = [z]
         for name, x, width in (("static covariates", static, self.n_static),
                                ("summary features", summary, self.n_summary)):
@@ -110,11 +112,19 @@ class ClassifierHead(nn.Module):
             out = x
             for layer in self.net:
                 if isinstance(layer, nn.Linear):
-                    out = F.dropout(out, self.dropout, training=True)
+                    out = self._drop(out, generator)
                 out = layer(out)
         if u is not None:
-            out = out + self.wide(F.dropout(u, self.dropout, training=True) if drop else u)
+            out = out + self.wide(self._drop(u, generator) if drop else u)
         return out
+
+    def _drop(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Inverted dropout of ``x`` with probability ``dropout``, its mask drawn from
+        ``generator`` (on the generator's device) or, without one, torch's global generator."""
+        if generator is None:
+            return F.dropout(x, self.dropout, training=True)
+        keep = torch.rand(x.shape, generator=generator, device=generator.device) >= self.dropout
+        return x * keep.to(device=x.device, dtype=x.dtype) / (1.0 - self.dropout)
 
 
 def weighted_cross_entropy(

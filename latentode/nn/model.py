@@ -412,7 +412,8 @@ class LatentODE(nn.Module):
         return self.encoder(cond.times, cond.values, cond.mask, cond.lengths, t0,
                             static=cond.static if self.n_static else None)
 
-    def classify(self, cond: Batch, z: torch.Tensor | None = None) -> torch.Tensor:
+    def classify(self, cond: Batch, z: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Class logits ``(..., B, n_classes)`` of each series of ``cond``.
 
         The classifier reads ``z`` (default: the posterior mean of ``z_t0``, at each series'
@@ -427,6 +428,9 @@ class LatentODE(nn.Module):
         z : torch.Tensor, optional
             ``(..., B, latent_dim)`` latent states to classify instead (e.g. posterior samples
             of ``z_t0``).
+        generator : torch.Generator, optional
+            Source of the classifier's dropout masks in training mode (default: torch's global
+            generator).
 
         Returns
         -------
@@ -438,7 +442,8 @@ class LatentODE(nn.Module):
         if z is None:
             z, _ = self.encode(cond, cond.times[:, 0])
         return self.classifier(z, cond.static,
-                               None if self.summary is None else self.summary(cond))
+                               None if self.summary is None else self.summary(cond),
+                               generator=generator)
 
     def step_budget(self, n_times: int) -> int:
         """Step budget per series of a :meth:`solve` at ``n_times`` requested times.
@@ -645,7 +650,7 @@ class LatentODE(nn.Module):
             training); ``t0 = min(first batch time, first target time)``. Its Poisson term uses
             the window from its first to its last time.
         generator : torch.Generator, optional
-            Source of the reparametrisation noise.
+            Source of the reparametrisation noise (and of the classifier's dropout masks).
         kl_estimator : {"auto", "analytic", "sampled"}
             How the KL term enters ``log w`` (``"auto"``: analytic for ``K = 1``, else sampled).
         weighting : {"value", "channel"}
@@ -697,7 +702,8 @@ class LatentODE(nn.Module):
         if not elbo:
             mask = _valid_mask(batch.mask, batch.lengths)
             n_obs = mask.sum().detach()
-            ce = weighted_cross_entropy(self.classify(batch), batch.labels, batch.weights)
+            ce = weighted_cross_entropy(self.classify(batch, generator=generator), batch.labels,
+                                        batch.weights)
             zero = ce.new_zeros(())
             return LossOutput(loss=labelled_mean(ce, batch.labels), nll=zero, kl=zero,
                               mse=zero, n_obs=n_obs)
@@ -711,7 +717,7 @@ class LatentODE(nn.Module):
         if "aux_lik" in diag:
             loss = loss - readout_aux * diag["aux_lik"].mean(0).sum() / denom
         if classify:
-            logits = self.classify(batch, diag["z0"])  # (K, B, n_classes)
+            logits = self.classify(batch, diag["z0"], generator)  # (K, B, n_classes)
             ce = weighted_cross_entropy(logits, batch.labels, batch.weights)
             loss = loss + ce_weight * labelled_mean(ce, batch.labels)
         return LossOutput(

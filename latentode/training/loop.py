@@ -17,6 +17,7 @@ from latentode.batch import Batch
 from latentode.nn import OBS_WEIGHTINGS, ODESolveError
 
 from . import distributed as _dist
+from .averaging import WeightAverage
 from .callbacks import as_callback
 from .history import History, monitor_mode
 from .metrics import VAL_METRICS, evaluate_classifier
@@ -113,6 +114,7 @@ def fit_model(
     val_metric: str = "loss",
     forecast_share: float = 0.0,
     forecast_range: tuple[float, float] = FORECAST_RANGE,
+    weight_averaging: float = 0.0,
 ) -> History:
     """Train a :class:`~latentode.nn.LatentODE` by minimising its negative IWAE bound.
 
@@ -222,6 +224,12 @@ def fit_model(
     forecast_range : (float, float)
         ``(low, high)``, ``0 < low <= high < 1``: the split points of ``forecast_share`` are
         drawn uniformly from this range of fractions of each series' window.
+    weight_averaging : float
+        0: the weights are the optimiser's. ``h > 0``: an exponential moving average of the
+        weights over about ``h`` epochs (:class:`~latentode.training.averaging.WeightAverage`,
+        updated after every optimiser step) is what every epoch validates, what the callbacks
+        see, what the best weights snapshot and what training returns; the optimiser keeps
+        stepping its own weights. Not with ``distributed``.
 
     Returns
     -------
@@ -281,6 +289,11 @@ def fit_model(
                          "(see latentode.training.distributed.init_from_env).")
     if distributed and generator is None:
         raise ValueError("distributed=True needs a generator seeded identically on every rank.")
+    if not (math.isfinite(weight_averaging) and weight_averaging >= 0.0):
+        raise ValueError(f"weight_averaging must be a finite number >= 0, got "
+                         f"{weight_averaging!r}.")
+    if distributed and weight_averaging > 0.0:
+        raise ValueError("weight_averaging is not supported with distributed=True.")
     if val_metric not in VAL_METRICS:
         raise ValueError(f"val_metric must be one of {VAL_METRICS}, got {val_metric!r}.")
     has_classifier = getattr(model, "classifier", None) is not None
@@ -300,6 +313,7 @@ def fit_model(
     schedule = kl_weight_schedule(kl_warmup)
     opt_cls = torch.optim.Adamax if optimizer == "adamax" else torch.optim.Adam
     opt = opt_cls(params, lr=lr, weight_decay=weight_decay)
+    average = WeightAverage(params, weight_averaging) if weight_averaging > 0.0 else None
     lr_floor = lr / 10.0 if min_lr is None else float(min_lr)
     cbs = [as_callback(cb) for cb in callbacks]
     max_norm = math.inf if grad_clip is None else float(grad_clip)
@@ -401,6 +415,8 @@ def fit_model(
                         continue
                     opt.step()
                     step += 1
+                    if average is not None:
+                        average.update()
                     n = out.n_obs.to(acc_dtype)
                     acc += torch.stack([out.loss.detach().to(acc_dtype) * n,
                                         out.nll.to(acc_dtype) * n, out.kl.to(acc_dtype) * n,
@@ -435,6 +451,13 @@ def fit_model(
                 "val_nll": None,
                 "val_mse": None,
             }
+            # with weight averaging, the epoch's end (validation, the best weights' snapshot,
+            # the callbacks) sees the averaged weights; the optimiser's come back afterwards
+            # (an error on the way leaves the averaged ones, which the best weights replace)
+            epoch_end = contextlib.ExitStack()
+            if average is not None:
+                average.end_epoch()
+                epoch_end.enter_context(average.swapped())
             if val_loader is not None:
                 val = evaluate_loss(model, val_loader(), n_traj_samples, device=device,
                                     dtype=dtype, generator=generator, weighting=obs_weighting,
@@ -480,6 +503,7 @@ def fit_model(
                 if not distributed:
                     raise
                 interrupted = True
+            epoch_end.close()
             if distributed:  # any rank's request stops every rank, after this same epoch
                 assert requests is not None
                 stop, interrupted = _dist.any_rank(stop, interrupted or requests.requested,
