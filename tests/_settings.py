@@ -47,6 +47,32 @@ def load_script(path, name=None):
     return module
 
 
+
+def as_saved_before(est, name, tmp_path, hparam=False):
+    """``est`` as a file and as a pickle written before its parameter ``name`` existed.
+
+    Returns ``(from_file, from_pickle)``: ``est`` saved to ``tmp_path``, the parameter removed
+    from the file's settings (and from the network's hyper-parameters with ``hparam=True``) and
+    loaded; and the same removal from its pickled state, unpickled.
+    """
+    cls = type(est)
+    est.save(tmp_path / "new.latentode")
+
+    def edit(config):
+        config["params"].pop(name)
+        if hparam:
+            config["model_hparams"].pop(name)
+
+    rewrite_saved_config(tmp_path / "new.latentode", tmp_path / "old.latentode", edit)
+    from_file = cls.load(tmp_path / "old.latentode")
+    state = est.__getstate__()
+    del state[name]
+    if hparam:
+        state["model_"]["hparams"].pop(name)
+    from_pickle = cls.__new__(cls)
+    from_pickle.__setstate__(state)
+    return from_file, from_pickle
+
 #: the repository's ``benchmarks/`` folder
 BENCHMARKS = __import__("pathlib").Path(__file__).resolve().parents[1] / "benchmarks"
 

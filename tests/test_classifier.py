@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from _settings import TINY, rewrite_saved_config
+from _settings import TINY, as_saved_before, rewrite_saved_config
 from sklearn.base import clone, is_classifier
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
@@ -722,22 +722,10 @@ def test_head_inputs_with_a_channel_missing_from_some_series(small):
 def test_files_and_pickles_without_head_inputs_load_as_latent(small, tmp_path):
     df, y = small  # files saved before head_inputs existed hold the head that reads z_t0 only
     fitted = LatentODEClassifier(**{**TINY, "head_inputs": "latent"}).fit(df, y)
-    fitted.save(tmp_path / "new.latentode")
-
-    def edit(config):
-        config["params"].pop("head_inputs")
-        config["model_hparams"].pop("head_inputs")
-
-    rewrite_saved_config(tmp_path / "new.latentode", tmp_path / "old.latentode", edit)
-    old = LatentODEClassifier.load(tmp_path / "old.latentode")
+    old, pickled = as_saved_before(fitted, "head_inputs", tmp_path, hparam=True)
     assert old.head_inputs == "latent" and old.model_.summary is None
     pd.testing.assert_frame_equal(old.predict_proba(df), fitted.predict_proba(df),
                                   check_exact=True)
-    state = fitted.__getstate__()
-    del state["head_inputs"]
-    state["model_"]["hparams"].pop("head_inputs")
-    pickled = LatentODEClassifier.__new__(LatentODEClassifier)
-    pickled.__setstate__(state)
     assert pickled.head_inputs == "latent"
     pd.testing.assert_frame_equal(pickled.predict_proba(df), fitted.predict_proba(df),
                                   check_exact=True)

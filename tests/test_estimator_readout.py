@@ -8,7 +8,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from _settings import TINY, rewrite_saved_config
+from _settings import TINY, as_saved_before, rewrite_saved_config
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
@@ -207,22 +207,10 @@ def test_readout_sides_split_saves_and_older_files_load_shared(oscillators, tmp_
     times["t"] += 0.5
     assert not np.allclose(split.extrapolate(oscillators, times=times)[["x", "v"]],
                            shared.extrapolate(oscillators, times=times)[["x", "v"]])
-    shared.save(tmp_path / "new.latentode")
-
-    def edit(config):
-        config["params"].pop("readout_sides")
-        config["model_hparams"].pop("readout_sides")
-
-    rewrite_saved_config(tmp_path / "new.latentode", tmp_path / "old.latentode", edit)
+    old, pickled = as_saved_before(shared, "readout_sides", tmp_path, hparam=True)
     expect = shared.predict(oscillators).to_numpy()
-    old = LatentODERegressor.load(tmp_path / "old.latentode")
     assert old.readout_sides == "shared" and old.model_.readout.one_sided is None
     np.testing.assert_array_equal(old.predict(oscillators).to_numpy(), expect)
-    state = shared.__getstate__()
-    del state["readout_sides"]
-    state["model_"]["hparams"].pop("readout_sides")
-    pickled = LatentODERegressor.__new__(LatentODERegressor)
-    pickled.__setstate__(state)
     assert pickled.readout_sides == "shared"
     np.testing.assert_array_equal(pickled.predict(oscillators).to_numpy(), expect)
     with pytest.raises(ValueError, match="readout_sides must be one of"):

@@ -8,7 +8,7 @@ import pickle
 import pandas as pd
 import pytest
 import torch
-from _settings import TINY, rewrite_saved_config
+from _settings import TINY, as_saved_before
 from _settings import batch_loader as _loader
 from sklearn.base import clone
 from test_classifier import oscillator_classes
@@ -159,16 +159,9 @@ def test_classifier_weight_averaging_fits_saves_and_loads(small, tmp_path):
 def test_files_and_pickles_from_before_weight_averaging_load_without_it(small, tmp_path):
     df, y = small
     clf = LatentODEClassifier(**TINY).fit(df, y)
-    clf.save(tmp_path / "new.latentode")
-    rewrite_saved_config(tmp_path / "new.latentode", tmp_path / "old.latentode",
-                         lambda config: config["params"].pop("weight_averaging"))
-    old = LatentODEClassifier.load(tmp_path / "old.latentode")
+    old, unpickled = as_saved_before(clf, "weight_averaging", tmp_path)
     assert old.weight_averaging == 0.0
     pd.testing.assert_frame_equal(old.predict_proba(df), clf.predict_proba(df), check_exact=True)
-    state = clf.__getstate__()
-    del state["weight_averaging"]
-    unpickled = LatentODEClassifier.__new__(LatentODEClassifier)
-    unpickled.__setstate__(state)
     assert unpickled.weight_averaging == 0.0
 
 
