@@ -289,6 +289,7 @@ def build_classifier(args: argparse.Namespace) -> Any:
         semi_supervised=bool(getattr(args, "unlabelled_set_b", False)),
         head_inputs=getattr(args, "head_inputs", "latent"),
         weight_averaging=getattr(args, "weight_averaging", 0.0),
+        obs_dropout=getattr(args, "obs_dropout", 0.0),
     )
 
 
@@ -1104,10 +1105,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                              "weights that is validated and kept "
                              "(LatentODEClassifier(weight_averaging=)); 0: none")
     parser.add_argument("--head-inputs", default="latent",
-                        choices=("latent", "latent+summary", "latent+wide"),
+                        choices=("latent", "latent+summary", "latent+wide", "latent+pooled",
+                                 "latent+summary+pooled"),
                         help="classification: what the head reads beside the static covariates "
                              "(LatentODEClassifier(head_inputs=)): z_t0, or also per-channel "
-                             "summaries of the observed values; default 'latent', the paper's "
+                             "summaries of the observed values and / or the encoder's hidden "
+                             "states pooled over the stay; default 'latent', the paper's "
                              "head, as in the README's earlier commands (the library's "
                              "default is 'latent+summary')")
     parser.add_argument("--scoring", default=None,

@@ -747,3 +747,116 @@ def test_bad_head_inputs(small):
 
     with pytest.raises(ValueError, match="needs a classifier"):
         LatentODE(2, head_inputs="latent+summary")
+
+
+# ------------------------------------------------------------------------------ pooled states
+def test_state_pooling_numbers_ignore_unobserved_entries_and_order():
+    from latentode.nn.pooling import StatePooling
+
+    torch.manual_seed(0)
+    pool = StatePooling(2, units=3)
+    h = torch.tensor([[[1.0, 0.0], [5.0, 5.0]],
+                      [[3.0, 2.0], [float("nan"), 1.0]],      # series 2: not observed here
+                      [[-1.0, 4.0], [float("inf"), 7.0]]])    # (L=3, B=2, 2)
+    obs = torch.tensor([[True, True], [True, False], [False, False]])
+    out = pool(h, obs)
+    assert out.shape == (2, 4) and torch.isfinite(out).all()
+    torch.testing.assert_close(out[:, :2], torch.tensor([[2.0, 1.0], [5.0, 5.0]]))
+    # the attention part by hand: softmax of q . tanh(W h + c) over the observed entries
+    with torch.no_grad():
+        s = pool.query(torch.tanh(pool.key(h[:2, 0]))).squeeze(-1)
+    a = torch.softmax(s, 0)
+    torch.testing.assert_close(out[0, 2:], a[0] * h[0, 0] + a[1] * h[1, 0])
+    torch.testing.assert_close(out[1, 2:], h[0, 1])  # one observed entry: itself
+    # the order of the entries and extra unobserved entries change nothing
+    perm = torch.tensor([2, 0, 1])
+    torch.testing.assert_close(pool(h[perm], obs[perm]), out)
+    longer = torch.cat([h, torch.full((2, 2, 2), 1e6)]), torch.cat([obs, torch.zeros(2, 2,
+                                                                                     dtype=bool)])
+    torch.testing.assert_close(pool(*longer), out)
+    # a series with no observed entry gets zeros, with finite gradients
+    h2 = h.clone().requires_grad_()
+    none = pool(h2, torch.zeros(3, 2, dtype=bool))
+    assert float(none.detach().abs().sum()) == 0.0
+    none.sum().backward()
+    assert torch.isfinite(h2.grad).all() and float(h2.grad.abs().sum()) == 0.0
+    with pytest.raises(ValueError, match="states must be"):
+        pool(h, obs[:2])
+
+
+@pytest.mark.parametrize("encoder", ["odernn", "gru"])
+def test_pooled_states_of_the_fused_scan_and_the_reference_loop_agree(encoder):
+    from latentode.nn.encoder import GRUEncoder, ODERNNEncoder
+    from latentode.nn.pooling import StatePooling
+
+    torch.manual_seed(1)
+    enc = (ODERNNEncoder if encoder == "odernn" else GRUEncoder)(3, 4, 6).double()
+    pool = StatePooling(6, 5).double()
+    times = torch.sort(torch.rand(4, 7, dtype=torch.double), 1).values
+    values = torch.randn(4, 7, 3, dtype=torch.double)
+    mask = (torch.rand(4, 7, 3) > 0.4).double()
+    mask[0, 2] = 0.0  # a time point without an observed channel: no update, no state
+    lengths = torch.tensor([7, 5, 3, 1])
+    got = []
+    for fused in (True, False):
+        enc.fused = fused
+        enc.zero_grad()
+        pool.zero_grad()
+        mu, _, states, observed = enc(times, values, mask, lengths, return_states=True)
+        assert observed.sum(0).tolist() == [
+            int(((mask[b, :lengths[b]] > 0).any(-1)).sum()) for b in range(4)]
+        pooled = pool(states, observed)
+        (pooled.sin().sum() + mu.sum()).backward()
+        got.append((pooled.detach(), [p.grad.clone() for p in enc.parameters()]))
+    torch.testing.assert_close(got[0][0], got[1][0])
+    for a, b in zip(got[0][1], got[1][1]):
+        torch.testing.assert_close(a, b)
+    # padding a series (a longer batch mate) leaves its pooled states unchanged
+    enc.fused = True
+    with torch.no_grad():
+        alone = pool(*enc(times[3:, :1], values[3:, :1], mask[3:, :1], lengths[3:],
+                          return_states=True)[2:])
+    torch.testing.assert_close(alone[0], got[0][0][3])
+
+
+@pytest.mark.parametrize("kind", ["latent", "encoder"])
+def test_pooled_head_fit_predict_pad_save_load_clone(small, tmp_path, kind):
+    df, y = small
+    params = {**TINY, "classifier": kind, "head_inputs": "latent+summary+pooled"}
+    clf = LatentODEClassifier(**params).fit(df, y)
+    model = clf.model_
+    assert model.pooling is not None and model.summary is not None
+    assert model.classifier.n_pooled == 2 * TINY["rec_dim"]
+    assert model.classifier.net[0].in_features == (TINY["latent_dim"] + 7 * 2
+                                                   + 2 * TINY["rec_dim"])
+    proba = clf.predict_proba(df)
+    assert np.isfinite(proba.to_numpy()).all()
+    # the classifier's gradient reached the pooling (it was trained: not its initial weights)
+    init = LatentODEClassifier(**{**params, "max_epochs": 0}).fit(df, y).model_.pooling
+    assert not torch.equal(init.query.weight, model.pooling.query.weight)
+    # the head reads the pooled states
+    query = model.pooling.query.weight.detach().clone()
+    with torch.no_grad():
+        model.pooling.query.weight.mul_(-3.0)
+        changed = clf.predict_proba(df)
+        model.pooling.query.weight.copy_(query)
+    assert not np.allclose(changed.to_numpy(), proba.to_numpy())
+    # padding: each series alone (batches of one) gets the probabilities it gets in a batch
+    one = clone(clf).set_params(batch_size=1)
+    one.__dict__.update({k: v for k, v in clf.__dict__.items() if k.endswith("_")})
+    np.testing.assert_allclose(one.predict_proba(df).to_numpy(), proba.to_numpy(), atol=1e-6)
+    pd.testing.assert_frame_equal(pickle.loads(pickle.dumps(clf)).predict_proba(df), proba,
+                                  check_exact=True)
+    clf.save(tmp_path / "p.latentode")
+    loaded = LatentODEClassifier.load(tmp_path / "p.latentode")
+    assert loaded.head_inputs == "latent+summary+pooled"
+    pd.testing.assert_frame_equal(loaded.predict_proba(df), proba, check_exact=True)
+    assert clone(clf).get_params()["head_inputs"] == "latent+summary+pooled"
+
+
+def test_latent_pooled_head_without_summaries(small):
+    df, y = small
+    clf = LatentODEClassifier(**{**TINY, "head_inputs": "latent+pooled"}).fit(df, y)
+    assert clf.model_.summary is None and clf.model_.classifier.n_summary == 0
+    assert clf.model_.classifier.n_pooled == 2 * TINY["rec_dim"]
+    assert np.isfinite(clf.predict_proba(df).to_numpy()).all()

@@ -105,3 +105,43 @@ def test_event_schedule_substeps_and_jumps() -> None:
     torch.testing.assert_close(sched.dt[:3, 1], torch.tensor([0.0, -0.1, 0.0]))
     assert sched.jump[:, 1].tolist() == [False, True] + [False] * 6
     assert float(sched.dt[3:, 1].abs().sum()) == 0.0
+
+
+def test_scan_states_are_each_events_state_and_carry_their_gradient() -> None:
+    g = torch.Generator().manual_seed(5)
+    hid, units, width, n_ev, b = 3, 4, 5, 6, 2
+
+    def p(*shape):
+        return (0.5 * torch.randn(*shape, generator=g, dtype=torch.float64)).requires_grad_()
+
+    flow = [(p(width, hid), p(width)), (p(hid, width), p(hid))]
+    gru = GRUParams(p(units, hid), p(2 * hid, units), p(2 * hid), p(units, hid), p(hid, units),
+                    p(hid))
+    xe = p(n_ev, b, 2 * units)
+    dt = torch.rand(n_ev, b, generator=g, dtype=torch.float64) * -0.3
+    jump = torch.rand(n_ev, b, generator=g) < 0.7
+    sched = type(event_schedule(torch.zeros(1, 1), torch.ones(1), torch.ones(1, 1, dtype=bool),
+                                torch.zeros(1), None))(dt, jump, torch.zeros(n_ev, b,
+                                                                             dtype=torch.long))
+    h, states = odernn_scan(xe, sched, flow, gru, cuda_graphs=False, return_states=True)
+    assert states.shape == (n_ev, b, hid)
+    torch.testing.assert_close(states[-1], h, rtol=0, atol=0)
+    # each state is the final state of the scan cut after that event
+    for j in (0, 2, 4):
+        cut = type(sched)(dt[:j + 1], jump[:j + 1], sched.index[:j + 1])
+        torch.testing.assert_close(states[j], odernn_scan(xe[:j + 1], cut, flow, gru,
+                                                          cuda_graphs=False), rtol=0, atol=0)
+    with torch.no_grad():  # the path that stores no activations gives the same states
+        h2, states2 = odernn_scan(xe, sched, flow, gru, cuda_graphs=False, return_states=True)
+    torch.testing.assert_close(states2, states, rtol=0, atol=0)
+    params = [xe, *[t for pair in flow for t in pair], *gru]
+    weights = torch.randn(n_ev, b, hid, generator=g, dtype=torch.float64)
+
+    def fn(*args):
+        xe_, *rest = args
+        fl = [(rest[0], rest[1]), (rest[2], rest[3])]
+        h_, s_ = odernn_scan(xe_, sched, fl, GRUParams(*rest[4:]), cuda_graphs=False,
+                             return_states=True)
+        return h_.sum() + (weights * s_).sum()
+
+    assert torch.autograd.gradcheck(fn, tuple(params), eps=1e-6, atol=1e-7)

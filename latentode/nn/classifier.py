@@ -29,8 +29,11 @@ CLASSIFIER_INPUTS = ("latent", "encoder")
 #: what the head reads beside the static covariates: the latent code alone ("latent"), or also
 #: the standardised per-channel summaries of the observed values
 #: (:class:`~latentode.nn.summary.SeriesSummary`), either inside its MLP ("latent+summary") or
-#: through a linear map added to the MLP's logits ("latent+wide", a "wide and deep" head)
-HEAD_INPUTS = ("latent", "latent+summary", "latent+wide")
+#: through a linear map added to the MLP's logits ("latent+wide", a "wide and deep" head); a
+#: "+pooled" suffix adds the encoder's hidden states pooled over the series' observations
+#: (:class:`~latentode.nn.pooling.StatePooling`) to the MLP's input
+HEAD_INPUTS = ("latent", "latent+summary", "latent+wide", "latent+pooled",
+               "latent+summary+pooled")
 
 
 class ClassifierHead(nn.Module):
@@ -40,7 +43,9 @@ class ClassifierHead(nn.Module):
     two layers of 300). With ``n_summary > 0`` the head also reads a vector ``u`` of per-series
     summaries (:class:`~latentode.nn.summary.SeriesSummary`): ``logits = MLP([z, s, u])``
     (``wide=False``) or ``logits = MLP([z, s]) + W u`` (``wide=True``: a linear "wide" part
-    beside the "deep" one, as a logistic regression on the summaries). With ``dropout > 0``
+    beside the "deep" one, as a logistic regression on the summaries). With ``n_pooled > 0``
+    the MLP also reads a vector ``p`` of the encoder's pooled hidden states
+    (:class:`~latentode.nn.pooling.StatePooling`), last: ``MLP([z, s, u, p])``. With ``dropout > 0``
     the input of every linear layer of the MLP (its input and each hidden activation) is
     dropped out in training mode (:func:`torch.nn.functional.dropout`: each entry zeroed with
     probability ``dropout``, the others scaled by ``1 / (1 - dropout)``), and so is ``u`` before
@@ -68,36 +73,45 @@ class ClassifierHead(nn.Module):
     wide : bool
         With ``n_summary > 0``: ``u`` enters through the linear map ``wide`` added to the
         logits (True) or as input of the MLP (False).
+    n_pooled : int
+        Size of the pooled-state vector ``p`` (0: none).
     """
 
     def __init__(self, latent_dim: int, n_classes: int, n_static: int = 0, units: int = 50,
                  n_layers: int = 2, dropout: float = 0.0, n_summary: int = 0,
-                 wide: bool = False) -> None:
+                 wide: bool = False, n_pooled: int = 0) -> None:
         super().__init__()
         if n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {n_classes}.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}.")
-        if n_summary < 0:
-            raise ValueError(f"n_summary must be >= 0, got {n_summary}.")
+        if n_summary < 0 or n_pooled < 0:
+            raise ValueError(f"n_summary and n_pooled must be >= 0, got {n_summary} and "
+                             f"{n_pooled}.")
+        if wide and n_pooled:
+            raise ValueError("A wide head (wide=True) takes no pooled states.")
         self.n_static = int(n_static)
         self.n_classes = int(n_classes)
         self.n_summary = int(n_summary)
+        self.n_pooled = int(n_pooled)
         self.dropout = float(dropout)
         deep_summary = 0 if wide else self.n_summary
-        self.net = mlp(latent_dim + self.n_static + deep_summary, self.n_classes, n_layers, units,
-                       nn.ReLU)
+        self.net = mlp(latent_dim + self.n_static + deep_summary + self.n_pooled, self.n_classes,
+                       n_layers, units, nn.ReLU)
         self.wide: nn.Linear | None = (nn.Linear(self.n_summary, self.n_classes)
                                        if wide and self.n_summary else None)
 
     def forward(self, z: torch.Tensor, static: torch.Tensor | None = None,
                 summary: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """``z (..., B, latent_dim)``, ``static (B, n_static)`` and ``summary (B, n_summary)``
-        -> ``(..., B, n_classes)``; ``generator`` draws the dropout masks in training mode."""
+                generator: torch.Generator | None = None,
+                pooled: torch.Tensor | None = None) -> torch.Tensor:
+        """``z (..., B, latent_dim)``, ``static (B, n_static)``, ``summary (B, n_summary)`` and
+        ``pooled (B, n_pooled)`` -> ``(..., B, n_classes)``; ``generator`` draws the dropout
+        masks in training mode."""
         parts = [z]
         for name, x, width in (("static covariates", static, self.n_static),
-                               ("summary features", summary, self.n_summary)):
+                               ("summary features", summary, self.n_summary),
+                               ("pooled states", pooled, self.n_pooled)):
             if not width:
                 continue
             if x is None:

@@ -101,7 +101,8 @@ class _BackwardEncoder(nn.Module):
         lengths: torch.Tensor,
         t0: torch.Tensor | None = None,
         static: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return_states: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
         """Encode a padded batch into ``q(z_t0)``.
 
         Parameters
@@ -121,12 +122,23 @@ class _BackwardEncoder(nn.Module):
             ``(B, n_static)`` per-series covariates appended to the output head's input, so
             that they shape ``q(z_t0)`` (required when the encoder was built with
             ``n_static > 0``, refused otherwise).
+        return_states : bool
+            Also return the hidden state after each observation's update (what the recurrence
+            saw of the series from that observation to its end), for a head that pools them
+            (:class:`~latentode.nn.pooling.StatePooling`).
 
         Returns
         -------
         mu, sigma : torch.Tensor
             ``(B, latent_dim)`` mean and standard deviation of ``q(z_t0)``. Padded positions
             (index ``>= lengths[b]``) do not influence series ``b``.
+        states, observed : torch.Tensor
+            With ``return_states`` only: ``(L, B, rec_dim)`` hidden states and ``(L, B)`` bool,
+            True where ``states[l, b]`` is the state just after an update of series ``b`` by an
+            observation (one entry per valid time point with an observed channel; the others,
+            flow substeps and padding, are False). ``L`` and the order of the entries along it
+            depend on the batch and on ``fused``; the set of observed states of a series does
+            not.
         """
         b, n, _ = values.shape
         values = torch.where(mask > 0, values, torch.zeros_like(values))
@@ -151,12 +163,23 @@ class _BackwardEncoder(nn.Module):
             width = x_proj.shape[-1]
             idx = sched.index.t().unsqueeze(-1).expand(-1, -1, width)
             xe = x_proj.gather(1, idx).transpose(0, 1).contiguous()  # (L, B, 2 * units)
-            h = odernn_scan(xe, sched, self._flow(), self.update.params())
+            out = odernn_scan(xe, sched, self._flow(), self.update.params(),
+                              return_states=return_states)
+            if return_states:
+                h, states = out
+                observed = sched.jump
+            else:
+                h = out
         else:
             h = values.new_zeros(b, self.rec_dim)
+            seen = []
             for i in range(n - 1, -1, -1):
                 h = self._evolve(h, t_next[:, i], times[:, i])
                 h = torch.where(do_update[:, i], self.update(h, x_proj[:, i]), h)
+                seen.append(h)
+            if return_states:
+                states = torch.stack(seen)                                # (N, B, rec_dim)
+                observed = do_update.squeeze(-1).t().flip(0)              # (N, B)
             h = self._evolve(h, first_t, t0)
         head_in = self._head_input(h, first_t - t0)
         if (static is None) != (self.n_static == 0):
@@ -169,6 +192,8 @@ class _BackwardEncoder(nn.Module):
             head_in = torch.cat([head_in, static.to(head_in.dtype)], dim=-1)
         out = self.head(head_in)
         mu, raw = out.chunk(2, dim=-1)
+        if return_states:
+            return mu, F.softplus(raw) + _SIGMA_FLOOR, states, observed
         return mu, F.softplus(raw) + _SIGMA_FLOOR
 
 

@@ -22,6 +22,7 @@ from .likelihoods import (
     observation_weights,
 )
 from .observation import ObservationModel, PoissonProcess
+from .pooling import StatePooling
 from .readout import READOUT_SIDES, NeighbourReadout
 from .registry import (
     ENCODER_CLASSES,
@@ -179,14 +180,18 @@ class LatentODE(nn.Module):
     classifier_dropout : float
         Dropout probability in ``[0, 1)`` of the classifier's input and hidden layers in training
         mode (:class:`~latentode.nn.classifier.ClassifierHead`); unused without a classifier.
-    head_inputs : {"latent", "latent+summary", "latent+wide"}
+    head_inputs : {"latent", "latent+summary", "latent+wide", "latent+pooled", \
+"latent+summary+pooled"}
         What the classifier reads beside the static covariates
         (:data:`~latentode.nn.classifier.HEAD_INPUTS`): ``z_t0`` alone, or also the
         standardised per-channel summaries of the conditioning observations
         (:attr:`summary`, a :class:`~latentode.nn.summary.SeriesSummary` whose statistics
         are set by ``model.summary.fit(training batches)``), as input of its MLP
         (``"latent+summary"``) or through a linear map added to its logits
-        (``"latent+wide"``). Anything but ``"latent"`` needs a classifier.
+        (``"latent+wide"``); the ``"+pooled"`` values add to the MLP's input the encoder's
+        hidden states after each observation, pooled over the series (:attr:`pooling`, a
+        :class:`~latentode.nn.pooling.StatePooling`: their mean and an attention-weighted
+        average). Anything but ``"latent"`` needs a classifier.
     readout_sides : {"shared", "split"}
         With ``readout="neighbours"``: whether the readout's queries between two conditioning
         observations of the channel and those with a neighbour on one side only share their
@@ -331,11 +336,17 @@ class LatentODE(nn.Module):
         self.n_classes = int(n_classes)
         # the per-series summaries the classifier reads beside z_t0 (head_inputs), if any
         self.summary: SeriesSummary | None = (
-            None if head_inputs == "latent" else SeriesSummary(n_channels))
+            SeriesSummary(n_channels) if head_inputs in ("latent+summary", "latent+wide",
+                                                         "latent+summary+pooled") else None)
+        # the encoder's hidden states pooled over each series' observations (head_inputs)
+        self.pooling: StatePooling | None = (
+            StatePooling(rec_dim, units) if head_inputs.endswith("+pooled") else None)
         self.classifier = (ClassifierHead(
             latent_dim, n_classes, n_static, units, dropout=float(classifier_dropout),
             n_summary=0 if self.summary is None else self.summary.n_features,
-            wide=head_inputs == "latent+wide") if n_classes else None)
+            wide=head_inputs == "latent+wide",
+            n_pooled=0 if self.pooling is None else self.pooling.n_features)
+            if n_classes else None)
 
     # ------------------------------------------------------------------ building blocks
     def set_intensity_base(self, rate: torch.Tensor) -> None:
@@ -412,14 +423,29 @@ class LatentODE(nn.Module):
         return self.encoder(cond.times, cond.values, cond.mask, cond.lengths, t0,
                             static=cond.static if self.n_static else None)
 
+    def _encode_pooled(
+        self, cond: Batch, t0: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """:meth:`encode` and, for a model with :attr:`pooling`, the pooled hidden states
+        ``(B, pooling.n_features)`` of the same encoder pass (None without)."""
+        if self.pooling is None:
+            mu, sigma = self.encode(cond, t0)
+            return mu, sigma, None
+        mu, sigma, states, observed = self.encoder(
+            cond.times, cond.values, cond.mask, cond.lengths, t0,
+            static=cond.static if self.n_static else None, return_states=True)
+        return mu, sigma, self.pooling(states, observed)
+
     def classify(self, cond: Batch, z: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None,
+                 pooled: torch.Tensor | None = None) -> torch.Tensor:
         """Class logits ``(..., B, n_classes)`` of each series of ``cond``.
 
         The classifier reads ``z`` (default: the posterior mean of ``z_t0``, at each series'
         first conditioning time, giving ``(B, n_classes)``) with the series' static
         covariates and, when the model has :attr:`summary`, the summaries of ``cond``'s
-        observed values. Run under :func:`torch.no_grad` for inference.
+        observed values and, when it has :attr:`pooling`, the encoder's hidden states pooled
+        over ``cond``'s observations. Run under :func:`torch.no_grad` for inference.
 
         Parameters
         ----------
@@ -431,6 +457,10 @@ class LatentODE(nn.Module):
         generator : torch.Generator, optional
             Source of the classifier's dropout masks in training mode (default: torch's global
             generator).
+        pooled : torch.Tensor, optional
+            ``(B, pooling.n_features)`` pooled hidden states of ``cond`` already computed
+            (e.g. by the encoder pass that gave ``z``); default: from an encoder pass here.
+            Ignored by a model without :attr:`pooling`.
 
         Returns
         -------
@@ -439,11 +469,15 @@ class LatentODE(nn.Module):
         """
         if self.classifier is None:
             raise ValueError("This model has no classifier (built with n_classes=0).")
-        if z is None:
-            z, _ = self.encode(cond, cond.times[:, 0])
+        if self.pooling is None:
+            pooled = None
+        if z is None or (self.pooling is not None and pooled is None):
+            mu, _, fresh = self._encode_pooled(cond, cond.times[:, 0])
+            z = mu if z is None else z
+            pooled = fresh if pooled is None else pooled
         return self.classifier(z, cond.static,
                                None if self.summary is None else self.summary(cond),
-                               generator=generator)
+                               generator=generator, pooled=pooled)
 
     def step_budget(self, n_times: int) -> int:
         """Step budget per series of a :meth:`solve` at ``n_times`` requested times.
@@ -585,7 +619,7 @@ class LatentODE(nn.Module):
             raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {kl_estimator!r}.")
         tgt = cond if target is None else target
         t0 = cond.times[:, 0] if target is None else _start_time(cond, tgt.times, tgt.lengths)
-        mu, sigma = self.encode(cond, t0)
+        mu, sigma, pooled = self._encode_pooled(cond, t0)
         z0 = self.sample_z0(mu, sigma, n_traj_samples, generator, z0_noise)
         z, cum = self.solve(z0, t0, tgt.times, tgt.lengths)
         mask = _valid_mask(tgt.mask, tgt.lengths)
@@ -613,6 +647,8 @@ class LatentODE(nn.Module):
         )
         if aux_lik is not None:
             diag["aux_lik"] = aux_lik
+        if pooled is not None:
+            diag["pooled"] = pooled
         return log_w, diag
 
     def loss(
@@ -717,7 +753,8 @@ class LatentODE(nn.Module):
         if "aux_lik" in diag:
             loss = loss - readout_aux * diag["aux_lik"].mean(0).sum() / denom
         if classify:
-            logits = self.classify(batch, diag["z0"], generator)  # (K, B, n_classes)
+            logits = self.classify(batch, diag["z0"], generator,
+                                   diag.get("pooled"))  # (K, B, n_classes)
             ce = weighted_cross_entropy(logits, batch.labels, batch.weights)
             loss = loss + ce_weight * labelled_mean(ce, batch.labels)
         return LossOutput(

@@ -154,8 +154,10 @@ def event_schedule(
 
 
 # ---------------------------------------------------------------------------- the two loops
-def _forward_loop(xe, dt, jump, flow, gru, bufs, h_out):
-    """Run the events; fill ``bufs`` (activations) when given; write the final state."""
+def _forward_loop(xe, dt, jump, flow, gru, bufs, h_out, states=None):
+    """Run the events; fill ``bufs`` (activations) when given; write the final state, and the
+    state after every event into ``states`` ``(L, B, hidden)`` when given (with ``bufs``, they
+    are ``bufs["h"][1:]`` already)."""
     w_gh, w_go, b_go, w_ch, w_co, b_co = gru
     hid = w_co.shape[0]
     units = w_gh.shape[0]
@@ -191,11 +193,16 @@ def _forward_loop(xe, dt, jump, flow, gru, bufs, h_out):
             c = torch.addmm(xc, s[:, hid:] * hp, w_ch.t()).tanh_()
             nn_ = torch.addmm(b_co, c, w_co.t())
             h = torch.where(jumpc[j], torch.lerp(nn_, hp, s[:, :hid]), hp)
+            if states is not None:
+                states[j].copy_(h)
     h_out.copy_(h)
 
 
-def _backward_loop(grad_h, dt, jump, flow, gru, bufs, gbufs):
-    """Reverse sweep: state gradients per event into ``gbufs`` (weight grads formed later)."""
+def _backward_loop(grad_h, dt, jump, flow, gru, bufs, gbufs, grad_states=None):
+    """Reverse sweep: state gradients per event into ``gbufs`` (weight grads formed later).
+
+    ``grad_states`` ``(L, B, hidden)``: the gradient of the state after each event (the scan's
+    second output), added to the state gradient as the sweep reaches that event."""
     w_gh, w_go, b_go, w_ch, w_co, b_co = gru
     hid = w_co.shape[0]
     n_events = dt.shape[0]
@@ -204,6 +211,8 @@ def _backward_loop(grad_h, dt, jump, flow, gru, bufs, gbufs):
     gh = grad_h.clone()
     gs = torch.empty(gh.shape[0], 2 * hid, dtype=gh.dtype, device=gh.device)
     for j in range(n_events - 1, -1, -1):
+        if grad_states is not None:
+            gh += grad_states[j]
         hp = bufs["hp"][j] if flow else bufs["h"][j]
         s = bufs["s"][j]
         u = s[:, :hid]
@@ -297,11 +306,13 @@ class ScanGraphs:
     def enabled(device: torch.device) -> bool:
         return device.type == "cuda" and cuda_graphs_allowed()
 
-    def entry(self, xe, dt, jump, flow, gru):
+    def entry(self, xe, dt, jump, flow, gru, states=False):
         """A free entry for this shape (captured on first use), or None if all are in use.
 
         An entry is in use from a forward pass until its backward pass (or until the autograd
         graph that would run it is freed): its activation buffers belong to that pass.
+        ``states``: the scan also returns the state after every event, so the captured
+        backward loop reads their gradient from the static buffer ``grad_states``.
         """
         # entries of networks that no longer exist only hold memory: drop them
         dead = [k for k, e in self.entries.items() if any(r() is None for r in e["params"])]
@@ -309,7 +320,7 @@ class ScanGraphs:
             del self.entries[k]
         base = (tuple(xe.shape), xe.dtype, xe.device,
                 tuple(p.data_ptr() for pair in flow for p in pair),
-                tuple(p.data_ptr() for p in gru))
+                tuple(p.data_ptr() for p in gru), bool(states))
         for slot in range(2):
             key = (*base, slot)
             ent = self.entries.get(key)
@@ -328,6 +339,8 @@ class ScanGraphs:
         ent = {"xe": xe.detach().clone(), "dt": dt.clone(), "jump": jump.clone(),
                "h": torch.empty(batch, hid, dtype=xe.dtype, device=xe.device),
                "grad_h": torch.zeros(batch, hid, dtype=xe.dtype, device=xe.device),
+               "grad_states": (torch.zeros(n_events, batch, hid, dtype=xe.dtype,
+                                           device=xe.device) if states else None),
                "bufs": bufs, "gbufs": gbufs, "owner": None,
                "params": [weakref.ref(p) for pair in flow for p in pair]
                + [weakref.ref(p) for p in gru]}
@@ -338,11 +351,13 @@ class ScanGraphs:
         with torch.cuda.stream(stream), torch.no_grad():
             # warm up once outside capture (allocator, cuBLAS handles)
             _forward_loop(ent["xe"], ent["dt"], ent["jump"], flow, gru, bufs, ent["h"])
-            _backward_loop(ent["grad_h"], ent["dt"], ent["jump"], flow, gru, bufs, gbufs)
+            _backward_loop(ent["grad_h"], ent["dt"], ent["jump"], flow, gru, bufs, gbufs,
+                           ent["grad_states"])
             with torch.cuda.graph(fwd, stream=stream):
                 _forward_loop(ent["xe"], ent["dt"], ent["jump"], flow, gru, bufs, ent["h"])
             with torch.cuda.graph(bwd, stream=stream):
-                _backward_loop(ent["grad_h"], ent["dt"], ent["jump"], flow, gru, bufs, gbufs)
+                _backward_loop(ent["grad_h"], ent["dt"], ent["jump"], flow, gru, bufs, gbufs,
+                               ent["grad_states"])
         torch.cuda.current_stream(xe.device).wait_stream(stream)
         ent["fwd"], ent["bwd"] = fwd, bwd
         self.entries[key] = ent
@@ -354,18 +369,19 @@ _GRAPHS = ScanGraphs()
 
 class _Scan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, xe, dt, jump, n_flow, use_graphs, *params):  # noqa: D417
+    def forward(ctx, xe, dt, jump, n_flow, use_graphs, with_states, *params):  # noqa: D417
         flow = [(params[2 * i], params[2 * i + 1]) for i in range(n_flow)]
         gru = GRUParams(*params[2 * n_flow:])
         store = any(ctx.needs_input_grad)
         ent = None
         if use_graphs and store and not _GRAPHS.broken:
             try:
-                ent = _GRAPHS.entry(xe, dt, jump, flow, gru)
+                ent = _GRAPHS.entry(xe, dt, jump, flow, gru, states=with_states)
             except RuntimeError as err:  # capture refused (driver, memory): run eagerly
                 _GRAPHS.broken = True
                 warnings.warn(f"CUDA graph capture of the ODE-RNN scan failed ({err}); running "
                               "it without graphs.", RuntimeWarning, stacklevel=2)
+        states = None
         if ent is not None:
             ent["xe"].copy_(xe)
             ent["dt"].copy_(dt)
@@ -373,36 +389,51 @@ class _Scan(torch.autograd.Function):
             ent["fwd"].replay()
             ent["owner"] = weakref.ref(ctx)
             h = ent["h"].clone()
+            if with_states:
+                states = ent["bufs"]["h"][1:].clone()
         else:
             hid = gru.w_co.shape[0]
             h = torch.empty(xe.shape[1], hid, dtype=xe.dtype, device=xe.device)
             bufs = gbufs = None
             if store:
                 bufs, gbufs = _alloc(xe.shape[0], xe.shape[1], flow, gru, xe)
-            _forward_loop(xe, dt, jump, flow, gru, bufs, h)
+            elif with_states:
+                states = torch.empty(xe.shape[0], xe.shape[1], hid, dtype=xe.dtype,
+                                     device=xe.device)
+            _forward_loop(xe, dt, jump, flow, gru, bufs, h, states)
+            if with_states and bufs is not None:
+                states = bufs["h"][1:].clone()
             ent = {"bufs": bufs, "gbufs": gbufs, "dt": dt, "jump": jump, "graphed": False}
         ctx.entry = ent
         ctx.n_flow = n_flow
         ctx.params = params
+        ctx.with_states = with_states
+        if with_states:
+            return h, states
         return h
 
     @staticmethod
-    def backward(ctx, grad_h):  # noqa: D417
+    def backward(ctx, grad_h, grad_states=None):  # noqa: D417
         ent = ctx.entry
         params = ctx.params
         flow = [(params[2 * i], params[2 * i + 1]) for i in range(ctx.n_flow)]
         gru = GRUParams(*params[2 * ctx.n_flow:])
+        if not ctx.with_states:
+            grad_states = None
         if ent.get("graphed", True):
             ent["grad_h"].copy_(grad_h)
+            if ent["grad_states"] is not None:
+                ent["grad_states"].copy_(grad_states)
             ent["bwd"].replay()
         else:
-            _backward_loop(grad_h, ent["dt"], ent["jump"], flow, gru, ent["bufs"], ent["gbufs"])
+            _backward_loop(grad_h, ent["dt"], ent["jump"], flow, gru, ent["bufs"], ent["gbufs"],
+                           grad_states)
         gxe, grads_flow, grads_gru = _weight_grads(flow, ent["bufs"], ent["gbufs"])
         if ent.get("graphed", True):
             # free for the next forward pass (a second backward through the same graph, with
             # retain_graph=True, must come before it)
             ent["owner"] = None
-        return (gxe, None, None, None, None, *grads_flow, *grads_gru)
+        return (gxe, None, None, None, None, None, *grads_flow, *grads_gru)
 
 
 def odernn_scan(
@@ -412,7 +443,8 @@ def odernn_scan(
     gru: GRUParams,
     *,
     cuda_graphs: bool | None = None,
-) -> torch.Tensor:
+    return_states: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Final hidden state of the ODE-RNN recurrence over an event grid (differentiable).
 
     Parameters
@@ -429,15 +461,20 @@ def odernn_scan(
         Weights of the jump.
     cuda_graphs : bool, optional
         Replay captured CUDA graphs (default: on CUDA unless ``LATENTODE_CUDA_GRAPHS=0``).
+    return_states : bool
+        Also return the state after every event (e.g. to pool the states of the jumps,
+        ``schedule.jump``, over a series); its gradient enters the backward sweep at each
+        event, so that it reaches the inputs and weights as the final state's does.
 
     Returns
     -------
-    torch.Tensor
-        ``(B, hidden)`` state after the last event (the recurrence starts from 0). Gradients
-        flow to ``xe`` and to every weight; not to the times.
+    torch.Tensor or (torch.Tensor, torch.Tensor)
+        ``(B, hidden)`` state after the last event (the recurrence starts from 0); with
+        ``return_states``, also ``(L, B, hidden)``, the state after each event (the last one is
+        the final state). Gradients flow to ``xe`` and to every weight; not to the times.
     """
     if cuda_graphs is None:
         cuda_graphs = ScanGraphs.enabled(xe.device)
     params = [p for pair in flow for p in pair] + list(gru)
     return _Scan.apply(xe, schedule.dt.to(xe.dtype), schedule.jump, len(flow),
-                       bool(cuda_graphs), *params)
+                       bool(cuda_graphs), bool(return_states), *params)
