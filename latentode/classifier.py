@@ -78,9 +78,10 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         whatever ``scoring`` says.
     classifier_dropout : float, default=0.0
         Dropout probability in ``[0, 1)`` of the classifier head's input (``z_t0``, the
-        static covariates and, with ``head_inputs="latent+summary"``, the summaries) and
-        hidden layers during training; :meth:`predict_proba` and the validation scores use the
-        whole head (eval mode: deterministic). 0: no dropout. On PhysioNet mortality (3,200
+        static covariates and, with ``head_inputs="latent+summary"``, the summaries, with
+        ``"+pooled"`` the pooled states) and hidden layers during training;
+        :meth:`predict_proba` and the validation scores use the whole head (eval mode:
+        deterministic). 0: no dropout. On PhysioNet mortality (3,200
         training stays, early stopping) 0.5 lifted the mean AUC-ROC of the summary head from
         0.843 to 0.852; on small data sets trained for a fixed number of epochs it slowed
         learning and lost accuracy (README), so it is not the default.
@@ -93,7 +94,8 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         entry for the series): they train the ELBO only (semi-supervised training, see the
         Notes). False: a series without a label is a ValueError. Needs
         ``classifier="latent"``.
-    head_inputs : {"latent", "latent+summary", "latent+wide"}, default="latent+summary"
+    head_inputs : {"latent", "latent+summary", "latent+wide", "latent+pooled", \
+"latent+summary+pooled"}, default="latent+summary"
         What the classifier head reads beside the static covariates: the latent code alone
         (``z_t0``, or the encoder's output for ``classifier="encoder"``), or also summaries
         of each series' observed values, per channel: the last value, mean, minimum and
@@ -106,7 +108,12 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         training series that observe it). ``"latent+summary"`` appends them to the head's
         input; ``"latent+wide"`` adds a linear function of them to the head's logits (a
         "wide and deep" head: a logistic regression on the summaries beside the MLP on
-        ``z_t0``). The latent code then need only add what the summaries lack. The default,
+        ``z_t0``). The latent code then need only add what the summaries lack. The
+        ``"+pooled"`` values add to the MLP's input what the encoder saw of the whole series:
+        its hidden states after each observation's update, pooled over the series' observed
+        time points (their mean and an attention-weighted average with a learned query,
+        :class:`~latentode.nn.pooling.StatePooling`; ``2 * rec_dim`` inputs), through which
+        the cross-entropy also trains the encoder directly. The default,
         ``"latent+summary"``, beat ``"latent"`` on PhysioNet mortality (5 splits) and on
         synthetic oscillators told apart by their frequency (README); ``"latent"`` is the
         paper's head (and that of files saved before this parameter existed).
