@@ -4,6 +4,8 @@ A default of the classifier must not lose on small data trained for a fixed numb
 where PhysioNet's early-stopped fits do not look. Two tasks, each fitted with the library's
 defaults plus the ``--param NAME=VALUE`` settings under test:
 
+The ``--param`` settings override the task's own (``max_epochs=1`` for a smoke run).
+
 * ``oscillators``: damped oscillators of three frequencies (0.8, 1.8, 3.2; 60 training and 30
   test series per class, 15 points on [0, 6], 30 % of the values missing, noise 0.05; the
   generator of ``tests/test_classifier.py``), a tiny network (``rec_dim`` 12, ``units`` 24,
@@ -68,11 +70,12 @@ def run_oscillators(params: dict[str, Any], seeds=(0, 1)) -> list[dict[str, Any]
     for kind in ("latent", "encoder"):
         for rs in seeds:
             start = time.perf_counter()
-            clf = LatentODEClassifier(
-                classifier=kind, latent_dim=4, rec_dim=12, units=24, n_layers=1, gru_units=16,
-                encoder="gru", gradient="backprop", solver="rk4", max_epochs=20, batch_size=20,
-                early_stopping=False, validation_fraction=0.0, verbose=0, device="cpu",
-                random_state=rs, **params).fit(df, y)
+            clf = LatentODEClassifier(**{
+                "classifier": kind, "latent_dim": 4, "rec_dim": 12, "units": 24, "n_layers": 1,
+                "gru_units": 16, "encoder": "gru", "gradient": "backprop", "solver": "rk4",
+                "max_epochs": 20, "batch_size": 20, "early_stopping": False,
+                "validation_fraction": 0.0, "verbose": 0, "device": "cpu", "random_state": rs,
+                **params}).fit(df, y)
             proba = clf.predict_proba(test)
             rows.append({"task": "oscillators", "classifier": kind, "seed": rs,
                          "accuracy": clf.score(test, yt),
@@ -105,11 +108,12 @@ def run_tutorial05(params: dict[str, Any], seeds=(0, 1, 2)) -> list[dict[str, An
     rows = []
     for rs in seeds:
         start = time.perf_counter()
-        clf = LatentODEClassifier(
-            classifier="latent", class_weight="balanced", latent_dim=8, rec_dim=20, units=32,
-            n_layers=1, gru_units=32, encoder="gru", gradient="backprop", solver="rk4",
-            max_epochs=25, batch_size=30, validation_fraction=0.0, random_state=rs, verbose=0,
-            device="cpu", **params)
+        clf = LatentODEClassifier(**{
+            "classifier": "latent", "class_weight": "balanced", "latent_dim": 8, "rec_dim": 20,
+            "units": 32, "n_layers": 1, "gru_units": 32, "encoder": "gru",
+            "gradient": "backprop", "solver": "rk4", "max_epochs": 25, "batch_size": 30,
+            "validation_fraction": 0.0, "random_state": rs, "verbose": 0, "device": "cpu",
+            **params})
         clf.fit(train, y.loc[train_ids], target_cols=channels, static_cols=static)
         p = clf.predict_proba(test)[1].fillna(float(y.loc[train_ids].mean()))
         rows.append({"task": "tutorial05", "seed": rs,
