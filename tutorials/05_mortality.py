@@ -18,8 +18,9 @@
 # posterior of the initial latent state and feed the classifier, and the likelihood does not
 # have to reconstruct them. The classifier head reads the latent state beside per-channel
 # summaries of each stay's observed values (last, mean, minimum, maximum, count, time since the
-# last measurement, and whether the channel was measured at all; `head_inputs="latent+summary"`,
-# the default; `"latent"` is the paper's head, which reads the latent state alone).
+# last measurement, and whether the channel was measured at all) and the encoder's hidden
+# states pooled over the stay's measurements (`head_inputs="latent+summary+pooled"`, the
+# default; `"latent"` is the paper's head, which reads the latent state alone).
 #
 # This runs on the 300 stays bundled with the package (54 deaths), so its figures are noisy;
 # `benchmarks/physionet.py --task classification` runs the paper's protocol on set-a.
