@@ -87,3 +87,34 @@ def test_graphed_scan_equals_eager_scan_float32():
         torch.testing.assert_close(other[0], grads[0][0], rtol=1e-5, atol=1e-6)
         for a, b in zip(other[1], grads[0][1]):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_graphed_scan_states_equal_eager_scan():
+    """The scan's per-event states (the classifier's pooled head) and their gradients are the
+    same through the captured CUDA graphs as eagerly."""
+    import os
+
+    from latentode.nn.encoder import ODERNNEncoder
+
+    torch.manual_seed(0)
+    enc = ODERNNEncoder(2, 3, rec_dim=8, units=16, n_layers=2, gru_units=8).cuda()
+    batch = _batch(n=16, length=20).to("cuda")
+    weights = torch.randn(64, device="cuda")
+    results = []
+    for graphs in ("1", "0", "1"):
+        os.environ["LATENTODE_CUDA_GRAPHS"] = graphs
+        try:
+            enc.zero_grad()
+            mu, sigma, states, observed = enc(batch.times, batch.values, batch.mask,
+                                              batch.lengths, return_states=True)
+            pooled = (states * observed.unsqueeze(-1)).sum(0)
+            loss = mu.square().sum() + (pooled * weights[: pooled.shape[-1]]).sum()
+            loss.backward()
+            results.append((states.detach().cpu(),
+                            [p.grad.cpu() for p in enc.parameters()]))
+        finally:
+            os.environ.pop("LATENTODE_CUDA_GRAPHS", None)
+    for other in results[1:]:
+        torch.testing.assert_close(other[0], results[0][0], rtol=1e-5, atol=1e-6)
+        for a, b in zip(other[1], results[0][1]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
