@@ -25,12 +25,27 @@ extrapolation (the values after the cutoff, conditioning on those before), calib
 (``calibrate=True``) and, from the same fitted weights, with one factor per channel (the
 calibration before the gap factors) and uncalibrated.
 
+One hiding of 50 test series is a noisy measurement (the 50 % coverage moves by 0.7 to 3 points
+from one draw of the hidden values to the next). ``--test-draws R`` hides the test series'
+values ``R`` times with different seeds and ``--extra-test N`` adds ``N`` test series drawn
+from the same generator (another seed; synthetic data sets only: the bundled PhysioNet sample
+has no more stays); both only change the measurement, never the fit or its calibration. The
+table then also has, for the calibrated model, the coverage pooled over the draws on all test
+series (``... mean``), its standard error clustered by series (``... se``: the error of that
+figure as an estimate of the fitted model's coverage on new series, the choice of the test
+series and of the hidden values included), the standard deviation of one draw's coverage
+(``interp ... sd``) and whether the targets hold on the means (``met mean``). The forecast split
+is deterministic (the values after the cutoff), so draws do not change forecasts; the extra
+series do. The columns without a suffix stay the single draw on the original test series, the
+figures of before.
+
 Usage::
 
     python benchmarks/calibration.py                       # a few minutes on 2 CPU cores
     python benchmarks/calibration.py --dataset periodic --noise 0.1 --epochs 60
     python benchmarks/calibration.py --suite --epochs 60   # every data set of SUITE
     python benchmarks/calibration.py --suite ou physionet  # some of them
+    python benchmarks/calibration.py --suite --epochs 60 --test-draws 10 --extra-test 200
 """
 
 from __future__ import annotations
@@ -57,7 +72,7 @@ from latentode.datasets import (
     make_periodic,
 )
 from latentode.evaluation import coverage, crps_gaussian, hide_values, mse, sample_crps
-from latentode.uncertainty import central_interval
+from latentode.uncertainty import central_interval, quantile_label
 
 LEVELS = (0.5, 0.9)
 #: targets: largest gap (points) between empirical and nominal coverage, per task
@@ -101,21 +116,126 @@ SUITE = {
 }
 
 
-def make_case(case: Case, seed: int) -> pd.DataFrame:
-    """The long frame of one suite data set (``id``, ``t``, channels)."""
+def make_case(case: Case, seed: int, n_series: int | None = None) -> pd.DataFrame:
+    """The long frame of one suite data set (``id``, ``t``, channels); ``n_series`` overrides
+    the case's count of synthetic series (ignored for PhysioNet)."""
     opts = dict(case.options)
     if case.make == "physionet":
         df = load_physionet_sample()[["id", "t", *opts["columns"]]]
         return df[df[opts["columns"]].notna().any(axis=1)].reset_index(drop=True)
     n_points = opts.pop("n_points")
+    n = case.n_series if n_series is None else n_series
     if case.make == "oscillators":
-        return make_damped_oscillators(case.n_series, n_points, time_range=case.time_range,
+        return make_damped_oscillators(n, n_points, time_range=case.time_range,
                                        random_state=seed, **opts)
     if case.make == "ou":
-        return make_ornstein_uhlenbeck(case.n_series, n_points, time_range=case.time_range,
+        return make_ornstein_uhlenbeck(n, n_points, time_range=case.time_range,
                                        random_state=seed, **opts)
-    return make_periodic(case.n_series, n_points, time_range=case.time_range,
-                         random_state=seed, **opts)
+    return make_periodic(n, n_points, time_range=case.time_range, random_state=seed, **opts)
+
+
+#: added to ``--seed`` for the data of ``--extra-test`` (never the seed of the suite's data)
+EXTRA_TEST_SEED = 7919
+#: the hidden values of draw ``j`` of ``--test-draws`` come from ``seed + 2 + DRAW_STRIDE * j``
+DRAW_STRIDE = 1000
+
+
+def extra_test_series(case: Case, seed: int, n: int, first_id: int) -> pd.DataFrame:
+    """``n`` more series of a synthetic ``case`` (ids from ``first_id``), from the same
+    generator as :func:`make_case` with another seed: new draws of the same process, never
+    seen by the fit; an empty frame for PhysioNet or ``n == 0``."""
+    if case.make == "physionet" or n <= 0:
+        return make_case(case, seed).iloc[:0]
+    extra = make_case(case, seed + EXTRA_TEST_SEED, n_series=n)
+    extra["id"] = extra["id"] + first_id
+    return extra
+
+
+def hidden_draws(test: pd.DataFrame, fraction: float, cols: list[str], seed: int,
+                 draws: int) -> list[tuple[pd.DataFrame, np.ndarray]]:
+    """``draws`` independent hidings of ``fraction`` of ``test``'s observed values
+    (:func:`latentode.evaluation.hide_values`, each series' first observed row kept); draw 0
+    is the suite's single draw (``random_state=seed + 2``), draw ``j`` uses
+    ``seed + 2 + DRAW_STRIDE * j``."""
+    return [hide_values(test, fraction, columns=cols, random_state=seed + 2 + DRAW_STRIDE * j)
+            for j in range(draws)]
+
+
+def covered(y: pd.DataFrame, pred: pd.DataFrame, level: float, mask: np.ndarray,
+            cols: list[str]) -> np.ndarray:
+    """Boolean ``(rows, columns)``: the scored entries (``mask``) of ``y`` inside their central
+    ``level`` interval of ``pred`` (bounds included, as
+    :func:`latentode.evaluation.coverage`, whose value is ``covered(...).sum() / mask.sum()``)."""
+    lo, hi = central_interval(level)
+    yv = y[cols].to_numpy(dtype=float)
+    low = pred[[f"{c}_{quantile_label(lo)}" for c in cols]].to_numpy(dtype=float)
+    high = pred[[f"{c}_{quantile_label(hi)}" for c in cols]].to_numpy(dtype=float)
+    return np.asarray(mask, dtype=bool) & (yv >= low) & (yv <= high)
+
+
+def clustered_coverage(ids: np.ndarray, inside: np.ndarray, scored: np.ndarray
+                       ) -> tuple[float, float]:
+    """Coverage (%) of the scored entries and its standard error clustered by series.
+
+    ``ids`` (one per row) name the series; ``inside`` and ``scored`` are boolean ``(rows,
+    columns)`` arrays, stacked over draws as more rows of the same ids. The coverage is
+    ``sum(inside) / sum(scored)``; its standard error treats the series as the independent
+    units (the linearised ratio estimator: ``sqrt(k / (k - 1) * sum_i (c_i - p n_i)**2) /
+    sum_i n_i`` over the ``k`` series with scored entries, ``c_i`` and ``n_i`` their covered
+    and scored counts), so it holds however the values of one series are correlated.
+    """
+    frame = pd.DataFrame({"id": ids, "c": inside.sum(axis=1), "n": scored.sum(axis=1)})
+    per = frame.groupby("id")[["c", "n"]].sum()
+    per = per[per["n"] > 0]
+    total = float(per["n"].sum())
+    if total == 0:
+        return float("nan"), float("nan")
+    p = float(per["c"].sum()) / total
+    k = len(per)
+    resid = per["c"].to_numpy(float) - p * per["n"].to_numpy(float)
+    se = float(np.sqrt(k / (k - 1) * np.sum(resid**2)) / total) if k > 1 else float("nan")
+    return 100.0 * p, 100.0 * se
+
+
+def precise_coverage(model: Any, test: pd.DataFrame, cols: list[str], cut: float,
+                     hide: float, seed: int, draws: int, quantiles: Sequence[float],
+                     n_samples: int) -> dict[str, float]:
+    """Coverage of a fitted ``model`` measured over ``draws`` hidings of ``test``'s values
+    (:func:`hidden_draws`) and its forecasts after time ``cut``: per level, the pooled
+    coverage (``... mean``) with its series-clustered standard error (``... se``), and for
+    interpolation the standard deviation of one draw's coverage (``... sd``)."""
+    out: dict[str, float] = {}
+    ids, inside, scored, per_draw = [], {lv: [] for lv in LEVELS}, [], []
+    for cond, hidden in hidden_draws(test, hide, cols, seed, draws):
+        pred = model.predict(cond, quantiles=quantiles, n_samples=n_samples)
+        ids.append(test["id"].to_numpy())
+        scored.append(hidden)
+        draw = []
+        for level in LEVELS:
+            inside[level].append(covered(test, pred, level, hidden, cols))
+            draw.append(100.0 * inside[level][-1].sum() / max(hidden.sum(), 1))
+        per_draw.append(draw)
+    all_ids, all_scored = np.concatenate(ids), np.concatenate(scored)
+    spread = np.asarray(per_draw).std(axis=0, ddof=1) if draws > 1 else [np.nan] * len(LEVELS)
+    for level, sd in zip(LEVELS, spread):
+        pct = int(level * 100)
+        out[f"interp {pct} mean"], out[f"interp {pct} se"] = clustered_coverage(
+            all_ids, np.concatenate(inside[level]), all_scored)
+        out[f"interp {pct} sd"] = float(sd)
+    early, fut = _forecast_rows(test, cols, cut)
+    past, future = test[early], test[fut]
+    fmask = future[cols].notna().to_numpy()
+    fc = model.extrapolate(past, times=future[["id", "t"]], quantiles=quantiles,
+                           n_samples=n_samples)
+    for level in LEVELS:
+        out[f"extrap {int(level * 100)} mean"], out[f"extrap {int(level * 100)} se"] = (
+            clustered_coverage(future["id"].to_numpy(), covered(future, fc, level, fmask, cols),
+                               fmask))
+    out["n test"] = float(test["id"].nunique())
+    out["met mean"] = float(all(
+        abs(out[f"{task} {lv} mean"] - lv) <= tol for task, tol in TOLERANCE.items()
+        for lv in (50, 90)))
+    return out
 
 
 def _data(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, tuple[float, float]]:
@@ -214,6 +334,7 @@ def run_suite(args: argparse.Namespace, names: Sequence[str]) -> pd.DataFrame:
     table (rows: data sets)."""
     quantiles = sorted({q for level in LEVELS for q in central_interval(level)})
     rows = {}
+    precise = args.test_draws > 1 or args.extra_test > 0
     print("$ python benchmarks/calibration.py " + " ".join(args.argv), flush=True)
     for name in names:
         case = SUITE[name]
@@ -254,6 +375,13 @@ def run_suite(args: argparse.Namespace, names: Sequence[str]) -> pd.DataFrame:
         row["met"] = float(all(
             abs(row[f"{task} {lv}"] - lv) <= tol for task, tol in TOLERANCE.items()
             for lv in (50, 90)))
+        if precise:
+            extra = extra_test_series(case, args.seed, args.extra_test,
+                                      first_id=int(df["id"].max()) + 1)
+            row.update(precise_coverage(
+                est, pd.concat([test, extra], ignore_index=True), cols,
+                lo + case.cutoff * (hi - lo), args.hide, args.seed, args.test_draws, quantiles,
+                args.n_samples))
         rows[name] = row
         tails = est.model_.gap_spread.tail_df  # (kinds, C): inside / beyond the window
         print(f"{name}: {case.description}; {df['id'].nunique()} series, "
@@ -265,12 +393,24 @@ def run_suite(args: argparse.Namespace, names: Sequence[str]) -> pd.DataFrame:
     table = pd.DataFrame(rows).T
     order = [f"{task} {lv}{tag}" for task in TOLERANCE for tag in ("", " one", " raw")
              for lv in (50, 90)]
+    if precise:
+        order = [f"{task} {lv} {stat}" for task in TOLERANCE for lv in (50, 90)
+                 for stat in ("mean", "se", "sd") if not (task == "extrap" and stat == "sd")
+                 ] + ["met mean", "n test"] + order
     table = table[order + [c for c in table.columns if c not in order]]
     print(f"\nCoverage (%) of the central 50 % / 90 % intervals on held-out test series "
           f"(interp: {args.hide:.0%} of observed values hidden; extrap: values after the "
           f"cutoff); one: the same model with one factor per channel (no gap factors); raw: "
           f"uncalibrated; MSE of standardised values; met: "
           f"within {TOLERANCE['interp']:g} / {TOLERANCE['extrap']:g} points of nominal.")
+    if precise:
+        print(f"mean / se / sd: the calibrated model over {args.test_draws} hidings of the "
+              f"test series' values, on the suite's test series and {args.extra_test} more "
+              f"from the same generator (synthetic data sets; PhysioNet: none more; n test); "
+              f"mean: pooled coverage, se: its standard error clustered by series, sd: one "
+              f"draw's standard deviation (the forecast split is deterministic: draws do not "
+              f"change it); met mean: the targets on the means. The columns without a suffix: "
+              f"the single draw of the suite's own test series, as before.")
     print(markdown(table))
     return table
 
@@ -278,10 +418,12 @@ def run_suite(args: argparse.Namespace, names: Sequence[str]) -> pd.DataFrame:
 def markdown(table: pd.DataFrame) -> str:
     """The table as a Markdown table (coverage with one decimal, MSE with three)."""
     def fmt(col: str, v: float) -> str:
-        if col == "met":
+        if col.startswith("met"):
             return "yes" if v else "**no**"
         if col.startswith(("n ", "epochs", "best", "fit")):
             return f"{v:.0f}"
+        if col.endswith((" se", " sd")):
+            return f"{v:.2f}"
         return f"{v:.3f}" if "MSE" in col else f"{v:.1f}"
 
     lines = ["| data set | " + " | ".join(table.columns) + " |",
@@ -299,6 +441,14 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                    f"named): {', '.join(SUITE)}")
     p.add_argument("--hide", type=float, default=0.3,
                    help="--suite: fraction of each test series' observed values hidden")
+    p.add_argument("--test-draws", type=int, default=1, metavar="R",
+                   help="--suite: also measure the calibrated model over R hidings of the test "
+                        "series' values (different seeds; the first is the suite's), with "
+                        "standard errors; 1 with --extra-test 0: the single draw only")
+    p.add_argument("--extra-test", type=int, default=0, metavar="N",
+                   help="--suite: N more test series from the same generator (another seed) "
+                        "for the measurement of --test-draws; not for PhysioNet (no more "
+                        "stays); the fit and its calibration are unchanged")
     p.add_argument("--dataset", choices=("oscillators", "periodic"), default="oscillators")
     p.add_argument("--n-series", type=int, default=200)
     p.add_argument("--n-points", type=int, default=30)
@@ -327,6 +477,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     p.add_argument("--verbose", type=int, default=0)
     args = p.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]
+    if args.test_draws < 1 or args.extra_test < 0:
+        p.error("--test-draws must be >= 1 and --extra-test >= 0")
 
     torch.set_num_threads(max(1, args.threads))
     if args.suite is not None:
