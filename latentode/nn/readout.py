@@ -215,20 +215,23 @@ class NeighbourReadout(nn.Module):
         first or after its last conditioning observation: forecasts, backcasts) have their
         own set (:meth:`effective_parameters` with ``one_sided=True``, held by
         :attr:`one_sided` as ``split`` says), and the parameters of this module serve the
-        queries between two observations alone. Trained on forecasts too
-        (``forecast_share``), the one-sided queries' long gaps and large errors then leave
-        the correction of interpolation between observations as reconstruction trains it.
+        queries between two observations (with ``split="offset"``, as the base of the
+        one-sided ones too). Trained on forecasts too (``forecast_share``), the one-sided
+        queries' long gaps and large errors are then fitted by the one-sided offsets or
+        copy, which leaves the correction of interpolation between observations close to
+        what reconstruction trains.
     split : {"offset", "copy"}
         With ``sides="split"``, how the one-sided parameters are held
         (:data:`READOUT_SPLITS`). ``"offset"``: they are this module's parameters plus
-        :attr:`one_sided`'s, which start at 0; this module's enter them detached, so the
-        one-sided queries train the offsets alone and never the two-sided parameters. A side
-        that training shows few queries (reconstruction's one-sided queries are only those
-        before a channel's first or after its last observation) so follows what the
-        two-sided readout learns instead of staying near a random start, and specialises
-        where it has data. ``"copy"``: :attr:`one_sided`'s own parameters, drawn at random
-        like this module's (networks saved before ``"offset"`` existed have this layout).
-        Unused with ``sides="shared"``.
+        :attr:`one_sided`'s offsets, which start at 0 (a hierarchical parameterisation):
+        the two-sided queries train this module's parameters, the one-sided queries both
+        these and the offsets. A side that training shows few queries (reconstruction's
+        one-sided queries are only those before a channel's first or after its last
+        observation) so follows what the readout learns from every query instead of
+        staying near a random start, and specialises through its offsets where it has data.
+        ``"copy"``: :attr:`one_sided`'s own parameters, drawn at random like this module's
+        and trained by the one-sided queries alone (networks saved before ``"offset"``
+        existed have this layout). Unused with ``sides="shared"``.
 
     Attributes
     ----------
@@ -304,7 +307,7 @@ class NeighbourReadout(nn.Module):
             False: those of the queries between two observations of the channel (of every
             query with ``sides="shared"``): this module's own. True: those of the queries with
             a neighbour on one side only: with ``sides="shared"`` the same, with
-            ``split="offset"`` this module's (detached) plus :attr:`one_sided`'s offsets, with
+            ``split="offset"`` this module's plus :attr:`one_sided`'s offsets, with
             ``split="copy"`` :attr:`one_sided`'s own.
 
         Returns
@@ -320,7 +323,7 @@ class NeighbourReadout(nn.Module):
         offsets = dict(one.named_parameters())
         if self.split == "copy":
             return offsets
-        return {name: p.detach() + offsets[name] for name, p in own.items()}
+        return {name: p + offsets[name] for name, p in own.items()}
 
     def forward(self, base: torch.Tensor, z: torch.Tensor, cond: Batch,
                 query_times: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
