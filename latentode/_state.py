@@ -285,7 +285,7 @@ def _build_model(hparams: dict[str, Any], tensors: dict[str, torch.Tensor],
                  device: torch.device) -> LatentODE:
     """The network of ``hparams`` holding ``tensors``, on ``device``, in eval mode."""
     with torch_seeded(0):  # construction draws initial weights: keep the global RNG intact
-        model = LatentODE(**hparams)
+        model = LatentODE(**LatentODE.with_former_hparams(hparams))
     # second names of shared tensors are filled through their first
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     canonical = stored_names(model)

@@ -452,15 +452,17 @@ class LatentODERegressor(BaseEstimator):
         the channel and those with a neighbour on one side only (after the channel's last
         observation: forecasts; before its first) share the readout's parameters (time
         scales, reach and gate network: ``"shared"``) or each kind has its own
-        (``"split"``). Ignored with ``readout="latent"``. It matters with ``forecast_share >
-        0``: the forecasts' long one-sided gaps and large errors then pull the shared gate
-        network and its time scales away from the correction of interpolation between
-        observations. Measured with ``forecast_share=0.5`` (README, "Across data sets"): the
-        periodic toy's held-out error 0.0144 / 0.0118 (seeds 0 / 1) with ``"shared"``, 0.0098 /
-        0.0098 with ``"split"`` (the default training: 0.0080 / 0.0090; linear interpolation
-        0.0100 / 0.0114). Without forecasts in training the one-sided queries it trains are
-        only the first and last observations of each channel (not measured alone).
-        ``"shared"`` (the former readout) stays the default, as does ``forecast_share=0``.
+        (``"split"``: the one-sided ones are the two-sided ones plus offsets that start at 0;
+        files saved before hold a separate copy and load as such). Ignored with
+        ``readout="latent"``. It matters with ``forecast_share > 0``: the forecasts' long
+        one-sided gaps and large errors then pull the shared gate network and its time scales
+        away from the correction of interpolation between observations. Measured with
+        ``forecast_share=0.5`` (README, "Across data sets"): the periodic toy's held-out error
+        0.0144 / 0.0118 (seeds 0 / 1) with ``"shared"``, 0.0098 / 0.0098 with ``"split"`` (the
+        default training: 0.0080 / 0.0090; linear interpolation 0.0100 / 0.0114). Alone
+        (``forecast_share=0``) ``"split"`` improves interpolation and most forecasts but costs
+        PhysioNet's forecasts 4 to 15 %, so ``"shared"`` (the former readout) stays the
+        default, as does ``forecast_share=0``.
 
     Attributes
     ----------

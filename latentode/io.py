@@ -646,14 +646,15 @@ def _hp_choice(options: tuple[str, ...]) -> Callable[[Any], bool]:
 
 
 # hyper-parameters added after format_version 2 was first written: a file without them was
-# saved before they existed and gets LatentODE's default (the network it describes is unchanged)
+# saved before they existed and gets LatentODE's default, or the former value where that differs
+# (LatentODE.FORMER_HPARAMS): the network it describes is unchanged
 _ADDED_HPARAMS = ("n_static", "n_classes", "likelihood", "obs_df", "linear_term", "readout",
-                  "classifier_dropout", "head_inputs", "readout_sides")
+                  "classifier_dropout", "head_inputs", "readout_sides", "readout_split")
 
 
 def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
     from .nn.classifier import HEAD_INPUTS
-    from .nn.readout import READOUT_SIDES
+    from .nn.readout import READOUT_SIDES, READOUT_SPLITS
     from .nn.registry import ENCODERS, LIKELIHOODS, READOUTS
     from .ode import GRADIENTS, METHODS
 
@@ -689,6 +690,7 @@ def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
         "classifier_dropout": (lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
         "head_inputs": (_hp_choice(HEAD_INPUTS), f"one of {HEAD_INPUTS}"),
         "readout_sides": (_hp_choice(READOUT_SIDES), f"one of {READOUT_SIDES}"),
+        "readout_split": (_hp_choice(READOUT_SPLITS), f"one of {READOUT_SPLITS}"),
     }
 
 
@@ -704,7 +706,8 @@ def _check_hparams(hparams: dict[str, Any], n_channels: int) -> None:
     if unknown:
         raise _Invalid(f"model_hparams: unknown hyper-parameters {unknown}")
     checks = _hparam_checks()
-    # written by every save of this version (the added ones get LatentODE's default when absent)
+    # written by every save of this version (the added ones get LatentODE's default, or its
+    # former value, when absent)
     required = [k for k in checks if k in signature and k not in _ADDED_HPARAMS]
     missing = [k for k in required if k not in hparams]
     if missing:
@@ -820,7 +823,7 @@ def _check_weights(state: dict[str, Any], hparams: dict[str, Any],
                            f"{len(state)} stored tensors")
     try:
         with torch.device("meta"):  # names and shapes only: no memory, whatever the sizes
-            skeleton = LatentODE(**hparams)
+            skeleton = LatentODE(**LatentODE.with_former_hparams(hparams))
     except Exception as exc:  # the constructor's own checks
         raise _Invalid(f"model_hparams: {_describe(exc)}") from None
     canonical = stored_names(skeleton)

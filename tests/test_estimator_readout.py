@@ -14,7 +14,7 @@ from safetensors.torch import save as st_save
 
 from latentode import LatentODEClassifier, LatentODERegressor
 from latentode.evaluation import hide_values, linear_interpolation, mse
-from latentode.nn import NeighbourReadout
+from latentode.nn import LatentODE, NeighbourReadout
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +215,46 @@ def test_readout_sides_split_saves_and_older_files_load_shared(oscillators, tmp_
     np.testing.assert_array_equal(pickled.predict(oscillators).to_numpy(), expect)
     with pytest.raises(ValueError, match="readout_sides must be one of"):
         LatentODERegressor(**{**TINY, "readout_sides": "both"}).fit(oscillators)
+
+
+def test_split_readouts_saved_before_offsets_load_with_their_own_one_sided_copy(oscillators,
+                                                                               tmp_path):
+    """``readout_sides="split"`` now holds the one-sided parameters as offsets from the
+    two-sided ones (``readout_split="offset"`` in the network's hyper-parameters, saved and
+    loaded); a file or pickle from before (no ``readout_split``: the one-sided parameters a
+    copy of their own, under the same tensor names) loads with ``"copy"`` and predicts as the
+    network it was, which the offset reading of the same tensors would not."""
+    base = {**TINY, "readout": "neighbours", "readout_sides": "split", "forecast_share": 0.5}
+    est = LatentODERegressor(**base).fit(oscillators)
+    assert est.model_.hparams["readout_split"] == "offset"
+    est.save(tmp_path / "offset.latentode")
+    assert LatentODERegressor.load(tmp_path / "offset.latentode").model_.readout.split == "offset"
+    times = oscillators.groupby("id")["t"].max().to_frame("t").reset_index()
+    times["t"] += 0.5
+
+    def forecasts(model):
+        return model.extrapolate(oscillators, times=times)[["x", "v"]].to_numpy(dtype=float)
+
+    offset_forecasts = forecasts(est)
+    # the network as the former code held it: the same tensors, the one-sided ones a copy
+    former = LatentODE(**{**est.model_.hparams, "readout_split": "copy"})
+    former.load_state_dict(est.model_.state_dict())
+    est.model_ = former.eval()
+    expect, expect_forecasts = est.predict(oscillators).to_numpy(), forecasts(est)
+    assert not np.allclose(expect_forecasts, offset_forecasts)
+    est.save(tmp_path / "copy.latentode")
+
+    def edit(config):
+        config["model_hparams"].pop("readout_split")
+
+    rewrite_saved_config(tmp_path / "copy.latentode", tmp_path / "old.latentode", edit)
+    from_file = LatentODERegressor.load(tmp_path / "old.latentode")
+    state = est.__getstate__()
+    state["model_"]["hparams"].pop("readout_split")
+    from_pickle = LatentODERegressor.__new__(LatentODERegressor)
+    from_pickle.__setstate__(pickle.loads(pickle.dumps(state)))
+    for old in (from_file, from_pickle):
+        assert old.model_.readout.split == "copy"
+        assert old.model_.hparams["readout_split"] == "copy"
+        np.testing.assert_array_equal(old.predict(oscillators).to_numpy(), expect)
+        np.testing.assert_array_equal(forecasts(old), expect_forecasts)

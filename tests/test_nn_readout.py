@@ -318,15 +318,15 @@ def test_set_reach_sets_the_envelope_and_checks_its_input():
 
 
 def test_split_sides_give_each_kind_of_query_its_own_parameters():
-    """``sides="split"``: queries between two observations of the channel go through the
-    module's own parameters, those with a neighbour on one side only through
+    """``sides="split", split="copy"``: queries between two observations of the channel go
+    through the module's own parameters, those with a neighbour on one side only through
     ``one_sided``'s (its own gate, residual and reach), on the sparse and the dense path."""
     torch.manual_seed(0)
     cond = _hand_batch()
     q = torch.tensor([[0.5, 1.0, 2.0, 2.5]], dtype=torch.float64)
     base = torch.randn(2, 1, 4, 3, dtype=torch.float64)
     z = torch.randn(2, 1, 4, 5, dtype=torch.float64)
-    readout = NeighbourReadout(5, 3, sides="split").double()
+    readout = NeighbourReadout(5, 3, sides="split", split="copy").double()
     assert isinstance(readout.one_sided, NeighbourReadout) and readout.one_sided.one_sided is None
     assert NeighbourReadout(5, 3).one_sided is None
     with torch.no_grad():  # gate 0.5 and residual 0.25 / gate sigmoid(2) and -0.5, reach 0.5
@@ -361,16 +361,139 @@ def test_split_sides_give_each_kind_of_query_its_own_parameters():
         assert all(p.grad is None or not p.grad.any() for p in own)
 
 
-def test_split_sides_set_both_reaches_and_the_option_is_checked():
+@pytest.mark.parametrize("split", ["offset", "copy"])
+def test_split_sides_set_both_reaches_and_the_option_is_checked(split):
     model = LatentODE(3, latent_dim=4, rec_dim=8, units=8, n_layers=1, readout="neighbours",
-                      readout_sides="split")
+                      readout_sides="split", readout_split=split)
     assert model.hparams["readout_sides"] == "split"
+    assert model.hparams["readout_split"] == split
     model.set_readout_reach(torch.tensor([0.05, 0.2, 1.5]))
-    for part in (model.readout, model.readout.one_sided):
-        torch.testing.assert_close(part.log_reach.exp(), torch.tensor([0.05, 0.2, 1.5]))
+    for one_sided in (False, True):
+        torch.testing.assert_close(
+            model.readout.effective_parameters(one_sided)["log_reach"].exp(),
+            torch.tensor([0.05, 0.2, 1.5]))
+    # an offset stays 0: the one-sided reach is the two-sided one
+    assert (model.readout.one_sided.log_reach == 0).all() == (split == "offset")
     assert LatentODE(3, readout="neighbours").hparams["readout_sides"] == "shared"
     assert not any(".one_sided." in k for k in LatentODE(3, readout="neighbours").state_dict())
     with pytest.raises(ValueError, match="readout_sides must be one of"):
         LatentODE(3, readout="neighbours", readout_sides="both")
     with pytest.raises(ValueError, match="sides must be one of"):
         NeighbourReadout(4, 3, sides="both")
+    with pytest.raises(ValueError, match="readout_split must be one of"):
+        LatentODE(3, readout="neighbours", readout_split="residual")
+    with pytest.raises(ValueError, match="split must be one of"):
+        NeighbourReadout(4, 3, sides="split", split="residual")
+
+
+def test_offset_split_starts_at_the_shared_parameters_and_adds_the_offsets():
+    """``sides="split"`` (``split="offset"``, the default): the one-sided parameters are the
+    two-sided ones plus offsets that start at 0, so the initial readout is the shared one at
+    every entry; a one-sided query's gate and residual add the offsets to the two-sided ones
+    (hand-computed, sparse and dense path); the two-sided queries' loss reaches the two-sided
+    parameters only, the one-sided queries' loss both them and the offsets, with the same
+    gradient (the sum's)."""
+    torch.manual_seed(0)
+    cond = _hand_batch()
+    q = torch.tensor([[0.5, 1.0, 2.0, 2.5]], dtype=torch.float64)
+    base = torch.randn(2, 1, 4, 3, dtype=torch.float64)
+    z = torch.randn(2, 1, 4, 5, dtype=torch.float64)
+    readout = NeighbourReadout(5, 3, sides="split").double()
+    assert readout.split == "offset" and readout.one_sided.one_sided is None
+    assert all(not p.any() for p in readout.one_sided.parameters())
+    own, one = readout.effective_parameters(), readout.effective_parameters(one_sided=True)
+    assert list(own) == list(one)
+    assert set(own) == {"log_scale", "log_reach", "context.weight", "context.bias", "channel",
+                        "base", "latent.weight", "out.weight", "out.bias"}
+    assert all(torch.equal(own[k], one[k]) for k in own)
+    shared = NeighbourReadout(5, 3).double()
+    shared.load_state_dict({k: v for k, v in readout.state_dict().items()
+                            if not k.startswith("one_sided.")})
+    with torch.no_grad():
+        torch.testing.assert_close(readout(base, z, cond, q), shared(base, z, cond, q),
+                                   rtol=0, atol=0)
+        # as if trained: two-sided gate 2 and residual -0.5, reach 0.5; one-sided offsets
+        # +0.5 on the gate and +0.25 on the residual: gate sigmoid(2.5), residual -0.25
+        readout.out.bias.copy_(torch.tensor([2.0, -0.5]))
+        readout.log_reach.fill_(math.log(0.5))
+        readout.one_sided.out.bias.copy_(torch.tensor([0.5, 0.25]))
+        out = readout(base, z, cond, q)
+        nb = channel_neighbours(cond, q)
+        dense = readout.dense(nb, base, z)
+    two = nb.has_prev & nb.has_next
+    one_side = (nb.has_prev | nb.has_next) & ~two
+    interp = nb.interpolate()
+    envelope = torch.exp(-torch.minimum(nb.prev_gap, nb.next_gap) / 0.5)
+    expect_two = base + envelope * (1 / (1 + math.exp(-2.0)) * (interp - base) - 0.5)
+    expect_one = base + envelope * (1 / (1 + math.exp(-2.5)) * (interp - base) - 0.25)
+    np.testing.assert_allclose(out[:, two].numpy(), expect_two[:, two].numpy(), rtol=1e-12)
+    np.testing.assert_allclose(out[:, one_side].numpy(), expect_one[:, one_side].numpy(),
+                               rtol=1e-12)
+    torch.testing.assert_close(dense, out, rtol=0, atol=1e-12)
+    offsets = dict(readout.one_sided.named_parameters())
+    readout.zero_grad(set_to_none=True)
+    readout(base, z, cond, q)[:, two].sum().backward()
+    assert readout.out.bias.grad.abs().sum() > 0 and readout.log_reach.grad.abs().sum() > 0
+    assert all(p.grad is None or not p.grad.any() for p in offsets.values())
+    readout.zero_grad(set_to_none=True)
+    readout(base, z, cond, q)[:, one_side].sum().backward()
+    assert offsets["out.bias"].grad.abs().sum() > 0
+    for name, p in readout.effective_parameters().items():
+        if p.grad is not None or offsets[name].grad is not None:
+            torch.testing.assert_close(p.grad, offsets[name].grad, rtol=0, atol=0)
+
+
+def _train_readout(readout, base, z, cond, q, entries, steps=30):
+    """``steps`` of Adamax (weight decay on) on the summed squared error of ``entries`` against
+    1; returns the last loss."""
+    opt = torch.optim.Adamax(readout.parameters(), lr=0.05, weight_decay=0.01)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = ((readout(base, z, cond, q)[:, entries] - 1.0) ** 2).sum()
+        loss.backward()
+        opt.step()
+    return loss.item()
+
+
+def test_offset_split_trained_without_one_sided_queries_keeps_the_shared_parameters():
+    """Trained on two-sided queries only, the offsets stay exactly 0 (Adamax and its weight
+    decay leave a parameter without gradient at 0) and the one-sided parameters are the
+    trained two-sided ones; trained on both kinds, the offsets move away from 0 and the
+    one-sided readout fits its queries better than the two-sided parameters would."""
+    torch.manual_seed(0)
+    cond = _hand_batch()
+    q = torch.tensor([[0.5, 1.0, 2.0, 2.5]], dtype=torch.float64)
+    base = torch.randn(2, 1, 4, 3, dtype=torch.float64)
+    z = torch.randn(2, 1, 4, 5, dtype=torch.float64)
+    nb = channel_neighbours(cond, q)
+    two = nb.has_prev & nb.has_next
+    both = nb.has_prev | nb.has_next
+    torch.manual_seed(1)
+    start = NeighbourReadout(5, 3, sides="split").double().state_dict()
+    fits = {}
+    for name, entries in (("two", two), ("both", both)):
+        readout = NeighbourReadout(5, 3, sides="split").double()
+        readout.load_state_dict(start)
+        with torch.no_grad():
+            first = ((readout(base, z, cond, q)[:, entries] - 1.0) ** 2).sum().item()
+        last = _train_readout(readout, base, z, cond, q, entries)
+        assert last < 0.5 * first  # it learns
+        fits[name] = readout
+    trained = fits["two"]
+    assert all(not p.any() for p in trained.one_sided.parameters())
+    own = trained.effective_parameters()
+    one = trained.effective_parameters(one_sided=True)
+    assert not torch.equal(own["out.bias"], start["out.bias"])
+    assert all(torch.equal(own[k], one[k]) for k in own)
+    trained = fits["both"]
+    assert trained.one_sided.out.bias.detach().abs().sum().item() > 1e-3
+    one_side = both & ~two
+
+    def one_sided_error(with_offsets):
+        shared = NeighbourReadout(5, 3).double()
+        w = trained.effective_parameters(one_sided=with_offsets)
+        shared.load_state_dict({k: v.detach() for k, v in w.items()})
+        with torch.no_grad():
+            return ((shared(base, z, cond, q)[:, one_side] - 1.0) ** 2).sum().item()
+
+    assert one_sided_error(True) < one_sided_error(False)

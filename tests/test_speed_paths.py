@@ -206,7 +206,9 @@ def test_readout_forward_and_gradients_are_the_former_ones(sides, with_where):
     from latentode.nn.readout import NeighbourReadout
 
     torch.manual_seed(0)
-    ro = NeighbourReadout(3, 2, units=5, n_scales=3, sides=sides).double()
+    # the former forward computed a "split" readout's one-sided queries with one_sided's own
+    # parameters: the "copy" layout
+    ro = NeighbourReadout(3, 2, units=5, n_scales=3, sides=sides, split="copy").double()
     for p in ro.parameters():  # the output layer starts at 0: make every path count
         torch.nn.init.normal_(p, std=0.5)
     b, n, k = 6, 9, 4

@@ -31,6 +31,7 @@ from .observation import (
 from .readout import (
     READOUT_REACHES,
     READOUT_SIDES,
+    READOUT_SPLITS,
     NeighbourReadout,
     Neighbours,
     channel_neighbours,
@@ -59,6 +60,7 @@ __all__ = [
     "READOUTS",
     "READOUT_REACHES",
     "READOUT_SIDES",
+    "READOUT_SPLITS",
     "ObservationModel",
     "GaussianObservation",
     "StudentTObservation",

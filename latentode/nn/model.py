@@ -23,7 +23,7 @@ from .likelihoods import (
 )
 from .observation import ObservationModel, PoissonProcess
 from .pooling import StatePooling
-from .readout import READOUT_SIDES, NeighbourReadout
+from .readout import READOUT_SIDES, READOUT_SPLITS, NeighbourReadout
 from .registry import (
     ENCODER_CLASSES,
     ENCODERS,
@@ -198,6 +198,12 @@ class LatentODE(nn.Module):
         parameters (``"shared"``) or each kind has its own (``"split"``; the
         ``sides`` of :class:`~latentode.nn.readout.NeighbourReadout`). Unused without a
         readout.
+    readout_split : {"offset", "copy"}
+        With ``readout_sides="split"``: how the one-sided queries' parameters are held (the
+        ``split`` of :class:`~latentode.nn.readout.NeighbourReadout`): the two-sided ones plus
+        offsets that start at 0 (``"offset"``), or a set of their own (``"copy"``, the layout
+        of networks saved before ``"offset"`` existed, which load with it:
+        :attr:`FORMER_HPARAMS`). Unused otherwise.
 
     Examples
     --------
@@ -222,6 +228,10 @@ class LatentODE(nn.Module):
     #: State-dict entries that hold positive numbers, ``+inf`` included (the calibrated tails'
     #: degrees of freedom, ``inf`` where there are none); every other float entry is finite.
     POSITIVE_STATE = ("gap_spread.tail_df",)
+    #: Hyper-parameters whose value for a network saved before they existed is not today's
+    #: default: a saved ``"split"`` readout held its one-sided parameters as a copy of its own
+    #: (:meth:`with_former_hparams` completes stored hyper-parameters with them).
+    FORMER_HPARAMS: dict[str, Any] = {"readout_split": "copy"}
 
     def __init__(
         self,
@@ -255,6 +265,7 @@ class LatentODE(nn.Module):
         classifier_dropout: float = 0.0,
         head_inputs: str = "latent",
         readout_sides: str = "shared",
+        readout_split: str = "offset",
     ) -> None:
         super().__init__()
         if head_inputs not in HEAD_INPUTS:
@@ -268,6 +279,9 @@ class LatentODE(nn.Module):
         if readout_sides not in READOUT_SIDES:
             raise ValueError(f"readout_sides must be one of {READOUT_SIDES}, got "
                              f"{readout_sides!r}.")
+        if readout_split not in READOUT_SPLITS:
+            raise ValueError(f"readout_split must be one of {READOUT_SPLITS}, got "
+                             f"{readout_split!r}.")
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}.")
         if n_channels < 1 or latent_dim < 1 or rec_dim < 1:
@@ -285,7 +299,7 @@ class LatentODE(nn.Module):
             likelihood=likelihood, obs_df=obs_df, n_static=n_static, n_classes=n_classes,
             linear_term=bool(linear_term), readout=readout,
             classifier_dropout=float(classifier_dropout), head_inputs=head_inputs,
-            readout_sides=readout_sides,
+            readout_sides=readout_sides, readout_split=readout_split,
         )
         self.n_channels = n_channels
         self.latent_dim = latent_dim
@@ -307,7 +321,8 @@ class LatentODE(nn.Module):
         readout_class = READOUT_CLASSES[readout]
         self.readout: NeighbourReadout | None = (
             None if readout_class is None
-            else readout_class(latent_dim, n_channels, sides=readout_sides))
+            else readout_class(latent_dim, n_channels, sides=readout_sides,
+                               split=readout_split))
         # the observation model keeps the attribute name ``noise``: its state-dict keys
         # (``noise.raw`` / ``noise.fixed``) are those of saved files; ``observation`` names it
         self.noise: ObservationModel = OBSERVATION_MODELS[likelihood].from_config(
@@ -359,6 +374,21 @@ class LatentODE(nn.Module):
         if self.intensity is None:
             return
         self.intensity.set_base(rate)
+
+    @classmethod
+    def with_former_hparams(cls, hparams: dict[str, Any]) -> dict[str, Any]:
+        """Stored hyper-parameters (``hparams`` of a saved or pickled network) completed with
+        the former values of those added since (:attr:`FORMER_HPARAMS`), so that
+        ``LatentODE(**LatentODE.with_former_hparams(stored))`` is the network that was saved.
+
+        Examples
+        --------
+        >>> LatentODE.with_former_hparams({"n_channels": 2})["readout_split"]
+        'copy'
+        >>> LatentODE.with_former_hparams({"readout_split": "offset"})["readout_split"]
+        'offset'
+        """
+        return {**cls.FORMER_HPARAMS, **hparams}
 
     def set_readout_reach(self, spacing: torch.Tensor) -> None:
         """Set the initial reach ``(C,)`` of the readout's correction, in model time.

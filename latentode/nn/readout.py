@@ -25,12 +25,13 @@ import math
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from latentode.batch import Batch
 
 __all__ = ["Neighbours", "channel_neighbours", "NeighbourReadout", "READOUT_REACHES",
-           "READOUT_SIDES"]
+           "READOUT_SIDES", "READOUT_SPLITS"]
 
 #: how the estimator starts the reach of the readout's correction (``readout_reach``):
 #: ``"window"`` 1 model time (a typical series' span), ``"spacing"`` each channel's typical
@@ -39,6 +40,11 @@ READOUT_REACHES: tuple[str, ...] = ("window", "spacing")
 #: whether the readout's queries with neighbours on both sides and those with one side only
 #: share their parameters (``"shared"``) or each kind has its own (``"split"``)
 READOUT_SIDES: tuple[str, ...] = ("shared", "split")
+#: how a ``"split"`` readout holds the one-sided queries' parameters: ``"offset"``, the
+#: two-sided ones plus an offset that starts at 0 (what a side with little data has not
+#: learned, it inherits), or ``"copy"``, a set of its own drawn at random (the layout before
+#: ``"offset"``, which networks saved then keep)
+READOUT_SPLITS: tuple[str, ...] = ("offset", "copy")
 
 
 class Neighbours(NamedTuple):
@@ -207,27 +213,46 @@ class NeighbourReadout(nn.Module):
         ``"shared"``: one set of parameters (time scales, reach, gate network) for every
         query. ``"split"``: queries with a neighbour on one side only (before the channel's
         first or after its last conditioning observation: forecasts, backcasts) have their
-        own set, :attr:`one_sided` (a ``"shared"`` readout of the same sizes), and the
-        parameters of this module serve the queries between two observations alone. Trained
-        on forecasts too (``forecast_share``), the one-sided queries' long gaps and large
-        errors then leave the correction of interpolation between observations as
-        reconstruction trains it.
+        own set (:meth:`effective_parameters` with ``one_sided=True``, held by
+        :attr:`one_sided` as ``split`` says), and the parameters of this module serve the
+        queries between two observations (with ``split="offset"``, as the base of the
+        one-sided ones too). Trained on forecasts too (``forecast_share``), the one-sided
+        queries' long gaps and large errors are then fitted by the one-sided offsets or
+        copy, which leaves the correction of interpolation between observations close to
+        what reconstruction trains.
+    split : {"offset", "copy"}
+        With ``sides="split"``, how the one-sided parameters are held
+        (:data:`READOUT_SPLITS`). ``"offset"``: they are this module's parameters plus
+        :attr:`one_sided`'s offsets, which start at 0 (a hierarchical parameterisation):
+        the two-sided queries train this module's parameters, the one-sided queries both
+        these and the offsets. A side that training shows few queries (reconstruction's
+        one-sided queries are only those before a channel's first or after its last
+        observation) so follows what the readout learns from every query instead of
+        staying near a random start, and specialises through its offsets where it has data.
+        ``"copy"``: :attr:`one_sided`'s own parameters, drawn at random like this module's
+        and trained by the one-sided queries alone (networks saved before ``"offset"``
+        existed have this layout). Unused with ``sides="shared"``.
 
     Attributes
     ----------
     one_sided : NeighbourReadout or None
-        With ``sides="split"``, the readout of the one-sided queries; None otherwise.
+        With ``sides="split"``, a ``"shared"`` readout of the same sizes holding the
+        one-sided queries' offsets (``split="offset"``) or parameters (``"copy"``); None
+        otherwise.
     """
 
     def __init__(self, latent_dim: int, n_channels: int, units: int = 16,
-                 n_scales: int = 4, sides: str = "shared") -> None:
+                 n_scales: int = 4, sides: str = "shared", split: str = "offset") -> None:
         super().__init__()
         if n_channels < 1 or units < 1 or n_scales < 1:
             raise ValueError(f"n_channels, units and n_scales must be positive, got "
                              f"{n_channels}, {units} and {n_scales}.")
         if sides not in READOUT_SIDES:
             raise ValueError(f"sides must be one of {READOUT_SIDES}, got {sides!r}.")
+        if split not in READOUT_SPLITS:
+            raise ValueError(f"split must be one of {READOUT_SPLITS}, got {split!r}.")
         self.sides = sides
+        self.split = split
         self.n_channels = int(n_channels)
         init = torch.logspace(-2, 0, n_scales) if n_scales > 1 else torch.ones(1)
         self.log_scale = nn.Parameter(init.log().repeat(n_channels, 1))  # (C, J)
@@ -242,10 +267,15 @@ class NeighbourReadout(nn.Module):
         self.out = nn.Linear(units, 2)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
-        # built last, so that a "shared" readout draws its initial weights as before
+        # built last, so that a "shared" readout draws its initial weights as before (an
+        # "offset" one draws them too, then zeroes them: what is drawn after it is unchanged)
         self.one_sided: NeighbourReadout | None = (
             NeighbourReadout(latent_dim, n_channels, units, n_scales) if sides == "split"
             else None)
+        if self.one_sided is not None and split == "offset":
+            with torch.no_grad():
+                for offset in self.one_sided.parameters():
+                    offset.zero_()
 
     @torch.no_grad()
     def set_reach(self, reach: torch.Tensor) -> None:
@@ -263,8 +293,37 @@ class NeighbourReadout(nn.Module):
             raise ValueError(f"reach must be {tuple(self.log_reach.shape)} positive finite "
                              f"values.")
         self.log_reach.copy_(reach.log())
-        if self.one_sided is not None:
+        if self.one_sided is not None and self.split == "copy":  # an offset follows
             self.one_sided.set_reach(reach)
+
+    def effective_parameters(self, one_sided: bool = False) -> dict[str, torch.Tensor]:
+        """The parameters the readout computes with, by name (``"log_scale"``,
+        ``"log_reach"``, ``"context.weight"``, ``"context.bias"``, ``"channel"``, ``"base"``,
+        ``"latent.weight"``, ``"out.weight"``, ``"out.bias"``).
+
+        Parameters
+        ----------
+        one_sided : bool
+            False: those of the queries between two observations of the channel (of every
+            query with ``sides="shared"``): this module's own. True: those of the queries with
+            a neighbour on one side only: with ``sides="shared"`` the same, with
+            ``split="offset"`` this module's plus :attr:`one_sided`'s offsets, with
+            ``split="copy"`` :attr:`one_sided`'s own.
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            The tensors, differentiable with respect to the parameters that they train.
+        """
+        own = {name: p for name, p in self.named_parameters()
+               if not name.startswith("one_sided.")}
+        one = self.one_sided
+        if not one_sided or one is None:
+            return own
+        offsets = dict(one.named_parameters())
+        if self.split == "copy":
+            return offsets
+        return {name: p + offsets[name] for name, p in own.items()}
 
     def forward(self, base: torch.Tensor, z: torch.Tensor, cond: Batch,
                 query_times: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
@@ -295,27 +354,28 @@ class NeighbourReadout(nn.Module):
         nb = channel_neighbours(cond, query_times)
         if base.device.type == "cuda":  # dense: no host sync, the device has the throughput
             return self.dense(nb, base, z)
-        one = self.one_sided
         active = nb.has_prev | nb.has_next
         if where is not None:
             active &= where.to(device=active.device, dtype=torch.bool)
-        if one is None:
-            parts = [(self, active)]
+        if self.one_sided is None:
+            parts = [(False, active)]
         else:
             two = nb.has_prev & nb.has_next
-            parts = [(self, active & two), (one, active & ~two)]
+            parts = [(False, active & two), (True, active & ~two)]
         mean = base
         k, n_b, n_m, n_c = base.shape
         flat_base = base.reshape(k, -1)  # (K, B * M * C)
-        for module, entries in parts:
+        for one_sided, entries in parts:
             flat = entries.reshape(-1).nonzero().squeeze(1)  # (P,) entries (b, m, c), in order
             if flat.numel() == 0:
                 continue
+            w = self.effective_parameters(one_sided)
             c = flat % n_c
             picked = Neighbours(*(field.reshape(-1).index_select(0, flat) for field in nb))
             # index_select on flattened views: the copies that advanced indexing makes, faster
-            latent = module.latent(z).reshape(k, n_b * n_m, -1).index_select(1, flat // n_c)
-            new = module._correct(picked, c, flat_base.index_select(1, flat), latent)
+            latent = F.linear(z, w["latent.weight"]).reshape(k, n_b * n_m, -1).index_select(
+                1, flat // n_c)
+            new = self._correct(picked, c, flat_base.index_select(1, flat), latent, w)
             if mean is base:
                 mean = base.clone(memory_format=torch.contiguous_format)
             mean.view(k, -1).index_copy_(1, flat, new)
@@ -340,21 +400,28 @@ class NeighbourReadout(nn.Module):
             ``(K, B, M, C)``.
         """
         channel = torch.arange(base.shape[-1], device=base.device).expand(nb.prev_gap.shape)
-        mean = self._correct(nb, channel, base, self.latent(z).unsqueeze(-2))
-        one = self.one_sided
-        if one is None:
+
+        def correct(w: dict[str, torch.Tensor]) -> torch.Tensor:
+            return self._correct(nb, channel, base,
+                                 F.linear(z, w["latent.weight"]).unsqueeze(-2), w)
+
+        mean = correct(self.effective_parameters())
+        if self.one_sided is None:
             return mean
         return torch.where(nb.has_prev & nb.has_next, mean,
-                           one._correct(nb, channel, base, one.latent(z).unsqueeze(-2)))
+                           correct(self.effective_parameters(one_sided=True)))
 
     def _correct(self, nb: Neighbours, channel: torch.Tensor, base: torch.Tensor,
-                 latent: torch.Tensor) -> torch.Tensor:
+                 latent: torch.Tensor, w: dict[str, torch.Tensor] | None = None
+                 ) -> torch.Tensor:
         """The readout at entries of any shape ``E``: neighbours and ``channel`` (long indices)
         ``E``, ``base`` ``(K, *E)``, the projected latent states ``latent`` broadcastable to
-        ``(K, *E, units)``; returns ``(K, *E)``."""
+        ``(K, *E, units)``, with the parameters ``w`` (:meth:`effective_parameters`; default
+        this module's own); returns ``(K, *E)``."""
+        w = self.effective_parameters() if w is None else w
         dtype = base.dtype
         has_p, has_n = nb.has_prev, nb.has_next
-        scale = self.log_scale.exp().to(dtype)[channel]  # (*E, J)
+        scale = w["log_scale"].exp().to(dtype)[channel]  # (*E, J)
 
         def decay(gap: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
             finite = torch.where(has, gap, torch.zeros_like(gap)).to(dtype)
@@ -368,15 +435,16 @@ class NeighbourReadout(nn.Module):
             decay(nb.next_gap, has_n),
             interp.unsqueeze(-1),
         ], dim=-1)  # (*E, F): shared by the trajectory samples
-        hidden = self.context(ctx) + self.channel.to(dtype)[channel]  # (*E, H)
+        hidden = (F.linear(ctx, w["context.weight"], w["context.bias"])
+                  + w["channel"].to(dtype)[channel])  # (*E, H)
         # (K, *E, H), the largest tensors of the readout: one buffer, updated in place, for
         # hidden + base * w + latent and its tanh (the same operations in the same order;
         # autograd keeps what the backward needs: neither add reads its inputs back)
-        act = base.unsqueeze(-1) * self.base.to(dtype)
+        act = base.unsqueeze(-1) * w["base"].to(dtype)
         act = torch.tanh_(act.add_(hidden).add_(latent))
-        gate, resid = self.out(act).unbind(-1)
+        gate, resid = F.linear(act, w["out.weight"], w["out.bias"]).unbind(-1)
         near = torch.minimum(nb.prev_gap, nb.next_gap)
         near = torch.where(has_p | has_n, near, torch.zeros_like(near)).to(dtype)
-        reach = self.log_reach.exp().to(dtype)[channel]
+        reach = w["log_reach"].exp().to(dtype)[channel]
         envelope = (has_p | has_n).to(dtype) * torch.exp(-near / reach)
         return base + envelope * (torch.sigmoid(gate) * (interp - base) + resid)
