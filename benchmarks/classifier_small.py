@@ -32,7 +32,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,19 +42,10 @@ OMEGAS = (0.8, 1.8, 3.2)
 
 def oscillator_classes(n_per_class: int, omegas=OMEGAS, seed: int = 0):
     """Damped oscillators of ``len(omegas)`` frequencies; label ``k`` = the k-th frequency
-    (the frame and a Series of labels indexed by id; as in ``tests/test_classifier.py``)."""
-    from latentode.datasets import make_damped_oscillators
+    (:func:`latentode.datasets.make_oscillator_classes`, as ``tests/test_classifier.py``)."""
+    from latentode.datasets import make_oscillator_classes
 
-    frames, labels = [], []
-    for k, omega in enumerate(omegas):
-        part = make_damped_oscillators(n_per_class, 15, omega=omega, time_range=(0.0, 6.0),
-                                       missing_fraction=0.3, noise_std=0.05,
-                                       random_state=seed + k)
-        part["id"] += k * n_per_class
-        frames.append(part)
-        labels.append(np.full(n_per_class, k))
-    df = pd.concat(frames, ignore_index=True)
-    return df, pd.Series(np.concatenate(labels), index=np.arange(len(omegas) * n_per_class))
+    return make_oscillator_classes(n_per_class, omegas=omegas, random_state=seed)
 
 
 def run_oscillators(params: dict[str, Any], seeds=(0, 1)) -> list[dict[str, Any]]:

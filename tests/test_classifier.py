@@ -23,7 +23,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils import estimator_checks as ec
 
 from latentode import LatentODEClassifier, LatentODERegressor
-from latentode.datasets import make_damped_oscillators
+from latentode.datasets import make_oscillator_classes
 from latentode.nn.classifier import weighted_cross_entropy
 
 #: a small encoder-only classifier: trains in seconds
@@ -32,21 +32,8 @@ FAST = {**TINY, "classifier": "encoder", "rec_dim": 12, "units": 24, "gru_units"
 
 
 def oscillator_classes(n_per_class: int, omegas=(1.0, 2.5), seed: int = 0):
-    """Damped oscillators of ``len(omegas)`` frequencies; label ``k`` = the k-th frequency.
-
-    Returns the long frame (ids ``0 .. n - 1``, columns ``x0, x1``) and a Series of labels
-    indexed by id.
-    """
-    frames, labels = [], []
-    for k, omega in enumerate(omegas):
-        part = make_damped_oscillators(n_per_class, 15, omega=omega, time_range=(0.0, 6.0),
-                                       missing_fraction=0.3, noise_std=0.05,
-                                       random_state=seed + k)
-        part["id"] += k * n_per_class
-        frames.append(part)
-        labels.append(np.full(n_per_class, k))
-    df = pd.concat(frames, ignore_index=True)
-    return df, pd.Series(np.concatenate(labels), index=np.arange(len(omegas) * n_per_class))
+    """The classification task of :func:`latentode.datasets.make_oscillator_classes`."""
+    return make_oscillator_classes(n_per_class, omegas=omegas, random_state=seed)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from latentode.datasets import (
     load_physionet_sample,
     make_damped_oscillators,
     make_ornstein_uhlenbeck,
+    make_oscillator_classes,
     make_periodic,
     paper_mse,
     physionet_minmax,
@@ -356,6 +357,29 @@ def test_make_damped_oscillators_dynamics() -> None:
     resid = (df[["x0", "x1"]] - truth[["x0", "x1"]]).to_numpy()
     assert np.nanstd(resid) == pytest.approx(0.01, rel=0.05)
 
+
+
+def test_make_oscillator_classes_is_one_oscillator_per_class() -> None:
+    df, y = make_oscillator_classes(7, 12, omegas=(0.8, 1.8, 3.2), random_state=5)
+    assert list(df.columns) == ["id", "t", "x0", "x1"]
+    assert list(y.index) == list(range(21)) == sorted(df.id.unique())
+    assert y.tolist() == [0] * 7 + [1] * 7 + [2] * 7
+    for k, omega in enumerate((0.8, 1.8, 3.2)):
+        part = make_damped_oscillators(7, 12, omega=omega, time_range=(0.0, 6.0),
+                                       missing_fraction=0.3, noise_std=0.05,
+                                       random_state=5 + k)
+        got = df[df.id.between(7 * k, 7 * k + 6)].reset_index(drop=True)
+        part["id"] += 7 * k
+        pd.testing.assert_frame_equal(got, part)
+    again, y_again = make_oscillator_classes(7, 12, omegas=(0.8, 1.8, 3.2), random_state=5)
+    pd.testing.assert_frame_equal(df, again)
+    pd.testing.assert_series_equal(y, y_again)
+    with pytest.raises(ValueError, match="at least two classes"):
+        make_oscillator_classes(5, omegas=(1.0,))
+    with pytest.raises(ValueError, match="n_per_class"):
+        make_oscillator_classes(0)
+    with pytest.raises(ValueError, match="random_state"):
+        make_oscillator_classes(5, random_state=1.5)
 
 @pytest.mark.parametrize("theta", [0.8, 0.0])
 def test_make_ornstein_uhlenbeck_transitions(theta: float) -> None:

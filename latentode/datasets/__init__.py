@@ -15,6 +15,8 @@ make_periodic
     Noisy irregularly sampled sinusoids (the Latent ODE paper's toy data).
 make_damped_oscillators, damped_oscillator_matrix
     A damped harmonic oscillator with known linear dynamics.
+make_oscillator_classes
+    Damped oscillators of a few frequencies labelled by frequency (a classification task).
 make_ornstein_uhlenbeck
     Mean-reverting stochastic paths (random walks with ``theta=0``), exactly simulated.
 make_spirals
@@ -36,6 +38,7 @@ from .synthetic import (
     damped_oscillator_matrix,
     make_damped_oscillators,
     make_ornstein_uhlenbeck,
+    make_oscillator_classes,
     make_periodic,
 )
 
@@ -51,6 +54,7 @@ __all__ = [
     "make_periodic",
     "make_damped_oscillators",
     "damped_oscillator_matrix",
+    "make_oscillator_classes",
     "make_ornstein_uhlenbeck",
     "make_spirals",
     "Spirals",

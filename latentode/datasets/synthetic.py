@@ -4,6 +4,8 @@
   frequency, amplitude and phase), each series observed at its own random times.
 * :func:`make_damped_oscillators`: a damped harmonic oscillator with known linear dynamics
   (position and velocity channels), random initial conditions, values missing at random.
+* :func:`make_oscillator_classes`: a classification task, damped oscillators of a few
+  frequencies labelled by their frequency (a frame and one label per series).
 * :func:`make_ornstein_uhlenbeck`: a stochastic mean-reverting process (a random walk when the
   reversion rate is 0), simulated exactly at each series' irregular times: its future is
   uncertain however well a model learns it, and the uncertainty grows with the horizon.
@@ -17,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["make_periodic", "make_damped_oscillators", "make_ornstein_uhlenbeck"]
+__all__ = ["make_periodic", "make_damped_oscillators", "make_oscillator_classes",
+           "make_ornstein_uhlenbeck"]
 
 RandomState = int | np.random.Generator | np.random.SeedSequence | None
 
@@ -275,6 +278,66 @@ def make_damped_oscillators(
     observed = gen.random(truth.shape) >= missing_fraction
     noise = gen.normal(0.0, noise_std, size=truth.shape)
     return _to_long(times, truth, observed, noise, return_truth)
+
+
+def make_oscillator_classes(
+    n_per_class: int = 100,
+    n_points: int = 15,
+    *,
+    omegas: tuple[float, ...] = (1.0, 2.5),
+    time_range: tuple[float, float] = (0.0, 6.0),
+    missing_fraction: float = 0.3,
+    noise_std: float = 0.05,
+    random_state: int = 0,
+) -> tuple[pd.DataFrame, pd.Series]:
+    """A classification task: damped oscillators labelled by their frequency.
+
+    Class ``k`` holds ``n_per_class`` series of :func:`make_damped_oscillators` with
+    ``omega=omegas[k]`` (damping 0.1, the other settings as given), drawn with the seed
+    ``random_state + k``; its ids are ``k * n_per_class`` to ``(k + 1) * n_per_class - 1``.
+    The tests and ``benchmarks/classifier_small.py`` use it to check that a classifier tells
+    the dynamics apart from a few noisy, irregular points.
+
+    Parameters
+    ----------
+    n_per_class : int
+        Number of series per class.
+    n_points : int
+        Candidate observation times per series (see :func:`make_damped_oscillators`).
+    omegas : tuple of float
+        One natural angular frequency per class (at least two).
+    time_range : (float, float)
+        Interval of the observation times.
+    missing_fraction : float in [0, 1)
+        Probability that an entry is unobserved.
+    noise_std : float
+        Observation noise standard deviation.
+    random_state : int
+        Seed of the first class; class ``k`` uses ``random_state + k``, so the same seed gives
+        the same frame and labels.
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        ``id, t, x0, x1`` sorted by ``id`` and ``t``.
+    labels : pandas.Series
+        The class ``k`` (int) of each series, indexed by id (every id of ``frame``, in order).
+    """
+    _check_count("n_per_class", n_per_class)
+    if len(omegas) < 2:
+        raise ValueError(f"omegas must give at least two classes, got {omegas!r}")
+    if isinstance(random_state, bool) or int(random_state) != random_state:
+        raise ValueError(f"random_state must be an int, got {random_state!r}")
+    frames, labels = [], []
+    for k, omega in enumerate(omegas):
+        part = make_damped_oscillators(n_per_class, n_points, omega=omega, time_range=time_range,
+                                       missing_fraction=missing_fraction, noise_std=noise_std,
+                                       random_state=int(random_state) + k)
+        part["id"] += k * n_per_class
+        frames.append(part)
+        labels.append(np.full(n_per_class, k))
+    frame = pd.concat(frames, ignore_index=True)
+    return frame, pd.Series(np.concatenate(labels), index=np.arange(len(omegas) * n_per_class))
 
 
 def make_ornstein_uhlenbeck(
