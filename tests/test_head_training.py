@@ -85,6 +85,20 @@ def test_head_lr_decays_to_its_own_floor():
     assert seen[-1][1] == pytest.approx(0.05 + 3 * 0.005, rel=1e-4)
 
 
+def test_head_weight_decay_is_the_heads_group_only():
+    model = _TwoPart(linear=True)
+    seen: list[list[float]] = []
+    _fit(model, max_epochs=2, lr=0.1, head_weight_decay=1.0,
+         callbacks=[lambda e, r, m: seen.append([_val(m.w), _val(m.classifier.h)])])
+    assert seen[-1][0] == pytest.approx(0.2, rel=1e-5)  # w: constant gradient, no decay
+    # h: gradient -10 + 1.0 * h, -10 then -9.9; Adamax's second step: m = 0.9 * (-1) + 0.1 *
+    # (-9.9) = -1.89 (bias-corrected / 0.19), u = max(0.999 * 10, 9.9) = 9.99
+    assert seen[-1][1] == pytest.approx(0.1 + 0.1 * (1.89 / 0.19) / 9.99, rel=1e-5)
+    plain = _TwoPart(linear=True)
+    _fit(plain, max_epochs=2, lr=0.1)
+    assert _val(plain.classifier.h) == pytest.approx(0.2, rel=1e-5)
+
+
 def test_ce_warmup_ramps_the_cross_entropy_from_zero():
     model = _TwoPart()
     heads: list[float] = []

@@ -117,6 +117,7 @@ def fit_model(
     weight_averaging: float = 0.0,
     head_lr: float = 1.0,
     ce_warmup: int = 0,
+    head_weight_decay: float | None = None,
 ) -> History:
     """Train a :class:`~latentode.nn.LatentODE` by minimising its negative IWAE bound.
 
@@ -242,6 +243,9 @@ def fit_model(
         ``ce_weight * min(1, e / ce_warmup)`` (``loss_options["ce_weight"]``), so with
         ``ce_warmup > 0`` epoch 0 trains the ELBO alone and the head gets no gradient until
         epoch 1. Validation always uses the full ``ce_weight``. 0: no warm-up.
+    head_weight_decay : float, optional
+        The classifier head's own ``weight_decay`` (its parameter group's L2 penalty); None:
+        ``weight_decay``, as every other weight.
 
     Returns
     -------
@@ -330,9 +334,11 @@ def fit_model(
     opt_cls = torch.optim.Adamax if optimizer == "adamax" else torch.optim.Adam
     head = {id(p) for p in model.classifier.parameters()} if has_classifier else set()
     head_params = [p for p in params if id(p) in head]
-    if head_lr != 1.0 and head_params:  # the head's own group, the rest at lr
+    if (head_lr != 1.0 or head_weight_decay is not None) and head_params:  # the head's group
         groups = [{"params": [p for p in params if id(p) not in head]},
-                  {"params": head_params, "lr": lr * head_lr}]
+                  {"params": head_params, "lr": lr * head_lr,
+                   "weight_decay": weight_decay if head_weight_decay is None
+                   else float(head_weight_decay)}]
         opt = opt_cls(groups, lr=lr, weight_decay=weight_decay)
     else:
         opt = opt_cls(params, lr=lr, weight_decay=weight_decay)
