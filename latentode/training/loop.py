@@ -115,9 +115,6 @@ def fit_model(
     forecast_share: float = 0.0,
     forecast_range: tuple[float, float] = FORECAST_RANGE,
     weight_averaging: float = 0.0,
-    head_lr: float = 1.0,
-    ce_warmup: int = 0,
-    head_weight_decay: float | None = None,
 ) -> History:
     """Train a :class:`~latentode.nn.LatentODE` by minimising its negative IWAE bound.
 
@@ -233,19 +230,6 @@ def fit_model(
         updated after every optimiser step) is what every epoch validates, what the callbacks
         see, what the best weights snapshot and what training returns; the optimiser keeps
         stepping its own weights. Not with ``distributed``.
-    head_lr : float
-        The learning rate of the classifier head's parameters (``model.classifier``) as a
-        factor of ``lr`` (their own optimiser parameter group, decayed alike by ``lr_decay``);
-        1 (one group, the former behaviour) or any factor ``> 0``. Ignored by a model without
-        a classifier.
-    ce_warmup : int
-        Warm-up of the cross-entropy: in epoch ``e`` the training loss weighs it by
-        ``ce_weight * min(1, e / ce_warmup)`` (``loss_options["ce_weight"]``), so with
-        ``ce_warmup > 0`` epoch 0 trains the ELBO alone and the head gets no gradient until
-        epoch 1. Validation always uses the full ``ce_weight``. 0: no warm-up.
-    head_weight_decay : float, optional
-        The classifier head's own ``weight_decay`` (its parameter group's L2 penalty); None:
-        ``weight_decay``, as every other weight.
 
     Returns
     -------
@@ -316,10 +300,6 @@ def fit_model(
     if val_metric in ("log_loss", "roc_auc") and (val_loader is None or not has_classifier):
         raise ValueError(f"val_metric={val_metric!r} needs a val_loader and a model with a "
                          "classifier.")
-    if not (math.isfinite(head_lr) and head_lr > 0.0):
-        raise ValueError(f"head_lr must be a finite number > 0, got {head_lr!r}.")
-    if isinstance(ce_warmup, bool) or int(ce_warmup) != ce_warmup or ce_warmup < 0:
-        raise ValueError(f"ce_warmup must be an integer >= 0, got {ce_warmup!r}.")
     extra = dict(loss_options or {})
     score_classes = val_loader is not None and has_classifier and (
         val_metric in ("log_loss", "roc_auc") or float(extra.get("ce_weight", 0.0)) > 0
@@ -332,19 +312,9 @@ def fit_model(
     dtype = params[0].dtype
     schedule = kl_weight_schedule(kl_warmup)
     opt_cls = torch.optim.Adamax if optimizer == "adamax" else torch.optim.Adam
-    head = {id(p) for p in model.classifier.parameters()} if has_classifier else set()
-    head_params = [p for p in params if id(p) in head]
-    if (head_lr != 1.0 or head_weight_decay is not None) and head_params:  # the head's group
-        groups = [{"params": [p for p in params if id(p) not in head]},
-                  {"params": head_params, "lr": lr * head_lr,
-                   "weight_decay": weight_decay if head_weight_decay is None
-                   else float(head_weight_decay)}]
-        opt = opt_cls(groups, lr=lr, weight_decay=weight_decay)
-    else:
-        opt = opt_cls(params, lr=lr, weight_decay=weight_decay)
+    opt = opt_cls(params, lr=lr, weight_decay=weight_decay)
     average = WeightAverage(params, weight_averaging) if weight_averaging > 0.0 else None
     lr_floor = lr / 10.0 if min_lr is None else float(min_lr)
-    floors = [lr_floor * group["lr"] / lr for group in opt.param_groups]
     cbs = [as_callback(cb) for cb in callbacks]
     max_norm = math.inf if grad_clip is None else float(grad_clip)
 
@@ -393,10 +363,6 @@ def fit_model(
             n_batches = n_skipped = 0
             last_solve_error: ODESolveError | None = None
             kl_weight = schedule(epoch, step)
-            train_extra = extra
-            if ce_warmup > 0 and "ce_weight" in extra:
-                train_extra = {**extra, "ce_weight": float(extra["ce_weight"])
-                               * min(1.0, epoch / float(ce_warmup))}
             if distributed:
                 assert generator is not None
                 batches = iter(train_loader())
@@ -407,7 +373,7 @@ def fit_model(
                         dtype=dtype, acc_dtype=acc_dtype, n_traj_samples=n_traj_samples,
                         kl_weight=kl_weight, generator=generator, obs_dropout=obs_dropout,
                         obs_weighting=obs_weighting, forecast_split=forecast_split,
-                        max_norm=max_norm, epoch=epoch, loss_options=train_extra,
+                        max_norm=max_norm, epoch=epoch, loss_options=extra,
                         forecast_share=forecast_share, forecast_range=forecast_range,
                         interrupts=requests)
                     if status == "interrupted":  # on every rank, after the same batch
@@ -432,8 +398,7 @@ def fit_model(
                                                              generator, forecast_share,
                                                              forecast_range)
                         out = model.loss(cond, n_traj_samples, kl_weight, target=target,
-                                         generator=generator, weighting=obs_weighting,
-                                         **train_extra)
+                                         generator=generator, weighting=obs_weighting, **extra)
                         opt.zero_grad(set_to_none=True)
                         out.loss.backward()
                     except ODESolveError as err:
@@ -517,8 +482,8 @@ def fit_model(
             history.append(record)
 
             if lr_decay is not None:
-                for group, floor in zip(opt.param_groups, floors):
-                    group["lr"] = max(group["lr"] * lr_decay, floor)
+                for group in opt.param_groups:
+                    group["lr"] = max(group["lr"] * lr_decay, lr_floor)
             postfix = {"loss": f"{record['train_loss']:.4g}", "kl_w": f"{kl_weight:.2f}"}
             if record["val_loss"] is not None:
                 postfix["val"] = f"{record['val_loss']:.4g}"
