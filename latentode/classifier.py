@@ -237,6 +237,8 @@ static_encoder_, feature_names_in_, n_features_in_, device_
     (4, 2)
     """
 
+    _empty_series_methods: ClassVar[str] = "predict_proba and predict"
+
     _parameter_constraints: ClassVar[dict[str, Any]] = {
         **LatentODERegressor._parameter_constraints,
         "classifier": [Options(CLASSIFIER_INPUTS)],

@@ -554,6 +554,9 @@ class LatentODERegressor(BaseEstimator):
     (60, 3)
     """
 
+    #: the methods that return NaN for a series left out of the fit (named in its warning)
+    _empty_series_methods: ClassVar[str] = "predict and extrapolate"
+
     #: What each parameter may be, declared once (scikit-learn's ``_parameter_constraints``
     #: convention, with latentode's own constraint objects and error wording, see
     #: :mod:`latentode._param_validation`). :meth:`fit` checks it before touching the data and
@@ -891,8 +894,8 @@ class LatentODERegressor(BaseEstimator):
                 f"{n} series {'has' if n == 1 else 'have'} no observed value of the target "
                 f"columns {_fmt_ids(list(vf.target_cols))} and {'was' if n == 1 else 'were'} "
                 f"left out of the fit: {_fmt_ids([_plain(i) for i in vf.dropped_series])}"
-                f"{'' if id_col is None else f' (column {id_col!r})'}; predict and extrapolate "
-                "return NaN for such series.",
+                f"{'' if id_col is None else f' (column {id_col!r})'}; "
+                f"{self._empty_series_methods} return NaN for such series.",
                 UserWarning, stacklevel=external_stacklevel(),
             )
         if self.forecast_split is not None and (vf.n_observed_points < 2).all():

@@ -157,6 +157,17 @@ def test_series_without_observations_get_nan(fitted, small):
     assert pd.isna(pred.loc[2]) and pred.drop(index=2).notna().all()
 
 
+
+def test_fit_warns_about_series_without_observations_in_classifier_terms(small):
+    df, y = small
+    empty = df.copy()
+    empty.loc[empty["id"] == 2, ["x0", "x1"]] = np.nan
+    with pytest.warns(UserWarning, match=r"left out of the fit: 2 \(column 'id'\); "
+                                         r"predict_proba and predict return NaN") as record:
+        clf = LatentODEClassifier(**{**FAST, "max_epochs": 1}).fit(empty, y)
+    assert not any("extrapolate" in str(w.message) for w in record)
+    assert clf.predict_proba(empty.drop(index=empty.index[empty["id"] == 2])).notna().all().all()
+
 @pytest.mark.parametrize(
     "make_y, match",
     [
