@@ -176,7 +176,8 @@ class _BackwardEncoder(nn.Module):
             for i in range(n - 1, -1, -1):
                 h = self._evolve(h, t_next[:, i], times[:, i])
                 h = torch.where(do_update[:, i], self.update(h, x_proj[:, i]), h)
-                seen.append(h)
+                if return_states:
+                    seen.append(h)
             if return_states:
                 states = torch.stack(seen)                                # (N, B, rec_dim)
                 observed = do_update.squeeze(-1).t().flip(0)              # (N, B)
