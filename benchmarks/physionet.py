@@ -1077,6 +1077,8 @@ def format_tpatchgnn(res: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse arguments, run the benchmark, print the table; return the results."""
+    from latentode.nn.registry import ENCODERS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="reconstruction",
                         choices=("reconstruction", "classification"),
@@ -1136,7 +1138,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--poisson", action="store_true", help="Poisson process likelihood")
-    parser.add_argument("--encoder", default="odernn", choices=("odernn", "gru"))
+    parser.add_argument("--encoder", default="odernn", choices=ENCODERS)
     parser.add_argument("--gradient", default="adjoint", choices=("adjoint", "backprop"))
     parser.add_argument("--solver", default="dopri5", choices=("dopri5", "rk4", "euler"))
     parser.add_argument("--batch-size", type=int, default=50)

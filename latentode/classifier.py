@@ -112,7 +112,9 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         ``"+pooled"`` values add to the MLP's input what the encoder saw of the whole series:
         its hidden states after each observation's update, pooled over the series' observed
         time points (their mean and an attention-weighted average with a learned query,
-        :class:`~latentode.nn.pooling.StatePooling`; ``2 * rec_dim`` inputs), through which
+        :class:`~latentode.nn.pooling.StatePooling`; ``2 * rec_dim`` inputs, ``4 * rec_dim``
+        with ``encoder="mtan"``, whose states are those of its bidirectional GRU at each
+        reference time), through which
         the cross-entropy also trains the encoder directly. ``"latent+summary"`` beat
         ``"latent"`` on PhysioNet mortality (5 splits) and on synthetic oscillators told
         apart by their frequency; the default since 2026-11-29, ``"latent+summary+pooled"``,

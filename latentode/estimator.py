@@ -185,9 +185,13 @@ class LatentODERegressor(BaseEstimator):
     ----------
     latent_dim : int, default=20
         Size of the latent state ``z``.
-    encoder : {"odernn", "gru"}, default="odernn"
-        Recognition network: ODE-RNN (hidden state evolved by an ODE between observations) or a
-        GRU fed with time gaps (faster).
+    encoder : {"odernn", "gru", "mtan"}, default="odernn"
+        Recognition network: ODE-RNN (hidden state evolved by an ODE between observations), a
+        GRU fed with time gaps (faster), or multi-time attention (``"mtan"``, after Shukla &
+        Marlin, 2021: each channel's observations attended onto 64 reference times over the
+        series' window through a learned time embedding of ``units`` features, read by a
+        bidirectional GRU of ``rec_dim`` units per direction over ``gru_units`` features;
+        :class:`~latentode.nn.mtan.MTANEncoder`).
     rec_dim : int, default=40
         Hidden state size of the recognition network.
     units : int, default=50

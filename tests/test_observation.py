@@ -247,7 +247,7 @@ def test_former_names_and_import_paths_still_work():
 
 # ------------------------------------------------------------------ registries
 def test_registries_are_the_options_the_estimator_and_files_accept():
-    assert ENCODERS == tuple(ENCODER_CLASSES) == ("odernn", "gru")
+    assert ENCODERS == tuple(ENCODER_CLASSES) == ("odernn", "gru", "mtan")
     assert LIKELIHOODS == tuple(OBSERVATION_MODELS) == ("gaussian", "student_t")
     for name, cls in OBSERVATION_MODELS.items():
         assert issubclass(cls, ObservationModel) and cls.name == name

@@ -69,7 +69,7 @@ def test_every_checked_parameter_refuses_a_wrong_type(name: str) -> None:
         (dict(rtol=float("nan")), "rtol must be a positive finite number, got nan."),
         (dict(atol=10**400), "atol must be a positive finite number, got " + str(10**400) + "."),
         (dict(step_size=0.0), "step_size must be None or a positive finite number, got 0.0."),
-        (dict(encoder="lstm"), "encoder must be one of ('odernn', 'gru'), got 'lstm'."),
+        (dict(encoder="lstm"), "encoder must be one of ('odernn', 'gru', 'mtan'), got 'lstm'."),
         (dict(solver="rk45"),
          "solver must be one of ('dopri5', 'bosh3', 'rk4', 'euler'), got 'rk45'."),
         (dict(early_stopping="yes"), "early_stopping must be True or False, got 'yes'."),

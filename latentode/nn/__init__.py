@@ -19,6 +19,7 @@ from .likelihoods import (
     observation_weights,
 )
 from .model import LatentODE, LossOutput, PredictOutput
+from .mtan import MTANEncoder
 from .observation import (
     GaussianObservation,
     ObservationModel,
@@ -48,6 +49,7 @@ __all__ = [
     "PredictOutput",
     "ODERNNEncoder",
     "GRUEncoder",
+    "MTANEncoder",
     "GRUUpdate",
     "LatentDynamics",
     "PoissonDynamics",

@@ -77,6 +77,11 @@ class _BackwardEncoder(nn.Module):
     #: runs the reference loop of autograd operations (same values and gradients, slower)
     fused: bool = True
 
+    @property
+    def state_dim(self) -> int:
+        """Width of the states ``forward(..., return_states=True)`` returns, ``rec_dim``."""
+        return self.rec_dim
+
     def _flow(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Linear layers of the hidden-state vector field (empty: no flow)."""
         return []

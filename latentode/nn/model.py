@@ -119,10 +119,11 @@ class LatentODE(nn.Module):
         Latent state size.
     rec_dim : int
         Encoder hidden state size.
-    encoder : {"odernn", "gru"}
+    encoder : {"odernn", "gru", "mtan"}
         Recognition network, by its name in :data:`latentode.nn.registry.ENCODER_CLASSES`:
-        :class:`~latentode.nn.encoder.ODERNNEncoder` or
-        :class:`~latentode.nn.encoder.GRUEncoder`.
+        :class:`~latentode.nn.encoder.ODERNNEncoder`,
+        :class:`~latentode.nn.encoder.GRUEncoder` or
+        :class:`~latentode.nn.mtan.MTANEncoder`.
     units : int
         Hidden width of the dynamics MLPs, encoder head and intensity network.
     n_layers : int
@@ -355,7 +356,8 @@ class LatentODE(nn.Module):
                                                          "latent+summary+pooled") else None)
         # the encoder's hidden states pooled over each series' observations (head_inputs)
         self.pooling: StatePooling | None = (
-            StatePooling(rec_dim, units) if head_inputs.endswith("+pooled") else None)
+            StatePooling(self.encoder.state_dim, units) if head_inputs.endswith("+pooled")
+            else None)
         self.classifier = (ClassifierHead(
             latent_dim, n_classes, n_static, units, dropout=float(classifier_dropout),
             n_summary=0 if self.summary is None else self.summary.n_features,

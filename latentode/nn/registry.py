@@ -7,7 +7,9 @@ One place maps each name the estimator accepts to the class that implements it:
 decoder alone); the estimator's parameter constraints and the checks of saved files read the
 names from here (:data:`ENCODERS`, :data:`LIKELIHOODS`, :data:`READOUTS`). Adding a component
 is one new module with its class (see :class:`~latentode.nn.observation.ObservationModel` for a
-likelihood), one entry below and its tests.
+likelihood; an encoder has ``from_config``, a ``forward`` returning the mean and standard
+deviation of ``q(z_t0)`` and, with ``return_states=True``, the states a pooling head reads and
+their mask, and ``state_dim``, their width), one entry below and its tests.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from torch import nn
 
 from .encoder import GRUEncoder, ODERNNEncoder
+from .mtan import MTANEncoder
 from .observation import GaussianObservation, ObservationModel, StudentTObservation
 from .readout import NeighbourReadout
 
@@ -25,6 +28,7 @@ __all__ = ["ENCODER_CLASSES", "ENCODERS", "OBSERVATION_MODELS", "LIKELIHOODS",
 ENCODER_CLASSES: dict[str, type[nn.Module]] = {
     "odernn": ODERNNEncoder,
     "gru": GRUEncoder,
+    "mtan": MTANEncoder,
 }
 #: likelihoods of the observed values by name
 OBSERVATION_MODELS: dict[str, type[ObservationModel]] = {
