@@ -198,12 +198,15 @@ class LatentODE(nn.Module):
         parameters (``"shared"``) or each kind has its own (``"split"``; the
         ``sides`` of :class:`~latentode.nn.readout.NeighbourReadout`). Unused without a
         readout.
-    readout_split : {"offset", "copy"}
-        With ``readout_sides="split"``: how the one-sided queries' parameters are held (the
-        ``split`` of :class:`~latentode.nn.readout.NeighbourReadout`): the two-sided ones plus
-        offsets that start at 0 (``"offset"``), or a set of their own (``"copy"``, the layout
-        of networks saved before ``"offset"`` existed, which load with it:
-        :attr:`FORMER_HPARAMS`). Unused otherwise.
+    readout_split : {"bounded", "offset", "copy"}
+        With ``readout_sides="split"``: how the one-sided queries' parameters are held and
+        used (the ``split`` of :class:`~latentode.nn.readout.NeighbourReadout`): the two-sided
+        ones plus offsets that start at 0, with a one-sided correction that only moves the
+        trajectory toward the carried observation and at most as far as the two-sided
+        parameters would (``"bounded"``) or with the full correction (``"offset"``, the
+        layout of networks saved before ``"bounded"`` existed, which keep it), or a set of
+        their own (``"copy"``, the layout of networks saved before ``"offset"`` existed, which
+        load with it: :attr:`FORMER_HPARAMS`). Unused otherwise.
 
     Examples
     --------
@@ -265,7 +268,7 @@ class LatentODE(nn.Module):
         classifier_dropout: float = 0.0,
         head_inputs: str = "latent",
         readout_sides: str = "shared",
-        readout_split: str = "offset",
+        readout_split: str = "bounded",
     ) -> None:
         super().__init__()
         if head_inputs not in HEAD_INPUTS:
