@@ -957,8 +957,10 @@ class LatentODERegressor(BaseEstimator):
                 model = self._build_model(vf.n_channels, n_static,
                                           n_classes=0 if classes is None else len(classes))
             model.set_intensity_base(torch.as_tensor(_data.observation_rates(train)))
+            spacing = torch.as_tensor(_data.observation_spacing(train))
             if self.readout_reach == "spacing":
-                model.set_readout_reach(torch.as_tensor(_data.observation_spacing(train)))
+                model.set_readout_reach(spacing)
+            model.set_readout_spacing(spacing)  # a split readout's one-sided residual
         model.to(device)
         if not reuse:
             self._init_model(model, train)

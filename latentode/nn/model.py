@@ -405,6 +405,18 @@ class LatentODE(nn.Module):
             return
         self.readout.set_reach(spacing)
 
+    def set_readout_spacing(self, spacing: torch.Tensor) -> None:
+        """Set the typical spacing ``(C,)`` of each channel's observations, in model time.
+
+        Set it from the training data before training
+        (:func:`latentode.data.observation_spacing`; see :meth:`NeighbourReadout.set_spacing
+        <latentode.nn.readout.NeighbourReadout.set_spacing>`). No effect without a
+        ``readout_split="bounded"`` split readout.
+        """
+        if self.readout is None:
+            return
+        self.readout.set_spacing(spacing)
+
     @property
     def observation(self) -> ObservationModel:
         """The observation model of the values (:mod:`latentode.nn.observation`)."""

@@ -292,6 +292,10 @@ class NeighbourReadout(nn.Module):
             with torch.no_grad():
                 for offset in self.one_sided.parameters():
                     offset.zero_()
+        self.residual_reach: torch.Tensor
+        if self.one_sided is not None and split == "bounded":
+            # the scale over which a one-sided query's residual fades (set_spacing)
+            self.register_buffer("residual_reach", torch.ones(n_channels))
 
     @torch.no_grad()
     def set_reach(self, reach: torch.Tensor) -> None:
@@ -311,6 +315,26 @@ class NeighbourReadout(nn.Module):
         self.log_reach.copy_(reach.log())
         if self.one_sided is not None and self.split == "copy":  # an offset follows
             self.one_sided.set_reach(reach)
+
+    @torch.no_grad()
+    def set_spacing(self, spacing: torch.Tensor) -> None:
+        """Set the typical spacing ``(C,)`` of each channel's observations (model time,
+        ``> 0``; :func:`latentode.data.observation_spacing` of the training series).
+
+        With ``split="bounded"`` it is :attr:`residual_reach`, the scale over which a
+        one-sided query's residual fades: reconstruction trains the one-sided parameters at
+        a channel's first and last observations, about one spacing from their neighbour, and
+        the residual is not carried to the longer gaps of forecasts. No effect otherwise.
+        """
+        if self.one_sided is None or self.split != "bounded":
+            return
+        spacing = torch.as_tensor(spacing, dtype=self.residual_reach.dtype,
+                                  device=self.residual_reach.device)
+        if spacing.shape != self.residual_reach.shape or not bool(
+                (torch.isfinite(spacing) & (spacing > 0)).all()):
+            raise ValueError(f"spacing must be {tuple(self.residual_reach.shape)} positive "
+                             f"finite values.")
+        self.residual_reach.copy_(spacing)
 
     def effective_parameters(self, one_sided: bool = False) -> dict[str, torch.Tensor]:
         """The parameters the readout computes with, by name (``"log_scale"``,
@@ -438,11 +462,14 @@ class NeighbourReadout(nn.Module):
         w = self.effective_parameters(one_sided)
         if not (one_sided and self.one_sided is not None and self.split == "bounded"):
             return self._correct(nb, channel, base, latent(w), w)
-        interp, envelope, gate, _ = self._terms(nb, channel, base, latent(w), w)
+        interp, envelope, gate, resid = self._terms(nb, channel, base, latent(w), w)
         two = self.effective_parameters()
         _, envelope2, gate2, _ = self._terms(nb, channel, base, latent(two), two)
         weight = torch.minimum(envelope * torch.sigmoid(gate), envelope2 * torch.sigmoid(gate2))
-        return base + weight * (interp - base)
+        gap = torch.minimum(nb.prev_gap, nb.next_gap)
+        gap = torch.where(nb.has_prev | nb.has_next, gap, torch.zeros_like(gap)).to(base.dtype)
+        fade = torch.exp(-gap / self.residual_reach.to(base.dtype)[channel])
+        return base + weight * (interp - base) + envelope * fade * resid
 
     def _correct(self, nb: Neighbours, channel: torch.Tensor, base: torch.Tensor,
                  latent: torch.Tensor, w: dict[str, torch.Tensor] | None = None
