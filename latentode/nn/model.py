@@ -201,10 +201,11 @@ class LatentODE(nn.Module):
     readout_split : {"bounded", "offset", "copy"}
         With ``readout_sides="split"``: how the one-sided queries' parameters are held and
         used (the ``split`` of :class:`~latentode.nn.readout.NeighbourReadout`): the two-sided
-        ones plus offsets that start at 0, with a one-sided correction that only moves the
-        trajectory toward the carried observation and at most as far as the two-sided
-        parameters would (``"bounded"``) or with the full correction (``"offset"``, the
-        layout of networks saved before ``"bounded"`` existed, which keep it), or a set of
+        ones plus offsets that start at 0, with a one-sided pull toward the carried
+        observation at most the two-sided parameters' and a residual that fades over the
+        channel's typical spacing (``"bounded"``; :meth:`set_readout_spacing`) or with the
+        unbounded correction (``"offset"``, the layout of networks saved before
+        ``"bounded"`` existed, which keep it), or a set of
         their own (``"copy"``, the layout of networks saved before ``"offset"`` existed, which
         load with it: :attr:`FORMER_HPARAMS`). Unused otherwise.
 

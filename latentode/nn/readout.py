@@ -42,11 +42,11 @@ READOUT_REACHES: tuple[str, ...] = ("window", "spacing")
 #: share their parameters (``"shared"``) or each kind has its own (``"split"``)
 READOUT_SIDES: tuple[str, ...] = ("shared", "split")
 #: how a ``"split"`` readout holds and uses the one-sided queries' parameters: ``"bounded"``,
-#: the two-sided ones plus an offset that starts at 0, with a correction that only moves the
-#: trajectory toward the carried observation and never by more than the two-sided parameters
-#: would at the same gap; ``"offset"``, the same parameters with the full correction (gate and
-#: residual; the layout before ``"bounded"``); ``"copy"``, a set of their own drawn at random
-#: (the layout before ``"offset"``). Networks saved with one keep it.
+#: the two-sided ones plus an offset that starts at 0, with a pull toward the carried
+#: observation never stronger than the two-sided parameters' at the same gap and a residual
+#: that fades over the channel's typical spacing; ``"offset"``, the same parameters with the
+#: unbounded correction (the layout before ``"bounded"``); ``"copy"``, a set of their own
+#: drawn at random (the layout before ``"offset"``). Networks saved with one keep it.
 READOUT_SPLITS: tuple[str, ...] = ("bounded", "offset", "copy")
 
 
@@ -236,15 +236,17 @@ class NeighbourReadout(nn.Module):
 
             mean = base + min(envelope_one * sigmoid(g_one), envelope_two * sigmoid(g_two))
                           * (interp - base)
+                        + envelope_one * exp(-gap / residual_reach_d) * r_one
 
-        (``_one``: the one-sided parameters, ``_two``: this module's, at the same query):
-        no residual, so the prediction lies between the latent trajectory and the carried
-        observation, and it holds on to that observation at most as much as a query
-        between two observations at the same gap would. Reconstruction shows the one-sided
-        parameters short gaps only (a channel's first and last observation); unbounded, what
-        they learn there carries the last value too far into long forecasts of sparse
-        channels (the PhysioNet forecasts of the README's "Across data sets"), while the
-        two-sided parameters have seen the long gaps between sparse observations.
+        (``_one``: the one-sided parameters, ``_two``: this module's, at the same query;
+        ``residual_reach_d`` the channel's typical spacing, :meth:`set_spacing`): it holds
+        on to the carried observation at most as much as a query between two observations at
+        the same gap would, and its residual, learned where reconstruction shows one-sided
+        queries (a channel's first and last observation, about one spacing from their
+        neighbour), fades beyond those gaps. Unbounded (``"offset"``), what the one-sided
+        parameters learn at those short gaps carried the last value too far into the long
+        forecasts of sparse channels (PhysioNet's, README "The split readout, bounded"),
+        while the two-sided parameters have seen the long gaps between sparse observations.
         ``"copy"``: :attr:`one_sided`'s own parameters, drawn at random like this module's
         and trained by the one-sided queries alone, with the full correction (networks saved
         before ``"offset"`` existed have this layout). Unused with ``sides="shared"``.
@@ -255,6 +257,9 @@ class NeighbourReadout(nn.Module):
         With ``sides="split"``, a ``"shared"`` readout of the same sizes holding the
         one-sided queries' offsets (``split="bounded"`` or ``"offset"``) or parameters
         (``"copy"``); None otherwise.
+    residual_reach : torch.Tensor
+        ``(C,)`` buffer, with ``sides="split", split="bounded"`` only: the time scale over
+        which a one-sided query's residual fades (1 model time until :meth:`set_spacing`).
     """
 
     def __init__(self, latent_dim: int, n_channels: int, units: int = 16,
