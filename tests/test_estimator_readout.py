@@ -186,6 +186,11 @@ def test_reach_starts_at_each_channels_spacing(make_oscillators):
     reach = est.model_.readout.log_reach.exp().detach().numpy() * est.time_encoder_.scale_
     np.testing.assert_allclose(reach, expect, rtol=1e-5)
     assert 0.02 < reach.min() and reach.max() < 0.5 * est.time_encoder_.scale_
+    # a split readout's one-sided residual fades over the same spacing, whatever the reach
+    split = LatentODERegressor(**cfg, readout_sides="split").fit(df)
+    np.testing.assert_array_equal(split.model_.readout.log_reach.detach().numpy(), 0.0)
+    fade = split.model_.readout.residual_reach.numpy() * split.time_encoder_.scale_
+    np.testing.assert_allclose(fade, expect, rtol=1e-5)
 
 
 def test_readout_sides_split_saves_and_older_files_load_shared(oscillators, tmp_path):
@@ -220,25 +225,42 @@ def test_readout_sides_split_saves_and_older_files_load_shared(oscillators, tmp_
 def test_split_readouts_saved_before_offsets_load_with_their_own_one_sided_copy(oscillators,
                                                                                tmp_path):
     """``readout_sides="split"`` now holds the one-sided parameters as offsets from the
-    two-sided ones (``readout_split="offset"`` in the network's hyper-parameters, saved and
-    loaded); a file or pickle from before (no ``readout_split``: the one-sided parameters a
-    copy of their own, under the same tensor names) loads with ``"copy"`` and predicts as the
-    network it was, which the offset reading of the same tensors would not."""
+    two-sided ones with the bounded one-sided correction (``readout_split="bounded"`` in the
+    network's hyper-parameters, saved and loaded); a file saved with ``"offset"`` (the same
+    tensors, the full correction) keeps it and predicts as it did; a file or pickle from
+    before (no ``readout_split``: the one-sided parameters a copy of their own, under the same
+    tensor names) loads with ``"copy"`` and predicts as the network it was, which the offset
+    reading of the same tensors would not."""
     base = {**TINY, "readout": "neighbours", "readout_sides": "split", "forecast_share": 0.5}
     est = LatentODERegressor(**base).fit(oscillators)
-    assert est.model_.hparams["readout_split"] == "offset"
-    est.save(tmp_path / "offset.latentode")
-    assert LatentODERegressor.load(tmp_path / "offset.latentode").model_.readout.split == "offset"
+    assert est.model_.hparams["readout_split"] == "bounded"
+    est.save(tmp_path / "bounded.latentode")
+    assert LatentODERegressor.load(tmp_path / "bounded.latentode").model_.readout.split == \
+        "bounded"
     times = oscillators.groupby("id")["t"].max().to_frame("t").reset_index()
     times["t"] += 0.5
 
     def forecasts(model):
         return model.extrapolate(oscillators, times=times)[["x", "v"]].to_numpy(dtype=float)
 
-    offset_forecasts = forecasts(est)
+    bounded_forecasts = forecasts(est)
+    # the network as the "offset" code held it: the same tensors (but the spacing of the
+    # bounded residual, which it lacks), the full correction
+    offset_net = LatentODE(**{**est.model_.hparams, "readout_split": "offset"})
+    tensors = {k: v for k, v in est.model_.state_dict().items()
+               if k != "readout.residual_reach"}
+    offset_net.load_state_dict(tensors)
+    est.model_ = offset_net.eval()
+    offset_preds, offset_forecasts = est.predict(oscillators).to_numpy(), forecasts(est)
+    assert not np.allclose(offset_forecasts, bounded_forecasts)
+    est.save(tmp_path / "offset.latentode")
+    loaded = LatentODERegressor.load(tmp_path / "offset.latentode")
+    assert loaded.model_.readout.split == "offset"
+    np.testing.assert_array_equal(loaded.predict(oscillators).to_numpy(), offset_preds)
+    np.testing.assert_array_equal(forecasts(loaded), offset_forecasts)
     # the network as the former code held it: the same tensors, the one-sided ones a copy
     former = LatentODE(**{**est.model_.hparams, "readout_split": "copy"})
-    former.load_state_dict(est.model_.state_dict())
+    former.load_state_dict(tensors)
     est.model_ = former.eval()
     expect, expect_forecasts = est.predict(oscillators).to_numpy(), forecasts(est)
     assert not np.allclose(expect_forecasts, offset_forecasts)

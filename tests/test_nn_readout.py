@@ -361,7 +361,7 @@ def test_split_sides_give_each_kind_of_query_its_own_parameters():
         assert all(p.grad is None or not p.grad.any() for p in own)
 
 
-@pytest.mark.parametrize("split", ["offset", "copy"])
+@pytest.mark.parametrize("split", ["offset", "copy", "bounded"])
 def test_split_sides_set_both_reaches_and_the_option_is_checked(split):
     model = LatentODE(3, latent_dim=4, rec_dim=8, units=8, n_layers=1, readout="neighbours",
                       readout_sides="split", readout_split=split)
@@ -373,7 +373,7 @@ def test_split_sides_set_both_reaches_and_the_option_is_checked(split):
             model.readout.effective_parameters(one_sided)["log_reach"].exp(),
             torch.tensor([0.05, 0.2, 1.5]))
     # an offset stays 0: the one-sided reach is the two-sided one
-    assert (model.readout.one_sided.log_reach == 0).all() == (split == "offset")
+    assert (model.readout.one_sided.log_reach == 0).all() == (split != "copy")
     assert LatentODE(3, readout="neighbours").hparams["readout_sides"] == "shared"
     assert not any(".one_sided." in k for k in LatentODE(3, readout="neighbours").state_dict())
     with pytest.raises(ValueError, match="readout_sides must be one of"):
@@ -398,7 +398,7 @@ def test_offset_split_starts_at_the_shared_parameters_and_adds_the_offsets():
     q = torch.tensor([[0.5, 1.0, 2.0, 2.5]], dtype=torch.float64)
     base = torch.randn(2, 1, 4, 3, dtype=torch.float64)
     z = torch.randn(2, 1, 4, 5, dtype=torch.float64)
-    readout = NeighbourReadout(5, 3, sides="split").double()
+    readout = NeighbourReadout(5, 3, sides="split", split="offset").double()
     assert readout.split == "offset" and readout.one_sided.one_sided is None
     assert all(not p.any() for p in readout.one_sided.parameters())
     own, one = readout.effective_parameters(), readout.effective_parameters(one_sided=True)
@@ -443,6 +443,83 @@ def test_offset_split_starts_at_the_shared_parameters_and_adds_the_offsets():
             torch.testing.assert_close(p.grad, offsets[name].grad, rtol=0, atol=0)
 
 
+def test_bounded_split_one_sided_weight_never_exceeds_the_two_sided_one():
+    """``split="bounded"``: a one-sided query's prediction is
+    ``base + w * (interp - base) + envelope_one * exp(-gap / spacing_d) * r_one`` with
+    ``w = min(envelope_one * sigmoid(g_one), envelope_two * sigmoid(g_two))``: it holds on to
+    the carried observation at most as much as a query between two observations at the same
+    gap would, and its residual fades over the channel's spacing (``set_spacing``); the
+    two-sided queries are the offset readout's (hand-computed, sparse and dense paths). At the
+    start (offsets 0, output layer 0) it is the offset readout."""
+    torch.manual_seed(0)
+    cond = _hand_batch()
+    q = torch.tensor([[0.5, 1.0, 2.0, 2.5]], dtype=torch.float64)
+    base = torch.randn(2, 1, 4, 3, dtype=torch.float64)
+    z = torch.randn(2, 1, 4, 5, dtype=torch.float64)
+    readout = NeighbourReadout(5, 3, sides="split", split="bounded").double()
+    assert readout.split == "bounded" and all(not p.any() for p in readout.one_sided.parameters())
+    offset = NeighbourReadout(5, 3, sides="split", split="offset").double()
+    assert "residual_reach" not in offset.state_dict()
+    offset.load_state_dict({k: v for k, v in readout.state_dict().items()
+                            if k != "residual_reach"})
+    nb = channel_neighbours(cond, q)
+    two = nb.has_prev & nb.has_next
+    one_side = (nb.has_prev | nb.has_next) & ~two
+    interp = nb.interpolate()
+    near = torch.minimum(nb.prev_gap, nb.next_gap)
+    with torch.no_grad():
+        torch.testing.assert_close(readout(base, z, cond, q), offset(base, z, cond, q),
+                                   rtol=0, atol=1e-15)
+        # as if trained: two-sided gate 2, residual -0.5, reach 0.5; spacings 0.5, 0.25, 1
+        readout.out.bias.copy_(torch.tensor([2.0, -0.5]))
+        readout.log_reach.fill_(math.log(0.5))
+    readout.set_spacing(torch.tensor([0.5, 0.25, 1.0]))
+    np.testing.assert_array_equal(readout.residual_reach.numpy(), [0.5, 0.25, 1.0])
+    fade = torch.exp(-near / torch.tensor([0.5, 0.25, 1.0], dtype=torch.float64))
+    w_two = torch.exp(-near / 0.5) * torch.sigmoid(torch.tensor(2.0, dtype=torch.float64))
+    expect_two = base + torch.exp(-near / 0.5) * (1 / (1 + math.exp(-2.0)) * (interp - base)
+                                                  - 0.5)
+    # one-sided offsets: a longer reach (1.5) and a stronger gate (2.5) are held to the
+    # two-sided weight; a shorter reach (0.1) and a weaker gate (-1) are the one-sided ones;
+    # the residual offset 0.75 makes the one-sided residual 0.25
+    for gate, reach, binds in ((0.5, 1.5, True), (-3.0, 0.1, False)):
+        with torch.no_grad():
+            readout.one_sided.out.bias.copy_(torch.tensor([gate, 0.75]))
+            readout.one_sided.log_reach.fill_(math.log(reach / 0.5))
+            out = readout(base, z, cond, q)
+            dense = readout.dense(nb, base, z)
+        envelope = torch.exp(-near / reach)
+        w_one = envelope * torch.sigmoid(torch.tensor(2.0 + gate, dtype=torch.float64))
+        weight = torch.minimum(w_one, w_two)
+        assert bool((weight[one_side] == (w_two if binds else w_one)[one_side]).all())
+        expect_one = base + weight * (interp - base) + envelope * fade * 0.25
+        np.testing.assert_allclose(out[:, one_side].numpy(), expect_one[:, one_side].numpy(),
+                                   rtol=1e-12)
+        np.testing.assert_allclose(out[:, two].numpy(), expect_two[:, two].numpy(), rtol=1e-12)
+        torch.testing.assert_close(dense, out, rtol=0, atol=1e-12)
+        # the one-sided loss trains the gate's offset (and, through it, the two-sided gate by
+        # the same gradient) where it sets the weight, only the two-sided gate where that
+        # bounds it; the residual's offset and the two-sided residual alike
+        readout.zero_grad(set_to_none=True)
+        readout(base, z, cond, q)[:, one_side].sum().backward()
+        offset_grad, own_grad = readout.one_sided.out.bias.grad, readout.out.bias.grad
+        assert own_grad[0].abs() > 0 and offset_grad[1].abs() > 0
+        assert offset_grad[1] == own_grad[1]
+        assert (offset_grad[0] == 0) if binds else (offset_grad[0] == own_grad[0])
+    # the spacing is checked, and means nothing to the other layouts
+    for bad in ([0.5, 0.0, 1.0], [0.5, math.inf, 1.0], [0.5, 0.25]):
+        with pytest.raises(ValueError, match="spacing must be"):
+            readout.set_spacing(torch.tensor(bad))
+    offset.set_spacing(torch.tensor([0.0]))
+    NeighbourReadout(5, 3).set_spacing(torch.tensor([0.0]))
+    model = LatentODE(3, latent_dim=4, rec_dim=8, units=8, n_layers=1, readout="neighbours",
+                      readout_sides="split")
+    model.set_readout_spacing(torch.tensor([0.05, 0.2, 1.5]))
+    torch.testing.assert_close(model.readout.residual_reach, torch.tensor([0.05, 0.2, 1.5]))
+    LatentODE(3, latent_dim=4, rec_dim=8, units=8, n_layers=1).set_readout_spacing(
+        torch.tensor([0.0]))  # no readout: nothing to set
+
+
 def _train_readout(readout, base, z, cond, q, entries, steps=30):
     """``steps`` of Adamax (weight decay on) on the summed squared error of ``entries`` against
     1; returns the last loss."""
@@ -469,10 +546,10 @@ def test_offset_split_trained_without_one_sided_queries_keeps_the_shared_paramet
     two = nb.has_prev & nb.has_next
     both = nb.has_prev | nb.has_next
     torch.manual_seed(1)
-    start = NeighbourReadout(5, 3, sides="split").double().state_dict()
+    start = NeighbourReadout(5, 3, sides="split", split="offset").double().state_dict()
     fits = {}
     for name, entries in (("two", two), ("both", both)):
-        readout = NeighbourReadout(5, 3, sides="split").double()
+        readout = NeighbourReadout(5, 3, sides="split", split="offset").double()
         readout.load_state_dict(start)
         with torch.no_grad():
             first = ((readout(base, z, cond, q)[:, entries] - 1.0) ** 2).sum().item()

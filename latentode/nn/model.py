@@ -199,12 +199,16 @@ class LatentODE(nn.Module):
         parameters (``"shared"``) or each kind has its own (``"split"``; the
         ``sides`` of :class:`~latentode.nn.readout.NeighbourReadout`). Unused without a
         readout.
-    readout_split : {"offset", "copy"}
-        With ``readout_sides="split"``: how the one-sided queries' parameters are held (the
-        ``split`` of :class:`~latentode.nn.readout.NeighbourReadout`): the two-sided ones plus
-        offsets that start at 0 (``"offset"``), or a set of their own (``"copy"``, the layout
-        of networks saved before ``"offset"`` existed, which load with it:
-        :attr:`FORMER_HPARAMS`). Unused otherwise.
+    readout_split : {"bounded", "offset", "copy"}
+        With ``readout_sides="split"``: how the one-sided queries' parameters are held and
+        used (the ``split`` of :class:`~latentode.nn.readout.NeighbourReadout`): the two-sided
+        ones plus offsets that start at 0, with a one-sided pull toward the carried
+        observation at most the two-sided parameters' and a residual that fades over the
+        channel's typical spacing (``"bounded"``; :meth:`set_readout_spacing`) or with the
+        unbounded correction (``"offset"``, the layout of networks saved before
+        ``"bounded"`` existed, which keep it), or a set of
+        their own (``"copy"``, the layout of networks saved before ``"offset"`` existed, which
+        load with it: :attr:`FORMER_HPARAMS`). Unused otherwise.
 
     Examples
     --------
@@ -266,7 +270,7 @@ class LatentODE(nn.Module):
         classifier_dropout: float = 0.0,
         head_inputs: str = "latent",
         readout_sides: str = "shared",
-        readout_split: str = "offset",
+        readout_split: str = "bounded",
     ) -> None:
         super().__init__()
         if head_inputs not in HEAD_INPUTS:
@@ -403,6 +407,18 @@ class LatentODE(nn.Module):
         if self.readout is None:
             return
         self.readout.set_reach(spacing)
+
+    def set_readout_spacing(self, spacing: torch.Tensor) -> None:
+        """Set the typical spacing ``(C,)`` of each channel's observations, in model time.
+
+        Set it from the training data before training
+        (:func:`latentode.data.observation_spacing`; see :meth:`NeighbourReadout.set_spacing
+        <latentode.nn.readout.NeighbourReadout.set_spacing>`). No effect without a
+        ``readout_split="bounded"`` split readout.
+        """
+        if self.readout is None:
+            return
+        self.readout.set_spacing(spacing)
 
     @property
     def observation(self) -> ObservationModel:

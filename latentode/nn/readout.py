@@ -22,6 +22,7 @@ honest interpolation from the other observations of the channel.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -40,11 +41,13 @@ READOUT_REACHES: tuple[str, ...] = ("window", "spacing")
 #: whether the readout's queries with neighbours on both sides and those with one side only
 #: share their parameters (``"shared"``) or each kind has its own (``"split"``)
 READOUT_SIDES: tuple[str, ...] = ("shared", "split")
-#: how a ``"split"`` readout holds the one-sided queries' parameters: ``"offset"``, the
-#: two-sided ones plus an offset that starts at 0 (what a side with little data has not
-#: learned, it inherits), or ``"copy"``, a set of its own drawn at random (the layout before
-#: ``"offset"``, which networks saved then keep)
-READOUT_SPLITS: tuple[str, ...] = ("offset", "copy")
+#: how a ``"split"`` readout holds and uses the one-sided queries' parameters: ``"bounded"``,
+#: the two-sided ones plus an offset that starts at 0, with a pull toward the carried
+#: observation never stronger than the two-sided parameters' at the same gap and a residual
+#: that fades over the channel's typical spacing; ``"offset"``, the same parameters with the
+#: unbounded correction (the layout before ``"bounded"``); ``"copy"``, a set of their own
+#: drawn at random (the layout before ``"offset"``). Networks saved with one keep it.
+READOUT_SPLITS: tuple[str, ...] = ("bounded", "offset", "copy")
 
 
 class Neighbours(NamedTuple):
@@ -215,13 +218,13 @@ class NeighbourReadout(nn.Module):
         first or after its last conditioning observation: forecasts, backcasts) have their
         own set (:meth:`effective_parameters` with ``one_sided=True``, held by
         :attr:`one_sided` as ``split`` says), and the parameters of this module serve the
-        queries between two observations (with ``split="offset"``, as the base of the
-        one-sided ones too). Trained on forecasts too (``forecast_share``), the one-sided
-        queries' long gaps and large errors are then fitted by the one-sided offsets or
-        copy, which leaves the correction of interpolation between observations close to
-        what reconstruction trains.
-    split : {"offset", "copy"}
-        With ``sides="split"``, how the one-sided parameters are held
+        queries between two observations (with ``split="bounded"`` or ``"offset"``, as the
+        base of the one-sided ones too). Trained on forecasts too (``forecast_share``), the
+        one-sided queries' long gaps and large errors are then fitted by the one-sided
+        offsets or copy, which leaves the correction of interpolation between observations
+        close to what reconstruction trains.
+    split : {"bounded", "offset", "copy"}
+        With ``sides="split"``, how the one-sided parameters are held and used
         (:data:`READOUT_SPLITS`). ``"offset"``: they are this module's parameters plus
         :attr:`one_sided`'s offsets, which start at 0 (a hierarchical parameterisation):
         the two-sided queries train this module's parameters, the one-sided queries both
@@ -229,20 +232,38 @@ class NeighbourReadout(nn.Module):
         one-sided queries are only those before a channel's first or after its last
         observation) so follows what the readout learns from every query instead of
         staying near a random start, and specialises through its offsets where it has data.
+        ``"bounded"``: the same parameters, and a one-sided query's correction is::
+
+            mean = base + min(envelope_one * sigmoid(g_one), envelope_two * sigmoid(g_two))
+                          * (interp - base)
+                        + envelope_one * exp(-gap / residual_reach_d) * r_one
+
+        (``_one``: the one-sided parameters, ``_two``: this module's, at the same query;
+        ``residual_reach_d`` the channel's typical spacing, :meth:`set_spacing`): it holds
+        on to the carried observation at most as much as a query between two observations at
+        the same gap would, and its residual, learned where reconstruction shows one-sided
+        queries (a channel's first and last observation, about one spacing from their
+        neighbour), fades beyond those gaps. Unbounded (``"offset"``), what the one-sided
+        parameters learn at those short gaps carried the last value too far into the long
+        forecasts of sparse channels (PhysioNet's, README "The split readout, bounded"),
+        while the two-sided parameters have seen the long gaps between sparse observations.
         ``"copy"``: :attr:`one_sided`'s own parameters, drawn at random like this module's
-        and trained by the one-sided queries alone (networks saved before ``"offset"``
-        existed have this layout). Unused with ``sides="shared"``.
+        and trained by the one-sided queries alone, with the full correction (networks saved
+        before ``"offset"`` existed have this layout). Unused with ``sides="shared"``.
 
     Attributes
     ----------
     one_sided : NeighbourReadout or None
         With ``sides="split"``, a ``"shared"`` readout of the same sizes holding the
-        one-sided queries' offsets (``split="offset"``) or parameters (``"copy"``); None
-        otherwise.
+        one-sided queries' offsets (``split="bounded"`` or ``"offset"``) or parameters
+        (``"copy"``); None otherwise.
+    residual_reach : torch.Tensor
+        ``(C,)`` buffer, with ``sides="split", split="bounded"`` only: the time scale over
+        which a one-sided query's residual fades (1 model time until :meth:`set_spacing`).
     """
 
     def __init__(self, latent_dim: int, n_channels: int, units: int = 16,
-                 n_scales: int = 4, sides: str = "shared", split: str = "offset") -> None:
+                 n_scales: int = 4, sides: str = "shared", split: str = "bounded") -> None:
         super().__init__()
         if n_channels < 1 or units < 1 or n_scales < 1:
             raise ValueError(f"n_channels, units and n_scales must be positive, got "
@@ -267,15 +288,19 @@ class NeighbourReadout(nn.Module):
         self.out = nn.Linear(units, 2)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
-        # built last, so that a "shared" readout draws its initial weights as before (an
-        # "offset" one draws them too, then zeroes them: what is drawn after it is unchanged)
+        # built last, so that a "shared" readout draws its initial weights as before (offsets
+        # are drawn too, then zeroed: what is drawn after them is unchanged)
         self.one_sided: NeighbourReadout | None = (
             NeighbourReadout(latent_dim, n_channels, units, n_scales) if sides == "split"
             else None)
-        if self.one_sided is not None and split == "offset":
+        if self.one_sided is not None and split != "copy":
             with torch.no_grad():
                 for offset in self.one_sided.parameters():
                     offset.zero_()
+        self.residual_reach: torch.Tensor
+        if self.one_sided is not None and split == "bounded":
+            # the scale over which a one-sided query's residual fades (set_spacing)
+            self.register_buffer("residual_reach", torch.ones(n_channels))
 
     @torch.no_grad()
     def set_reach(self, reach: torch.Tensor) -> None:
@@ -296,6 +321,26 @@ class NeighbourReadout(nn.Module):
         if self.one_sided is not None and self.split == "copy":  # an offset follows
             self.one_sided.set_reach(reach)
 
+    @torch.no_grad()
+    def set_spacing(self, spacing: torch.Tensor) -> None:
+        """Set the typical spacing ``(C,)`` of each channel's observations (model time,
+        ``> 0``; :func:`latentode.data.observation_spacing` of the training series).
+
+        With ``split="bounded"`` it is :attr:`residual_reach`, the scale over which a
+        one-sided query's residual fades: reconstruction trains the one-sided parameters at
+        a channel's first and last observations, about one spacing from their neighbour, and
+        the residual is not carried to the longer gaps of forecasts. No effect otherwise.
+        """
+        if self.one_sided is None or self.split != "bounded":
+            return
+        spacing = torch.as_tensor(spacing, dtype=self.residual_reach.dtype,
+                                  device=self.residual_reach.device)
+        if spacing.shape != self.residual_reach.shape or not bool(
+                (torch.isfinite(spacing) & (spacing > 0)).all()):
+            raise ValueError(f"spacing must be {tuple(self.residual_reach.shape)} positive "
+                             f"finite values.")
+        self.residual_reach.copy_(spacing)
+
     def effective_parameters(self, one_sided: bool = False) -> dict[str, torch.Tensor]:
         """The parameters the readout computes with, by name (``"log_scale"``,
         ``"log_reach"``, ``"context.weight"``, ``"context.bias"``, ``"channel"``, ``"base"``,
@@ -307,8 +352,8 @@ class NeighbourReadout(nn.Module):
             False: those of the queries between two observations of the channel (of every
             query with ``sides="shared"``): this module's own. True: those of the queries with
             a neighbour on one side only: with ``sides="shared"`` the same, with
-            ``split="offset"`` this module's plus :attr:`one_sided`'s offsets, with
-            ``split="copy"`` :attr:`one_sided`'s own.
+            ``split="bounded"`` or ``"offset"`` this module's plus :attr:`one_sided`'s
+            offsets, with ``split="copy"`` :attr:`one_sided`'s own.
 
         Returns
         -------
@@ -369,13 +414,16 @@ class NeighbourReadout(nn.Module):
             flat = entries.reshape(-1).nonzero().squeeze(1)  # (P,) entries (b, m, c), in order
             if flat.numel() == 0:
                 continue
-            w = self.effective_parameters(one_sided)
             c = flat % n_c
             picked = Neighbours(*(field.reshape(-1).index_select(0, flat) for field in nb))
-            # index_select on flattened views: the copies that advanced indexing makes, faster
-            latent = F.linear(z, w["latent.weight"]).reshape(k, n_b * n_m, -1).index_select(
-                1, flat // n_c)
-            new = self._correct(picked, c, flat_base.index_select(1, flat), latent, w)
+
+            def latent(w: dict[str, torch.Tensor], rows: torch.Tensor = flat // n_c
+                       ) -> torch.Tensor:
+                # index_select on flattened views: the copies that advanced indexing makes
+                return F.linear(z, w["latent.weight"]).reshape(k, n_b * n_m, -1).index_select(
+                    1, rows)
+
+            new = self._combine(picked, c, flat_base.index_select(1, flat), latent, one_sided)
             if mean is base:
                 mean = base.clone(memory_format=torch.contiguous_format)
             mean.view(k, -1).index_copy_(1, flat, new)
@@ -401,15 +449,32 @@ class NeighbourReadout(nn.Module):
         """
         channel = torch.arange(base.shape[-1], device=base.device).expand(nb.prev_gap.shape)
 
-        def correct(w: dict[str, torch.Tensor]) -> torch.Tensor:
-            return self._correct(nb, channel, base,
-                                 F.linear(z, w["latent.weight"]).unsqueeze(-2), w)
+        def latent(w: dict[str, torch.Tensor]) -> torch.Tensor:
+            return F.linear(z, w["latent.weight"]).unsqueeze(-2)
 
-        mean = correct(self.effective_parameters())
+        mean = self._combine(nb, channel, base, latent, False)
         if self.one_sided is None:
             return mean
         return torch.where(nb.has_prev & nb.has_next, mean,
-                           correct(self.effective_parameters(one_sided=True)))
+                           self._combine(nb, channel, base, latent, True))
+
+    def _combine(self, nb: Neighbours, channel: torch.Tensor, base: torch.Tensor,
+                 latent: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+                 one_sided: bool) -> torch.Tensor:
+        """The readout of queries of one kind (:meth:`_correct`'s shapes; ``latent`` projects
+        the latent states with a parameter set): with ``split="bounded"``, a one-sided query's
+        correction has no residual and its weight is at most the two-sided set's there."""
+        w = self.effective_parameters(one_sided)
+        if not (one_sided and self.one_sided is not None and self.split == "bounded"):
+            return self._correct(nb, channel, base, latent(w), w)
+        interp, envelope, gate, resid = self._terms(nb, channel, base, latent(w), w)
+        two = self.effective_parameters()
+        _, envelope2, gate2, _ = self._terms(nb, channel, base, latent(two), two)
+        weight = torch.minimum(envelope * torch.sigmoid(gate), envelope2 * torch.sigmoid(gate2))
+        gap = torch.minimum(nb.prev_gap, nb.next_gap)
+        gap = torch.where(nb.has_prev | nb.has_next, gap, torch.zeros_like(gap)).to(base.dtype)
+        fade = torch.exp(-gap / self.residual_reach.to(base.dtype)[channel])
+        return base + weight * (interp - base) + envelope * fade * resid
 
     def _correct(self, nb: Neighbours, channel: torch.Tensor, base: torch.Tensor,
                  latent: torch.Tensor, w: dict[str, torch.Tensor] | None = None
@@ -418,6 +483,15 @@ class NeighbourReadout(nn.Module):
         ``E``, ``base`` ``(K, *E)``, the projected latent states ``latent`` broadcastable to
         ``(K, *E, units)``, with the parameters ``w`` (:meth:`effective_parameters`; default
         this module's own); returns ``(K, *E)``."""
+        interp, envelope, gate, resid = self._terms(nb, channel, base, latent, w)
+        return base + envelope * (torch.sigmoid(gate) * (interp - base) + resid)
+
+    def _terms(self, nb: Neighbours, channel: torch.Tensor, base: torch.Tensor,
+               latent: torch.Tensor, w: dict[str, torch.Tensor] | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The parts of :meth:`_correct`, each ``(K, *E)`` (``interp`` and ``envelope``
+        ``E``): the interpolation, the envelope, the gate's logit ``g`` and the residual
+        ``r``."""
         w = self.effective_parameters() if w is None else w
         dtype = base.dtype
         has_p, has_n = nb.has_prev, nb.has_next
@@ -447,4 +521,4 @@ class NeighbourReadout(nn.Module):
         near = torch.where(has_p | has_n, near, torch.zeros_like(near)).to(dtype)
         reach = w["log_reach"].exp().to(dtype)[channel]
         envelope = (has_p | has_n).to(dtype) * torch.exp(-near / reach)
-        return base + envelope * (torch.sigmoid(gate) * (interp - base) + resid)
+        return interp, envelope, gate, resid
