@@ -278,6 +278,8 @@ def build_classifier(args: argparse.Namespace) -> Any:
         classifier_dropout=args.classifier_dropout, weight_decay=args.weight_decay,
         latent_dim=args.latent_dim, encoder=args.encoder, rec_dim=args.rec_dim, units=args.units,
         n_layers=args.n_layers, gru_units=args.gru_units, gradient=args.gradient,
+        mtan_ref_points=getattr(args, "mtan_ref_points", 64),
+        mtan_embed_dim=getattr(args, "mtan_embed_dim", None),
         solver=args.solver, n_traj_samples=3, max_epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
         obs_weighting=args.obs_weighting, kl_warmup=None if kl_warmup == "none" else kl_warmup,
@@ -531,6 +533,8 @@ def build_estimator(args: argparse.Namespace) -> Any:
     return LatentODERegressor(
         latent_dim=args.latent_dim, encoder=args.encoder, rec_dim=args.rec_dim, units=args.units,
         n_layers=args.n_layers, gru_units=args.gru_units, gradient=args.gradient,
+        mtan_ref_points=getattr(args, "mtan_ref_points", 64),
+        mtan_embed_dim=getattr(args, "mtan_embed_dim", None),
         solver=args.solver, n_traj_samples=3, max_epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
         obs_weighting=args.obs_weighting, forecast_split=args.forecast_split,
@@ -1178,6 +1182,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--units", type=int, default=50)
     parser.add_argument("--n-layers", type=int, default=3)
     parser.add_argument("--gru-units", type=int, default=50)
+    parser.add_argument("--mtan-ref-points", type=int, default=64,
+                        help="with --encoder mtan: reference times (mTAN's classifier: 128)")
+    parser.add_argument("--mtan-embed-dim", type=int, default=None,
+                        help="with --encoder mtan: size of the time embedding (default: "
+                             "--units; mTAN: 128)")
     parser.add_argument("--kl-warmup", default="exponential",
                         help="'exponential' (the paper's), 'none' or a number of epochs")
     parser.add_argument("--val-fraction", type=float, default=0.0,

@@ -162,6 +162,12 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         whatever the size of the data. 0: no averaging (the weights of the best epoch; the
         default until 2026-11-29, what files and pickles saved before the parameter existed
         load with).
+    mtan_ref_points : int, default=64
+        With ``encoder="mtan"``: the number of reference times (see
+        :class:`LatentODERegressor`; mTAN's PhysioNet classifier was published with 128).
+    mtan_embed_dim : int or None, default=None
+        With ``encoder="mtan"``: the size of its time embedding (mTAN's ``embed_time``,
+        published with 128); None: ``units``.
 
     Attributes
     ----------
@@ -310,6 +316,8 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         forecast_range: tuple[float, float] = FORECAST_RANGE,
         readout_sides: str = "shared",
         weight_averaging: float = 2.0,
+        mtan_ref_points: int = 64,
+        mtan_embed_dim: int | None = None,
     ) -> None:
         super().__init__(
             latent_dim=latent_dim, encoder=encoder, rec_dim=rec_dim, units=units,
@@ -326,6 +334,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             readout=readout, readout_aux=readout_aux, readout_reach=readout_reach,
             forecast_share=forecast_share, forecast_range=forecast_range,
             weight_decay=weight_decay, readout_sides=readout_sides,
+            mtan_ref_points=mtan_ref_points, mtan_embed_dim=mtan_embed_dim,
         )
         self.classifier = classifier
         self.ce_weight = ce_weight

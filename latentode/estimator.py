@@ -79,7 +79,8 @@ _ADDED_PARAMS: dict[str, Any] = {"scoring": "loss", "callbacks": None,
                                   "readout": "latent", "readout_aux": 1.0,
                                   "readout_reach": "window", "forecast_share": 0.0,
                                   "forecast_range": FORECAST_RANGE, "weight_decay": 0.0,
-                                  "readout_sides": "shared"}
+                                  "readout_sides": "shared", "mtan_ref_points": 64,
+                                  "mtan_embed_dim": None}
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -188,9 +189,10 @@ class LatentODERegressor(BaseEstimator):
     encoder : {"odernn", "gru", "mtan"}, default="odernn"
         Recognition network: ODE-RNN (hidden state evolved by an ODE between observations), a
         GRU fed with time gaps (faster), or multi-time attention (``"mtan"``, after Shukla &
-        Marlin, 2021: each channel's observations attended onto 64 reference times over the
-        series' window through a learned time embedding of ``units`` features, read by a
-        bidirectional GRU of ``rec_dim`` units per direction over ``gru_units`` features;
+        Marlin, 2021: each channel's observations attended onto ``mtan_ref_points`` reference
+        times over the series' window through a learned time embedding of ``mtan_embed_dim``
+        (default ``units``) features, read by a bidirectional GRU of ``rec_dim`` units per
+        direction over ``gru_units`` features;
         :class:`~latentode.nn.mtan.MTANEncoder`).
     rec_dim : int, default=40
         Hidden state size of the recognition network.
@@ -471,6 +473,15 @@ class LatentODERegressor(BaseEstimator):
         most forecasts, PhysioNet's included since the bound (README, "The split readout,
         bounded"), but ``"shared"`` (the former readout) stays the default until the rest of
         the measurements that a default needs are made, as does ``forecast_share=0``.
+    mtan_ref_points : int, default=64
+        With ``encoder="mtan"``: the number of reference times, spread evenly over each
+        series' window, onto which the observations are attended (mTAN's ``num_ref_points``;
+        its PhysioNet classifier was published with 128). Ignored by the other encoders.
+    mtan_embed_dim : int or None, default=None
+        With ``encoder="mtan"``: the size of its learned time embedding and of the attention's
+        query and key projections (mTAN's ``embed_time``, published with 128); None: ``units``
+        (what files and pickles saved before the parameter existed load with). Ignored by the
+        other encoders.
 
     Attributes
     ----------
@@ -627,6 +638,8 @@ class LatentODERegressor(BaseEstimator):
         "weight_decay": [Interval(Real, 0, None, closed="left",
                                   description="be a non-negative finite number")],
         "readout_sides": [Options(READOUT_SIDES)],
+        "mtan_ref_points": [Interval(Integral, 2, None, closed="left")],
+        "mtan_embed_dim": [None, Interval(Integral, 2, None, closed="left")],
     }
 
     def __init__(
@@ -677,6 +690,8 @@ class LatentODERegressor(BaseEstimator):
         forecast_range: tuple[float, float] = FORECAST_RANGE,
         weight_decay: float = 0.0,
         readout_sides: str = "shared",
+        mtan_ref_points: int = 64,
+        mtan_embed_dim: int | None = None,
     ) -> None:
         self.latent_dim = latent_dim
         self.encoder = encoder
@@ -724,6 +739,8 @@ class LatentODERegressor(BaseEstimator):
         self.forecast_range = forecast_range
         self.weight_decay = weight_decay
         self.readout_sides = readout_sides
+        self.mtan_ref_points = mtan_ref_points
+        self.mtan_embed_dim = mtan_embed_dim
 
     # ------------------------------------------------------------------ sklearn plumbing
     def __sklearn_tags__(self):
@@ -1059,7 +1076,10 @@ class LatentODERegressor(BaseEstimator):
             max_steps=int(self.max_steps), likelihood=self.likelihood,
             obs_df=self.obs_df if self.obs_df == "learned" else float(self.obs_df),
             linear_term=bool(self.linear_term), readout=self.readout,
-            readout_sides=self.readout_sides, n_static=int(n_static), **kwargs,
+            readout_sides=self.readout_sides, n_static=int(n_static),
+            mtan_ref_points=int(self.mtan_ref_points),
+            mtan_embed_dim=None if self.mtan_embed_dim is None else int(self.mtan_embed_dim),
+            **kwargs,
         )
 
     def _check_warm_start_columns(

@@ -649,7 +649,8 @@ def _hp_choice(options: tuple[str, ...]) -> Callable[[Any], bool]:
 # saved before they existed and gets LatentODE's default, or the former value where that differs
 # (LatentODE.FORMER_HPARAMS): the network it describes is unchanged
 _ADDED_HPARAMS = ("n_static", "n_classes", "likelihood", "obs_df", "linear_term", "readout",
-                  "classifier_dropout", "head_inputs", "readout_sides", "readout_split")
+                  "classifier_dropout", "head_inputs", "readout_sides", "readout_split",
+                  "mtan_ref_points", "mtan_embed_dim")
 
 
 def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
@@ -691,6 +692,8 @@ def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
         "head_inputs": (_hp_choice(HEAD_INPUTS), f"one of {HEAD_INPUTS}"),
         "readout_sides": (_hp_choice(READOUT_SIDES), f"one of {READOUT_SIDES}"),
         "readout_split": (_hp_choice(READOUT_SPLITS), f"one of {READOUT_SPLITS}"),
+        "mtan_ref_points": (_hp_int(2), "an integer >= 2"),
+        "mtan_embed_dim": (_hp_int(2, optional=True), "null or an integer >= 2"),
     }
 
 

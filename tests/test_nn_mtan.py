@@ -1,8 +1,10 @@
 """The multi-time attention encoder (``encoder="mtan"``): attention numbers, masking and padding
 invariance, gradients, the estimators' contract with it, and that it learns."""
 
+import json
 import math
 import pickle
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -296,3 +298,96 @@ def test_encoder_classifier_with_mtan_separates_two_frequencies():
     # measured 0.973 (the GRU encoder: 0.969; after one epoch 0.81)
     assert roc_auc_score(y_test.loc[proba.index], proba[1]) > 0.95
     assert math.isfinite(clf.history_["train_loss"][-1])
+
+
+# ------------------------------------------------------------------ the published sizes
+def test_reference_points_and_embedding_size_are_built_as_stated():
+    model = LatentODE(3, latent_dim=4, rec_dim=5, units=8, n_layers=1, gru_units=6,
+                      encoder="mtan", mtan_ref_points=128, mtan_embed_dim=16)
+    enc = model.encoder
+    assert enc.n_ref == 128 and enc.embedding.dim == 16
+    assert (enc.query.in_features, enc.key.out_features) == (16, 16)
+    assert enc.head[0].out_features == 8  # the output head keeps ``units``
+    assert model.hparams["mtan_ref_points"] == 128 and model.hparams["mtan_embed_dim"] == 16
+    t = torch.tensor([[0.0, 0.3, 1.0]])
+    ref = enc.reference_times(t, torch.tensor([3]))
+    assert ref.shape == (1, 128) and float(ref[0, -1]) == 1.0
+    x, m = torch.randn(1, 3, 3), torch.ones(1, 3, 3)
+    _, _, states, observed = enc(t, x, m, torch.tensor([3]), return_states=True)
+    assert states.shape == (128, 1, 10) and observed.shape == (128, 1)
+    # the defaults are the former network: 64 reference times, an embedding of ``units``
+    former = LatentODE(3, latent_dim=4, rec_dim=5, units=8, n_layers=1, gru_units=6,
+                       encoder="mtan").encoder
+    assert former.n_ref == 64 and former.embedding.dim == 8
+    # the other encoders ignore them: the same weights as without
+    plain = LatentODE(3, latent_dim=4, rec_dim=5, units=8, n_layers=1, encoder="gru")
+    other = LatentODE(3, latent_dim=4, rec_dim=5, units=8, n_layers=1, encoder="gru",
+                      mtan_ref_points=9, mtan_embed_dim=4)
+    assert {k: v.shape for k, v in plain.state_dict().items()} == {
+        k: v.shape for k, v in other.state_dict().items()}
+    with pytest.raises(ValueError, match="multiple of n_heads, got 9 and 2"):
+        MTANEncoder(2, 3, units=8, n_heads=2, embed_dim=9)
+
+
+SIZED = {**MTAN, "mtan_ref_points": 10, "mtan_embed_dim": 8}
+
+
+def test_estimators_build_the_sizes_and_round_trip_them(oscillators, tmp_path):
+    est = LatentODERegressor(**SIZED).fit(oscillators)
+    assert (est.model_.encoder.n_ref, est.model_.encoder.embedding.dim) == (10, 8)
+    assert est.model_.encoder.head[0].out_features == MTAN["units"]
+    pred = est.predict(oscillators)
+    est.save(tmp_path / "m.latentode")
+    loaded = LatentODERegressor.load(tmp_path / "m.latentode")
+    assert (loaded.mtan_ref_points, loaded.mtan_embed_dim) == (10, 8)
+    assert (loaded.model_.encoder.n_ref, loaded.model_.encoder.embedding.dim) == (10, 8)
+    pd.testing.assert_frame_equal(loaded.predict(oscillators), pred, check_exact=True)
+    twin = pickle.loads(pickle.dumps(est))
+    pd.testing.assert_frame_equal(twin.predict(oscillators), pred, check_exact=True)
+    df, y = make_oscillator_classes(8, random_state=0)
+    clf = LatentODEClassifier(**{**SIZED, "head_inputs": "latent+summary+pooled"}).fit(df, y)
+    assert clf.model_.encoder.n_ref == 10 and clf.model_.encoder.embedding.dim == 8
+    assert clf.get_params()["mtan_ref_points"] == 10
+    proba = clf.predict_proba(df)
+    clf.save(tmp_path / "c.latentode")
+    again = LatentODEClassifier.load(tmp_path / "c.latentode")
+    pd.testing.assert_frame_equal(again.predict_proba(df), proba, check_exact=True)
+
+
+def test_files_and_pickles_from_before_the_sizes_load_as_the_former_network(oscillators,
+                                                                            tmp_path):
+    est = LatentODERegressor(**MTAN).fit(oscillators)
+    pred = est.predict(oscillators)
+    est.save(tmp_path / "m.latentode")
+    with zipfile.ZipFile(tmp_path / "m.latentode") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    for key in ("params", "model_hparams"):
+        del config[key]["mtan_ref_points"], config[key]["mtan_embed_dim"]
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "old.latentode", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    old = LatentODERegressor.load(tmp_path / "old.latentode")
+    assert (old.mtan_ref_points, old.mtan_embed_dim) == (64, None)
+    assert old.model_.encoder.n_ref == 64 and old.model_.encoder.embedding.dim == MTAN["units"]
+    pd.testing.assert_frame_equal(old.predict(oscillators), pred, check_exact=True)
+    # a pickle from before: neither the parameters nor the network's hyper-parameters
+    state = est.__getstate__()
+    del state["mtan_ref_points"], state["mtan_embed_dim"]
+    for key in ("mtan_ref_points", "mtan_embed_dim"):
+        state["model_"]["hparams"].pop(key)
+    twin = LatentODERegressor.__new__(LatentODERegressor)
+    twin.__setstate__(state)
+    assert (twin.mtan_ref_points, twin.mtan_embed_dim) == (64, None)
+    pd.testing.assert_frame_equal(twin.predict(oscillators), pred, check_exact=True)
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"mtan_ref_points": 1}, r"^mtan_ref_points must be an integer >= 2, got 1\.$"),
+    ({"mtan_embed_dim": 1}, r"^mtan_embed_dim must be None or an integer >= 2, got 1\.$"),
+    ({"mtan_ref_points": 2.5}, r"^mtan_ref_points must be an integer >= 2, got 2\.5\.$"),
+])
+def test_bad_sizes_are_refused_before_training(oscillators, params, match):
+    with pytest.raises(ValueError, match=match):
+        LatentODERegressor(**{**MTAN, **params}).fit(oscillators)

@@ -258,9 +258,11 @@ class ODERNNEncoder(_BackwardEncoder):
     @classmethod
     def from_config(
         cls, n_channels: int, latent_dim: int, rec_dim: int, *, units: int, rec_layers: int,
-        gru_units: int, enc_step_size: float, n_static: int = 0,
+        gru_units: int, enc_step_size: float, n_static: int = 0, mtan_ref_points: int = 64,
+        mtan_embed_dim: int | None = None,
     ) -> ODERNNEncoder:
-        """Build from :class:`~latentode.nn.LatentODE`'s options (the encoder registry's call)."""
+        """Build from :class:`~latentode.nn.LatentODE`'s options (the encoder registry's call;
+        ``mtan_ref_points`` and ``mtan_embed_dim`` are the attention encoder's, not used here)."""
         return cls(n_channels, latent_dim, rec_dim, units, rec_layers, gru_units, enc_step_size,
                    n_static=n_static)
 
@@ -313,10 +315,12 @@ class GRUEncoder(_BackwardEncoder):
     @classmethod
     def from_config(
         cls, n_channels: int, latent_dim: int, rec_dim: int, *, units: int, rec_layers: int,
-        gru_units: int, enc_step_size: float, n_static: int = 0,
+        gru_units: int, enc_step_size: float, n_static: int = 0, mtan_ref_points: int = 64,
+        mtan_embed_dim: int | None = None,
     ) -> GRUEncoder:
         """Build from :class:`~latentode.nn.LatentODE`'s options (``rec_layers`` and
-        ``enc_step_size`` are not used: the state does not evolve between observations)."""
+        ``enc_step_size`` are not used: the state does not evolve between observations;
+        ``mtan_ref_points`` and ``mtan_embed_dim`` are the attention encoder's)."""
         return cls(n_channels, latent_dim, rec_dim, units, gru_units, n_static=n_static)
 
     def _inputs(self, values, mask, gaps):

@@ -209,6 +209,12 @@ class LatentODE(nn.Module):
         ``"bounded"`` existed, which keep it), or a set of
         their own (``"copy"``, the layout of networks saved before ``"offset"`` existed, which
         load with it: :attr:`FORMER_HPARAMS`). Unused otherwise.
+    mtan_ref_points : int
+        With ``encoder="mtan"``: the number of reference times (``n_ref`` of
+        :class:`~latentode.nn.mtan.MTANEncoder`). Unused otherwise.
+    mtan_embed_dim : int or None
+        With ``encoder="mtan"``: the size of its time embedding (None: ``units``). Unused
+        otherwise.
 
     Examples
     --------
@@ -271,6 +277,8 @@ class LatentODE(nn.Module):
         head_inputs: str = "latent",
         readout_sides: str = "shared",
         readout_split: str = "bounded",
+        mtan_ref_points: int = 64,
+        mtan_embed_dim: int | None = None,
     ) -> None:
         super().__init__()
         if head_inputs not in HEAD_INPUTS:
@@ -305,6 +313,8 @@ class LatentODE(nn.Module):
             linear_term=bool(linear_term), readout=readout,
             classifier_dropout=float(classifier_dropout), head_inputs=head_inputs,
             readout_sides=readout_sides, readout_split=readout_split,
+            mtan_ref_points=int(mtan_ref_points),
+            mtan_embed_dim=None if mtan_embed_dim is None else int(mtan_embed_dim),
         )
         self.n_channels = n_channels
         self.latent_dim = latent_dim
@@ -320,6 +330,8 @@ class LatentODE(nn.Module):
             n_channels, latent_dim, rec_dim, units=units,
             rec_layers=n_layers if rec_layers is None else rec_layers, gru_units=gru_units,
             enc_step_size=enc_step_size, n_static=n_static,
+            mtan_ref_points=int(mtan_ref_points),
+            mtan_embed_dim=None if mtan_embed_dim is None else int(mtan_embed_dim),
         )
         self.dynamics = LatentDynamics(latent_dim, n_layers, units, linear=bool(linear_term))
         self.decoder = Decoder(latent_dim, n_channels, decoder_layers, units)

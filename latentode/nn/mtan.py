@@ -135,8 +135,8 @@ class MTANEncoder(nn.Module):
     rec_dim : int
         Hidden state size of each direction of the GRU over the reference points.
     units : int
-        Size of the time embedding and of the attention's query / key projections, and
-        hidden width of the output head.
+        Hidden width of the output head, and the size of the time embedding when
+        ``embed_dim`` is None.
     gru_units : int
         Width of the features of each reference point read by the GRU (mTAN's ``nhidden``).
     n_static : int
@@ -144,7 +144,10 @@ class MTANEncoder(nn.Module):
     n_ref : int
         Number ``K`` of reference times.
     n_heads : int
-        Attention heads (must divide ``units``).
+        Attention heads (must divide the embedding size).
+    embed_dim : int, optional
+        Size of the time embedding and of the attention's query / key projections (mTAN's
+        ``embed_time``; published with 128); None: ``units``.
 
     Attributes
     ----------
@@ -162,23 +165,25 @@ class MTANEncoder(nn.Module):
         n_static: int = 0,
         n_ref: int = 64,
         n_heads: int = 1,
+        embed_dim: int | None = None,
     ) -> None:
         super().__init__()
         if min(n_channels, latent_dim, rec_dim, gru_units, n_heads) < 1 or n_ref < 2:
             raise ValueError("n_channels, latent_dim, rec_dim, gru_units and n_heads must be "
                              f">= 1 and n_ref >= 2, got {n_channels}, {latent_dim}, {rec_dim}, "
                              f"{gru_units}, {n_heads} and {n_ref}.")
-        if units < 2 or units % n_heads:
-            raise ValueError(f"units must be >= 2 and a multiple of n_heads, got {units} and "
-                             f"{n_heads}.")
+        embed = units if embed_dim is None else embed_dim
+        if embed < 2 or embed % n_heads:
+            raise ValueError("the time embedding (embed_dim, or units when it is None) must be "
+                             f">= 2 and a multiple of n_heads, got {embed} and {n_heads}.")
         self.n_channels = int(n_channels)
         self.rec_dim = int(rec_dim)
         self.n_static = int(n_static)
         self.n_ref = int(n_ref)
         self.n_heads = int(n_heads)
-        self.embedding = TimeEmbedding(units)
-        self.query = nn.Linear(units, units)
-        self.key = nn.Linear(units, units)
+        self.embedding = TimeEmbedding(embed)
+        self.query = nn.Linear(embed, embed)
+        self.key = nn.Linear(embed, embed)
         self.project = nn.Linear((self.n_heads + 1) * self.n_channels, gru_units)
         self.gru = nn.GRU(gru_units, self.rec_dim, batch_first=True, bidirectional=True)
         self.head = mlp(2 * self.rec_dim + 1 + self.n_static, 2 * latent_dim, 1, units)
@@ -191,11 +196,14 @@ class MTANEncoder(nn.Module):
     @classmethod
     def from_config(
         cls, n_channels: int, latent_dim: int, rec_dim: int, *, units: int, rec_layers: int,
-        gru_units: int, enc_step_size: float, n_static: int = 0,
+        gru_units: int, enc_step_size: float, n_static: int = 0, mtan_ref_points: int = 64,
+        mtan_embed_dim: int | None = None,
     ) -> MTANEncoder:
         """Build from :class:`~latentode.nn.LatentODE`'s options (the encoder registry's call;
-        ``rec_layers`` and ``enc_step_size`` are not used: nothing evolves in time)."""
-        return cls(n_channels, latent_dim, rec_dim, units, gru_units, n_static=n_static)
+        ``rec_layers`` and ``enc_step_size`` are not used: nothing evolves in time;
+        ``mtan_ref_points`` and ``mtan_embed_dim`` are ``n_ref`` and ``embed_dim``)."""
+        return cls(n_channels, latent_dim, rec_dim, units, gru_units, n_static=n_static,
+                   n_ref=mtan_ref_points, embed_dim=mtan_embed_dim)
 
     def reference_times(
         self, times: torch.Tensor, lengths: torch.Tensor, t0: torch.Tensor | None = None
