@@ -22,6 +22,32 @@ __all__ = ["GRUUpdate", "ODERNNEncoder", "GRUEncoder"]
 _SIGMA_FLOOR = 1e-4
 
 
+def check_static(static: torch.Tensor | None, n_static: int, n_series: int) -> None:
+    """Refuse static covariates that do not match an encoder built for ``n_static`` of them.
+
+    Parameters
+    ----------
+    static : torch.Tensor or None
+        ``(n_series, n_static)`` per-series covariates, or None.
+    n_static : int
+        How many covariates the encoder was built for (0: it takes none).
+    n_series : int
+        The batch's number of series.
+
+    Raises
+    ------
+    ValueError
+        If covariates are given to an encoder built without them, missing for one built with
+        them, or of another shape than ``(n_series, n_static)``.
+    """
+    if (static is None) != (n_static == 0):
+        raise ValueError(f"This encoder takes {n_static} static covariates; got "
+                         f"{'none' if static is None else tuple(static.shape)}.")
+    if static is not None and tuple(static.shape) != (n_series, n_static):
+        raise ValueError(f"static must have shape {(n_series, n_static)}, got "
+                         f"{tuple(static.shape)}.")
+
+
 class GRUUpdate(nn.Module):
     """GRU-style state update with MLP gates (as in the ODE-RNN reference implementation).
 
@@ -188,13 +214,8 @@ class _BackwardEncoder(nn.Module):
                 observed = do_update.squeeze(-1).t().flip(0)              # (N, B)
             h = self._evolve(h, first_t, t0)
         head_in = self._head_input(h, first_t - t0)
-        if (static is None) != (self.n_static == 0):
-            raise ValueError(f"This encoder takes {self.n_static} static covariates; got "
-                             f"{'none' if static is None else tuple(static.shape)}.")
+        check_static(static, self.n_static, b)
         if static is not None:
-            if tuple(static.shape) != (b, self.n_static):
-                raise ValueError(f"static must have shape {(b, self.n_static)}, got "
-                                 f"{tuple(static.shape)}.")
             head_in = torch.cat([head_in, static.to(head_in.dtype)], dim=-1)
         out = self.head(head_in)
         mu, raw = out.chunk(2, dim=-1)

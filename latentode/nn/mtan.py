@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dynamics import mlp
+from .encoder import check_static
 
 __all__ = ["MTANEncoder", "TimeEmbedding", "multi_time_attention"]
 
@@ -284,12 +285,7 @@ class MTANEncoder(nn.Module):
             True (every reference point of every series is a state to pool).
         """
         b = times.shape[0]
-        if (static is None) != (self.n_static == 0):
-            raise ValueError(f"This encoder takes {self.n_static} static covariates; got "
-                             f"{'none' if static is None else tuple(static.shape)}.")
-        if static is not None and tuple(static.shape) != (b, self.n_static):
-            raise ValueError(f"static must have shape {(b, self.n_static)}, got "
-                             f"{tuple(static.shape)}.")
+        check_static(static, self.n_static, b)
         lengths = lengths.to(device=times.device, dtype=torch.long)
         start = times[:, 0] if t0 is None else t0.to(times.dtype)
         attended = self.attend(times, values, mask, lengths, start)             # (B, H, K, C)
