@@ -160,6 +160,8 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         whatever the size of the data. 0: no averaging (the weights of the best epoch; the
         default until 2026-11-29, what files and pickles saved before the parameter existed
         load with).
+    dynamics_activation : {"tanh", "elu", "softplus"}, default="tanh"
+        Hidden non-linearity of the latent dynamics, as for the regressor.
 
     Attributes
     ----------
@@ -308,6 +310,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         forecast_range: tuple[float, float] = FORECAST_RANGE,
         readout_sides: str = "shared",
         weight_averaging: float = 2.0,
+        dynamics_activation: str = "tanh",
     ) -> None:
         super().__init__(
             latent_dim=latent_dim, encoder=encoder, rec_dim=rec_dim, units=units,
@@ -324,6 +327,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             readout=readout, readout_aux=readout_aux, readout_reach=readout_reach,
             forecast_share=forecast_share, forecast_range=forecast_range,
             weight_decay=weight_decay, readout_sides=readout_sides,
+            dynamics_activation=dynamics_activation,
         )
         self.classifier = classifier
         self.ce_weight = ce_weight

@@ -43,6 +43,7 @@ from .batch import UNLABELLED
 from .data.validation import external_stacklevel
 from .data.validation import fmt_ids as _fmt_ids
 from .nn import OBS_WEIGHTINGS, LatentODE
+from .nn.dynamics import DYNAMICS_ACTIVATIONS
 from .nn.readout import READOUT_REACHES, READOUT_SIDES
 from .nn.registry import ENCODERS, LIKELIHOODS, READOUTS
 from .ode import GRADIENTS, METHODS, ODESolveError
@@ -79,7 +80,7 @@ _ADDED_PARAMS: dict[str, Any] = {"scoring": "loss", "callbacks": None,
                                   "readout": "latent", "readout_aux": 1.0,
                                   "readout_reach": "window", "forecast_share": 0.0,
                                   "forecast_range": FORECAST_RANGE, "weight_decay": 0.0,
-                                  "readout_sides": "shared"}
+                                  "readout_sides": "shared", "dynamics_activation": "tanh"}
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -463,6 +464,14 @@ class LatentODERegressor(BaseEstimator):
         (``forecast_share=0``) ``"split"`` improves interpolation and most forecasts but costs
         PhysioNet's forecasts (0.3 to 15 % on the benchmarks measured), so ``"shared"`` (the
         former readout) stays the default, as does ``forecast_share=0``.
+    dynamics_activation : {"tanh", "elu", "softplus"}, default="tanh"
+        Hidden non-linearity of the latent dynamics ``f(z)``
+        (:data:`latentode.nn.dynamics.DYNAMICS_ACTIVATIONS`; the ODE-RNN encoder's flow stays
+        tanh). A tanh field is bounded, so where a forecast carries the state beyond the
+        states the training windows reached, its speed levels off; ``"elu"`` (the Neural ODE
+        paper's published spiral example) and ``"softplus"`` are unbounded above and let the
+        field keep growing with the state. What each does on the spirals, PhysioNet and the
+        periodic toy: README, "Spirals".
 
     Attributes
     ----------
@@ -619,6 +628,7 @@ class LatentODERegressor(BaseEstimator):
         "weight_decay": [Interval(Real, 0, None, closed="left",
                                   description="be a non-negative finite number")],
         "readout_sides": [Options(READOUT_SIDES)],
+        "dynamics_activation": [Options(tuple(DYNAMICS_ACTIVATIONS))],
     }
 
     def __init__(
@@ -669,6 +679,7 @@ class LatentODERegressor(BaseEstimator):
         forecast_range: tuple[float, float] = FORECAST_RANGE,
         weight_decay: float = 0.0,
         readout_sides: str = "shared",
+        dynamics_activation: str = "tanh",
     ) -> None:
         self.latent_dim = latent_dim
         self.encoder = encoder
@@ -716,6 +727,7 @@ class LatentODERegressor(BaseEstimator):
         self.forecast_range = forecast_range
         self.weight_decay = weight_decay
         self.readout_sides = readout_sides
+        self.dynamics_activation = dynamics_activation
 
     # ------------------------------------------------------------------ sklearn plumbing
     def __sklearn_tags__(self):
@@ -1049,7 +1061,8 @@ class LatentODERegressor(BaseEstimator):
             max_steps=int(self.max_steps), likelihood=self.likelihood,
             obs_df=self.obs_df if self.obs_df == "learned" else float(self.obs_df),
             linear_term=bool(self.linear_term), readout=self.readout,
-            readout_sides=self.readout_sides, n_static=int(n_static), **kwargs,
+            readout_sides=self.readout_sides, n_static=int(n_static),
+            dynamics_activation=self.dynamics_activation, **kwargs,
         )
 
     def _check_warm_start_columns(

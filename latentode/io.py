@@ -649,11 +649,13 @@ def _hp_choice(options: tuple[str, ...]) -> Callable[[Any], bool]:
 # saved before they existed and gets LatentODE's default, or the former value where that differs
 # (LatentODE.FORMER_HPARAMS): the network it describes is unchanged
 _ADDED_HPARAMS = ("n_static", "n_classes", "likelihood", "obs_df", "linear_term", "readout",
-                  "classifier_dropout", "head_inputs", "readout_sides", "readout_split")
+                  "classifier_dropout", "head_inputs", "readout_sides", "readout_split",
+                  "dynamics_activation")
 
 
 def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
     from .nn.classifier import HEAD_INPUTS
+    from .nn.dynamics import DYNAMICS_ACTIVATIONS
     from .nn.readout import READOUT_SIDES, READOUT_SPLITS
     from .nn.registry import ENCODERS, LIKELIHOODS, READOUTS
     from .ode import GRADIENTS, METHODS
@@ -691,6 +693,8 @@ def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
         "head_inputs": (_hp_choice(HEAD_INPUTS), f"one of {HEAD_INPUTS}"),
         "readout_sides": (_hp_choice(READOUT_SIDES), f"one of {READOUT_SIDES}"),
         "readout_split": (_hp_choice(READOUT_SPLITS), f"one of {READOUT_SPLITS}"),
+        "dynamics_activation": (_hp_choice(tuple(DYNAMICS_ACTIVATIONS)),
+                                f"one of {tuple(DYNAMICS_ACTIVATIONS)}"),
     }
 
 

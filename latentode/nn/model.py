@@ -204,6 +204,11 @@ class LatentODE(nn.Module):
         offsets that start at 0 (``"offset"``), or a set of their own (``"copy"``, the layout
         of networks saved before ``"offset"`` existed, which load with it:
         :attr:`FORMER_HPARAMS`). Unused otherwise.
+    dynamics_activation : {"tanh", "elu", "softplus"}
+        Hidden non-linearity of the latent dynamics :attr:`dynamics`
+        (:data:`~latentode.nn.dynamics.DYNAMICS_ACTIVATIONS`; the ODE-RNN encoder's own flow
+        stays tanh). ``"tanh"`` is bounded; ``"elu"`` and ``"softplus"`` grow linearly with
+        the state along the directions where their units are active.
 
     Examples
     --------
@@ -266,6 +271,7 @@ class LatentODE(nn.Module):
         head_inputs: str = "latent",
         readout_sides: str = "shared",
         readout_split: str = "offset",
+        dynamics_activation: str = "tanh",
     ) -> None:
         super().__init__()
         if head_inputs not in HEAD_INPUTS:
@@ -300,6 +306,7 @@ class LatentODE(nn.Module):
             linear_term=bool(linear_term), readout=readout,
             classifier_dropout=float(classifier_dropout), head_inputs=head_inputs,
             readout_sides=readout_sides, readout_split=readout_split,
+            dynamics_activation=dynamics_activation,
         )
         self.n_channels = n_channels
         self.latent_dim = latent_dim
@@ -316,7 +323,8 @@ class LatentODE(nn.Module):
             rec_layers=n_layers if rec_layers is None else rec_layers, gru_units=gru_units,
             enc_step_size=enc_step_size, n_static=n_static,
         )
-        self.dynamics = LatentDynamics(latent_dim, n_layers, units, linear=bool(linear_term))
+        self.dynamics = LatentDynamics(latent_dim, n_layers, units, linear=bool(linear_term),
+                                       activation=dynamics_activation)
         self.decoder = Decoder(latent_dim, n_channels, decoder_layers, units)
         readout_class = READOUT_CLASSES[readout]
         self.readout: NeighbourReadout | None = (
