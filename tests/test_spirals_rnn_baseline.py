@@ -189,6 +189,20 @@ def test_benchmark_diagnosis_of_the_latent_ode(bench, capsys, tmp_path) -> None:
 
     saved = LatentODERegressor.load(tmp_path / "m_10.latentode")
     assert saved.dynamics_activation == "elu" and row["params"]["dynamics_activation"] == "elu"
+    # the latent path and field of that model over the same test series
+    latent = load_script(BENCH / "spirals_latent.py", "spirals_latent_under_test")
+    rep = latent.main([str(tmp_path / "m_10.latentode"), "--observed", "10", "--n-spirals",
+                       "12", "--n-train", "8"])
+    assert "|f(z)|" in capsys.readouterr().out
+    # what predict returns there is what the benchmark scored, up to the adaptive solver's
+    # tolerance (rtol 1e-3): the benchmark solves at the observed times, this at every step
+    for name, g in geo.items():
+        assert rep["predict (decoder and readout)"][name]["n"] == g["n"]
+        assert math.isclose(rep["predict (decoder and readout)"][name]["rmse"], g["rmse"],
+                            rel_tol=1e-2)
+    cov = rep["groups"]["covered"]
+    assert len(cov["|f(z)|"]) == len(latent.STEPS) and min(cov["|f(z)|"]) > 0
+    assert "tanh layer 0 pinned" not in cov  # an ELU field has no tanh units
     assert math.isfinite(row["window_rmse"]) and row["window_rmse"] > 0
     assert len(row["rmse_by_tenth"]) == 10 and len(row["speed_ratio"]) == 3
     # the tenths partition the future: their mean square is the future's
