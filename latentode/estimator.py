@@ -470,8 +470,12 @@ class LatentODERegressor(BaseEstimator):
         tanh). A tanh field is bounded, so where a forecast carries the state beyond the
         states the training windows reached, its speed levels off; ``"elu"`` (the Neural ODE
         paper's published spiral example) and ``"softplus"`` are unbounded above and let the
-        field keep growing with the state. What each does on the spirals, PhysioNet and the
-        periodic toy: README, "Spirals".
+        field keep growing with the state. Measured (README, "Spirals"): ELU lowers the
+        spirals' forecast RMSE by 0.17 to 0.31 (30 and 100 observed points, two seeds each)
+        and the damped oscillators' forecast error of the quality suite from 1.12x to 0.15x
+        the best baseline, is level on PhysioNet's subset and the periodic toy, but loses on
+        the bundled PhysioNet sample's held-out values at one seed of two (0.96x -> 1.19x
+        linear interpolation), so tanh stays the default.
 
     Attributes
     ----------
