@@ -209,7 +209,12 @@ def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any],
     if args.plot:
         _plot(est, test_obs, test_fut, n_observed, args.plot)
     if args.diagnose:
-        result.update(diagnose(est, data, test_obs, test_fut, got))
+        result.update(diagnose(est, data, test_obs, test_fut, got, inside))
+    if args.save:
+        stem, dot, ext = args.save.rpartition(".")
+        saved = f"{stem}_{n_observed}.{ext}" if dot else f"{args.save}_{n_observed}"
+        est.save(saved)
+        print(f"saved the fitted estimator to {saved}")
     hist = est.history_
     result.update({
         "rmse": rmse, "rmse_covered": rmse_inside,
@@ -221,12 +226,56 @@ def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any],
     return result
 
 
+#: centres of make_spirals' clockwise and counter-clockwise spirals (spiral_paths)
+CENTRES = {True: (-5.0, 0.0), False: (5.0, 0.0)}
+
+
+def future_geometry(pred: np.ndarray, truth: np.ndarray, clockwise: np.ndarray,
+                    inside: np.ndarray) -> dict[str, dict[str, float]]:
+    """Radius and angle of the predicted futures against the true ones, per group of series.
+
+    ``pred`` and ``truth`` are ``(n_series, n_future, 2)``; the radius and the (unwrapped)
+    angle are taken around each series' spiral centre (:data:`CENTRES`). Groups: ``covered``
+    (``inside``: the whole future lies where training windows reach), ``uncovered``, and the
+    uncovered ones by direction (``uncovered cw`` / ``uncovered ccw``). Per group: the number
+    of series, the RMSE, and medians over its series of ``radius_end`` (predicted / true
+    radius at the last step), ``radius_growth`` (predicted / true change of the radius over
+    the future: 1 keeps the spiral's growth, 0 a circle, below 0 a shrinking path) and
+    ``angle`` (predicted / true angle travelled: below 1, the rotation slows down). Empty
+    groups are left out.
+    """
+    centre = np.array([CENTRES[bool(c)] for c in clockwise])[:, None, :]
+
+    def polar(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        d = a - centre
+        return (np.linalg.norm(d, axis=2),
+                np.unwrap(np.arctan2(d[..., 1], d[..., 0]), axis=1))
+
+    (r, th), (rt, tht) = polar(pred), polar(truth)
+    groups = {"covered": inside, "uncovered": ~inside, "uncovered cw": ~inside & clockwise,
+              "uncovered ccw": ~inside & ~clockwise}
+    out = {}
+    for name, g in groups.items():
+        if g.any():
+            out[name] = {
+                "n": int(g.sum()),
+                "rmse": float(np.sqrt(np.mean((pred[g] - truth[g]) ** 2))),
+                "radius_end": float(np.median(r[g, -1] / rt[g, -1])),
+                "radius_growth": float(np.median((r[g, -1] - r[g, 0])
+                                                 / (rt[g, -1] - rt[g, 0]))),
+                "angle": float(np.median((th[g, -1] - th[g, 0]) / (tht[g, -1] - tht[g, 0]))),
+            }
+    return out
+
+
 def diagnose(est: Any, data: Any, test_obs: pd.DataFrame, test_fut: pd.DataFrame,
-             got: np.ndarray) -> dict[str, Any]:
+             got: np.ndarray, inside: np.ndarray | None = None) -> dict[str, Any]:
     """Where the future's error comes from: the fit inside the window against the noise-free
-    path at every window step, the RMSE per tenth of the future, and how fast the predicted
+    path at every window step, the RMSE per tenth of the future, how fast the predicted
     path moves against the true one (median ratio of step lengths at the future's first,
-    middle and last step: below 1, the learned flow slows down)."""
+    middle and last step: below 1, the learned flow slows down) and, with ``inside`` (the
+    rows of ``test_fut`` whose series' future the training windows cover), its radius and
+    angle against the true ones per group of series (:func:`future_geometry`)."""
     from latentode.datasets.spirals import spiral_paths
 
     ts, cw, cc = spiral_paths()
@@ -253,7 +302,17 @@ def diagnose(est: Any, data: Any, test_obs: pd.DataFrame, test_fut: pd.DataFrame
     print(f"  {len(ids)} test series: window RMSE (noise-free) {win_rmse:.4f}; future RMSE by "
           f"tenth {' '.join(f'{d:.3f}' for d in deciles)}; speed ratio (first / middle / last "
           f"step) {' / '.join(f'{v:.3f}' for v in speed)}", flush=True)
-    return {"window_rmse": win_rmse, "rmse_by_tenth": deciles, "speed_ratio": speed}
+    result = {"window_rmse": win_rmse, "rmse_by_tenth": deciles, "speed_ratio": speed}
+    if inside is not None:
+        shape = (len(ids), N_FUTURE, 2)
+        geometry = future_geometry(got.reshape(shape), test_fut[["x", "y"]].to_numpy().reshape(
+            shape), data.clockwise.loc[ids].to_numpy(), inside.reshape(len(ids), N_FUTURE)[:, 0])
+        for name, g in geometry.items():
+            print(f"  {name} ({g['n']} series): RMSE {g['rmse']:.3f}; predicted / true radius "
+                  f"at the end {g['radius_end']:.2f}, radius growth {g['radius_growth']:.2f}, "
+                  f"angle travelled {g['angle']:.2f}", flush=True)
+        result["geometry"] = geometry
+    return result
 
 
 def _plot(est: Any, obs: pd.DataFrame, fut: pd.DataFrame, n_observed: int, path: str) -> None:
@@ -313,6 +372,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                     "the predicted path's speed against the true one")
     ap.add_argument("--verbose", type=int, default=0)
     ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--save", default=None, metavar="PATH",
+                    help="save each fitted estimator (PATH_<observed>.<ext>; "
+                    "LatentODERegressor.load reads it)")
     ap.add_argument("--plot", default=None, metavar="PNG",
                     help="plot two test spirals per observed count (PNG_<observed>.png)")
     args = ap.parse_args(argv)

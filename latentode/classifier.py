@@ -168,6 +168,8 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
     mtan_embed_dim : int or None, default=None
         With ``encoder="mtan"``: the size of its time embedding (mTAN's ``embed_time``,
         published with 128); None: ``units``.
+    dynamics_activation : {"tanh", "elu", "softplus"}, default="tanh"
+        Hidden non-linearity of the latent dynamics, as for the regressor.
 
     Attributes
     ----------
@@ -318,6 +320,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         weight_averaging: float = 2.0,
         mtan_ref_points: int = 64,
         mtan_embed_dim: int | None = None,
+        dynamics_activation: str = "tanh",
     ) -> None:
         super().__init__(
             latent_dim=latent_dim, encoder=encoder, rec_dim=rec_dim, units=units,
@@ -335,6 +338,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             forecast_share=forecast_share, forecast_range=forecast_range,
             weight_decay=weight_decay, readout_sides=readout_sides,
             mtan_ref_points=mtan_ref_points, mtan_embed_dim=mtan_embed_dim,
+            dynamics_activation=dynamics_activation,
         )
         self.classifier = classifier
         self.ce_weight = ce_weight

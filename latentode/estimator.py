@@ -43,6 +43,7 @@ from .batch import UNLABELLED
 from .data.validation import external_stacklevel
 from .data.validation import fmt_ids as _fmt_ids
 from .nn import OBS_WEIGHTINGS, LatentODE
+from .nn.dynamics import DYNAMICS_ACTIVATIONS
 from .nn.readout import READOUT_REACHES, READOUT_SIDES
 from .nn.registry import ENCODERS, LIKELIHOODS, READOUTS
 from .ode import GRADIENTS, METHODS, ODESolveError
@@ -80,7 +81,7 @@ _ADDED_PARAMS: dict[str, Any] = {"scoring": "loss", "callbacks": None,
                                   "readout_reach": "window", "forecast_share": 0.0,
                                   "forecast_range": FORECAST_RANGE, "weight_decay": 0.0,
                                   "readout_sides": "shared", "mtan_ref_points": 64,
-                                  "mtan_embed_dim": None}
+                                  "mtan_embed_dim": None, "dynamics_activation": "tanh"}
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -482,6 +483,18 @@ class LatentODERegressor(BaseEstimator):
         query and key projections (mTAN's ``embed_time``, published with 128); None: ``units``
         (what files and pickles saved before the parameter existed load with). Ignored by the
         other encoders.
+    dynamics_activation : {"tanh", "elu", "softplus"}, default="tanh"
+        Hidden non-linearity of the latent dynamics ``f(z)``
+        (:data:`latentode.nn.dynamics.DYNAMICS_ACTIVATIONS`; the ODE-RNN encoder's flow stays
+        tanh). A tanh field is bounded, so where a forecast carries the state beyond the
+        states the training windows reached, its speed levels off; ``"elu"`` (the Neural ODE
+        paper's published spiral example) and ``"softplus"`` are unbounded above and let the
+        field keep growing with the state. Measured (README, "Spirals"): ELU lowers the
+        spirals' forecast RMSE by 0.17 to 0.31 (30 and 100 observed points, two seeds each)
+        and the damped oscillators' forecast error of the quality suite from 1.12x to 0.15x
+        the best baseline, is level on PhysioNet's subset and the periodic toy, but loses on
+        the bundled PhysioNet sample's held-out values at one seed of two (0.96x -> 1.19x
+        linear interpolation), so tanh stays the default.
 
     Attributes
     ----------
@@ -640,6 +653,7 @@ class LatentODERegressor(BaseEstimator):
         "readout_sides": [Options(READOUT_SIDES)],
         "mtan_ref_points": [Interval(Integral, 2, None, closed="left")],
         "mtan_embed_dim": [None, Interval(Integral, 2, None, closed="left")],
+        "dynamics_activation": [Options(tuple(DYNAMICS_ACTIVATIONS))],
     }
 
     def __init__(
@@ -692,6 +706,7 @@ class LatentODERegressor(BaseEstimator):
         readout_sides: str = "shared",
         mtan_ref_points: int = 64,
         mtan_embed_dim: int | None = None,
+        dynamics_activation: str = "tanh",
     ) -> None:
         self.latent_dim = latent_dim
         self.encoder = encoder
@@ -741,6 +756,7 @@ class LatentODERegressor(BaseEstimator):
         self.readout_sides = readout_sides
         self.mtan_ref_points = mtan_ref_points
         self.mtan_embed_dim = mtan_embed_dim
+        self.dynamics_activation = dynamics_activation
 
     # ------------------------------------------------------------------ sklearn plumbing
     def __sklearn_tags__(self):
@@ -1079,7 +1095,7 @@ class LatentODERegressor(BaseEstimator):
             readout_sides=self.readout_sides, n_static=int(n_static),
             mtan_ref_points=int(self.mtan_ref_points),
             mtan_embed_dim=None if self.mtan_embed_dim is None else int(self.mtan_embed_dim),
-            **kwargs,
+            dynamics_activation=self.dynamics_activation, **kwargs,
         )
 
     def _check_warm_start_columns(

@@ -650,11 +650,12 @@ def _hp_choice(options: tuple[str, ...]) -> Callable[[Any], bool]:
 # (LatentODE.FORMER_HPARAMS): the network it describes is unchanged
 _ADDED_HPARAMS = ("n_static", "n_classes", "likelihood", "obs_df", "linear_term", "readout",
                   "classifier_dropout", "head_inputs", "readout_sides", "readout_split",
-                  "mtan_ref_points", "mtan_embed_dim")
+                  "mtan_ref_points", "mtan_embed_dim", "dynamics_activation")
 
 
 def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
     from .nn.classifier import HEAD_INPUTS
+    from .nn.dynamics import DYNAMICS_ACTIVATIONS
     from .nn.readout import READOUT_SIDES, READOUT_SPLITS
     from .nn.registry import ENCODERS, LIKELIHOODS, READOUTS
     from .ode import GRADIENTS, METHODS
@@ -694,6 +695,8 @@ def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
         "readout_split": (_hp_choice(READOUT_SPLITS), f"one of {READOUT_SPLITS}"),
         "mtan_ref_points": (_hp_int(2), "an integer >= 2"),
         "mtan_embed_dim": (_hp_int(2, optional=True), "null or an integer >= 2"),
+        "dynamics_activation": (_hp_choice(tuple(DYNAMICS_ACTIVATIONS)),
+                                f"one of {tuple(DYNAMICS_ACTIVATIONS)}"),
     }
 
 

@@ -170,16 +170,71 @@ def test_tuning_picks_by_validation_of_the_training_spirals(bench, spirals, monk
         assert picked == expect
 
 
-def test_benchmark_diagnosis_of_the_latent_ode(bench, capsys) -> None:
+def test_benchmark_diagnosis_of_the_latent_ode(bench, capsys, tmp_path) -> None:
     res = bench.main(["--no-rnn", "--observed", "10", "--n-spirals", "12", "--n-train", "8",
                       "--epochs", "1", "--diagnose", "--model-seed", "5", "--param",
                       "latent_dim=2", "--param", "units=4", "--param", "rec_dim=4",
-                      "--param", "n_layers=1", "--param", "gru_units=4"])
+                      "--param", "n_layers=1", "--param", "gru_units=4", "--param",
+                      "dynamics_activation='elu'", "--save", str(tmp_path / "m.latentode")])
     (row,) = res
-    assert "window RMSE (noise-free)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "window RMSE (noise-free)" in out and "radius growth" in out
+    # the groups of the geometry partition the test series and their RMSEs the future's
+    geo = row["geometry"]
+    assert geo["covered"]["n"] + geo.get("uncovered", {"n": 0})["n"] == 4
+    mean_sq = sum(g["n"] * g["rmse"] ** 2 for k, g in geo.items() if k in ("covered",
+                                                                             "uncovered")) / 4
+    assert math.isclose(mean_sq, row["rmse"] ** 2, rel_tol=1e-9)
+    from latentode import LatentODERegressor
+
+    saved = LatentODERegressor.load(tmp_path / "m_10.latentode")
+    assert saved.dynamics_activation == "elu" and row["params"]["dynamics_activation"] == "elu"
+    # the latent path and field of that model over the same test series
+    latent = load_script(BENCH / "spirals_latent.py", "spirals_latent_under_test")
+    rep = latent.main([str(tmp_path / "m_10.latentode"), "--observed", "10", "--n-spirals",
+                       "12", "--n-train", "8"])
+    assert "|f(z)|" in capsys.readouterr().out
+    # what predict returns there is what the benchmark scored, up to the adaptive solver's
+    # tolerance (rtol 1e-3): the benchmark solves at the observed times, this at every step
+    for name, g in geo.items():
+        assert rep["predict (decoder and readout)"][name]["n"] == g["n"]
+        assert math.isclose(rep["predict (decoder and readout)"][name]["rmse"], g["rmse"],
+                            rel_tol=1e-2)
+    cov = rep["groups"]["covered"]
+    assert len(cov["|f(z)|"]) == len(latent.STEPS) and min(cov["|f(z)|"]) > 0
+    assert "tanh layer 0 pinned" not in cov  # an ELU field has no tanh units
     assert math.isfinite(row["window_rmse"]) and row["window_rmse"] > 0
     assert len(row["rmse_by_tenth"]) == 10 and len(row["speed_ratio"]) == 3
     # the tenths partition the future: their mean square is the future's
     assert math.isclose(sum(d ** 2 for d in row["rmse_by_tenth"]) / 10, row["rmse"] ** 2,
                         rel_tol=1e-9)
     assert all(v > 0 for v in row["speed_ratio"])
+
+
+def test_future_geometry_measures_radius_and_angle(bench) -> None:
+    """Ratios of a prediction's radius and angle to the truth's: 1 for the truth itself, 0
+    radius growth for a circle, half the angle for half the angular speed."""
+    s = np.linspace(0.0, 2.0, 50)
+    centre = np.array(bench.CENTRES[True])
+
+    def path(radius, angle):
+        return centre + np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
+
+    truth = path(1.0 + s, -s)  # clockwise, the radius growing from 1 to 3
+    preds = {"truth": path(1.0 + s, -s), "circle": path(np.ones_like(s), -s),
+             "slow": path(1.0 + s, -0.5 * s)}
+    got = bench.future_geometry(np.stack(list(preds.values())), np.stack([truth] * 3),
+                                np.ones(3, bool), np.array([True, False, False]))
+    assert set(got) == {"covered", "uncovered", "uncovered cw"}  # no counter-clockwise series
+    cov = got["covered"]
+    assert cov["n"] == 1 and cov["rmse"] == 0.0
+    assert cov["radius_end"] == pytest.approx(1.0) and cov["radius_growth"] == pytest.approx(1.0)
+    assert cov["angle"] == pytest.approx(1.0)
+    circle = bench.future_geometry(preds["circle"][None], truth[None], np.ones(1, bool),
+                                   np.zeros(1, bool))["uncovered"]
+    assert circle["radius_growth"] == pytest.approx(0.0, abs=1e-12)
+    assert circle["radius_end"] == pytest.approx(1.0 / 3.0)
+    assert circle["angle"] == pytest.approx(1.0)
+    slow = bench.future_geometry(preds["slow"][None], truth[None], np.ones(1, bool),
+                                 np.zeros(1, bool))["uncovered"]
+    assert slow["angle"] == pytest.approx(0.5) and slow["radius_growth"] == pytest.approx(1.0)

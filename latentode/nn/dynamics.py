@@ -9,7 +9,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["mlp", "init_ode_weights", "LatentDynamics"]
+__all__ = ["mlp", "init_ode_weights", "LatentDynamics", "DYNAMICS_ACTIVATIONS"]
+
+#: the hidden non-linearities of the latent field, by name (``LatentODE(dynamics_activation=)``):
+#: ``"tanh"`` (bounded: the reference implementation's), ``"elu"`` (``x`` for ``x > 0``,
+#: ``exp(x) - 1`` below; the Neural ODE paper's published spiral example) and ``"softplus"``
+#: (``log(1 + exp(x))``). The last two are unbounded above, so the field can keep growing with
+#: the state beyond the states it was trained on. Each one's derivative is a function of its
+#: output, which lets the ODE core's adjoint use its hand-written vector-Jacobian product
+#: (:meth:`LatentDynamics.mlp_activation`).
+DYNAMICS_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh, "elu": nn.ELU, "softplus": nn.Softplus}
 
 
 def mlp(
@@ -57,14 +67,16 @@ def init_ode_weights(module: nn.Module, std: float = 0.1) -> None:
 
 
 class LatentDynamics(nn.Module):
-    """Time-invariant vector field ``f(z)``: an MLP with tanh hidden layers, plus an optional
-    linear term.
+    """Time-invariant vector field ``f(z)``: an MLP (tanh hidden layers by default), plus an
+    optional linear term.
 
     With ``linear=True``, ``f(z) = A z + MLP(z)`` with a learned ``A`` (``latent_dim x
     latent_dim``, initialised at 0, so the field starts as the plain MLP). A tanh MLP is
     bounded: far from where it was trained its output saturates, so a flow that must keep
     rotating or growing beyond the training windows (a forecast) slows down. The linear term
-    carries rotation and growth that scale with the state, and extrapolates them.
+    carries rotation and growth that scale with the state, and extrapolates them; so do hidden
+    units that are unbounded above (``activation="elu"`` or ``"softplus"``), whose output grows
+    linearly along directions where they are active.
 
     Parameters
     ----------
@@ -76,13 +88,20 @@ class LatentDynamics(nn.Module):
         Hidden width.
     linear : bool
         Add the learned linear term ``A z``.
+    activation : {"tanh", "elu", "softplus"}
+        Hidden non-linearity (:data:`DYNAMICS_ACTIVATIONS`). Every choice starts from the same
+        ``N(0, 0.1^2)`` weights and zero biases (:func:`init_ode_weights`).
     """
 
     def __init__(self, dim: int, n_layers: int = 3, units: int = 50,
-                 linear: bool = False) -> None:
+                 linear: bool = False, activation: str = "tanh") -> None:
         super().__init__()
+        if activation not in DYNAMICS_ACTIVATIONS:
+            raise ValueError(f"activation must be one of {tuple(DYNAMICS_ACTIVATIONS)}, got "
+                             f"{activation!r}.")
         self.dim = dim
-        self.net = mlp(dim, dim, n_layers, units)
+        self.activation = activation
+        self.net = mlp(dim, dim, n_layers, units, DYNAMICS_ACTIVATIONS[activation])
         init_ode_weights(self.net)
         self.linear: nn.Linear | None = None
         if linear:
@@ -96,14 +115,33 @@ class LatentDynamics(nn.Module):
             out = out + self.linear(z)
         return out
 
-    def tanh_mlp_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """``(weight, bias)`` of each linear layer, tanh between them, ``t`` ignored.
+    def mlp_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(weight, bias)`` of each linear layer, :meth:`mlp_activation` between them, ``t``
+        ignored.
 
-        Declares the field an autonomous tanh MLP (plus :meth:`linear_term`), which lets the
-        ODE core's adjoint and the ODE-RNN scan use their hand-written vector-Jacobian
-        products instead of autograd.
+        Declares the field an autonomous MLP (plus :meth:`linear_term`), which lets the ODE
+        core's adjoint use its hand-written vector-Jacobian product instead of autograd.
         """
         return [(m.weight, m.bias) for m in self.net if isinstance(m, nn.Linear)]
+
+    def mlp_activation(self) -> str:
+        """The name of the hidden non-linearity of :meth:`mlp_layers` (``"tanh"``, ``"elu"``
+        or ``"softplus"``, as :data:`latentode.ode.MLP_ACTIVATIONS` spells them)."""
+        return self.activation
+
+    def tanh_mlp_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """:meth:`mlp_layers` of a tanh field (the ODE-RNN scan's flow, whose fused loops are
+        written for tanh).
+
+        Raises
+        ------
+        ValueError
+            If the hidden non-linearity is not tanh.
+        """
+        if self.activation != "tanh":
+            raise ValueError(f"tanh_mlp_layers: this field's activation is "
+                             f"{self.activation!r}, not 'tanh'.")
+        return self.mlp_layers()
 
     def linear_term(self) -> torch.Tensor | None:
         """The matrix ``A`` of the linear term (its parameter follows the MLP's), or None."""

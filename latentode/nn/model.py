@@ -215,6 +215,11 @@ class LatentODE(nn.Module):
     mtan_embed_dim : int or None
         With ``encoder="mtan"``: the size of its time embedding (None: ``units``). Unused
         otherwise.
+    dynamics_activation : {"tanh", "elu", "softplus"}
+        Hidden non-linearity of the latent dynamics :attr:`dynamics`
+        (:data:`~latentode.nn.dynamics.DYNAMICS_ACTIVATIONS`; the ODE-RNN encoder's own flow
+        stays tanh). ``"tanh"`` is bounded; ``"elu"`` and ``"softplus"`` grow linearly with
+        the state along the directions where their units are active.
 
     Examples
     --------
@@ -279,6 +284,7 @@ class LatentODE(nn.Module):
         readout_split: str = "bounded",
         mtan_ref_points: int = 64,
         mtan_embed_dim: int | None = None,
+        dynamics_activation: str = "tanh",
     ) -> None:
         super().__init__()
         if head_inputs not in HEAD_INPUTS:
@@ -315,6 +321,7 @@ class LatentODE(nn.Module):
             readout_sides=readout_sides, readout_split=readout_split,
             mtan_ref_points=int(mtan_ref_points),
             mtan_embed_dim=None if mtan_embed_dim is None else int(mtan_embed_dim),
+            dynamics_activation=dynamics_activation,
         )
         self.n_channels = n_channels
         self.latent_dim = latent_dim
@@ -333,7 +340,8 @@ class LatentODE(nn.Module):
             mtan_ref_points=int(mtan_ref_points),
             mtan_embed_dim=None if mtan_embed_dim is None else int(mtan_embed_dim),
         )
-        self.dynamics = LatentDynamics(latent_dim, n_layers, units, linear=bool(linear_term))
+        self.dynamics = LatentDynamics(latent_dim, n_layers, units, linear=bool(linear_term),
+                                       activation=dynamics_activation)
         self.decoder = Decoder(latent_dim, n_channels, decoder_layers, units)
         readout_class = READOUT_CLASSES[readout]
         self.readout: NeighbourReadout | None = (

@@ -22,6 +22,34 @@ from .solve import cuda_graphs_allowed, integrate
 Func = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def _elu_(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.elu(x, inplace=True)
+
+
+def _tanh_grad(g: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.addcmul(g, g, y * y, value=-1.0)  # tanh' = 1 - y^2
+
+
+def _elu_grad(g: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return g * (y.clamp(max=0.0) + 1.0)  # elu' = 1 for y > 0, y + 1 (= exp(x)) below
+
+
+def _softplus_grad(g: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # softplus' = sigmoid(x) = 1 - exp(-y); torch's softplus is x itself above x = 20
+    return g * torch.where(y > 20.0, 1.0, -torch.expm1(-y))
+
+
+#: hidden non-linearities of the fields whose adjoint has a hand-written VJP (a field declares
+#: one with ``mlp_activation()``): each maps to (the activation in place, the cotangent ``g``
+#: times its derivative written with its output ``y``)
+MLP_ACTIVATIONS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor],
+                                 Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]] = {
+    "tanh": (torch.Tensor.tanh_, _tanh_grad),
+    "elu": (_elu_, _elu_grad),
+    "softplus": (torch.nn.functional.softplus, _softplus_grad),
+}
+
+
 class _ForwardSystem:
     """``dz/ds = dir * f(dir * s, z)``: any series direction mapped onto increasing ``s``."""
 
@@ -55,7 +83,8 @@ class _AdjointSystem:
         self.records: list = []
         self.step_grads: list[torch.Tensor] | None = None
         self.param_grads = [torch.zeros_like(p) for p in self.params]
-        self.layers, self.skip = _tanh_mlp_layers(func, self.params)
+        self.layers, self.skip, activation = _mlp_layers(func, self.params)
+        self.act, self.act_grad = MLP_ACTIVATIONS[activation]
 
     def start_step(self, h: torch.Tensor | None) -> None:
         self.h = h
@@ -64,7 +93,7 @@ class _AdjointSystem:
         self.step_grads = None
 
     def _call_mlp(self, r: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Hand-written VJP of a tanh MLP field: no autograd graph, parameter part deferred.
+        """Hand-written VJP of an MLP field: no autograd graph, parameter part deferred.
 
         The stage's per-layer output gradients and inputs are kept; :meth:`end_step` forms
         the parameter contributions of the accepted series only, so rejected steps need no
@@ -76,7 +105,7 @@ class _AdjointSystem:
         d = self.direction.unsqueeze(-1)
         xs = [z]
         for w, bias in layers[:-1]:
-            xs.append(torch.addmm(bias, xs[-1], w.t()).tanh_())
+            xs.append(self.act(torch.addmm(bias, xs[-1], w.t())))
         w_last, b_last = layers[-1]
         out = torch.addmm(b_last, xs[-1], w_last.t())
         if self.skip is not None:  # f(z) = MLP(z) + A z
@@ -89,7 +118,7 @@ class _AdjointSystem:
         gs = [g]
         for i in range(len(layers) - 1, 0, -1):
             ga = g @ layers[i][0]
-            g = torch.addcmul(ga, ga, xs[i] * xs[i], value=-1.0)  # tanh'
+            g = self.act_grad(ga, xs[i])
             gs.append(g)
         vjp_z = g @ layers[0][0]
         if self.skip is not None:
@@ -174,20 +203,31 @@ class _AdjointSystem:
         self.step_grads = None
 
 
-def _tanh_mlp_layers(func: Func, params: Sequence[torch.Tensor]):
-    """``(layers, A)`` if the field declares itself an autonomous tanh MLP, optionally plus a
-    linear term ``A z`` (``func.linear_term()``), whose parameters are exactly ``params``
-    (weight, bias per layer, in order, then ``A``); else ``(None, None)`` (autograd VJPs)."""
-    getter = getattr(func, "tanh_mlp_layers", None)
-    if getter is None:
-        return None, None
+def _mlp_layers(func: Func, params: Sequence[torch.Tensor]):
+    """``(layers, A, activation)`` if the field declares itself an autonomous MLP, optionally
+    plus a linear term ``A z`` (``func.linear_term()``), whose parameters are exactly
+    ``params`` (weight, bias per layer, in order, then ``A``); else ``(None, None, "tanh")``
+    (autograd VJPs).
+
+    A field declares its layers with ``mlp_layers()`` and its hidden non-linearity with
+    ``mlp_activation()`` (a key of :data:`MLP_ACTIVATIONS`), or, as a tanh MLP, with
+    ``tanh_mlp_layers()`` alone.
+    """
+    getter = getattr(func, "mlp_layers", None)
+    activation = "tanh"
+    if getter is not None:
+        activation = getattr(func, "mlp_activation", lambda: "tanh")()
+    else:
+        getter = getattr(func, "tanh_mlp_layers", None)
+    if getter is None or activation not in MLP_ACTIVATIONS:
+        return None, None, "tanh"
     layers = getter()
     skip_getter = getattr(func, "linear_term", None)
     skip = None if skip_getter is None else skip_getter()
     flat = [t for pair in layers for t in pair] + ([] if skip is None else [skip])
     if len(flat) != len(params) or any(p is not q for p, q in zip(flat, params)):
-        return None, None
-    return layers, skip
+        return None, None, "tanh"
+    return layers, skip, activation
 
 
 class OdeintAdjoint(torch.autograd.Function):
