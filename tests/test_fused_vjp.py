@@ -33,14 +33,13 @@ def _grads(func, z0, t, **kw):
     return torch.autograd.grad((out * w).sum(), [z0, *func.parameters()])
 
 
-@pytest.mark.parametrize("n_layers", [0, 2])
+# without a hidden layer there is no activation: that case is run once, as "tanh"
+@pytest.mark.parametrize(("n_layers", "activation"),
+                         [(0, "tanh"), (2, "tanh"), (2, "elu"), (2, "softplus")])
 @pytest.mark.parametrize("stiff", [False, True])
 @pytest.mark.parametrize("linear", [False, True], ids=["mlp", "mlp+linear"])
-@pytest.mark.parametrize("activation", ["tanh", "elu", "softplus"])
-def test_fused_adjoint_vjp_matches_autograd(n_layers: int, stiff: bool, linear: bool,
-                                            activation: str) -> None:
-    if activation != "tanh" and n_layers == 0:
-        pytest.skip("no hidden layer, no activation: the tanh case")
+def test_fused_adjoint_vjp_matches_autograd(n_layers: int, activation: str, stiff: bool,
+                                            linear: bool) -> None:
     torch.manual_seed(0)
     f = LatentDynamics(3, n_layers=n_layers, units=8, linear=linear,
                        activation=activation).double()
