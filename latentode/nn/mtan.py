@@ -37,11 +37,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dynamics import mlp
-from .encoder import check_static
+from .encoder import _SIGMA_FLOOR, check_static
 
 __all__ = ["MTANEncoder", "TimeEmbedding", "multi_time_attention"]
 
-_SIGMA_FLOOR = 1e-4
 #: bound of the soft-capped attention scores, ``cap * tanh(s / cap)``
 SCORE_CAP = 30.0
 
@@ -116,6 +115,18 @@ def multi_time_attention(
     num = e @ (m * x)
     # no observation of the channel: num is 0 and so is the result (a guarded denominator)
     return num / torch.where(den > 0, den, torch.ones_like(den))
+
+
+def _window(
+    times: torch.Tensor, lengths: torch.Tensor, t0: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A padded batch's window: ``lengths`` as long, the ``(B, N)`` valid positions, the
+    ``(B,)`` start (``t0``, default the first time) and the ``(B,)`` last valid time."""
+    lengths = lengths.to(device=times.device, dtype=torch.long)
+    valid = torch.arange(times.shape[1], device=times.device).unsqueeze(0) < lengths.unsqueeze(1)
+    start = times[:, 0] if t0 is None else t0.to(times.dtype)
+    last_t = times.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+    return lengths, valid, start, last_t
 
 
 class MTANEncoder(nn.Module):
@@ -211,9 +222,7 @@ class MTANEncoder(nn.Module):
     ) -> torch.Tensor:
         """``(B, n_ref)`` reference times, evenly spaced from ``t0`` (default: the first
         time) to each series' last valid time."""
-        lengths = lengths.to(device=times.device, dtype=torch.long)
-        last_t = times.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
-        start = times[:, 0] if t0 is None else t0.to(times.dtype)
+        _, _, start, last_t = _window(times, lengths, t0)
         frac = torch.linspace(0.0, 1.0, self.n_ref, dtype=times.dtype, device=times.device)
         return start.unsqueeze(1) + (last_t - start).unsqueeze(1) * frac
 
@@ -228,9 +237,7 @@ class MTANEncoder(nn.Module):
         """The attended values ``(B, n_heads, n_ref, C)`` of each channel at the reference
         times (0 for a channel never observed in the series; padding is never read)."""
         b, n = times.shape
-        lengths = lengths.to(device=times.device, dtype=torch.long)
-        valid = torch.arange(n, device=times.device).unsqueeze(0) < lengths.unsqueeze(1)
-        start = times[:, 0] if t0 is None else t0.to(times.dtype)
+        lengths, valid, start, _ = _window(times, lengths, t0)
         # padded times may hold anything: they are replaced before being embedded
         rel = torch.where(valid, times, start.unsqueeze(1)) - start.unsqueeze(1)     # (B, N)
         ref = self.reference_times(times, lengths, t0) - start.unsqueeze(1)          # (B, K)
@@ -286,16 +293,12 @@ class MTANEncoder(nn.Module):
         """
         b = times.shape[0]
         check_static(static, self.n_static, b)
-        lengths = lengths.to(device=times.device, dtype=torch.long)
-        start = times[:, 0] if t0 is None else t0.to(times.dtype)
+        lengths, valid, start, last_t = _window(times, lengths, t0)
         attended = self.attend(times, values, mask, lengths, start)             # (B, H, K, C)
-        valid = (torch.arange(times.shape[1], device=times.device).unsqueeze(0)
-                 < lengths.unsqueeze(1))
         seen = ((mask > 0) & valid.unsqueeze(-1)).any(1).to(attended.dtype)     # (B, C)
         feats = torch.cat([attended.permute(0, 2, 1, 3).reshape(b, self.n_ref, -1),
                            seen.unsqueeze(1).expand(-1, self.n_ref, -1)], dim=-1)
         out, h_n = self.gru(self.project(feats))          # (B, K, 2 rec_dim), (2, B, rec_dim)
-        last_t = times.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
         head_in = [h_n[0], h_n[1], (last_t - start).unsqueeze(-1)]
         if static is not None:
             head_in.append(static.to(out.dtype))
