@@ -80,6 +80,11 @@ class Neighbours(NamedTuple):
         """``(B, M, C)`` bool: the channel was observed after the query."""
         return torch.isfinite(self.next_gap)
 
+    def nearest_gap(self) -> torch.Tensor:
+        """``(B, M, C)`` time to the nearer neighbour, 0 where there is none (finite)."""
+        gap = torch.minimum(self.prev_gap, self.next_gap)
+        return torch.where(self.has_prev | self.has_next, gap, torch.zeros_like(gap))
+
     def interpolate(self) -> torch.Tensor:
         """``(B, M, C)`` per-series linear interpolation of the channel at the query.
 
@@ -471,8 +476,7 @@ class NeighbourReadout(nn.Module):
         two = self.effective_parameters()
         _, envelope2, gate2, _ = self._terms(nb, channel, base, latent(two), two)
         weight = torch.minimum(envelope * torch.sigmoid(gate), envelope2 * torch.sigmoid(gate2))
-        gap = torch.minimum(nb.prev_gap, nb.next_gap)
-        gap = torch.where(nb.has_prev | nb.has_next, gap, torch.zeros_like(gap)).to(base.dtype)
+        gap = nb.nearest_gap().to(base.dtype)
         fade = torch.exp(-gap / self.residual_reach.to(base.dtype)[channel])
         return base + weight * (interp - base) + envelope * fade * resid
 
@@ -517,8 +521,7 @@ class NeighbourReadout(nn.Module):
         act = base.unsqueeze(-1) * w["base"].to(dtype)
         act = torch.tanh_(act.add_(hidden).add_(latent))
         gate, resid = F.linear(act, w["out.weight"], w["out.bias"]).unbind(-1)
-        near = torch.minimum(nb.prev_gap, nb.next_gap)
-        near = torch.where(has_p | has_n, near, torch.zeros_like(near)).to(dtype)
+        near = nb.nearest_gap().to(dtype)
         reach = w["log_reach"].exp().to(dtype)[channel]
         envelope = (has_p | has_n).to(dtype) * torch.exp(-near / reach)
         return interp, envelope, gate, resid
