@@ -230,14 +230,29 @@ def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any],
 CENTRES = {True: (-5.0, 0.0), False: (5.0, 0.0)}
 
 
+def series_groups(inside: np.ndarray, clockwise: np.ndarray) -> dict[str, np.ndarray]:
+    """The groups of test series the diagnoses report, as boolean masks: ``covered``
+    (``inside``: the whole future lies where training windows reach), ``uncovered``, and the
+    uncovered ones by direction (``uncovered cw`` / ``uncovered ccw``)."""
+    return {"covered": inside, "uncovered": ~inside, "uncovered cw": ~inside & clockwise,
+            "uncovered ccw": ~inside & ~clockwise}
+
+
+def print_geometry(geometry: dict[str, dict[str, float]], indent: str = "  ") -> None:
+    """Print :func:`future_geometry`'s figures, a line per group."""
+    for name, g in geometry.items():
+        print(f"{indent}{name} ({g['n']} series): RMSE {g['rmse']:.3f}; predicted / true radius "
+              f"at the end {g['radius_end']:.2f}, radius growth {g['radius_growth']:.2f}, "
+              f"angle travelled {g['angle']:.2f}", flush=True)
+
+
 def future_geometry(pred: np.ndarray, truth: np.ndarray, clockwise: np.ndarray,
                     inside: np.ndarray) -> dict[str, dict[str, float]]:
     """Radius and angle of the predicted futures against the true ones, per group of series.
 
     ``pred`` and ``truth`` are ``(n_series, n_future, 2)``; the radius and the (unwrapped)
-    angle are taken around each series' spiral centre (:data:`CENTRES`). Groups: ``covered``
-    (``inside``: the whole future lies where training windows reach), ``uncovered``, and the
-    uncovered ones by direction (``uncovered cw`` / ``uncovered ccw``). Per group: the number
+    angle are taken around each series' spiral centre (:data:`CENTRES`). Groups:
+    :func:`series_groups`. Per group: the number
     of series, the RMSE, and medians over its series of ``radius_end`` (predicted / true
     radius at the last step), ``radius_growth`` (predicted / true change of the radius over
     the future: 1 keeps the spiral's growth, 0 a circle, below 0 a shrinking path) and
@@ -252,10 +267,8 @@ def future_geometry(pred: np.ndarray, truth: np.ndarray, clockwise: np.ndarray,
                 np.unwrap(np.arctan2(d[..., 1], d[..., 0]), axis=1))
 
     (r, th), (rt, tht) = polar(pred), polar(truth)
-    groups = {"covered": inside, "uncovered": ~inside, "uncovered cw": ~inside & clockwise,
-              "uncovered ccw": ~inside & ~clockwise}
     out = {}
-    for name, g in groups.items():
+    for name, g in series_groups(inside, clockwise).items():
         if g.any():
             out[name] = {
                 "n": int(g.sum()),
@@ -307,10 +320,7 @@ def diagnose(est: Any, data: Any, test_obs: pd.DataFrame, test_fut: pd.DataFrame
         shape = (len(ids), N_FUTURE, 2)
         geometry = future_geometry(got.reshape(shape), test_fut[["x", "y"]].to_numpy().reshape(
             shape), data.clockwise.loc[ids].to_numpy(), inside.reshape(len(ids), N_FUTURE)[:, 0])
-        for name, g in geometry.items():
-            print(f"  {name} ({g['n']} series): RMSE {g['rmse']:.3f}; predicted / true radius "
-                  f"at the end {g['radius_end']:.2f}, radius growth {g['radius_growth']:.2f}, "
-                  f"angle travelled {g['angle']:.2f}", flush=True)
+        print_geometry(geometry)
         result["geometry"] = geometry
     return result
 

@@ -123,8 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
     dist = mahalanobis(z.numpy())
     speed_true = np.linalg.norm(np.gradient(truth, grid, axis=1), axis=2) / per_t
     speed_dec = np.linalg.norm(np.gradient(dec, grid, axis=1), axis=2) / per_t
-    groups = {"covered": inside, "uncovered": ~inside, "uncovered cw": ~inside & cw,
-              "uncovered ccw": ~inside & ~cw}
+    groups = bench.series_groups(inside, cw)
     rows = {"|z|": z.norm(dim=-1).numpy(), "Mahalanobis": dist,
             "beyond train 99%": (dist > q99).astype(float), "|f(z)|": field,
             **{f"tanh layer {i} pinned": a for i, a in enumerate(hidden)},
@@ -146,10 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
         geo = bench.future_geometry(pred[:, fut], truth[:, fut], cw, inside)
         report[label] = geo
         print(f"{label}:")
-        for name, v in geo.items():
-            print(f"   {name:<14} ({v['n']:3d}) RMSE {v['rmse']:.3f}, radius at the end "
-                  f"{v['radius_end']:.2f}, radius growth {v['radius_growth']:.2f}, angle "
-                  f"{v['angle']:.2f}")
+        bench.print_geometry(geo, indent="   ")
     if args.rnn:
         rnn = bench._rnn_module().GapRNNForecaster(seed=args.seed, **bench.RNN_DEFAULTS).fit(
             obs[obs["id"].isin(train_ids)], value_cols=["x", "y"])
@@ -159,10 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
                                     truth[:, fut], cw, inside)
         report["RNN baseline"] = geo
         print("RNN baseline:")
-        for name, v in geo.items():
-            print(f"   {name:<14} ({v['n']:3d}) RMSE {v['rmse']:.3f}, radius at the end "
-                  f"{v['radius_end']:.2f}, radius growth {v['radius_growth']:.2f}, angle "
-                  f"{v['angle']:.2f}")
+        bench.print_geometry(geo, indent="   ")
     return report
 
 
