@@ -553,6 +553,7 @@ def build_estimator(args: argparse.Namespace) -> Any:
         forecast_range=tuple(getattr(args, "forecast_range", (0.2, 0.8))),
         readout_sides=getattr(args, "readout_sides", "shared"),
         dynamics_activation=getattr(args, "dynamics_activation", "tanh"),
+        likelihood=getattr(args, "likelihood", "gaussian"),
     )
 
 
@@ -1082,7 +1083,7 @@ def format_tpatchgnn(res: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse arguments, run the benchmark, print the table; return the results."""
-    from latentode.nn.registry import ENCODERS
+    from latentode.nn.registry import ENCODERS, LIKELIHOODS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="reconstruction",
@@ -1182,6 +1183,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--dynamics-activation", default="tanh",
                         choices=("tanh", "elu", "softplus"),
                         help="dynamics_activation: the hidden non-linearity of the latent field")
+    parser.add_argument("--likelihood", default="gaussian", choices=LIKELIHOODS,
+                        help="likelihood: the observation model of the values (student_t: heavy "
+                             "tails, robust to artefacts)")
     parser.add_argument("--rec-dim", type=int, default=40)
     parser.add_argument("--units", type=int, default=50)
     parser.add_argument("--n-layers", type=int, default=3)

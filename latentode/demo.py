@@ -77,6 +77,9 @@ def _plot(est, test: pd.DataFrame, out: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     """Run the demo; return ``{"interpolation": {...}, "extrapolation": {...}}`` MSEs."""
+    from latentode.nn.dynamics import DYNAMICS_ACTIVATIONS
+    from latentode.nn.registry import LIKELIHOODS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out/demo_forecast.png", help="PNG to write")
     parser.add_argument("--epochs", type=int, default=30, help="maximum training epochs")
@@ -100,6 +103,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--forecast-share", type=float, default=0.0,
                         help="the estimator's forecast_share: share of the training stays "
                              "conditioned on a past only (split at a random point) at each step")
+    parser.add_argument("--dynamics-activation", choices=tuple(DYNAMICS_ACTIVATIONS),
+                        default="tanh",
+                        help="the estimator's dynamics_activation: the hidden non-linearity of "
+                             "the latent vector field")
+    parser.add_argument("--likelihood", choices=LIKELIHOODS, default="gaussian",
+                        help="the estimator's likelihood: the observation model of the values")
     args = parser.parse_args(argv)
 
     import torch
@@ -126,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         device=args.device, random_state=args.seed, verbose=args.verbose,
         n_jobs=max(1, args.threads), readout=args.readout, obs_dropout=args.obs_dropout,
         readout_aux=args.readout_aux, readout_reach=args.readout_reach,
-        forecast_share=args.forecast_share,
+        forecast_share=args.forecast_share, dynamics_activation=args.dynamics_activation,
+        likelihood=args.likelihood,
     )
     est.fit(train)
     h = est.history_

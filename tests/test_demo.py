@@ -24,3 +24,24 @@ def test_demo_runs_and_writes_plot(tmp_path, capsys):
     assert out.stat().st_size > 10_000  # a PNG with five panels, not an empty file
     printed = capsys.readouterr().out
     assert "interpolation MSE" in printed and str(out) in printed
+
+
+def test_demo_passes_dynamics_activation_and_likelihood(tmp_path, monkeypatch):
+    from latentode import LatentODERegressor
+
+    class Fitted(Exception):
+        pass
+
+    seen: dict = {}
+
+    def fit(self, *args, **kwargs):  # stands in for training: record the estimator, stop
+        seen.update(self.get_params())
+        raise Fitted
+
+    monkeypatch.setattr(LatentODERegressor, "fit", fit)
+    for flags, expected in [([], ("tanh", "gaussian")),
+                            (["--dynamics-activation", "elu", "--likelihood", "student_t"],
+                             ("elu", "student_t"))]:
+        with pytest.raises(Fitted):
+            demo.main(["--out", str(tmp_path / "f.png"), "--verbose", "0", *flags])
+        assert (seen["dynamics_activation"], seen["likelihood"]) == expected

@@ -216,3 +216,25 @@ def test_summary_baselines_read_the_summaries(bench, model):
     assert roc_auc_score(y.loc[proba.index], proba) > 0.95
     with pytest.raises(ValueError, match="'logistic' or 'boosting'"):
         bench.summary_baseline(train, y, test, ["HR"], "forest")
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], ("tanh", "gaussian")),
+    (["--dynamics-activation", "elu", "--likelihood", "student_t"], ("elu", "student_t")),
+])
+def test_dynamics_and_likelihood_flags_reach_the_estimator(bench, monkeypatch, flags, expected):
+    class Built(Exception):
+        pass
+
+    seen: dict = {}
+
+    def run(args):  # stands in for the training run: record the estimator, stop
+        seen.update(bench.build_estimator(args).get_params())
+        raise Built
+
+    monkeypatch.setattr(bench, "run", run)
+    with pytest.raises(Built):
+        bench.main(["--verbose", "0", *flags])
+    assert (seen["dynamics_activation"], seen["likelihood"]) == expected
+    with pytest.raises(SystemExit):  # the choices are the likelihood registry's names
+        bench.main(["--likelihood", "laplace"])
