@@ -170,6 +170,9 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         published with 128); None: ``units``.
     dynamics_activation : {"tanh", "elu", "softplus"}, default="tanh"
         Hidden non-linearity of the latent dynamics, as for the regressor.
+    forecast_noise : bool, default=False
+        The forecast values of ``forecast_share`` / ``forecast_split`` training scored under
+        a noise of their own, as for the regressor.
 
     Attributes
     ----------
@@ -321,6 +324,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         mtan_ref_points: int = 64,
         mtan_embed_dim: int | None = None,
         dynamics_activation: str = "tanh",
+        forecast_noise: bool = False,
     ) -> None:
         super().__init__(
             latent_dim=latent_dim, encoder=encoder, rec_dim=rec_dim, units=units,
@@ -338,7 +342,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             forecast_share=forecast_share, forecast_range=forecast_range,
             weight_decay=weight_decay, readout_sides=readout_sides,
             mtan_ref_points=mtan_ref_points, mtan_embed_dim=mtan_embed_dim,
-            dynamics_activation=dynamics_activation,
+            dynamics_activation=dynamics_activation, forecast_noise=forecast_noise,
         )
         self.classifier = classifier
         self.ce_weight = ce_weight

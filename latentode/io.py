@@ -650,7 +650,8 @@ def _hp_choice(options: tuple[str, ...]) -> Callable[[Any], bool]:
 # (LatentODE.FORMER_HPARAMS): the network it describes is unchanged
 _ADDED_HPARAMS = ("n_static", "n_classes", "likelihood", "obs_df", "linear_term", "readout",
                   "classifier_dropout", "head_inputs", "readout_sides", "readout_split",
-                  "mtan_ref_points", "mtan_embed_dim", "dynamics_activation")
+                  "mtan_ref_points", "mtan_embed_dim", "dynamics_activation",
+                  "forecast_noise")
 
 
 def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
@@ -697,6 +698,7 @@ def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
         "mtan_embed_dim": (_hp_int(2, optional=True), "null or an integer >= 2"),
         "dynamics_activation": (_hp_choice(tuple(DYNAMICS_ACTIVATIONS)),
                                 f"one of {tuple(DYNAMICS_ACTIVATIONS)}"),
+        "forecast_noise": (lambda v: isinstance(v, bool), "true or false"),
     }
 
 

@@ -220,6 +220,17 @@ class LatentODE(nn.Module):
         (:data:`~latentode.nn.dynamics.DYNAMICS_ACTIVATIONS`; the ODE-RNN encoder's own flow
         stays tanh). ``"tanh"`` is bounded; ``"elu"`` and ``"softplus"`` grow linearly with
         the state along the directions where their units are active.
+    forecast_noise : bool
+        Whether the values a training target holds after its series' last conditioning time
+        (the forecasts of ``forecast_share`` and ``forecast_split`` training) are scored under
+        an observation model of their own, :attr:`forecast_noise` (with a readout also
+        :attr:`forecast_decoder_noise` for the auxiliary term; same family and options as
+        :attr:`observation`, its scale learned from those values alone, or the same fixed
+        ``obs_std``), instead of the one that scores reconstruction. One learned scale for
+        both is pulled up by the forecasts' larger errors and weakens the reconstruction
+        term; with its own, the reconstruction scale stays that of reconstruction. Neither
+        prediction nor calibration reads it. No effect when no target value lies after the
+        conditioning (plain reconstruction, ``obs_dropout``) or with a fixed ``obs_std``.
 
     Examples
     --------
@@ -285,6 +296,7 @@ class LatentODE(nn.Module):
         mtan_ref_points: int = 64,
         mtan_embed_dim: int | None = None,
         dynamics_activation: str = "tanh",
+        forecast_noise: bool = False,
     ) -> None:
         super().__init__()
         if head_inputs not in HEAD_INPUTS:
@@ -321,7 +333,7 @@ class LatentODE(nn.Module):
             readout_sides=readout_sides, readout_split=readout_split,
             mtan_ref_points=int(mtan_ref_points),
             mtan_embed_dim=None if mtan_embed_dim is None else int(mtan_embed_dim),
-            dynamics_activation=dynamics_activation,
+            dynamics_activation=dynamics_activation, forecast_noise=bool(forecast_noise),
         )
         self.n_channels = n_channels
         self.latent_dim = latent_dim
@@ -360,6 +372,18 @@ class LatentODE(nn.Module):
             None if self.readout is None else OBSERVATION_MODELS[likelihood].from_config(
                 n_channels, obs_std=obs_std, obs_std_init=obs_std_init,
                 obs_std_floor=obs_std_floor, obs_df=obs_df))
+        # with forecast_noise: the observation models of the values after the conditioning
+        # (and of the decoder's own means there), trained by those values alone
+        self.forecast_noise: ObservationModel | None = None
+        self.forecast_decoder_noise: ObservationModel | None = None
+        if forecast_noise:
+            self.forecast_noise = OBSERVATION_MODELS[likelihood].from_config(
+                n_channels, obs_std=obs_std, obs_std_init=obs_std_init,
+                obs_std_floor=obs_std_floor, obs_df=obs_df)
+            if self.readout is not None:
+                self.forecast_decoder_noise = OBSERVATION_MODELS[likelihood].from_config(
+                    n_channels, obs_std=obs_std, obs_std_init=obs_std_init,
+                    obs_std_floor=obs_std_floor, obs_df=obs_df)
         # per-channel factor widening the predictive distribution around its mean, set after
         # training by latentode.training.calibrate_spread (1: the raw model)
         self.register_buffer("spread_scale", torch.ones(n_channels))
@@ -693,11 +717,23 @@ class LatentODE(nn.Module):
         mask = _valid_mask(tgt.mask, tgt.lengths)
         base, mean = self._decode(z, cond, tgt.times, where=mask > 0)
         weights = observation_weights(mask, weighting)
-        log_lik = self.noise.log_prob(tgt.values, weights, mean)  # (K, B)
+        after = (None if target is None or self.forecast_noise is None
+                 else _after_conditioning(cond, tgt).unsqueeze(-1).to(weights.dtype))
+        if after is None:
+            log_lik = self.noise.log_prob(tgt.values, weights, mean)  # (K, B)
+        else:  # forecast_noise: the values after the conditioning under their own model
+            log_lik = (self.noise.log_prob(tgt.values, weights * (1 - after), mean)
+                       + self.forecast_noise.log_prob(tgt.values, weights * after, mean))
         # the decoder's own means scored alike by their own observation model (loss's
         # readout_aux): (K, B), with gradients into the decoder, dynamics and encoder
-        aux_lik = (self.decoder_noise.log_prob(tgt.values, weights, base)
-                   if readout_aux and self.decoder_noise is not None else None)
+        aux_lik = None
+        if readout_aux and self.decoder_noise is not None:
+            if after is None or self.forecast_decoder_noise is None:
+                aux_lik = self.decoder_noise.log_prob(tgt.values, weights, base)
+            else:
+                aux_lik = (self.decoder_noise.log_prob(tgt.values, weights * (1 - after), base)
+                           + self.forecast_decoder_noise.log_prob(tgt.values, weights * after,
+                                                                  base))
         if self.intensity is not None:
             log_lik = log_lik + self.intensity.log_likelihood(z, cum, mask, tgt.lengths)
         kl = kl_normal_standard(mu, sigma)  # (B,)
@@ -970,6 +1006,14 @@ def _start_time(cond: Batch, times: torch.Tensor, lengths: torch.Tensor) -> torc
     lengths = lengths.to(times.device)
     first_query = torch.where(lengths > 0, times[:, 0], first_cond)
     return torch.minimum(first_cond, first_query)
+
+
+def _after_conditioning(cond: Batch, target: Batch) -> torch.Tensor:
+    """``(B, M)`` bool: the target's time points after their series' last conditioning time
+    (the forecasts of a split; none where the conditioning covers the whole series)."""
+    lengths = cond.lengths.to(device=cond.times.device, dtype=torch.long)
+    last = cond.times.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1))
+    return target.times > last.to(target.times.device)
 
 
 def _valid_mask(mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
