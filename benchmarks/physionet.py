@@ -552,6 +552,7 @@ def build_estimator(args: argparse.Namespace) -> Any:
         forecast_share=getattr(args, "forecast_share", 0.0),
         forecast_range=tuple(getattr(args, "forecast_range", (0.2, 0.8))),
         readout_sides=getattr(args, "readout_sides", "shared"),
+        forecast_noise=getattr(args, "forecast_noise", False),
         dynamics_activation=getattr(args, "dynamics_activation", "tanh"),
         likelihood=getattr(args, "likelihood", "gaussian"),
     )
@@ -1180,6 +1181,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--readout-sides", default="shared", choices=("shared", "split"),
                         help="readout_sides: whether the readout's one-sided queries (forecasts) "
                              "have their own parameters")
+    parser.add_argument("--forecast-noise", action="store_true",
+                        help="forecast_noise: the values training forecasts (--forecast-share, "
+                             "--forecast-split) scored under a learned noise of their own")
     parser.add_argument("--dynamics-activation", default="tanh",
                         choices=("tanh", "elu", "softplus"),
                         help="dynamics_activation: the hidden non-linearity of the latent field")

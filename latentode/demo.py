@@ -109,6 +109,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
                              "the latent vector field")
     parser.add_argument("--likelihood", choices=LIKELIHOODS, default="gaussian",
                         help="the estimator's likelihood: the observation model of the values")
+    parser.add_argument("--readout-sides", choices=("shared", "split"), default="shared",
+                        help="the estimator's readout_sides: whether the readout's one-sided "
+                             "queries (forecasts) have their own parameters")
+    parser.add_argument("--forecast-noise", action="store_true",
+                        help="the estimator's forecast_noise: the values training forecasts "
+                             "(--forecast-share) scored under a learned noise of their own")
     args = parser.parse_args(argv)
 
     import torch
@@ -136,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         n_jobs=max(1, args.threads), readout=args.readout, obs_dropout=args.obs_dropout,
         readout_aux=args.readout_aux, readout_reach=args.readout_reach,
         forecast_share=args.forecast_share, dynamics_activation=args.dynamics_activation,
-        likelihood=args.likelihood,
+        likelihood=args.likelihood, readout_sides=args.readout_sides,
+        forecast_noise=args.forecast_noise,
     )
     est.fit(train)
     h = est.history_

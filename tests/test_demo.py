@@ -39,9 +39,12 @@ def test_demo_passes_dynamics_activation_and_likelihood(tmp_path, monkeypatch):
         raise Fitted
 
     monkeypatch.setattr(LatentODERegressor, "fit", fit)
-    for flags, expected in [([], ("tanh", "gaussian")),
+    for flags, expected in [([], ("tanh", "gaussian", "shared", False)),
                             (["--dynamics-activation", "elu", "--likelihood", "student_t"],
-                             ("elu", "student_t"))]:
+                             ("elu", "student_t", "shared", False)),
+                            (["--readout-sides", "split", "--forecast-noise"],
+                             ("tanh", "gaussian", "split", True))]:
         with pytest.raises(Fitted):
             demo.main(["--out", str(tmp_path / "f.png"), "--verbose", "0", *flags])
-        assert (seen["dynamics_activation"], seen["likelihood"]) == expected
+        assert (seen["dynamics_activation"], seen["likelihood"], seen["readout_sides"],
+                seen["forecast_noise"]) == expected

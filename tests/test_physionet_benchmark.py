@@ -219,8 +219,10 @@ def test_summary_baselines_read_the_summaries(bench, model):
 
 
 @pytest.mark.parametrize("flags, expected", [
-    ([], ("tanh", "gaussian")),
-    (["--dynamics-activation", "elu", "--likelihood", "student_t"], ("elu", "student_t")),
+    ([], ("tanh", "gaussian", "shared", False)),
+    (["--dynamics-activation", "elu", "--likelihood", "student_t"],
+     ("elu", "student_t", "shared", False)),
+    (["--readout-sides", "split", "--forecast-noise"], ("tanh", "gaussian", "split", True)),
 ])
 def test_dynamics_and_likelihood_flags_reach_the_estimator(bench, monkeypatch, flags, expected):
     class Built(Exception):
@@ -235,6 +237,7 @@ def test_dynamics_and_likelihood_flags_reach_the_estimator(bench, monkeypatch, f
     monkeypatch.setattr(bench, "run", run)
     with pytest.raises(Built):
         bench.main(["--verbose", "0", *flags])
-    assert (seen["dynamics_activation"], seen["likelihood"]) == expected
+    assert (seen["dynamics_activation"], seen["likelihood"], seen["readout_sides"],
+            seen["forecast_noise"]) == expected
     with pytest.raises(SystemExit):  # the choices are the likelihood registry's names
         bench.main(["--likelihood", "laplace"])
