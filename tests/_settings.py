@@ -17,6 +17,26 @@ def batch_loader(batch, size=4):
     return make
 
 
+def ragged_batch(n=6, length=9, c=2, seed=0, min_length=1):
+    """A float64 :class:`latentode.batch.Batch` of ``n`` series with random lengths in
+    ``[min_length, length]`` (the first one full), sorted random times, about 70 % of the
+    values observed and the first value of channel 0 always; ``seed`` gives the same batch."""
+    import torch
+
+    from latentode.batch import Batch
+
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(min_length, length + 1, (n,), generator=g)
+    lengths[0] = length
+    times = torch.sort(torch.rand(n, length, generator=g, dtype=torch.float64), 1).values
+    valid = torch.arange(length) < lengths[:, None]
+    times = torch.where(valid, times, times.gather(1, (lengths - 1)[:, None]))
+    mask = (torch.rand(n, length, c, generator=g) < 0.7).double() * valid.unsqueeze(-1)
+    mask[:, 0, 0] = 1.0
+    values = torch.randn(n, length, c, generator=g, dtype=torch.float64) * mask
+    return Batch(times, values, mask, lengths)
+
+
 def tiny_latent_ode():
     """A seeded one-channel :class:`latentode.nn.LatentODE` small enough for loop tests."""
     import torch

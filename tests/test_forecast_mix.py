@@ -10,6 +10,7 @@ import pytest
 import torch
 from _settings import TINY
 from _settings import batch_loader as _loader
+from _settings import ragged_batch as _ragged
 from _settings import tiny_latent_ode as _tiny_model
 from sklearn.base import clone
 
@@ -17,19 +18,6 @@ from latentode import LatentODEClassifier, LatentODERegressor
 from latentode.data.batch import Batch
 from latentode.training import FORECAST_RANGE, fit_model, mix_forecast, split_forecast
 from latentode.training.loop import _condition_and_target
-
-
-def _ragged(n=6, length=9, c=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(1, length + 1, (n,), generator=g)
-    lengths[0] = length
-    times = torch.sort(torch.rand(n, length, generator=g, dtype=torch.float64), 1).values
-    valid = torch.arange(length) < lengths[:, None]
-    times = torch.where(valid, times, times.gather(1, (lengths - 1)[:, None]))
-    mask = (torch.rand(n, length, c, generator=g) < 0.7).double() * valid.unsqueeze(-1)
-    mask[:, 0, 0] = 1.0
-    values = torch.randn(n, length, c, generator=g, dtype=torch.float64) * mask
-    return Batch(times, values, mask, lengths)
 
 
 def test_a_picked_series_conditions_on_nothing_after_its_split():

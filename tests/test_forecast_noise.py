@@ -10,26 +10,12 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from _settings import TINY
+from _settings import TINY, ragged_batch
 from sklearn.base import clone
 
 from latentode import LatentODEClassifier, LatentODERegressor
-from latentode.data.batch import Batch
 from latentode.nn import LatentODE
 from latentode.training import mix_forecast, split_forecast
-
-
-def _ragged(n=8, length=10, c=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(3, length + 1, (n,), generator=g)
-    lengths[0] = length
-    times = torch.sort(torch.rand(n, length, generator=g, dtype=torch.float64), 1).values
-    valid = torch.arange(length) < lengths[:, None]
-    times = torch.where(valid, times, times.gather(1, (lengths - 1)[:, None]))
-    mask = (torch.rand(n, length, c, generator=g) < 0.7).double() * valid.unsqueeze(-1)
-    mask[:, 0, 0] = 1.0
-    values = torch.randn(n, length, c, generator=g, dtype=torch.float64) * mask
-    return Batch(times, values, mask, lengths)
 
 
 def _pair(readout="latent"):
@@ -61,7 +47,7 @@ def _n_after(cond, target):
 
 @pytest.mark.parametrize("task", ["mix", "split"])
 def test_the_values_after_the_conditioning_are_scored_under_their_own_scale(task):
-    batch = _ragged()
+    batch = ragged_batch(n=8, length=10, min_length=3)
     if task == "mix":
         cond, target = mix_forecast(batch, 1.0, (0.5, 0.5), torch.Generator().manual_seed(0))
     else:
@@ -92,7 +78,7 @@ def test_the_values_after_the_conditioning_are_scored_under_their_own_scale(task
 
 
 def test_reconstruction_alone_never_reads_the_forecast_scale():
-    batch = _ragged(seed=2)
+    batch = ragged_batch(n=8, length=10, seed=2, min_length=3)
     shared, own = _pair(readout="neighbours")
     with torch.no_grad():
         own.forecast_noise.raw.fill_(3.0)
