@@ -114,12 +114,19 @@ def test_neighbours_match_numpy_reference(strict):
     np.testing.assert_array_equal(interp[at_obs], ref["pv"][at_obs])
 
 
-def _readout_inputs(seed=0):
+def _hand_query(seed=0):
+    """:func:`_hand_batch`, four query times around its observations, and seeded random
+    decoder means ``(2, 1, 4, 3)`` and latent states ``(2, 1, 4, 5)`` there."""
     torch.manual_seed(seed)
     cond = _hand_batch()
     q = torch.tensor([[0.5, 1.0, 2.0, 2.5]], dtype=torch.float64)
     base = torch.randn(2, 1, 4, 3, dtype=torch.float64)
     z = torch.randn(2, 1, 4, 5, dtype=torch.float64)
+    return cond, q, base, z
+
+
+def _readout_inputs(seed=0):
+    cond, q, base, z = _hand_query(seed)
     readout = NeighbourReadout(5, 3).double()
     with torch.no_grad():  # a readout that uses every input
         readout.out.weight.normal_()
@@ -321,11 +328,7 @@ def test_split_sides_give_each_kind_of_query_its_own_parameters():
     """``sides="split", split="copy"``: queries between two observations of the channel go
     through the module's own parameters, those with a neighbour on one side only through
     ``one_sided``'s (its own gate, residual and reach), on the sparse and the dense path."""
-    torch.manual_seed(0)
-    cond = _hand_batch()
-    q = torch.tensor([[0.5, 1.0, 2.0, 2.5]], dtype=torch.float64)
-    base = torch.randn(2, 1, 4, 3, dtype=torch.float64)
-    z = torch.randn(2, 1, 4, 5, dtype=torch.float64)
+    cond, q, base, z = _hand_query()
     readout = NeighbourReadout(5, 3, sides="split", split="copy").double()
     assert isinstance(readout.one_sided, NeighbourReadout) and readout.one_sided.one_sided is None
     assert NeighbourReadout(5, 3).one_sided is None
@@ -393,11 +396,7 @@ def test_offset_split_starts_at_the_shared_parameters_and_adds_the_offsets():
     (hand-computed, sparse and dense path); the two-sided queries' loss reaches the two-sided
     parameters only, the one-sided queries' loss both them and the offsets, with the same
     gradient (the sum's)."""
-    torch.manual_seed(0)
-    cond = _hand_batch()
-    q = torch.tensor([[0.5, 1.0, 2.0, 2.5]], dtype=torch.float64)
-    base = torch.randn(2, 1, 4, 3, dtype=torch.float64)
-    z = torch.randn(2, 1, 4, 5, dtype=torch.float64)
+    cond, q, base, z = _hand_query()
     readout = NeighbourReadout(5, 3, sides="split", split="offset").double()
     assert readout.split == "offset" and readout.one_sided.one_sided is None
     assert all(not p.any() for p in readout.one_sided.parameters())
@@ -451,11 +450,7 @@ def test_bounded_split_one_sided_weight_never_exceeds_the_two_sided_one():
     gap would, and its residual fades over the channel's spacing (``set_spacing``); the
     two-sided queries are the offset readout's (hand-computed, sparse and dense paths). At the
     start (offsets 0, output layer 0) it is the offset readout."""
-    torch.manual_seed(0)
-    cond = _hand_batch()
-    q = torch.tensor([[0.5, 1.0, 2.0, 2.5]], dtype=torch.float64)
-    base = torch.randn(2, 1, 4, 3, dtype=torch.float64)
-    z = torch.randn(2, 1, 4, 5, dtype=torch.float64)
+    cond, q, base, z = _hand_query()
     readout = NeighbourReadout(5, 3, sides="split", split="bounded").double()
     assert readout.split == "bounded" and all(not p.any() for p in readout.one_sided.parameters())
     offset = NeighbourReadout(5, 3, sides="split", split="offset").double()
@@ -537,11 +532,7 @@ def test_offset_split_trained_without_one_sided_queries_keeps_the_shared_paramet
     decay leave a parameter without gradient at 0) and the one-sided parameters are the
     trained two-sided ones; trained on both kinds, the offsets move away from 0 and the
     one-sided readout fits its queries better than the two-sided parameters would."""
-    torch.manual_seed(0)
-    cond = _hand_batch()
-    q = torch.tensor([[0.5, 1.0, 2.0, 2.5]], dtype=torch.float64)
-    base = torch.randn(2, 1, 4, 3, dtype=torch.float64)
-    z = torch.randn(2, 1, 4, 5, dtype=torch.float64)
+    cond, q, base, z = _hand_query()
     nb = channel_neighbours(cond, q)
     two = nb.has_prev & nb.has_next
     both = nb.has_prev | nb.has_next
