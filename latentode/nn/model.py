@@ -360,30 +360,24 @@ class LatentODE(nn.Module):
             None if readout_class is None
             else readout_class(latent_dim, n_channels, sides=readout_sides,
                                split=readout_split))
+        def observation_model() -> ObservationModel:
+            return OBSERVATION_MODELS[likelihood].from_config(
+                n_channels, obs_std=obs_std, obs_std_init=obs_std_init,
+                obs_std_floor=obs_std_floor, obs_df=obs_df)
+
         # the observation model keeps the attribute name ``noise``: its state-dict keys
         # (``noise.raw`` / ``noise.fixed``) are those of saved files; ``observation`` names it
-        self.noise: ObservationModel = OBSERVATION_MODELS[likelihood].from_config(
-            n_channels, obs_std=obs_std, obs_std_init=obs_std_init, obs_std_floor=obs_std_floor,
-            obs_df=obs_df,
-        )
+        self.noise: ObservationModel = observation_model()
         # with a readout: the observation model of the decoder's own, uncorrected means, trained
         # by the auxiliary term of ``loss(readout_aux=...)`` alone (never used to predict)
         self.decoder_noise: ObservationModel | None = (
-            None if self.readout is None else OBSERVATION_MODELS[likelihood].from_config(
-                n_channels, obs_std=obs_std, obs_std_init=obs_std_init,
-                obs_std_floor=obs_std_floor, obs_df=obs_df))
+            None if self.readout is None else observation_model())
         # with forecast_noise: the observation models of the values after the conditioning
         # (and of the decoder's own means there), trained by those values alone
-        self.forecast_noise: ObservationModel | None = None
-        self.forecast_decoder_noise: ObservationModel | None = None
-        if forecast_noise:
-            self.forecast_noise = OBSERVATION_MODELS[likelihood].from_config(
-                n_channels, obs_std=obs_std, obs_std_init=obs_std_init,
-                obs_std_floor=obs_std_floor, obs_df=obs_df)
-            if self.readout is not None:
-                self.forecast_decoder_noise = OBSERVATION_MODELS[likelihood].from_config(
-                    n_channels, obs_std=obs_std, obs_std_init=obs_std_init,
-                    obs_std_floor=obs_std_floor, obs_df=obs_df)
+        self.forecast_noise: ObservationModel | None = (
+            observation_model() if forecast_noise else None)
+        self.forecast_decoder_noise: ObservationModel | None = (
+            observation_model() if forecast_noise and self.readout is not None else None)
         # per-channel factor widening the predictive distribution around its mean, set after
         # training by latentode.training.calibrate_spread (1: the raw model)
         self.register_buffer("spread_scale", torch.ones(n_channels))
@@ -717,23 +711,16 @@ class LatentODE(nn.Module):
         mask = _valid_mask(tgt.mask, tgt.lengths)
         base, mean = self._decode(z, cond, tgt.times, where=mask > 0)
         weights = observation_weights(mask, weighting)
+        # forecast_noise: the values after the conditioning are scored under their own model
         after = (None if target is None or self.forecast_noise is None
                  else _after_conditioning(cond, tgt).unsqueeze(-1).to(weights.dtype))
-        if after is None:
-            log_lik = self.noise.log_prob(tgt.values, weights, mean)  # (K, B)
-        else:  # forecast_noise: the values after the conditioning under their own model
-            log_lik = (self.noise.log_prob(tgt.values, weights * (1 - after), mean)
-                       + self.forecast_noise.log_prob(tgt.values, weights * after, mean))
+        log_lik = _log_prob(self.noise, self.forecast_noise, after, tgt.values, weights,
+                            mean)  # (K, B)
         # the decoder's own means scored alike by their own observation model (loss's
         # readout_aux): (K, B), with gradients into the decoder, dynamics and encoder
-        aux_lik = None
-        if readout_aux and self.decoder_noise is not None:
-            if after is None or self.forecast_decoder_noise is None:
-                aux_lik = self.decoder_noise.log_prob(tgt.values, weights, base)
-            else:
-                aux_lik = (self.decoder_noise.log_prob(tgt.values, weights * (1 - after), base)
-                           + self.forecast_decoder_noise.log_prob(tgt.values, weights * after,
-                                                                  base))
+        aux_lik = (_log_prob(self.decoder_noise, self.forecast_decoder_noise, after,
+                             tgt.values, weights, base)
+                   if readout_aux and self.decoder_noise is not None else None)
         if self.intensity is not None:
             log_lik = log_lik + self.intensity.log_likelihood(z, cum, mask, tgt.lengths)
         kl = kl_normal_standard(mu, sigma)  # (B,)
@@ -1014,6 +1001,17 @@ def _after_conditioning(cond: Batch, target: Batch) -> torch.Tensor:
     lengths = cond.lengths.to(device=cond.times.device, dtype=torch.long)
     last = cond.times.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1))
     return target.times > last.to(target.times.device)
+
+
+def _log_prob(model: ObservationModel, after_model: ObservationModel | None,
+              after: torch.Tensor | None, values: torch.Tensor, weights: torch.Tensor,
+              mean: torch.Tensor) -> torch.Tensor:
+    """``model``'s weighted log-likelihood ``(K, B)`` of ``values`` around ``mean``, the entries
+    marked by ``after`` (``(B, M, 1)`` 0/1; None: none) under ``after_model`` instead."""
+    if after is None or after_model is None:
+        return model.log_prob(values, weights, mean)
+    return (model.log_prob(values, weights * (1 - after), mean)
+            + after_model.log_prob(values, weights * after, mean))
 
 
 def _valid_mask(mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
