@@ -161,11 +161,7 @@ def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any],
     train = obs[obs["id"].isin(train_ids)]
     test_obs = obs[~obs["id"].isin(train_ids)]
     test_fut = fut[~fut["id"].isin(train_ids)]
-    # futures that stay inside the part of the spirals the training windows cover (the later
-    # the start, the more of a future lies beyond every training window)
-    covered_to = int(data.start[train_ids].max()) + N_POINTS  # end of the last training window
-    future_end = data.start.loc[test_fut["id"]].to_numpy() + N_POINTS + N_FUTURE
-    inside = future_end <= covered_to  # the whole future lies where training windows reach
+    inside = covered(data, train_ids, test_fut["id"])  # per row of test_fut
     truth = test_fut[["x", "y"]].to_numpy()
     result: dict[str, Any] = {
         "observed": n_observed, "rmse": None, "rmse_covered": None,
@@ -224,6 +220,15 @@ def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any],
                    **({"dynamics_init": "torch"} if args.dynamics_init == "torch" else {})},
     })
     return result
+
+
+def covered(data: Any, train_ids: np.ndarray, ids: Any) -> np.ndarray:
+    """Per entry of ``ids`` (series ids of ``data``, a make_spirals result): whether the whole
+    future of the series lies inside the part of the spirals the training windows of
+    ``train_ids`` cover (the later the start, the more of a future lies beyond every training
+    window)."""
+    covered_to = int(data.start[train_ids].max()) + N_POINTS  # end of the last training window
+    return data.start.loc[ids].to_numpy() + N_POINTS + N_FUTURE <= covered_to
 
 
 #: centres of make_spirals' clockwise and counter-clockwise spirals (spiral_paths)

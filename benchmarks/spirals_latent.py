@@ -81,10 +81,9 @@ def main(argv: list[str] | None = None) -> dict:
     train_ids = np.arange(args.n_train)
     test_ids = np.arange(args.n_train, args.n_spirals)
     n_win = bench.N_POINTS + bench.N_FUTURE
-    covered_to = int(data.start[train_ids].max()) + bench.N_POINTS
     start = data.start.loc[test_ids].to_numpy()
     cw = data.clockwise.loc[test_ids].to_numpy()
-    inside = start + n_win <= covered_to
+    inside = bench.covered(data, train_ids, test_ids)
     ts, pcw, pcc = spiral_paths()
     grid = ts[:n_win]  # times restart at 0 in every window
     truth = np.stack([(pcw if c else pcc)[s:s + n_win] for s, c in zip(start, cw)])
