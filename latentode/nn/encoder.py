@@ -14,6 +14,7 @@ from torch import nn
 
 from latentode.ode import evolve
 from latentode.ode.odernn import GRUParams, event_schedule, odernn_scan
+from latentode.ode.padded import hold_last
 
 from .dynamics import LatentDynamics, mlp
 
@@ -174,11 +175,8 @@ class _BackwardEncoder(nn.Module):
         b, n, _ = values.shape
         values = torch.where(mask > 0, values, torch.zeros_like(values))
         lengths = lengths.to(device=times.device, dtype=torch.long)
-        pos = torch.arange(n, device=times.device)
-        valid = pos.unsqueeze(0) < lengths.unsqueeze(1)  # (B, N)
         # forward-fill padded times so that padded intervals have zero length
-        last_t = times.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1))
-        times = torch.where(valid, times, last_t)
+        times, valid, _ = hold_last(times, lengths)  # valid: (B, N)
         t_next = torch.cat([times[:, 1:], times[:, -1:]], dim=1)  # (B, N); t_next[:, -1] = t[:, -1]
         gaps = t_next - times
         do_update = (valid & (mask > 0).any(-1)).unsqueeze(-1)  # (B, N, 1)

@@ -10,6 +10,7 @@ from torch import nn
 
 from latentode.batch import Batch
 from latentode.ode import odeint
+from latentode.ode.padded import last_time
 
 from .classifier import HEAD_INPUTS, ClassifierHead, labelled_mean, weighted_cross_entropy
 from .decoder import Decoder
@@ -998,9 +999,7 @@ def _start_time(cond: Batch, times: torch.Tensor, lengths: torch.Tensor) -> torc
 def _after_conditioning(cond: Batch, target: Batch) -> torch.Tensor:
     """``(B, M)`` bool: the target's time points after their series' last conditioning time
     (the forecasts of a split; none where the conditioning covers the whole series)."""
-    lengths = cond.lengths.to(device=cond.times.device, dtype=torch.long)
-    last = cond.times.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1))
-    return target.times > last.to(target.times.device)
+    return target.times > last_time(cond.times, cond.lengths).to(target.times.device)
 
 
 def _log_prob(model: ObservationModel, after_model: ObservationModel | None,

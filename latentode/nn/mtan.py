@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from latentode.ode.padded import hold_last
+
 from .dynamics import mlp
 from .encoder import _SIGMA_FLOOR, check_static
 
@@ -123,10 +125,9 @@ def _window(
     """A padded batch's window: ``lengths`` as long, the ``(B, N)`` valid positions, the
     ``(B,)`` start (``t0``, default the first time) and the ``(B,)`` last valid time."""
     lengths = lengths.to(device=times.device, dtype=torch.long)
-    valid = torch.arange(times.shape[1], device=times.device).unsqueeze(0) < lengths.unsqueeze(1)
+    _, valid, last_t = hold_last(times, lengths)
     start = times[:, 0] if t0 is None else t0.to(times.dtype)
-    last_t = times.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
-    return lengths, valid, start, last_t
+    return lengths, valid, start, last_t.squeeze(1)
 
 
 class MTANEncoder(nn.Module):

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentode.batch import Batch
+from latentode.ode.padded import hold_last
 
 __all__ = ["Neighbours", "channel_neighbours", "NeighbourReadout", "READOUT_REACHES",
            "READOUT_SIDES", "READOUT_SPLITS"]
@@ -146,14 +147,13 @@ def channel_neighbours(cond: Batch, query_times: torch.Tensor, *,
     c = cond.mask.shape[-1]
     lengths = cond.lengths.to(device=times.device, dtype=torch.long).clamp(min=1, max=n)
     pos = torch.arange(n, device=times.device)
-    valid = pos.unsqueeze(0) < lengths.unsqueeze(1)  # (B, N)
+    # searchsorted needs rows sorted over the whole width: times past the prefix are clamped
+    sorted_t, valid, _ = hold_last(times, lengths)  # valid: (B, N)
+    sorted_t = sorted_t.contiguous()
     seen = (cond.mask > 0) & valid.unsqueeze(-1)  # (B, N, C)
     pos3 = pos.view(1, n, 1).expand_as(seen)
     last_seen = torch.where(seen, pos3, -1).cummax(dim=1).values  # last observed at <= n
     first_seen = torch.where(seen, pos3, n).flip(1).cummin(dim=1).values.flip(1)  # at >= n
-    # searchsorted needs rows sorted over the whole width: times past the prefix are clamped
-    last_t = times.gather(1, (lengths - 1).unsqueeze(1))
-    sorted_t = torch.where(valid, times, last_t).contiguous()
     below = torch.searchsorted(sorted_t, q)  # number of times < q
     upto = torch.searchsorted(sorted_t, q, right=True)  # number of times <= q
     below = torch.minimum(below, lengths.unsqueeze(1))

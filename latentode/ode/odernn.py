@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 import torch
 
+from .padded import hold_last
 from .solve import cuda_graphs_allowed
 
 __all__ = ["EventSchedule", "event_schedule", "odernn_scan", "ScanGraphs", "GRUParams"]
@@ -114,9 +115,7 @@ def event_schedule(
     dev = times.device
     lengths = lengths.to(device=dev, dtype=torch.long)
     k = torch.arange(n, device=dev).unsqueeze(0)
-    valid = k < lengths.unsqueeze(1)
-    last_t = times.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1))
-    times = torch.where(valid, times, last_t)
+    times, valid, _ = hold_last(times, lengths)
     t_next = torch.cat([times[:, 1:], times[:, -1:]], dim=1)
     pos = (lengths.unsqueeze(1) - 1 - k).clamp(min=0)  # event order k -> position i
     t_from = t_next.gather(1, pos)

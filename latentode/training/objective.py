@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from latentode.batch import Batch
+from latentode.ode.padded import hold_last
 
 from . import distributed as _dist
 
@@ -199,11 +200,9 @@ def split_forecast(batch: Batch, fraction: float) -> tuple[Batch, Batch]:
 def _n_past(batch: Batch, fraction: float | torch.Tensor) -> torch.Tensor:
     """``(B,)`` long: the time points of each series strictly before ``t_0 + fraction *
     (t_{n-1} - t_0)`` (at least 1); ``fraction`` a float or a ``(B,)`` tensor."""
-    times, lengths = batch.times, batch.lengths.to(device=batch.times.device, dtype=torch.long)
-    pos = torch.arange(times.shape[1], device=times.device)
-    valid = pos.unsqueeze(0) < lengths.unsqueeze(1)
-    last_pos = (lengths - 1).clamp(min=0).unsqueeze(1)
-    first, last = times[:, :1], times.gather(1, last_pos)
+    times = batch.times
+    _, valid, last = hold_last(times, batch.lengths)
+    first = times[:, :1]
     if isinstance(fraction, torch.Tensor):
         fraction = fraction.to(device=times.device, dtype=times.dtype).unsqueeze(1)
     split = first + fraction * (last - first)
