@@ -72,8 +72,9 @@ over trajectory samples).
     being 10; ``--classifier encoder`` for its ODE-RNN classifier; no validation stays unless
     ``--val-fraction``, then early stopping on ``--scoring``; ``--classifier-dropout`` and
     ``--weight-decay`` regularise it; ``--head-inputs`` adds per-channel summaries of the
-    observed values to what its head reads) scored by AUC-ROC and AUC-PR
-    on the test stays, beside a logistic regression
+    observed values to what its head reads; ``--members K`` fits ``K`` classifiers of other
+    ``random_state`` per split and scores their averaged probability too) scored by AUC-ROC
+    and AUC-PR on the test stays, beside a logistic regression
     on per-stay summary features (last, mean, min, max and count of every channel; missing
     features imputed with the training mean, standardised). A test stay with no observed
     channel (only descriptors) gets the training death rate. ``--static`` gives the descriptors
@@ -126,6 +127,7 @@ GAP_EDGES_H = (0.5, 1.1, 3.0, 8.0)  # --breakdown: gap buckets (h); vitals come 
 BREAKDOWN_TOP = 10  # --breakdown: channels shown, by their share of the model's excess
 CLASSIFIER_SCORINGS = ("log_loss", "roc_auc", "loss")  # --scoring: LatentODEClassifier's
 REGRESSOR_SCORINGS = ("loss", "mse")  # --scoring: LatentODERegressor's (default: the first)
+MEMBER_SEED_STEP = 1000  # --members: member m of split seed s has random_state s + 1000 m
 PUBLISHED = {  # MSE of Rubanova et al. 2019, Table 3 (Latent ODE, ODE-RNN encoder)
     ("interpolation", False): 2.118e-3,
     ("interpolation", True): 2.789e-3,
@@ -436,8 +438,19 @@ def run_classification(args: argparse.Namespace) -> dict[str, Any]:
             warnings.simplefilter("ignore", UserWarning)
             proba = clf.predict_proba(test)[1]
         no_obs = int(proba.isna().sum())  # nothing to condition on: the training death rate
-        proba = proba.fillna(float(labels.loc[train_ids].mean()))
+        fill = float(labels.loc[train_ids].mean())
+        proba = proba.fillna(fill)
         truth = labels.loc[proba.index]
+        members = [proba]
+        for m in range(1, args.members):  # other seeds: initialisation, validation stays, order
+            other = build_classifier(args).set_params(random_state=seed + MEMBER_SEED_STEP * m)
+            other.fit(train, labels.loc[train_ids], **fit_args)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                members.append(other.predict_proba(test)[1].fillna(fill).loc[proba.index])
+            print(f"  member {m} (random_state {seed + MEMBER_SEED_STEP * m}): AUC-ROC "
+                  f"{roc_auc_score(truth, members[-1]):.3f}, best epoch "
+                  f"{other.history_.best_epoch}", flush=True)
         base, boost = (summary_baseline(numeric[numeric["id"].isin(train_ids)], labels,
                                         numeric[numeric["id"].isin(test_ids)],
                                         list(PHYSIONET_PARAMETERS), model)
@@ -457,6 +470,15 @@ def run_classification(args: argparse.Namespace) -> dict[str, Any]:
             "test_deaths": int(truth.sum()), "test_no_obs": no_obs,
             "val_curves": {k: clf.history_[k] for k in ("val_loss", "val_log_loss", "val_roc_auc")},
         })
+        if args.members > 1:
+            mean = pd.concat(members, axis=1).mean(axis=1)
+            rows[-1].update(members=args.members,
+                            member_auc_roc=[roc_auc_score(truth, p) for p in members],
+                            ensemble_auc_roc=roc_auc_score(truth, mean),
+                            ensemble_auc_pr=average_precision_score(truth, mean))
+            print(f"  {args.members} members' averaged probability: AUC-ROC "
+                  f"{rows[-1]['ensemble_auc_roc']:.3f}, AUC-PR {rows[-1]['ensemble_auc_pr']:.3f}",
+                  flush=True)
         if trace is not None:
             rows[-1]["test_auc_per_epoch"] = trace.aucs
             rows[-1]["test_ap_per_epoch"] = trace.aps
@@ -498,15 +520,24 @@ def format_classification(res: dict[str, Any]) -> str:
             f"channel: logistic regression (baseline_*) and gradient boosting (boosting_*). "
             f"Published AUC-ROC: "
             + ", ".join(f"{k} {v}" for k, v in PUBLISHED_AUC.items()) + ".")
-    shown = table[["auc_roc", "baseline_auc_roc", "boosting_auc_roc", "auc_pr",
-                   "baseline_auc_pr", "boosting_auc_pr", "epochs", "best_epoch", "s_per_epoch",
-                   "test_deaths"]]
+    ensemble = ["ensemble_auc_roc", "ensemble_auc_pr"] if "ensemble_auc_roc" in table else []
+    if ensemble:
+        head += (f" ensemble_*: the probability averaged over {int(table['members'].iloc[0])} "
+                 f"classifiers (random_state seed + {MEMBER_SEED_STEP} m), auc_* its first.")
+    scores = ["auc_roc", *ensemble[:1], "baseline_auc_roc", "boosting_auc_roc", "auc_pr",
+              *ensemble[1:], "baseline_auc_pr", "boosting_auc_pr"]
+    shown = table[[*scores, "epochs", "best_epoch", "s_per_epoch", "test_deaths"]]
     text = head + "\n" + shown.to_string(float_format=lambda v: f"{v:.3f}")
     if len(table) > 1:
         stats = ", ".join(f"{c} {table[c].mean():.3f} +- {table[c].std(ddof=1):.3f}"
-                          for c in ("auc_roc", "baseline_auc_roc", "boosting_auc_roc", "auc_pr",
-                                    "baseline_auc_pr", "boosting_auc_pr"))
+                          for c in scores)
         text += f"\nmean +- sd over {len(table)} splits: {stats}"
+        if ensemble:
+            gain = table["ensemble_auc_roc"] - table["auc_roc"]
+            text += ("\nensemble - first member, AUC-ROC per split: "
+                     + " / ".join(f"{g:+.3f}" for g in gain)
+                     + f"; mean {gain.mean():+.4f} (standard error "
+                     f"{gain.std(ddof=1) / np.sqrt(len(gain)):.4f})")
     for key, how in (("rules", ""), ("rules_mc", ", probability averaged over 32 samples of "
                                               "z_t0")):
         if key not in table:
@@ -1105,6 +1136,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--classifier", default="latent", choices=("latent", "encoder"))
     parser.add_argument("--ce-weight", type=float, default=100.0)
     parser.add_argument("--class-weight", default="none", choices=("none", "balanced"))
+    parser.add_argument("--members", type=int, default=1,
+                        help="classification: fit this many classifiers per split in all "
+                             f"(random_state seed + {MEMBER_SEED_STEP} m, m = 1, 2, ...: their "
+                             "own initialisation, validation stays and batch order) and score "
+                             "their averaged probability (ensemble_*) beside the first's "
+                             "(auc_*)")
     parser.add_argument("--classifier-dropout", type=float, default=0.0,
                         help="classification: dropout of the classifier head in training")
     parser.add_argument("--weight-decay", type=float, default=0.0,

@@ -15,6 +15,7 @@ import pytest
 import torch
 from _settings import TINY, as_saved_before, rewrite_saved_config
 from sklearn.base import clone, is_classifier
+from sklearn.ensemble import VotingClassifier
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, cross_val_score
@@ -858,3 +859,21 @@ def test_latent_pooled_head_without_summaries(small):
     assert clf.model_.summary is None and clf.model_.classifier.n_summary == 0
     assert clf.model_.classifier.n_pooled == 2 * TINY["rec_dim"]
     assert np.isfinite(clf.predict_proba(df).to_numpy()).all()
+
+
+def test_soft_voting_averages_differently_seeded_classifiers(small):
+    # an ensemble of fits with other random_state (README, "Ensembles"): scikit-learn's
+    # VotingClassifier fits clones on the per-row labels and averages their predict_proba
+    df, y = small
+    per_row = df["id"].map(y)
+    members = [LatentODEClassifier(**{**TINY, "random_state": seed}) for seed in (0, 1)]
+    vote = VotingClassifier([(f"seed{k}", m) for k, m in enumerate(members)], voting="soft")
+    proba = vote.fit(df, per_row).predict_proba(df)
+    alone = [clone(m).fit(df, y).predict_proba(df) for m in members]  # the same fits
+    assert not np.allclose(alone[0].to_numpy(), alone[1].to_numpy())
+    np.testing.assert_allclose(proba, (alone[0].to_numpy() + alone[1].to_numpy()) / 2,
+                               rtol=0, atol=1e-12)
+    assert list(vote.classes_) == list(alone[0].columns)
+    # one row per series in the order of predict_proba's index (first appearance)
+    assert len(proba) == y.size
+    assert (vote.predict(df) == vote.classes_[np.argmax(proba, axis=1)]).all()

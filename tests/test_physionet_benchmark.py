@@ -241,3 +241,40 @@ def test_dynamics_and_likelihood_flags_reach_the_estimator(bench, monkeypatch, f
             seen["forecast_noise"]) == expected
     with pytest.raises(SystemExit):  # the choices are the likelihood registry's names
         bench.main(["--likelihood", "laplace"])
+
+
+
+def test_classification_members_average_the_probabilities(bench, tmp_path, capsys,
+                                                          monkeypatch):
+    from sklearn.metrics import roc_auc_score
+
+    fitted, probas = [], []
+    build = bench.build_classifier
+
+    def recording(args):  # every classifier the run fits, and the probabilities it gives
+        clf = build(args)
+        predict = clf.predict_proba
+        clf.predict_proba = lambda df: probas.append(predict(df)) or probas[-1]
+        fitted.append(clf)
+        return clf
+
+    monkeypatch.setattr(bench, "build_classifier", recording)
+    with torch_threads(torch.get_num_threads()):  # the benchmark sets its own
+        res = bench.main(["--task", "classification", "--data", str(tmp_path / "none"),
+                          *TINY[:1], "--subset", "100", *TINY[3:], "--members", "3"])
+    out = capsys.readouterr().out
+    row = res["rows"][0]
+    assert [c.random_state for c in fitted] == [42, 1042, 2042]
+    assert len(probas) == 3 and all(p.index.equals(probas[0].index) for p in probas)
+    _, labels, _ = bench.load_labelled(argparse.Namespace(**res["args"]))
+    truth = labels.loc[probas[0].index]
+    assert not any(p[1].isna().any() for p in probas)  # no fill needed on these stays
+    # the first member is the ordinary fit; the others are other models
+    assert row["member_auc_roc"] == pytest.approx([roc_auc_score(truth, p[1]) for p in probas],
+                                                  abs=1e-12)
+    assert row["member_auc_roc"][0] == row["auc_roc"]
+    assert not np.allclose(probas[0][1], probas[1][1])
+    # the ensemble scores the members' averaged probability
+    assert row["ensemble_auc_roc"] == pytest.approx(
+        roc_auc_score(truth, (probas[0][1] + probas[1][1] + probas[2][1]) / 3), abs=1e-12)
+    assert "averaged over 3 classifiers" in out and "ensemble - first member" not in out
