@@ -270,7 +270,8 @@ class LatentODERegressor(BaseEstimator):
     early_stopping : bool, default=True
         Stop when the monitored loss has not improved for ``patience`` epochs. The best weights
         are always restored at the end of training (also after Ctrl-C). The validation loss
-        scores each window's reconstruction, which can level off long before the dynamics
+        scores each window's reconstruction (with ``forecast_split`` or ``forecast_share``, the
+        task trained, see ``scoring``), which can level off long before the dynamics
         that carry forecasts far past the data are learnt: for such forecasts train a few
         hundred epochs with ``early_stopping=False`` (README, "Spirals").
     patience : int, default=10
@@ -284,10 +285,12 @@ class LatentODERegressor(BaseEstimator):
         weighing the same): the trajectory of the posterior mean that :meth:`predict` returns,
         without sampling noise, corrected by ``readout="neighbours"`` from the neighbouring
         observations (never from the value scored); with ``forecast_split``, the error of the
-        forecasts of each series' later part. The validation series are reconstructed whole,
-        whatever ``obs_dropout`` hides in training. With a learned ``obs_std`` the loss also
-        rewards a narrower noise (the spread is recalibrated after training anyway,
-        ``calibrate``) and need not follow the point error: trained to forecast, it kept
+        forecasts of each series' later part; with ``forecast_share``, the mix of
+        reconstruction and forecasts that training optimises (see ``forecast_share``). The
+        validation series are scored whole, whatever ``obs_dropout`` hides in training. With
+        a learned ``obs_std`` the loss also rewards a narrower noise (the spread is
+        recalibrated after training anyway, ``calibrate``) and need not follow the point
+        error: trained to forecast, it kept
         falling while the validation MSE rose (README, "What early stopping watches"), and
         ``"mse"`` gave the better forecasts (PhysioNet, first 24 h -> the rest: 5.35e-3
         against 5.76e-3); use it with ``forecast_split``. Without it the two tied or
@@ -443,8 +446,15 @@ class LatentODERegressor(BaseEstimator):
         those before are reconstructed as usual; the other series train plain reconstruction.
         It shows the model (the latent dynamics and ``readout="neighbours"``'s gate and reach)
         the long one-sided gaps that :meth:`extrapolate` meets and reconstruction never does.
-        0 trains reconstruction alone (bit for bit as before the option). Validation, early
-        stopping and calibration are those of reconstruction. Must lie in [0, 1]; not with
+        0 trains reconstruction alone (bit for bit as before the option). Validation (early
+        stopping, the best weights) scores the same mix without its draws: every validation
+        series is reconstructed (weight ``1 - forecast_share``) and scored whole from its past
+        before a fixed split point in ``forecast_range`` (weight ``forecast_share``), under
+        noise that is the same at every epoch, so the watched value follows the task trained
+        and changes with the weights alone (:func:`latentode.training.objective.validation_tasks`;
+        before 2026-11-29 it scored reconstruction alone, which stopped the mix early on
+        plateaus of the reconstruction: README, "Early stopping under the mix"); calibration
+        is that of reconstruction. Must lie in [0, 1]; not with
         ``forecast_split``, which trains forecasting alone at one split. Measured (README,
         readout section): 0.5 improves forecasts far past the data (the spirals, the demo's
         24-hour forecasts) and costs interpolation where the readout is strongest (the

@@ -2,7 +2,8 @@
 
 ``python -m torch.distributed.run --nproc_per_node=2 tests/_ddp_worker.py MODE OUT``
 
-* ``train``: a float64 :func:`fit_model` run and an estimator fit, each rank writing its results
+* ``train``: a float64 :func:`fit_model` run, a validation of the mixed task
+  (:func:`run_mix_validation`) and an estimator fit, each rank writing its results
   to ``OUT/*_rank{r}.json`` and calling ``est.save(OUT/model_rank{r}.latentode)``; its progress
   bar output goes to ``OUT/stderr_rank{r}.txt``.
 * ``raise``: rank 1 raises inside ``fit`` (in the model's loss, second batch).
@@ -34,7 +35,7 @@ from latentode import LatentODERegressor
 from latentode.data.batch import Batch
 from latentode.nn import LatentODE
 from latentode.training import distributed as dist_utils
-from latentode.training import fit_model
+from latentode.training import evaluate_loss, fit_model
 
 DEVICE = os.environ.get("LATENTODE_TEST_DEVICE", "cpu")
 EST_PARAMS = dict(latent_dim=3, rec_dim=6, units=12, n_layers=1, gru_units=12,
@@ -183,6 +184,17 @@ def _inject_failure(kind: str) -> None:
     LatentODE.loss = loss
 
 
+def run_mix_validation(distributed: bool) -> dict:
+    """evaluate_loss of the mixed task (float64; batches of 3 and 1 series, rank 1 holding
+    none of the second)."""
+    torch.manual_seed(1)
+    model = LatentODE(1, latent_dim=2, rec_dim=4, units=8, n_layers=1, gru_units=4,
+                      encoder="odernn", method="dopri5", gradient="backprop").double().to(DEVICE)
+    return evaluate_loss(model, loader(loop_data(4, 7, 1), (3, 1))(), 2, device=DEVICE,
+                         generator=torch.Generator().manual_seed(2), distributed=distributed,
+                         forecast_share=0.5, forecast_range=(0.3, 0.7))
+
+
 def main() -> None:
     mode, out = sys.argv[1], Path(sys.argv[2])
     torch.set_num_threads(1)
@@ -191,6 +203,7 @@ def main() -> None:
     rank = dist_utils.get_rank()
     if mode == "train":
         (out / f"loop_rank{rank}.json").write_text(json.dumps(run_loop(True)))
+        (out / f"mixval_rank{rank}.json").write_text(json.dumps(run_mix_validation(True)))
         with open(out / f"stderr_rank{rank}.txt", "w") as err:
             sys.stderr = err  # tqdm writes its bar to sys.stderr
             try:

@@ -67,7 +67,8 @@ def trained(tmp_path_factory):
     assert code == 0, log
     read = lambda name: json.loads((out / name).read_text())  # noqa: E731
     return {"out": out, "loop": [read(f"loop_rank{r}.json") for r in (0, 1)],
-            "est": [read(f"est_rank{r}.json") for r in (0, 1)]}
+            "est": [read(f"est_rank{r}.json") for r in (0, 1)],
+            "mixval": [read(f"mixval_rank{r}.json") for r in (0, 1)]}
 
 
 # ---------------------------------------------------------------------- helpers, one process
@@ -144,6 +145,16 @@ def test_two_processes_equal_one_process_fit_model(trained):
     assert rank0["monitor"] == single["monitor"] == "val_mse"
     assert rank0["best_epoch"] == single["best_epoch"] == int(np.argmin(single["val_mse"]))
     np.testing.assert_allclose(rank0["weights"], single["weights"], rtol=1e-9, atol=1e-12)
+
+
+def test_two_processes_validate_the_mix_as_one_process(trained):
+    """evaluate_loss(forecast_share=0.5): both terms' noise drawn for the global batch, each
+    rank scoring its block (none of the last batch on rank 1), the weighted sums reduced."""
+    single = worker.run_mix_validation(distributed=False)
+    rank0, rank1 = trained["mixval"]
+    assert rank0 == rank1
+    for key in ("loss", "nll", "mse", "n_obs"):
+        assert rank0[key] == pytest.approx(single[key], rel=1e-10), key
 
 
 def test_two_processes_equal_one_process_estimator(trained):

@@ -82,7 +82,7 @@ def test_share_zero_draws_nothing_and_the_draws_are_reproducible():
 
 
 
-def test_fit_model_trains_the_mix_and_validates_on_reconstruction():
+def test_fit_model_trains_and_validates_the_mix():
     g = torch.Generator().manual_seed(0)
     t = torch.linspace(0, 1, 9).repeat(8, 1)
     data = Batch(t, torch.sin(5 * t + torch.rand(8, 1, generator=g) * 6).unsqueeze(-1),
@@ -105,7 +105,9 @@ def test_fit_model_trains_the_mix_and_validates_on_reconstruction():
     # split at 0.5 of [0, 1]: times 0 .. 0.375 seen (4 of 9), all 9 scored
     assert all(n.tolist() == [4] * 4 and tgt is not None and tgt.lengths.tolist() == [9] * 4
                for n, tgt in train)
-    assert all(n.tolist() == [9] * 4 and tgt is None for n, tgt in val)
+    # validation scores the same task (share 1: the pasts alone, split at 0.5 as well)
+    assert all(n.tolist() == [4] * 4 and tgt is not None and tgt.lengths.tolist() == [9] * 4
+               for n, tgt in val)
     with pytest.raises(ValueError, match="forecast_share must lie in"):
         fit_model(_tiny_model(), _loader(data), max_epochs=1, verbose=0, forecast_share=1.5)
     with pytest.raises(ValueError, match="forecast_range must be"):

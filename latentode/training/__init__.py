@@ -22,6 +22,7 @@ from .objective import (
     linear_kl_schedule,
     mix_forecast,
     split_forecast,
+    validation_tasks,
 )
 
 __all__ = [
@@ -50,5 +51,6 @@ __all__ = [
     "drop_observations",
     "split_forecast",
     "mix_forecast",
+    "validation_tasks",
     "FORECAST_RANGE",
 ]

@@ -80,6 +80,17 @@ def _condition_and_target(
     return cond, target
 
 
+def _val_generator(generator: torch.Generator | None,
+                   state: torch.Tensor | None) -> torch.Generator | None:
+    """The validation's source of noise: ``generator`` itself, or (``state`` given) a new
+    generator on its device in that state, the same draws at every epoch."""
+    if state is None or generator is None:
+        return generator
+    fixed = torch.Generator(device=generator.device)
+    fixed.set_state(state)
+    return fixed
+
+
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     """Copy of the state dict on the CPU."""
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -127,7 +138,9 @@ def fit_model(
         per epoch (shuffling is the loader's business).
     val_loader : callable, optional
         Same for validation data. Validation loss uses KL weight 1, no gradients, eval mode;
-        ``val_mse`` is that of the point predictions (:func:`~latentode.training.evaluate_loss`).
+        ``val_mse`` is that of the point predictions (:func:`~latentode.training.evaluate_loss`);
+        both score the task trained (reconstruction, ``forecast_split``'s forecasts or
+        ``forecast_share``'s mix), whatever ``obs_dropout`` hides.
     max_epochs : int
         Maximum number of epochs.
     lr : float
@@ -205,7 +218,8 @@ def fit_model(
         (``val_loss``); ``"mse"``, the mean squared error of the point predictions
         (``val_mse``, the posterior mean's trajectory, see
         :func:`~latentode.training.evaluate_loss`; with ``forecast_split`` that of the
-        forecasts; without ``val_loader`` both watch the training loss, see Notes); for a
+        forecasts, with ``forecast_share`` that of the mix; without ``val_loader`` both watch
+        the training loss, see Notes); for a
         model with a classifier, ``"log_loss"``, the cross-entropy of its
         predicted class probabilities (``val_log_loss``, smaller is better), or ``"roc_auc"``,
         their AUC-ROC (``val_roc_auc``, two classes, larger is better), both computed by
@@ -219,8 +233,13 @@ def fit_model(
         before a random split point and scored on all of its values (those after the split
         forecast from the past alone); the others train reconstruction. 0 (plain
         reconstruction, no random draw) or a share in ``(0, 1]``; not with ``forecast_split``.
-        ``obs_dropout`` then hides values of the conditioning past. Validation uses plain
-        reconstruction, as with ``obs_dropout``.
+        ``obs_dropout`` then hides values of the conditioning past. Validation scores the same
+        mix without its draws (:func:`~latentode.training.objective.validation_tasks`): every
+        validation series reconstructed with weight ``1 - forecast_share`` and scored whole
+        from its past before a fixed split point in ``forecast_range`` with weight
+        ``forecast_share`` (``val_loss``, ``val_nll`` and ``val_mse`` are those weighted sums),
+        its noise drawn afresh at every epoch from ``generator``'s state at the start of
+        training (with a ``generator``), so the epochs' values differ by the weights alone.
     forecast_range : (float, float)
         ``(low, high)``, ``0 < low <= high < 1``: the split points of ``forecast_share`` are
         drawn uniformly from this range of fractions of each series' window.
@@ -326,6 +345,9 @@ def fit_model(
     bad_epochs = 0
     step = 0
     acc_dtype = accumulator_dtype(device)
+    # the mixed task's validation draws the same noise at every epoch (see forecast_share)
+    val_noise = (generator.get_state() if forecast_share > 0.0 and generator is not None
+                 and val_loader is not None else None)
     was_training = model.training
     rank, world = (_dist.get_rank(), _dist.get_world_size()) if distributed else (0, 1)
     if distributed:
@@ -460,9 +482,11 @@ def fit_model(
                 epoch_end.enter_context(average.swapped())
             if val_loader is not None:
                 val = evaluate_loss(model, val_loader(), n_traj_samples, device=device,
-                                    dtype=dtype, generator=generator, weighting=obs_weighting,
-                                    forecast_split=forecast_split, distributed=distributed,
-                                    loss_options=extra)
+                                    dtype=dtype, generator=_val_generator(generator, val_noise),
+                                    weighting=obs_weighting, forecast_split=forecast_split,
+                                    distributed=distributed, loss_options=extra,
+                                    forecast_share=forecast_share,
+                                    forecast_range=forecast_range)
                 record.update(val_loss=val["loss"], val_nll=val["nll"], val_mse=val["mse"])
                 if score_classes:
                     scores = evaluate_classifier(model, val_loader(), device=device, dtype=dtype)

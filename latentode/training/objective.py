@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -23,11 +24,15 @@ __all__ = [
     "drop_observations",
     "split_forecast",
     "mix_forecast",
+    "validation_tasks",
     "FORECAST_RANGE",
 ]
 
 #: default range of :func:`mix_forecast`'s split points, as fractions of each series' window
 FORECAST_RANGE: tuple[float, float] = (0.2, 0.8)
+
+# the golden ratio's fractional part: validation_tasks spreads its split points with it
+_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 KLSchedule = Callable[[int, int], float]
 """``schedule(epoch, step) -> kl_weight``; ``epoch`` and ``step`` (optimiser steps) are 0-based."""
@@ -263,10 +268,86 @@ def mix_forecast(
     u = torch.rand((batch.batch_size, 2), generator=generator, device=dev,
                    dtype=times.dtype).to(times.device)
     picked = (u[:, 0] < share).to(lengths.device)
-    n_past = _n_past(batch, low + (high - low) * u[:, 1])
-    cut = torch.where(picked, n_past.to(lengths.dtype), lengths)
-    cond = Batch(batch.times, batch.values, batch.mask, cut, **batch.per_series())
-    return cond, batch
+    return _past_only(batch, low + (high - low) * u[:, 1], picked), batch
+
+
+def _past_only(batch: Batch, fraction: torch.Tensor, picked: torch.Tensor | None = None) -> Batch:
+    """``batch`` with the ``lengths`` of each series (each ``picked`` one, ``(B,)`` bool) cut to
+    its time points before ``t_0 + fraction * (t_{n-1} - t_0)`` (``fraction``: ``(B,)``), at
+    least the first one; the same tensors otherwise."""
+    lengths = batch.lengths
+    cut = _n_past(batch, fraction).to(lengths.dtype)
+    if picked is not None:
+        cut = torch.where(picked, cut, lengths)
+    return Batch(batch.times, batch.values, batch.mask, cut, **batch.per_series())
+
+
+def validation_tasks(
+    batch: Batch,
+    forecast_split: float | None = None,
+    forecast_share: float = 0.0,
+    forecast_range: tuple[float, float] = FORECAST_RANGE,
+) -> list[tuple[Batch, Batch | None, float]]:
+    """What validation scores on one batch: ``(cond, target, weight)`` triples.
+
+    Validation scores the task that training optimises, without its random draws:
+
+    * reconstruction (the defaults): ``[(batch, None, 1.0)]``;
+    * ``forecast_split``: each series' future from its past, :func:`split_forecast`,
+      ``[(past, future, 1.0)]``;
+    * ``forecast_share > 0`` (:func:`mix_forecast`'s mixed task): every series twice, whole,
+      ``[(batch, None, 1 - share), (past, batch, share)]``: reconstructed from all of its
+      values with weight ``1 - share``, and conditioned on its past only with weight
+      ``share`` (the first term left out when ``share == 1``). Series ``b`` of the batch is split
+      at ``low + (high - low) * u_b`` of its window, ``u_b`` the fractional part of
+      ``0.5 + b * 0.618...`` (the golden ratio's: 0.5 for the first series, then points spread
+      evenly over ``[0, 1)`` however many series the batch holds), so the split points cover
+      ``forecast_range`` as training's uniform draws do, and the same batch gets the same ones
+      at every epoch. Both terms score the same values, so a weighted sum of their per-value
+      figures is the mix's figure per value.
+
+    Parameters
+    ----------
+    batch : Batch
+        The validation batch.
+    forecast_split : float, optional
+        The forecasting task's split (not with ``forecast_share``).
+    forecast_share : float
+        The mixed task's share in ``[0, 1]``; 0: no mix.
+    forecast_range : (float, float)
+        The mixed task's range of split points (:func:`mix_forecast`'s ``fractions``).
+
+    Returns
+    -------
+    list of (Batch, Batch or None, float)
+        Conditioning data, the data scored (None: the conditioning data) and the weight of
+        that term; the weights sum to 1.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from latentode.batch import Batch
+    >>> t = torch.linspace(0, 1, 11).repeat(2, 1)
+    >>> b = Batch(t, torch.ones(2, 11, 1), torch.ones(2, 11, 1), torch.tensor([11, 11]))
+    >>> [(c.lengths.tolist(), w) for c, _, w in validation_tasks(b, forecast_share=0.25)]
+    [([11, 11], 0.75), ([5, 3], 0.25)]
+    """
+    low, high = check_forecast_mix(forecast_share, forecast_range,
+                                   ("forecast_share", "forecast_range"))
+    if forecast_split is not None:
+        if forecast_share > 0.0:
+            raise ValueError("forecast_share and forecast_split are two tasks; give one.")
+        cond, target = split_forecast(batch, forecast_split)
+        return [(cond, target, 1.0)]
+    if forecast_share == 0.0:
+        return [(batch, None, 1.0)]
+    b = torch.arange(batch.batch_size, dtype=torch.float64)
+    u = torch.remainder(0.5 + b * _GOLDEN, 1.0)
+    tasks: list[tuple[Batch, Batch | None, float]] = []
+    if forecast_share < 1.0:
+        tasks.append((batch, None, 1.0 - forecast_share))
+    tasks.append((_past_only(batch, low + (high - low) * u), batch, forecast_share))
+    return tasks
 
 
 def check_forecast_mix(share: float, fractions: tuple[float, float],
@@ -309,6 +390,8 @@ def evaluate_loss(
     forecast_split: float | None = None,
     distributed: bool = False,
     loss_options: Mapping[str, Any] | None = None,
+    forecast_share: float = 0.0,
+    forecast_range: tuple[float, float] = FORECAST_RANGE,
 ) -> dict[str, float]:
     """Loss of ``model`` over ``batches`` with KL weight 1, weighted by observed values.
 
@@ -338,6 +421,14 @@ def evaluate_loss(
         single-process figures (up to summation order).
     loss_options : mapping, optional
         Further keyword arguments of ``model.loss`` (e.g. ``ce_weight`` for a classifier).
+    forecast_share : float
+        Score the mixed task of :func:`mix_forecast` with this share, without its draws
+        (:func:`validation_tasks`): every figure is ``1 - forecast_share`` times that of the
+        reconstruction plus ``forecast_share`` times that of each series scored whole from its
+        past before a fixed split point in ``forecast_range``. 0: reconstruction. Not with
+        ``forecast_split``.
+    forecast_range : (float, float)
+        The mixed task's range of split points.
 
     Returns
     -------
@@ -347,32 +438,34 @@ def evaluate_loss(
         squared error of the point predictions (:meth:`LatentODE.point_squared_error
         <latentode.nn.LatentODE.point_squared_error>`: the posterior mean's trajectory, what
         :meth:`~latentode.LatentODERegressor.predict` returns, deterministic) over the observed
-        values scored (with ``forecast_split``, the futures); a model without that method (or
-        ``loss_options`` with ``elbo=False``, which decodes nothing) reports its loss's
-        ``mse``.
+        values scored (with ``forecast_split``, the futures; with ``forecast_share``, the
+        mix's weighted sum); a model without that method (or ``loss_options`` with
+        ``elbo=False``, which decodes nothing) reports its loss's ``mse``. With
+        ``forecast_share`` the mix's second term draws its own noise after the first's.
     """
     was_training = model.training
     model.eval()
     try:
         device, dtype, acc_dtype = evaluation_setup(model, device, dtype)
         acc = torch.zeros(4, device=device, dtype=acc_dtype)
+        tasks = functools.partial(validation_tasks, forecast_split=forecast_split,
+                                  forecast_share=forecast_share, forecast_range=forecast_range)
         if distributed:
             _evaluate_distributed(model, iter(batches), acc, n_traj_samples, device=device,
                                   dtype=dtype, generator=generator, weighting=weighting,
-                                  forecast_split=forecast_split, loss_options=loss_options)
+                                  tasks=tasks, loss_options=loss_options)
         else:
             for batch in batches:
-                batch = batch.to(device, dtype)
-                target = None
-                if forecast_split is not None:
-                    batch, target = split_forecast(batch, forecast_split)
-                out = model.loss(batch, n_traj_samples, 1.0, target=target, generator=generator,
-                                 weighting=weighting, **(loss_options or {}))
-                n = out.n_obs.double()
-                sq_err = _point_error(model, batch, target, loss_options)
-                acc += torch.stack([out.loss.double() * n, out.nll.double() * n,
-                                    out.mse.double() * n if sq_err is None else sq_err.double(),
-                                    n])
+                for cond, target, weight in tasks(batch.to(device, dtype)):
+                    out = model.loss(cond, n_traj_samples, 1.0, target=target,
+                                     generator=generator, weighting=weighting,
+                                     **(loss_options or {}))
+                    n = out.n_obs.double()
+                    sq_err = _point_error(model, cond, target, loss_options)
+                    stats = torch.stack([out.loss.double() * n, out.nll.double() * n,
+                                         out.mse.double() * n if sq_err is None
+                                         else sq_err.double(), n])
+                    acc += stats if weight == 1.0 else weight * stats
         loss, nll, mse, n_obs = acc.tolist()
     finally:
         model.train(was_training)
@@ -401,11 +494,12 @@ def _evaluate_distributed(
     dtype: torch.dtype,
     generator: torch.Generator | None,
     weighting: str,
-    forecast_split: float | None,
+    tasks: Callable[[Batch], list[tuple[Batch, Batch | None, float]]],
     loss_options: Mapping[str, Any] | None = None,
 ) -> None:
-    """Add each global batch's ``[loss, nll, mse] * n_obs, n_obs`` to ``acc``, every rank
-    scoring its block of series (lock-step: one all-reduce per batch and one at the end)."""
+    """Add each global batch's ``[loss, nll, mse] * n_obs, n_obs`` to ``acc`` (summed over
+    its :func:`validation_tasks`, ``tasks``, by their weights), every rank scoring its block of
+    series (lock-step: one all-reduce per batch and one at the end)."""
     rank, world = _dist.get_rank(), _dist.get_world_size()
     while True:
         batch: Batch | None = None
@@ -415,23 +509,22 @@ def _evaluate_distributed(
             batch = next(batches, None)
             if batch is not None:
                 batch = batch.to(device, dtype)
-                target = None
-                if forecast_split is not None:
-                    batch, target = split_forecast(batch, forecast_split)
-                noise = model.draw_z0_noise(n_traj_samples, batch.batch_size, generator,
-                                            device=device, dtype=dtype)
                 rows = _dist.shard_slice(batch.batch_size, rank, world)
-                if rows.stop > rows.start:
-                    part = _dist.take_rows(batch, rows)
-                    part_target = None if target is None else _dist.take_rows(target, rows)
-                    out = model.loss(part, n_traj_samples, 1.0, target=part_target,
-                                     weighting=weighting, z0_noise=noise[:, rows],
-                                     **(loss_options or {}))
-                    denom = out.n_obs.clamp(min=1.0)
-                    sq_err = _point_error(model, part, part_target, loss_options)
-                    buf = torch.stack([out.loss * denom, out.nll * denom,
-                                       out.mse * denom if sq_err is None else sq_err.to(denom),
-                                       out.n_obs]).to(acc.dtype)
+                for cond, target, weight in tasks(batch):
+                    noise = model.draw_z0_noise(n_traj_samples, batch.batch_size, generator,
+                                                device=device, dtype=dtype)
+                    if rows.stop > rows.start:
+                        part = _dist.take_rows(cond, rows)
+                        part_target = None if target is None else _dist.take_rows(target, rows)
+                        out = model.loss(part, n_traj_samples, 1.0, target=part_target,
+                                         weighting=weighting, z0_noise=noise[:, rows],
+                                         **(loss_options or {}))
+                        denom = out.n_obs.clamp(min=1.0)
+                        sq_err = _point_error(model, part, part_target, loss_options)
+                        stats = torch.stack([out.loss * denom, out.nll * denom,
+                                             out.mse * denom if sq_err is None
+                                             else sq_err.to(denom), out.n_obs]).to(acc.dtype)
+                        buf += stats if weight == 1.0 else weight * stats
         except Exception as err:  # noqa: BLE001 - re-raised on this rank, reported on the others
             error = err
         have = batch is not None
