@@ -465,7 +465,7 @@ def evaluate_loss(
                     stats = torch.stack([out.loss.double() * n, out.nll.double() * n,
                                          out.mse.double() * n if sq_err is None
                                          else sq_err.double(), n])
-                    acc += stats if weight == 1.0 else weight * stats
+                    acc += weight * stats
         loss, nll, mse, n_obs = acc.tolist()
     finally:
         model.train(was_training)
@@ -524,7 +524,7 @@ def _evaluate_distributed(
                         stats = torch.stack([out.loss * denom, out.nll * denom,
                                              out.mse * denom if sq_err is None
                                              else sq_err.to(denom), out.n_obs]).to(acc.dtype)
-                        buf += stats if weight == 1.0 else weight * stats
+                        buf += weight * stats
         except Exception as err:  # noqa: BLE001 - re-raised on this rank, reported on the others
             error = err
         have = batch is not None
