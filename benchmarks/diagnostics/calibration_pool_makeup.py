@@ -1,12 +1,12 @@
 # ruff: noqa: E402, E501, B023, E731
-# A diagnosis script of #15 (branch `cover`), kept for reproduction; run from the repository
+# A diagnosis script of #15 (docs/results/calibration.md, "The remaining misses"), kept for reproduction; run from the repository
 # root with the library importable (PYTHONPATH=.) and OMP_NUM_THREADS=1.
 import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import calibration as cb
 
 from latentode.data import split_series

@@ -1,5 +1,5 @@
 # ruff: noqa: E402, E501, B023, E731
-# A diagnosis script of #15 (branch `cover`), kept for reproduction; run from the repository
+# A diagnosis script of #15 (docs/results/calibration.md, "The remaining misses"), kept for reproduction; run from the repository
 # root with the library importable (PYTHONPATH=.) and OMP_NUM_THREADS=1.
 """Diagnosis of #15: one suite fit, re-calibrated on several sets of series; precise coverage."""
 
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import calibration as cb
 
 import latentode.estimator as E
