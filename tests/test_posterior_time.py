@@ -20,6 +20,7 @@ from latentode import LatentODEClassifier, LatentODERegressor
 from latentode.batch import Batch
 from latentode.nn import LatentODE
 from latentode.nn.model import POSTERIOR_TIMES, time_reversed
+from latentode.ode import ODESolveError
 from latentode.ode.padded import last_time
 
 _TIGHT = dict(latent_dim=3, rec_dim=6, units=12, n_layers=1, gru_units=8, method="dopri5",
@@ -85,6 +86,27 @@ def test_the_two_sided_solve_recovers_the_forward_trajectory(where: str) -> None
     # padded queries repeat the last valid one
     for b, n in enumerate((lengths + 1).tolist()):
         assert torch.equal(got[:, b, n:], got[:, b, n - 1:n].expand(-1, m + 1 - n, -1))
+
+
+def test_only_one_side_to_solve_and_the_failing_series_is_named() -> None:
+    first, last = _pair()
+    times = torch.tensor([[0.0, 0.2, 0.5], [0.1, 0.3, 0.3], [0.0, 0.4, 0.9]], dtype=torch.float64)
+    lengths = torch.tensor([3, 2, 3])
+    z = torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    with torch.no_grad():
+        ref, _ = first.solve(z, torch.full((3,), -0.5, dtype=torch.float64), times, lengths)
+        # every query after the posterior's time: the forward rows alone, as the paper's solve
+        ahead, _ = last.solve(z, torch.full((3,), -0.5, dtype=torch.float64), times, lengths)
+        torch.testing.assert_close(ahead, ref, rtol=1e-12, atol=1e-12)
+    # a series that needs too many steps backwards is named as solve names it (k * B + b)
+    fixed = LatentODE(2, **{**_TIGHT, "method": "rk4"}, step_size=1e-2,
+                      posterior_time="last").double()
+    fixed.max_steps = 50
+    far = times.clone()
+    far[2, 0] = -5.0  # series 2 reaches back 5.4 model time: 540 steps, the others 50 at most
+    with pytest.raises(ODESolveError) as info, torch.no_grad():
+        fixed.solve(z, times[:, 1], far, lengths)
+    assert info.value.series == 2 and info.value.reason == "max_steps"
 
 
 def test_the_adjoint_gradient_of_the_two_sided_solve_is_the_backprop_one() -> None:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from latentode.batch import Batch
-from latentode.ode import odeint
+from latentode.ode import ODESolveError, odeint
 from latentode.ode.padded import flip_valid, last_time
 
 from .classifier import HEAD_INPUTS, ClassifierHead, labelled_mean, weighted_cross_entropy
@@ -690,9 +690,9 @@ class LatentODE(nn.Module):
 
         Each series becomes two rows of one :func:`~latentode.ode.odeint` call: ``[t0, later
         times]`` (forwards) and ``[t0, earlier times reversed]`` (backwards in time; times
-        equal to ``t0`` go there), each of its own length; the states are then gathered back
-        into the queries' order. ``(K, B, M, latent_dim)``; padded queries repeat the last
-        valid one.
+        equal to ``t0`` go there), each of its own length, and only the rows with a time to
+        reach are solved; the states are then gathered back into the queries' order.
+        ``(K, B, M, latent_dim)``; padded queries repeat the last valid one.
         """
         k, b, d = z0.shape
         m = times.shape[1]
@@ -706,11 +706,26 @@ class LatentODE(nn.Module):
         start = t0.to(times.dtype).unsqueeze(1)
         t = torch.cat([torch.cat([start, back_t], 1), torch.cat([start, fwd_t], 1)])  # (2B, M+1)
         rows = torch.cat([n_back[:, 0] + 1, lengths - n_back[:, 0] + 1])  # (2B,)
-        out = odeint(
-            self.ode_func, torch.cat([z0, z0], dim=1).reshape(2 * k * b, d), t.repeat(k, 1),
-            lengths=rows.repeat(k), method=self.method, rtol=self.rtol, atol=self.atol,
-            gradient=self.gradient, step_size=self.step_size, max_steps=self.step_budget(m),
-        ).reshape(k, 2, b, m + 1, d)
+        # only the rows with a time to reach are solved (e.g. no forward row for a
+        # reconstruction); the others hold z0 at every position
+        z2 = torch.cat([z0, z0], dim=1)  # (K, 2B, D)
+        out = z2.unsqueeze(2).expand(k, 2 * b, m + 1, d)
+        solve = (rows > 1).nonzero().squeeze(1)
+        if solve.numel():
+            n = solve.numel()
+            try:
+                solved = odeint(
+                    self.ode_func, z2[:, solve].reshape(k * n, d), t[solve].repeat(k, 1),
+                    lengths=rows[solve].repeat(k), method=self.method, rtol=self.rtol,
+                    atol=self.atol, gradient=self.gradient, step_size=self.step_size,
+                    max_steps=self.step_budget(m),
+                ).reshape(k, n, m + 1, d)
+            except ODESolveError as err:  # name the series as solve does: k * B + b
+                row = int(solve[err.series % n]) % b
+                raise ODESolveError(str(err), series=(err.series // n) * b + row,
+                                    time=err.time, reason=err.reason) from err
+            out = out.index_copy(1, solve, solved)
+        out = out.reshape(k, 2, b, m + 1, d)
         # query i (padded ones read the last valid query) from its row's position
         i = torch.minimum(pos, (lengths.unsqueeze(1) - 1).clamp(min=0))  # (B, M)
         back = i < n_back
