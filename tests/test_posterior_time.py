@@ -11,6 +11,7 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from _settings import TINY, as_saved_before, ragged_batch
@@ -208,6 +209,12 @@ def test_estimator_refuses_what_the_option_cannot_do(oscillators) -> None:
                                          "poisson_process=True"):
         est.fit(oscillators)
     assert not hasattr(est, "model_")
-    # the classifier reads the state at the series' start: it does not offer the option
-    assert "posterior_time" not in LatentODEClassifier().get_params()
+    # the classifier reads the state at the series' start: "last" is refused in fit
+    clf = LatentODEClassifier(**TINY, posterior_time="last")
+    ids = pd.unique(oscillators["id"])
+    labels = pd.Series(np.arange(len(ids)) % 2, index=ids)
+    with pytest.raises(ValueError, match="LatentODEClassifier cannot use posterior_time='last'"):
+        clf.fit(oscillators, labels)
+    assert not hasattr(clf, "model_") and clf.get_params()["posterior_time"] == "last"
     assert LatentODERegressor().posterior_time == "first"
+    assert LatentODEClassifier().posterior_time == "first"
