@@ -648,7 +648,7 @@ class LatentODE(nn.Module):
             ``(B, M)`` query times, ascending over each series' valid prefix, ``>= t0``; with
             ``posterior_time="last"`` on either side of ``t0``: the solve runs forwards from
             ``t0`` to the later times and backwards in time (the same field ``f``, decreasing
-            times) to the earlier ones, both in one batched solve of ``2 K B`` rows.
+            times) to the earlier ones, both in one batched solve of at most ``2 K B`` rows.
         lengths : torch.Tensor
             ``(B,)`` valid query times per series (padded outputs repeat the last valid state).
 
