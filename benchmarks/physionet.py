@@ -586,6 +586,7 @@ def build_estimator(args: argparse.Namespace) -> Any:
         forecast_noise=getattr(args, "forecast_noise", False),
         dynamics_activation=getattr(args, "dynamics_activation", "tanh"),
         likelihood=getattr(args, "likelihood", "gaussian"),
+        posterior_time=getattr(args, "posterior_time", "first"),
     )
 
 
@@ -1115,6 +1116,7 @@ def format_tpatchgnn(res: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse arguments, run the benchmark, print the table; return the results."""
+    from latentode.nn.model import POSTERIOR_TIMES
     from latentode.nn.registry import ENCODERS, LIKELIHOODS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -1224,6 +1226,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--dynamics-activation", default="tanh",
                         choices=("tanh", "elu", "softplus"),
                         help="dynamics_activation: the hidden non-linearity of the latent field")
+    parser.add_argument("--posterior-time", default="first", choices=POSTERIOR_TIMES,
+                        help="posterior_time: the latent state the posterior is over, at each "
+                             "stay's start or at its last conditioning time")
     parser.add_argument("--likelihood", default="gaussian", choices=LIKELIHOODS,
                         help="likelihood: the observation model of the values (student_t: heavy "
                              "tails, robust to artefacts)")

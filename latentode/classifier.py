@@ -173,6 +173,10 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
     forecast_noise : bool, default=False
         The forecast values of ``forecast_share`` / ``forecast_split`` training scored under
         a noise of their own, as for the regressor.
+    posterior_time : {"first"}, default="first"
+        The latent state the posterior is over, as for the regressor; only ``"first"`` here:
+        the classifier reads the state at each series' start, so ``"last"`` is a ValueError
+        in :meth:`fit`.
 
     Attributes
     ----------
@@ -325,6 +329,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         mtan_embed_dim: int | None = None,
         dynamics_activation: str = "tanh",
         forecast_noise: bool = False,
+        posterior_time: str = "first",
     ) -> None:
         super().__init__(
             latent_dim=latent_dim, encoder=encoder, rec_dim=rec_dim, units=units,
@@ -343,6 +348,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             weight_decay=weight_decay, readout_sides=readout_sides,
             mtan_ref_points=mtan_ref_points, mtan_embed_dim=mtan_embed_dim,
             dynamics_activation=dynamics_activation, forecast_noise=forecast_noise,
+            posterior_time=posterior_time,
         )
         self.classifier = classifier
         self.ce_weight = ce_weight
@@ -596,6 +602,12 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         raise ValueError("LatentODEClassifier does not train across processes yet (its "
                          "cross-entropy is averaged per series, which the distributed step does "
                          "not split exactly); run it in one process.")
+
+    def _check_posterior_time(self) -> None:
+        if self.posterior_time == "last":
+            raise ValueError("LatentODEClassifier cannot use posterior_time='last': its head "
+                             "reads the latent state at each series' start; use "
+                             "posterior_time='first'.")
 
     # ------------------------------------------------------------------ predict
     @_with_n_jobs

@@ -1,4 +1,5 @@
-"""latentode.ode.padded: the valid positions of a padded time grid and each row's last time."""
+"""latentode.ode.padded: the valid positions of a padded time grid, each row's last time and the
+reversal of each row's valid prefix."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import doctest
 import torch
 
 from latentode.ode import padded
-from latentode.ode.padded import hold_last, last_time
+from latentode.ode.padded import flip_valid, hold_last, last_time
 
 
 def _grid() -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,6 +37,19 @@ def test_hold_last_overwrites_the_padding_only() -> None:
     gaps = held.diff(dim=1)
     assert bool((gaps >= 0).all()) and bool((gaps[~valid[:, 1:]] == 0).all())
     assert times[0, 3] == 9.0  # the input is not modified
+
+
+def test_flip_valid_reverses_each_valid_prefix_and_is_its_own_inverse() -> None:
+    times, lengths = _grid()
+    flipped = flip_valid(times, lengths)
+    assert flipped.tolist() == [[2.0, 0.5, 0.0, 9.0], [1.5, -5.0, 9.0, 9.0],
+                                [3.0, 9.0, -5.0, 9.0]]
+    assert torch.equal(flip_valid(flipped, lengths), times)
+    # trailing dimensions travel with their position
+    values = torch.arange(24.0).reshape(3, 4, 2)
+    out = flip_valid(values, lengths)
+    assert torch.equal(out[0, :3], values[0, :3].flip(0)) and torch.equal(out[0, 3], values[0, 3])
+    assert torch.equal(out[1:], values[1:])
 
 
 def test_docstring_examples() -> None:

@@ -219,10 +219,12 @@ def test_summary_baselines_read_the_summaries(bench, model):
 
 
 @pytest.mark.parametrize("flags, expected", [
-    ([], ("tanh", "gaussian", "shared", False)),
+    ([], ("tanh", "gaussian", "shared", False, "first")),
     (["--dynamics-activation", "elu", "--likelihood", "student_t"],
-     ("elu", "student_t", "shared", False)),
-    (["--readout-sides", "split", "--forecast-noise"], ("tanh", "gaussian", "split", True)),
+     ("elu", "student_t", "shared", False, "first")),
+    (["--readout-sides", "split", "--forecast-noise"],
+     ("tanh", "gaussian", "split", True, "first")),
+    (["--posterior-time", "last"], ("tanh", "gaussian", "shared", False, "last")),
 ])
 def test_dynamics_and_likelihood_flags_reach_the_estimator(bench, monkeypatch, flags, expected):
     class Built(Exception):
@@ -238,7 +240,7 @@ def test_dynamics_and_likelihood_flags_reach_the_estimator(bench, monkeypatch, f
     with pytest.raises(Built):
         bench.main(["--verbose", "0", *flags])
     assert (seen["dynamics_activation"], seen["likelihood"], seen["readout_sides"],
-            seen["forecast_noise"]) == expected
+            seen["forecast_noise"], seen["posterior_time"]) == expected
     with pytest.raises(SystemExit):  # the choices are the likelihood registry's names
         bench.main(["--likelihood", "laplace"])
 

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from latentode.batch import Batch
-from latentode.ode import odeint
-from latentode.ode.padded import last_time
+from latentode.ode import ODESolveError, odeint
+from latentode.ode.padded import flip_valid, last_time
 
 from .classifier import HEAD_INPUTS, ClassifierHead, labelled_mean, weighted_cross_entropy
 from .decoder import Decoder
@@ -36,9 +36,12 @@ from .registry import (
 from .spread import GapSpread
 from .summary import SeriesSummary
 
-__all__ = ["LatentODE", "LossOutput", "PredictOutput"]
+__all__ = ["LatentODE", "LossOutput", "PredictOutput", "POSTERIOR_TIMES", "time_reversed"]
 
 KL_ESTIMATORS = ("auto", "analytic", "sampled")
+#: where the posterior ``q(z)`` (and the prior ``N(0, I)``) sits: at each series' start
+#: (``"first"``, the paper's model) or at its last conditioning time (``"last"``)
+POSTERIOR_TIMES = ("first", "last")
 
 
 class LossOutput(NamedTuple):
@@ -232,6 +235,18 @@ class LatentODE(nn.Module):
         term; with its own, the reconstruction scale stays that of reconstruction. Neither
         prediction nor calibration reads it. No effect when no target value lies after the
         conditioning (plain reconstruction, ``obs_dropout``) or with a fixed ``obs_std``.
+    posterior_time : {"first", "last"}
+        Which latent state the encoder's posterior (and the standard normal prior) is over
+        (:data:`POSTERIOR_TIMES`): ``z(t0)`` at the start of each series (``"first"``, the
+        paper's model: the encoder reads the series backwards to its start and the ODE is
+        integrated forwards from there), or ``z(t_N)`` at each series' *last* conditioning
+        time (``"last"``): the same encoder reads the time-reversed series
+        (:meth:`encode`), so it ends at ``t_N``, and :meth:`solve` integrates forwards from
+        there to the later query times and backwards in time to the earlier ones, in one
+        batched solve. A forecast then starts from the state the encoder gives at the last
+        observation rather than from one carried across the whole window. Refused with
+        ``poisson_process`` (its integrated intensity starts at ``t0``) and with a classifier
+        (which reads the state at the series' start).
 
     Examples
     --------
@@ -298,8 +313,16 @@ class LatentODE(nn.Module):
         mtan_embed_dim: int | None = None,
         dynamics_activation: str = "tanh",
         forecast_noise: bool = False,
+        posterior_time: str = "first",
     ) -> None:
         super().__init__()
+        if posterior_time not in POSTERIOR_TIMES:
+            raise ValueError(f"posterior_time must be one of {POSTERIOR_TIMES}, got "
+                             f"{posterior_time!r}.")
+        if posterior_time == "last" and (poisson_process or n_classes):
+            raise ValueError("posterior_time='last' cannot be combined with poisson_process=True "
+                             "or a classifier (n_classes >= 2): both read the latent state at "
+                             "the series' start.")
         if head_inputs not in HEAD_INPUTS:
             raise ValueError(f"head_inputs must be one of {HEAD_INPUTS}, got {head_inputs!r}.")
         if head_inputs != "latent" and n_classes == 0:
@@ -335,7 +358,9 @@ class LatentODE(nn.Module):
             mtan_ref_points=int(mtan_ref_points),
             mtan_embed_dim=None if mtan_embed_dim is None else int(mtan_embed_dim),
             dynamics_activation=dynamics_activation, forecast_noise=bool(forecast_noise),
+            posterior_time=posterior_time,
         )
+        self.posterior_time = posterior_time
         self.n_channels = n_channels
         self.latent_dim = latent_dim
         self.poisson_process = bool(poisson_process)
@@ -505,10 +530,28 @@ class LatentODE(nn.Module):
     def encode(
         self, cond: Batch, t0: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and std ``(B, latent_dim)`` of ``q(z_t0 | cond)`` (``t0`` default: first time);
-        ``cond.static`` enters the encoder's output head when the model has ``n_static > 0``."""
+        """Mean and std ``(B, latent_dim)`` of ``q(z_t0 | cond)``; ``cond.static`` enters the
+        encoder's output head when the model has ``n_static > 0``.
+
+        With ``posterior_time="first"``, ``t0 <= `` each series' first time (default: the
+        first time) and the encoder reads the series backwards, from its last observation to
+        ``t0``. With ``"last"``, ``t0 >=`` each series' last time (default: the last time) and
+        the encoder reads the series reversed in time about ``t0``
+        (:func:`time_reversed`), i.e. forwards from its first observation to ``t0``.
+        """
+        cond, t0 = self._encoder_view(cond, t0)
         return self.encoder(cond.times, cond.values, cond.mask, cond.lengths, t0,
                             static=cond.static if self.n_static else None)
+
+    def _encoder_view(self, cond: Batch,
+                      t0: torch.Tensor | None) -> tuple[Batch, torch.Tensor | None]:
+        """The batch and start the encoder reads for ``q(z_t0)``: ``cond`` and ``t0`` as
+        given (``posterior_time="first"``), or ``cond`` reversed about ``t0`` (default: each
+        series' last time) and ``0`` (``"last"``)."""
+        if self.posterior_time != "last":
+            return cond, t0
+        t0 = last_time(cond.times, cond.lengths)[:, 0] if t0 is None else t0
+        return time_reversed(cond, t0), torch.zeros_like(t0)
 
     def _encode_pooled(
         self, cond: Batch, t0: torch.Tensor | None = None
@@ -518,6 +561,7 @@ class LatentODE(nn.Module):
         if self.pooling is None:
             mu, sigma = self.encode(cond, t0)
             return mu, sigma, None
+        cond, t0 = self._encoder_view(cond, t0)
         mu, sigma, states, observed = self.encoder(
             cond.times, cond.values, cond.mask, cond.lengths, t0,
             static=cond.static if self.n_static else None, return_states=True)
@@ -566,6 +610,15 @@ class LatentODE(nn.Module):
                                None if self.summary is None else self.summary(cond),
                                generator=generator, pooled=pooled)
 
+    def _posterior_at(self, cond: Batch, times: torch.Tensor,
+                      lengths: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` the time of the posterior's state for solving at ``times``: the first
+        conditioning or query time (``posterior_time="first"``), or the last conditioning
+        time (``"last"``)."""
+        if self.posterior_time == "last":
+            return last_time(cond.times, cond.lengths)[:, 0]
+        return _start_time(cond, times, lengths)
+
     def step_budget(self, n_times: int) -> int:
         """Step budget per series of a :meth:`solve` at ``n_times`` requested times.
 
@@ -592,7 +645,10 @@ class LatentODE(nn.Module):
         t0 : torch.Tensor
             ``(B,)`` initial times.
         times : torch.Tensor
-            ``(B, M)`` query times, ascending over each series' valid prefix, ``>= t0``.
+            ``(B, M)`` query times, ascending over each series' valid prefix, ``>= t0``; with
+            ``posterior_time="last"`` on either side of ``t0``: the solve runs forwards from
+            ``t0`` to the later times and backwards in time (the same field ``f``, decreasing
+            times) to the earlier ones, both in one batched solve of at most ``2 K B`` rows.
         lengths : torch.Tensor
             ``(B,)`` valid query times per series (padded outputs repeat the last valid state).
 
@@ -609,6 +665,8 @@ class LatentODE(nn.Module):
             If a series needs more than :meth:`step_budget` ``(M)`` steps; its ``series`` is
             the index in the flattened ``K * B`` batch (sample-major: ``k * B + b``).
         """
+        if self.posterior_time == "last":
+            return self._solve_two_sided(z0, t0, times, lengths), None
         k, b, d = z0.shape
         m = times.shape[1]
         state0 = z0.reshape(k * b, d)
@@ -625,6 +683,56 @@ class LatentODE(nn.Module):
         if self.poisson_process:
             return out[..., :d], out[..., d:]
         return out, None
+
+    def _solve_two_sided(self, z0: torch.Tensor, t0: torch.Tensor, times: torch.Tensor,
+                         lengths: torch.Tensor) -> torch.Tensor:
+        """:meth:`solve` from ``t0`` to query times on both sides of it (no Poisson term).
+
+        Each series becomes two rows of one :func:`~latentode.ode.odeint` call: ``[t0, later
+        times]`` (forwards) and ``[t0, earlier times reversed]`` (backwards in time; times
+        equal to ``t0`` go there), each of its own length, and only the rows with a time to
+        reach are solved; the states are then gathered back into the queries' order.
+        ``(K, B, M, latent_dim)``; padded queries repeat the last valid one.
+        """
+        k, b, d = z0.shape
+        m = times.shape[1]
+        lengths = lengths.to(device=times.device, dtype=torch.long)
+        pos = torch.arange(m, device=times.device).unsqueeze(0)  # (1, M)
+        valid = pos < lengths.unsqueeze(1)
+        n_back = (valid & (times <= t0.unsqueeze(1))).sum(1, keepdim=True)  # (B, 1), a prefix
+        # row position j + 1 holds query n_back - 1 - j (backwards), n_back + j (forwards)
+        back_t = times.gather(1, (n_back - 1 - pos).clamp(min=0))
+        fwd_t = times.gather(1, (n_back + pos).clamp(max=m - 1))
+        start = t0.to(times.dtype).unsqueeze(1)
+        t = torch.cat([torch.cat([start, back_t], 1), torch.cat([start, fwd_t], 1)])  # (2B, M+1)
+        rows = torch.cat([n_back[:, 0] + 1, lengths - n_back[:, 0] + 1])  # (2B,)
+        # only the rows with a time to reach are solved (e.g. no forward row for a
+        # reconstruction); the others hold z0 at every position
+        z2 = torch.cat([z0, z0], dim=1)  # (K, 2B, D)
+        out = z2.unsqueeze(2).expand(k, 2 * b, m + 1, d)
+        solve = (rows > 1).nonzero().squeeze(1)
+        if solve.numel():
+            n = solve.numel()
+            try:
+                solved = odeint(
+                    self.ode_func, z2[:, solve].reshape(k * n, d), t[solve].repeat(k, 1),
+                    lengths=rows[solve].repeat(k), method=self.method, rtol=self.rtol,
+                    atol=self.atol, gradient=self.gradient, step_size=self.step_size,
+                    max_steps=self.step_budget(m),
+                ).reshape(k, n, m + 1, d)
+            except ODESolveError as err:  # name the series as solve does: k * B + b
+                row = int(solve[err.series % n]) % b
+                raise ODESolveError(str(err), series=(err.series // n) * b + row,
+                                    time=err.time, reason=err.reason) from err
+            out = out.index_copy(1, solve, solved)
+        out = out.reshape(k, 2, b, m + 1, d)
+        # query i (padded ones read the last valid query) from its row's position
+        i = torch.minimum(pos, (lengths.unsqueeze(1) - 1).clamp(min=0))  # (B, M)
+        back = i < n_back
+        idx = torch.where(back, n_back - i, i - n_back + 1)
+        idx = idx.unsqueeze(0).unsqueeze(-1).expand(k, b, m, d)
+        return torch.where(back.unsqueeze(0).unsqueeze(-1), out[:, 0].gather(2, idx),
+                           out[:, 1].gather(2, idx))
 
     def draw_z0_noise(
         self,
@@ -705,7 +813,7 @@ class LatentODE(nn.Module):
         if kl_estimator not in KL_ESTIMATORS:
             raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {kl_estimator!r}.")
         tgt = cond if target is None else target
-        t0 = cond.times[:, 0] if target is None else _start_time(cond, tgt.times, tgt.lengths)
+        t0 = self._posterior_at(cond, tgt.times, tgt.lengths)
         mu, sigma, pooled = self._encode_pooled(cond, t0)
         z0 = self.sample_z0(mu, sigma, n_traj_samples, generator, z0_noise)
         z, cum = self.solve(z0, t0, tgt.times, tgt.lengths)
@@ -908,7 +1016,7 @@ class LatentODE(nn.Module):
             an MSE).
         """
         tgt = batch if target is None else target
-        t0 = _start_time(batch, tgt.times, tgt.lengths)
+        t0 = self._posterior_at(batch, tgt.times, tgt.lengths)
         mu, _ = self.encode(batch, t0)
         z, _ = self.solve(mu.unsqueeze(0), t0, tgt.times, tgt.lengths)
         mask = _valid_mask(tgt.mask, tgt.lengths)
@@ -964,7 +1072,7 @@ class LatentODE(nn.Module):
         """
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}.")
-        t0 = _start_time(cond, query_times, query_lengths)
+        t0 = self._posterior_at(cond, query_times, query_lengths)
         mu, sigma = self.encode(cond, t0)
         if use_mean and n_samples == 1:
             z0 = mu.unsqueeze(0)
@@ -994,6 +1102,29 @@ def _start_time(cond: Batch, times: torch.Tensor, lengths: torch.Tensor) -> torc
     lengths = lengths.to(times.device)
     first_query = torch.where(lengths > 0, times[:, 0], first_cond)
     return torch.minimum(first_cond, first_query)
+
+
+def time_reversed(cond: Batch, t0: torch.Tensor) -> Batch:
+    """``cond`` reversed in time about ``t0``: each series' valid prefix in reverse order
+    (:func:`~latentode.ode.padded.flip_valid`) at times ``s = t0 - t``, so that a series that
+    ended at ``t_N <= t0`` starts at ``t0 - t_N >= 0``. Its own inverse (same ``t0``).
+
+    Parameters
+    ----------
+    cond : Batch
+        A padded batch.
+    t0 : torch.Tensor
+        ``(B,)`` each series' reflection time.
+
+    Returns
+    -------
+    Batch
+        Same lengths and per-series fields; times ascending over each valid prefix.
+    """
+    lengths = cond.lengths
+    times = t0.to(cond.times.dtype).unsqueeze(1) - flip_valid(cond.times, lengths)
+    return Batch(times, flip_valid(cond.values, lengths), flip_valid(cond.mask, lengths),
+                 lengths, **cond.per_series())
 
 
 def _after_conditioning(cond: Batch, target: Batch) -> torch.Tensor:
