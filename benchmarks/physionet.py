@@ -73,7 +73,10 @@ over trajectory samples).
     ``--val-fraction``, then early stopping on ``--scoring``; ``--classifier-dropout`` and
     ``--weight-decay`` regularise it; ``--head-inputs`` adds per-channel summaries of the
     observed values to what its head reads; ``--members K`` fits ``K`` classifiers of other
-    ``random_state`` per split and scores their averaged probability too) scored by AUC-ROC
+    ``random_state`` per split and scores their averaged probability too; ``--member-start M``
+    makes them members ``M, M + 1, ...``; ``--save-proba PATH`` writes the test stays' labels
+    and every member's and baseline's probability per split, and ``--ensemble-of PATH ...``
+    averages such files paired per split without fitting) scored by AUC-ROC
     and AUC-PR on the test stays, beside a logistic regression
     on per-stay summary features (last, mean, min, max and count of every channel; missing
     features imputed with the training mean, standardised). A test stay with no observed
@@ -99,6 +102,7 @@ Usage::
     python benchmarks/physionet.py --protocol tpatchgnn --forecast-split 0.5 --readout neighbours
     python benchmarks/physionet.py --task classification --subset 1000 --epochs 5  # minutes
     python benchmarks/physionet.py --task classification --val-fraction 0.1 --unlabelled-set-b
+    python benchmarks/physionet.py --ensemble-of odernn.csv mtan.csv  # two --save-proba runs
 """
 
 from __future__ import annotations
