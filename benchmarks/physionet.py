@@ -73,7 +73,10 @@ over trajectory samples).
     ``--val-fraction``, then early stopping on ``--scoring``; ``--classifier-dropout`` and
     ``--weight-decay`` regularise it; ``--head-inputs`` adds per-channel summaries of the
     observed values to what its head reads; ``--members K`` fits ``K`` classifiers of other
-    ``random_state`` per split and scores their averaged probability too) scored by AUC-ROC
+    ``random_state`` per split and scores their averaged probability too; ``--member-start M``
+    makes them members ``M, M + 1, ...``; ``--save-proba PATH`` writes the test stays' labels
+    and every member's and baseline's probability per split, and ``--ensemble-of PATH ...``
+    averages such files paired per split without fitting) scored by AUC-ROC
     and AUC-PR on the test stays, beside a logistic regression
     on per-stay summary features (last, mean, min, max and count of every channel; missing
     features imputed with the training mean, standardised). A test stay with no observed
@@ -99,6 +102,7 @@ Usage::
     python benchmarks/physionet.py --protocol tpatchgnn --forecast-split 0.5 --readout neighbours
     python benchmarks/physionet.py --task classification --subset 1000 --epochs 5  # minutes
     python benchmarks/physionet.py --task classification --val-fraction 0.1 --unlabelled-set-b
+    python benchmarks/physionet.py --ensemble-of odernn.csv mtan.csv  # two --save-proba runs
 """
 
 from __future__ import annotations
@@ -383,6 +387,20 @@ def stopping_rules(curves: dict[str, list[Any]], test_auc: list[float], test_ap:
     return out
 
 
+def proba_frame(split_seed: int, truth: pd.Series, members: Sequence[pd.Series],
+                member_ids: Sequence[int], baselines: dict[str, pd.Series]) -> pd.DataFrame:
+    """``--save-proba``: one split's test stays as rows: ``split_seed``, ``id``, ``label``,
+    each member's probability (``member_<m>``, ``m`` its member index: random_state
+    ``split_seed + 1000 m``) and each baseline's (``<name>``), in the order of ``truth``."""
+    frame = pd.DataFrame({"split_seed": split_seed, "id": truth.index.to_numpy(),
+                          "label": truth.to_numpy().astype(int)})
+    for m, p in zip(member_ids, members):
+        frame[f"member_{m}"] = p.loc[truth.index].to_numpy()
+    for name, p in baselines.items():
+        frame[name] = p.loc[truth.index].to_numpy()
+    return frame
+
+
 def run_classification(args: argparse.Namespace) -> dict[str, Any]:
     """Fit and score the mortality classifier and the baseline on ``--repeats`` splits."""
     from sklearn.metrics import average_precision_score, roc_auc_score
@@ -415,7 +433,8 @@ def run_classification(args: argparse.Namespace) -> dict[str, Any]:
         source += f" + {unlabelled['id'].nunique()} unlabelled stays of {source_b}"
         print(f"{source_b}: {unlabelled['id'].nunique()} unlabelled training stays added to "
               f"every split ({time.perf_counter() - start:.0f} s)", flush=True)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    saved: list[pd.DataFrame] = []  # --save-proba: the test stays' probabilities per split
     for r in range(args.repeats):
         seed = args.seed + r
         train_ids, test_ids = train_test_split(ids, train_size=0.8, random_state=seed,
@@ -424,7 +443,8 @@ def run_classification(args: argparse.Namespace) -> dict[str, Any]:
         test = df[df["id"].isin(test_ids)].reset_index(drop=True)
         if unlabelled is not None:  # no label for them: y below covers set-a's stays only
             train = pd.concat([train, unlabelled], ignore_index=True)
-        clf = build_classifier(args).set_params(random_state=seed)
+        first = getattr(args, "member_start", 0)  # member index of the first fit
+        clf = build_classifier(args).set_params(random_state=seed + MEMBER_SEED_STEP * first)
         fit_args = dict(time_col="t", id_col="id", target_cols=cols, static_cols=static or None)
         trace = None
         if args.trace:
@@ -442,7 +462,8 @@ def run_classification(args: argparse.Namespace) -> dict[str, Any]:
         proba = proba.fillna(fill)
         truth = labels.loc[proba.index]
         members = [proba]
-        for m in range(1, args.members):  # other seeds: initialisation, validation stays, order
+        for m in range(first + 1, first + args.members):  # other seeds: initialisation,
+            # validation stays, order
             other = build_classifier(args).set_params(random_state=seed + MEMBER_SEED_STEP * m)
             other.fit(train, labels.loc[train_ids], **fit_args)
             with warnings.catch_warnings():
@@ -455,6 +476,9 @@ def run_classification(args: argparse.Namespace) -> dict[str, Any]:
                                         numeric[numeric["id"].isin(test_ids)],
                                         list(PHYSIONET_PARAMETERS), model)
                        for model in ("logistic", "boosting"))
+        if args.save_proba:
+            saved.append(proba_frame(seed, truth, members, range(first, first + args.members),
+                                     {"logistic": base, "boosting": boost}))
         epochs = clf.history_.n_epochs
         rows.append({
             "split_seed": seed, "auc_roc": roc_auc_score(truth, proba),
@@ -496,6 +520,13 @@ def run_classification(args: argparse.Namespace) -> dict[str, Any]:
               "boosting {boosting_auc_roc:.3f}), AUC-PR {auc_pr:.3f} (logistic "
               "{baseline_auc_pr:.3f}, boosting {boosting_auc_pr:.3f}), {epochs} epochs (best "
               "{best_epoch}), {s_per_epoch:.1f} s/epoch".format(**rows[-1]), flush=True)
+    if args.save_proba:
+        parent = os.path.dirname(args.save_proba)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        pd.concat(saved, ignore_index=True).to_csv(args.save_proba, index=False,
+                                                   float_format="%.17g")
+        print(f"test probabilities written to {args.save_proba}", flush=True)
     return {"task": "classification", "rows": rows, "source": source, "static": static,
             "total_s": time.perf_counter() - start, "args": vars(args)}
 
@@ -550,6 +581,129 @@ def format_classification(res: dict[str, Any]) -> str:
                      + rules.assign(mean=rules.mean(axis=1),
                                     sd=rules.std(axis=1, ddof=1)).to_string(
                          float_format=lambda v: f"{v:.3f}"))
+    return text
+
+
+# ------------------------------------------------------------------------------ ensembles
+PROBA_KEYS = ("split_seed", "id", "label")  # --save-proba: what pairs the rows of two files
+PROBA_BASELINES = ("logistic", "boosting")
+
+
+def pair_proba(frames: Sequence[pd.DataFrame], names: Sequence[str]) -> pd.DataFrame:
+    """The ``--save-proba`` frames ``frames`` (called ``names``) side by side, paired per split.
+
+    Every frame must hold the same splits with the same test stays and labels (else a
+    ValueError names the file and the split); their baselines, fitted on the same stays, must
+    agree. Returns one row per (split, stay): ``split_seed``, ``id``, ``label``, the baselines
+    and each frame's members as ``<name>/member_<m>``, sorted by split and stay.
+    """
+    if len(frames) != len(names) or not frames:
+        raise ValueError("pair_proba needs one name per frame and at least one frame")
+    if len(set(names)) != len(names):
+        raise ValueError(f"the inputs need distinct names, got {list(names)}")
+    out: pd.DataFrame | None = None
+    for frame, name in zip(frames, names):
+        missing = [c for c in PROBA_KEYS if c not in frame]
+        members = [c for c in frame if c.startswith("member_")]
+        if missing or not members:
+            raise ValueError(f"{name}: not a --save-proba file (no column "
+                             f"{', '.join(missing) or 'member_*'})")
+        if frame.duplicated(["split_seed", "id"]).any():
+            raise ValueError(f"{name}: a stay appears twice in one split")
+        frame = frame.sort_values(["split_seed", "id"]).reset_index(drop=True)
+        renamed = frame[list(PROBA_KEYS)].assign(
+            **{f"{name}/{c}": frame[c] for c in members},
+            **{c: frame[c] for c in PROBA_BASELINES if c in frame})
+        if out is None:
+            out = renamed
+            continue
+        first = names[0]
+        for seed in sorted(set(out["split_seed"]) | set(renamed["split_seed"])):
+            a, b = out[out["split_seed"] == seed], renamed[renamed["split_seed"] == seed]
+            if a.empty or b.empty:
+                raise ValueError(f"split {seed} is in {first if b.empty else name} only; "
+                                 "the inputs must hold the same splits (--seed, --repeats)")
+            if not np.array_equal(a["id"].to_numpy(), b["id"].to_numpy()):
+                raise ValueError(f"split {seed}: {name} has other test stays than {first} "
+                                 "(another --subset or data?)")
+            if not np.array_equal(a["label"].to_numpy(), b["label"].to_numpy()):
+                raise ValueError(f"split {seed}: {name} labels the test stays otherwise "
+                                 f"than {first}")
+        for c in PROBA_BASELINES:
+            if c in out and c in renamed and not np.allclose(out[c], renamed[c], atol=1e-9):
+                raise ValueError(f"{name}: the {c} baseline differs from {first}'s on the "
+                                 "same stays (other data options?)")
+        out = pd.concat([out, renamed.drop(columns=[*PROBA_KEYS, *PROBA_BASELINES],
+                                           errors="ignore")], axis=1)
+    assert out is not None
+    return out
+
+
+def ensemble_table(paired: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """Per split: AUC-ROC and AUC-PR of each input (the mean of its members' probabilities),
+    of the ensemble (the mean over every member of every input: each fit weighs the same),
+    of the baselines and of the ensemble averaged half and half with gradient boosting."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rows = {}
+    for seed, split in paired.groupby("split_seed"):
+        y = split["label"].to_numpy()
+        members = [c for c in split if "/member_" in c]
+        probas = {name: split[[c for c in members if c.rsplit("/member_", 1)[0] == name]]
+                  .mean(axis=1) for name in names}
+        probas["ensemble"] = split[members].mean(axis=1)
+        for c in PROBA_BASELINES:
+            if c in split:
+                probas[c] = split[c]
+        if "boosting" in split:
+            probas["ensemble+boosting"] = (probas["ensemble"] + split["boosting"]) / 2
+        rows[seed] = {**{f"{k}_auc_roc": roc_auc_score(y, p) for k, p in probas.items()},
+                      **{f"{k}_auc_pr": average_precision_score(y, p)
+                         for k, p in probas.items()},
+                      "fits": len(members), "test_deaths": int(y.sum())}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "split_seed"
+    return table
+
+
+def run_ensemble(args: argparse.Namespace) -> dict[str, Any]:
+    """``--ensemble-of``: score the averaged probabilities of saved runs, paired per split."""
+    paths = [Path(p) for p in args.ensemble_of]
+    names = [p.stem for p in paths]
+    if len(set(names)) != len(names):
+        names = [str(p) for p in paths]
+    paired = pair_proba([pd.read_csv(p) for p in paths], names)
+    return {"task": "ensemble", "names": names,
+            "table": ensemble_table(paired, names).reset_index().to_dict("records")}
+
+
+def format_ensemble(res: dict[str, Any]) -> str:
+    """Per-split AUC-ROC / AUC-PR, their mean +- sd and the ensemble's paired differences."""
+    table = pd.DataFrame(res["table"]).set_index("split_seed")
+    names = res["names"]
+    keys = [*names, "ensemble", *[k for k in (*PROBA_BASELINES, "ensemble+boosting")
+                                  if f"{k}_auc_roc" in table]]
+    text = (f"averaged probabilities of {', '.join(names)} ({int(table['fits'].iloc[0])} fits "
+            "per split, each weighing the same; an input: the mean of its own members), "
+            "paired per split; ensemble+boosting: the ensemble and gradient boosting half and "
+            "half")
+    for metric, label in (("auc_roc", "AUC-ROC"), ("auc_pr", "AUC-PR")):
+        cols = table[[f"{k}_{metric}" for k in keys]].set_axis(keys, axis=1)
+        text += f"\n{label} per split\n" + cols.to_string(float_format=lambda v: f"{v:.3f}")
+        if len(cols) > 1:
+            text += "\nmean +- sd: " + ", ".join(
+                f"{k} {cols[k].mean():.4f} +- {cols[k].std(ddof=1):.3f}" for k in keys)
+            for a, others in (("ensemble", [k for k in keys if not k.startswith("ensemble")]),
+                              ("ensemble+boosting", ["ensemble", "boosting"])):
+                if a not in cols:
+                    continue
+                for b in others:
+                    if b == a or b not in cols:
+                        continue
+                    d = cols[a] - cols[b]
+                    text += (f"\n{a} - {b}: " + " / ".join(f"{v:+.3f}" for v in d)
+                             + f"; mean {d.mean():+.4f} (standard error "
+                             f"{d.std(ddof=1) / np.sqrt(len(d)):.4f})")
     return text
 
 
@@ -1144,6 +1298,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                              "own initialisation, validation stays and batch order) and score "
                              "their averaged probability (ensemble_*) beside the first's "
                              "(auc_*)")
+    parser.add_argument("--member-start", type=int, default=0, metavar="M",
+                        help="classification: the first fit is member M (random_state seed + "
+                             f"{MEMBER_SEED_STEP} M), the --members fits are M, M + 1, ...; "
+                             "a later run adds members to a saved one without refitting it")
+    parser.add_argument("--save-proba", default=None, metavar="PATH",
+                        help="classification: write the test stays' labels and probabilities "
+                             "(every member's, the baselines') per split to this CSV, for "
+                             "--ensemble-of")
+    parser.add_argument("--ensemble-of", nargs="+", default=None, metavar="PATH",
+                        help="fit nothing: average the probabilities of --save-proba files "
+                             "paired per split and print each input's, the ensemble's and the "
+                             "baselines' AUC-ROC and AUC-PR and the paired differences")
     parser.add_argument("--classifier-dropout", type=float, default=0.0,
                         help="classification: dropout of the classifier head in training")
     parser.add_argument("--weight-decay", type=float, default=0.0,
@@ -1281,7 +1447,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                      f"(one of {', '.join(allowed)})")
     args.scoring = args.scoring or allowed[0]
 
-    if args.task == "classification":
+    if args.ensemble_of:
+        res = run_ensemble(args)
+        print(format_ensemble(res))
+    elif args.task == "classification":
         res = run_classification(args)
         print(format_classification(res))
     elif args.protocol == "tpatchgnn":

@@ -877,3 +877,21 @@ def test_soft_voting_averages_differently_seeded_classifiers(small):
     # one row per series in the order of predict_proba's index (first appearance)
     assert len(proba) == y.size
     assert (vote.predict(df) == vote.classes_[np.argmax(proba, axis=1)]).all()
+
+
+def test_soft_voting_averages_an_odernn_and_an_mtan_classifier(small):
+    # a heterogeneous ensemble (issue #16): members with different encoders, averaged by
+    # scikit-learn's soft voting; each member is the fit it would be alone
+    df, y = small
+    per_row = df["id"].map(y)
+    members = {"odernn": LatentODEClassifier(**{**TINY, "encoder": "odernn"}),
+               "mtan": LatentODEClassifier(**{**TINY, "encoder": "mtan",
+                                              "mtan_ref_points": 8})}
+    vote = VotingClassifier(list(members.items()), voting="soft")
+    proba = vote.fit(df, per_row).predict_proba(df)
+    alone = {k: clone(m).fit(df, y).predict_proba(df).to_numpy() for k, m in members.items()}
+    assert [m.encoder for m in vote.estimators_] == ["odernn", "mtan"]
+    assert not np.allclose(alone["odernn"], alone["mtan"], atol=1e-3)
+    np.testing.assert_allclose(proba, (alone["odernn"] + alone["mtan"]) / 2, rtol=0,
+                               atol=1e-12)
+    assert (vote.predict(df) == vote.classes_[np.argmax(proba, axis=1)]).all()

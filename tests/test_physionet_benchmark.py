@@ -280,3 +280,96 @@ def test_classification_members_average_the_probabilities(bench, tmp_path, capsy
     assert row["ensemble_auc_roc"] == pytest.approx(
         roc_auc_score(truth, (probas[0][1] + probas[1][1] + probas[2][1]) / 3), abs=1e-12)
     assert "averaged over 3 classifiers" in out and "ensemble - first member" not in out
+
+
+def test_save_proba_writes_every_member_and_the_baselines(bench, tmp_path, monkeypatch):
+    from sklearn.metrics import roc_auc_score
+
+    states = []
+    build = bench.build_classifier
+
+    def recording(args):
+        clf = build(args)
+        fit = clf.fit
+        clf.fit = lambda *a, **k: states.append(clf.random_state) or fit(*a, **k)
+        return clf
+
+    monkeypatch.setattr(bench, "build_classifier", recording)
+    path = tmp_path / "sub" / "p.csv"
+    with torch_threads(torch.get_num_threads()):  # the benchmark sets its own
+        res = bench.main(["--task", "classification", "--data", str(tmp_path / "none"),
+                          *TINY[:1], "--subset", "100", *TINY[3:], "--repeats", "2",
+                          "--members", "2", "--member-start", "1", "--save-proba", str(path)])
+    assert states == [1042, 2042, 1043, 2043]  # members 1 and 2 of splits 42 and 43
+    saved = pd.read_csv(path)
+    assert list(saved.columns) == ["split_seed", "id", "label", "member_1", "member_2",
+                                   "logistic", "boosting"]
+    assert saved.groupby("split_seed").size().to_dict() == {42: 20, 43: 20}
+    for row in res["rows"]:
+        split = saved[saved["split_seed"] == row["split_seed"]]
+        # the file's probabilities give the run's figures to the last digit
+        assert roc_auc_score(split["label"], split["member_1"]) == row["auc_roc"]
+        assert roc_auc_score(split["label"], split["logistic"]) == row["baseline_auc_roc"]
+        assert roc_auc_score(split["label"], split["boosting"]) == row["boosting_auc_roc"]
+        assert roc_auc_score(split["label"], (split["member_1"] + split["member_2"]) / 2) \
+            == pytest.approx(row["ensemble_auc_roc"], abs=1e-12)
+        assert int(split["label"].sum()) == row["test_deaths"]
+
+
+def _proba(seeds=(1, 2), ids=(10, 11, 12, 13), labels=(0, 1, 0, 1), members=1, shift=0.0):
+    """A --save-proba frame with hand-set probabilities (member m: 0.1 m + id / 100 + shift)."""
+    rows = [{"split_seed": s, "id": i, "label": y,
+             **{f"member_{m}": 0.1 * m + i / 100 + shift + 0.05 * y * (s % 2)
+                for m in range(members)},
+             "logistic": i / 50, "boosting": 0.3 + 0.02 * y}
+            for s in seeds for i, y in zip(ids, labels)]
+    return pd.DataFrame(rows)
+
+
+def test_ensemble_of_averages_the_members_paired_per_split(bench, tmp_path, capsys):
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    a = _proba(members=2)
+    b = _proba(members=1, shift=-0.2).sample(frac=1.0, random_state=0)  # another row order
+    b["member_0"] = b["member_0"] * (1 + (b["id"] == 12) * 3.0)  # b ranks stay 12 otherwise
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_csv(tmp_path / "b.csv", index=False)
+    res = bench.main(["--ensemble-of", str(tmp_path / "a.csv"), str(tmp_path / "b.csv")])
+    out = capsys.readouterr().out
+    table = pd.DataFrame(res["table"]).set_index("split_seed")
+    assert res["names"] == ["a", "b"] and list(table.index) == [1, 2]
+    assert (table["fits"] == 3).all()
+    b = b.sort_values(["split_seed", "id"])
+    for seed in (1, 2):
+        pa, pb = a[a["split_seed"] == seed], b[b["split_seed"] == seed]
+        y = pa["label"].to_numpy()
+        # every fit weighs the same: (a's two members + b's one) / 3, computed by hand
+        hand = (pa["member_0"].to_numpy() + pa["member_1"].to_numpy()
+                + pb["member_0"].to_numpy()) / 3
+        assert table.loc[seed, "ensemble_auc_roc"] == pytest.approx(roc_auc_score(y, hand))
+        assert table.loc[seed, "ensemble_auc_pr"] == pytest.approx(
+            average_precision_score(y, hand))
+        assert table.loc[seed, "a_auc_roc"] == pytest.approx(
+            roc_auc_score(y, (pa["member_0"] + pa["member_1"]) / 2))
+        assert table.loc[seed, "b_auc_roc"] == pytest.approx(roc_auc_score(y, pb["member_0"]))
+        assert table.loc[seed, "ensemble+boosting_auc_roc"] == pytest.approx(
+            roc_auc_score(y, (hand + pa["boosting"].to_numpy()) / 2))
+        assert table.loc[seed, "logistic_auc_roc"] == pytest.approx(
+            roc_auc_score(y, pa["logistic"]))
+    d = table["ensemble_auc_roc"] - table["b_auc_roc"]
+    assert (f"ensemble - b: {d.iloc[0]:+.3f} / {d.iloc[1]:+.3f}; mean {d.mean():+.4f} "
+            f"(standard error {d.std(ddof=1) / np.sqrt(2):.4f})") in out
+    assert "ensemble+boosting - boosting" in out
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f[f["split_seed"] == 1], "split 2 is in a only"),
+    (lambda f: f.assign(id=f["id"] + (f["id"] == 13)), "split 1: b has other test stays"),
+    (lambda f: f.assign(label=1 - f["label"]), "split 1: b labels the test stays otherwise"),
+    (lambda f: f.assign(logistic=f["logistic"] + 0.1), "the logistic baseline differs"),
+    (lambda f: f.drop(columns="member_0"), "b: not a --save-proba file"),
+    (lambda f: pd.concat([f, f.iloc[:1]]), "b: a stay appears twice in one split"),
+])
+def test_ensemble_of_refuses_unpaired_inputs(bench, change, message):
+    with pytest.raises(ValueError, match=message):
+        bench.pair_proba([_proba(), change(_proba())], ["a", "b"])
