@@ -143,3 +143,22 @@ def test_precise_coverage_finds_a_calibrated_model_and_a_narrow_one(bench) -> No
     assert one["interp 50 mean"] == pytest.approx(
         100 * coverage(test, pred, 0.5, hidden, columns=["x0"]))
     assert np.isnan(one["interp 50 sd"])
+
+
+def test_truncated_copies_share_their_original_group(bench) -> None:
+    train = pd.DataFrame({"id": np.repeat([3, 5, 8], 10), "t": np.tile(np.arange(10.0), 3),
+                          "x": np.arange(30.0)})
+    plain = bench._with_prefixes(train, 2, (0.0, 10.0), 0)
+    grouped = bench._with_prefixes(train, 2, (0.0, 10.0), 0, "group")
+    # the same series; the group of each copy is its original's id
+    pd.testing.assert_frame_equal(plain, grouped.drop(columns="group"))
+    assert grouped["id"].nunique() == 9
+    assert (grouped.groupby("id")["group"].nunique() == 1).all()
+    assert grouped.groupby("group")["id"].nunique().to_dict() == {3: 3, 5: 3, 8: 3}
+    copies = grouped[grouped["id"] > 8]
+    assert (copies["x"].to_numpy() == train.set_index(["id", "t"]).loc[
+        list(zip(copies["group"], copies["t"])), "x"].to_numpy()).all()
+    args = bench.argparse.Namespace(leaky_validation=False)
+    assert bench._group_col(args) == "group"
+    args.leaky_validation = True
+    assert bench._group_col(args) is None
