@@ -336,6 +336,21 @@ def _forecast_rows(test: pd.DataFrame, cols: list[str], cut: float
     return early, ~early & has_past
 
 
+def baselines(cond: pd.DataFrame, query: pd.DataFrame | None, cols: list[str],
+              fallback: pd.Series, task: str) -> dict[str, pd.DataFrame]:
+    """The baselines of ``task`` (``"held-out"``: linear interpolation, LOCF, the series'
+    mean; ``"forecast"``: LOCF, the series' mean) from the visible values of ``cond`` (at
+    ``query``'s rows); ``fallback``: each channel's value for a series without one."""
+    from latentode.evaluation import channel_mean, linear_interpolation, locf
+
+    out = {}
+    if task == "held-out":
+        out["linear"] = linear_interpolation(cond, query, columns=cols, fallback=fallback)
+    out["LOCF"] = locf(cond, query, columns=cols, fallback=fallback)
+    out["mean"] = channel_mean(cond, query, columns=cols, fallback=fallback)
+    return out
+
+
 def uncalibrated(est: LatentODERegressor, keep_channel: bool = False) -> LatentODERegressor:
     """A copy of the fitted ``est`` with the calibration undone (the same weights), or with
     ``keep_channel`` only its gap factors (one factor per channel, as before them)."""
@@ -386,6 +401,14 @@ def run_suite(args: argparse.Namespace, names: Sequence[str]) -> pd.DataFrame:
                 row["interp MSE"] = mse(test, pred, hidden, columns=cols, scale=scale)
                 row["extrap MSE"] = mse(future, fc, fmask, columns=cols,
                                         scale=scale)
+        # the baselines on the same points (fallback: the training mean of the channel)
+        fallback = pd.Series(est.scaler_.mean_, index=cols)
+        for task, seen, query, truth, mask in (
+                ("held-out", cond, None, test, hidden),
+                ("forecast", past, future[["id", "t"]], future, fmask)):
+            for method, frame in baselines(seen, query, cols, fallback, task).items():
+                row[f"{'interp' if task == 'held-out' else 'extrap'} {method} MSE"] = mse(
+                    truth, frame, mask, columns=cols, scale=scale)
         row["n interp"], row["n extrap"] = float(hidden.sum()), float(fmask.sum())
         row["epochs"] = float(est.history_.n_epochs)
         row["best"] = float(est.history_.best_epoch + 1)
@@ -419,7 +442,9 @@ def run_suite(args: argparse.Namespace, names: Sequence[str]) -> pd.DataFrame:
     print(f"\nCoverage (%) of the central 50 % / 90 % intervals on held-out test series "
           f"(interp: {args.hide:.0%} of observed values hidden; extrap: values after the "
           f"cutoff); one: the same model with one factor per channel (no gap factors); raw: "
-          f"uncalibrated; MSE of standardised values; met: "
+          f"uncalibrated; MSE of standardised values (linear / LOCF / mean MSE: linear "
+          f"interpolation, the last observation carried forward and the series' mean on the "
+          f"same points); met: "
           f"within {TOLERANCE['interp']:g} / {TOLERANCE['extrap']:g} points of nominal.")
     if precise:
         print(f"mean / se / sd: the calibrated model over {args.test_draws} hidings of the "

@@ -162,3 +162,15 @@ def test_truncated_copies_share_their_original_group(bench) -> None:
     assert bench._group_col(args) == "group"
     args.leaky_validation = True
     assert bench._group_col(args) is None
+
+
+def test_the_suite_scores_the_baselines_on_the_same_points(bench) -> None:
+    table = _run(bench)
+    row = table.loc["walk"]
+    mse = {c: row[c] for c in table.columns if "MSE" in c}
+    assert set(mse) == {"interp MSE", "interp linear MSE", "interp LOCF MSE", "interp mean MSE",
+                        "extrap MSE", "extrap LOCF MSE", "extrap mean MSE"}
+    assert all(np.isfinite(v) and v > 0 for v in mse.values())
+    # a random walk: the neighbours beat the series' mean on hidden values and forecasts
+    assert row["interp linear MSE"] < row["interp mean MSE"]
+    assert row["extrap LOCF MSE"] < row["extrap mean MSE"]
