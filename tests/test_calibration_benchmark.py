@@ -158,10 +158,10 @@ def test_truncated_copies_share_their_original_group(bench) -> None:
     copies = grouped[grouped["id"] > 8]
     assert (copies["x"].to_numpy() == train.set_index(["id", "t"]).loc[
         list(zip(copies["group"], copies["t"])), "x"].to_numpy()).all()
-    args = bench.argparse.Namespace(leaky_validation=False)
-    assert bench._group_col(args) == "group"
-    args.leaky_validation = True
+    args = bench.argparse.Namespace(grouped_validation=False)
     assert bench._group_col(args) is None
+    args.grouped_validation = True
+    assert bench._group_col(args) == "group"
 
 
 def test_the_suite_scores_the_baselines_on_the_same_points(bench) -> None:

@@ -216,6 +216,12 @@ def split_series(
     train_idx, val_idx : numpy.ndarray
         Sorted int64 indices, disjoint, together ``range(n_series)``.
 
+    Raises
+    ------
+    ValueError
+        For an invalid ``n_series`` or ``fraction``, ``strata`` or ``groups`` of another
+        shape than ``(n_series,)``, or a group whose series lie in several strata.
+
     Notes
     -----
     The validation size is ``round(fraction * n_series)``, clipped so that both sides keep at
@@ -226,12 +232,6 @@ def split_series(
     ``round(fraction * n_groups)`` groups go to validation (at least one when ``fraction > 0``
     and there are two or more groups, and never all of them), so the share of validation
     *series* follows ``fraction`` only as far as the groups' sizes allow.
-
-    Raises
-    ------
-    ValueError
-        For an invalid ``n_series`` or ``fraction``, ``strata`` or ``groups`` of another
-        shape than ``(n_series,)``, or a group whose series lie in several strata.
     """
     if isinstance(n_series, bool) or not isinstance(n_series, (int, np.integer)) or n_series < 1:
         raise ValueError(f"n_series must be an integer >= 1, got {n_series!r}.")
