@@ -57,23 +57,11 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' shared helpers
 from _cli import parse_params  # noqa: E402
 from calibration import SUITE, Case, _forecast_rows, _test_split, make_case  # noqa: E402
+from calibration import baselines as _baselines  # noqa: E402
 
 #: the methods scored on each task, the model first
 METHODS = {"held-out": ("model", "linear", "LOCF", "mean"),
            "forecast": ("model", "LOCF", "mean")}
-
-
-def _baselines(cond: pd.DataFrame, query: pd.DataFrame | None, cols: list[str],
-               fallback: pd.Series, task: str) -> dict[str, pd.DataFrame]:
-    """The baselines of ``task`` from the visible values of ``cond`` (at ``query``'s rows)."""
-    from latentode.evaluation import channel_mean, linear_interpolation, locf
-
-    out = {}
-    if task == "held-out":
-        out["linear"] = linear_interpolation(cond, query, columns=cols, fallback=fallback)
-    out["LOCF"] = locf(cond, query, columns=cols, fallback=fallback)
-    out["mean"] = channel_mean(cond, query, columns=cols, fallback=fallback)
-    return out
 
 
 def reversion(pred: np.ndarray, last: np.ndarray, mean: np.ndarray, mask: np.ndarray

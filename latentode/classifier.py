@@ -382,6 +382,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         id_col: str | None = "id",
         target_cols: Sequence[str] | None = None,
         static_cols: Sequence[str] | None = None,
+        group_col: str | None = None,
     ) -> LatentODEClassifier:
         """Fit the Latent ODE and its classifier to the labelled series of a long DataFrame.
 
@@ -395,8 +396,11 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             :func:`numpy.unique` can sort (strings, integers, booleans). With
             ``semi_supervised=True``, a missing label (NaN, None, ``pd.NA``, no entry) marks
             an unlabelled series.
-        time_col, id_col, target_cols, static_cols : see LatentODERegressor.fit
-            As for :meth:`LatentODERegressor.fit`.
+        time_col, id_col, target_cols, static_cols, group_col : see LatentODERegressor.fit
+            As for :meth:`LatentODERegressor.fit`. With ``semi_supervised=True`` the labelled
+            and unlabelled series are split apart, each keeping its share of validation
+            series; ``group_col`` then splits the groups of each, and a group holding both
+            labelled and unlabelled series is a ValueError.
 
         Returns
         -------
@@ -409,11 +413,12 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             series of ``df`` (unless ``semi_supervised=True``), given for an id not in ``df``,
             varying within a series, a single class, a ``class_weight`` naming an unknown
             class, or a continuous ``y``; with ``semi_supervised=True``, the label -1, no
-            labelled series, or unlabelled series with ``classifier="encoder"``. Raised
-            before any training.
+            labelled series, or unlabelled series with ``classifier="encoder"``; a
+            ``group_col`` group holding labelled and unlabelled series. Raised before any
+            training.
         """
         return self._fit(df, y, time_col=time_col, id_col=id_col, target_cols=target_cols,
-                         static_cols=static_cols)
+                         static_cols=static_cols, group_col=group_col)
 
     def _series_labels(
         self, df: pd.DataFrame, vf: Any, y: Any

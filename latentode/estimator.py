@@ -874,6 +874,7 @@ class LatentODERegressor(BaseEstimator):
         id_col: str | None = "id",
         target_cols: Sequence[str] | None = None,
         static_cols: Sequence[str] | None = None,
+        group_col: str | None = None,
     ) -> LatentODERegressor:
         """Fit the Latent ODE to the series of a long DataFrame.
 
@@ -901,6 +902,18 @@ class LatentODERegressor(BaseEstimator):
             without a value is encoded as 0 with a missing-value indicator (see
             :class:`latentode.data.StaticEncoder`). :meth:`predict` and the other methods read
             them from their ``df``.
+        group_col : str, optional
+            Column marking related series (several stays of one patient, augmented or
+            truncated copies of a series): series that share its value are kept on the same
+            side of the validation split (``validation_fraction``), so that no validation
+            series has a relative among the training series. One value per series, given on
+            every row or on some rows (missing rows are ignored); a value varying within a
+            series, or a series without a value, is a ValueError naming the series. The split
+            then draws ``round(validation_fraction * n_groups)`` groups (see
+            :func:`latentode.data.split_series`, ``groups``); with every series its own
+            group, it is the split without ``group_col``. It may be the id column or a static
+            column; it is never a target (left out of the automatic ``target_cols``). Only
+            ``fit`` reads it.
 
         Returns
         -------
@@ -912,7 +925,8 @@ class LatentODERegressor(BaseEstimator):
         ValueError
             For invalid parameters or input (missing columns, non-numeric targets, NaN / inf
             times, an empty frame, a target column or every series without an observed value,
-            values too large to standardise); the message names the column, series or row.
+            values too large to standardise, a ``group_col`` varying within a series or missing
+            for one); the message names the column, series or row.
             A failed fit leaves the estimator as it was (unfitted, or its previous fit).
 
         Warns
@@ -944,12 +958,13 @@ class LatentODERegressor(BaseEstimator):
         (epoch). See the README's "Distributed training".
         """
         return self._fit(df, None, time_col=time_col, id_col=id_col, target_cols=target_cols,
-                         static_cols=static_cols)
+                         static_cols=static_cols, group_col=group_col)
 
     # ------------------------------------------------------------ fit, shared with the classifier
     def _fit(self, df: pd.DataFrame, y: Any, *, time_col: Hashable, id_col: Hashable | None,
              target_cols: Sequence[Hashable] | None,
-             static_cols: Sequence[Hashable] | None) -> LatentODERegressor:
+             static_cols: Sequence[Hashable] | None,
+             group_col: Hashable | None = None) -> LatentODERegressor:
         """The body of :meth:`fit`; ``y`` goes to :meth:`_series_labels` (subclass hooks:
         :meth:`_series_labels`, :meth:`_build_model`, :meth:`_init_model`,
         :meth:`_refresh_model`, :meth:`_loss_options`, :meth:`_calibrates`,
@@ -976,13 +991,17 @@ class LatentODERegressor(BaseEstimator):
             df, time_col=time_col, id_col=id_col,
             target_cols=None if reuse else target_cols,
             expected_targets=self.target_cols_ if reuse else None,
-            empty_series="drop", empty_channels="raise", exclude=statics,
+            empty_series="drop", empty_channels="raise",
+            exclude=statics if group_col is None else [*statics, group_col],
         )
         if statics:  # (a static column named like a target column is refused above)
             _data.check_static_cols(statics, df, time_col=time_col, id_col=id_col,
                                     target_cols=vf.target_cols)
         static_values = _data.series_static(df, vf, statics) if statics else None
         labels, classes, weights = self._series_labels(df, vf, y)
+        strata = None if labels is None else labels == UNLABELLED
+        groups = None if group_col is None else _data.series_groups(
+            df, vf, group_col, target_cols=vf.target_cols, strata=strata)
         if len(vf.dropped_series):
             n = len(vf.dropped_series)
             warnings.warn(
@@ -1031,7 +1050,7 @@ class LatentODERegressor(BaseEstimator):
         seeds = np.random.SeedSequence(seed).generate_state(3)
         train_idx, val_idx = _data.split_series(  # labelled and unlabelled series apart
             vf.n_series, float(self.validation_fraction), np.random.default_rng(seeds[0]),
-            strata=None if labels is None else labels == UNLABELLED,
+            strata=strata, groups=groups,
         )
         train = _data.subset(padded, train_idx)
         val = _data.subset(padded, val_idx) if len(val_idx) else None

@@ -143,3 +143,34 @@ def test_precise_coverage_finds_a_calibrated_model_and_a_narrow_one(bench) -> No
     assert one["interp 50 mean"] == pytest.approx(
         100 * coverage(test, pred, 0.5, hidden, columns=["x0"]))
     assert np.isnan(one["interp 50 sd"])
+
+
+def test_truncated_copies_share_their_original_group(bench) -> None:
+    train = pd.DataFrame({"id": np.repeat([3, 5, 8], 10), "t": np.tile(np.arange(10.0), 3),
+                          "x": np.arange(30.0)})
+    plain = bench._with_prefixes(train, 2, (0.0, 10.0), 0)
+    grouped = bench._with_prefixes(train, 2, (0.0, 10.0), 0, "group")
+    # the same series; the group of each copy is its original's id
+    pd.testing.assert_frame_equal(plain, grouped.drop(columns="group"))
+    assert grouped["id"].nunique() == 9
+    assert (grouped.groupby("id")["group"].nunique() == 1).all()
+    assert grouped.groupby("group")["id"].nunique().to_dict() == {3: 3, 5: 3, 8: 3}
+    copies = grouped[grouped["id"] > 8]
+    assert (copies["x"].to_numpy() == train.set_index(["id", "t"]).loc[
+        list(zip(copies["group"], copies["t"])), "x"].to_numpy()).all()
+    args = bench.argparse.Namespace(grouped_validation=False)
+    assert bench._group_col(args) is None
+    args.grouped_validation = True
+    assert bench._group_col(args) == "group"
+
+
+def test_the_suite_scores_the_baselines_on_the_same_points(bench) -> None:
+    table = _run(bench)
+    row = table.loc["walk"]
+    mse = {c: row[c] for c in table.columns if "MSE" in c}
+    assert set(mse) == {"interp MSE", "interp linear MSE", "interp LOCF MSE", "interp mean MSE",
+                        "extrap MSE", "extrap LOCF MSE", "extrap mean MSE"}
+    assert all(np.isfinite(v) and v > 0 for v in mse.values())
+    # a random walk: the neighbours beat the series' mean on hidden values and forecasts
+    assert row["interp linear MSE"] < row["interp mean MSE"]
+    assert row["extrap LOCF MSE"] < row["extrap mean MSE"]

@@ -55,7 +55,7 @@ from .query import (
     rows_query,
 )
 from .scaling import ChannelScaler, channel_moments
-from .static import StaticEncoder, check_static_cols, series_static
+from .static import StaticEncoder, check_static_cols, series_groups, series_static
 from .time import TimeEncoder
 from .validation import ValidatedFrame, validate_frame
 
@@ -85,6 +85,7 @@ __all__ = [
     "query_frame",
     "rows_query",
     "check_static_cols",
+    "series_groups",
     "series_static",
     "split_series",
     "subset",

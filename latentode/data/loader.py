@@ -185,6 +185,7 @@ def split_series(
     rng: np.random.Generator | np.random.RandomState | int | None = None,
     *,
     strata: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Random train / validation split of series indices (validation is split *by series*).
 
@@ -200,11 +201,26 @@ def split_series(
         ``(n_series,)`` group of each series (e.g. labelled or not): each group is split on its
         own, in sorted order of the groups, with the rules below, so that each keeps its share
         of validation series. A single group (or None) is the plain split.
+    groups : numpy.ndarray, optional
+        ``(n_series,)`` labels (integers or any values :func:`numpy.unique` can sort) of
+        related series (several stays of one patient, augmented copies of a series): series
+        that share a label are kept on the same side of the split. The rules below then apply
+        to the groups instead of the series: the groups, in order of first appearance, are
+        split as ``n_groups`` series would be, and each series follows its group. With
+        ``strata`` too, every group must lie within one stratum (else a ValueError naming the
+        group), and each stratum's groups are split on their own. With every group of a
+        single series, the result is the split without ``groups``, index for index.
 
     Returns
     -------
     train_idx, val_idx : numpy.ndarray
         Sorted int64 indices, disjoint, together ``range(n_series)``.
+
+    Raises
+    ------
+    ValueError
+        For an invalid ``n_series`` or ``fraction``, ``strata`` or ``groups`` of another
+        shape than ``(n_series,)``, or a group whose series lie in several strata.
 
     Notes
     -----
@@ -212,29 +228,52 @@ def split_series(
     least one series: any ``fraction > 0`` gives at least one validation series when
     ``n_series >= 2``, and at most ``n_series - 1``. With a single series, or ``fraction == 0``,
     the validation set is empty (callers then monitor the training loss). With ``strata``, the
-    same holds within each group.
+    same holds within each group. With ``groups``, the same holds for the number of *groups*:
+    ``round(fraction * n_groups)`` groups go to validation (at least one when ``fraction > 0``
+    and there are two or more groups, and never all of them), so the share of validation
+    *series* follows ``fraction`` only as far as the groups' sizes allow.
     """
     if isinstance(n_series, bool) or not isinstance(n_series, (int, np.integer)) or n_series < 1:
         raise ValueError(f"n_series must be an integer >= 1, got {n_series!r}.")
     if isinstance(fraction, bool) or not (
             isinstance(fraction, (int, float, np.floating, np.integer)) and 0 <= fraction < 1):
         raise ValueError(f"fraction must be a number in [0, 1), got {fraction!r}.")
+    codes = None if groups is None else _group_codes(groups, n_series)
     if strata is not None:
         strata = np.asarray(strata)
         if strata.shape != (n_series,):
             raise ValueError(f"strata must hold one group per series ({n_series}), got shape "
                              f"{strata.shape}.")
-        groups = np.unique(strata)
-        if len(groups) > 1:
+        kinds = np.unique(strata)
+        if len(kinds) > 1:
+            if codes is not None:
+                _, stratum = np.unique(strata, return_inverse=True)
+                per_group = np.zeros((int(codes.max()) + 1, len(kinds)), dtype=bool)
+                per_group[codes, stratum] = True
+                mixed = np.flatnonzero(per_group.sum(axis=1) > 1)
+                if len(mixed):
+                    label = np.asarray(groups)[np.flatnonzero(codes == mixed[0])[0]]
+                    raise ValueError(
+                        f"Group {label.item() if hasattr(label, 'item') else label!r} holds "
+                        f"series of several strata ({len(mixed)} such group"
+                        f"{'s' if len(mixed) > 1 else ''}); each stratum is split on its own, "
+                        "so a group must lie within one."
+                    )
             if not isinstance(rng, (np.random.Generator, np.random.RandomState)):
                 rng = np.random.default_rng(rng)
             train_parts, val_parts = [], []
-            for g in groups:
+            for g in kinds:
                 members = np.flatnonzero(strata == g).astype(np.int64)
-                tr, va = split_series(len(members), fraction, rng)
+                tr, va = split_series(len(members), fraction, rng,
+                                      groups=None if codes is None else codes[members])
                 train_parts.append(members[tr])
                 val_parts.append(members[va])
             return np.sort(np.concatenate(train_parts)), np.sort(np.concatenate(val_parts))
+    if codes is not None:
+        _, val_groups = split_series(int(codes.max()) + 1, fraction, rng)
+        is_val = np.isin(codes, val_groups)
+        return (np.flatnonzero(~is_val).astype(np.int64),
+                np.flatnonzero(is_val).astype(np.int64))
     n_val = int(round(float(fraction) * n_series))
     if fraction > 0 and n_series >= 2:
         n_val = min(max(n_val, 1), n_series - 1)
@@ -246,3 +285,15 @@ def split_series(
         rng = np.random.default_rng(rng)
     perm = np.asarray(rng.permutation(n_series), dtype=np.int64)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _group_codes(groups: np.ndarray, n_series: int) -> np.ndarray:
+    """``groups`` as int64 codes ``0..n_groups - 1`` in order of first appearance."""
+    groups = np.asarray(groups)
+    if groups.shape != (n_series,):
+        raise ValueError(f"groups must hold one label per series ({n_series}), got shape "
+                         f"{groups.shape}.")
+    _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first), dtype=np.int64)
+    return rank[inverse.reshape(-1)]

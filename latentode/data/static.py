@@ -31,7 +31,7 @@ import pandas as pd
 
 from .validation import ValidatedFrame, _fmt, _plain, external_stacklevel
 
-__all__ = ["StaticEncoder", "series_static", "check_static_cols"]
+__all__ = ["StaticEncoder", "series_static", "check_static_cols", "series_groups"]
 
 _KINDS = ("numeric", "categorical")
 
@@ -104,7 +104,30 @@ def series_static(df: pd.DataFrame, vf: ValidatedFrame,
         If a series has two different non-missing values in a static column (naming the
         series, the column and the values), or a numeric static value is infinite.
     """
+    out = _one_value_per_series(
+        df, vf, list(static_cols), "Static column",
+        "A static covariate has one value per series (rows where it is missing are ignored); "
+        "model a quantity that changes over time as a target column instead.")
     cols = list(static_cols)
+    for c in cols:  # keep the caller's dtype (reindex may turn a category into object)
+        if isinstance(df[c].dtype, pd.CategoricalDtype):
+            out[c] = pd.Categorical(out[c], categories=df[c].cat.categories)
+        if _kind(df[c]) == "numeric":
+            values = out[c].to_numpy(dtype=np.float64, na_value=np.nan)
+            inf = np.isinf(values)
+            if inf.any():
+                sid = _plain(vf.series_ids[int(np.flatnonzero(inf)[0])])
+                raise ValueError(f"Static column {c!r} has an infinite value for series "
+                                 f"{sid!r}; use NaN for a missing value.")
+    return out
+
+
+def _one_value_per_series(df: pd.DataFrame, vf: ValidatedFrame, cols: list[Hashable],
+                          what: str, hint: str) -> pd.DataFrame:
+    """The value of each column of ``cols`` per series of ``vf`` (``(n_series, len(cols))``,
+    missing where a series has none; rows where a value is missing are ignored); a ValueError
+    starting with ``what`` (e.g. "Static column") and ending with ``hint`` when two values
+    differ within a series."""
     if vf.id_col is None:
         codes = np.zeros(len(df), dtype=np.int64)
     else:
@@ -118,28 +141,100 @@ def series_static(df: pd.DataFrame, vf: ValidatedFrame,
         if len(bad):
             code = int(bad[0])
             values = pd.unique(sub[c][codes[keep] == code].dropna())[:2]
-            where = "" if vf.id_col is None else f" {_plain(vf.series_ids[code])!r} (column " \
-                                                  f"{vf.id_col!r})"
             raise ValueError(
-                f"Static column {c!r} varies within series{where}: "
+                f"{what} {c!r} varies within series{_where(vf, code)}: "
                 f"{_fmt([_plain(v) for v in values])}"
-                f"{f' and {len(bad) - 1} more series' if len(bad) > 1 else ''}. A static "
-                "covariate has one value per series (rows where it is missing are ignored); "
-                "model a quantity that changes over time as a target column instead."
+                f"{f' and {len(bad) - 1} more series' if len(bad) > 1 else ''}. {hint}"
             )
-    first = groups.first()
-    out = first.reindex(range(vf.n_series))
-    for c in cols:  # keep the caller's dtype (reindex may turn a category into object)
-        if isinstance(df[c].dtype, pd.CategoricalDtype):
-            out[c] = pd.Categorical(out[c], categories=df[c].cat.categories)
-        if _kind(df[c]) == "numeric":
-            values = out[c].to_numpy(dtype=np.float64, na_value=np.nan)
-            inf = np.isinf(values)
-            if inf.any():
-                sid = _plain(vf.series_ids[int(np.flatnonzero(inf)[0])])
-                raise ValueError(f"Static column {c!r} has an infinite value for series "
-                                 f"{sid!r}; use NaN for a missing value.")
-    return out
+    return groups.first().reindex(range(vf.n_series))
+
+
+def _where(vf: ValidatedFrame, code: int) -> str:
+    """" 'id' (column 'id')" naming series ``code`` of ``vf``, or "" without an id column."""
+    if vf.id_col is None:
+        return ""
+    return f" {_plain(vf.series_ids[code])!r} (column {vf.id_col!r})"
+
+
+def series_groups(df: pd.DataFrame, vf: ValidatedFrame, group_col: Hashable, *,
+                  target_cols: Sequence[Hashable] = (),
+                  strata: np.ndarray | None = None) -> np.ndarray:
+    """The group of each series of ``vf``, read from the column ``group_col`` of ``df``.
+
+    A group column marks related series (several stays of one patient, augmented copies of a
+    series) that a validation split keeps on one side (:func:`latentode.data.split_series`,
+    ``groups``). Like a static column, it holds one value per series, given on every row of
+    the series or on some rows only (rows where it is missing are ignored).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The caller's long frame (not modified).
+    vf : ValidatedFrame
+        ``df`` validated; its series (``vf.series_ids``) are the entries of the result. Rows of
+        series left out of ``vf`` (``dropped_series``) are ignored.
+    group_col : Hashable
+        The group column; it may be the id column (every series its own group) or a static
+        column, not the time column or a target column.
+    target_cols : sequence of Hashable, default=()
+        The target columns (refused as the group column).
+    strata : numpy.ndarray, optional
+        ``(n_series,)`` strata that the split keeps apart (the classifier's labelled and
+        unlabelled series): every group must lie within one.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_series,)`` int64 group codes, ``0..n_groups - 1`` in order of first appearance
+        among the series of ``vf``.
+
+    Raises
+    ------
+    ValueError
+        If ``group_col`` is not a column of ``df`` (or names several), is the time column or a
+        target column, varies within a series (naming the series, the column and two values),
+        or has no value for a series (naming the series), or, with ``strata``, if a group holds
+        series of two strata (naming the group and two of its series).
+    """
+    if isinstance(group_col, (list, set, np.ndarray, pd.Index)):
+        raise ValueError(f"group_col must be one column name, got {group_col!r}.")
+    if group_col not in df.columns:
+        raise ValueError(f"Unknown group column {group_col!r}; available columns: "
+                         f"{_fmt(list(df.columns), 30)}.")
+    if int((df.columns == group_col).sum()) > 1:
+        raise ValueError(f"The DataFrame has several columns named {group_col!r}.")
+    if group_col == vf.time_col:
+        raise ValueError(f"Group column {group_col!r} is the time column.")
+    if group_col in list(target_cols):
+        raise ValueError(f"Column {group_col!r} is both the group column and a target column; "
+                         "leave it out of target_cols.")
+    values = _one_value_per_series(
+        df, vf, [group_col], "Group column",
+        "A group column has one value per series: series that share it are kept on the same "
+        "side of the validation split.")[group_col]
+    missing = np.flatnonzero(values.isna().to_numpy())
+    if len(missing):
+        raise ValueError(
+            f"Group column {group_col!r} has no value for series"
+            f"{_where(vf, int(missing[0])) or ' (the whole frame)'}"
+            f"{f' and {len(missing) - 1} more series' if len(missing) > 1 else ''}; give "
+            "every series a group (its own id for a series without relatives)."
+        )
+    codes, labels = pd.factorize(values, sort=False)
+    if strata is not None:
+        kinds = pd.Series(np.asarray(strata)).groupby(codes, sort=True).nunique()
+        mixed = kinds.index[kinds.to_numpy() > 1]
+        if len(mixed):
+            members = np.flatnonzero(codes == mixed[0])
+            other = members[np.asarray(strata)[members] != np.asarray(strata)[members[0]]][0]
+            raise ValueError(
+                f"Group {_plain(labels[mixed[0]])!r} (column {group_col!r}) holds series "
+                f"{_plain(vf.series_ids[members[0]])!r} and {_plain(vf.series_ids[other])!r}, "
+                "which the validation split keeps apart (labelled and unlabelled series are "
+                f"split on their own){f' ({len(mixed)} such groups)' if len(mixed) > 1 else ''};"
+                " a group must hold series of one kind."
+            )
+    return np.asarray(codes, dtype=np.int64)
 
 
 def _kind(col: pd.Series) -> str:
