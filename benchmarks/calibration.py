@@ -45,7 +45,7 @@ fitted) among all of them, originals and copies alike: 22 to 28 of the 30 valida
 then have a relative among the training series. ``--grouped-validation`` fits with
 ``fit(..., group_col=)`` instead, a series and its copies on one side (no validation series with
 a relative in training; the pool still holds copies). Measured at seeds 1 and 3 it meets as
-many targets, on other cells (docs/incoming/vgroups.md), so it is not the default.
+many targets, on other cells (docs/results/calibration.md), so it is not the default.
 
 Usage::
 
