@@ -48,10 +48,13 @@ def latent_paths(est, frame, ids, grid):
     model = est.model_.eval()
     mt = torch.as_tensor(est.time_encoder_.transform(grid), dtype=torch.float32)
     times = mt.expand(len(ids), -1).contiguous()
+    lengths = torch.full((len(ids),), len(grid))
     with torch.no_grad():
-        t0 = torch.minimum(cond.times[:, 0].float(), times[:, 0])
+        # where predict puts the posterior: the grid's start, or with posterior_time="last"
+        # each series' last observation (the ODE then solved both ways from there)
+        t0 = model._posterior_at(cond, times, lengths)
         mu, _ = model.encode(cond, t0)
-        z, _ = model.solve(mu.unsqueeze(0), t0, times, torch.full((len(ids),), len(grid)))
+        z, _ = model.solve(mu.unsqueeze(0), t0, times, lengths)
         dec, full = model.decoder(z), model.decode(z, cond, times)
 
     def unscale(a):

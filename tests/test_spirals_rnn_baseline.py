@@ -170,12 +170,16 @@ def test_tuning_picks_by_validation_of_the_training_spirals(bench, spirals, monk
         assert picked == expect
 
 
-def test_benchmark_diagnosis_of_the_latent_ode(bench, capsys, tmp_path) -> None:
+@pytest.mark.parametrize("posterior_time", ["first", "last"])
+def test_benchmark_diagnosis_of_the_latent_ode(bench, capsys, tmp_path,
+                                               posterior_time) -> None:
     res = bench.main(["--no-rnn", "--observed", "10", "--n-spirals", "12", "--n-train", "8",
                       "--epochs", "1", "--diagnose", "--model-seed", "5", "--param",
                       "latent_dim=2", "--param", "units=4", "--param", "rec_dim=4",
                       "--param", "n_layers=1", "--param", "gru_units=4", "--param",
-                      "dynamics_activation='elu'", "--save", str(tmp_path / "m.latentode")])
+                      "dynamics_activation='elu'", "--param",
+                      f"posterior_time='{posterior_time}'", "--save",
+                      str(tmp_path / "m.latentode")])
     (row,) = res
     out = capsys.readouterr().out
     assert "window RMSE (noise-free)" in out and "radius growth" in out
