@@ -982,9 +982,11 @@ class LatentODERegressor(BaseEstimator):
              target_cols: Sequence[Hashable] | None,
              static_cols: Sequence[Hashable] | None,
              group_col: Hashable | None = None,
-             validation_data: pd.DataFrame | None = None) -> LatentODERegressor:
-        """The body of :meth:`fit`; ``y`` goes to :meth:`_series_labels` (subclass hooks:
-        :meth:`_series_labels`, :meth:`_build_model`, :meth:`_init_model`,
+             validation_data: pd.DataFrame | None = None,
+             validation_y: Any = None) -> LatentODERegressor:
+        """The body of :meth:`fit`; ``y`` goes to :meth:`_series_labels`, ``validation_y``
+        (the labels of ``validation_data``) to :meth:`_held_labels` (subclass hooks:
+        :meth:`_series_labels`, :meth:`_held_labels`, :meth:`_build_model`, :meth:`_init_model`,
         :meth:`_refresh_model`, :meth:`_loss_options`, :meth:`_calibrates`,
         :meth:`_check_distributed`)."""
         self._validate_params()
@@ -1017,7 +1019,7 @@ class LatentODERegressor(BaseEstimator):
                                     target_cols=vf.target_cols)
         static_values = _data.series_static(df, vf, statics) if statics else None
         labels, classes, weights = self._series_labels(df, vf, y)
-        held = held_static = None
+        held = held_static = held_labels = held_weights = None
         if validation_data is not None:
             if group_col is not None:
                 raise ValueError(
@@ -1025,9 +1027,9 @@ class LatentODERegressor(BaseEstimator):
                     "validation split drawn from df; with validation_data no split is drawn. "
                     "Give one of them (keep the relatives of the validation series out of df)."
                 )
-            if labels is not None:  # pragma: no cover (the classifier's fit does not take it)
-                raise ValueError("validation_data is not supported with labels.")
             held, held_static = _data.validate_holdout(validation_data, vf, static_cols=statics)
+            held_labels, held_weights = self._held_labels(validation_data, held, validation_y,
+                                                          classes, labels)
         strata = None if labels is None else labels == UNLABELLED
         groups = None if group_col is None else _data.series_groups(
             df, vf, group_col, target_cols=vf.target_cols, strata=strata)
@@ -1074,7 +1076,8 @@ class LatentODERegressor(BaseEstimator):
             try:
                 given = _data.pad_frame(held, encoder, scaler).with_series(
                     static=None if static_encoder is None else static_encoder.transform(
-                        held_static, held.series_ids, id_col))
+                        held_static, held.series_ids, id_col),
+                    labels=held_labels, weights=held_weights)
             except ValueError as err:
                 raise ValueError(f"validation_data: {err}") from err
         n_static = 0 if static_encoder is None else static_encoder.width
@@ -1093,8 +1096,9 @@ class LatentODERegressor(BaseEstimator):
             )
             train = _data.subset(padded, train_idx)
             val = _data.subset(padded, val_idx) if len(val_idx) else None
+            val_labels = None if val is None or labels is None else labels[val_idx]
         else:  # every series of df trains; seeds[0] (the split's) goes unused
-            train, val, val_idx = padded, given, None
+            train, val, val_labels = padded, given, held_labels
         shuffle_rng = np.random.default_rng(seeds[1])
         batch_size = int(self.batch_size)
 
@@ -1138,8 +1142,7 @@ class LatentODERegressor(BaseEstimator):
             forecast_share=float(self.forecast_share),
             forecast_range=(float(self.forecast_range[0]), float(self.forecast_range[1])),
             weight_decay=float(self.weight_decay),
-            **self._fit_options(classes, None if val_idx is None or val is None
-                                or labels is None else labels[val_idx]),
+            **self._fit_options(classes, val_labels),
         )
         model.eval()
         model.spread_scale.fill_(1.0)
@@ -1169,6 +1172,15 @@ class LatentODERegressor(BaseEstimator):
         """Per-series class indices, the classes and per-series loss weights (``vf.series_ids``
         order); the regressor has none (``y`` is ignored)."""
         return None, None, None
+
+    def _held_labels(
+        self, df: pd.DataFrame, held: Any, y: Any, classes: np.ndarray | None,
+        labels: np.ndarray | None,
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Class indices and loss weights of the validation series given apart (``held``,
+        ``df`` validated; ``y`` their labels), in the classes and with the class weights of the
+        training series (``labels``); the regressor has none."""
+        return None, None
 
     def _loss_options(self) -> dict[str, Any]:
         """Extra keyword arguments of :meth:`LatentODE.loss` for training: the readout's

@@ -16,7 +16,7 @@ from sklearn.base import clone
 
 import latentode.data
 import latentode.estimator
-from latentode import LatentODERegressor
+from latentode import LatentODEClassifier, LatentODERegressor
 from latentode.data import (
     ChannelScaler,
     TimeEncoder,
@@ -193,3 +193,56 @@ def test_frames_unmodified_and_params_untouched(frames):
     assert est.get_params() == params and "validation_data" not in params
     assert clone(est).get_params() == params
     assert not hasattr(est, "validation_data") and not hasattr(est, "validation_data_")
+
+
+# ---------------------------------------------------------------------------- the classifier
+def _labels(frame: pd.DataFrame) -> pd.Series:
+    ids = frame["id"].unique()
+    return pd.Series(["odd" if int(i[1:]) % 2 else "even" for i in ids], index=ids)
+
+
+def test_classifier_equals_the_drawn_split_that_chose_those_series(frames, monkeypatch):
+    train, val = frames
+    y, y_val = _labels(train), _labels(val)
+    base = LatentODEClassifier(**{**TINY, "max_epochs": 1}, classifier="latent").fit(train, y)
+    given = copy.deepcopy(base).set_params(warm_start=True, max_epochs=3)
+    given.fit(train, y, validation_data=(val, y_val))
+    n_train = train["id"].nunique()
+    monkeypatch.setattr(latentode.data, "split_series",
+                        lambda n, *a, **k: (np.arange(n_train), np.arange(n_train, n)))
+    drawn = copy.deepcopy(base).set_params(warm_start=True, max_epochs=3)
+    drawn.fit(pd.concat([train, val], ignore_index=True), pd.concat([y, y_val]))
+    assert given.history_.monitor == "val_log_loss"
+    assert given.history_.best_val_loss == drawn.history_.best_val_loss is not None
+    for k, v in _state(given).items():
+        torch.testing.assert_close(v, _state(drawn)[k], rtol=0, atol=0, msg=k)
+    pd.testing.assert_frame_equal(given.predict_proba(val), drawn.predict_proba(val))
+
+
+def test_classifier_validation_labels_are_checked(frames, monkeypatch):
+    train, val = frames
+    y, y_val = _labels(train), _labels(val)
+    _forbid_training(monkeypatch)
+    clf = LatentODEClassifier(**TINY)
+    with pytest.raises(ValueError, match=r"validation_data must be a pair \(df_val, y_val\)"):
+        clf.fit(train, y, validation_data=val)
+    with pytest.raises(ValueError, match=r"validation_data: labels 'other' of series 'v1', 'v3' "
+                                         r"\(column 'id'\) are no class of y"):
+        clf.fit(train, y, validation_data=(val, y_val.replace({"odd": "other"})))
+    with pytest.raises(ValueError, match=r"validation_data: y has no label for 1 series of df: "
+                                         r"'v3'"):
+        clf.fit(train, y, validation_data=(val, y_val.drop("v3")))
+    with pytest.raises(ValueError, match=r"validation_data: .*'x'"):
+        clf.fit(train, y, validation_data=(val.drop(columns="x"), y_val))
+    # one label per row of the validation frame is read as for y
+    rows = val["id"].map(y_val)
+    semi = LatentODEClassifier(**TINY, semi_supervised=True)
+    held = validate_frame(val, time_col="t", id_col="id")
+    codes, weights = semi._held_labels(val, held, rows.where(val["id"] != "v2"),
+                                       np.array(["even", "odd"]), np.array([0, 1, 1]))
+    assert codes.tolist() == [0, 1, -1, 1, 0] and weights.tolist() == [1, 1, 0, 1, 1]
+    balanced = LatentODEClassifier(**TINY, class_weight="balanced")
+    codes, weights = balanced._held_labels(val, held, rows, np.array(["even", "odd"]),
+                                           np.array([0, 1, 1]))  # training: 1 even, 2 odd
+    assert codes.tolist() == [0, 1, 0, 1, 0]
+    np.testing.assert_allclose(weights, [1.5, 0.75, 1.5, 0.75, 1.5])
