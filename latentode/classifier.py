@@ -383,6 +383,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         target_cols: Sequence[str] | None = None,
         static_cols: Sequence[str] | None = None,
         group_col: str | None = None,
+        validation_data: tuple[pd.DataFrame, Any] | None = None,
     ) -> LatentODEClassifier:
         """Fit the Latent ODE and its classifier to the labelled series of a long DataFrame.
 
@@ -401,6 +402,15 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             and unlabelled series are split apart, each keeping its share of validation
             series; ``group_col`` then splits the groups of each, and a group holding both
             labelled and unlabelled series is a ValueError.
+        validation_data : (pandas.DataFrame, labels), optional
+            The validation series given apart, with their labels (as Keras's
+            ``validation_data=(x_val, y_val)``): the frame as for
+            :meth:`LatentODERegressor.fit` (``validation_data``), the labels in either form of
+            ``y`` (by series id, or one per row of that frame). Their labels must be classes of
+            ``y`` and are weighted by ``y``'s ``class_weight``; with ``semi_supervised=True``
+            a missing label marks an unlabelled validation series. No validation split of
+            ``df`` is drawn; these series serve early stopping, the choice of the best
+            (averaged) weights and the scores (``scoring``). Not modified.
 
         Returns
         -------
@@ -414,11 +424,21 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             varying within a series, a single class, a ``class_weight`` naming an unknown
             class, or a continuous ``y``; with ``semi_supervised=True``, the label -1, no
             labelled series, or unlabelled series with ``classifier="encoder"``; a
-            ``group_col`` group holding labelled and unlabelled series. Raised before any
-            training.
+            ``group_col`` group holding labelled and unlabelled series; a ``validation_data``
+            that is not a pair, or whose labels are missing, no class of ``y`` or varying
+            within a series (its messages start with ``"validation_data:"``). Raised before
+            any training.
         """
+        frame, labels = None, None
+        if validation_data is not None:
+            if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+                raise ValueError("validation_data must be a pair (df_val, y_val): the "
+                                 "validation series and their labels, got "
+                                 f"{type(validation_data).__name__}.")
+            frame, labels = validation_data
         return self._fit(df, y, time_col=time_col, id_col=id_col, target_cols=target_cols,
-                         static_cols=static_cols, group_col=group_col)
+                         static_cols=static_cols, group_col=group_col,
+                         validation_data=frame, validation_y=labels)
 
     def _series_labels(
         self, df: pd.DataFrame, vf: Any, y: Any
@@ -463,6 +483,34 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         weights = np.zeros(vf.n_series)  # unlabelled: no cross-entropy
         weights[labels.index.to_numpy()] = per_class[known]
         return codes, classes, weights
+
+    def _held_labels(
+        self, df: pd.DataFrame, held: Any, y: Any, classes: np.ndarray | None,
+        labels: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Class indices (:data:`~latentode.batch.UNLABELLED` without a label) and loss
+        weights of the validation series given apart (``held``, ``df`` validated), in the
+        training classes and with the training series' class weights (``labels``)."""
+        assert classes is not None and labels is not None
+        try:
+            given = self._labels_per_series(df, held, y, allow_missing=bool(self.semi_supervised))
+        except ValueError as err:
+            raise ValueError(f"validation_data: {err}") from err
+        values = given.to_numpy()
+        known = pd.Index(classes, dtype=object).get_indexer(pd.Index(values, dtype=object))
+        if (known < 0).any():
+            bad = np.flatnonzero(known < 0)
+            where = "" if held.id_col is None else f" (column {held.id_col!r})"
+            raise ValueError(
+                f"validation_data: labels {_fmt_ids([_plain(v) for v in pd.unique(values[bad])])}"
+                f" of series {_fmt_ids([_plain(held.series_ids[i]) for i in given.index[bad]])}"
+                f"{where} are no class of y (classes: {_fmt_ids([_plain(c) for c in classes])}).")
+        per_class = self._class_weights(classes, labels[labels != UNLABELLED])
+        codes = np.full(held.n_series, UNLABELLED, dtype=np.int64)
+        codes[given.index.to_numpy()] = known
+        weights = np.zeros(held.n_series)
+        weights[given.index.to_numpy()] = per_class[known]
+        return codes, weights
 
     def _labels_per_series(self, df: pd.DataFrame, vf: Any, y: Any,
                            allow_missing: bool = False) -> pd.Series:
@@ -578,8 +626,9 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         val_labels = val_labels[val_labels != UNLABELLED]
         if not len(val_labels) and self.scoring != "loss":
             raise ValueError(f"scoring={self.scoring!r} needs labelled validation series, but "
-                             f"validation_fraction={self.validation_fraction} leaves none; "
-                             "label more series or use scoring='loss'.")
+                             f"validation_fraction={self.validation_fraction} (or "
+                             "validation_data) leaves none; label more series or use "
+                             "scoring='loss'.")
         if self.scoring == "roc_auc":
             if len(classes) != 2:
                 raise ValueError(f"scoring='roc_auc' needs two classes; y has {len(classes)} "

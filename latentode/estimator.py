@@ -267,7 +267,8 @@ class LatentODERegressor(BaseEstimator):
         Fraction of the *series* held out to monitor validation loss (early stopping and best
         weights). 0 monitors the training loss instead. Any positive fraction holds out at
         least one series and keeps at least one for training; with a single series there is no
-        validation.
+        validation. Not used when :meth:`fit` is given ``validation_data`` (the validation
+        series given apart).
     early_stopping : bool, default=True
         Stop when the monitored loss has not improved for ``patience`` epochs. The best weights
         are always restored at the end of training (also after Ctrl-C). The validation loss
@@ -325,8 +326,8 @@ class LatentODERegressor(BaseEstimator):
         heavier tails than the observation model, a Student-t of fitted degrees of freedom
         replaces its family at those values (per kind and channel, with 100 held-out values or
         more: ``model_.gap_spread.tail_df``). Point predictions are unchanged.
-        Needs validation series (``validation_fraction > 0`` and two or more series);
-        otherwise the factors stay 1.
+        Needs validation series (``validation_fraction > 0`` and two or more series, or
+        ``fit(..., validation_data=)``); otherwise the factors stay 1.
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
         Where to train and predict; ``"auto"`` uses CUDA when available.
     random_state : int, RandomState instance or None, default=None
@@ -875,6 +876,7 @@ class LatentODERegressor(BaseEstimator):
         target_cols: Sequence[str] | None = None,
         static_cols: Sequence[str] | None = None,
         group_col: str | None = None,
+        validation_data: pd.DataFrame | None = None,
     ) -> LatentODERegressor:
         """Fit the Latent ODE to the series of a long DataFrame.
 
@@ -913,7 +915,19 @@ class LatentODERegressor(BaseEstimator):
             :func:`latentode.data.split_series`, ``groups``); with every series its own
             group, it is the split without ``group_col``. It may be the id column or a static
             column; it is never a target (left out of the automatic ``target_cols``). Only
-            ``fit`` reads it.
+            ``fit`` reads it. Not with ``validation_data`` (there is no split to group).
+        validation_data : pandas.DataFrame, optional
+            The validation series, given apart (as Keras's ``validation_data`` or LightGBM's
+            ``eval_set``): a long frame with ``df``'s time, id, target and static columns
+            (its ids are its own). Checked with the rules of ``df`` (see
+            :func:`latentode.data.validate_holdout`; series without an observed target value
+            are left out with a warning) and encoded with the time encoder, scaler and static
+            encoder fitted on ``df`` alone; then no validation split of ``df`` is drawn
+            (``validation_fraction`` is not used) and every series of ``df`` trains. These
+            series serve where the drawn ones would: early stopping and the choice of the best
+            weights (``scoring``), and the interval calibration (``calibrate``). Use it when
+            ``df`` holds related series (augmented or truncated copies) or when validation
+            should look like the test series. Not modified. Only ``fit`` reads it.
 
         Returns
         -------
@@ -926,7 +940,9 @@ class LatentODERegressor(BaseEstimator):
             For invalid parameters or input (missing columns, non-numeric targets, NaN / inf
             times, an empty frame, a target column or every series without an observed value,
             values too large to standardise, a ``group_col`` varying within a series or missing
-            for one); the message names the column, series or row.
+            for one, ``group_col`` with ``validation_data``, a ``validation_data`` frame that
+            cannot be used: its message starts with ``"validation_data:"``); the message
+            names the column, series or row. Raised before any training.
             A failed fit leaves the estimator as it was (unfitted, or its previous fit).
 
         Warns
@@ -958,15 +974,19 @@ class LatentODERegressor(BaseEstimator):
         (epoch). See the README's "Distributed training".
         """
         return self._fit(df, None, time_col=time_col, id_col=id_col, target_cols=target_cols,
-                         static_cols=static_cols, group_col=group_col)
+                         static_cols=static_cols, group_col=group_col,
+                         validation_data=validation_data)
 
     # ------------------------------------------------------------ fit, shared with the classifier
     def _fit(self, df: pd.DataFrame, y: Any, *, time_col: Hashable, id_col: Hashable | None,
              target_cols: Sequence[Hashable] | None,
              static_cols: Sequence[Hashable] | None,
-             group_col: Hashable | None = None) -> LatentODERegressor:
-        """The body of :meth:`fit`; ``y`` goes to :meth:`_series_labels` (subclass hooks:
-        :meth:`_series_labels`, :meth:`_build_model`, :meth:`_init_model`,
+             group_col: Hashable | None = None,
+             validation_data: pd.DataFrame | None = None,
+             validation_y: Any = None) -> LatentODERegressor:
+        """The body of :meth:`fit`; ``y`` goes to :meth:`_series_labels`, ``validation_y``
+        (the labels of ``validation_data``) to :meth:`_held_labels` (subclass hooks:
+        :meth:`_series_labels`, :meth:`_held_labels`, :meth:`_build_model`, :meth:`_init_model`,
         :meth:`_refresh_model`, :meth:`_loss_options`, :meth:`_calibrates`,
         :meth:`_check_distributed`)."""
         self._validate_params()
@@ -999,6 +1019,17 @@ class LatentODERegressor(BaseEstimator):
                                     target_cols=vf.target_cols)
         static_values = _data.series_static(df, vf, statics) if statics else None
         labels, classes, weights = self._series_labels(df, vf, y)
+        held = held_static = held_labels = held_weights = None
+        if validation_data is not None:
+            if group_col is not None:
+                raise ValueError(
+                    f"group_col={group_col!r} keeps related series on one side of the "
+                    "validation split drawn from df; with validation_data no split is drawn. "
+                    "Give one of them (keep the relatives of the validation series out of df)."
+                )
+            held, held_static = _data.validate_holdout(validation_data, vf, static_cols=statics)
+            held_labels, held_weights = self._held_labels(validation_data, held, validation_y,
+                                                          classes, labels)
         strata = None if labels is None else labels == UNLABELLED
         groups = None if group_col is None else _data.series_groups(
             df, vf, group_col, target_cols=vf.target_cols, strata=strata)
@@ -1040,20 +1071,34 @@ class LatentODERegressor(BaseEstimator):
             static=None if static_encoder is None else static_encoder.transform(
                 static_values, vf.series_ids, id_col),
             labels=labels, weights=weights)
+        given = None
+        if held is not None:  # the validation series given apart, encoded as df's
+            try:
+                given = _data.pad_frame(held, encoder, scaler).with_series(
+                    static=None if static_encoder is None else static_encoder.transform(
+                        held_static, held.series_ids, id_col),
+                    labels=held_labels, weights=held_weights)
+            except ValueError as err:
+                raise ValueError(f"validation_data: {err}") from err
         n_static = 0 if static_encoder is None else static_encoder.width
 
         seed = draw_seed(self.random_state)
         if distributed:  # every rank must split, shuffle and draw noise alike: rank 0's seed
-            _distd.check_same(_fingerprint(padded, self.get_params()), "the data or the "
-                              "estimator's parameters", device)
+            _distd.check_same(_fingerprint(padded, self.get_params())
+                              + ([] if given is None else _fingerprint(given, {})),
+                              "the data or the estimator's parameters", device)
             seed = _distd.broadcast_int(seed, device)
         seeds = np.random.SeedSequence(seed).generate_state(3)
-        train_idx, val_idx = _data.split_series(  # labelled and unlabelled series apart
-            vf.n_series, float(self.validation_fraction), np.random.default_rng(seeds[0]),
-            strata=strata, groups=groups,
-        )
-        train = _data.subset(padded, train_idx)
-        val = _data.subset(padded, val_idx) if len(val_idx) else None
+        if given is None:
+            train_idx, val_idx = _data.split_series(  # labelled and unlabelled series apart
+                vf.n_series, float(self.validation_fraction), np.random.default_rng(seeds[0]),
+                strata=strata, groups=groups,
+            )
+            train = _data.subset(padded, train_idx)
+            val = _data.subset(padded, val_idx) if len(val_idx) else None
+            val_labels = None if val is None or labels is None else labels[val_idx]
+        else:  # every series of df trains; seeds[0] (the split's) goes unused
+            train, val, val_labels = padded, given, held_labels
         shuffle_rng = np.random.default_rng(seeds[1])
         batch_size = int(self.batch_size)
 
@@ -1097,8 +1142,7 @@ class LatentODERegressor(BaseEstimator):
             forecast_share=float(self.forecast_share),
             forecast_range=(float(self.forecast_range[0]), float(self.forecast_range[1])),
             weight_decay=float(self.weight_decay),
-            **self._fit_options(classes, None if val is None or labels is None
-                                else labels[val_idx]),
+            **self._fit_options(classes, val_labels),
         )
         model.eval()
         model.spread_scale.fill_(1.0)
@@ -1128,6 +1172,15 @@ class LatentODERegressor(BaseEstimator):
         """Per-series class indices, the classes and per-series loss weights (``vf.series_ids``
         order); the regressor has none (``y`` is ignored)."""
         return None, None, None
+
+    def _held_labels(
+        self, df: pd.DataFrame, held: Any, y: Any, classes: np.ndarray | None,
+        labels: np.ndarray | None,
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Class indices and loss weights of the validation series given apart (``held``,
+        ``df`` validated; ``y`` their labels), in the classes and with the class weights of the
+        training series (``labels``); the regressor has none."""
+        return None, None
 
     def _loss_options(self) -> dict[str, Any]:
         """Extra keyword arguments of :meth:`LatentODE.loss` for training: the readout's

@@ -174,3 +174,32 @@ def test_the_suite_scores_the_baselines_on_the_same_points(bench) -> None:
     # a random walk: the neighbours beat the series' mean on hidden values and forecasts
     assert row["interp linear MSE"] < row["interp mean MSE"]
     assert row["extrap LOCF MSE"] < row["extrap mean MSE"]
+
+
+def test_clean_validation_splits_the_originals_before_the_copies(bench) -> None:
+    train = pd.DataFrame({"id": np.repeat(np.arange(40), 10), "t": np.tile(np.arange(10.0), 40),
+                          "x": np.arange(400.0)})
+    args = bench.argparse.Namespace(validation="clean", grouped_validation=False, prefixes=1,
+                                    seed=2, param=[], latent_dim=3, solver="rk4", epochs=1,
+                                    patience=5, threads=1, verbose=0, obs_dropout=0.0)
+    fit_train, kw = bench._fit_data(args, train, (0.0, 10.0))
+    assert list(kw) == ["validation_data"]
+    val = kw["validation_data"]
+    held = set(val["id"])
+    assert len(held) == 4  # the estimator's validation_fraction (0.1) of the 40 originals
+    pd.testing.assert_frame_equal(val, train[train["id"].isin(held)])  # whole originals
+    originals = fit_train[fit_train["id"] < 40]
+    assert set(originals["id"]) == set(range(40)) - held
+    # the copies are of the training originals only: their values are none of the held ones'
+    copies = fit_train[fit_train["id"] >= 40]
+    assert copies["id"].nunique() == 36
+    assert not np.isin(copies["x"], val["x"]).any()
+    # the other protocols: the copies of every series, the estimator's own split
+    args.validation = "pooled"
+    pooled, kw = bench._fit_data(args, train, (0.0, 10.0))
+    assert kw == {"group_col": None} and pooled["id"].nunique() == 80
+    args.grouped_validation = True
+    grouped, kw = bench._fit_data(args, train, (0.0, 10.0))
+    assert kw == {"group_col": "group"} and grouped["group"].nunique() == 40
+    # a namespace without --validation (a diagnostic script's) keeps the former protocol
+    assert bench._validation(bench.argparse.Namespace()) == "pooled"

@@ -7,7 +7,8 @@ Fit (what :class:`~latentode.LatentODERegressor` does)::
     enc = TimeEncoder(unit="h").fit(vf.times, groups=vf.series_codes)  # model time
     scaler = ChannelScaler().fit(vf.values)                            # standardised values
     padded = pad_frame(vf, enc, scaler)          # (B, N, C) numpy, observed time points only
-    train, val = split_series(vf.n_series, 0.2, rng)
+    train, val = split_series(vf.n_series, 0.2, rng)  # or validation series given apart:
+    # held, _ = validate_holdout(df_val, vf); val_padded = pad_frame(held, enc, scaler)
     for batch in iterate_batches(subset(padded, train), 64, shuffle=True, generator=g):
         ...                                      # torch Batch (model time, standardised)
 
@@ -31,6 +32,7 @@ The estimator does all of this through :mod:`latentode.data.query`::
 """
 
 from ..batch import Batch
+from .holdout import validate_holdout
 from .loader import batch_indices, iterate_batches, split_series
 from .padding import (
     PaddedQuery,
@@ -91,4 +93,5 @@ __all__ = [
     "subset",
     "to_padded",
     "validate_frame",
+    "validate_holdout",
 ]
