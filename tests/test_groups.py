@@ -170,3 +170,13 @@ def test_classifier_groups(grouped, monkeypatch):
     with pytest.raises(ValueError, match=r"Group 200 \(column 'patient'\) holds series 's2' "
                                          r"and 's2c'.*labelled and unlabelled"):
         semi.fit(grouped, partial, group_col="patient")
+
+
+def test_mixed_groups_names_the_groups_spanning_strata():
+    from latentode.data.loader import mixed_groups
+
+    codes = np.array([0, 0, 1, 1, 2, 3, 3])
+    strata = np.array(["a", "b", "a", "a", "b", "b", "a"])
+    np.testing.assert_array_equal(mixed_groups(codes, strata), [0, 3])
+    assert mixed_groups(codes, np.zeros(7)).size == 0
+    assert mixed_groups(np.empty(0, dtype=np.int64), np.empty(0)).size == 0

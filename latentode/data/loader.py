@@ -247,10 +247,7 @@ def split_series(
         kinds = np.unique(strata)
         if len(kinds) > 1:
             if codes is not None:
-                _, stratum = np.unique(strata, return_inverse=True)
-                per_group = np.zeros((int(codes.max()) + 1, len(kinds)), dtype=bool)
-                per_group[codes, stratum] = True
-                mixed = np.flatnonzero(per_group.sum(axis=1) > 1)
+                mixed = mixed_groups(codes, strata)
                 if len(mixed):
                     label = np.asarray(groups)[np.flatnonzero(codes == mixed[0])[0]]
                     raise ValueError(
@@ -285,6 +282,30 @@ def split_series(
         rng = np.random.default_rng(rng)
     perm = np.asarray(rng.permutation(n_series), dtype=np.int64)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def mixed_groups(codes: np.ndarray, strata: np.ndarray) -> np.ndarray:
+    """The groups whose series lie in several strata.
+
+    Parameters
+    ----------
+    codes : numpy.ndarray
+        ``(n_series,)`` int group codes ``0..n_groups - 1``.
+    strata : numpy.ndarray
+        ``(n_series,)`` stratum of each series (any values :func:`numpy.unique` can sort).
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted int64 codes of the groups holding series of two or more strata (empty if none).
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    if not len(codes):
+        return np.empty(0, dtype=np.int64)
+    kinds, stratum = np.unique(np.asarray(strata), return_inverse=True)
+    per_group = np.zeros((int(codes.max()) + 1, len(kinds)), dtype=bool)
+    per_group[codes, stratum.reshape(-1)] = True
+    return np.flatnonzero(per_group.sum(axis=1) > 1).astype(np.int64)
 
 
 def _group_codes(groups: np.ndarray, n_series: int) -> np.ndarray:

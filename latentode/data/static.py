@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .loader import mixed_groups
 from .validation import ValidatedFrame, _fmt, _plain, external_stacklevel
 
 __all__ = ["StaticEncoder", "series_static", "check_static_cols", "series_groups"]
@@ -222,8 +223,7 @@ def series_groups(df: pd.DataFrame, vf: ValidatedFrame, group_col: Hashable, *,
         )
     codes, labels = pd.factorize(values, sort=False)
     if strata is not None:
-        kinds = pd.Series(np.asarray(strata)).groupby(codes, sort=True).nunique()
-        mixed = kinds.index[kinds.to_numpy() > 1]
+        mixed = mixed_groups(codes, strata)
         if len(mixed):
             members = np.flatnonzero(codes == mixed[0])
             other = members[np.asarray(strata)[members] != np.asarray(strata)[members[0]]][0]
