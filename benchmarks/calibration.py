@@ -333,7 +333,7 @@ def _group_col(args: argparse.Namespace) -> str | None:
 
 def _validation(args: argparse.Namespace) -> str:
     """The validation protocol: ``--validation``, ``"grouped"`` with ``--grouped-validation``;
-    a namespace without either (built by a diagnostic script) keeps the former ``"pooled"``."""
+    a partial namespace without either (as the tests build) keeps the former ``"pooled"``."""
     if getattr(args, "grouped_validation", False):
         return "grouped"
     return str(getattr(args, "validation", "pooled"))
@@ -521,8 +521,9 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    """Run the benchmark; return the table (rows: tasks, or data sets with ``--suite``)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's command line (its defaults are the suite's settings; the diagnosis
+    scripts of benchmarks/diagnostics build their fits' settings from it)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--suite", nargs="*", choices=tuple(SUITE), default=None,
                    metavar="NAME", help="coverage on the data sets of SUITE (all if none "
@@ -571,6 +572,12 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", type=int, default=0)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
+    """Run the benchmark; return the table (rows: tasks, or data sets with ``--suite``)."""
+    p = build_parser()
     args = p.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]
     if args.test_draws < 1 or args.extra_test < 0:

@@ -28,19 +28,8 @@ p.add_argument("name")
 p.add_argument("seed", type=int)
 a = p.parse_args()
 torch.set_num_threads(1)
-ns = argparse.Namespace(
-    epochs=60,
-    seed=a.seed,
-    threads=1,
-    latent_dim=6,
-    solver="rk4",
-    patience=25,
-    verbose=0,
-    obs_dropout=0.0,
-    scoring="loss",
-    param=[],
-    prefixes=1,
-)
+# the suite's settings (its command line's defaults), 60 epochs
+ns = cb.build_parser().parse_args(["--epochs", "60", "--seed", str(a.seed)])
 case = cb.SUITE[a.name]
 seed = a.seed
 df = cb.make_case(case, seed)

@@ -29,22 +29,8 @@ p.add_argument("--draws", type=int, default=10)
 p.add_argument("--extra", type=int, default=200)
 a = p.parse_args()
 torch.set_num_threads(1)
-ns = argparse.Namespace(
-    epochs=60,
-    seed=a.seed,
-    threads=1,
-    latent_dim=6,
-    solver="rk4",
-    patience=25,
-    verbose=0,
-    obs_dropout=0.0,
-    scoring="loss",
-    param=[],
-    prefixes=1,
-    test_fraction=0.25,
-    hide=0.3,
-    n_samples=100,
-)
+# the suite's settings (its command line's defaults), 60 epochs
+ns = cb.build_parser().parse_args(["--epochs", "60", "--seed", str(a.seed)])
 case = cb.SUITE[a.name]
 cache = Path(f"{tempfile.gettempdir()}/cover_fit_{a.name}_{a.seed}.pkl")
 df = cb.make_case(case, a.seed)
