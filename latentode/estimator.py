@@ -358,7 +358,7 @@ class LatentODERegressor(BaseEstimator):
         backward solve stops at every observation time (see
         :meth:`latentode.nn.LatentODE.step_budget`). A series that needs more raises
         :class:`~latentode.ode.ODESolveError` naming it and this parameter (in :meth:`fit`,
-        the batch is skipped with a warning). Read at every call, so
+        the batch is skipped with a warning). Read (and checked) at every call, so
         ``set_params(max_steps=...)`` also applies to a fitted estimator.
     n_jobs : int or None, default=None
         CPU threads torch uses inside each operation (``torch.set_num_threads``) while
@@ -707,6 +707,10 @@ class LatentODERegressor(BaseEstimator):
         "posterior_time": [Options(POSTERIOR_TIMES)],
     }
 
+    #: Parameters read again by every prediction and :meth:`score` (so ``set_params`` on a
+    #: fitted estimator applies), checked there against :attr:`_parameter_constraints`.
+    _CALL_PARAMS: ClassVar[tuple[str, ...]] = ("batch_size", "random_state", "max_steps")
+
     def __init__(
         self,
         latent_dim: int = 20,
@@ -1006,7 +1010,7 @@ class LatentODERegressor(BaseEstimator):
         if reuse:
             self._check_warm_start_columns(time_col, id_col, target_cols, static_cols)
         statics = _data.check_static_cols(static_cols, df, time_col=time_col, id_col=id_col,
-                                          target_cols=target_cols or [])
+                                          target_cols=[] if target_cols is None else target_cols)
         vf = _data.validate_frame(
             df, time_col=time_col, id_col=id_col,
             target_cols=None if reuse else target_cols,
@@ -1256,10 +1260,11 @@ class LatentODERegressor(BaseEstimator):
                 f"warm_start=True needs the same target columns as the previous fit "
                 f"({self.target_cols_}), got {list(target_cols)}."
             )
-        if list(static_cols or []) != list(self.static_cols_):
+        statics = [] if static_cols is None else list(static_cols)
+        if statics != list(self.static_cols_):
             raise ValueError(
                 f"warm_start=True needs the same static columns as the previous fit "
-                f"({self.static_cols_}), got {list(static_cols or [])}."
+                f"({self.static_cols_}), got {statics}."
             )
 
     # ------------------------------------------------------------------ predict
@@ -1483,8 +1488,14 @@ class LatentODERegressor(BaseEstimator):
 
     # ------------------------------------------------------------------ internals
     def _prepare(self, df: pd.DataFrame) -> tuple[Any, Any]:
-        """Validate ``df`` against the fitted columns; return it validated and padded."""
+        """Validate ``df`` against the fitted columns; return it validated and padded.
+
+        Also checks the parameters that every prediction reads again
+        (:attr:`_CALL_PARAMS`), which ``set_params`` may have changed since ``fit``.
+        """
         check_is_fitted(self)
+        validate_params({name: self._parameter_constraints[name] for name in self._CALL_PARAMS},
+                        {name: getattr(self, name) for name in self._CALL_PARAMS})
         vf = _data.validate_frame(
             df, time_col=self.time_col_, id_col=self.id_col_, expected_targets=self.target_cols_,
             empty_series="keep",

@@ -1,11 +1,15 @@
 """Messy inputs through the estimator: each case is handled or refused before any training.
 
-Regression tests of the messy-data audit: numpy durations as horizons, datetimes that pandas
-holds beyond the nanosecond range, forecast times too far out, list-valued ``id_col`` and
-quantile columns that would overwrite a fitted column. Tiny models, one epoch.
+Regression tests of the messy-data audits: numpy durations as horizons, datetimes that pandas
+holds beyond the nanosecond range, forecast times too far out, list-valued ``id_col``, quantile
+columns that would overwrite a fitted column, column lists given as an Index or array,
+parameters changed after fit, numpy ids in messages and values too small to square. Tiny
+models, one epoch.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pandas as pd
@@ -13,6 +17,7 @@ import pytest
 from _settings import TINY
 
 from latentode import LatentODERegressor
+from latentode.data import ChannelScaler
 
 FAST = {**TINY, "max_epochs": 1}
 
@@ -115,3 +120,54 @@ def test_several_id_columns_are_a_clear_error(make_oscillators):
     est = LatentODERegressor(**FAST).fit(keyed.drop(columns=["id"]), id_col="key",
                                          target_cols=["x", "v"])
     assert est.predict(keyed)["key"].iloc[0] == ("s0", 1)
+
+
+def test_column_lists_may_be_a_pandas_index_or_an_array(make_oscillators):
+    df = make_oscillators(6, 10)
+    df["age"] = pd.factorize(df["id"])[0] * 10.0
+    ref = LatentODERegressor(**FAST).fit(df, target_cols=["x"], static_cols=["age"])
+    est = LatentODERegressor(**FAST).fit(df, target_cols=pd.Index(["x"]),  # was "The truth
+                                         static_cols=np.array(["age"]))    # value of an Index"
+    assert est.target_cols_ == ["x"] and est.static_cols_ == ["age"]
+    pd.testing.assert_frame_equal(est.predict(df), ref.predict(df))
+    est.set_params(warm_start=True).fit(df, target_cols=pd.Index(["x"]),
+                                        static_cols=pd.Index(["age"]))
+    assert len(est.history_.records) == 2  # continued, not refused
+
+
+def test_parameters_read_by_every_prediction_are_checked_there(numeric):
+    df, est = numeric
+    est = copy.deepcopy(est)
+    ref = est.predict(df)
+    for name, value in (("max_steps", -1000), ("max_steps", 2.5), ("max_steps", None),
+                        ("batch_size", 0), ("random_state", "x")):
+        est.set_params(**{name: value})
+        for call in (lambda: est.predict(df), lambda: est.score(df),
+                     lambda: est.extrapolate(df, horizon=1.0, n_points=2)):
+            with pytest.raises(ValueError, match=rf"^{name} must .*, got {value!r}\.$"):
+                call()  # max_steps -1000 was "max_steps must be >= 1, got -978", 2.5 ran
+        est.set_params(**{name: LatentODERegressor().get_params()[name]})
+    est.set_params(random_state=0)
+    pd.testing.assert_frame_equal(est.predict(df), ref)  # the model is intact
+
+
+def test_numpy_ids_are_shown_as_python_values(numeric):
+    df, est = numeric
+    with pytest.raises(ValueError, match=r"for series 7 \(column 'id'\)"):  # was np.int64(7)
+        est.extrapolate(df, times=pd.DataFrame({"id": [7], "t": [1.0]}))
+    held = df.assign(id=pd.factorize(df["id"])[0])
+    held.loc[held["id"] == 2, ["x", "x_q0.1"]] = np.nan
+    with pytest.warns(UserWarning, match=r"left out of the validation series: 2 \(column"):
+        LatentODERegressor(**FAST).fit(df, validation_data=held)
+
+
+def test_values_too_small_to_square_are_standardised(make_oscillators):
+    df = make_oscillators(6, 10)
+    ref = LatentODERegressor(**FAST).fit(df)
+    tiny = df.assign(x=df["x"] * 1e-170, v=df["v"] * 1e-170)  # squared deviations underflow
+    est = LatentODERegressor(**FAST).fit(tiny)
+    assert ChannelScaler().fit([[1e-170], [3e-170]]).scale_.tolist() == [1e-170]
+    np.testing.assert_allclose(est.scaler_.scale_, ref.scaler_.scale_ * 1e-170, rtol=1e-12)
+    np.testing.assert_allclose(est.predict(tiny)[["x", "v"]].to_numpy() * 1e170,
+                               ref.predict(df)[["x", "v"]].to_numpy(), rtol=1e-5, atol=1e-7)
+    # was scale 1: the model saw constant channels and predicted values near 0.1, not 1e-170

@@ -65,7 +65,7 @@ class ChannelScaler:
                 f"ChannelScaler.fit: the mean or variance of channel(s) {overflow.tolist()} "
                 "overflows float64; their values are too large to standardise."
             )
-        std = np.sqrt(var)
+        std = _channel_std(x, mean, var)
         self.mean_ = np.where(count > 0, mean, 0.0)
         self.scale_ = np.where((count > 0) & np.isfinite(std) & (std > 0), std, 1.0)
         self.n_observed_ = count.astype(np.int64)
@@ -179,6 +179,26 @@ def channel_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         mean = np.where(observed, x, 0.0).sum(axis=0) / safe
         var = np.where(observed, (x - mean) ** 2, 0.0).sum(axis=0) / safe
     return count, mean, var
+
+
+def _channel_std(x: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """Per-channel population standard deviation of the non-NaN values of ``x (n, C)``.
+
+    ``sqrt(var)``, except where the variance underflows float64 (values that differ but are
+    all smaller than about ``1e-154`` in magnitude, whose squared deviations round to zero):
+    there the deviations are divided by their largest magnitude before squaring, so such a
+    channel is standardised like any other instead of being taken for a constant one.
+    """
+    std = np.sqrt(var)
+    small = np.flatnonzero(var < np.finfo(np.float64).tiny)
+    if len(small):
+        observed = ~np.isnan(x[:, small])
+        dev = np.where(observed, x[:, small] - mean[small], 0.0)
+        top = np.abs(dev).max(axis=0)
+        safe = np.where(top > 0, top, 1.0)
+        ratio = ((dev / safe) ** 2).sum(axis=0) / np.maximum(observed.sum(axis=0), 1)
+        std[small] = np.where(top > 0, top * np.sqrt(ratio), 0.0)
+    return std
 
 
 def _as_2d(X: Any) -> np.ndarray:

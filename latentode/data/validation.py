@@ -356,9 +356,10 @@ def _fmt(items: Sequence[Any], limit: int = _SHOW) -> str:
 
 
 def fmt_ids(ids: Sequence[Any], limit: int = _SHOW) -> str:
-    """``'a', 'b', ...``: the first ``limit`` ids of a message (warnings and query errors)."""
+    """``'a', 'b', ...``: the first ``limit`` ids of a message (warnings and query errors);
+    numpy scalars are shown as Python ones (``0``, not ``np.int64(0)``)."""
     ids = list(ids)
-    shown = ", ".join(repr(i) for i in ids[:limit])
+    shown = ", ".join(repr(_plain(i)) for i in ids[:limit])
     return shown + (", ..." if len(ids) > limit else "")
 
 
