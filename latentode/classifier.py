@@ -455,12 +455,12 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         values = labels.to_numpy()
         if semi:
             _check_no_minus_one(values)
-        check_classification_targets(values)
-        try:
+        try:  # before scikit-learn's check, which calls such labels of "unknown" type
             classes = np.unique(values)
         except TypeError:
             raise ValueError("The labels mix types that cannot be sorted (e.g. strings and "
                              "numbers); use one type.") from None
+        check_classification_targets(values)
         n_unlabelled = vf.n_series - len(values)
         among = (f"{len(values)} labelled series ({n_unlabelled} unlabelled)" if n_unlabelled
                  else f"{len(values)} fitted series")

@@ -182,9 +182,11 @@ def test_fit_warns_about_series_without_observations_in_classifier_terms(small):
          "different labels on the rows of series 0"),
         (lambda df, y: y.astype(float) + 0.5, "Unknown label type: continuous"),
         (lambda df, y: pd.concat([y, y.iloc[:1]]), "several labels for series 0"),
+        (lambda df, y: y.astype(object).where(y.index % 2 == 0, "b"),  # was "Unknown label
+         r"^The labels mix types that cannot be sorted \(e\.g\. strings and numbers\)"),
     ],
     ids=["missing", "unknown-id", "single-class", "none", "wrong-length", "varying",
-         "continuous", "duplicate-id"],
+         "continuous", "duplicate-id", "mixed-types"],
 )
 def test_bad_labels_are_clear_errors(small, make_y, match):
     df, y = small
