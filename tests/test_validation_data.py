@@ -147,6 +147,22 @@ def test_unusable_frames_are_refused_before_training(frames, monkeypatch, edit, 
         est.fit(train, validation_data=val.to_numpy())
 
 
+def test_validation_times_in_another_timezone_are_the_same_instants(frames, monkeypatch):
+    train, val = frames
+    start = pd.Timestamp("2024-03-01", tz="UTC")
+    train = train.assign(t=start + pd.to_timedelta(train["t"], unit="h"))
+    utc = val.assign(t=start + pd.to_timedelta(val["t"], unit="h"))
+    paris = utc.assign(t=utc["t"].dt.tz_convert("Europe/Paris"))
+    ref = LatentODERegressor(**TINY).fit(train, validation_data=utc)
+    est = LatentODERegressor(**TINY).fit(train, validation_data=paris)  # was refused
+    assert est.history_["val_loss"] == ref.history_["val_loss"]
+    _forbid_training(monkeypatch)
+    with pytest.raises(ValueError, match=r"validation_data: its time column 't' is datetime, "
+                                         r"the training frame's is datetime \(UTC\)"):
+        LatentODERegressor(**TINY).fit(train, validation_data=utc.assign(
+            t=utc["t"].dt.tz_localize(None)))  # naive against aware: still refused
+
+
 def test_group_col_with_validation_data_is_refused(frames, monkeypatch):
     train, val = frames
     _forbid_training(monkeypatch)

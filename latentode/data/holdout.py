@@ -44,7 +44,7 @@ def validate_holdout(
         own: an id also present in the training frame names another series.
     fitted : ValidatedFrame
         The training frame, validated: its ``time_col``, ``id_col``, ``target_cols`` and
-        ``time_kind`` (and timezone) are required of ``df``.
+        ``time_kind`` (and naive or aware datetimes) are required of ``df``.
     static_cols : sequence of Hashable, default=()
         The training frame's checked static columns (:func:`check_static_cols`).
     name : str, default="validation_data"
@@ -67,8 +67,9 @@ def validate_holdout(
         Prefixed with ``name``: every error of :func:`validate_frame` (missing time, id or
         target columns, NaN / inf times, every series without an observed value, ...) and
         of :func:`series_static` (a missing static column, a value varying within a series),
-        or a time column of another kind (numeric / datetime) or timezone than the training
-        frame's.
+        or a time column of another kind than the training frame's (numeric / datetime, naive
+        / timezone-aware). Aware datetimes in another timezone are accepted (the same instants,
+        as in prediction).
 
     Warns
     -----
@@ -95,7 +96,7 @@ def validate_holdout(
                 static = series_static(df, frame, statics)
     except ValueError as err:
         raise ValueError(f"{name}: {err}") from err
-    if frame.time_kind != fitted.time_kind or str(frame.tz) != str(fitted.tz):
+    if frame.time_kind != fitted.time_kind or (frame.tz is None) != (fitted.tz is None):
         def kind(f: ValidatedFrame) -> str:
             return f.time_kind + ("" if f.tz is None else f" ({f.tz})")
 
