@@ -504,7 +504,7 @@ def _check_top_level(config: Any) -> None:
 def _check_config(config: dict[str, Any], cls: type[BaseEstimator]) -> BaseEstimator:
     """Check every field but the weights; return an unfitted ``cls`` with the stored params."""
     _check_top_level(config)
-    est = _check_params(config["params"], cls)
+    est = _check_params(config["params"], cls, saved=config["class"])
     n_channels = _check_fitted(config["fitted"])
     _check_hparams(config["model_hparams"], n_channels)
     _check_static_and_classes(config, est)
@@ -514,11 +514,14 @@ def _check_config(config: dict[str, Any], cls: type[BaseEstimator]) -> BaseEstim
     return est
 
 
-def _check_params(params: dict[str, Any], cls: type[BaseEstimator]) -> BaseEstimator:
+def _check_params(params: dict[str, Any], cls: type[BaseEstimator],
+                  saved: str | None = None) -> BaseEstimator:
     known = set(cls._get_param_names())
     unknown = sorted(set(params) - known)
     if unknown:
-        raise _Invalid(f"params: unknown parameters {unknown} for {cls.__name__}")
+        hint = ("" if saved is None or saved == cls.__name__ else
+                f"; the file was saved by {saved}: load it with its own class ({saved}.load)")
+        raise _Invalid(f"params: unknown parameters {unknown} for {cls.__name__}{hint}")
     # a parameter absent from the file (saved before it existed) takes the value that gives the
     # former behaviour (as for an older pickle), not today's default
     older = {k: v for k, v in getattr(cls, "_added_params", dict)().items() if k in known}

@@ -272,7 +272,9 @@ def test_clone_pickle_save_load_predict_identically(fitted, small, tmp_path):
     np.testing.assert_array_equal(loaded.classes_, fitted.classes_)
     assert loaded.get_params() == fitted.get_params()
     # a classifier file is not a regressor file, and the other way round
-    with pytest.raises(ValueError, match="not a valid latentode file: params: unknown"):
+    with pytest.raises(ValueError, match=r"not a valid latentode file: params: unknown .*; the "
+                                         r"file was saved by LatentODEClassifier: load it with "
+                                         r"its own class \(LatentODEClassifier\.load\)"):
         LatentODERegressor.load(tmp_path / "clf.latentode")
     LatentODERegressor(**TINY).fit(df).save(tmp_path / "reg.latentode")
     with pytest.raises(ValueError, match="the file holds not a classifier"):
