@@ -210,6 +210,10 @@ def test_time_column_dtypes(df):
                        pd.Timestamp("2020-01-01", tz="Europe/Paris")] * 6, index=df.index,
                       dtype=object)
     _check(df.assign(t=aware), r"'t'.*object column of datetimes")
+    dates = pd.Timestamp("2020-01-01") + pd.to_timedelta(np.arange(len(df)), unit="D")
+    _check(df.assign(t=dates.date), r"Time column 't' has dtype object; .* It holds dates "
+                                    r"\(datetime\.date objects\): convert it with "
+                                    r"pandas\.to_datetime first\.$")  # was "mixed timezones"
     _check(df.assign(t=pd.to_timedelta(df["t"], unit="h")), r"'t'.*total_seconds")
     _check(df.assign(t=df["t"] > 1), r"Time column 't' has dtype bool")
 

@@ -558,7 +558,10 @@ def _time_dtype_message(col: pd.Series, time_col: Hashable) -> str:
     if kind in ("string", "bytes"):
         return head + (" It holds strings, which are not parsed implicitly: convert it with "
                        "pandas.to_datetime (or pandas.to_numeric) first.")
-    if kind in ("datetime", "datetime64", "date"):
+    if kind == "date":
+        return head + (" It holds dates (datetime.date objects): convert it with "
+                       "pandas.to_datetime first.")
+    if kind in ("datetime", "datetime64"):
         return head + (" It is an object column of datetimes (e.g. with mixed timezones): "
                        "convert it with pandas.to_datetime(..., utc=True) first.")
     if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
