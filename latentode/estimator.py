@@ -1307,8 +1307,9 @@ class LatentODERegressor(BaseEstimator):
         ValueError
             If a target column is missing, times are NaN / inf, a value overflows float32 once
             standardised, ``quantiles`` are not sorted unique levels in ``(0, 1)``, a quantile
-            column (``f"{col}_q{q:g}"``) would overwrite a fitted column, or
-            ``n_samples < 1``.
+            column (``f"{col}_q{q:g}"``) would overwrite a fitted column,
+            ``n_samples < 1``, or ``max_steps``, ``batch_size`` or ``random_state`` was set
+            (``set_params`` after ``fit``) to a value ``fit`` would refuse.
 
         Notes
         -----
