@@ -67,8 +67,19 @@ def draw_seed(random_state: None | int | np.random.RandomState) -> int:
 
     An ``int`` always gives the same seed, ``None`` a fresh one from numpy's global generator,
     a :class:`numpy.random.RandomState` advances that generator.
+
+    Raises
+    ------
+    ValueError
+        If ``random_state`` is none of these (or an int numpy cannot seed with), naming
+        ``random_state``.
     """
-    return int(check_random_state(random_state).randint(_MAX_SEED))
+    try:
+        rs = check_random_state(random_state)
+    except (TypeError, ValueError) as exc:
+        raise ValueError("random_state must be None, an int in [0, 2**32 - 1] or a "
+                         f"numpy.random.RandomState, got {random_state!r}.") from exc
+    return int(rs.randint(_MAX_SEED))
 
 
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:

@@ -171,3 +171,13 @@ def test_values_too_small_to_square_are_standardised(make_oscillators):
     np.testing.assert_allclose(est.predict(tiny)[["x", "v"]].to_numpy() * 1e170,
                                ref.predict(df)[["x", "v"]].to_numpy(), rtol=1e-5, atol=1e-7)
     # was scale 1: the model saw constant channels and predicted values near 0.1, not 1e-170
+
+
+def test_a_bad_random_state_of_one_call_is_named(numeric):
+    df, est = numeric
+    for bad in ("x", -1, 2**40, 1.5):  # numpy's "cannot be used to seed" named no argument
+        with pytest.raises(ValueError, match=r"^random_state must be None, an int in "
+                                              rf"\[0, 2\*\*32 - 1\] .*, got {bad!r}\.$"):
+            est.sample(df, 2, random_state=bad)
+    a = est.sample(df, 2, random_state=np.random.RandomState(3))
+    pd.testing.assert_frame_equal(a, est.sample(df, 2, random_state=np.random.RandomState(3)))
