@@ -10,6 +10,7 @@ models, one epoch.
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -181,3 +182,25 @@ def test_a_bad_random_state_of_one_call_is_named(numeric):
             est.sample(df, 2, random_state=bad)
     a = est.sample(df, 2, random_state=np.random.RandomState(3))
     pd.testing.assert_frame_equal(a, est.sample(df, 2, random_state=np.random.RandomState(3)))
+
+
+@pytest.mark.parametrize("dtype", ["int64", "Int64", "uint64"])
+def test_integer_times_float64_cannot_tell_apart_are_refused(dtype):
+    base = 1_700_000_000_000_000_000  # epoch nanoseconds: float64 steps by 256 here
+    t = np.array([base, base + 3, base + 10**9, base + 7, base + 2 * 10**9], dtype=np.uint64)
+    df = pd.DataFrame({"id": [0, 0, 0, 1, 1], "t": pd.array(t, dtype=dtype),
+                       "x": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    before = df.copy()
+    with pytest.raises(ValueError, match=r"^Time column 't' holds integers beyond 2\*\*53 .*rows "
+                                          r"0, 1 of one series \(1700000000000000000 and "
+                                          r"1700000000000000003\) would become the same time\."):
+        LatentODERegressor(**FAST).fit(df)  # was: averaged as "duplicates", with a warning
+    pd.testing.assert_frame_equal(df, before)
+    apart = df.assign(t=pd.array(t + np.array([0, 997, 0, 0, 0], dtype=np.uint64), dtype=dtype))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # series 1's base + 7 meets series 0's base: no matter
+        est = LatentODERegressor(**FAST).fit(apart)
+    assert est.predict(apart)["x"].notna().all()
+    same = df.assign(t=pd.array(np.where(np.arange(5) == 1, t[0], t), dtype=dtype))
+    with pytest.warns(UserWarning, match=r"^1 duplicate \(id, time\) rows were merged"):
+        LatentODERegressor(**FAST).fit(same)  # true duplicates are still averaged

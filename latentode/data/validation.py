@@ -277,6 +277,7 @@ def validate_frame(
 
     index = df.index
     time_kind, times, key = _read_times(df[time_col], time_col, index)
+    big_ints = _big_integer_times(df[time_col]) if time_kind == "numeric" else None
     codes, series_ids = _read_ids(df, id_col, index)
     values = _read_targets(df, targets, index)
     if empty_channels == "raise":
@@ -296,6 +297,7 @@ def validate_frame(
         new_code = np.cumsum(has_obs) - 1
         codes, series_ids = new_code[codes[keep]], series_ids[has_obs]
         times, key, values, index = times[keep], key[keep], values[keep], index[keep]
+        big_ints = None if big_ints is None else big_ints[keep]
 
     # stable sort by (series, time); `key` is an exact sort key (float64 or int64 nanoseconds)
     order = lex_order(codes, key)
@@ -308,6 +310,8 @@ def validate_frame(
     row_slot[order] = slot_of_sorted
     v_sorted = values[order]
     n_duplicates = len(order) - len(starts)
+    if n_duplicates and big_ints is not None:
+        _check_merged_integer_times(big_ints, order, new, time_col, index)
     if n_duplicates:
         observed = ~np.isnan(v_sorted)
         sums = np.add.reduceat(np.where(observed, v_sorted, 0.0), starts, axis=0)
@@ -544,6 +548,40 @@ def _read_times(
             f"{_fmt(index[bad])}."
         )
     return "numeric", pd.Index(t, dtype=np.float64), t
+
+
+_EXACT_FLOAT = 2.0**53  # float64 holds every integer up to this magnitude exactly
+
+
+def _big_integer_times(col: pd.Series) -> np.ndarray | None:
+    """The integer times of ``col`` when some lie beyond 2**53 (where float64 model time may
+    merge distinct ones), else None."""
+    if not pd.api.types.is_integer_dtype(col.dtype):
+        return None
+    ints = col.to_numpy()
+    return ints if (np.abs(ints.astype(np.float64)) > _EXACT_FLOAT).any() else None
+
+
+def _check_merged_integer_times(ints: np.ndarray, order: np.ndarray, new: np.ndarray,
+                                time_col: Hashable, index: pd.Index) -> None:
+    """Refuse rows of one series merged as duplicates although their integer times differ
+    (integers beyond 2**53 that float64 model time cannot tell apart, e.g. epoch nanoseconds
+    a few ns apart): they are not duplicates, and averaging them would be wrong.
+
+    ``order`` sorts the rows by (series, time) and ``new[i]`` is False where sorted row ``i``
+    merges with the one before."""
+    s = ints[order]
+    merged = np.flatnonzero(~new[1:] & (s[1:] != s[:-1])) + 1
+    if len(merged):
+        a, b = order[merged[0] - 1], order[merged[0]]
+        raise ValueError(
+            f"Time column {time_col!r} holds integers beyond 2**53 that float64 time cannot "
+            f"tell apart: rows {_fmt([index[a], index[b]])} of one series ({ints[a]} and "
+            f"{ints[b]}) would become the same time"
+            f"{f' ({len(merged)} such rows)' if len(merged) > 1 else ''}. Subtract an origin "
+            "first, or convert epoch integers to datetimes (pandas.to_datetime(..., "
+            "unit='ns'))."
+        )
 
 
 def _time_dtype_message(col: pd.Series, time_col: Hashable) -> str:
