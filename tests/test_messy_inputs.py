@@ -204,3 +204,27 @@ def test_integer_times_float64_cannot_tell_apart_are_refused(dtype):
     same = df.assign(t=pd.array(np.where(np.arange(5) == 1, t[0], t), dtype=dtype))
     with pytest.warns(UserWarning, match=r"^1 duplicate \(id, time\) rows were merged"):
         LatentODERegressor(**FAST).fit(same)  # true duplicates are still averaged
+
+
+def test_hide_values_hides_duplicate_rows_together():
+    from latentode.evaluation import hide_values
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"id": np.repeat([0, 1], 40), "t": np.tile(np.arange(40.0), 2),
+                       "x": rng.normal(size=80), "y": rng.normal(size=80)})
+    dup = pd.concat([df, df.iloc[::3].assign(x=df["x"].iloc[::3] + 1.0)], ignore_index=True)
+    dup.loc[len(df) + 1, "y"] = np.nan  # a duplicate missing one channel
+    cond, hidden = hide_values(dup, 0.5, random_state=1)
+    key = ["id", "t"]
+    for col, j in (("x", 0), ("y", 1)):  # per (id, time): hidden in every observed row or none
+        state = pd.DataFrame({**{k: dup[k] for k in key}, "h": hidden[:, j],
+                              "o": dup[col].notna()})[lambda d: d["o"]]
+        assert (state.groupby(key)["h"].nunique() == 1).all(), col
+    assert 0.35 < hidden[dup[["x", "y"]].notna().to_numpy()].mean() < 0.65
+    first = [0, 40, len(df)]  # each series' first row, and the duplicate of the first
+    assert not hidden[first].any()
+    cond0, hidden0 = hide_values(df, 0.5, random_state=1)  # no duplicates: the draws as before
+    rng1 = np.random.default_rng(1)
+    want = df[["x", "y"]].notna().to_numpy() & (rng1.random((80, 2)) < 0.5)
+    want[[0, 40]] = False
+    np.testing.assert_array_equal(hidden0, want)

@@ -26,7 +26,9 @@ def hide_values(
 
     Each observed entry ``(row, column)`` is hidden independently with probability
     ``fraction`` (one uniform draw per entry of ``df[columns]``, row-major, from
-    ``numpy.random.default_rng(random_state)``); with ``keep_first`` the first row of each
+    ``numpy.random.default_rng(random_state)``; rows with the same id and time, which a
+    model takes as one time point, all use the draws of the first of them, so an entry is
+    hidden in all of them or in none); with ``keep_first`` the first row of each
     series that has an observed value in ``columns`` (first in ``df``'s order) keeps all its
     values, so that no series is left without an observation to condition on. This is the
     protocol of the demo and the benchmarks: a model conditions on the returned frame and is
@@ -47,7 +49,8 @@ def hide_values(
     time_col : str or None, default "t"
         Time column (never hidden, excluded from the default ``columns``).
     keep_first : bool, default True
-        Never hide a value of a series' first row with an observed value.
+        Never hide a value of a series' first row with an observed value (nor of rows at the
+        same id and time).
     random_state : int, numpy.random.Generator or None
         Source of the draws (an int gives reproducible masks).
 
@@ -83,10 +86,32 @@ def hide_values(
     cols = target_columns(df, columns, "df", exclude)
     rng = np.random.default_rng(random_state)
     observed = df[cols].notna().to_numpy()
-    hidden = observed & (rng.random(observed.shape) < fraction)
+    draws = rng.random(observed.shape)
+    mates = _same_time_rows(df, ids, time_col)
+    if mates is not None:  # duplicate (id, time) rows share their first row's draws
+        draws = draws[mates]
+    hidden = observed & (draws < fraction)
     if keep_first:
         rows = np.flatnonzero(observed.any(axis=1))
-        hidden[rows[~ids.iloc[rows].duplicated().to_numpy()]] = False
+        kept = rows[~ids.iloc[rows].duplicated().to_numpy()]
+        if mates is not None:
+            kept = np.flatnonzero(np.isin(mates, mates[kept]))
+        hidden[kept] = False
     conditioned = df.copy()
     conditioned[cols] = conditioned[cols].mask(hidden)
     return conditioned, hidden
+
+
+def _same_time_rows(df: pd.DataFrame, ids: pd.Series, time_col: str | None) -> np.ndarray | None:
+    """For each row, the position of the first row with its ``(id, time)``; None when every
+    row has its own (or without a time column). Duplicate rows are one time point to a model
+    (the estimators average them), so an entry is hidden in all of them or in none."""
+    if time_col is None or time_col not in df.columns:
+        return None
+    key = pd.DataFrame({"i": ids.to_numpy(), "t": df[time_col].to_numpy()})
+    if not key.duplicated().any():
+        return None
+    codes = key.groupby(["i", "t"], sort=False, dropna=False).ngroup().to_numpy()
+    first = np.full(codes.max() + 1, -1, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]
+    return first[codes]
