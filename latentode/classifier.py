@@ -455,6 +455,16 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         values = labels.to_numpy()
         if semi:
             _check_no_minus_one(values)
+        if values.dtype == object:  # scikit-learn reads tuples as "legacy multi-label" data
+            odd = [i for i, v in enumerate(values)
+                   if isinstance(v, (tuple, list, set, frozenset, dict, np.ndarray))]
+            if odd:
+                sid = labels.index[odd[0]]
+                raise ValueError(
+                    f"The label of series {_plain(sid)!r}{where} is a "
+                    f"{type(values[odd[0]]).__name__} ({values[odd[0]]!r}); a label is one "
+                    "class per series (a number, string or bool)"
+                    f"{f' ({len(odd)} such labels)' if len(odd) > 1 else ''}.")
         try:  # before scikit-learn's check, which calls such labels of "unknown" type
             classes = np.unique(values)
         except TypeError:

@@ -184,9 +184,13 @@ def test_fit_warns_about_series_without_observations_in_classifier_terms(small):
         (lambda df, y: pd.concat([y, y.iloc[:1]]), "several labels for series 0"),
         (lambda df, y: y.astype(object).where(y.index % 2 == 0, "b"),  # was "Unknown label
          r"^The labels mix types that cannot be sorted \(e\.g\. strings and numbers\)"),
+        (lambda df, y: pd.Series([(int(v), 1 - int(v)) for v in y], index=y.index,
+                                 dtype=object),  # was scikit-learn's "legacy multi-label"
+         r"^The label of series 0 \(column 'id'\) is a tuple \(\(\d, \d\)\); a label is one "
+         r"class per series .* \(\d+ such labels\)\.$"),
     ],
     ids=["missing", "unknown-id", "single-class", "none", "wrong-length", "varying",
-         "continuous", "duplicate-id", "mixed-types"],
+         "continuous", "duplicate-id", "mixed-types", "tuples"],
 )
 def test_bad_labels_are_clear_errors(small, make_y, match):
     df, y = small
