@@ -255,7 +255,7 @@ class LatentODE(nn.Module):
         Per-channel fences (standardised units) of the values the model conditions on: the
         observed values of a conditioning batch are clamped to them before the encoder, the
         neighbour readout and the classifier's summaries read them (:meth:`conditioning`);
-        the likelihood scores the real values. None at first (``-inf``, ``+inf``: nothing
+        the likelihood scores the real values. No fences at first (``-inf``, ``+inf``: nothing
         changes); set from the training data by :meth:`set_input_fences`.
 
     Examples
