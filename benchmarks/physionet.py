@@ -741,6 +741,7 @@ def build_estimator(args: argparse.Namespace) -> Any:
         dynamics_activation=getattr(args, "dynamics_activation", "tanh"),
         likelihood=getattr(args, "likelihood", "gaussian"),
         posterior_time=getattr(args, "posterior_time", "first"),
+        input_fences=getattr(args, "input_fences", None),
     )
 
 
@@ -1398,6 +1399,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--likelihood", default="gaussian", choices=LIKELIHOODS,
                         help="likelihood: the observation model of the values (student_t: heavy "
                              "tails, robust to artefacts)")
+    parser.add_argument("--input-fences", type=float, default=None, metavar="W",
+                        help="input_fences: clamp the values the model conditions on to "
+                             "per-channel fences, the 5th / 95th percentiles widened by W times "
+                             "their range (default: none)")
     parser.add_argument("--rec-dim", type=int, default=40)
     parser.add_argument("--units", type=int, default=50)
     parser.add_argument("--n-layers", type=int, default=3)

@@ -177,6 +177,9 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         The latent state the posterior is over, as for the regressor; only ``"first"`` here:
         the classifier reads the state at each series' start, so ``"last"`` is a ValueError
         in :meth:`fit`.
+    input_fences : float or None, default=None
+        Fences of the values the model conditions on (encoder, readout and the head's
+        summaries; the likelihood scores the real values), as for the regressor; None: none.
 
     Attributes
     ----------
@@ -330,6 +333,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         dynamics_activation: str = "tanh",
         forecast_noise: bool = False,
         posterior_time: str = "first",
+        input_fences: float | None = None,
     ) -> None:
         super().__init__(
             latent_dim=latent_dim, encoder=encoder, rec_dim=rec_dim, units=units,
@@ -348,7 +352,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             weight_decay=weight_decay, readout_sides=readout_sides,
             mtan_ref_points=mtan_ref_points, mtan_embed_dim=mtan_embed_dim,
             dynamics_activation=dynamics_activation, forecast_noise=forecast_noise,
-            posterior_time=posterior_time,
+            posterior_time=posterior_time, input_fences=input_fences,
         )
         self.classifier = classifier
         self.ce_weight = ce_weight

@@ -859,6 +859,9 @@ def _check_weights(state: dict[str, Any], hparams: dict[str, Any],
         if name in LatentODE.POSITIVE_STATE:
             if not bool((value > 0).all()):
                 raise _Invalid(f"weights: {name!r} has values that are not positive")
+        elif name in LatentODE.UNBOUNDED_STATE:
+            if bool(torch.isnan(value).any()):
+                raise _Invalid(f"weights: {name!r} has NaN values")
         elif value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise _Invalid(f"weights: {name!r} has non-finite values")
     out = {}

@@ -225,6 +225,8 @@ def test_summary_baselines_read_the_summaries(bench, model):
     (["--readout-sides", "split", "--forecast-noise"],
      ("tanh", "gaussian", "split", True, "first")),
     (["--posterior-time", "last"], ("tanh", "gaussian", "shared", False, "last")),
+    (["--dynamics-activation", "elu", "--input-fences", "2"],
+     ("elu", "gaussian", "shared", False, "first", 2.0)),
 ])
 def test_dynamics_and_likelihood_flags_reach_the_estimator(bench, monkeypatch, flags, expected):
     class Built(Exception):
@@ -240,7 +242,8 @@ def test_dynamics_and_likelihood_flags_reach_the_estimator(bench, monkeypatch, f
     with pytest.raises(Built):
         bench.main(["--verbose", "0", *flags])
     assert (seen["dynamics_activation"], seen["likelihood"], seen["readout_sides"],
-            seen["forecast_noise"], seen["posterior_time"]) == expected
+            seen["forecast_noise"], seen["posterior_time"]) == expected[:5]
+    assert seen["input_fences"] == (expected[5] if len(expected) > 5 else None)
     with pytest.raises(SystemExit):  # the choices are the likelihood registry's names
         bench.main(["--likelihood", "laplace"])
 

@@ -56,7 +56,7 @@ from .query import (
     query_frame,
     rows_query,
 )
-from .scaling import ChannelScaler, channel_moments
+from .scaling import ChannelScaler, channel_fences, channel_moments
 from .static import StaticEncoder, check_static_cols, series_groups, series_static
 from .time import TimeEncoder
 from .validation import ValidatedFrame, validate_frame
@@ -73,6 +73,7 @@ __all__ = [
     "ValidatedFrame",
     "batch_indices",
     "build_query",
+    "channel_fences",
     "channel_moments",
     "encode_query",
     "forecast_origins",

@@ -15,6 +15,7 @@ from latentode.ode.padded import flip_valid, last_time
 from .classifier import HEAD_INPUTS, ClassifierHead, labelled_mean, weighted_cross_entropy
 from .decoder import Decoder
 from .dynamics import LatentDynamics
+from .fences import InputFences
 from .likelihoods import (
     kl_normal_standard,
     logmeanexp,
@@ -248,6 +249,15 @@ class LatentODE(nn.Module):
         ``poisson_process`` (its integrated intensity starts at ``t0``) and with a classifier
         (which reads the state at the series' start).
 
+    Attributes
+    ----------
+    input_fences : InputFences
+        Per-channel fences (standardised units) of the values the model conditions on: the
+        observed values of a conditioning batch are clamped to them before the encoder, the
+        neighbour readout and the classifier's summaries read them (:meth:`conditioning`);
+        the likelihood scores the real values. No fences at first (``-inf``, ``+inf``: nothing
+        changes); set from the training data by :meth:`set_input_fences`.
+
     Examples
     --------
     >>> import torch
@@ -267,7 +277,10 @@ class LatentODE(nn.Module):
     #: untrained ``decoder_noise``, which only training reads).
     OPTIONAL_STATE = ("gap_spread.edges", "gap_spread.factors", "gap_spread.tail_df",
                       "decoder_noise.raw", "decoder_noise.fixed", "decoder_noise.raw_df",
-                      "decoder_noise.fixed_df")
+                      "decoder_noise.fixed_df", "input_fences.low", "input_fences.high")
+    #: State-dict entries whose values may be infinite (``input_fences``: ``-inf`` / ``+inf``
+    #: where a channel has no fence), never NaN.
+    UNBOUNDED_STATE = ("input_fences.low", "input_fences.high")
     #: State-dict entries that hold positive numbers, ``+inf`` included (the calibrated tails'
     #: degrees of freedom, ``inf`` where there are none); every other float entry is finite.
     POSITIVE_STATE = ("gap_spread.tail_df",)
@@ -409,6 +422,8 @@ class LatentODE(nn.Module):
         self.register_buffer("spread_scale", torch.ones(n_channels))
         # its further factor by kind of query and distance to the observations (1 until fitted)
         self.gap_spread = GapSpread(n_channels)
+        # fences of the conditioning values (none until set_input_fences)
+        self.input_fences = InputFences(n_channels)
         self.intensity: PoissonProcess | None
         if self.poisson_process:
             self.intensity = PoissonProcess(latent_dim, n_channels, units)
@@ -484,6 +499,23 @@ class LatentODE(nn.Module):
             return
         self.readout.set_spacing(spacing)
 
+    def set_input_fences(self, low: torch.Tensor, high: torch.Tensor) -> None:
+        """Set the fences ``(C,)`` of the conditioning values, in standardised units
+        (``-inf`` / ``+inf``: none on that side; :class:`~latentode.nn.fences.InputFences`).
+
+        Set them from the training data before training
+        (:func:`latentode.data.channel_fences`): training conditions on the clamped values
+        too, so that the model learns from what it will be given.
+        """
+        self.input_fences.set(low, high)
+
+    def conditioning(self, cond: Batch) -> Batch:
+        """The conditioning batch as the model reads it: its observed values clamped to
+        :attr:`input_fences` (``cond`` unchanged in value without fences or with every value
+        inside them). The encoder, the neighbour readout and the classifier's summaries read
+        it; the values a model is scored against are never clamped."""
+        return self.input_fences(cond)
+
     @property
     def observation(self) -> ObservationModel:
         """The observation model of the values (:mod:`latentode.nn.observation`)."""
@@ -503,7 +535,8 @@ class LatentODE(nn.Module):
         z : torch.Tensor
             ``(K, B, M, latent_dim)`` latent states at ``times``.
         cond : Batch
-            The conditioning observations (read by the ``"neighbours"`` readout only).
+            The conditioning observations (read by the ``"neighbours"`` readout only, through
+            :meth:`conditioning`).
         times : torch.Tensor
             ``(B, M)`` the times of ``z`` (model time).
         where : torch.Tensor, optional
@@ -525,7 +558,7 @@ class LatentODE(nn.Module):
         base = self.decoder(z)
         if self.readout is None:
             return base, base
-        return base, self.readout(base, z, cond, times, where)
+        return base, self.readout(base, z, self.conditioning(cond), times, where)
 
     def encode(
         self, cond: Batch, t0: torch.Tensor | None = None
@@ -539,7 +572,7 @@ class LatentODE(nn.Module):
         the encoder reads the series reversed in time about ``t0``
         (:func:`time_reversed`), i.e. forwards from its first observation to ``t0``.
         """
-        cond, t0 = self._encoder_view(cond, t0)
+        cond, t0 = self._encoder_view(self.conditioning(cond), t0)
         return self.encoder(cond.times, cond.values, cond.mask, cond.lengths, t0,
                             static=cond.static if self.n_static else None)
 
@@ -561,7 +594,7 @@ class LatentODE(nn.Module):
         if self.pooling is None:
             mu, sigma = self.encode(cond, t0)
             return mu, sigma, None
-        cond, t0 = self._encoder_view(cond, t0)
+        cond, t0 = self._encoder_view(self.conditioning(cond), t0)
         mu, sigma, states, observed = self.encoder(
             cond.times, cond.values, cond.mask, cond.lengths, t0,
             static=cond.static if self.n_static else None, return_states=True)
@@ -607,7 +640,8 @@ class LatentODE(nn.Module):
             z = mu if z is None else z
             pooled = fresh if pooled is None else pooled
         return self.classifier(z, cond.static,
-                               None if self.summary is None else self.summary(cond),
+                               None if self.summary is None
+                               else self.summary(self.conditioning(cond)),
                                generator=generator, pooled=pooled)
 
     def _posterior_at(self, cond: Batch, times: torch.Tensor,
