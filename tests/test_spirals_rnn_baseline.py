@@ -196,8 +196,19 @@ def test_benchmark_diagnosis_of_the_latent_ode(bench, capsys, tmp_path,
     # the latent path and field of that model over the same test series
     latent = load_script(BENCH / "spirals_latent.py", "spirals_latent_under_test")
     rep = latent.main([str(tmp_path / "m_10.latentode"), "--observed", "10", "--n-spirals",
-                       "12", "--n-train", "8"])
-    assert "|f(z)|" in capsys.readouterr().out
+                       "12", "--n-train", "8", "--samples", "5"])
+    out = capsys.readouterr().out
+    assert "|f(z)|" in out and "error decomposition" in out and "posterior spread" in out
+    # the decomposition's future is what predict returns there; its groups are the geometry's
+    dec = rep["decomposition"]
+    assert dec["all"]["n"] == 4 and len(dec["all"]["per_step"]) == bench.N_FUTURE
+    assert math.isclose(dec["all"]["future"], row["rmse"], rel_tol=1e-2)
+    for name, g in geo.items():
+        assert math.isclose(dec[name]["future"], g["rmse"], rel_tol=1e-2)
+    spread = rep["spread"]["all"]
+    assert spread["at_last"]["spread"] > 0 and spread["future"]["error"] > 0
+    hist = rep["history"]
+    assert hist["epochs"] == 1 and hist["best_epoch"] == 1 and hist["val_loss_drop"] is None
     # what predict returns there is what the benchmark scored, up to the adaptive solver's
     # tolerance (rtol 1e-3): the benchmark solves at the observed times, this at every step
     for name, g in geo.items():
@@ -242,3 +253,63 @@ def test_future_geometry_measures_radius_and_angle(bench) -> None:
     slow = bench.future_geometry(preds["slow"][None], truth[None], np.ones(1, bool),
                                  np.zeros(1, bool))["uncovered"]
     assert slow["angle"] == pytest.approx(0.5) and slow["radius_growth"] == pytest.approx(1.0)
+
+
+@pytest.fixture(scope="module")
+def latent():
+    return _load("spirals_latent_decomposition_under_test", BENCH / "spirals_latent.py")
+
+
+def test_error_decomposition_splits_offset_and_flow(latent) -> None:
+    """The future's error is the offset at the last observation carried along plus the
+    displacement's error: a shifted copy of the truth is all offset, a path that starts right
+    and drifts is all flow, and the squares add up with the cross term."""
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(3, 8, 2)).cumsum(axis=1)
+    last = np.array([2, 3, 1])  # window of 4 steps, future of 4
+    shifted = truth + np.array([0.3, -0.4])
+    drift = truth + np.linspace(0.0, 1.0, 8)[None, :, None] * (np.arange(8) > 3)[None, :, None]
+    groups = {"all": np.ones(3, bool), "first": np.array([True, False, False]),
+              "none": np.zeros(3, bool)}
+    got = latent.error_decomposition(shifted, truth, last, groups, 4)
+    assert set(got) == {"all", "first"}
+    a = got["all"]
+    assert a["at_last"] == pytest.approx(0.5 / math.sqrt(2))  # |(0.3, -0.4)| = 0.5
+    assert a["future"] == pytest.approx(a["offset"]) and a["flow"] == pytest.approx(0.0)
+    assert a["per_step"] == pytest.approx([0.5 / math.sqrt(2)] * 4)
+    b = latent.error_decomposition(drift, truth, last, groups, 4)["all"]
+    assert b["at_last"] == 0.0 and b["offset"] == 0.0 and b["window_end"] == 0.0
+    assert b["flow"] == pytest.approx(b["future"])
+    assert b["per_step"] == pytest.approx(np.linspace(0.0, 1.0, 8)[4:])
+    mixed = shifted + (drift - truth)
+    m = latent.error_decomposition(mixed, truth, last, groups, 4)["all"]
+    assert m["offset"] ** 2 + m["flow"] ** 2 + 2 * m["cross"] == pytest.approx(m["future"] ** 2)
+
+
+def test_posterior_spread_against_the_error(latent) -> None:
+    """Draws at +-s around a path that is off by e: spread s, error e, ratio s / e; their mean
+    is the path itself."""
+    truth = np.zeros((2, 6, 2))
+    pred = truth + 0.2
+    draws = np.stack([pred + 0.1, pred - 0.1])  # (K=2, B, T, 2): variance 0.01
+    got = latent.posterior_spread(draws, pred, truth, np.array([1, 2]),
+                                  {"all": np.ones(2, bool)}, 3)["all"]
+    for part in ("at_last", "future"):
+        assert got[part]["spread"] == pytest.approx(0.1)
+        assert got[part]["error"] == pytest.approx(0.2)
+        assert got[part]["ratio"] == pytest.approx(0.5)
+        assert got[part]["mean_of_draws"] == pytest.approx(0.2)
+
+
+def test_history_summary_says_whether_the_losses_still_fall(latent) -> None:
+    from latentode.training.history import History
+
+    hist = History(best_epoch=39)
+    for e in range(40):
+        hist.append({"train_loss": 10.0 - 0.1 * e, "val_loss": 5.0, "val_mse": None})
+    got = latent.history_summary(hist, last=10)
+    assert got["epochs"] == 40 and got["best_epoch"] == 40
+    assert got["train_loss_drop"] == pytest.approx(1.0)  # ten epochs of 0.1
+    assert got["val_loss_drop"] == pytest.approx(0.0) and got["train_loss_best"] == 6.1
+    assert math.isnan(got["val_mse_best"]) and got["val_mse_drop"] is None
+    assert latent.history_summary(hist, last=30)["train_loss_drop"] is None
