@@ -566,7 +566,7 @@ class LatentODERegressor(BaseEstimator):
         Motivated by the bundled PhysioNet sample, whose two test stays open with temperatures
         of -17.8 and 2.2 degC that an unbounded ``dynamics_activation="elu"`` field follows
         far (README, "Spirals"). Measured there (the quality suite, seeds 0 to 3, held-out
-        MSE; docs/incoming/robust.md): with ``"elu"`` and ``input_fences=2.0``, 0.219 / 0.245 /
+        MSE; docs/results/spirals.md): with ``"elu"`` and ``input_fences=2.0``, 0.219 / 0.245 /
         0.203 / 0.298 against ELU alone's 0.258 / 0.252 / 0.198 / 0.459 and the defaults'
         0.208 / 0.249 / 0.199 / 0.391 (the rest of seed 0's loss is the same stay, followed
         from the fence at 29.8 degC), forecasts within 2 %; so it stays off by default.
