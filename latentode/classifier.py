@@ -180,6 +180,9 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
     input_fences : float or None, default=None
         Fences of the values the model conditions on (encoder, readout and the head's
         summaries; the likelihood scores the real values), as for the regressor; None: none.
+    calibration_structure : {"validation", "training"}, default="validation"
+        Which series fit the structure of the interval calibration (``classifier="latent"``
+        with ``calibrate``), as for the regressor.
 
     Attributes
     ----------
@@ -334,6 +337,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         forecast_noise: bool = False,
         posterior_time: str = "first",
         input_fences: float | None = None,
+        calibration_structure: str = "validation",
     ) -> None:
         super().__init__(
             latent_dim=latent_dim, encoder=encoder, rec_dim=rec_dim, units=units,
@@ -353,6 +357,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             mtan_ref_points=mtan_ref_points, mtan_embed_dim=mtan_embed_dim,
             dynamics_activation=dynamics_activation, forecast_noise=forecast_noise,
             posterior_time=posterior_time, input_fences=input_fences,
+            calibration_structure=calibration_structure,
         )
         self.classifier = classifier
         self.ce_weight = ce_weight

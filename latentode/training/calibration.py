@@ -42,7 +42,8 @@ from latentode.nn.spread import GAP_KINDS, N_GAP_BUCKETS, GapSpread, observation
 from .objective import drop_observations, split_forecast
 
 __all__ = ["calibrate_spread", "SCALE_GRID", "CRITERIA", "COVERAGE_LEVELS",
-           "FORECAST_FRACTIONS", "HIDE_FRACTIONS", "TAIL_GRID"]
+           "FORECAST_FRACTIONS", "HIDE_FRACTIONS", "TAIL_GRID", "LEVEL_GRID",
+           "MAX_STRUCTURE_SERIES", "CALIBRATION_STRUCTURES"]
 
 #: candidate factors: geometric grid from 1/4 to 8 (ratio about 1.036 between neighbours)
 SCALE_GRID = torch.logspace(math.log10(0.25), math.log10(8.0), 97, dtype=torch.float64)
@@ -64,6 +65,17 @@ TAIL_SEARCH_SAMPLES = 4
 #: a Student-t's factors tried in a cell, relative to the best of the observation model's family:
 #: the steps of SCALE_GRID from about 0.4 to 1.2 times it (heavier tails need a smaller scale)
 TAIL_RATIOS = (SCALE_GRID[1] / SCALE_GRID[0]) ** torch.arange(-26, 6, dtype=torch.float64)
+#: candidate level multipliers of ``calibrate_spread(..., structure=)``: the range of
+#: :data:`SCALE_GRID` four times finer (ratio about 1.009), since a multiplier pooled over the
+#: channels and cells is precise enough to tell its neighbours apart
+LEVEL_GRID = torch.logspace(math.log10(0.25), math.log10(8.0), 385, dtype=torch.float64)
+#: at most this many series of ``calibrate_spread(..., structure=)`` (a random subset) fit the
+#: structure of the factors, so that the calibration time stays bounded on large data
+MAX_STRUCTURE_SERIES = 256
+#: which series fit the structure of the factors in the estimators' calibration
+#: (``calibration_structure``): the validation series (everything on them), or the training
+#: series (``calibrate_spread(..., structure=)``, the level on the validation series)
+CALIBRATION_STRUCTURES = ("validation", "training")
 
 
 class _HeldOut(NamedTuple):
@@ -284,6 +296,120 @@ def _fit_gap_spread(
     spread.factors.copy_(torch.where(enough, cell_rel, kind_rel).to(spread.factors.dtype))
 
 
+def _held_out_rounds(
+    model: nn.Module, batches: list[Batch], kinds: Sequence[str], fractions: tuple[float, ...],
+    rounds: int, n_samples: int, forecast_split: float | None,
+    generator: torch.Generator | None,
+) -> tuple[list[_HeldOut], list[_HeldOut]]:
+    """The held-out values of ``batches`` in ``rounds`` passes of each of ``kinds`` in turn
+    (``"hidden"``: the fractions of :func:`calibrate_spread`; ``"forecast"``: its splits), and
+    the uncalibrated predictive at them: the hidden and the forecast rounds' records."""
+    hidden_rec: list[_HeldOut] = []
+    forecast_rec: list[_HeldOut] = []
+    for kind in kinds:
+        for r in range(int(rounds)):
+            split = (forecast_split if forecast_split is not None
+                     else FORECAST_FRACTIONS[r % len(FORECAST_FRACTIONS)])
+            for batch in batches:
+                if kind == "hidden":
+                    cond = drop_observations(batch, fractions[r % len(fractions)], generator,
+                                             keep_first=True)
+                    rec = _held_out(model, cond, batch, (batch.mask - cond.mask) > 0,
+                                    n_samples, generator)
+                else:
+                    cond, query = split_forecast(batch, split)
+                    rec = _held_out(model, cond, query, query.mask > 0, n_samples, generator)
+                if rec is not None:
+                    (hidden_rec if kind == "hidden" else forecast_rec).append(rec)
+    return hidden_rec, forecast_rec
+
+
+def _fit_factors(
+    model: nn.Module, spread: GapSpread | None, hidden_rec: list[_HeldOut],
+    forecast_rec: list[_HeldOut], forecast_split: float | None, criterion: str,
+    obs: ObservationModel, min_values: int, min_tail_values: int | None,
+) -> None:
+    """Fit ``model.spread_scale`` on the records of the primary kind (the hidden values, or
+    with ``forecast_split`` the forecasts), then ``spread`` (when given; else the model's gap
+    spread is reset) on all of them (:func:`_fit_gap_spread`)."""
+    n_ch = model.spread_scale.shape[0]
+    primary = hidden_rec if forecast_split is None else forecast_rec
+    [(best, count, _)] = _best_factors(primary, [([r.channel for r in primary], n_ch)],
+                                       criterion, obs)
+    scale = torch.where(count >= min_values, best, torch.ones_like(best))
+    model.spread_scale.copy_(scale.to(model.spread_scale.dtype))
+    if spread is not None:
+        _fit_gap_spread(spread, hidden_rec + forecast_rec, scale, criterion, obs, min_values,
+                        min_tail_values)
+    elif hasattr(model, "gap_spread"):
+        model.gap_spread.reset()
+
+
+def _structure_series(batches: Iterable[Batch], max_series: int,
+                      generator: torch.Generator | None, device: torch.device) -> list[Batch]:
+    """At most ``max_series`` series of ``batches`` (all of them when there are no more; else a
+    uniformly random subset drawn from ``generator``, in their order), moved to ``device``."""
+    batches = list(batches)
+    n = sum(b.batch_size for b in batches)
+    keep = torch.ones(n, dtype=torch.bool)
+    if n > max_series:
+        where = generator.device if generator is not None else "cpu"
+        keep.zero_()
+        keep[torch.randperm(n, generator=generator, device=where)[:max_series].cpu()] = True
+    out, start = [], 0
+    for b in batches:
+        rows = torch.nonzero(keep[start:start + b.batch_size]).squeeze(1).to(b.times.device)
+        start += b.batch_size
+        if len(rows):
+            out.append(Batch(b.times[rows], b.values[rows], b.mask[rows], b.lengths[rows],
+                             **b.per_series(rows)).to(device))
+    return out
+
+
+def _fit_level(
+    model: nn.Module, spread: GapSpread | None, records: list[_HeldOut],
+    forecast_split: float | None, criterion: str, obs: ObservationModel, min_values: int,
+) -> torch.Tensor:
+    """Multiply the fitted factors by pooled level multipliers fitted on ``records``; return
+    them, ``(2,)``: of the values inside the conditioning window and of the forecasts.
+
+    Each value is scored at its calibrated factor (``model.spread_scale`` of its channel times,
+    with ``spread``, the gap factor of its cell, under its calibrated tails) times a multiplier
+    of :data:`LEVEL_GRID`, chosen by ``criterion`` over all the values of a kind (with
+    ``spread``; a kind with fewer than ``min_values`` values takes the multiplier of all the
+    values together) or over all the values (without; the model then has one factor per
+    channel for every query); 1 with fewer than ``min_values`` values in all. The channel's
+    factor takes the multiplier of the primary kind (the values inside the window, or with
+    ``forecast_split`` the forecasts), and the gap factors of each kind the ratio of theirs to
+    it, so that every value the model did not condition on gets its kind's multiplier.
+    """
+    scale_buf = model.spread_scale
+    scale = scale_buf.double()
+    kinds = len(GAP_KINDS)
+    if spread is not None:
+        table = spread.factors.double().reshape(spread.n_cells, -1)  # (cells, C)
+        base = [scale[r.channel] * table[spread.cells(r.gap, r.beyond), r.channel]
+                for r in records]
+        tails = ([spread.tails(r.gap, r.beyond, r.channel).double() for r in records]
+                 if spread.has_tails() else None)
+    else:
+        base, tails = [scale[r.channel] for r in records], None
+    by_kind = ([r.beyond.long() for r in records], kinds)
+    pooled = ([torch.zeros_like(r.channel) for r in records], 1)
+    [(per_kind, count_kind, _), (overall, count, _)] = _best_factors(
+        records, [by_kind, pooled], criterion, obs, tails, LEVEL_GRID, base=base)
+    one = torch.where(count >= min_values, overall, torch.ones_like(overall))
+    level = (torch.where(count_kind >= min_values, per_kind, one) if spread is not None
+             else one.expand(kinds))
+    primary = level[0 if forecast_split is None else 1]
+    scale_buf.copy_((scale * primary).to(scale_buf.dtype))
+    if spread is not None:
+        ratio = (level / primary).view(kinds, 1, 1)
+        spread.factors.copy_((spread.factors.double() * ratio).to(spread.factors.dtype))
+    return level
+
+
+
 @torch.no_grad()
 def calibrate_spread(
     model: nn.Module,
@@ -299,6 +425,8 @@ def calibrate_spread(
     by_gap: bool = True,
     by_tail: bool = True,
     min_tail_values: int = 100,
+    structure: Iterable[Batch] | None = None,
+    max_structure_series: int = MAX_STRUCTURE_SERIES,
 ) -> torch.Tensor:
     """Fit ``model.spread_scale`` per channel on held-out values of ``batches``; return it.
 
@@ -392,6 +520,23 @@ def calibrate_spread(
         observation model's family everywhere (as before they existed).
     min_tail_values : int
         Minimum number of held-out values of a kind and channel for its tails to be fitted.
+    structure : iterable of Batch, optional
+        Series that fit the structure of the factors instead (the model's training series;
+        on any device, moved to the model's): everything above (``spread_scale``, the gap
+        factors, their edges and tails) is fitted on the held-out values of at most
+        ``max_structure_series`` of them (a random subset, drawn first from ``generator``),
+        and ``batches`` then fit only the level: per kind of query (inside the conditioning
+        window, or a forecast; one for all without the gap factors), one multiplier of
+        :data:`LEVEL_GRID` on top of the fitted factors, by the same criterion over all its
+        channels and cells (a kind with fewer than ``min_values`` values takes the multiplier
+        of all of them). Many training series make the relative factors (channel to channel,
+        gap cells, tails) precise; but the model has seen them, so their errors are too small
+        by some ratio, which a few pooled multipliers fitted on the validation series measure
+        far less noisily than one factor per channel. None (default): ``batches`` fit
+        everything.
+    max_structure_series : int
+        At most this many series of ``structure`` are used (:data:`MAX_STRUCTURE_SERIES`), so
+        that the calibration time stays bounded on large data.
 
     Returns
     -------
@@ -407,6 +552,8 @@ def calibrate_spread(
     if not fractions or not all(0.0 <= f < 1.0 for f in fractions):
         raise ValueError(f"fraction must lie in [0, 1) (or be a non-empty sequence of such), "
                          f"got {fraction!r}.")
+    if max_structure_series < 1:
+        raise ValueError(f"max_structure_series must be >= 1, got {max_structure_series}.")
     batches = list(batches)
     scale_buf = model.spread_scale
     n_ch = scale_buf.shape[0]
@@ -415,40 +562,28 @@ def calibrate_spread(
     if obs is None:
         obs = GaussianObservation(n_ch, obs_std=1.0)
     spread: GapSpread | None = getattr(model, "gap_spread", None) if by_gap else None
-    hidden_rec: list[_HeldOut] = []
-    forecast_rec: list[_HeldOut] = []
+    # the rounds of spread_scale first, so that it draws what it drew before gap_spread
+    kinds = ["hidden", "forecast"] if forecast_split is None else ["forecast", "hidden"]
+    kinds = kinds if spread is not None else kinds[:1]
+    rounds_of = (kinds, fractions, int(rounds), n_samples, forecast_split, generator)
+    structure_rec: tuple[list[_HeldOut], list[_HeldOut]] | None = None
     was_training = model.training
     model.eval()
     try:
-        # the rounds of spread_scale first, so that it draws what it drew before gap_spread
-        kinds = ["hidden", "forecast"] if forecast_split is None else ["forecast", "hidden"]
-        for kind in kinds if spread is not None else kinds[:1]:
-            for r in range(int(rounds)):
-                split = (forecast_split if forecast_split is not None
-                         else FORECAST_FRACTIONS[r % len(FORECAST_FRACTIONS)])
-                for batch in batches:
-                    if kind == "hidden":
-                        cond = drop_observations(batch, fractions[r % len(fractions)],
-                                                 generator,
-                                                 keep_first=True)
-                        rec = _held_out(model, cond, batch, (batch.mask - cond.mask) > 0,
-                                        n_samples, generator)
-                    else:
-                        cond, query = split_forecast(batch, split)
-                        rec = _held_out(model, cond, query, query.mask > 0, n_samples,
-                                        generator)
-                    if rec is not None:
-                        (hidden_rec if kind == "hidden" else forecast_rec).append(rec)
+        if structure is not None:
+            series = _structure_series(structure, int(max_structure_series), generator,
+                                       scale_buf.device)
+            structure_rec = _held_out_rounds(model, series, *rounds_of)
+        hidden_rec, forecast_rec = _held_out_rounds(model, batches, *rounds_of)
     finally:
         model.train(was_training)
-    primary = hidden_rec if forecast_split is None else forecast_rec
-    [(best, count, _)] = _best_factors(primary, [([r.channel for r in primary], n_ch)],
-                                       criterion, obs)
-    scale = torch.where(count >= min_values, best, torch.ones_like(best))
-    scale_buf.copy_(scale.to(scale_buf.dtype))
-    if spread is not None:
-        _fit_gap_spread(spread, hidden_rec + forecast_rec, scale, criterion, obs, min_values,
-                        int(min_tail_values) if by_tail else None)
-    elif hasattr(model, "gap_spread"):
-        model.gap_spread.reset()
+    tail_values = int(min_tail_values) if by_tail else None
+    if structure_rec is None:
+        _fit_factors(model, spread, hidden_rec, forecast_rec, forecast_split, criterion, obs,
+                     min_values, tail_values)
+    else:
+        _fit_factors(model, spread, *structure_rec, forecast_split, criterion, obs, min_values,
+                     tail_values)
+        _fit_level(model, spread, hidden_rec + forecast_rec, forecast_split, criterion, obs,
+                   min_values)
     return scale_buf.clone()

@@ -1,0 +1,147 @@
+"""Calibration structure from the training series, level from the validation series
+(:func:`latentode.training.calibrate_spread` with ``structure=``; the estimators'
+``calibration_structure``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_calibration import TINY, _coverages, _frame, _NearestModel, _walk_batches
+
+from latentode import LatentODEClassifier, LatentODERegressor
+from latentode.training import calibrate_spread
+from latentode.training.calibration import LEVEL_GRID, _structure_series
+
+
+def _scaled(batches, factor):
+    """The same series with every value times ``factor`` (errors of the nearest-observation
+    model times ``factor``: what a model that has seen the series would do better)."""
+    from latentode.data.batch import Batch
+
+    return [Batch(b.times, b.values * factor, b.mask, b.lengths) for b in batches]
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_structure_from_series_with_half_the_errors_gets_the_validation_level():
+    """Training series whose errors are exactly half the validation's (the same random walks,
+    values halved): their factors alone give intervals half as wide as needed (50 % intervals
+    cover about 26 %); with the level from 100 validation series every kind's multiplier is
+    2 (the grid's step 0.9 %, within 4 %), the factors are exactly the training series' own
+    times it, and the intervals of 400 new series are within 3 points of nominal, as the
+    validation series' own calibration gives (measured: multipliers 1.97 / 2.01; coverage
+    50.6 / 89.4 hidden, 50.2 / 89.4 forecasts, against 27.5 / 59.6 and 26.7 / 58.4 with the
+    training series' factors alone and 50.3 / 89.7, 49.9 / 89.1 with the validation's)."""
+    train = _scaled(_walk_batches(200, seed=1), 0.5)
+    val, test = _walk_batches(100, seed=4), _walk_batches(400, seed=2)
+    alone = _NearestModel(1)
+    calibrate_spread(alone, train, n_samples=2, generator=torch.Generator().manual_seed(0))
+    narrow = _coverages(alone, test, seed=3)
+    assert narrow["interp 50"] < 35 and narrow["extrap 90"] < 70, narrow
+    model = _NearestModel(1)
+    calibrate_spread(model, val, n_samples=2, generator=torch.Generator().manual_seed(0),
+                     structure=train)
+    level = model.spread_scale / alone.spread_scale
+    np.testing.assert_allclose(level.item(), 2.0, rtol=0.04)
+    ratio = model.gap_spread.factors / alone.gap_spread.factors  # (kinds, buckets, C)
+    forecast_level = level * ratio[1, 0]
+    np.testing.assert_allclose(forecast_level.item(), 2.0, rtol=0.04)
+    torch.testing.assert_close(ratio[0], torch.ones_like(ratio[0]))  # hidden: the channel's
+    torch.testing.assert_close(ratio[1], ratio[1, :1].expand_as(ratio[1]))  # one per kind
+    assert torch.equal(model.gap_spread.edges, alone.gap_spread.edges)
+    for key, value in _coverages(model, test, seed=3).items():
+        assert abs(value - float(key.split()[1])) <= 3.0, (key, value)
+
+
+def test_structure_without_gap_factors_takes_one_pooled_multiplier():
+    """Without the gap factors, one multiplier for every value (a value of LEVEL_GRID)."""
+    train = _scaled(_walk_batches(200, seed=1), 0.5)
+    val = _walk_batches(100, seed=4)
+    alone, model = _NearestModel(1), _NearestModel(1)
+    calibrate_spread(alone, train, by_gap=False, n_samples=2,
+                     generator=torch.Generator().manual_seed(0))
+    calibrate_spread(model, val, by_gap=False, n_samples=2,
+                     generator=torch.Generator().manual_seed(0), structure=train)
+    assert model.gap_spread.is_identity()
+    level = (model.spread_scale / alone.spread_scale).item()
+    assert level == pytest.approx(2.0, rel=0.04)
+    assert torch.isclose(LEVEL_GRID, torch.tensor(level, dtype=torch.float64),
+                         rtol=1e-6).any()
+
+
+def test_structure_series_are_a_bounded_seeded_subset():
+    batches = _walk_batches(200, seed=1)
+    every = torch.cat([b.values for b in batches])  # (200, 30, 1)
+    device = torch.device("cpu")
+    sub = _structure_series(batches, 30, torch.Generator().manual_seed(0), device)
+    again = _structure_series(batches, 30, torch.Generator().manual_seed(0), device)
+    other = _structure_series(batches, 30, torch.Generator().manual_seed(1), device)
+    picked = torch.cat([b.values for b in sub])
+    assert picked.shape == (30, 30, 1)
+    # distinct series of the input, in their order
+    rows = [int(torch.nonzero((every == row).all(-1).all(-1))[0]) for row in picked]
+    assert len(set(rows)) == 30 and rows == sorted(rows)
+    assert torch.equal(picked, torch.cat([b.values for b in again]))
+    assert not torch.equal(picked, torch.cat([b.values for b in other]))
+    whole = _structure_series(batches, 200, None, device)  # no more than the bound: all
+    assert torch.equal(torch.cat([b.values for b in whole]), every)
+
+
+class _CountingModel(_NearestModel):
+    """Records the number of series of each prediction."""
+
+    def __init__(self, n_channels):
+        super().__init__(n_channels)
+        self.sizes = []
+
+    def predict(self, cond, *args, **kwargs):
+        self.sizes.append(cond.values.shape[0])
+        return super().predict(cond, *args, **kwargs)
+
+
+def test_structure_bound_and_seeded_reproducibility_of_the_factors():
+    train = _scaled(_walk_batches(200, seed=1), 0.5)
+    val = _walk_batches(20, seed=4)
+    model = _CountingModel(1)
+    calibrate_spread(model, val, n_samples=2, rounds=1, structure=train,
+                     max_structure_series=40, generator=torch.Generator().manual_seed(0))
+    # one hidden and one forecast round over the 40 structure series, then over the 20
+    assert sum(model.sizes) == 2 * 40 + 2 * 20
+    states = []
+    for _ in range(2):
+        m = _NearestModel(1)
+        calibrate_spread(m, val, n_samples=2, structure=train, max_structure_series=40,
+                         generator=torch.Generator().manual_seed(5))
+        states.append(_state(m))
+    for key in states[0]:
+        assert torch.equal(states[0][key], states[1][key]), key
+    with pytest.raises(ValueError, match="max_structure_series"):
+        calibrate_spread(_NearestModel(1), val, structure=train, max_structure_series=0)
+
+
+@pytest.mark.parametrize("cls", [LatentODERegressor, LatentODEClassifier])
+def test_estimator_calibration_structure_changes_the_spread_not_the_means(cls):
+    df = _frame(n_series=30)
+    kw = dict(TINY, validation_fraction=0.3)
+    fit_kw = {}
+    if cls is LatentODEClassifier:
+        fit_kw = {"y": (df.groupby("id")["x"].first() > 0).astype(int)}
+    default = cls(**kw).fit(df, **fit_kw)
+    explicit = cls(**kw, calibration_structure="validation").fit(df, **fit_kw)
+    train = cls(**kw, calibration_structure="training").fit(df, **fit_kw)
+    again = cls(**kw, calibration_structure="training").fit(df, **fit_kw)
+    for name, buf in default.model_.state_dict().items():
+        assert torch.equal(buf, explicit.model_.state_dict()[name]), name
+    for name, buf in train.model_.state_dict().items():
+        assert torch.equal(buf, again.model_.state_dict()[name]), name
+    assert not torch.equal(train.model_.spread_scale, default.model_.spread_scale)
+    # calibration leaves the weights, hence the point predictions, alone
+    for name, p in default.model_.named_parameters():
+        assert torch.equal(p, train.model_.get_parameter(name)), name
+    if cls is LatentODERegressor:
+        np.testing.assert_array_equal(default.predict(df)["x"], train.predict(df)["x"])
+    with pytest.raises(ValueError, match="calibration_structure"):
+        cls(**kw, calibration_structure="both").fit(df, **fit_kw)
