@@ -18,6 +18,9 @@ last observation carried forward) and the published figures.
 (values parsed as Python literals); everything else stays at the estimator's defaults, except
 ``max_epochs`` (``--epochs``), ``random_state`` and ``verbose``. ``--rnn-param name=value``
 sets a ``GapRNNForecaster`` parameter over ``RNN_DEFAULTS``; ``--no-rnn`` drops that column.
+``--then EPOCHS --then-param name=value`` continues the fit for ``EPOCHS`` more epochs with
+``warm_start=True`` and those settings (a learning rate that is constant, then decays:
+``--epochs 300 --then 100 --then-param lr_decay=0.977``).
 """
 
 from __future__ import annotations
@@ -147,8 +150,15 @@ def tune_rnn(train: pd.DataFrame, base: dict[str, Any], seed: int) -> tuple[dict
 
 
 def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any],
-        rnn_params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One row of the table: the latent ODE (unless ``--rnn-only``), the RNN and LOCF."""
+        rnn_params: dict[str, Any] | None = None,
+        then_params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One row of the table: the latent ODE (unless ``--rnn-only``), the RNN and LOCF.
+
+    With ``args.then`` (``--then EPOCHS``) the fitted estimator trains that many more epochs
+    (``warm_start=True``: a fresh optimiser, no KL warm-up) with ``then_params`` set over
+    ``params``; ``fit_s`` covers both legs, the history runs on across them.
+    """
+    then_params = then_params or {}
     import torch
 
     from latentode import LatentODERegressor
@@ -195,6 +205,11 @@ def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any],
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         est.fit(train, time_col="t", id_col="id")
+    if args.then:  # a second leg: the schedule changes once, late (e.g. constant, then decay)
+        est.set_params(warm_start=True, max_epochs=args.then, kl_warmup=None, **then_params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            est.fit(train, time_col="t", id_col="id")
     fit_s = time.perf_counter() - start
     query = pd.concat([test_obs, test_fut.assign(x=np.nan, y=np.nan)], ignore_index=True)
     pred = est.predict(query)
@@ -217,7 +232,9 @@ def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any],
         "fit_s": fit_s, "epochs": hist.n_epochs, "best_epoch": hist.best_epoch,
         "stopped": hist.stopped_reason, "threads": torch.get_num_threads(),
         "params": {**{k: v for k, v in est.get_params().items() if k in params},
-                   **({"dynamics_init": "torch"} if args.dynamics_init == "torch" else {})},
+                   **({"dynamics_init": "torch"} if args.dynamics_init == "torch" else {}),
+                   **({"then": {"epochs": args.then, **then_params}} if args.then else {})},
+        "lr_by_epoch": [r.get("lr") for r in hist.records],
     })
     return result
 
@@ -385,6 +402,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--diagnose", action="store_true",
                     help="also print the in-window RMSE, the RMSE per tenth of the future and "
                     "the predicted path's speed against the true one")
+    ap.add_argument("--then", type=int, default=0, metavar="EPOCHS",
+                    help="experiment: after the --epochs fit, train EPOCHS more epochs "
+                    "(warm_start=True: a fresh optimiser at lr, no KL warm-up) with the "
+                    "--then-param settings, e.g. --then 100 --then-param lr_decay=0.977: a "
+                    "constant learning rate, then a decay over the last EPOCHS")
+    ap.add_argument("--then-param", action="append", default=[], metavar="NAME=VALUE",
+                    help="an estimator setting (repeatable) for the --then leg")
     ap.add_argument("--verbose", type=int, default=0)
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("--save", default=None, metavar="PATH",
@@ -396,12 +420,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.rnn_only and not args.rnn:
         ap.error("--rnn-only and --no-rnn leave nothing but LOCF to run")
     params, rnn_params = parse_params(args.param), parse_params(args.rnn_param)
+    then_params = parse_params(args.then_param)
+    if then_params and not args.then:
+        ap.error("--then-param sets the --then leg's settings: give --then EPOCHS")
     results = []
     print("| observed | latent ODE RMSE | covered futures | RNN | LOCF | paper RNN "
           "| paper latent ODE | fit s | RNN fit s | epochs (best) | settings |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in args.observed:
-        r = run(n, args, params, rnn_params)
+        r = run(n, args, params, rnn_params, then_params)
         results.append(r)
         epochs = "-" if r["rmse"] is None else f"{r['epochs']} ({r['best_epoch'] + 1})"
         fit_s = "-" if r["rmse"] is None else f"{r['fit_s']:.0f}"

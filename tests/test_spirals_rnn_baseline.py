@@ -226,6 +226,26 @@ def test_benchmark_diagnosis_of_the_latent_ode(bench, capsys, tmp_path,
     assert all(v > 0 for v in row["speed_ratio"])
 
 
+def test_benchmark_then_leg_continues_with_its_own_schedule(bench, capsys) -> None:
+    """``--then``: the fit continues (warm start) with the leg's settings; the learning rate
+    is constant over ``--epochs``, then restarts at ``lr`` and decays by ``lr_decay``."""
+    tiny = ["--no-rnn", "--observed", "10", "--n-spirals", "12", "--n-train", "8",
+            "--model-seed", "5", "--param", "latent_dim=2", "--param", "units=4",
+            "--param", "rec_dim=4", "--param", "n_layers=1", "--param", "gru_units=4",
+            "--param", "early_stopping=False"]
+    (row,) = bench.main([*tiny, "--epochs", "2", "--then", "3", "--then-param",
+                         "lr_decay=0.5"])
+    assert row["epochs"] == 5 and 0 <= row["best_epoch"] < 5
+    assert row["lr_by_epoch"] == pytest.approx([0.01, 0.01, 0.01, 0.005, 0.0025])
+    assert row["params"]["then"] == {"epochs": 3, "lr_decay": 0.5}
+    (plain,) = bench.main([*tiny, "--epochs", "2"])
+    assert plain["epochs"] == 2 and plain["lr_by_epoch"] == pytest.approx([0.01, 0.01])
+    assert "then" not in plain["params"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        bench.main([*tiny, "--then-param", "lr_decay=0.5"])
+
+
 def test_future_geometry_measures_radius_and_angle(bench) -> None:
     """Ratios of a prediction's radius and angle to the truth's: 1 for the truth itself, 0
     radius growth for a circle, half the angle for half the angular speed."""
