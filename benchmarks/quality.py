@@ -39,6 +39,11 @@ Usage::
     OMP_NUM_THREADS=1 python benchmarks/quality.py --epochs 100 --threads 1 --out q.json
     python benchmarks/quality.py --datasets ou walk --epochs 300 --breakdown
     python benchmarks/quality.py --param readout=latent --seed 1
+    python benchmarks/quality.py --point-rules posterior_mean predictive_mean --seed 1
+
+``--point-rules`` scores each point-prediction rule (``point_prediction``) on the same fit: the
+model is fitted once, then switched with ``set_params`` before each rule's predictions (same
+hidden values, same baselines); one table per rule.
 """
 
 from __future__ import annotations
@@ -294,24 +299,34 @@ def run_case(name: str, args: argparse.Namespace) -> dict[str, Any]:
         warnings.simplefilter("ignore", RuntimeWarning)  # "series without values" notes
         est.fit(train, time_col="t", id_col="id")
     fit_s = time.perf_counter() - start
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        tasks = score_tasks(est, test, case, cols, loc, scale, hide=args.hide, seed=args.seed,
-                            bins=args.bins)
+    rules = args.point_rules or [est.point_prediction]
+    by_rule: dict[str, dict[str, Any]] = {}
+    predict_s: dict[str, float] = {}
+    for rule in rules:  # the same fit under each point rule
+        est.set_params(point_prediction=rule)
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            by_rule[rule] = score_tasks(est, test, case, cols, loc, scale, hide=args.hide,
+                                        seed=args.seed, bins=args.bins)
+        predict_s[rule] = time.perf_counter() - start
+    tasks = by_rule[rules[0]]
     h = est.history_
     return {"description": case.description, "columns": cols, "loc": loc.to_dict(),
             "scale": scale.to_dict(),
             "n_train": int(train["id"].nunique()), "n_test": int(test["id"].nunique()),
             "fit_s": fit_s, "epochs": h.n_epochs, "best_epoch": h.best_epoch + 1,
-            "stopped": h.stopped_reason, "tasks": tasks}
+            "stopped": h.stopped_reason, "tasks": tasks, "point_rules": by_rule,
+            "predict_s": predict_s}
 
 
 def _f(v: float) -> str:
     return f"{v:.3f}" if v >= 0.01 else f"{v:.4f}"
 
 
-def markdown(results: dict[str, dict[str, Any]]) -> str:
-    """One row per data set: each task's MSEs, the ratio model / best baseline, training."""
+def markdown(results: dict[str, dict[str, Any]], rule: str | None = None) -> str:
+    """One row per data set: each task's MSEs, the ratio model / best baseline, training
+    (``rule``: the tasks scored under that point rule, ``--point-rules``)."""
     head = ["data set"]
     for task, methods in METHODS.items():
         head += [f"{task}: {m}" for m in methods] + [f"{task}: ratio", f"{task}: oracle"]
@@ -319,14 +334,15 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name, r in results.items():
         cells = [name]
+        scored = r["tasks"] if rule is None else r["point_rules"][rule]
         for task, methods in METHODS.items():
-            t = r["tasks"][task]
+            t = scored[task]
             for m in methods:
                 v = _f(t["mse"][m])
                 cells.append(f"**{v}**" if m == "model" and t["ratio"] < 1 else v)
             cells.append(f"{t['ratio']:.2f}")
             cells.append("-" if t["oracle"] is None else _f(t["oracle"]))
-        rev = r["tasks"]["forecast"]["reversion"]
+        rev = scored["forecast"]["reversion"]
         cells += [f"{rev['model']:.2f} ({rev['data']:.2f})",
                   f"{r['epochs']} ({r['best_epoch']})", f"{r['fit_s']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -380,6 +396,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     ap.add_argument("--breakdown", action="store_true", help="print the diagnosis per data set")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     ap.add_argument("--verbose", type=int, default=0)
+    ap.add_argument("--point-rules", nargs="+", default=None, metavar="RULE",
+                    choices=("posterior_mean", "predictive_mean"),
+                    help="score these point_prediction rules on the same fit (one table each)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
     import torch
@@ -408,7 +427,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
           f"of the forecasts toward the training mean (0: LOCF, 1: the mean), the model's and "
           f"(in brackets) the true values'; total "
           f"{time.perf_counter() - start:.0f} s\n")
-    print(markdown(results))
+    if args.point_rules:
+        for rule in args.point_rules:
+            seconds = sum(r["predict_s"][rule] for r in results.values())
+            print(f"\npoint_prediction={rule!r} (predict and score, all data sets: "
+                  f"{seconds:.0f} s)\n")
+            print(markdown(results, rule))
+    else:
+        print(markdown(results))
     if args.breakdown:
         for name, r in results.items():
             print("\n" + diagnosis(name, r))

@@ -59,6 +59,7 @@ def predict_packed(
     *,
     n_samples: int = 1,
     use_mean: bool = True,
+    point: str | None = None,
     generator: torch.Generator | None = None,
     max_steps: int | None = None,
 ) -> PackedPrediction:
@@ -79,6 +80,12 @@ def predict_packed(
         Trajectory samples ``S`` (posterior samples of ``z_t0``).
     use_mean : bool, default=True
         With ``n_samples == 1``, decode the posterior mean of ``z_t0`` (deterministic).
+    point : {"posterior_mean", "predictive_mean"}, optional
+        Return one point prediction per query instead of samples
+        (:meth:`~latentode.nn.LatentODE.predict_point` with this rule; ``n_samples`` is then
+        the number of posterior samples ``"predictive_mean"`` averages, and ``use_mean`` is
+        ignored): ``mean`` is ``(1, P, C)``, ``obs_std`` uncalibrated, no ``gap_factor`` or
+        ``tail_df``.
     generator : torch.Generator, optional
         Source of the sampling noise, drawn from batch after batch.
     max_steps : int, optional
@@ -110,20 +117,23 @@ def predict_packed(
     try:
         with torch.no_grad():
             obs_std = model.obs_std  # overwritten by the predictions' (calibrated) one
-            if n_samples > 1:
+            if n_samples > 1 and point is None:
                 obs_std = obs_std * model.spread_scale
             lo = 0
             for cond in batches:
                 b = cond.batch_size
                 lengths = lengths_all[lo:lo + b]
                 width = max(int(lengths.max()), 1)
+                times = torch.as_tensor(query_times[lo:lo + b, :width], dtype=dtype,
+                                        device=device)
+                n_valid = torch.as_tensor(lengths, device=device)
                 try:
-                    pred = model.predict(
-                        cond, torch.as_tensor(query_times[lo:lo + b, :width], dtype=dtype,
-                                              device=device),
-                        torch.as_tensor(lengths, device=device),
-                        n_samples=n_samples, generator=generator, use_mean=use_mean,
-                    )
+                    if point is None:
+                        pred = model.predict(cond, times, n_valid, n_samples=n_samples,
+                                             generator=generator, use_mean=use_mean)
+                    else:
+                        pred = model.predict_point(cond, times, n_valid, point=point,
+                                                   n_samples=n_samples, generator=generator)
                 except ODESolveError as err:  # the solve flattens (samples, series)
                     raise ODESolveError(str(err), series=lo + err.series % b, time=err.time,
                                         reason=err.reason) from err
@@ -140,7 +150,7 @@ def predict_packed(
     finally:
         model.max_steps = before
     n_channels = int(model.n_channels)
-    empty = np.zeros((int(n_samples), 0, n_channels),
+    empty = np.zeros((1 if point is not None else int(n_samples), 0, n_channels),
                      dtype=torch.empty((), dtype=dtype).numpy().dtype)
     mean = np.concatenate(means, axis=1) if means else empty
     intensity = None

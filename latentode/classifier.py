@@ -183,6 +183,9 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
     calibration_structure : {"validation", "training"}, default="validation"
         Which series fit the structure of the interval calibration (``classifier="latent"``
         with ``calibrate``), as for the regressor.
+    point_prediction : {"posterior_mean", "predictive_mean"}, default="posterior_mean"
+        The point prediction of :meth:`extrapolate` and :meth:`predict_intensity`
+        (``classifier="latent"``), as for the regressor; the class probabilities do not use it.
 
     Attributes
     ----------
@@ -338,6 +341,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         posterior_time: str = "first",
         input_fences: float | None = None,
         calibration_structure: str = "validation",
+        point_prediction: str = "posterior_mean",
     ) -> None:
         super().__init__(
             latent_dim=latent_dim, encoder=encoder, rec_dim=rec_dim, units=units,
@@ -357,7 +361,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             mtan_ref_points=mtan_ref_points, mtan_embed_dim=mtan_embed_dim,
             dynamics_activation=dynamics_activation, forecast_noise=forecast_noise,
             posterior_time=posterior_time, input_fences=input_fences,
-            calibration_structure=calibration_structure,
+            calibration_structure=calibration_structure, point_prediction=point_prediction,
         )
         self.classifier = classifier
         self.ce_weight = ce_weight
