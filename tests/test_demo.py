@@ -48,3 +48,26 @@ def test_demo_passes_dynamics_activation_and_likelihood(tmp_path, monkeypatch):
             demo.main(["--out", str(tmp_path / "f.png"), "--verbose", "0", *flags])
         assert (seen["dynamics_activation"], seen["likelihood"], seen["readout_sides"],
                 seen["forecast_noise"]) == expected
+
+
+def test_demo_scores_both_point_rules_of_one_fit(tmp_path, capsys, monkeypatch):
+    from latentode import LatentODERegressor
+
+    fits = []
+    fit = LatentODERegressor.fit
+
+    def counting_fit(self, *args, **kwargs):
+        fits.append(1)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LatentODERegressor, "fit", counting_fit)
+    scores = demo.main(["--epochs", "1", "--out", str(tmp_path / "f.png"), "--verbose", "0",
+                        "--point-rules", "posterior_mean", "predictive_mean"])
+    assert fits == [1]
+    rows = {"Latent ODE (posterior_mean)", "Latent ODE (predictive_mean)"}
+    assert rows <= set(scores["interpolation"]) and rows <= set(scores["extrapolation"])
+    for task in scores.values():
+        a, b = task["Latent ODE (posterior_mean)"], task["Latent ODE (predictive_mean)"]
+        assert math.isfinite(a) and math.isfinite(b) and a != b
+    printed = capsys.readouterr().out
+    assert "point_prediction='predictive_mean': predict" in printed

@@ -136,3 +136,27 @@ def test_oracle_knows_the_process(bench) -> None:
     fc = bench.oracle(walk, df[early], df[fut], ["x0"])
     assert fc.groupby("id")["x0"].nunique().eq(1).all()
     assert bench.oracle(bench.SUITE["periodic"], df[early], df[fut], ["x0"]) is None
+
+
+def test_point_rules_score_the_same_fit(bench) -> None:
+    """``--point-rules``: one fit, each rule's predictions on the same entries, the baselines
+    identical; the model's MSEs are those of its own predictions."""
+    buf = io.StringIO()
+    with torch_threads(torch.get_num_threads()), contextlib.redirect_stdout(buf):
+        res = bench.main(["--datasets", "ou", "--epochs", "1", "--n-series", "24",
+                          "--point-rules", "posterior_mean", "predictive_mean", *TINY])
+    text, r = buf.getvalue(), res["ou"]
+    assert "point_prediction='posterior_mean'" in text
+    assert "point_prediction='predictive_mean'" in text
+    assert sum(line.startswith("| ou |") for line in text.splitlines()) == 2
+    path, pm = r["point_rules"]["posterior_mean"], r["point_rules"]["predictive_mean"]
+    assert r["tasks"] is path and set(r["predict_s"]) == {"posterior_mean", "predictive_mean"}
+    for task in ("held-out", "forecast"):
+        a, b = path[task], pm[task]
+        np.testing.assert_array_equal(a["_mask"], b["_mask"])
+        for m in bench.METHODS[task][1:]:  # the baselines do not depend on the rule
+            assert a["mse"][m] == b["mse"][m]
+        assert a["mse"]["model"] != b["mse"]["model"]
+        assert b["mse"]["model"] == pytest.approx(mse(
+            b["_truth"], b["_pred"]["model"], b["_mask"], columns=r["columns"], loc=r["loc"],
+            scale=r["scale"]), rel=1e-12)
