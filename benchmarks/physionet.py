@@ -126,7 +126,7 @@ QUANTIZATION = 0.016
 CUTOFF_H = 24.0
 MODEL_KEYS = ("encoder", "gradient", "poisson_process", "obs_weighting", "forecast_split",
               "obs_dropout", "obs_std", "lr_decay", "latent_dim", "readout", "readout_aux",
-              "readout_reach", "forecast_share", "forecast_range")
+              "readout_reach", "forecast_share", "forecast_range", "point_prediction")
 GAP_EDGES_H = (0.5, 1.1, 3.0, 8.0)  # --breakdown: gap buckets (h); vitals come about hourly
 BREAKDOWN_TOP = 10  # --breakdown: channels shown, by their share of the model's excess
 CLASSIFIER_SCORINGS = ("log_loss", "roc_auc", "loss")  # --scoring: LatentODEClassifier's
@@ -742,6 +742,7 @@ def build_estimator(args: argparse.Namespace) -> Any:
         likelihood=getattr(args, "likelihood", "gaussian"),
         posterior_time=getattr(args, "posterior_time", "first"),
         input_fences=getattr(args, "input_fences", None),
+        point_prediction=getattr(args, "point_prediction", None) or "posterior_mean",
     )
 
 
@@ -799,6 +800,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         trained_s = float(sum(r["seconds"] for r in est.history_.records))
     else:
         est, trained_s = build_estimator(args), 0.0
+    if getattr(args, "point_prediction", None):  # a saved model predicts under the rule asked
+        est.set_params(point_prediction=args.point_prediction)
     if args.load:
         fit_s = trained_s
         print(f"loaded {args.load} (trained {est.history_.n_epochs} epoch(s) in {fit_s:.0f} s)",
@@ -1438,6 +1441,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--verbose", type=int, default=1)
     parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--point-prediction", default=None,
+                        choices=("posterior_mean", "predictive_mean"),
+                        help="the regressor's point_prediction (default: the estimator's); "
+                             "with --load, the rule a saved fit predicts under")
     parser.add_argument("--save", default=None, help="save the fitted estimator here")
     parser.add_argument("--load", default=None,
                         help="evaluate an estimator saved with --save instead of training one")

@@ -34,3 +34,19 @@ def test_tiny_periodic_run(capsys, tmp_path) -> None:
     assert held["linear"] < held["mean"]
     assert res["epochs"] == 2 and res["params"]["linear_term"] is True
     assert (tmp_path / "r.json").exists()
+
+
+def test_point_rules_score_one_fit(capsys) -> None:
+    with torch_threads(torch.get_num_threads()):
+        res = _bench().main(["--n-series", "40", "--n-train", "30", "--n-points", "20",
+                             "--epochs", "1", "--param", "latent_dim=3", "--param", "rec_dim=6",
+                             "--param", "units=8", "--param", "n_layers=1", "--param",
+                             "gru_units=8", "--point-rules", "posterior_mean",
+                             "predictive_mean"])
+    out = capsys.readouterr().out
+    rules = res["point_rules"]
+    assert list(rules) == ["posterior_mean", "predictive_mean"]
+    assert res["held_out"]["model"] == rules["posterior_mean"]["held_out"]
+    assert res["reconstruction"] == rules["posterior_mean"]["reconstruction"]
+    assert rules["predictive_mean"]["held_out"] != rules["posterior_mean"]["held_out"]
+    assert "| predictive_mean |" in out and "| posterior_mean |" in out

@@ -376,3 +376,22 @@ def test_ensemble_of_averages_the_members_paired_per_split(bench, tmp_path, caps
 def test_ensemble_of_refuses_unpaired_inputs(bench, change, message):
     with pytest.raises(ValueError, match=message):
         bench.pair_proba([_proba(), change(_proba())], ["a", "b"])
+
+
+def test_point_prediction_of_a_saved_fit(bench, tmp_path):
+    data = ["--data", str(tmp_path / "no-archive-here")]
+    with torch_threads(torch.get_num_threads()):
+        res = bench.main([*data, *TINY, "--save", str(tmp_path / "m.pt")])
+        same = bench.main([*data, "--allow-sample", "--subset", "30", "--verbose", "0",
+                           "--load", str(tmp_path / "m.pt"), "--point-prediction",
+                           "posterior_mean"])
+        pm = bench.main([*data, "--allow-sample", "--subset", "30", "--verbose", "0",
+                         "--load", str(tmp_path / "m.pt"), "--point-prediction",
+                         "predictive_mean"])
+    assert res["model"]["point_prediction"] == "posterior_mean"
+    assert pm["model"]["point_prediction"] == "predictive_mean"
+    for a, b, c in zip(res["rows"], same["rows"], pm["rows"]):
+        assert b["ours"] == pytest.approx(a["ours"], rel=1e-6)
+        assert c["ours"] != pytest.approx(a["ours"], rel=1e-6)
+        assert {k: v for k, v in c.items() if k not in ("ours", "eval_s")} == {
+            k: v for k, v in a.items() if k not in ("ours", "eval_s")}  # the same baselines
