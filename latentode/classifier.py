@@ -29,6 +29,7 @@ from .batch import UNLABELLED
 from .data.validation import external_stacklevel
 from .estimator import LatentODERegressor, _fmt_ids, _plain, _with_n_jobs
 from .nn.classifier import CLASSIFIER_INPUTS, HEAD_INPUTS
+from .nn.model import POINT_SAMPLES
 from .training import FORECAST_RANGE
 from .training.metrics import CLASSIFIER_SCORINGS
 
@@ -186,6 +187,9 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
     point_prediction : {"posterior_mean", "predictive_mean"}, default="posterior_mean"
         The point prediction of :meth:`extrapolate` and :meth:`predict_intensity`
         (``classifier="latent"``), as for the regressor; the class probabilities do not use it.
+    point_samples : int, default=32
+        Posterior samples that ``point_prediction="predictive_mean"`` averages, as for the
+        regressor.
 
     Attributes
     ----------
@@ -342,6 +346,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         input_fences: float | None = None,
         calibration_structure: str = "validation",
         point_prediction: str = "posterior_mean",
+        point_samples: int = POINT_SAMPLES,
     ) -> None:
         super().__init__(
             latent_dim=latent_dim, encoder=encoder, rec_dim=rec_dim, units=units,
@@ -362,6 +367,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             dynamics_activation=dynamics_activation, forecast_noise=forecast_noise,
             posterior_time=posterior_time, input_fences=input_fences,
             calibration_structure=calibration_structure, point_prediction=point_prediction,
+            point_samples=point_samples,
         )
         self.classifier = classifier
         self.ce_weight = ce_weight

@@ -87,7 +87,8 @@ _ADDED_PARAMS: dict[str, Any] = {"scoring": "loss", "callbacks": None,
                                   "forecast_noise": False, "posterior_time": "first",
                                   "input_fences": None,
                                   "calibration_structure": "validation",
-                                  "point_prediction": "posterior_mean"}
+                                  "point_prediction": "posterior_mean",
+                                  "point_samples": POINT_SAMPLES}
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -594,14 +595,20 @@ class LatentODERegressor(BaseEstimator):
         :meth:`predict_intensity` return (their mean columns): ``"posterior_mean"``, the
         decoded trajectory of the posterior mean of ``z_t0`` (the paper's; deterministic);
         ``"predictive_mean"``, the mean of the predictive distribution, the average of the
-        decoded trajectories of 32 posterior samples of ``z_t0``
-        (:data:`latentode.nn.model.POINT_SAMPLES`, solved in one batch), which minimises the
-        expected squared error where the flow, the decoder or the readout is nonlinear in
-        ``z``, at about the cost of a 32 times larger batch. With ``quantiles`` it is the mean
-        of the mixture behind them (its ``n_samples`` samples, no further solve). It draws
-        sampling noise: deterministic for a fixed ``random_state``. Read at every call
-        (``set_params`` applies to a fitted estimator). Early stopping's ``"mse"`` (``val_mse``)
-        and the calibration score the posterior-mean trajectory whatever this says.
+        decoded trajectories of ``point_samples`` posterior samples of ``z_t0`` (solved in one
+        batch), which minimises the expected squared error where the flow, the decoder or the
+        readout is nonlinear in ``z``, at the cost of a ``point_samples`` times larger batch.
+        With ``quantiles`` it is the mean of the mixture behind them (their ``n_samples``
+        samples, no further solve). It draws sampling noise: deterministic for a fixed
+        ``random_state``. Read at every call (``set_params`` applies to a fitted estimator).
+        Early stopping's ``"mse"`` (``val_mse``) and the calibration score the posterior-mean
+        trajectory whatever this says.
+    point_samples : int, default=32
+        Posterior samples of ``z_t0`` that ``point_prediction="predictive_mean"`` averages
+        (without ``quantiles``; :data:`latentode.nn.model.POINT_SAMPLES`); their Monte Carlo
+        error adds about ``1 / point_samples`` of the posterior's spread of the decoded mean
+        (its variance) to a squared error. Read at every call; not used by
+        ``"posterior_mean"``.
 
     Attributes
     ----------
@@ -767,12 +774,13 @@ class LatentODERegressor(BaseEstimator):
                                         description="be a positive finite number")],
         "calibration_structure": [Options(CALIBRATION_STRUCTURES)],
         "point_prediction": [Options(POINT_PREDICTIONS)],
+        "point_samples": [Interval(Integral, 1, None, closed="left")],
     }
 
     #: Parameters read again by every prediction and :meth:`score` (so ``set_params`` on a
     #: fitted estimator applies), checked there against :attr:`_parameter_constraints`.
     _CALL_PARAMS: ClassVar[tuple[str, ...]] = ("batch_size", "random_state", "max_steps",
-                                               "point_prediction")
+                                               "point_prediction", "point_samples")
 
     def __init__(
         self,
@@ -830,6 +838,7 @@ class LatentODERegressor(BaseEstimator):
         input_fences: float | None = None,
         calibration_structure: str = "validation",
         point_prediction: str = "posterior_mean",
+        point_samples: int = POINT_SAMPLES,
     ) -> None:
         self.latent_dim = latent_dim
         self.encoder = encoder
@@ -885,6 +894,7 @@ class LatentODERegressor(BaseEstimator):
         self.input_fences = input_fences
         self.calibration_structure = calibration_structure
         self.point_prediction = point_prediction
+        self.point_samples = point_samples
 
     # ------------------------------------------------------------------ sklearn plumbing
     def __sklearn_tags__(self):
@@ -1391,9 +1401,9 @@ class LatentODERegressor(BaseEstimator):
             If a target column is missing, times are NaN / inf, a value overflows float32 once
             standardised, ``quantiles`` are not sorted unique levels in ``(0, 1)``, a quantile
             column (``f"{col}_q{q:g}"``) would overwrite a fitted column,
-            ``n_samples < 1``, or ``max_steps``, ``batch_size``, ``random_state`` or
-            ``point_prediction`` was set (``set_params`` after ``fit``) to a value ``fit``
-            would refuse.
+            ``n_samples < 1``, or ``max_steps``, ``batch_size``, ``random_state``,
+            ``point_prediction`` or ``point_samples`` was set (``set_params`` after ``fit``) to
+            a value ``fit`` would refuse.
 
         Notes
         -----
@@ -1672,8 +1682,8 @@ class LatentODERegressor(BaseEstimator):
                                             n_samples=int(n_samples), use_mean=False)
             out = self._samples_frame(samples, samples.mean.mean(axis=0))
             return self._add_quantiles(out, samples, q)
-        samples = self._predict_samples(df, query, prepared=prepared, n_samples=POINT_SAMPLES,
-                                        point=point)
+        samples = self._predict_samples(df, query, prepared=prepared,
+                                        n_samples=int(self.point_samples), point=point)
         if output == "intensity":
             assert samples.intensity is not None
             return self._samples_frame(samples, samples.intensity[0])

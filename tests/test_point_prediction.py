@@ -216,6 +216,33 @@ def test_save_load_pickle_and_former_files(fitted, oscillators, tmp_path):
     _rule(fitted, "posterior_mean")
 
 
+def test_point_samples_sets_the_paths_averaged(fitted, oscillators):
+    assert LatentODERegressor().point_samples == POINT_SAMPLES == 32
+    _rule(fitted, "predictive_mean").set_params(point_samples=5)
+    try:
+        five = fitted.predict(oscillators)
+        samples = fitted._predict_samples(oscillators, n_samples=5, use_mean=False)
+        np.testing.assert_allclose(five[["x", "v"]].to_numpy(), samples.mean.mean(0),
+                                   rtol=1e-5, atol=1e-6)
+        fitted.set_params(point_samples=2000)
+        many = fitted.predict(oscillators)[["x", "v"]].to_numpy()
+        fitted.set_params(point_samples=2000, random_state=7)
+        other = fitted.predict(oscillators)[["x", "v"]].to_numpy()
+        # Monte Carlo error shrinks like 1 / sqrt(samples): two 2000-sample means agree far
+        # better than a 5-sample mean agrees with either
+        assert np.abs(many - other).max() < 0.2 * np.abs(five[["x", "v"]].to_numpy() - many).max()
+        fitted.set_params(point_samples=0)
+        with pytest.raises(ValueError, match="point_samples must be"):
+            fitted.predict(oscillators)
+        # the posterior-mean path does not read it
+        _rule(fitted, "posterior_mean").set_params(point_samples=1, random_state=0)
+        pd.testing.assert_frame_equal(fitted.predict(oscillators),
+                                      clone(fitted).set_params(point_samples=32)
+                                      .fit(oscillators).predict(oscillators), check_exact=True)
+    finally:
+        fitted.set_params(point_prediction="posterior_mean", point_samples=32, random_state=0)
+
+
 def test_point_prediction_is_validated(fitted, oscillators):
     with pytest.raises(ValueError, match="point_prediction must be"):
         LatentODERegressor(**TINY, point_prediction="median").fit(oscillators)
