@@ -600,7 +600,11 @@ class LatentODERegressor(BaseEstimator):
         readout is nonlinear in ``z``, at the cost of a ``point_samples`` times larger batch.
         With ``quantiles`` it is the mean of the mixture behind them (their ``n_samples``
         samples, no further solve). It draws sampling noise: deterministic for a fixed
-        ``random_state``. Read at every call (``set_params`` applies to a fitted estimator).
+        ``random_state`` and the same frame, but the draws run over the batch, so a series
+        predicted alone or beside other series gets other draws (a Monte Carlo difference of
+        about the posterior's spread over ``sqrt(point_samples)``; ``"posterior_mean"``
+        predicts a series the same either way). Read at every call (``set_params`` applies to
+        a fitted estimator).
         Early stopping's ``"mse"`` (``val_mse``) and the calibration score the posterior-mean
         trajectory whatever this says.
     point_samples : int, default=32

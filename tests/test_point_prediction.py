@@ -266,3 +266,17 @@ def test_the_classifier_forecasts_under_the_rule(oscillators):
     assert np.abs(pm["x"] - path["x"]).max() > 1e-3
     with pytest.raises(ValueError, match="point_prediction must be"):
         LatentODEClassifier(**TINY, point_prediction="median").fit(oscillators, y)
+
+
+def test_the_draws_run_over_the_batch(fitted, oscillators):
+    """Documented: a series predicted alone gets other draws than beside other series under
+    ``"predictive_mean"`` (Monte Carlo noise); the posterior-mean path does not move."""
+    one = oscillators[oscillators["id"] == oscillators["id"].iloc[0]]
+    gaps = {}
+    for rule in ("posterior_mean", "predictive_mean"):
+        _rule(fitted, rule)
+        full = fitted.predict(oscillators).loc[one.index, ["x", "v"]].to_numpy()
+        gaps[rule] = np.abs(full - fitted.predict(one)[["x", "v"]].to_numpy()).max()
+    _rule(fitted, "posterior_mean")
+    assert gaps["posterior_mean"] < 1e-5  # 5e-8: the solver's batch-dependent steps
+    assert gaps["predictive_mean"] > 1e-3  # 0.026 for this two-epoch model
