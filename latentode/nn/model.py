@@ -1150,8 +1150,12 @@ class LatentODE(nn.Module):
 
         Parameters
         ----------
-        cond, query_times, query_lengths
-            As for :meth:`predict`.
+        cond : Batch
+            Conditioning observations.
+        query_times : torch.Tensor
+            ``(B, M)`` query times, as for :meth:`predict`.
+        query_lengths : torch.Tensor
+            ``(B,)`` number of valid query times per series.
         point : {"posterior_mean", "predictive_mean"}
             ``"posterior_mean"``: the trajectory of the posterior mean of ``z_t0``, decoded
             (deterministic; :meth:`predict` with ``use_mean=True``). ``"predictive_mean"``: the
