@@ -11,7 +11,12 @@ from test_calibration import TINY, _coverages, _frame, _NearestModel, _walk_batc
 
 from latentode import LatentODEClassifier, LatentODERegressor
 from latentode.training import calibrate_spread
-from latentode.training.calibration import LEVEL_GRID, _structure_series
+from latentode.training.calibration import (
+    LEVEL_GRID,
+    STRUCTURE_ROUNDS,
+    STRUCTURE_SAMPLES,
+    _structure_series,
+)
 
 
 def _scaled(batches, factor):
@@ -32,13 +37,15 @@ def test_structure_from_series_with_half_the_errors_gets_the_validation_level():
     cover about 26 %); with the level from 100 validation series every kind's multiplier is
     2 (the grid's step 0.9 %, within 4 %), the factors are exactly the training series' own
     times it, and the intervals of 400 new series are within 3 points of nominal, as the
-    validation series' own calibration gives (measured: multipliers 1.97 / 2.01; coverage
-    50.6 / 89.4 hidden, 50.2 / 89.4 forecasts, against 27.5 / 59.6 and 26.7 / 58.4 with the
+    validation series' own calibration gives (measured: multipliers 1.99 / 2.01; coverage
+    50.9 / 89.7 hidden, 50.1 / 89.3 forecasts, against 27.5 / 59.7 and 26.6 / 58.4 with the
     training series' factors alone and 50.3 / 89.7, 49.9 / 89.1 with the validation's)."""
     train = _scaled(_walk_batches(200, seed=1), 0.5)
     val, test = _walk_batches(100, seed=4), _walk_batches(400, seed=2)
     alone = _NearestModel(1)
-    calibrate_spread(alone, train, n_samples=2, generator=torch.Generator().manual_seed(0))
+    # the training series' own calibration, with the rounds and samples of structure series
+    calibrate_spread(alone, train, rounds=STRUCTURE_ROUNDS, n_samples=STRUCTURE_SAMPLES,
+                     generator=torch.Generator().manual_seed(0))
     narrow = _coverages(alone, test, seed=3)
     assert narrow["interp 50"] < 35 and narrow["extrap 90"] < 70, narrow
     model = _NearestModel(1)
@@ -61,8 +68,8 @@ def test_structure_without_gap_factors_takes_one_pooled_multiplier():
     train = _scaled(_walk_batches(200, seed=1), 0.5)
     val = _walk_batches(100, seed=4)
     alone, model = _NearestModel(1), _NearestModel(1)
-    calibrate_spread(alone, train, by_gap=False, n_samples=2,
-                     generator=torch.Generator().manual_seed(0))
+    calibrate_spread(alone, train, by_gap=False, rounds=STRUCTURE_ROUNDS,
+                     n_samples=STRUCTURE_SAMPLES, generator=torch.Generator().manual_seed(0))
     calibrate_spread(model, val, by_gap=False, n_samples=2,
                      generator=torch.Generator().manual_seed(0), structure=train)
     assert model.gap_spread.is_identity()
@@ -91,14 +98,16 @@ def test_structure_series_are_a_bounded_seeded_subset():
 
 
 class _CountingModel(_NearestModel):
-    """Records the number of series of each prediction."""
+    """Records the number of series and of posterior samples of each prediction."""
 
     def __init__(self, n_channels):
         super().__init__(n_channels)
         self.sizes = []
+        self.samples = []
 
     def predict(self, cond, *args, **kwargs):
         self.sizes.append(cond.values.shape[0])
+        self.samples.append(kwargs["n_samples"])
         return super().predict(cond, *args, **kwargs)
 
 
@@ -107,9 +116,20 @@ def test_structure_bound_and_seeded_reproducibility_of_the_factors():
     val = _walk_batches(20, seed=4)
     model = _CountingModel(1)
     calibrate_spread(model, val, n_samples=2, rounds=1, structure=train,
-                     max_structure_series=40, generator=torch.Generator().manual_seed(0))
+                     max_structure_series=40, structure_rounds=1, structure_samples=3,
+                     generator=torch.Generator().manual_seed(0))
     # one hidden and one forecast round over the 40 structure series, then over the 20
     assert sum(model.sizes) == 2 * 40 + 2 * 20
+    assert sum(s for s, n in zip(model.sizes, model.samples) if n == 3) == 2 * 40
+    # by default the structure series get STRUCTURE_ROUNDS rounds of each kind with
+    # STRUCTURE_SAMPLES samples, whatever the validation series' rounds and samples
+    model = _CountingModel(1)
+    calibrate_spread(model, val, n_samples=2, rounds=1, structure=train,
+                     max_structure_series=40, generator=torch.Generator().manual_seed(0))
+    assert (STRUCTURE_ROUNDS, STRUCTURE_SAMPLES) == (3, 16)
+    by_samples = {n: sum(s for s, m in zip(model.sizes, model.samples) if m == n)
+                  for n in set(model.samples)}
+    assert by_samples == {16: 2 * 3 * 40, 2: 2 * 20}
     states = []
     for _ in range(2):
         m = _NearestModel(1)
@@ -120,6 +140,10 @@ def test_structure_bound_and_seeded_reproducibility_of_the_factors():
         assert torch.equal(states[0][key], states[1][key]), key
     with pytest.raises(ValueError, match="max_structure_series"):
         calibrate_spread(_NearestModel(1), val, structure=train, max_structure_series=0)
+    with pytest.raises(ValueError, match="structure_rounds"):
+        calibrate_spread(_NearestModel(1), val, structure=train, structure_rounds=0)
+    with pytest.raises(ValueError, match="structure_samples"):
+        calibrate_spread(_NearestModel(1), val, structure=train, structure_samples=1)
 
 
 @pytest.mark.parametrize("cls", [LatentODERegressor, LatentODEClassifier])

@@ -42,8 +42,9 @@ from latentode.nn.spread import GAP_KINDS, N_GAP_BUCKETS, GapSpread, observation
 from .objective import drop_observations, split_forecast
 
 __all__ = ["calibrate_spread", "SCALE_GRID", "CRITERIA", "COVERAGE_LEVELS",
-           "FORECAST_FRACTIONS", "HIDE_FRACTIONS", "TAIL_GRID", "LEVEL_GRID",
-           "MAX_STRUCTURE_SERIES", "CALIBRATION_STRUCTURES"]
+           "FORECAST_FRACTIONS", "HIDE_FRACTIONS", "TAIL_GRID", "LEVEL_GRID", "LEVEL_COARSE",
+           "MAX_STRUCTURE_SERIES", "STRUCTURE_ROUNDS", "STRUCTURE_SAMPLES",
+           "CALIBRATION_STRUCTURES"]
 
 #: candidate factors: geometric grid from 1/4 to 8 (ratio about 1.036 between neighbours)
 SCALE_GRID = torch.logspace(math.log10(0.25), math.log10(8.0), 97, dtype=torch.float64)
@@ -69,9 +70,26 @@ TAIL_RATIOS = (SCALE_GRID[1] / SCALE_GRID[0]) ** torch.arange(-26, 6, dtype=torc
 #: :data:`SCALE_GRID` four times finer (ratio about 1.009), since a multiplier pooled over the
 #: channels and cells is precise enough to tell its neighbours apart
 LEVEL_GRID = torch.logspace(math.log10(0.25), math.log10(8.0), 385, dtype=torch.float64)
+#: the level multipliers are searched coarse to fine: every ``LEVEL_COARSE``-th point of
+#: :data:`LEVEL_GRID` (the points of :data:`SCALE_GRID`), then the fine points between the best
+#: one's coarse neighbours (a pooled coverage loss is smooth in the multiplier), at about a
+#: third of the cost of the whole fine grid
+LEVEL_COARSE = 4
 #: at most this many series of ``calibrate_spread(..., structure=)`` (a random subset) fit the
 #: structure of the factors, so that the calibration time stays bounded on large data
 MAX_STRUCTURE_SERIES = 256
+#: hiding rounds and forecast rounds of the series of ``calibrate_spread(..., structure=)``:
+#: each hiding fraction of :data:`HIDE_FRACTIONS` and each split of :data:`FORECAST_FRACTIONS`
+#: once. The validation series' six rounds average the noise of a few dozen series' random
+#: hidings; hundreds of structure series already hold ten times their held-out values in one
+#: round of each, and the fit's cost grows with the number of values
+STRUCTURE_ROUNDS = 3
+#: posterior samples per structure series (the validation series keep ``n_samples``): the
+#: factors' cost grows with the samples, and with hundreds of series the sampling noise of a
+#: few trajectories per value averages out (the tail search uses the first
+#: :data:`TAIL_SEARCH_SAMPLES` anyway); the level on the validation series, fitted with all of
+#: their samples, absorbs what fewer samples shift in common
+STRUCTURE_SAMPLES = 16
 #: which series fit the structure of the factors in the estimators' calibration
 #: (``calibration_structure``): the validation series (everything on them), or the training
 #: series (``calibrate_spread(..., structure=)``, the level on the validation series)
@@ -366,6 +384,35 @@ def _structure_series(batches: Iterable[Batch], max_series: int,
     return out
 
 
+def _best_levels(
+    records: list[_HeldOut], groupings: list[Grouping], criterion: str, obs: ObservationModel,
+    tails: list[torch.Tensor] | None, base: list[torch.Tensor],
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per group of each grouping, the multiplier of :data:`LEVEL_GRID` (on top of ``base``)
+    that best fits the held-out values, searched coarse to fine (:data:`LEVEL_COARSE`): the
+    best of the coarse points, then the best of the fine points from its lower to its upper
+    coarse neighbour (within the grid). Per grouping, the ``(G,)`` multipliers and counts."""
+    coarse_grid = LEVEL_GRID[::LEVEL_COARSE].contiguous()
+    coarse = _best_factors(records, groupings, criterion, obs, tails, coarse_grid, base=base)
+    # fine steps relative to the coarse best, k = -(LEVEL_COARSE - 1) .. LEVEL_COARSE - 1
+    steps = torch.arange(1 - LEVEL_COARSE, LEVEL_COARSE)
+    ratios = (LEVEL_GRID[1] / LEVEL_GRID[0]) ** steps.double()
+    out = []
+    for (groups, n), (best, count, _) in zip(groupings, coarse):
+        device = best.device
+        at = torch.searchsorted(coarse_grid.to(device), best) * LEVEL_COARSE  # fine index
+        rel_base = [b * best[g] for b, g in zip(base, groups)]
+        [(loss, _)] = _losses(records, [(groups, n)], criterion, obs, tails, ratios,
+                              base=rel_base)  # (len(steps), G)
+        index = at.unsqueeze(0) + steps.to(device).unsqueeze(1)  # (len(steps), G)
+        loss = torch.where((index >= 0) & (index < len(LEVEL_GRID)), loss,
+                           torch.full_like(loss, math.inf))
+        # the first of equal losses, as argmin over the whole fine grid would take
+        pick = index.gather(0, loss.argmin(0, keepdim=True))[0]
+        out.append((LEVEL_GRID.to(device)[pick], count))
+    return out
+
+
 def _fit_level(
     model: nn.Module, spread: GapSpread | None, records: list[_HeldOut],
     forecast_split: float | None, criterion: str, obs: ObservationModel, min_values: int,
@@ -396,8 +443,8 @@ def _fit_level(
         base, tails = [scale[r.channel] for r in records], None
     by_kind = ([r.beyond.long() for r in records], kinds)
     pooled = ([torch.zeros_like(r.channel) for r in records], 1)
-    [(per_kind, count_kind, _), (overall, count, _)] = _best_factors(
-        records, [by_kind, pooled], criterion, obs, tails, LEVEL_GRID, base=base)
+    [(per_kind, count_kind), (overall, count)] = _best_levels(
+        records, [by_kind, pooled], criterion, obs, tails, base)
     one = torch.where(count >= min_values, overall, torch.ones_like(overall))
     level = (torch.where(count_kind >= min_values, per_kind, one) if spread is not None
              else one.expand(kinds))
@@ -427,6 +474,8 @@ def calibrate_spread(
     min_tail_values: int = 100,
     structure: Iterable[Batch] | None = None,
     max_structure_series: int = MAX_STRUCTURE_SERIES,
+    structure_rounds: int = STRUCTURE_ROUNDS,
+    structure_samples: int = STRUCTURE_SAMPLES,
 ) -> torch.Tensor:
     """Fit ``model.spread_scale`` per channel on held-out values of ``batches``; return it.
 
@@ -537,6 +586,13 @@ def calibrate_spread(
     max_structure_series : int
         At most this many series of ``structure`` are used (:data:`MAX_STRUCTURE_SERIES`), so
         that the calibration time stays bounded on large data.
+    structure_rounds : int
+        Hiding rounds, and forecast rounds, of the ``structure`` series
+        (:data:`STRUCTURE_ROUNDS`: each hiding fraction and forecast split once; ``rounds``
+        stays that of ``batches``).
+    structure_samples : int
+        Posterior trajectory samples per ``structure`` series (:data:`STRUCTURE_SAMPLES`;
+        ``n_samples`` stays that of ``batches``).
 
     Returns
     -------
@@ -554,6 +610,10 @@ def calibrate_spread(
                          f"got {fraction!r}.")
     if max_structure_series < 1:
         raise ValueError(f"max_structure_series must be >= 1, got {max_structure_series}.")
+    if structure_rounds < 1:
+        raise ValueError(f"structure_rounds must be >= 1, got {structure_rounds}.")
+    if structure_samples < 2:
+        raise ValueError(f"structure_samples must be >= 2, got {structure_samples}.")
     batches = list(batches)
     scale_buf = model.spread_scale
     n_ch = scale_buf.shape[0]
@@ -573,7 +633,9 @@ def calibrate_spread(
         if structure is not None:
             series = _structure_series(structure, int(max_structure_series), generator,
                                        scale_buf.device)
-            structure_rec = _held_out_rounds(model, series, *rounds_of)
+            structure_rec = _held_out_rounds(model, series, kinds, fractions,
+                                             int(structure_rounds), int(structure_samples),
+                                             forecast_split, generator)
         hidden_rec, forecast_rec = _held_out_rounds(model, batches, *rounds_of)
     finally:
         model.train(was_training)
