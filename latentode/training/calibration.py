@@ -43,9 +43,9 @@ from .objective import drop_observations, split_forecast
 
 __all__ = ["calibrate_spread", "SCALE_GRID", "CRITERIA", "COVERAGE_LEVELS",
            "FORECAST_FRACTIONS", "HIDE_FRACTIONS", "TAIL_GRID", "LEVEL_GRID", "LEVEL_STRIDES",
-           "STRUCTURE_STRIDES",
-           "MAX_STRUCTURE_SERIES", "STRUCTURE_ROUNDS", "STRUCTURE_MIN_ROUNDS",
-           "STRUCTURE_VALUES", "STRUCTURE_SAMPLES", "CALIBRATION_STRUCTURES"]
+           "STRUCTURE_STRIDES", "MAX_STRUCTURE_SERIES", "STRUCTURE_ROUNDS",
+           "STRUCTURE_MIN_ROUNDS", "STRUCTURE_VALUES", "STRUCTURE_SAMPLES",
+           "CALIBRATION_STRUCTURES"]
 
 #: candidate factors: geometric grid from 1/4 to 8 (ratio about 1.036 between neighbours)
 SCALE_GRID = torch.logspace(math.log10(0.25), math.log10(8.0), 97, dtype=torch.float64)
@@ -74,7 +74,7 @@ LEVEL_GRID = torch.logspace(math.log10(0.25), math.log10(8.0), 385, dtype=torch.
 #: the level multipliers are searched coarse to fine: every 16th point of :data:`LEVEL_GRID`
 #: (25 points, ratio 1.155), then every 4th (the points of :data:`SCALE_GRID`) and every point
 #: between the best one's neighbours (7 each; a pooled coverage loss is smooth in the
-#: multiplier): 39 evaluations instead of 385
+#: multiplier): 39 evaluations instead of the whole grid's 385
 LEVEL_STRIDES = (16, 4)
 #: the structure series' factors (``calibrate_spread(..., structure=)``: the channels', the
 #: gap cells' and the tails' ratios) are searched coarse to fine too: every 4th point of
