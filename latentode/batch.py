@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-__all__ = ["Batch", "UNLABELLED"]
+__all__ = ["Batch", "UNLABELLED", "rebatch"]
 
 #: the class index of a series without a label in ``Batch.labels`` (semi-supervised training:
 #: the series trains the ELBO only; its cross-entropy is 0 and it is not counted)
@@ -85,3 +85,52 @@ class Batch:
     @property
     def n_channels(self) -> int:
         return int(self.values.shape[-1])
+
+
+def rebatch(batches: list[Batch], batch_size: int) -> list[Batch]:
+    """The series of ``batches``, in their order, regrouped into batches of ``batch_size``
+    (the last one smaller), each padded to its own longest series.
+
+    Parameters
+    ----------
+    batches : list of Batch
+        On one device, with the same channels and the same per-series fields present.
+    batch_size : int
+        Series per batch (>= 1).
+
+    Returns
+    -------
+    list of Batch
+        The same series, values and masks; padded time points repeat the series' last valid
+        time, as :class:`Batch` pads them.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    if not batches:
+        return []
+    width = max(b.times.shape[1] for b in batches)
+
+    def padded(b: Batch, name: str) -> torch.Tensor:
+        x = getattr(b, name)
+        extra = width - x.shape[1]
+        if extra == 0:
+            return x
+        if name == "times":  # repeat the last valid time of each series
+            last = x.gather(1, (b.lengths.to(x.device) - 1).clamp(min=0).unsqueeze(1))
+            return torch.cat([x, last.expand(-1, extra)], dim=1)
+        return torch.cat([x, x.new_zeros((x.shape[0], extra, *x.shape[2:]))], dim=1)
+
+    whole = {name: torch.cat([padded(b, name) for b in batches])
+             for name in ("times", "values", "mask")}
+    whole["lengths"] = torch.cat([b.lengths for b in batches])
+    for name in ("static", "labels", "weights"):
+        parts = [getattr(b, name) for b in batches]
+        whole[name] = None if parts[0] is None else torch.cat(parts)
+    out = []
+    for start in range(0, len(whole["lengths"]), batch_size):
+        rows = slice(start, start + batch_size)
+        n = max(int(whole["lengths"][rows].max()), 1)
+        out.append(Batch(**{name: None if x is None
+                            else x[rows, :n] if name in ("times", "values", "mask")
+                            else x[rows] for name, x in whole.items()}))
+    return out

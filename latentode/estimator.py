@@ -579,8 +579,10 @@ class LatentODERegressor(BaseEstimator):
         ``"validation"`` every factor is fitted on the validation series, as described there.
         With ``"training"``, the factors of the channels, the gap cells and the calibrated
         tails are fitted the same way on the held-out values of the *training* series (values
-        hidden from the encoder and forecasts; at most 256 of them, a random subset), which are
-        many, so that these relative factors are precise; since the model has seen those
+        hidden from the encoder and forecasts, of at most 256 of them, a random subset; 3 to 6
+        rounds of each kind, until every channel has 4000 held-out values of it; at most 4000
+        per channel and kind, a random subset, fit the factors), which are many, so that
+        these relative factors are precise; since the model has seen those
         series, their errors are too small, and the validation series then fit only the level:
         one multiplier per kind of query (inside the conditioning window, or a forecast),
         pooled over the channels and gap cells, on top of those factors

@@ -35,15 +35,17 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from latentode.batch import Batch
+from latentode.batch import Batch, rebatch
 from latentode.nn.observation import GaussianObservation, ObservationModel
 from latentode.nn.spread import GAP_KINDS, N_GAP_BUCKETS, GapSpread, observation_gaps
 
 from .objective import drop_observations, split_forecast
 
 __all__ = ["calibrate_spread", "SCALE_GRID", "CRITERIA", "COVERAGE_LEVELS",
-           "FORECAST_FRACTIONS", "HIDE_FRACTIONS", "TAIL_GRID", "LEVEL_GRID",
-           "MAX_STRUCTURE_SERIES", "CALIBRATION_STRUCTURES"]
+           "FORECAST_FRACTIONS", "HIDE_FRACTIONS", "TAIL_GRID", "LEVEL_GRID", "LEVEL_STRIDES",
+           "STRUCTURE_STRIDES", "MAX_STRUCTURE_SERIES", "STRUCTURE_ROUNDS",
+           "STRUCTURE_MIN_ROUNDS", "STRUCTURE_VALUES", "STRUCTURE_SAMPLES",
+           "CALIBRATION_STRUCTURES"]
 
 #: candidate factors: geometric grid from 1/4 to 8 (ratio about 1.036 between neighbours)
 SCALE_GRID = torch.logspace(math.log10(0.25), math.log10(8.0), 97, dtype=torch.float64)
@@ -69,9 +71,41 @@ TAIL_RATIOS = (SCALE_GRID[1] / SCALE_GRID[0]) ** torch.arange(-26, 6, dtype=torc
 #: :data:`SCALE_GRID` four times finer (ratio about 1.009), since a multiplier pooled over the
 #: channels and cells is precise enough to tell its neighbours apart
 LEVEL_GRID = torch.logspace(math.log10(0.25), math.log10(8.0), 385, dtype=torch.float64)
+#: the level multipliers are searched coarse to fine: every 16th point of :data:`LEVEL_GRID`
+#: (25 points, ratio 1.155), then every 4th (the points of :data:`SCALE_GRID`) and every point
+#: between the best one's neighbours (7 each; a pooled coverage loss is smooth in the
+#: multiplier): 39 evaluations instead of the whole grid's 385
+LEVEL_STRIDES = (16, 4)
+#: the structure series' factors (``calibrate_spread(..., structure=)``: the channels', the
+#: gap cells' and the tails' ratios) are searched coarse to fine too: every 4th point of
+#: :data:`SCALE_GRID` (or of :data:`TAIL_RATIOS`), then every point between the best one's
+#: neighbours; their level is fitted afterwards anyway
+STRUCTURE_STRIDES = (4,)
 #: at most this many series of ``calibrate_spread(..., structure=)`` (a random subset) fit the
 #: structure of the factors, so that the calibration time stays bounded on large data
 MAX_STRUCTURE_SERIES = 256
+#: at most this many hiding rounds, and forecast rounds, of the series of
+#: ``calibrate_spread(..., structure=)``: each kind of round stops earlier, after
+#: :data:`STRUCTURE_MIN_ROUNDS`, once every channel has :data:`STRUCTURE_VALUES` held-out
+#: values of it (sparse series need all six, dense ones stop at three)
+STRUCTURE_ROUNDS = 6
+#: at least this many hiding rounds, and forecast rounds, of the structure series: each hiding
+#: fraction of :data:`HIDE_FRACTIONS` and each split of :data:`FORECAST_FRACTIONS` once
+STRUCTURE_MIN_ROUNDS = 3
+#: the budget of held-out values per channel and kind of round (hidden, forecast) of the
+#: structure series: the rounds run until every channel has this many (within
+#: :data:`STRUCTURE_MIN_ROUNDS` to :data:`STRUCTURE_ROUNDS`), and a random subset of at most
+#: this many per channel and kind then fits the factors, so that the fit's cost, which grows
+#: with the number of values, stays bounded on dense data. 4000 values are 1000 per gap
+#: bucket of a channel and kind (:data:`~latentode.nn.spread.N_GAP_BUCKETS` = 4): the binomial
+#: standard error of a cell's 50 % coverage is then 1.6 points
+STRUCTURE_VALUES = 4000
+#: posterior samples per structure series (the validation series keep ``n_samples``): the
+#: factors' cost grows with the samples, and with hundreds of series the sampling noise of a
+#: few trajectories per value averages out (the tail search uses the first
+#: :data:`TAIL_SEARCH_SAMPLES` anyway); the level on the validation series, fitted with all of
+#: their samples, absorbs what fewer samples shift in common
+STRUCTURE_SAMPLES = 16
 #: which series fit the structure of the factors in the estimators' calibration
 #: (``calibration_structure``): the validation series (everything on them), or the training
 #: series (``calibrate_spread(..., structure=)``, the level on the validation series)
@@ -173,22 +207,57 @@ def _best_factors(
     records: list[_HeldOut], groupings: list[Grouping], criterion: str, obs: ObservationModel,
     tails: list[torch.Tensor] | None = None, grid: torch.Tensor | None = None,
     max_samples: int | None = None, base: list[torch.Tensor] | None = None,
+    strides: Sequence[int] = (),
 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Per group of each grouping, the factor of ``grid`` (default :data:`SCALE_GRID`) that best
     fits the held-out values (arguments as :func:`_losses`): per grouping, the ``(G,)`` best
-    factors, counts of values and losses of the best factors."""
+    factors, counts of values and losses of the best factors.
+
+    ``strides`` (decreasing; empty: every point of ``grid``) searches a geometric ``grid``
+    coarse to fine: every ``strides[0]``-th point, then around the best one the points of the
+    next stride (and finally every point) between its neighbours of the stride before, within
+    the grid; the first of equal losses is kept, as over the whole grid. A loss with one
+    minimum between coarse neighbours gives the whole grid's answer, at a fraction of the cost.
+    """
     grid = SCALE_GRID if grid is None else grid
+    if not strides:
+        out = []
+        for loss, count in _losses(records, groupings, criterion, obs, tails, grid, max_samples,
+                                   base):
+            best = loss.argmin(0)
+            out.append((grid.to(loss.device)[best], count, loss.gather(0, best.unsqueeze(0))[0]))
+        return out
+    coarse_at = torch.arange(0, len(grid), strides[0])
+    coarse = _losses(records, groupings, criterion, obs, tails, grid[coarse_at], max_samples,
+                     base)
+    step = float(grid[1] / grid[0])
     out = []
-    for loss, count in _losses(records, groupings, criterion, obs, tails, grid, max_samples,
-                               base):
-        best = loss.argmin(0)
-        out.append((grid.to(loss.device)[best], count, loss.gather(0, best.unsqueeze(0))[0]))
+    for (groups, n), (loss, count) in zip(groupings, coarse):
+        device = loss.device
+        pick = coarse_at.to(device)[loss.argmin(0)]  # (G,) index into grid
+        best = loss.min(0).values
+        for wide, fine in zip(strides, (*strides[1:], 1)):
+            # offsets of the finer points between the coarse neighbours of the best one
+            offsets = torch.arange(1 - wide // fine, wide // fine, device=device) * fine
+            at_best = grid.to(device)[pick]
+            rel_base = [at_best[g] if base is None else b * at_best[g]
+                        for b, g in zip(base or groups, groups)]
+            ratios = step ** offsets.double()
+            [(loss, _)] = _losses(records, [(groups, n)], criterion, obs, tails, ratios,
+                                  max_samples, rel_base)  # (len(offsets), G)
+            index = pick.unsqueeze(0) + offsets.unsqueeze(1)
+            loss = torch.where((index >= 0) & (index < len(grid)), loss,
+                               torch.full_like(loss, math.inf))
+            # the first of equal losses (the lowest index), as argmin over the whole grid
+            pick = index.gather(0, loss.argmin(0, keepdim=True))[0]
+            best = loss.min(0).values
+        out.append((grid.to(device)[pick], count, best))
     return out
 
 
 def _fit_tails(
     records: list[_HeldOut], cells: Grouping, n_kinds: int, n_ch: int, criterion: str,
-    obs: ObservationModel, min_values: int, min_tail_values: int,
+    obs: ObservationModel, min_values: int, min_tail_values: int, strides: Sequence[int] = (),
 ) -> torch.Tensor:
     """The ``(n_kinds * C,)`` calibrated tails of :func:`_fit_gap_spread` (``inf``: none).
 
@@ -205,7 +274,7 @@ def _fit_tails(
     model's family) unless a Student-t beats it by more than chance gives a perfectly calibrated
     predictive (coverage: the sum over its cells of ``sum_L L (1 - L)``, the expected count-
     weighted squared coverage gap of uniform probability integral transforms; likelihood: 2
-    nats per cell).
+    nats per cell). ``strides``: the factors are searched coarse to fine (:func:`_best_factors`).
     """
     n_cells = n_kinds * N_GAP_BUCKETS
     idx = torch.arange(n_cells * n_ch)  # cell index * C + channel -> kind * C + channel
@@ -225,7 +294,7 @@ def _fit_tails(
 
     # the observation model's family (TAIL_GRID[0], inf), on the whole grid
     [(factor, count, loss)] = _best_factors(records, [cells], criterion, obs,
-                                            max_samples=TAIL_SEARCH_SAMPLES)
+                                            max_samples=TAIL_SEARCH_SAMPLES, strides=strides)
     family_loss = group_loss(count, loss)
     best = torch.full_like(family_loss, math.inf)
     eligible = per_group(count) >= min_tail_values
@@ -241,7 +310,7 @@ def _fit_tails(
     for df in TAIL_GRID[1:]:  # a Student-t: factors from TAIL_RATIOS times the family's best
         tails = [torch.full_like(r.resid, df) for r in records]
         [(_, count, loss)] = _best_factors(records, [cells], criterion, obs, tails,
-                                           TAIL_RATIOS, TAIL_SEARCH_SAMPLES, base)
+                                           TAIL_RATIOS, TAIL_SEARCH_SAMPLES, base, strides)
         df_loss = group_loss(count, loss)
         better = eligible & (df_loss < best_loss) & (df_loss < family_loss - margin)
         best = torch.where(better, torch.full_like(best, df), best)
@@ -252,6 +321,7 @@ def _fit_tails(
 def _fit_gap_spread(
     spread: GapSpread, records: list[_HeldOut], channel_scale: torch.Tensor, criterion: str,
     obs: ObservationModel, min_values: int, min_tail_values: int | None,
+    strides: Sequence[int] = (),
 ) -> None:
     """Fit ``spread``'s edges, tails and factors (relative to ``channel_scale``) on ``records``.
 
@@ -259,7 +329,8 @@ def _fit_gap_spread(
     ``min_tail_values`` is None): :func:`_fit_tails`. Factors: a (kind, bucket, channel) cell
     with fewer than ``min_values`` values takes the factor of its kind and channel, and that
     the channel's (relative factor 1) when it has too few as well; each under the tails of its
-    kind and channel.
+    kind and channel. ``strides``: the factors are searched coarse to fine
+    (:func:`_best_factors`).
     """
     n_ch = channel_scale.shape[0]
     n_kinds, k = len(GAP_KINDS), N_GAP_BUCKETS
@@ -281,12 +352,12 @@ def _fit_gap_spread(
                       device=channel_scale.device)
     if min_tail_values is not None and records:
         tail = _fit_tails(records, cells, n_kinds, n_ch, criterion, obs, min_values,
-                          min_tail_values)
+                          min_tail_values, strides)
     spread.tail_df.copy_(tail.view(n_kinds, n_ch).to(spread.tail_df.dtype))
     tails = ([spread.tails(r.gap, r.beyond, r.channel).double() for r in records]
              if spread.has_tails() else None)
     [(best_cell, count_cell, _), (best_kind, count_kind, _)] = _best_factors(
-        records, [cells, kinds], criterion, obs, tails)
+        records, [cells, kinds], criterion, obs, tails, strides=strides)
     scale = channel_scale.to(best_cell.dtype)
     kind_rel = torch.where((count_kind >= min_values).view(n_kinds, n_ch),
                            best_kind.view(n_kinds, n_ch) / scale,
@@ -299,15 +370,27 @@ def _fit_gap_spread(
 def _held_out_rounds(
     model: nn.Module, batches: list[Batch], kinds: Sequence[str], fractions: tuple[float, ...],
     rounds: int, n_samples: int, forecast_split: float | None,
-    generator: torch.Generator | None,
+    generator: torch.Generator | None, budget: int | None = None, min_rounds: int = 1,
 ) -> tuple[list[_HeldOut], list[_HeldOut]]:
     """The held-out values of ``batches`` in ``rounds`` passes of each of ``kinds`` in turn
     (``"hidden"``: the fractions of :func:`calibrate_spread`; ``"forecast"``: its splits), and
-    the uncalibrated predictive at them: the hidden and the forecast rounds' records."""
+    the uncalibrated predictive at them: the hidden and the forecast rounds' records.
+
+    With a ``budget``, the passes of a kind stop after ``min_rounds`` or more once every
+    channel with an observed value in ``batches`` has ``budget`` held-out values of that kind.
+    """
     hidden_rec: list[_HeldOut] = []
     forecast_rec: list[_HeldOut] = []
+    observed = None
+    if budget is not None and batches:
+        observed = sum(b.mask.sum((0, 1)) for b in batches) > 0  # (C,)
     for kind in kinds:
+        have = None if observed is None else torch.zeros(observed.shape, dtype=torch.long,
+                                                          device=observed.device)
         for r in range(int(rounds)):
+            if (have is not None and r >= min_rounds
+                    and bool((have[observed] >= budget).all())):
+                break
             split = (forecast_split if forecast_split is not None
                      else FORECAST_FRACTIONS[r % len(FORECAST_FRACTIONS)])
             for batch in batches:
@@ -321,34 +404,74 @@ def _held_out_rounds(
                     rec = _held_out(model, cond, query, query.mask > 0, n_samples, generator)
                 if rec is not None:
                     (hidden_rec if kind == "hidden" else forecast_rec).append(rec)
+                    if have is not None:
+                        have += torch.bincount(rec.channel, minlength=len(have)).to(have.device)
     return hidden_rec, forecast_rec
+
+
+def _cap_values(records: list[_HeldOut], n_ch: int, cap: int,
+                generator: torch.Generator | None) -> list[_HeldOut]:
+    """At most ``cap`` held-out values per channel of ``records``: a uniformly random subset
+    (drawn from ``generator``) of the channels that have more, the others whole."""
+    if not records:
+        return records
+    channel = torch.cat([r.channel for r in records])
+    if not bool((torch.bincount(channel, minlength=n_ch) > cap).any()):
+        return records
+    where = generator.device if generator is not None else "cpu"
+    key = torch.rand(len(channel), generator=generator, device=where,
+                     dtype=torch.float64).to(channel.device)
+    # rank of each value within its channel, in the order of its random key
+    order = torch.argsort(key)
+    order = order[torch.argsort(channel[order], stable=True)]
+    start = torch.cumsum(torch.bincount(channel, minlength=n_ch), 0) - torch.bincount(
+        channel, minlength=n_ch)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order), device=order.device) - start[channel[order]]
+    keep = (rank < cap).split([len(r.channel) for r in records])
+    return [_HeldOut(r.resid[k], r.dev[:, k], r.sigma[k], r.channel[k], r.gap[k], r.beyond[k])
+            for r, k in zip(records, keep) if bool(k.any())]
 
 
 def _fit_factors(
     model: nn.Module, spread: GapSpread | None, hidden_rec: list[_HeldOut],
     forecast_rec: list[_HeldOut], forecast_split: float | None, criterion: str,
     obs: ObservationModel, min_values: int, min_tail_values: int | None,
+    strides: Sequence[int] = (),
 ) -> None:
     """Fit ``model.spread_scale`` on the records of the primary kind (the hidden values, or
     with ``forecast_split`` the forecasts), then ``spread`` (when given; else the model's gap
-    spread is reset) on all of them (:func:`_fit_gap_spread`)."""
+    spread is reset) on all of them (:func:`_fit_gap_spread`); ``strides``: every factor is
+    searched coarse to fine (:func:`_best_factors`)."""
     n_ch = model.spread_scale.shape[0]
     primary = hidden_rec if forecast_split is None else forecast_rec
     [(best, count, _)] = _best_factors(primary, [([r.channel for r in primary], n_ch)],
-                                       criterion, obs)
+                                       criterion, obs, strides=strides)
     scale = torch.where(count >= min_values, best, torch.ones_like(best))
     model.spread_scale.copy_(scale.to(model.spread_scale.dtype))
     if spread is not None:
         _fit_gap_spread(spread, hidden_rec + forecast_rec, scale, criterion, obs, min_values,
-                        min_tail_values)
+                        min_tail_values, strides)
     elif hasattr(model, "gap_spread"):
         model.gap_spread.reset()
+
+
+def _merged(records: list[_HeldOut]) -> list[_HeldOut]:
+    """``records`` (of equal numbers of samples) as one record: the fits loop over the records
+    and the candidate factors, so that their cost on many small records is the number of calls,
+    not of values."""
+    if len(records) < 2:
+        return records
+    return [_HeldOut(*(torch.cat([getattr(r, f) for r in records], dim=-1)
+                       for f in _HeldOut._fields))]
 
 
 def _structure_series(batches: Iterable[Batch], max_series: int,
                       generator: torch.Generator | None, device: torch.device) -> list[Batch]:
     """At most ``max_series`` series of ``batches`` (all of them when there are no more; else a
-    uniformly random subset drawn from ``generator``, in their order), moved to ``device``."""
+    uniformly random subset drawn from ``generator``, in their order), moved to ``device``, in
+    full batches of the largest batch size of ``batches`` (the picked rows of many batches
+    would otherwise make as many small batches)."""
     batches = list(batches)
     n = sum(b.batch_size for b in batches)
     keep = torch.ones(n, dtype=torch.bool)
@@ -363,7 +486,18 @@ def _structure_series(batches: Iterable[Batch], max_series: int,
         if len(rows):
             out.append(Batch(b.times[rows], b.values[rows], b.mask[rows], b.lengths[rows],
                              **b.per_series(rows)).to(device))
-    return out
+    return rebatch(out, max(b.batch_size for b in batches)) if n > max_series else out
+
+
+def _best_levels(
+    records: list[_HeldOut], groupings: list[Grouping], criterion: str, obs: ObservationModel,
+    tails: list[torch.Tensor] | None, base: list[torch.Tensor],
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per group of each grouping, the multiplier of :data:`LEVEL_GRID` (on top of ``base``)
+    that best fits the held-out values, searched coarse to fine (:data:`LEVEL_STRIDES`). Per
+    grouping, the ``(G,)`` multipliers and counts."""
+    return [(level, count) for level, count, _ in _best_factors(
+        records, groupings, criterion, obs, tails, LEVEL_GRID, base=base, strides=LEVEL_STRIDES)]
 
 
 def _fit_level(
@@ -396,8 +530,8 @@ def _fit_level(
         base, tails = [scale[r.channel] for r in records], None
     by_kind = ([r.beyond.long() for r in records], kinds)
     pooled = ([torch.zeros_like(r.channel) for r in records], 1)
-    [(per_kind, count_kind, _), (overall, count, _)] = _best_factors(
-        records, [by_kind, pooled], criterion, obs, tails, LEVEL_GRID, base=base)
+    [(per_kind, count_kind), (overall, count)] = _best_levels(
+        records, [by_kind, pooled], criterion, obs, tails, base)
     one = torch.where(count >= min_values, overall, torch.ones_like(overall))
     level = (torch.where(count_kind >= min_values, per_kind, one) if spread is not None
              else one.expand(kinds))
@@ -427,6 +561,9 @@ def calibrate_spread(
     min_tail_values: int = 100,
     structure: Iterable[Batch] | None = None,
     max_structure_series: int = MAX_STRUCTURE_SERIES,
+    structure_rounds: int = STRUCTURE_ROUNDS,
+    structure_samples: int = STRUCTURE_SAMPLES,
+    structure_values: int | None = STRUCTURE_VALUES,
 ) -> torch.Tensor:
     """Fit ``model.spread_scale`` per channel on held-out values of ``batches``; return it.
 
@@ -537,6 +674,19 @@ def calibrate_spread(
     max_structure_series : int
         At most this many series of ``structure`` are used (:data:`MAX_STRUCTURE_SERIES`), so
         that the calibration time stays bounded on large data.
+    structure_rounds : int
+        At most this many hiding rounds, and forecast rounds, of the ``structure`` series
+        (:data:`STRUCTURE_ROUNDS`; ``rounds`` stays that of ``batches``).
+    structure_samples : int
+        Posterior trajectory samples per ``structure`` series (:data:`STRUCTURE_SAMPLES`;
+        ``n_samples`` stays that of ``batches``).
+    structure_values : int or None
+        The budget of held-out values per channel and kind of round (hidden, forecast) of the
+        ``structure`` series (:data:`STRUCTURE_VALUES`): the rounds of a kind stop, after
+        :data:`STRUCTURE_MIN_ROUNDS` (or ``structure_rounds`` if fewer), once every observed
+        channel has this many, and a random subset (from ``generator``) of at most this many
+        per channel and kind fits the factors. None: ``structure_rounds`` rounds of each kind,
+        every value.
 
     Returns
     -------
@@ -554,6 +704,12 @@ def calibrate_spread(
                          f"got {fraction!r}.")
     if max_structure_series < 1:
         raise ValueError(f"max_structure_series must be >= 1, got {max_structure_series}.")
+    if structure_rounds < 1:
+        raise ValueError(f"structure_rounds must be >= 1, got {structure_rounds}.")
+    if structure_samples < 2:
+        raise ValueError(f"structure_samples must be >= 2, got {structure_samples}.")
+    if structure_values is not None and structure_values < 1:
+        raise ValueError(f"structure_values must be >= 1 or None, got {structure_values}.")
     batches = list(batches)
     scale_buf = model.spread_scale
     n_ch = scale_buf.shape[0]
@@ -573,7 +729,15 @@ def calibrate_spread(
         if structure is not None:
             series = _structure_series(structure, int(max_structure_series), generator,
                                        scale_buf.device)
-            structure_rec = _held_out_rounds(model, series, *rounds_of)
+            budget = None if structure_values is None else int(structure_values)
+            structure_rec = _held_out_rounds(
+                model, series, kinds, fractions, int(structure_rounds), int(structure_samples),
+                forecast_split, generator, budget, min(STRUCTURE_MIN_ROUNDS,
+                                                       int(structure_rounds)))
+            if budget is not None:
+                structure_rec = (_cap_values(structure_rec[0], n_ch, budget, generator),
+                                 _cap_values(structure_rec[1], n_ch, budget, generator))
+            structure_rec = (_merged(structure_rec[0]), _merged(structure_rec[1]))
         hidden_rec, forecast_rec = _held_out_rounds(model, batches, *rounds_of)
     finally:
         model.train(was_training)
@@ -583,7 +747,7 @@ def calibrate_spread(
                      min_values, tail_values)
     else:
         _fit_factors(model, spread, *structure_rec, forecast_split, criterion, obs, min_values,
-                     tail_values)
-        _fit_level(model, spread, hidden_rec + forecast_rec, forecast_split, criterion, obs,
-                   min_values)
+                     tail_values, STRUCTURE_STRIDES)
+        _fit_level(model, spread, _merged(hidden_rec + forecast_rec), forecast_split, criterion,
+                   obs, min_values)
     return scale_buf.clone()
