@@ -587,11 +587,11 @@ class LatentODERegressor(BaseEstimator):
         one multiplier per kind of query (inside the conditioning window, or a forecast),
         pooled over the channels and gap cells, on top of those factors
         (:func:`latentode.training.calibrate_spread` with ``structure=``). Meant for few
-        validation series, whose per-channel factors are noisy (the calibration suite: 53 of
-        56 interval targets against 47, docs/results/calibration.md). It costs time: the
-        training series get the validation series' rounds and samples (17 to 75 s of
-        calibration per 60-epoch suite fit against 1.4 to 6 s; the demo's fit 135 s against
-        44 s). ``"validation"`` gives the former calibration to the bit.
+        validation series, whose per-channel factors are noisy (the calibration suite: 51 of
+        56 interval targets against 47, docs/results/calibration.md). It costs time: 4 to 14
+        s of calibration per 60-epoch suite fit against 1.5 to 6 s (a median 5 % of the fit),
+        the demo's fit 24 to 28 % longer. ``"validation"`` gives the former calibration to the
+        bit.
     point_prediction : {"posterior_mean", "predictive_mean"}, default="posterior_mean"
         The point prediction that :meth:`predict`, :meth:`extrapolate` and
         :meth:`predict_intensity` return (their mean columns): ``"posterior_mean"``, the
