@@ -187,7 +187,7 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
     point_prediction : {"posterior_mean", "predictive_mean"}, default="posterior_mean"
         The point prediction of :meth:`extrapolate` and :meth:`predict_intensity`
         (``classifier="latent"``), as for the regressor; the class probabilities do not use it.
-    point_samples : int, default=32
+    point_samples : int, default=16
         Posterior samples that ``point_prediction="predictive_mean"`` averages, as for the
         regressor.
 

@@ -49,8 +49,9 @@ POSTERIOR_TIMES = ("first", "last")
 #: average of the decoded trajectories of posterior samples (``"predictive_mean"``, the
 #: predictive distribution's mean, which minimises the expected squared error)
 POINT_PREDICTIONS = ("posterior_mean", "predictive_mean")
-#: posterior samples of ``z_t0`` averaged by ``point="predictive_mean"``
-POINT_SAMPLES = 32
+#: posterior samples of ``z_t0`` averaged by ``point="predictive_mean"`` (8 antithetic pairs;
+#: ``benchmarks/point_samples.py``)
+POINT_SAMPLES = 16
 #: seed of the fixed standard-normal points behind ``point="predictive_mean"``
 #: (:func:`point_noise`): never the caller's random state, so the prediction is deterministic
 POINT_NOISE_SEED = 20181126
