@@ -189,9 +189,9 @@ def _rule(est: LatentODERegressor, rule: str) -> LatentODERegressor:
     return est.set_params(point_prediction=rule)
 
 
-def test_default_is_the_posterior_mean_path_and_the_rule_switches_without_refit(
+def test_default_is_the_predictive_mean_and_the_rule_switches_without_refit(
         fitted, oscillators):
-    assert LatentODERegressor().point_prediction == "posterior_mean"
+    assert LatentODERegressor().point_prediction == "predictive_mean"
     path = _rule(fitted, "posterior_mean").predict(oscillators)
     packed = fitted._predict_samples(oscillators, n_samples=1, use_mean=True)
     np.testing.assert_array_equal(path[["x", "v"]].to_numpy(), packed.mean[0])
@@ -209,7 +209,8 @@ def test_default_is_the_posterior_mean_path_and_the_rule_switches_without_refit(
 
 
 def test_extrapolate_and_intensity_follow_the_rule(oscillators):
-    est = LatentODERegressor(**TINY, poisson_process=True).fit(oscillators)
+    est = LatentODERegressor(**TINY, poisson_process=True,
+                             point_prediction="posterior_mean").fit(oscillators)
     path = est.extrapolate(oscillators, horizon=3.0, n_points=5)
     rate = est.predict_intensity(oscillators)
     est.set_params(point_prediction="predictive_mean")
@@ -308,7 +309,8 @@ def test_point_prediction_is_validated(fitted, oscillators):
 def test_the_classifier_forecasts_under_the_rule(oscillators, monkeypatch):
     y = (oscillators.groupby("id")["x"].first() > 0).astype(int)
     clf = LatentODEClassifier(**TINY).fit(oscillators, y)
-    assert clf.get_params()["point_prediction"] == "posterior_mean"
+    assert clf.get_params()["point_prediction"] == "predictive_mean"
+    clf.set_params(point_prediction="posterior_mean")
     rules = []
     predict_point = clf.model_.predict_point
 
