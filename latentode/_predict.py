@@ -83,11 +83,11 @@ def predict_packed(
     point : {"posterior_mean", "predictive_mean"}, optional
         Return one point prediction per query instead of samples
         (:meth:`~latentode.nn.LatentODE.predict_point` with this rule; ``n_samples`` is then
-        the number of posterior samples ``"predictive_mean"`` averages, and ``use_mean`` is
-        ignored): ``mean`` is ``(1, P, C)``, ``obs_std`` uncalibrated, no ``gap_factor`` or
-        ``tail_df``.
+        the number of fixed points ``"predictive_mean"`` averages, and ``use_mean`` and
+        ``generator`` are ignored): ``mean`` is ``(1, P, C)``, ``obs_std`` uncalibrated, no
+        ``gap_factor`` or ``tail_df``; deterministic, each series independent of its batch.
     generator : torch.Generator, optional
-        Source of the sampling noise, drawn from batch after batch.
+        Source of the sampling noise, drawn from batch after batch (samples, ``point=None``).
     max_steps : int, optional
         The solver's step budget for this call (``model.max_steps``, restored afterwards);
         default the model's own.
@@ -133,7 +133,7 @@ def predict_packed(
                                              generator=generator, use_mean=use_mean)
                     else:
                         pred = model.predict_point(cond, times, n_valid, point=point,
-                                                   n_samples=n_samples, generator=generator)
+                                                   n_samples=n_samples)
                 except ODESolveError as err:  # the solve flattens (samples, series)
                     raise ODESolveError(str(err), series=lo + err.series % b, time=err.time,
                                         reason=err.reason) from err

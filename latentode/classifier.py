@@ -184,10 +184,10 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
     calibration_structure : {"validation", "training"}, default="validation"
         Which series fit the structure of the interval calibration (``classifier="latent"``
         with ``calibrate``), as for the regressor.
-    point_prediction : {"posterior_mean", "predictive_mean"}, default="posterior_mean"
+    point_prediction : {"posterior_mean", "predictive_mean"}, default="predictive_mean"
         The point prediction of :meth:`extrapolate` and :meth:`predict_intensity`
         (``classifier="latent"``), as for the regressor; the class probabilities do not use it.
-    point_samples : int, default=32
+    point_samples : int, default=16
         Posterior samples that ``point_prediction="predictive_mean"`` averages, as for the
         regressor.
 
@@ -345,7 +345,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         posterior_time: str = "first",
         input_fences: float | None = None,
         calibration_structure: str = "validation",
-        point_prediction: str = "posterior_mean",
+        point_prediction: str = "predictive_mean",
         point_samples: int = POINT_SAMPLES,
     ) -> None:
         super().__init__(

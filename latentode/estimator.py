@@ -592,7 +592,7 @@ class LatentODERegressor(BaseEstimator):
         s of calibration per 60-epoch suite fit against 1.5 to 6 s (a median 5 % of the fit),
         the demo's fit 24 to 28 % longer. ``"validation"`` gives the former calibration to the
         bit.
-    point_prediction : {"posterior_mean", "predictive_mean"}, default="posterior_mean"
+    point_prediction : {"posterior_mean", "predictive_mean"}, default="predictive_mean"
         The point prediction that :meth:`predict`, :meth:`extrapolate` and
         :meth:`predict_intensity` return (their mean columns): ``"posterior_mean"``, the
         decoded trajectory of the posterior mean of ``z_t0`` (the paper's; deterministic);
@@ -600,20 +600,27 @@ class LatentODERegressor(BaseEstimator):
         decoded trajectories of ``point_samples`` posterior samples of ``z_t0`` (solved in one
         batch), which minimises the expected squared error where the flow, the decoder or the
         readout is nonlinear in ``z``, at the cost of a ``point_samples`` times larger batch.
-        With ``quantiles`` it is the mean of the mixture behind them (their ``n_samples``
-        samples, no further solve). It draws sampling noise: deterministic for a fixed
-        ``random_state`` and the same frame, but the draws run over the batch, so a series
-        predicted alone or beside other series gets other draws (a Monte Carlo difference of
-        about the posterior's spread over ``sqrt(point_samples)``; ``"posterior_mean"``
-        predicts a series the same either way). Read at every call (``set_params`` applies to
-        a fitted estimator).
+        The samples are ``mu + sigma * eps_s`` over fixed antithetic standard-normal points
+        ``eps_s`` (:func:`latentode.nn.model.point_noise`, a documented seed, never
+        ``random_state``) shared by every series: deterministic, and a series' prediction is
+        the same alone or in any frame, order or ``batch_size``, as with ``"posterior_mean"``.
+        With ``quantiles`` the mean columns are the same (the quantiles keep their own
+        ``n_samples`` draws). Read at every call (``set_params`` applies to a fitted
+        estimator). The default since 2026-11-30 (files saved before the parameter existed
+        load with ``"posterior_mean"``): on the quality suite's 42 cells (seeds 0 to 2) it is
+        worse than ``"posterior_mean"`` by at most 0.43 % and better by up to 11.6 % (the
+        oscillator family), for predictions 2.5 to 3 times as long
+        (docs/results/across-datasets.md).
         Early stopping's ``"mse"`` (``val_mse``) and the calibration score the posterior-mean
         trajectory whatever this says.
-    point_samples : int, default=32
+    point_samples : int, default=16
         Posterior samples of ``z_t0`` that ``point_prediction="predictive_mean"`` averages
-        (without ``quantiles``; :data:`latentode.nn.model.POINT_SAMPLES`); their Monte Carlo
-        error adds about ``1 / point_samples`` of the posterior's spread of the decoded mean
-        (its variance) to a squared error. Read at every call; not used by
+        (:data:`latentode.nn.model.POINT_SAMPLES`): ``point_samples // 2`` antithetic pairs
+        (plus one unpaired point when odd), whose error cancels the odd-order terms of the
+        decoded mean in ``z``. On the quality suite's oscillators (seed 0) 16 points are
+        0.016 to 0.037 (RMS, standardised) from a 1024-point reference, where the two rules
+        are 0.04 to 0.11 apart, as close as or closer than 32 independent draws on three
+        of four tasks (``benchmarks/point_samples.py``). Read at every call; not used by
         ``"posterior_mean"``.
 
     Attributes
@@ -843,7 +850,7 @@ class LatentODERegressor(BaseEstimator):
         posterior_time: str = "first",
         input_fences: float | None = None,
         calibration_structure: str = "validation",
-        point_prediction: str = "posterior_mean",
+        point_prediction: str = "predictive_mean",
         point_samples: int = POINT_SAMPLES,
     ) -> None:
         self.latent_dim = latent_dim
@@ -1418,10 +1425,8 @@ class LatentODERegressor(BaseEstimator):
         (``likelihood``: Gaussians by default) with the learned per-channel scale; its
         quantiles are found by inverting the mixture CDF numerically, in original units. They
         are deterministic for a fixed ``random_state``. With
-        ``point_prediction="posterior_mean"`` the mean columns do not depend on ``quantiles``:
-        they are the trajectory of the posterior mean of ``z_t0``, as without quantiles; with
-        ``"predictive_mean"`` they are the mean of this mixture (the average of its
-        ``n_samples`` decoded trajectories), so they vary with ``n_samples``.
+        The mean columns do not depend on ``quantiles`` or ``n_samples``: they are the point
+        prediction of ``point_prediction``, as without quantiles.
         """
         return self._predict_frame(df, quantiles=quantiles, n_samples=n_samples)
 
@@ -1683,11 +1688,6 @@ class LatentODERegressor(BaseEstimator):
                 out[col] = values[:, :, j].reshape(-1)
             return out
         point = str(self.point_prediction)
-        if q is not None and point == "predictive_mean":  # the mixture's mean, same samples
-            samples = self._predict_samples(df, query, prepared=prepared,
-                                            n_samples=int(n_samples), use_mean=False)
-            out = self._samples_frame(samples, samples.mean.mean(axis=0))
-            return self._add_quantiles(out, samples, q)
         samples = self._predict_samples(df, query, prepared=prepared,
                                         n_samples=int(self.point_samples), point=point)
         if output == "intensity":

@@ -368,8 +368,10 @@ def test_fitted_estimator_numbers_unchanged(name, make_oscillators):
     df = make_oscillators(n_series=10, n_points=15)
     kw = dict(poisson_process=True, encoder="odernn") if name == "poisson" else {}
     # the paper's model (the decoder alone), whose numbers were recorded before the readout
+    # (and before the predictive mean became the point prediction)
     est = LatentODERegressor(**{**_settings.TINY, **kw, "validation_fraction": 0.3,
-                                "readout": "latent"}).fit(df)
+                                "readout": "latent", "point_prediction": "posterior_mean"}
+                             ).fit(df)
     rec = RECORDED_FIT[name]
     tol = dict(rtol=1e-5, atol=1e-6)
     p = est.predict(df, quantiles=(0.05, 0.5, 0.95), n_samples=20)

@@ -50,7 +50,8 @@ def test_mse_restores_the_epoch_of_least_validation_mse(make_oscillators, readou
     ``predict`` gives the validation series (standardised units) with the restored weights."""
     df = make_oscillators(16, 20, seed=4)
     params = {**TINY, "max_epochs": 6, "early_stopping": False, "lr": 0.03,
-              "validation_fraction": 0.25, "readout": readout, "calibrate": False}
+              "validation_fraction": 0.25, "readout": readout, "calibrate": False,
+              "point_prediction": "posterior_mean"}  # the path val_mse scores
     est = LatentODERegressor(**params, scoring="mse").fit(df)
     hist = est.history_
     assert hist.monitor == "val_mse"
@@ -88,7 +89,8 @@ def test_val_mse_is_the_point_prediction_error_of_the_forecasts(make_oscillators
     df = make_oscillators(16, 20, seed=5)
     est = LatentODERegressor(**{**TINY, "max_epochs": 3, "forecast_split": 0.5,
                                 "validation_fraction": 0.25, "scoring": "mse",
-                                "calibrate": False}).fit(df)
+                                "calibrate": False,  # the path val_mse scores
+                                "point_prediction": "posterior_mean"}).fit(df)
     hist = est.history_
     val = _validation_frame(est, df)
     t0 = val.groupby("id")["t"].transform("min")

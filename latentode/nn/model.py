@@ -37,8 +37,8 @@ from .registry import (
 from .spread import GapSpread
 from .summary import SeriesSummary
 
-__all__ = ["LatentODE", "LossOutput", "POINT_PREDICTIONS", "POINT_SAMPLES", "PredictOutput",
-           "POSTERIOR_TIMES", "time_reversed"]
+__all__ = ["LatentODE", "LossOutput", "POINT_NOISE_SEED", "POINT_PREDICTIONS", "POINT_SAMPLES",
+           "PredictOutput", "POSTERIOR_TIMES", "point_noise", "time_reversed"]
 
 KL_ESTIMATORS = ("auto", "analytic", "sampled")
 #: where the posterior ``q(z)`` (and the prior ``N(0, I)``) sits: at each series' start
@@ -49,8 +49,47 @@ POSTERIOR_TIMES = ("first", "last")
 #: average of the decoded trajectories of posterior samples (``"predictive_mean"``, the
 #: predictive distribution's mean, which minimises the expected squared error)
 POINT_PREDICTIONS = ("posterior_mean", "predictive_mean")
-#: posterior samples of ``z_t0`` averaged by ``point="predictive_mean"``
-POINT_SAMPLES = 32
+#: posterior samples of ``z_t0`` averaged by ``point="predictive_mean"`` (8 antithetic pairs;
+#: ``benchmarks/point_samples.py``)
+POINT_SAMPLES = 16
+#: seed of the fixed standard-normal points behind ``point="predictive_mean"``
+#: (:func:`point_noise`): never the caller's random state, so the prediction is deterministic
+POINT_NOISE_SEED = 20181126
+
+
+def point_noise(n_samples: int, latent_dim: int, *, device: torch.device | str | None = None,
+                dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The fixed standard-normal points ``eps_s`` that ``point="predictive_mean"`` averages over.
+
+    Common random numbers with antithetic pairs: ``n_samples // 2`` points drawn (in float64, on
+    the CPU) from a generator seeded with :data:`POINT_NOISE_SEED`, followed by their negatives,
+    and for an odd ``n_samples`` one further point of the same stream (unpaired). The same points
+    serve every series (shape ``(S, 1, D)``, broadcast over the batch), so a series' predictive
+    mean depends on its own posterior only, and is the same in any batch and at every call. A
+    pair ``mu + sigma * eps``, ``mu - sigma * eps`` averages to ``mu`` exactly, so the odd-order
+    terms of the Monte Carlo error cancel (a decoded mean linear in ``z`` is exact).
+
+    Parameters
+    ----------
+    n_samples : int
+        Number ``S >= 1`` of points.
+    latent_dim : int
+        Dimension ``D`` of ``z_t0``.
+    device, dtype : optional
+        Where and in which dtype to return them (default: CPU, float64).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(S, 1, D)``; the first ``S // 2`` rows are the negatives of the next ``S // 2``.
+    """
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}.")
+    half, odd = divmod(int(n_samples), 2)
+    gen = torch.Generator().manual_seed(POINT_NOISE_SEED)
+    draws = torch.randn((half + odd, 1, int(latent_dim)), generator=gen, dtype=torch.float64)
+    eps = torch.cat([draws[:half], -draws[:half], draws[half:]], dim=0)
+    return eps.to(device=device, dtype=torch.float64 if dtype is None else dtype)
 
 
 class LossOutput(NamedTuple):
@@ -827,14 +866,16 @@ class LatentODE(nn.Module):
         """Reparametrised samples ``(n_samples, B, latent_dim)`` from ``N(mu, sigma^2)``.
 
         ``noise`` (``(n_samples, B, latent_dim)`` standard normal values, e.g. from
-        :meth:`draw_z0_noise`) replaces the draw from ``generator``.
+        :meth:`draw_z0_noise`, or ``(n_samples, 1, latent_dim)`` shared by every series, e.g.
+        :func:`point_noise`) replaces the draw from ``generator``.
         """
         if noise is None:
             noise = self.draw_z0_noise(n_samples, mu.shape[0], generator, device=mu.device,
                                        dtype=mu.dtype)
-        elif tuple(noise.shape) != (n_samples, *mu.shape):
-            raise ValueError(f"noise must have shape {(n_samples, *mu.shape)}, got "
-                             f"{tuple(noise.shape)}.")
+        elif tuple(noise.shape) not in ((n_samples, *mu.shape),
+                                        (n_samples, 1, *mu.shape[1:])):
+            raise ValueError(f"noise must have shape {(n_samples, *mu.shape)} or "
+                             f"{(n_samples, 1, *mu.shape[1:])}, got {tuple(noise.shape)}.")
         return mu + sigma * noise.to(device=mu.device, dtype=mu.dtype)
 
     # ------------------------------------------------------------------ objective
@@ -1075,6 +1116,7 @@ class LatentODE(nn.Module):
         generator: torch.Generator | None = None,
         use_mean: bool = True,
         calibrated: bool = True,
+        noise: torch.Tensor | None = None,
     ) -> PredictOutput:
         """Decode the latent trajectory of each series at its query times.
 
@@ -1101,6 +1143,10 @@ class LatentODE(nn.Module):
             deviation from the sample average and the noise standard deviation are multiplied
             by it, so the average is unchanged; and give the calibrated tails of
             :attr:`gap_spread` (``tail_df``) when fitted.
+        noise : torch.Tensor, optional
+            ``(S, B, latent_dim)`` or ``(S, 1, latent_dim)`` standard-normal values of the
+            samples of ``z_t0`` (:meth:`sample_z0`), used instead of drawing them from
+            ``generator`` (``use_mean`` is then ignored).
 
         Returns
         -------
@@ -1116,10 +1162,10 @@ class LatentODE(nn.Module):
             raise ValueError(f"n_samples must be >= 1, got {n_samples}.")
         t0 = self._posterior_at(cond, query_times, query_lengths)
         mu, sigma = self.encode(cond, t0)
-        if use_mean and n_samples == 1:
+        if use_mean and n_samples == 1 and noise is None:
             z0 = mu.unsqueeze(0)
         else:
-            z0 = self.sample_z0(mu, sigma, n_samples, generator)
+            z0 = self.sample_z0(mu, sigma, n_samples, generator, noise)
         z, _ = self.solve(z0, t0, query_times, query_lengths)
         mean = self.decode(z, cond, query_times)
         intensity = self.intensity(z) if self.poisson_process else None
@@ -1144,7 +1190,6 @@ class LatentODE(nn.Module):
         query_lengths: torch.Tensor,
         point: str = "posterior_mean",
         n_samples: int = POINT_SAMPLES,
-        generator: torch.Generator | None = None,
     ) -> PredictOutput:
         """One point prediction per query: the decoded mean under the rule ``point``.
 
@@ -1158,16 +1203,15 @@ class LatentODE(nn.Module):
             ``(B,)`` number of valid query times per series.
         point : {"posterior_mean", "predictive_mean"}
             ``"posterior_mean"``: the trajectory of the posterior mean of ``z_t0``, decoded
-            (deterministic; :meth:`predict` with ``use_mean=True``). ``"predictive_mean"``: the
-            average over ``n_samples`` posterior samples of ``z_t0`` of their decoded
-            trajectories (one batched solve of ``n_samples * B`` rows), a Monte Carlo estimate
-            of the predictive mean ``E_q[decode(z_t)]``; it differs from the former where the
-            flow or the decoder (or the readout) is nonlinear in ``z``.
+            (:meth:`predict` with ``use_mean=True``). ``"predictive_mean"``: the average of the
+            decoded trajectories of ``z_t0 = mu + sigma * eps_s`` over the ``n_samples`` fixed
+            antithetic points ``eps_s`` of :func:`point_noise`, the same for every series (one
+            batched solve of ``n_samples * B`` rows), a quasi-Monte Carlo estimate of the
+            predictive mean ``E_q[decode(z_t)]``; it differs from the former where the flow or
+            the decoder (or the readout) is nonlinear in ``z``. Both are deterministic, and a
+            series' prediction depends only on its own conditioning data (not on the batch).
         n_samples : int
-            Posterior samples averaged by ``"predictive_mean"`` (ignored by
-            ``"posterior_mean"``).
-        generator : torch.Generator, optional
-            Source of the sampling noise (``"predictive_mean"``).
+            Points averaged by ``"predictive_mean"`` (ignored by ``"posterior_mean"``).
 
         Returns
         -------
@@ -1180,9 +1224,11 @@ class LatentODE(nn.Module):
         if point == "posterior_mean":
             return self.predict(cond, query_times, query_lengths, n_samples=1, use_mean=True,
                                 calibrated=False)
+        param = next(self.parameters())
+        noise = point_noise(n_samples, self.latent_dim, device=param.device, dtype=param.dtype)
         # the calibration's widening keeps the sample average: leave it out
         pred = self.predict(cond, query_times, query_lengths, n_samples=n_samples,
-                            generator=generator, use_mean=False, calibrated=False)
+                            use_mean=False, calibrated=False, noise=noise)
         return PredictOutput(
             mean=pred.mean.mean(0, keepdim=True), obs_std=pred.obs_std,
             intensity=None if pred.intensity is None else pred.intensity.mean(0, keepdim=True))
