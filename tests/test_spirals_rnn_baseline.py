@@ -224,6 +224,20 @@ def test_benchmark_diagnosis_of_the_latent_ode(bench, capsys, tmp_path,
     assert math.isclose(sum(d ** 2 for d in row["rmse_by_tenth"]) / 10, row["rmse"] ** 2,
                         rel_tol=1e-9)
     assert all(v > 0 for v in row["speed_ratio"])
+    # --load scores the saved fit as it is, under each --point-rules rule: the default rule's
+    # figure is the fit's own, the posterior mean's path another
+    (again,) = bench.main(["--no-rnn", "--observed", "10", "--n-spirals", "12", "--n-train",
+                           "8", "--load", str(tmp_path / "m.latentode"), "--point-rules",
+                           "posterior_mean", "predictive_mean"])
+    out = capsys.readouterr().out
+    rules = again["point_rules"]
+    assert set(rules) == {"posterior_mean", "predictive_mean"} and "covered futures" in out
+    assert math.isclose(rules["predictive_mean"]["rmse"], row["rmse"], rel_tol=1e-6)
+    assert again["rmse"] == rules["predictive_mean"]["rmse"]  # the table shows the last rule
+    assert rules["posterior_mean"]["rmse"] != rules["predictive_mean"]["rmse"]
+    with pytest.raises(SystemExit):
+        bench.main(["--observed", "10", "--load", str(tmp_path / "m.latentode"), "--param",
+                    "latent_dim=3"])
 
 
 def test_benchmark_then_leg_continues_with_its_own_schedule(bench, capsys) -> None:
