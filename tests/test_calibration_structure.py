@@ -310,19 +310,19 @@ def test_estimator_calibration_structure_changes_the_spread_not_the_means(cls):
     fit_kw = {}
     if cls is LatentODEClassifier:
         fit_kw = {"y": (df.groupby("id")["x"].first() > 0).astype(int)}
+    # "training" is the default since 2026-11-30 (files saved before load "validation")
+    assert cls().calibration_structure == "training"
+    assert cls._added_params()["calibration_structure"] == "validation"
     default = cls(**kw).fit(df, **fit_kw)
-    explicit = cls(**kw, calibration_structure="validation").fit(df, **fit_kw)
     train = cls(**kw, calibration_structure="training").fit(df, **fit_kw)
-    again = cls(**kw, calibration_structure="training").fit(df, **fit_kw)
+    valid = cls(**kw, calibration_structure="validation").fit(df, **fit_kw)
     for name, buf in default.model_.state_dict().items():
-        assert torch.equal(buf, explicit.model_.state_dict()[name]), name
-    for name, buf in train.model_.state_dict().items():
-        assert torch.equal(buf, again.model_.state_dict()[name]), name
-    assert not torch.equal(train.model_.spread_scale, default.model_.spread_scale)
+        assert torch.equal(buf, train.model_.state_dict()[name]), name
+    assert not torch.equal(train.model_.spread_scale, valid.model_.spread_scale)
     # calibration leaves the weights, hence the point predictions, alone
-    for name, p in default.model_.named_parameters():
+    for name, p in valid.model_.named_parameters():
         assert torch.equal(p, train.model_.get_parameter(name)), name
     if cls is LatentODERegressor:
-        np.testing.assert_array_equal(default.predict(df)["x"], train.predict(df)["x"])
+        np.testing.assert_array_equal(valid.predict(df)["x"], train.predict(df)["x"])
     with pytest.raises(ValueError, match="calibration_structure"):
         cls(**kw, calibration_structure="both").fit(df, **fit_kw)
