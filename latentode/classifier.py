@@ -181,9 +181,10 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
     input_fences : float or None, default=None
         Fences of the values the model conditions on (encoder, readout and the head's
         summaries; the likelihood scores the real values), as for the regressor; None: none.
-    calibration_structure : {"validation", "training"}, default="validation"
+    calibration_structure : {"validation", "training"}, default="training"
         Which series fit the structure of the interval calibration (``classifier="latent"``
-        with ``calibrate``), as for the regressor.
+        with ``calibrate``), as for the regressor (the default since 2026-11-30; files saved
+        before the parameter existed load with ``"validation"``).
     point_prediction : {"posterior_mean", "predictive_mean"}, default="predictive_mean"
         The point prediction of :meth:`extrapolate` and :meth:`predict_intensity`
         (``classifier="latent"``), as for the regressor; the class probabilities do not use it.
@@ -344,7 +345,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         forecast_noise: bool = False,
         posterior_time: str = "first",
         input_fences: float | None = None,
-        calibration_structure: str = "validation",
+        calibration_structure: str = "training",
         point_prediction: str = "predictive_mean",
         point_samples: int = POINT_SAMPLES,
     ) -> None:

@@ -330,7 +330,10 @@ class LatentODERegressor(BaseEstimator):
         intervals widen with the horizon as the errors do; where the held-out errors have
         heavier tails than the observation model, a Student-t of fitted degrees of freedom
         replaces its family at those values (per kind and channel, with 100 held-out values or
-        more: ``model_.gap_spread.tail_df``). Point predictions are unchanged.
+        more: ``model_.gap_spread.tail_df``). This is the calibration of
+        ``calibration_structure="validation"``; with ``"training"`` (the default) the same
+        factors are fitted on training series and the validation series fit only their level
+        (see there). Point predictions are unchanged.
         Needs validation series (``validation_fraction > 0`` and two or more series, or
         ``fit(..., validation_data=)``); otherwise the factors stay 1.
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
@@ -574,24 +577,28 @@ class LatentODERegressor(BaseEstimator):
         0.203 / 0.298 against ELU alone's 0.258 / 0.252 / 0.198 / 0.459 and the defaults'
         0.208 / 0.249 / 0.199 / 0.391 (the rest of seed 0's loss is the same stay, followed
         from the fence at 29.8 degC), forecasts within 2 %; so it stays off by default.
-    calibration_structure : {"validation", "training"}, default="validation"
-        Which series fit the structure of the interval calibration (``calibrate``): with
-        ``"validation"`` every factor is fitted on the validation series, as described there.
-        With ``"training"``, the factors of the channels, the gap cells and the calibrated
-        tails are fitted the same way on the held-out values of the *training* series (values
-        hidden from the encoder and forecasts, of at most 256 of them, a random subset; 3 to 6
-        rounds of each kind, until every channel has 4000 held-out values of it; at most 4000
-        per channel and kind, a random subset, fit the factors), which are many, so that
-        these relative factors are precise; since the model has seen those
-        series, their errors are too small, and the validation series then fit only the level:
-        one multiplier per kind of query (inside the conditioning window, or a forecast),
-        pooled over the channels and gap cells, on top of those factors
-        (:func:`latentode.training.calibrate_spread` with ``structure=``). Meant for few
-        validation series, whose per-channel factors are noisy (the calibration suite: 51 of
-        56 interval targets against 47, docs/results/calibration.md). It costs time: 4 to 14
-        s of calibration per 60-epoch suite fit against 1.5 to 6 s (a median 5 % of the fit),
-        the demo's fit 24 to 28 % longer. ``"validation"`` gives the former calibration to the
-        bit.
+    calibration_structure : {"validation", "training"}, default="training"
+        Which series fit the structure of the interval calibration (``calibrate``). With
+        ``"training"`` (the default since 2026-11-30; files and pickles saved before the
+        parameter existed load with ``"validation"``), the factors of the channels, the gap
+        cells and the calibrated tails are fitted the same way on the held-out values of the
+        *training* series (values hidden from the encoder and forecasts, of at most 256 of
+        them, a random subset; 3 to 6 rounds of each kind, until every channel has 4000
+        held-out values of it; at most 4000 per channel and kind, a random subset, fit the
+        factors), which are many, so that these relative factors are precise; since the model
+        has seen those series, their errors are too small, and the validation series then fit
+        only the level: one multiplier per kind of query (inside the conditioning window, or a
+        forecast), pooled over the channels and gap cells, on top of those factors, on 24
+        hiding rounds of them (:func:`latentode.training.calibrate_spread` with ``structure=``
+        and ``level_rounds``). With ``"validation"`` every factor is fitted on the validation
+        series, as described there: the former default, to the bit. Measured on the
+        calibration suite (seeds 0 to 3, docs/results/calibration.md): 52 of 56 interval targets
+        against 47 with ``"validation"``, at least as many at every seed; the same point
+        predictions. It costs time: 4 to 14 s of calibration per 60-epoch suite fit against
+        1.5 to 6 s with 6 level rounds (a median 5 % of the fit); on the demo 19 s against
+        6 s with 24, the fit 24 % longer. With only 15 to 20 validation series the level
+        still moves with which series they are (2 to 5 points of a 50 % interval's
+        coverage); more validation series (``validation_fraction``) make it more precise.
     point_prediction : {"posterior_mean", "predictive_mean"}, default="predictive_mean"
         The point prediction that :meth:`predict`, :meth:`extrapolate` and
         :meth:`predict_intensity` return (their mean columns): ``"posterior_mean"``, the
@@ -849,7 +856,7 @@ class LatentODERegressor(BaseEstimator):
         forecast_noise: bool = False,
         posterior_time: str = "first",
         input_fences: float | None = None,
-        calibration_structure: str = "validation",
+        calibration_structure: str = "training",
         point_prediction: str = "predictive_mean",
         point_samples: int = POINT_SAMPLES,
     ) -> None:

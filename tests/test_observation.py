@@ -368,9 +368,11 @@ def test_fitted_estimator_numbers_unchanged(name, make_oscillators):
     df = make_oscillators(n_series=10, n_points=15)
     kw = dict(poisson_process=True, encoder="odernn") if name == "poisson" else {}
     # the paper's model (the decoder alone), whose numbers were recorded before the readout
-    # (and before the predictive mean became the point prediction)
+    # (and before the predictive mean became the point prediction and the training series
+    # the calibration's structure)
     est = LatentODERegressor(**{**_settings.TINY, **kw, "validation_fraction": 0.3,
-                                "readout": "latent", "point_prediction": "posterior_mean"}
+                                "readout": "latent", "point_prediction": "posterior_mean",
+                                "calibration_structure": "validation"}
                              ).fit(df)
     rec = RECORDED_FIT[name]
     tol = dict(rtol=1e-5, atol=1e-6)

@@ -191,8 +191,10 @@ def test_solve_error_in_a_later_batch_names_its_series():
     df = pd.DataFrame({"id": np.repeat(["a", "b", "c"], 5),
                        "t": np.r_[t * 1e-3, t, t], "x": np.sin(np.r_[t, t, t])})
     # batches of one series; only "b" and "c" (a span of ~1 in model time) exhaust the budget
+    # (the calibration on the validation series alone: "training" would solve "b" in fit)
     est = LatentODERegressor(**{**TINY, "solver": "rk4", "step_size": 1e-3, "max_epochs": 0,
-                                "batch_size": 1, "max_steps": 20}).fit(df)
+                                "batch_size": 1, "max_steps": 20,
+                                "calibration_structure": "validation"}).fit(df)
     assert np.isfinite(est.predict(df[df["id"] == "a"])["x"]).all()
     with pytest.raises(ODESolveError) as info:
         est.predict(df)

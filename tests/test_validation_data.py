@@ -80,7 +80,9 @@ def test_equals_the_drawn_split_that_chose_those_series(frames, monkeypatch):
 
 def test_calibration_comes_from_the_given_series(frames):
     train, val = frames
-    est = LatentODERegressor(**{**TINY, "max_epochs": 3}).fit(train, validation_data=val)
+    # every factor from the given series (the former default path, set explicitly)
+    est = LatentODERegressor(**{**TINY, "max_epochs": 3, "calibration_structure": "validation"}
+                             ).fit(train, validation_data=val)
     # the training frame alone fits the encoders (not the joined frame)
     vf = validate_frame(train, time_col="t", id_col="id", empty_series="drop")
     scaler = ChannelScaler().fit(vf.values)
