@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import ast
 from typing import Any
+
+from latentode.nn.model import POINT_PREDICTIONS
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
@@ -16,3 +19,12 @@ def parse_params(items: list[str]) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             params[name] = value
     return params
+
+
+def add_point_rules(parser: argparse.ArgumentParser, shows: str) -> None:
+    """``--point-rules RULE ...``: score these ``point_prediction`` rules (of
+    :data:`~latentode.nn.model.POINT_PREDICTIONS`) on the same fit; ``shows`` says how the
+    script prints them."""
+    parser.add_argument("--point-rules", nargs="+", default=None, metavar="RULE",
+                        choices=POINT_PREDICTIONS,
+                        help=f"score these point_prediction rules on the same fit ({shows})")

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' shared helpers
-from _cli import parse_params  # noqa: E402
+from _cli import add_point_rules, parse_params  # noqa: E402
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -88,9 +88,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     ap.add_argument("--verbose", type=int, default=0)
-    ap.add_argument("--point-rules", nargs="+", default=None, metavar="RULE",
-                    choices=("posterior_mean", "predictive_mean"),
-                    help="score these point_prediction rules on the same fit (one row each)")
+    add_point_rules(ap, "one row each")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
     if not 0 < args.n_train < args.n_series:

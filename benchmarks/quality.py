@@ -60,7 +60,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' shared helpers
-from _cli import parse_params  # noqa: E402
+from _cli import add_point_rules, parse_params  # noqa: E402
 from calibration import SUITE, Case, _forecast_rows, _test_split, make_case  # noqa: E402
 from calibration import baselines as _baselines  # noqa: E402
 
@@ -396,9 +396,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     ap.add_argument("--breakdown", action="store_true", help="print the diagnosis per data set")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     ap.add_argument("--verbose", type=int, default=0)
-    ap.add_argument("--point-rules", nargs="+", default=None, metavar="RULE",
-                    choices=("posterior_mean", "predictive_mean"),
-                    help="score these point_prediction rules on the same fit (one table each)")
+    add_point_rules(ap, "one table each")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
     import torch

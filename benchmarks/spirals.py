@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' shared helpers
-from _cli import parse_params  # noqa: E402
+from _cli import add_point_rules, parse_params  # noqa: E402
 
 N_POINTS, N_FUTURE = 100, 100  # grid steps of each window and of its future (the paper's)
 PAPER = {30: (0.3937, 0.1642), 50: (0.3202, 0.1502), 100: (0.1813, 0.1346)}  # (RNN, Latent ODE)
@@ -434,10 +434,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--load", default=None, metavar="PATH",
                     help="score the estimators --save wrote (PATH_<observed>.<ext>) instead of "
                     "fitting (with --no-rnn: the latent ODE column alone)")
-    ap.add_argument("--point-rules", nargs="+", default=None, metavar="RULE",
-                    choices=("posterior_mean", "predictive_mean"),
-                    help="score these point_prediction rules on the same fit (one line each; "
-                    "the table shows the last)")
+    add_point_rules(ap, "one line each; the table shows the last")
     ap.add_argument("--plot", default=None, metavar="PNG",
                     help="plot two test spirals per observed count (PNG_<observed>.png)")
     args = ap.parse_args(argv)

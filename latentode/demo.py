@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from latentode.evaluation import channel_mean, hide_values, linear_interpolation, locf, mse
+from latentode.nn.model import POINT_PREDICTIONS
 
 __all__ = ["main", "CHANNELS"]
 
@@ -119,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
                         help="the estimator's forecast_noise: the values training forecasts "
                              "(--forecast-share) scored under a learned noise of their own")
     parser.add_argument("--point-rules", nargs="+", default=None, metavar="RULE",
-                        choices=("posterior_mean", "predictive_mean"),
+                        choices=POINT_PREDICTIONS,
                         help="score these point_prediction rules on the same fit (default: the "
                              "estimator's)")
     args = parser.parse_args(argv)

@@ -428,7 +428,8 @@ def _cap_values(records: list[_HeldOut], n_ch: int, cap: int,
     if not records:
         return records
     channel = torch.cat([r.channel for r in records])
-    if not bool((torch.bincount(channel, minlength=n_ch) > cap).any()):
+    counts = torch.bincount(channel, minlength=n_ch)
+    if not bool((counts > cap).any()):
         return records
     where = generator.device if generator is not None else "cpu"
     key = torch.rand(len(channel), generator=generator, device=where,
@@ -436,8 +437,7 @@ def _cap_values(records: list[_HeldOut], n_ch: int, cap: int,
     # rank of each value within its channel, in the order of its random key
     order = torch.argsort(key)
     order = order[torch.argsort(channel[order], stable=True)]
-    start = torch.cumsum(torch.bincount(channel, minlength=n_ch), 0) - torch.bincount(
-        channel, minlength=n_ch)
+    start = torch.cumsum(counts, 0) - counts
     rank = torch.empty_like(order)
     rank[order] = torch.arange(len(order), device=order.device) - start[channel[order]]
     keep = (rank < cap).split([len(r.channel) for r in records])
@@ -501,17 +501,6 @@ def _structure_series(batches: Iterable[Batch], max_series: int,
     return rebatch(out, max(b.batch_size for b in batches)) if n > max_series else out
 
 
-def _best_levels(
-    records: list[_HeldOut], groupings: list[Grouping], criterion: str, obs: ObservationModel,
-    tails: list[torch.Tensor] | None, base: list[torch.Tensor],
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per group of each grouping, the multiplier of :data:`LEVEL_GRID` (on top of ``base``)
-    that best fits the held-out values, searched coarse to fine (:data:`LEVEL_STRIDES`). Per
-    grouping, the ``(G,)`` multipliers and counts."""
-    return [(level, count) for level, count, _ in _best_factors(
-        records, groupings, criterion, obs, tails, LEVEL_GRID, base=base, strides=LEVEL_STRIDES)]
-
-
 def _fit_level(
     model: nn.Module, spread: GapSpread | None, records: list[_HeldOut],
     forecast_split: float | None, criterion: str, obs: ObservationModel, min_values: int,
@@ -542,8 +531,10 @@ def _fit_level(
         base, tails = [scale[r.channel] for r in records], None
     by_kind = ([r.beyond.long() for r in records], kinds)
     pooled = ([torch.zeros_like(r.channel) for r in records], 1)
-    [(per_kind, count_kind), (overall, count)] = _best_levels(
-        records, [by_kind, pooled], criterion, obs, tails, base)
+    # multipliers of LEVEL_GRID on top of ``base``, searched coarse to fine
+    [(per_kind, count_kind, _), (overall, count, _)] = _best_factors(
+        records, [by_kind, pooled], criterion, obs, tails, LEVEL_GRID, base=base,
+        strides=LEVEL_STRIDES)
     one = torch.where(count >= min_values, overall, torch.ones_like(overall))
     level = (torch.where(count_kind >= min_values, per_kind, one) if spread is not None
              else one.expand(kinds))
