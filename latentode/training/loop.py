@@ -255,14 +255,15 @@ def fit_model(
         stepping its own weights. Not with ``distributed``.
     forecast_mode : {"swap", "add"}
         How ``forecast_share`` trains forecasting
-        (:data:`~latentode.training.objective.FORECAST_MODES`, :func:`~latentode.training.
-        objective.mix_forecast`'s ``mode``): ``"swap"`` as above; ``"add"``: every series
-        trains reconstruction as without the mix, and a copy of each picked series, appended to
-        the batch, is conditioned on its past and scored on its values after the split (about
-        ``1 + forecast_share`` times the series per step). Validation then scores every
-        validation series' reconstruction with weight ``1 / (1 + forecast_share)`` and its
-        values after the fixed split, forecast from its past, with weight ``forecast_share /
-        (1 + forecast_share)``. Unused when ``forecast_share=0``.
+        (:data:`~latentode.training.objective.FORECAST_MODES`,
+        :func:`~latentode.training.objective.mix_forecast`'s ``mode``): ``"swap"`` as above;
+        ``"add"``: every series trains reconstruction as without the mix, and a copy of each
+        picked series, appended to the batch, is conditioned on its past and scored on its
+        values after the split (about ``1 + forecast_share`` times the series per step).
+        Validation then scores every validation series' reconstruction with weight
+        ``1 / (1 + forecast_share)`` and its values after the fixed split, forecast from its
+        past, with weight ``forecast_share / (1 + forecast_share)``. Unused when
+        ``forecast_share=0``.
 
     Returns
     -------
