@@ -191,6 +191,11 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
     point_samples : int, default=16
         Posterior samples that ``point_prediction="predictive_mean"`` averages, as for the
         regressor.
+    forecast_mode : {"swap", "add"}, default="swap"
+        What the series that ``forecast_share`` picks give up to forecast, as for the
+        regressor; with ``"add"`` the appended copies carry no label, so the classification
+        term scores each series once, on all of its values (``classifier="encoder"``, which
+        decodes nothing, then trains as without the mix).
 
     Attributes
     ----------
@@ -348,6 +353,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         calibration_structure: str = "training",
         point_prediction: str = "predictive_mean",
         point_samples: int = POINT_SAMPLES,
+        forecast_mode: str = "swap",
     ) -> None:
         super().__init__(
             latent_dim=latent_dim, encoder=encoder, rec_dim=rec_dim, units=units,
@@ -368,7 +374,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             dynamics_activation=dynamics_activation, forecast_noise=forecast_noise,
             posterior_time=posterior_time, input_fences=input_fences,
             calibration_structure=calibration_structure, point_prediction=point_prediction,
-            point_samples=point_samples,
+            point_samples=point_samples, forecast_mode=forecast_mode,
         )
         self.classifier = classifier
         self.ce_weight = ce_weight

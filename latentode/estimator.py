@@ -49,6 +49,7 @@ from .nn.readout import READOUT_REACHES, READOUT_SIDES
 from .nn.registry import ENCODERS, LIKELIHOODS, READOUTS
 from .ode import GRADIENTS, METHODS, ODESolveError
 from .training import (
+    FORECAST_MODES,
     FORECAST_RANGE,
     History,
     TrainingFailedError,
@@ -88,7 +89,7 @@ _ADDED_PARAMS: dict[str, Any] = {"scoring": "loss", "callbacks": None,
                                   "input_fences": None,
                                   "calibration_structure": "validation",
                                   "point_prediction": "posterior_mean",
-                                  "point_samples": POINT_SAMPLES}
+                                  "point_samples": POINT_SAMPLES, "forecast_mode": "swap"}
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -629,6 +630,19 @@ class LatentODERegressor(BaseEstimator):
         are 0.04 to 0.11 apart, as close as or closer than 32 independent draws on three
         of four tasks (``benchmarks/point_samples.py``). Read at every call; not used by
         ``"posterior_mean"``.
+    forecast_mode : {"swap", "add"}, default="swap"
+        What the series that ``forecast_share`` picks at a training step give up to forecast
+        (:func:`latentode.training.objective.mix_forecast`'s ``mode``): ``"swap"``, a picked
+        series conditions on its past *instead of* all of its values (scored on all of them),
+        so only ``1 - forecast_share`` of the series train reconstruction from all of their
+        values; ``"add"``, every series trains reconstruction as with ``forecast_share=0``,
+        and a copy of each picked series is appended to the batch (the same solve),
+        conditioned on its past and scored on its values after the split only, at about
+        ``1 + forecast_share`` times the training compute. Validation then scores every
+        validation series' reconstruction with weight ``1 / (1 + forecast_share)`` and its
+        values after a fixed split, forecast from its past, with weight ``forecast_share /
+        (1 + forecast_share)`` (:func:`latentode.training.objective.validation_tasks`).
+        Unused when ``forecast_share=0``.
 
     Attributes
     ----------
@@ -795,6 +809,7 @@ class LatentODERegressor(BaseEstimator):
         "calibration_structure": [Options(CALIBRATION_STRUCTURES)],
         "point_prediction": [Options(POINT_PREDICTIONS)],
         "point_samples": [Interval(Integral, 1, None, closed="left")],
+        "forecast_mode": [Options(FORECAST_MODES)],
     }
 
     #: Parameters read again by every prediction and :meth:`score` (so ``set_params`` on a
@@ -859,6 +874,7 @@ class LatentODERegressor(BaseEstimator):
         calibration_structure: str = "training",
         point_prediction: str = "predictive_mean",
         point_samples: int = POINT_SAMPLES,
+        forecast_mode: str = "swap",
     ) -> None:
         self.latent_dim = latent_dim
         self.encoder = encoder
@@ -915,6 +931,7 @@ class LatentODERegressor(BaseEstimator):
         self.calibration_structure = calibration_structure
         self.point_prediction = point_prediction
         self.point_samples = point_samples
+        self.forecast_mode = forecast_mode
 
     # ------------------------------------------------------------------ sklearn plumbing
     def __sklearn_tags__(self):
@@ -1251,7 +1268,7 @@ class LatentODERegressor(BaseEstimator):
             callbacks=check_callbacks(self.callbacks),
             forecast_share=float(self.forecast_share),
             forecast_range=(float(self.forecast_range[0]), float(self.forecast_range[1])),
-            weight_decay=float(self.weight_decay),
+            forecast_mode=self.forecast_mode, weight_decay=float(self.weight_decay),
             **self._fit_options(classes, val_labels),
         )
         model.eval()

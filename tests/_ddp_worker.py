@@ -3,7 +3,8 @@
 ``python -m torch.distributed.run --nproc_per_node=2 tests/_ddp_worker.py MODE OUT``
 
 * ``train``: a float64 :func:`fit_model` run, a validation of the mixed task
-  (:func:`run_mix_validation`) and an estimator fit, each rank writing its results
+  (:func:`run_mix_validation`), a :func:`fit_model` run of ``forecast_mode="add"``
+  (:data:`ADD_TASK`) and an estimator fit, each rank writing its results
   to ``OUT/*_rank{r}.json`` and calling ``est.save(OUT/model_rank{r}.latentode)``; its progress
   bar output goes to ``OUT/stderr_rank{r}.txt``.
 * ``raise``: rank 1 raises inside ``fit`` (in the model's loss, second batch).
@@ -44,6 +45,10 @@ EST_PARAMS = dict(latent_dim=3, rec_dim=6, units=12, n_layers=1, gru_units=12,
                   random_state=0, device=DEVICE)
 
 
+#: run_loop's task of forecast_mode="add": copies appended to the global batch, split by rows
+ADD_TASK = dict(forecast_share=0.75, forecast_range=(0.3, 0.7), forecast_mode="add")
+
+
 def loop_data(n: int, length: int, seed: int) -> Batch:
     """Float64 ragged series with missing values."""
     g = torch.Generator().manual_seed(seed)
@@ -65,16 +70,18 @@ def loader(b: Batch, sizes: tuple[int, ...]):
     return make
 
 
-def run_loop(distributed: bool) -> dict:
-    """fit_model in float64: batches of 4, 4 and 1 series (rank 1 gets nothing of the last)."""
+def run_loop(distributed: bool, **task) -> dict:
+    """fit_model in float64: batches of 4, 4 and 1 series (rank 1 gets nothing of the last);
+    ``task``: the training task (default ``forecast_split=0.5``)."""
     torch.manual_seed(0)
     model = LatentODE(1, latent_dim=2, rec_dim=4, units=8, n_layers=1, gru_units=4,
                       encoder="odernn", method="dopri5", gradient="backprop").double()
     hist = fit_model(model, loader(loop_data(9, 7, 0), (4, 4, 1)),
                      loader(loop_data(5, 7, 1), (3, 2)), max_epochs=3, lr=1e-2, kl_warmup=1,
-                     n_traj_samples=2, obs_dropout=0.3, forecast_split=0.5,
+                     n_traj_samples=2, obs_dropout=0.3,
                      generator=torch.Generator().manual_seed(5), verbose=0, device=DEVICE,
-                     distributed=distributed, val_metric="mse")
+                     distributed=distributed, val_metric="mse",
+                     **(task or {"forecast_split": 0.5}))
     return {"best_epoch": hist.best_epoch, "monitor": hist.monitor,
             "train_loss": hist["train_loss"], "val_loss": hist["val_loss"],
             "train_nll": hist["train_nll"], "train_kl": hist["train_kl"],
@@ -204,6 +211,7 @@ def main() -> None:
     if mode == "train":
         (out / f"loop_rank{rank}.json").write_text(json.dumps(run_loop(True)))
         (out / f"mixval_rank{rank}.json").write_text(json.dumps(run_mix_validation(True)))
+        (out / f"add_rank{rank}.json").write_text(json.dumps(run_loop(True, **ADD_TASK)))
         with open(out / f"stderr_rank{rank}.txt", "w") as err:
             sys.stderr = err  # tqdm writes its bar to sys.stderr
             try:

@@ -68,7 +68,8 @@ def trained(tmp_path_factory):
     read = lambda name: json.loads((out / name).read_text())  # noqa: E731
     return {"out": out, "loop": [read(f"loop_rank{r}.json") for r in (0, 1)],
             "est": [read(f"est_rank{r}.json") for r in (0, 1)],
-            "mixval": [read(f"mixval_rank{r}.json") for r in (0, 1)]}
+            "mixval": [read(f"mixval_rank{r}.json") for r in (0, 1)],
+            "add": [read(f"add_rank{r}.json") for r in (0, 1)]}
 
 
 # ---------------------------------------------------------------------- helpers, one process
@@ -155,6 +156,19 @@ def test_two_processes_validate_the_mix_as_one_process(trained):
     assert rank0 == rank1
     for key in ("loss", "nll", "mse", "n_obs"):
         assert rank0[key] == pytest.approx(single[key], rel=1e-10), key
+
+
+def test_two_processes_train_the_added_copies_as_one_process(trained):
+    """fit_model(forecast_mode="add"): the copies appended to the global batch, its noise
+    drawn for all of its rows and the rows split over the ranks: the same losses and
+    weights as one process."""
+    single = worker.run_loop(distributed=False, **worker.ADD_TASK)
+    rank0, rank1 = trained["add"]
+    assert rank0 == rank1
+    for key in ("train_loss", "val_loss", "train_mse", "val_mse"):
+        np.testing.assert_allclose(rank0[key], single[key], rtol=1e-10, err_msg=key)
+    np.testing.assert_allclose(rank0["weights"], single["weights"], rtol=1e-9, atol=1e-12)
+    assert single["train_loss"] != worker.run_loop(distributed=False)["train_loss"]
 
 
 def test_two_processes_equal_one_process_estimator(trained):

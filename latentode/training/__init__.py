@@ -13,6 +13,7 @@ from .history import MONITORS, STOP_REASONS, History
 from .loop import OPTIMIZERS, TrainingFailedError, fit_model
 from .metrics import VAL_METRICS, binary_roc_auc, evaluate_classifier
 from .objective import (
+    FORECAST_MODES,
     FORECAST_RANGE,
     KLSchedule,
     drop_observations,
@@ -53,4 +54,5 @@ __all__ = [
     "mix_forecast",
     "validation_tasks",
     "FORECAST_RANGE",
+    "FORECAST_MODES",
 ]

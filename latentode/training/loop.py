@@ -22,6 +22,7 @@ from .callbacks import as_callback
 from .history import History, monitor_mode
 from .metrics import VAL_METRICS, evaluate_classifier
 from .objective import (
+    FORECAST_MODES,
     FORECAST_RANGE,
     KLWarmup,
     accumulator_dtype,
@@ -66,14 +67,16 @@ class TrainingFailedError(RuntimeError):
 def _condition_and_target(
     batch: Batch, forecast_split: float | None, obs_dropout: float,
     generator: torch.Generator | None, forecast_share: float = 0.0,
-    forecast_range: tuple[float, float] = FORECAST_RANGE,
+    forecast_range: tuple[float, float] = FORECAST_RANGE, forecast_mode: str = "swap",
 ) -> tuple[Batch, Batch | None]:
-    """The data the encoder sees and the data scored (None: the same) for one training step."""
+    """The data the encoder sees and the data scored (None: the same) for one training step
+    (with ``forecast_mode="add"``, more series than ``batch``)."""
     cond, target = batch, None
     if forecast_split is not None:
         cond, target = split_forecast(batch, forecast_split)
     elif forecast_share > 0.0:
-        cond, target = mix_forecast(batch, forecast_share, forecast_range, generator)
+        cond, target = mix_forecast(batch, forecast_share, forecast_range, generator,
+                                    forecast_mode)
     if obs_dropout > 0.0:
         target = cond if target is None else target
         cond = drop_observations(cond, obs_dropout, generator)
@@ -126,6 +129,7 @@ def fit_model(
     forecast_share: float = 0.0,
     forecast_range: tuple[float, float] = FORECAST_RANGE,
     weight_averaging: float = 0.0,
+    forecast_mode: str = "swap",
 ) -> History:
     """Train a :class:`~latentode.nn.LatentODE` by minimising its negative IWAE bound.
 
@@ -249,6 +253,17 @@ def fit_model(
         updated after every optimiser step) is what every epoch validates, what the callbacks
         see, what the best weights snapshot and what training returns; the optimiser keeps
         stepping its own weights. Not with ``distributed``.
+    forecast_mode : {"swap", "add"}
+        How ``forecast_share`` trains forecasting
+        (:data:`~latentode.training.objective.FORECAST_MODES`,
+        :func:`~latentode.training.objective.mix_forecast`'s ``mode``): ``"swap"`` as above;
+        ``"add"``: every series trains reconstruction as without the mix, and a copy of each
+        picked series, appended to the batch, is conditioned on its past and scored on its
+        values after the split (about ``1 + forecast_share`` times the series per step).
+        Validation then scores every validation series' reconstruction with weight
+        ``1 / (1 + forecast_share)`` and its values after the fixed split, forecast from its
+        past, with weight ``forecast_share / (1 + forecast_share)``. Unused when
+        ``forecast_share=0``.
 
     Returns
     -------
@@ -298,6 +313,9 @@ def fit_model(
     if forecast_split is not None and not 0.0 < forecast_split < 1.0:
         raise ValueError(f"forecast_split must lie in (0, 1), got {forecast_split!r}.")
     check_forecast_mix(forecast_share, forecast_range, ("forecast_share", "forecast_range"))
+    if forecast_mode not in FORECAST_MODES:
+        raise ValueError(f"forecast_mode must be one of {FORECAST_MODES}, got "
+                         f"{forecast_mode!r}.")
     if forecast_share > 0.0 and forecast_split is not None:
         raise ValueError("forecast_share and forecast_split are two training tasks; give one.")
     if lr_decay is not None and not 0.0 < lr_decay <= 1.0:
@@ -397,7 +415,7 @@ def fit_model(
                         obs_weighting=obs_weighting, forecast_split=forecast_split,
                         max_norm=max_norm, epoch=epoch, loss_options=extra,
                         forecast_share=forecast_share, forecast_range=forecast_range,
-                        interrupts=requests)
+                        forecast_mode=forecast_mode, interrupts=requests)
                     if status == "interrupted":  # on every rank, after the same batch
                         raise _dist.Interrupted
                     if status == "done":
@@ -418,7 +436,7 @@ def fit_model(
                     try:
                         cond, target = _condition_and_target(batch, forecast_split, obs_dropout,
                                                              generator, forecast_share,
-                                                             forecast_range)
+                                                             forecast_range, forecast_mode)
                         out = model.loss(cond, n_traj_samples, kl_weight, target=target,
                                          generator=generator, weighting=obs_weighting, **extra)
                         opt.zero_grad(set_to_none=True)
@@ -486,7 +504,8 @@ def fit_model(
                                     weighting=obs_weighting, forecast_split=forecast_split,
                                     distributed=distributed, loss_options=extra,
                                     forecast_share=forecast_share,
-                                    forecast_range=forecast_range)
+                                    forecast_range=forecast_range,
+                                    forecast_mode=forecast_mode)
                 record.update(val_loss=val["loss"], val_nll=val["nll"], val_mse=val["mse"])
                 if score_classes:
                     scores = evaluate_classifier(model, val_loader(), device=device, dtype=dtype)
@@ -583,6 +602,7 @@ def _distributed_step(
     loss_options: Mapping[str, Any] | None = None,
     forecast_share: float = 0.0,
     forecast_range: tuple[float, float] = FORECAST_RANGE,
+    forecast_mode: str = "swap",
     interrupts: _dist.InterruptRequests | None = None,
 ) -> tuple[str, torch.Tensor | None]:
     """One lock-step training step of every rank on its share of the next global batch.
@@ -607,11 +627,12 @@ def _distributed_step(
         if batch is not None:
             batch = batch.to(device, dtype)
             cond, target = _condition_and_target(batch, forecast_split, obs_dropout, generator,
-                                                 forecast_share, forecast_range)
-            # the global batch's noise, drawn as single-process training draws it
-            noise = model.draw_z0_noise(n_traj_samples, batch.batch_size, generator,
+                                                 forecast_share, forecast_range, forecast_mode)
+            # the global batch's noise, drawn as single-process training draws it (for every
+            # series trained: forecast_mode="add" appends copies)
+            noise = model.draw_z0_noise(n_traj_samples, cond.batch_size, generator,
                                         device=device, dtype=dtype)
-            rows = _dist.shard_slice(batch.batch_size, rank, world)
+            rows = _dist.shard_slice(cond.batch_size, rank, world)
             if rows.stop > rows.start:
                 out = model.loss(_dist.take_rows(cond, rows), n_traj_samples, kl_weight,
                                  target=None if target is None else _dist.take_rows(target, rows),

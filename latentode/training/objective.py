@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from latentode.batch import Batch
+from latentode.batch import UNLABELLED, Batch
 from latentode.ode.padded import hold_last
 
 from . import distributed as _dist
@@ -26,10 +26,16 @@ __all__ = [
     "mix_forecast",
     "validation_tasks",
     "FORECAST_RANGE",
+    "FORECAST_MODES",
 ]
 
 #: default range of :func:`mix_forecast`'s split points, as fractions of each series' window
 FORECAST_RANGE: tuple[float, float] = (0.2, 0.8)
+
+#: how :func:`mix_forecast` gives its picked series to forecasting: ``"swap"``, a picked series
+#: conditions on its past instead of all of its values (its reconstruction gives way);
+#: ``"add"``, every series is reconstructed and a past-only copy of each picked one is appended
+FORECAST_MODES: tuple[str, ...] = ("swap", "add")
 
 # the golden ratio's fractional part: validation_tasks spreads its split points with it
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
@@ -185,21 +191,28 @@ def split_forecast(batch: Batch, fraction: float) -> tuple[Batch, Batch]:
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must lie in (0, 1), got {fraction!r}.")
+    n_past = _n_past(batch, fraction)
+    cond = Batch(batch.times, batch.values, batch.mask, n_past.to(batch.lengths.dtype),
+                 **batch.per_series())
+    return cond, _future(batch, n_past)
+
+
+def _future(batch: Batch, n_past: torch.Tensor) -> Batch:
+    """The time points of each series of ``batch`` from position ``n_past`` (``(B,)`` long) on,
+    re-padded from position 0 (same width; padded positions repeat the last valid time, masks
+    are 0 there); a series without one gets a one-point target with nothing observed."""
     times, lengths = batch.times, batch.lengths.to(device=batch.times.device, dtype=torch.long)
     pos = torch.arange(times.shape[1], device=times.device)
     last_pos = (lengths - 1).clamp(min=0).unsqueeze(1)
-    n_past = _n_past(batch, fraction)
+    n_past = n_past.to(device=times.device, dtype=torch.long)
     n_future = lengths - n_past
-    # the target: positions n_past .. lengths-1 moved to the front, padding repeats the last one
+    # positions n_past .. lengths-1 moved to the front, padding repeats the last one
     idx = torch.minimum(n_past.unsqueeze(1) + pos.unsqueeze(0), last_pos)
     keep = (pos.unsqueeze(0) < n_future.unsqueeze(1)).to(batch.mask.dtype).unsqueeze(-1)
     gather3 = idx.unsqueeze(-1).expand(-1, -1, batch.values.shape[-1])
     mask = batch.mask.gather(1, gather3) * keep
-    target = Batch(times.gather(1, idx), batch.values.gather(1, gather3) * mask, mask,
-                   n_future.clamp(min=1).to(batch.lengths.dtype), **batch.per_series())
-    cond = Batch(times, batch.values, batch.mask, n_past.to(batch.lengths.dtype),
-                 **batch.per_series())
-    return cond, target
+    return Batch(times.gather(1, idx), batch.values.gather(1, gather3) * mask, mask,
+                 n_future.clamp(min=1).to(batch.lengths.dtype), **batch.per_series())
 
 
 def _n_past(batch: Batch, fraction: float | torch.Tensor) -> torch.Tensor:
@@ -219,36 +232,54 @@ def mix_forecast(
     share: float,
     fractions: tuple[float, float] = FORECAST_RANGE,
     generator: torch.Generator | None = None,
+    mode: str = "swap",
 ) -> tuple[Batch, Batch | None]:
-    """The mixed training task: a random ``share`` of the series condition on a past only.
+    """The mixed training task: a random ``share`` of the series also learn to forecast.
 
     Each series of ``batch`` is picked with probability ``share``; a picked series is split at
     ``t_0 + f * (t_{n-1} - t_0)``, ``f`` drawn uniformly from ``fractions`` for each series, and
-    conditions the encoder (and the readout's neighbours) on its time points strictly before
-    the split only (at least the first one); the others condition on all of theirs. Every
-    series is scored on all of its values: a picked series' values before the split are
-    reconstructed as in plain training, those after it are forecast from the past alone, up to
-    ``1 - f`` of its window beyond its last conditioning observation. One draw of ``(B, 2)``
-    uniforms from ``generator`` per call, none when ``share == 0``.
+    its past, its time points strictly before the split (at least the first one), conditions
+    the encoder (and the readout's neighbours) to forecast the rest, up to ``1 - f`` of its
+    window beyond its last conditioning observation. ``mode`` says what the picked series give
+    up for it (:data:`FORECAST_MODES`):
+
+    * ``"swap"``: a picked series conditions on its past *instead of* all of its values and is
+      scored on all of them: its values before the split are reconstructed as in plain
+      training, those after it forecast; the other series condition on all of theirs. So only
+      ``1 - share`` of the series (on average) train reconstruction from all of their values.
+    * ``"add"``: every series is reconstructed from all of its values, as in plain training,
+      and a *copy* of each picked series is appended to the batch (one batched solve), which
+      conditions on its past and is scored on its values after the split only (re-padded from
+      position 0, as :func:`split_forecast`'s target), so that no value is reconstructed twice.
+      The copies carry the series' static covariates and no label
+      (:data:`~latentode.batch.UNLABELLED`: the classification term scores each series once).
+      About ``(1 + share)`` times the series per step.
+
+    One draw of ``(B, 2)`` uniforms from ``generator`` per call (the same draws, so the same
+    picks and splits, in either mode), none when ``share == 0``.
 
     Parameters
     ----------
     batch : Batch
         The mini-batch.
     share : float
-        Probability in ``[0, 1]`` that a series is split.
+        Probability in ``[0, 1]`` that a series is picked.
     fractions : (float, float)
         ``(low, high)`` with ``0 < low <= high < 1``: the range of the split points, as
         fractions of each series' window.
     generator : torch.Generator, optional
         Source of the draws (on the CPU or on the batch's device).
+    mode : {"swap", "add"}
+        What a picked series gives up to forecast (above).
 
     Returns
     -------
     cond, target : Batch, Batch or None
-        ``cond`` has ``batch``'s tensors with each picked series' ``lengths`` cut to its past;
-        ``target`` is ``batch`` itself (every value scored), or ``(batch, None)`` when
-        ``share == 0`` (plain reconstruction, nothing drawn).
+        ``"swap"``: ``cond`` has ``batch``'s tensors with each picked series' ``lengths`` cut
+        to its past; ``target`` is ``batch`` itself (every value scored). ``"add"``: ``batch``'s
+        series followed by the picked series' copies, the pasts in ``cond`` and the futures in
+        ``target`` (``batch`` itself above them). ``(batch, None)`` when ``share == 0`` (plain
+        reconstruction, nothing drawn).
 
     Examples
     --------
@@ -259,16 +290,48 @@ def mix_forecast(
     >>> cond, target = mix_forecast(b, 1.0, (0.5, 0.5))
     >>> cond.lengths.tolist(), target is b
     ([2, 2], True)
+    >>> cond, target = mix_forecast(b, 1.0, (0.5, 0.5), mode="add")
+    >>> cond.lengths.tolist(), target.lengths.tolist()
+    ([5, 5, 2, 2], [5, 5, 3, 3])
     """
     low, high = check_forecast_mix(share, fractions)
+    if mode not in FORECAST_MODES:
+        raise ValueError(f"mode must be one of {FORECAST_MODES}, got {mode!r}.")
     if share == 0.0:
         return batch, None
     lengths, times = batch.lengths, batch.times
     dev = generator.device if generator is not None else times.device
     u = torch.rand((batch.batch_size, 2), generator=generator, device=dev,
                    dtype=times.dtype).to(times.device)
+    fraction = low + (high - low) * u[:, 1]
     picked = (u[:, 0] < share).to(lengths.device)
-    return _past_only(batch, low + (high - low) * u[:, 1], picked), batch
+    if mode == "swap":
+        return _past_only(batch, fraction, picked), batch
+    rows = picked.nonzero().squeeze(1)
+    copies = _copies(batch, rows)
+    n_past = _n_past(copies, fraction[rows.to(fraction.device)])
+    past = Batch(copies.times, copies.values, copies.mask, n_past.to(lengths.dtype),
+                 **copies.per_series())
+    return _stack(batch, past), _stack(batch, _future(copies, n_past))
+
+
+def _copies(batch: Batch, rows: torch.Tensor) -> Batch:
+    """The series ``rows`` (``(P,)`` long) of ``batch``, same width, without their labels
+    (:data:`~latentode.batch.UNLABELLED`)."""
+    extra = {name: None if x is None else x[rows] for name, x in batch.per_series().items()}
+    if extra["labels"] is not None:
+        extra["labels"] = torch.full_like(extra["labels"], UNLABELLED)
+    return Batch(batch.times[rows], batch.values[rows], batch.mask[rows], batch.lengths[rows],
+                 **extra)
+
+
+def _stack(first: Batch, second: Batch) -> Batch:
+    """The series of ``first`` followed by those of ``second`` (the same width and fields)."""
+    extra = {name: None if x is None else torch.cat([x, getattr(second, name)])
+             for name, x in first.per_series().items()}
+    return Batch(torch.cat([first.times, second.times]), torch.cat([first.values, second.values]),
+                 torch.cat([first.mask, second.mask]), torch.cat([first.lengths, second.lengths]),
+                 **extra)
 
 
 def _past_only(batch: Batch, fraction: torch.Tensor, picked: torch.Tensor | None = None) -> Batch:
@@ -287,6 +350,7 @@ def validation_tasks(
     forecast_split: float | None = None,
     forecast_share: float = 0.0,
     forecast_range: tuple[float, float] = FORECAST_RANGE,
+    forecast_mode: str = "swap",
 ) -> list[tuple[Batch, Batch | None, float]]:
     """What validation scores on one batch: ``(cond, target, weight)`` triples.
 
@@ -304,7 +368,12 @@ def validation_tasks(
       evenly over ``[0, 1)`` however many series the batch holds), so the split points cover
       ``forecast_range`` as training's uniform draws do, and the same batch gets the same ones
       at every epoch. Both terms score the same values, so a weighted sum of their per-value
-      figures is the mix's figure per value.
+      figures is the mix's figure per value;
+    * ``forecast_share > 0`` with ``forecast_mode="add"``: every series reconstructed from all
+      of its values with weight ``1 / (1 + share)`` and, split at the same fixed points, its
+      values after the split forecast from its past with weight ``share / (1 + share)``
+      ``[(batch, None, 1 / (1 + share)), (past, future, share / (1 + share))]``: per value,
+      the figure that training's batches with their appended copies have on average.
 
     Parameters
     ----------
@@ -316,6 +385,8 @@ def validation_tasks(
         The mixed task's share in ``[0, 1]``; 0: no mix.
     forecast_range : (float, float)
         The mixed task's range of split points (:func:`mix_forecast`'s ``fractions``).
+    forecast_mode : {"swap", "add"}
+        The mixed task's mode (:func:`mix_forecast`'s ``mode``).
 
     Returns
     -------
@@ -331,6 +402,9 @@ def validation_tasks(
     >>> b = Batch(t, torch.ones(2, 11, 1), torch.ones(2, 11, 1), torch.tensor([11, 11]))
     >>> [(c.lengths.tolist(), w) for c, _, w in validation_tasks(b, forecast_share=0.25)]
     [([11, 11], 0.75), ([5, 3], 0.25)]
+    >>> [(c.lengths.tolist(), t if t is None else t.lengths.tolist(), w) for c, t, w
+    ...  in validation_tasks(b, forecast_share=0.25, forecast_mode="add")]
+    [([11, 11], None, 0.8), ([5, 3], [6, 8], 0.2)]
     """
     low, high = check_forecast_mix(forecast_share, forecast_range,
                                    ("forecast_share", "forecast_range"))
@@ -339,14 +413,21 @@ def validation_tasks(
             raise ValueError("forecast_share and forecast_split are two tasks; give one.")
         cond, target = split_forecast(batch, forecast_split)
         return [(cond, target, 1.0)]
+    if forecast_mode not in FORECAST_MODES:
+        raise ValueError(f"forecast_mode must be one of {FORECAST_MODES}, got "
+                         f"{forecast_mode!r}.")
     if forecast_share == 0.0:
         return [(batch, None, 1.0)]
     b = torch.arange(batch.batch_size, dtype=torch.float64)
     u = torch.remainder(0.5 + b * _GOLDEN, 1.0)
+    past = _past_only(batch, low + (high - low) * u)
+    if forecast_mode == "add":
+        return [(batch, None, 1.0 / (1.0 + forecast_share)),
+                (past, _future(batch, past.lengths), forecast_share / (1.0 + forecast_share))]
     tasks: list[tuple[Batch, Batch | None, float]] = []
     if forecast_share < 1.0:
         tasks.append((batch, None, 1.0 - forecast_share))
-    tasks.append((_past_only(batch, low + (high - low) * u), batch, forecast_share))
+    tasks.append((past, batch, forecast_share))
     return tasks
 
 
@@ -392,6 +473,7 @@ def evaluate_loss(
     loss_options: Mapping[str, Any] | None = None,
     forecast_share: float = 0.0,
     forecast_range: tuple[float, float] = FORECAST_RANGE,
+    forecast_mode: str = "swap",
 ) -> dict[str, float]:
     """Loss of ``model`` over ``batches`` with KL weight 1, weighted by observed values.
 
@@ -429,6 +511,10 @@ def evaluate_loss(
         ``forecast_split``.
     forecast_range : (float, float)
         The mixed task's range of split points.
+    forecast_mode : {"swap", "add"}
+        The mixed task's mode (:func:`validation_tasks`): ``"add"`` scores every series'
+        reconstruction with weight ``1 / (1 + forecast_share)`` and its values after the fixed
+        split, forecast from its past, with weight ``forecast_share / (1 + forecast_share)``.
 
     Returns
     -------
@@ -449,7 +535,8 @@ def evaluate_loss(
         device, dtype, acc_dtype = evaluation_setup(model, device, dtype)
         acc = torch.zeros(4, device=device, dtype=acc_dtype)
         tasks = functools.partial(validation_tasks, forecast_split=forecast_split,
-                                  forecast_share=forecast_share, forecast_range=forecast_range)
+                                  forecast_share=forecast_share, forecast_range=forecast_range,
+                                  forecast_mode=forecast_mode)
         if distributed:
             _evaluate_distributed(model, iter(batches), acc, n_traj_samples, device=device,
                                   dtype=dtype, generator=generator, weighting=weighting,
