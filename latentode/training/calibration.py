@@ -835,12 +835,28 @@ def calibrate_level(
         ``gap_spread`` if it has one).
     batches : iterable of Batch
         Held-out series, re-iterable (a list), on the model's device and dtype.
-    fraction, rounds, n_samples, min_values, criterion, generator, forecast_split, level_rounds
-        As for :func:`calibrate_spread` (its ``level_rounds`` with ``structure=``; None:
-        ``rounds``).
+    fraction : float or sequence of float
+        Fraction of observed values hidden per hiding round, or one per round in turn, as for
+        :func:`calibrate_spread`.
+    rounds : int
+        Forecast rounds (the splits of :data:`FORECAST_FRACTIONS` in turn).
+    n_samples : int
+        Posterior trajectory samples per series.
+    min_values : int
+        Minimum number of held-out values of a kind (or of all) for its multiplier.
+    criterion : {"coverage", "likelihood"}
+        What the multipliers optimise, as for :func:`calibrate_spread`.
+    generator : torch.Generator, optional
+        Source of the hiding masks and the sampling noise.
+    forecast_split : float, optional
+        Forecasts split each series at this fraction of its window, and they are the primary
+        kind (the channel's factor takes their multiplier), as for :func:`calibrate_spread`.
     by_gap : bool
         Fit one multiplier per kind of query (with a model that has a ``gap_spread``); False:
         one for all, the gap spread left as it is.
+    level_rounds : int or None
+        Hiding rounds (:data:`LEVEL_ROUNDS`, as ``calibrate_spread(..., structure=)``); None:
+        ``rounds``.
 
     Returns
     -------
