@@ -158,15 +158,19 @@ def make_case(case: Case, seed: int, n_series: int | None = None) -> pd.DataFram
 EXTRA_TEST_SEED = 7919
 #: the hidden values of draw ``j`` of ``--test-draws`` come from ``seed + 2 + DRAW_STRIDE * j``
 DRAW_STRIDE = 1000
+#: added to ``--seed`` for the series of ``--recalibrate-series`` (neither the suite's data's
+#: nor ``--extra-test``'s seed)
+RECALIBRATE_SEED = 15485
 
 
-def extra_test_series(case: Case, seed: int, n: int, first_id: int) -> pd.DataFrame:
+def extra_test_series(case: Case, seed: int, n: int, first_id: int,
+                      offset: int = EXTRA_TEST_SEED) -> pd.DataFrame:
     """``n`` more series of a synthetic ``case`` (ids from ``first_id``), from the same
-    generator as :func:`make_case` with another seed: new draws of the same process, never
-    seen by the fit; an empty frame for PhysioNet or ``n == 0``."""
+    generator as :func:`make_case` with another seed (``seed + offset``): new draws of the same
+    process, never seen by the fit; an empty frame for PhysioNet or ``n == 0``."""
     if case.make == "physionet" or n <= 0:
         return make_case(case, seed).iloc[:0]
-    extra = make_case(case, seed + EXTRA_TEST_SEED, n_series=n)
+    extra = make_case(case, seed + offset, n_series=n)
     extra["id"] = extra["id"] + first_id
     return extra
 
@@ -460,13 +464,37 @@ def run_suite(args: argparse.Namespace, names: Sequence[str]) -> pd.DataFrame:
         row["met"] = float(all(
             abs(row[f"{task} {lv}"] - lv) <= tol for task, tol in TOLERANCE.items()
             for lv in (50, 90)))
+        extra = extra_test_series(case, args.seed, args.extra_test,
+                                  first_id=int(df["id"].max()) + 1)
         if precise:
-            extra = extra_test_series(case, args.seed, args.extra_test,
-                                      first_id=int(df["id"].max()) + 1)
             row.update(precise_coverage(
                 est, pd.concat([test, extra], ignore_index=True), cols,
                 lo + case.cutoff * (hi - lo), args.hide, args.seed, args.test_draws, quantiles,
                 args.n_samples))
+        if args.recalibrate_series > 0 and case.make != "physionet":
+            fresh = extra_test_series(
+                case, args.seed, args.recalibrate_series,
+                first_id=int(max(df["id"].max(), extra["id"].max() if len(extra) else 0)) + 1,
+                offset=RECALIBRATE_SEED)
+            start = time.perf_counter()
+            recal = copy.deepcopy(est).recalibrate(fresh)
+            row["recal s"] = time.perf_counter() - start
+            pred = recal.predict(cond, quantiles=quantiles, n_samples=args.n_samples)
+            fc = recal.extrapolate(past, times=future[["id", "t"]], quantiles=quantiles,
+                                   n_samples=args.n_samples)
+            for level in LEVELS:
+                row[f"interp {int(level * 100)} recal"] = 100 * coverage(
+                    test, pred, level, hidden, columns=cols)
+                row[f"extrap {int(level * 100)} recal"] = 100 * coverage(
+                    future, fc, level, fmask, columns=cols)
+            row["met recal"] = float(all(
+                abs(row[f"{task} {lv} recal"] - lv) <= tol for task, tol in TOLERANCE.items()
+                for lv in (50, 90)))
+            if precise:
+                row.update({f"{key} recal": value for key, value in precise_coverage(
+                    recal, pd.concat([test, extra], ignore_index=True), cols,
+                    lo + case.cutoff * (hi - lo), args.hide, args.seed, args.test_draws,
+                    quantiles, args.n_samples).items() if key.endswith(("mean", "se"))})
         rows[name] = row
         tails = est.model_.gap_spread.tail_df  # (kinds, C): inside / beyond the window
         print(f"{name}: {case.description}; {df['id'].nunique()} series, validation "
@@ -483,7 +511,12 @@ def run_suite(args: argparse.Namespace, names: Sequence[str]) -> pd.DataFrame:
         order = [f"{task} {lv} {stat}" for task in TOLERANCE for lv in (50, 90)
                  for stat in ("mean", "se", "sd") if not (task == "extrap" and stat == "sd")
                  ] + ["met mean", "n test"] + order
-    table = table[order + [c for c in table.columns if c not in order]]
+    if args.recalibrate_series > 0:  # beside the fit's calibration, the recalibrated model's
+        recal = [f"{task} {lv} {stat}recal" for task in TOLERANCE for lv in (50, 90)
+                 for stat in (("mean ", "se ") if precise else ()) + ("",)]
+        order = recal + (["met mean recal"] if precise else []) + ["met recal"] + order
+    table = table[[c for c in order if c in table.columns]
+                  + [c for c in table.columns if c not in order]]
     print(f"\nCoverage (%) of the central 50 % / 90 % intervals on held-out test series "
           f"(interp: {args.hide:.0%} of observed values hidden; extrap: values after the "
           f"cutoff); one: the same model with one factor per channel (no gap factors); raw: "
@@ -499,6 +532,11 @@ def run_suite(args: argparse.Namespace, names: Sequence[str]) -> pd.DataFrame:
               f"draw's standard deviation (the forecast split is deterministic: draws do not "
               f"change it); met mean: the targets on the means. The columns without a suffix: "
               f"the single draw of the suite's own test series, as before.")
+    if args.recalibrate_series > 0:
+        print(f"recal: the same fitted model recalibrated (LatentODERegressor.recalibrate, its "
+              f"calibration_structure) on {args.recalibrate_series} more series from the same "
+              f"generator (seed + {RECALIBRATE_SEED}; synthetic data sets only), measured as "
+              f"the columns without it; recal s: its time.")
     print(markdown(table))
     return table
 
@@ -510,7 +548,7 @@ def markdown(table: pd.DataFrame) -> str:
             return "yes" if v else "**no**"
         if col.startswith(("n ", "epochs", "best", "fit")):
             return f"{v:.0f}"
-        if col.endswith((" se", " sd")):
+        if col.endswith((" se", " sd", " se recal")):
             return f"{v:.2f}"
         return f"{v:.3f}" if "MSE" in col else f"{v:.1f}"
 
@@ -538,6 +576,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--suite: N more test series from the same generator (another seed) "
                         "for the measurement of --test-draws; not for PhysioNet (no more "
                         "stays); the fit and its calibration are unchanged")
+    p.add_argument("--recalibrate-series", type=int, default=0, metavar="N",
+                   help="--suite: also recalibrate each fitted model on N more series from the "
+                        "same generator (another seed than the data's and --extra-test's; not "
+                        "for PhysioNet) and measure it as the fit's calibration (columns "
+                        "'... recal')")
     p.add_argument("--dataset", choices=("oscillators", "periodic"), default="oscillators")
     p.add_argument("--n-series", type=int, default=200)
     p.add_argument("--n-points", type=int, default=30)
@@ -580,8 +623,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     p = build_parser()
     args = p.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]
-    if args.test_draws < 1 or args.extra_test < 0:
-        p.error("--test-draws must be >= 1 and --extra-test >= 0")
+    if args.test_draws < 1 or args.extra_test < 0 or args.recalibrate_series < 0:
+        p.error("--test-draws must be >= 1, --extra-test and --recalibrate-series >= 0")
 
     torch.set_num_threads(max(1, args.threads))
     if args.suite is not None:

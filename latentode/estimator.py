@@ -53,6 +53,7 @@ from .training import (
     FORECAST_RANGE,
     History,
     TrainingFailedError,
+    calibrate_level,
     calibrate_spread,
     check_callbacks,
     fit_model,
@@ -1208,7 +1209,7 @@ class LatentODERegressor(BaseEstimator):
                               + ([] if given is None else _fingerprint(given, {})),
                               "the data or the estimator's parameters", device)
             seed = _distd.broadcast_int(seed, device)
-        seeds = np.random.SeedSequence(seed).generate_state(3)
+        seeds = _fit_seeds(seed)
         if given is None:
             train_idx, val_idx = _data.split_series(  # labelled and unlabelled series apart
                 vf.n_series, float(self.validation_fraction), np.random.default_rng(seeds[0]),
@@ -1282,7 +1283,7 @@ class LatentODERegressor(BaseEstimator):
 
             def calibrate() -> None:
                 calibrate_spread(model, list(val_loader()), forecast_split=split,
-                                 generator=make_generator(int(seeds[2]) + 1, device),
+                                 generator=_calibration_generator(seed, device),
                                  structure=structure)
 
             if distributed:  # rank 0 calibrates, every rank receives its factors
@@ -1618,19 +1619,131 @@ class LatentODERegressor(BaseEstimator):
         total -= float((counts * np.log(self.scaler_.scale_)).sum())
         return total / int(counts.sum())
 
+    @_with_n_jobs
+    def recalibrate(self, df: pd.DataFrame) -> LatentODERegressor:
+        """Calibrate the fitted model's intervals on held-out series, without refitting.
+
+        As scikit-learn's ``CalibratedClassifierCV(cv="prefit")``: the network, hence every
+        point prediction, is unchanged; only the calibration of the predictive spread
+        (``model_.spread_scale`` and ``model_.gap_spread``) is fitted again, on ``df``'s
+        series, as :meth:`fit` fits it on the validation series (``calibrate``): values hidden
+        inside each series (10 %, 30 % and 50 % of them in turn) and the values after a split of
+        each series (forecasts). With ``calibration_structure="training"`` (the default) the
+        relative structure is kept (the channels' ratios, the gap cells' edges and factors,
+        the calibrated tails) and only its level is refitted: one multiplier per kind of query
+        (hidden values, forecasts), pooled over channels and cells
+        (:func:`latentode.training.calibrate_level`). The level fitted on the few validation
+        series of a fit is the calibration's main error (docs/results/calibration.md): more
+        held-out series measure it better. With ``"validation"`` every factor is refitted on
+        ``df`` (:func:`latentode.training.calibrate_spread`, the calibration of a fit with
+        ``"validation"``; it needs a few hundred series to fit the gap cells and tails).
+
+        The series of ``df`` must not have been used to fit the estimator (neither training
+        nor validation series): the calibration measures the model's errors on series it has
+        not seen, which this method cannot check. A model fitted with ``calibrate=False`` (or
+        without validation series) has no fitted structure: with ``"training"`` it then gets
+        one multiplier per kind on uniform factors, with ``"validation"`` a full calibration.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            Held-out series, in the long format of :meth:`predict` (the fitted id, time,
+            target and static columns; other columns are ignored). Series without an observed
+            target value are left out with a warning. Not modified.
+
+        Returns
+        -------
+        self
+            The estimator, recalibrated.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`predict` for an unusable ``df`` (a missing column, NaN / inf times, an
+            empty frame, every series without an observed value), for a
+            ``calibration_structure`` or ``forecast_split`` set (``set_params``) to a value
+            ``fit`` would refuse, or for an estimator without a predictive spread to calibrate
+            (:class:`~latentode.LatentODEClassifier` with ``classifier="encoder"``). Raised
+            before any change: a failed call leaves the estimator as it was.
+
+        Warns
+        -----
+        UserWarning
+            Once if series without an observed target value were left out (a few of their
+            ids).
+
+        Notes
+        -----
+        Deterministic for a fixed ``random_state`` (the generator of the fit's calibration).
+        A kind of query with fewer than 20 held-out values keeps its level (``"training"``),
+        a channel or cell with fewer than 20 its factor 1 (``"validation"``), as in
+        :meth:`fit`. The forecasts split each series at ``forecast_split`` when it is set (as
+        in :meth:`fit`). Saved files and pickles keep the new calibration.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> from latentode import LatentODERegressor
+        >>> rng = np.random.default_rng(0)
+        >>> t = np.linspace(0, 5, 20)
+        >>> def frame(ids):
+        ...     return pd.DataFrame({"id": np.repeat(ids, 20), "t": np.tile(t, len(ids)),
+        ...                          "x": np.sin(t + rng.uniform(0, 6, (len(ids), 1))).ravel()})
+        >>> est = LatentODERegressor(latent_dim=4, rec_dim=8, units=16, n_layers=1,
+        ...                          gru_units=16, encoder="gru", max_epochs=2, verbose=0,
+        ...                          random_state=0).fit(frame(range(20)))
+        >>> test = frame([200, 201])
+        >>> before = est.predict(test)
+        >>> est.recalibrate(frame(range(100, 140))) is est  # 40 series not seen in fit
+        True
+        >>> est.predict(test).equals(before)  # the point predictions are unchanged
+        True
+        """
+        check_is_fitted(self)
+        names = ("calibration_structure", "forecast_split")
+        validate_params({name: self._parameter_constraints[name] for name in names},
+                        {name: getattr(self, name) for name in names})
+        if not self._calibrates():
+            raise ValueError(f"This {type(self).__name__} has no predictive spread to calibrate "
+                             "(a LatentODEClassifier's is that of classifier='latent').")
+        vf, padded = self._prepare(df, empty_series="drop")
+        if len(vf.dropped_series):
+            n = len(vf.dropped_series)
+            warnings.warn(
+                f"{n} series {'has' if n == 1 else 'have'} no observed value of the target "
+                f"columns and {'was' if n == 1 else 'were'} left out of the recalibration: "
+                f"{_fmt_ids([_plain(i) for i in vf.dropped_series])}"
+                f"{'' if self.id_col_ is None else f' (column {self.id_col_!r})'}.",
+                UserWarning, stacklevel=external_stacklevel(),
+            )
+        dtype = next(self.model_.parameters()).dtype
+        batches = list(_data.iterate_batches(padded, int(self.batch_size),
+                                             device=self.device_, dtype=dtype))
+        generator = _calibration_generator(draw_seed(self.random_state), self.device_)
+        split = None if self.forecast_split is None else float(self.forecast_split)
+        model = copy.deepcopy(self.model_)  # a failure must leave the fitted model untouched
+        if self.calibration_structure == "training":
+            calibrate_level(model, batches, forecast_split=split, generator=generator)
+        else:
+            calibrate_spread(model, batches, forecast_split=split, generator=generator)
+        self.model_.load_state_dict(model.state_dict())  # commit
+        return self
+
     # ------------------------------------------------------------------ internals
-    def _prepare(self, df: pd.DataFrame) -> tuple[Any, Any]:
+    def _prepare(self, df: pd.DataFrame, empty_series: str = "keep") -> tuple[Any, Any]:
         """Validate ``df`` against the fitted columns; return it validated and padded.
 
         Also checks the parameters that every prediction reads again
         (:attr:`_CALL_PARAMS`), which ``set_params`` may have changed since ``fit``.
+        ``empty_series`` (``"keep"`` or ``"drop"``): what becomes of the series without an
+        observed target value (:func:`latentode.data.validate_frame`).
         """
         check_is_fitted(self)
         validate_params({name: self._parameter_constraints[name] for name in self._CALL_PARAMS},
                         {name: getattr(self, name) for name in self._CALL_PARAMS})
         vf = _data.validate_frame(
             df, time_col=self.time_col_, id_col=self.id_col_, expected_targets=self.target_cols_,
-            empty_series="keep",
+            empty_series=empty_series,
         )
         padded = _data.pad_frame(vf, self.time_encoder_, self.scaler_)
         if self.static_encoder_ is not None:  # the static covariates of each series
@@ -1958,6 +2071,19 @@ class LatentODERegressor(BaseEstimator):
         est, state = _io.load_state(path, cls, device=device)
         state.attach(est)
         return est
+
+
+def _fit_seeds(seed: int) -> np.ndarray:
+    """The three seeds of a fit drawn from its ``seed`` (``draw_seed(random_state)``): of the
+    validation split, of the shuffling, and of the network's initialisation and training noise
+    (the interval calibration's is :func:`_calibration_generator`'s)."""
+    return np.random.SeedSequence(seed).generate_state(3)
+
+
+def _calibration_generator(seed: int, device: torch.device | str) -> torch.Generator:
+    """The generator of the interval calibration of a fit (and of ``recalibrate``) whose seed
+    is ``seed``: the third seed of :func:`_fit_seeds` plus one."""
+    return make_generator(int(_fit_seeds(seed)[2]) + 1, device)
 
 
 def _fingerprint(padded: Any, params: dict[str, Any]) -> list[float]:

@@ -203,3 +203,23 @@ def test_clean_validation_splits_the_originals_before_the_copies(bench) -> None:
     assert kw == {"group_col": "group"} and grouped["group"].nunique() == 40
     # a namespace without --validation (a diagnostic script's) keeps the former protocol
     assert bench._validation(bench.argparse.Namespace()) == "pooled"
+
+
+def test_recalibrate_series_add_the_recalibrated_model_beside_the_fit(bench) -> None:
+    """``--recalibrate-series N``: the same fit, recalibrated on N new series of the process;
+    the fit's own columns unchanged, the recalibrated model's coverage beside them."""
+    one = _run(bench, "--test-draws", "2", "--extra-test", "4")
+    recal = _run(bench, "--test-draws", "2", "--extra-test", "4", "--recalibrate-series", "30")
+    same = [c for c in one.columns if c != "fit s"]
+    pd.testing.assert_frame_equal(one[same], recal[same])
+    row = recal.loc["walk"]
+    for task in ("interp", "extrap"):
+        for level in (50, 90):
+            for stat in ("", "mean ", "se "):
+                assert 0.0 < row[f"{task} {level} {stat}recal"] < 100.0
+    assert row["met recal"] in (0.0, 1.0) and row["met mean recal"] in (0.0, 1.0)
+    assert row["interp 50 recal"] != row["interp 50"]  # another level
+    case = bench.SUITE["walk"]
+    fresh = bench.extra_test_series(case, 0, 30, first_id=0, offset=bench.RECALIBRATE_SEED)
+    extra = bench.extra_test_series(case, 0, 30, first_id=0)
+    assert not np.isin(fresh["x0"].dropna(), extra["x0"].dropna()).any()

@@ -1,6 +1,6 @@
 """Training layer: KL warm-up, the training loop, callbacks and history (torch only)."""
 
-from .calibration import SCALE_GRID, calibrate_spread
+from .calibration import SCALE_GRID, calibrate_level, calibrate_spread
 from .callbacks import (
     Callback,
     CallbackProtocol,
@@ -30,6 +30,7 @@ __all__ = [
     "fit_model",
     "TrainingFailedError",
     "calibrate_spread",
+    "calibrate_level",
     "SCALE_GRID",
     "History",
     "STOP_REASONS",

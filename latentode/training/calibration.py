@@ -41,11 +41,11 @@ from latentode.nn.spread import GAP_KINDS, N_GAP_BUCKETS, GapSpread, observation
 
 from .objective import drop_observations, split_forecast
 
-__all__ = ["calibrate_spread", "SCALE_GRID", "CRITERIA", "COVERAGE_LEVELS",
+__all__ = ["calibrate_spread", "calibrate_level", "SCALE_GRID", "CRITERIA", "COVERAGE_LEVELS",
            "FORECAST_FRACTIONS", "HIDE_FRACTIONS", "TAIL_GRID", "LEVEL_GRID", "LEVEL_STRIDES",
            "STRUCTURE_STRIDES", "MAX_STRUCTURE_SERIES", "STRUCTURE_ROUNDS",
            "STRUCTURE_MIN_ROUNDS", "STRUCTURE_VALUES", "STRUCTURE_SAMPLES",
-           "CALIBRATION_STRUCTURES", "LEVEL_ROUNDS"]
+           "CALIBRATION_STRUCTURES", "LEVEL_ROUNDS", "RELEVEL_GRID"]
 
 #: candidate factors: geometric grid from 1/4 to 8 (ratio about 1.036 between neighbours)
 SCALE_GRID = torch.logspace(math.log10(0.25), math.log10(8.0), 97, dtype=torch.float64)
@@ -71,6 +71,11 @@ TAIL_RATIOS = (SCALE_GRID[1] / SCALE_GRID[0]) ** torch.arange(-26, 6, dtype=torc
 #: :data:`SCALE_GRID` four times finer (ratio about 1.009), since a multiplier pooled over the
 #: channels and cells is precise enough to tell its neighbours apart
 LEVEL_GRID = torch.logspace(math.log10(0.25), math.log10(8.0), 385, dtype=torch.float64)
+#: candidate multipliers of :func:`calibrate_level`, on top of the fitted level:
+#: :data:`LEVEL_GRID` shifted by less than half a step so that 1 lies on it, so that held-out
+#: series whose best level is the fitted one leave it unchanged (no drift of a factor off the
+#: grid when a model is recalibrated again)
+RELEVEL_GRID = LEVEL_GRID / LEVEL_GRID[LEVEL_GRID.log().abs().argmin()]
 #: the level multipliers are searched coarse to fine: every 16th point of :data:`LEVEL_GRID`
 #: (25 points, ratio 1.155), then every 4th (the points of :data:`SCALE_GRID`) and every point
 #: between the best one's neighbours (7 each; a pooled coverage loss is smooth in the
@@ -504,19 +509,21 @@ def _structure_series(batches: Iterable[Batch], max_series: int,
 def _fit_level(
     model: nn.Module, spread: GapSpread | None, records: list[_HeldOut],
     forecast_split: float | None, criterion: str, obs: ObservationModel, min_values: int,
+    grid: torch.Tensor = LEVEL_GRID,
 ) -> torch.Tensor:
     """Multiply the fitted factors by pooled level multipliers fitted on ``records``; return
     them, ``(2,)``: of the values inside the conditioning window and of the forecasts.
 
     Each value is scored at its calibrated factor (``model.spread_scale`` of its channel times,
     with ``spread``, the gap factor of its cell, under its calibrated tails) times a multiplier
-    of :data:`LEVEL_GRID`, chosen by ``criterion`` over all the values of a kind (with
-    ``spread``; a kind with fewer than ``min_values`` values takes the multiplier of all the
-    values together) or over all the values (without; the model then has one factor per
-    channel for every query); 1 with fewer than ``min_values`` values in all. The channel's
-    factor takes the multiplier of the primary kind (the values inside the window, or with
-    ``forecast_split`` the forecasts), and the gap factors of each kind the ratio of theirs to
-    it, so that every value the model did not condition on gets its kind's multiplier.
+    of ``grid`` (:data:`LEVEL_GRID`, or :data:`RELEVEL_GRID`), chosen by ``criterion`` over
+    all the values of a kind (with ``spread``; a kind with fewer than ``min_values`` values
+    takes the multiplier of all the values together) or over all the values (without; the
+    model then has one factor per channel for every query); 1 with fewer than ``min_values``
+    values in all. The channel's factor takes the multiplier of the primary kind (the values
+    inside the window, or with ``forecast_split`` the forecasts), and the gap factors of each
+    kind the ratio of theirs to it, so that every value the model did not condition on gets
+    its kind's multiplier.
     """
     scale_buf = model.spread_scale
     scale = scale_buf.double()
@@ -531,9 +538,9 @@ def _fit_level(
         base, tails = [scale[r.channel] for r in records], None
     by_kind = ([r.beyond.long() for r in records], kinds)
     pooled = ([torch.zeros_like(r.channel) for r in records], 1)
-    # multipliers of LEVEL_GRID on top of ``base``, searched coarse to fine
+    # multipliers of ``grid`` on top of ``base``, searched coarse to fine
     [(per_kind, count_kind, _), (overall, count, _)] = _best_factors(
-        records, [by_kind, pooled], criterion, obs, tails, LEVEL_GRID, base=base,
+        records, [by_kind, pooled], criterion, obs, tails, grid, base=base,
         strides=LEVEL_STRIDES)
     one = torch.where(count >= min_values, overall, torch.ones_like(overall))
     level = (torch.where(count_kind >= min_values, per_kind, one) if spread is not None
@@ -702,15 +709,7 @@ def calibrate_spread(
     torch.Tensor
         ``(C,)`` factors, also stored in ``model.spread_scale``.
     """
-    if n_samples < 2:
-        raise ValueError(f"n_samples must be >= 2, got {n_samples}.")
-    if criterion not in CRITERIA:
-        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}.")
-    fractions = ((float(fraction),) if isinstance(fraction, (int, float))
-                 else tuple(float(f) for f in fraction))
-    if not fractions or not all(0.0 <= f < 1.0 for f in fractions):
-        raise ValueError(f"fraction must lie in [0, 1) (or be a non-empty sequence of such), "
-                         f"got {fraction!r}.")
+    fractions = _checked_rounds(fraction, n_samples, criterion)
     if max_structure_series < 1:
         raise ValueError(f"max_structure_series must be >= 1, got {max_structure_series}.")
     if structure_rounds < 1:
@@ -724,14 +723,8 @@ def calibrate_spread(
     batches = list(batches)
     scale_buf = model.spread_scale
     n_ch = scale_buf.shape[0]
-    obs: ObservationModel | None = getattr(model, "observation", None)
-    by_tail = by_tail and obs is not None  # its observation model evaluates the tails
-    if obs is None:
-        obs = GaussianObservation(n_ch, obs_std=1.0)
-    spread: GapSpread | None = getattr(model, "gap_spread", None) if by_gap else None
-    # the rounds of spread_scale first, so that it draws what it drew before gap_spread
-    kinds = ["hidden", "forecast"] if forecast_split is None else ["forecast", "hidden"]
-    kinds = kinds if spread is not None else kinds[:1]
+    by_tail = by_tail and getattr(model, "observation", None) is not None  # it evaluates them
+    obs, spread, kinds = _calibration_parts(model, by_gap, forecast_split)
     rounds_of = (kinds, fractions, int(rounds), n_samples, forecast_split, generator)
     structure_rec: tuple[list[_HeldOut], list[_HeldOut]] | None = None
     was_training = model.training
@@ -765,3 +758,138 @@ def calibrate_spread(
         _fit_level(model, spread, _merged(hidden_rec + forecast_rec), forecast_split, criterion,
                    obs, min_values)
     return scale_buf.clone()
+
+
+def _checked_rounds(fraction: float | Sequence[float], n_samples: int,
+                    criterion: str) -> tuple[float, ...]:
+    """Check the arguments of the held-out rounds shared by :func:`calibrate_spread` and
+    :func:`calibrate_level`; return the hiding fractions as a tuple."""
+    if n_samples < 2:
+        raise ValueError(f"n_samples must be >= 2, got {n_samples}.")
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}.")
+    fractions = ((float(fraction),) if isinstance(fraction, (int, float))
+                 else tuple(float(f) for f in fraction))
+    if not fractions or not all(0.0 <= f < 1.0 for f in fractions):
+        raise ValueError(f"fraction must lie in [0, 1) (or be a non-empty sequence of such), "
+                         f"got {fraction!r}.")
+    return fractions
+
+
+def _calibration_parts(
+    model: nn.Module, by_gap: bool, forecast_split: float | None,
+) -> tuple[ObservationModel, GapSpread | None, list[str]]:
+    """The model's observation model (Gaussian noise of scale 1 when it has none), its gap
+    spread (with ``by_gap``, when it has one) and the kinds of held-out rounds, the primary
+    kind first (the hidden values, or with ``forecast_split`` the forecasts; only it without a
+    gap spread)."""
+    obs: ObservationModel | None = getattr(model, "observation", None)
+    if obs is None:
+        obs = GaussianObservation(model.spread_scale.shape[0], obs_std=1.0)
+    spread: GapSpread | None = getattr(model, "gap_spread", None) if by_gap else None
+    # the rounds of spread_scale first, so that it draws what it drew before gap_spread
+    kinds = ["hidden", "forecast"] if forecast_split is None else ["forecast", "hidden"]
+    return obs, spread, kinds if spread is not None else kinds[:1]
+
+
+@torch.no_grad()
+def calibrate_level(
+    model: nn.Module,
+    batches: Iterable[Batch],
+    *,
+    fraction: float | Sequence[float] = HIDE_FRACTIONS,
+    rounds: int = 6,
+    n_samples: int = 32,
+    min_values: int = 20,
+    criterion: str = "coverage",
+    generator: torch.Generator | None = None,
+    forecast_split: float | None = None,
+    by_gap: bool = True,
+    level_rounds: int | None = LEVEL_ROUNDS,
+) -> torch.Tensor:
+    """Refit only the level of a calibrated model's spread on held-out ``batches``; return the
+    multipliers it applied, ``(2,)``: of the values inside the conditioning window and of the
+    forecasts.
+
+    The relative structure the model has (``model.spread_scale``'s ratios between channels,
+    ``model.gap_spread``'s edges, its factors relative to their kind and its calibrated tails)
+    is kept; as the level step of :func:`calibrate_spread` with ``structure=``, one multiplier
+    per kind of query (with the gap spread; one for all without it) is fitted by ``criterion``
+    on the held-out values of ``batches`` (``level_rounds`` hiding rounds, ``rounds`` forecast
+    rounds, as there), pooled over the channels and cells, and multiplies the factors in place.
+    The multipliers are chosen on :data:`RELEVEL_GRID`, relative to the current factors: the
+    fitted level is replaced by the one of ``batches`` (series whose best level is the current
+    one keep it to the bit). A kind with fewer than ``min_values`` held-out values takes the
+    multiplier of all of them, and 1 (the current level) when they are too few as well.
+
+    Use it to calibrate a fitted model's intervals on more series than its validation series,
+    or on recent ones, without refitting; the series must not have been seen in training (the
+    level measures the model's errors on series it has not seen). A model never calibrated
+    (factors 1, no tails) gets two multipliers, one per kind.
+
+    Parameters
+    ----------
+    model : LatentODE
+        Trained model, calibrated or not (any module with ``predict`` and a ``spread_scale``
+        buffer; its ``observation`` model if it has one, else Gaussian noise is assumed; its
+        ``gap_spread`` if it has one).
+    batches : iterable of Batch
+        Held-out series, re-iterable (a list), on the model's device and dtype.
+    fraction : float or sequence of float
+        Fraction of observed values hidden per hiding round, or one per round in turn, as for
+        :func:`calibrate_spread`.
+    rounds : int
+        Forecast rounds (the splits of :data:`FORECAST_FRACTIONS` in turn).
+    n_samples : int
+        Posterior trajectory samples per series.
+    min_values : int
+        Minimum number of held-out values of a kind (or of all) for its multiplier.
+    criterion : {"coverage", "likelihood"}
+        What the multipliers optimise, as for :func:`calibrate_spread`.
+    generator : torch.Generator, optional
+        Source of the hiding masks and the sampling noise.
+    forecast_split : float, optional
+        Forecasts split each series at this fraction of its window, and they are the primary
+        kind (the channel's factor takes their multiplier), as for :func:`calibrate_spread`.
+    by_gap : bool
+        Fit one multiplier per kind of query (with a model that has a ``gap_spread``); False:
+        one for all, the gap spread left as it is.
+    level_rounds : int or None
+        Hiding rounds (:data:`LEVEL_ROUNDS`, as ``calibrate_spread(..., structure=)``); None:
+        ``rounds``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(2,)`` multipliers applied (1: unchanged), of the hidden values and the forecasts.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from latentode.batch import Batch
+    >>> from latentode.nn import LatentODE
+    >>> from latentode.training import calibrate_level
+    >>> _ = torch.manual_seed(0)
+    >>> model = LatentODE(1, latent_dim=2, rec_dim=4, units=8, gru_units=8, encoder="gru")
+    >>> t = torch.linspace(0, 1, 10).repeat(20, 1)
+    >>> x = torch.sin(6 * t).unsqueeze(-1) + 0.1 * torch.randn(20, 10, 1)
+    >>> series = [Batch(t, x, torch.ones_like(x), torch.full((20,), 10))]
+    >>> level = calibrate_level(model, series, generator=torch.Generator().manual_seed(0))
+    >>> level.shape
+    torch.Size([2])
+    """
+    fractions = _checked_rounds(fraction, n_samples, criterion)
+    if level_rounds is not None and level_rounds < 1:
+        raise ValueError(f"level_rounds must be >= 1 or None, got {level_rounds}.")
+    batches = list(batches)
+    obs, spread, kinds = _calibration_parts(model, by_gap, forecast_split)
+    was_training = model.training
+    model.eval()
+    try:
+        hidden_rec, forecast_rec = _held_out_rounds(
+            model, batches, kinds, fractions, int(rounds), n_samples, forecast_split, generator,
+            hidden_rounds=None if level_rounds is None else int(level_rounds))
+    finally:
+        model.train(was_training)
+    return _fit_level(model, spread, _merged(hidden_rec + forecast_rec), forecast_split,
+                      criterion, obs, min_values, RELEVEL_GRID)
