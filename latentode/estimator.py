@@ -40,7 +40,7 @@ from ._param_validation import (
 from ._predict import predict_packed
 from ._state import FITTED_ATTRIBUTES, FittedState
 from .batch import UNLABELLED
-from .data.validation import external_stacklevel
+from .data.validation import dropped_series_message, external_stacklevel
 from .data.validation import fmt_ids as _fmt_ids
 from .nn import OBS_WEIGHTINGS, LatentODE
 from .nn.dynamics import DYNAMICS_ACTIVATIONS
@@ -1155,12 +1155,8 @@ class LatentODERegressor(BaseEstimator):
         groups = None if group_col is None else _data.series_groups(
             df, vf, group_col, target_cols=vf.target_cols, strata=strata)
         if len(vf.dropped_series):
-            n = len(vf.dropped_series)
             warnings.warn(
-                f"{n} series {'has' if n == 1 else 'have'} no observed value of the target "
-                f"columns {_fmt_ids(list(vf.target_cols))} and {'was' if n == 1 else 'were'} "
-                f"left out of the fit: {_fmt_ids([_plain(i) for i in vf.dropped_series])}"
-                f"{'' if id_col is None else f' (column {id_col!r})'}; "
+                f"{dropped_series_message(vf, 'the fit')}; "
                 f"{self._empty_series_methods} return NaN for such series.",
                 UserWarning, stacklevel=external_stacklevel(),
             )
@@ -1708,12 +1704,8 @@ class LatentODERegressor(BaseEstimator):
                              "(a LatentODEClassifier's is that of classifier='latent').")
         vf, padded = self._prepare(df, empty_series="drop")
         if len(vf.dropped_series):
-            n = len(vf.dropped_series)
             warnings.warn(
-                f"{n} series {'has' if n == 1 else 'have'} no observed value of the target "
-                f"columns and {'was' if n == 1 else 'were'} left out of the recalibration: "
-                f"{_fmt_ids([_plain(i) for i in vf.dropped_series])}"
-                f"{'' if self.id_col_ is None else f' (column {self.id_col_!r})'}.",
+                f"{dropped_series_message(vf, 'the recalibration')}.",
                 UserWarning, stacklevel=external_stacklevel(),
             )
         dtype = next(self.model_.parameters()).dtype

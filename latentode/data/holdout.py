@@ -24,7 +24,12 @@ from collections.abc import Hashable, Sequence
 import pandas as pd
 
 from .static import check_static_cols, series_static
-from .validation import ValidatedFrame, external_stacklevel, fmt_ids, validate_frame
+from .validation import (
+    ValidatedFrame,
+    dropped_series_message,
+    external_stacklevel,
+    validate_frame,
+)
 
 
 def validate_holdout(
@@ -106,12 +111,6 @@ def validate_holdout(
     for w in caught:
         warnings.warn(f"{name}: {w.message}", w.category, stacklevel=level)
     if len(frame.dropped_series):
-        n = len(frame.dropped_series)
-        where = "" if fitted.id_col is None else f" (column {fitted.id_col!r})"
-        warnings.warn(
-            f"{name}: {n} series {'has' if n == 1 else 'have'} no observed value of the target "
-            f"columns and {'was' if n == 1 else 'were'} left out of the validation series: "
-            f"{fmt_ids(list(frame.dropped_series))}{where}.",
-            UserWarning, stacklevel=level,
-        )
+        warnings.warn(f"{name}: {dropped_series_message(frame, 'the validation series')}.",
+                      UserWarning, stacklevel=level)
     return frame, static

@@ -367,6 +367,17 @@ def fmt_ids(ids: Sequence[Any], limit: int = _SHOW) -> str:
     return shown + (", ..." if len(ids) > limit else "")
 
 
+def dropped_series_message(vf: ValidatedFrame, left_out_of: str) -> str:
+    """``'N series have no observed value of the target columns ... and were left out of
+    LEFT_OUT_OF: ids (column 'id')'``: the warning (without its end) about the series of
+    ``vf`` without an observed target value (``vf.dropped_series``, not empty)."""
+    n = len(vf.dropped_series)
+    where = "" if vf.id_col is None else f" (column {vf.id_col!r})"
+    return (f"{n} series {'has' if n == 1 else 'have'} no observed value of the target columns "
+            f"{fmt_ids(list(vf.target_cols))} and {'was' if n == 1 else 'were'} left out of "
+            f"{left_out_of}: {fmt_ids(list(vf.dropped_series))}{where}")
+
+
 def external_stacklevel() -> int:
     """``stacklevel`` that points a warning at the first frame outside the latentode package.
 
