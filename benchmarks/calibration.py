@@ -256,10 +256,15 @@ def precise_coverage(model: Any, test: pd.DataFrame, cols: list[str], cut: float
             clustered_coverage(future["id"].to_numpy(), covered(future, fc, level, fmask, cols),
                                fmask))
     out["n test"] = float(test["id"].nunique())
-    out["met mean"] = float(all(
-        abs(out[f"{task} {lv} mean"] - lv) <= tol for task, tol in TOLERANCE.items()
-        for lv in (50, 90)))
+    out["met mean"] = _met(out, " mean")
     return out
+
+
+def _met(row: dict[str, float], tag: str = "") -> float:
+    """1.0 when every coverage ``'{task} {50|90}{tag}'`` of ``row`` is within its task's
+    :data:`TOLERANCE` of nominal, else 0.0."""
+    return float(all(abs(row[f"{task} {lv}{tag}"] - lv) <= tol
+                     for task, tol in TOLERANCE.items() for lv in (50, 90)))
 
 
 def _data(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, tuple[float, float]]:
@@ -427,12 +432,25 @@ def run_suite(args: argparse.Namespace, names: Sequence[str]) -> pd.DataFrame:
         train, fit_kw = _fit_data(args, train, case.time_range)
         est = _estimator(args).fit(train, **fit_kw)
         fit_s = time.perf_counter() - start
-        variants = (("", est), (" one", uncalibrated(est, keep_channel=True)),
-                    (" raw", uncalibrated(est)))
+        variants = [("", est), (" one", uncalibrated(est, keep_channel=True)),
+                    (" raw", uncalibrated(est))]
         row: dict[str, float] = {}
+        extra = extra_test_series(case, args.seed, args.extra_test,
+                                  first_id=int(df["id"].max()) + 1)
+        recal = None
+        if args.recalibrate_series > 0 and case.make != "physionet":
+            fresh = extra_test_series(
+                case, args.seed, args.recalibrate_series,
+                first_id=int(max(df["id"].max(), extra["id"].max() if len(extra) else 0)) + 1,
+                offset=RECALIBRATE_SEED)
+            start = time.perf_counter()
+            recal = copy.deepcopy(est).recalibrate(fresh)
+            row["recal s"] = time.perf_counter() - start
+            variants.append((" recal", recal))
         cond, hidden = hide_values(test, args.hide, columns=cols, random_state=args.seed + 2)
         lo, hi = case.time_range
-        early, fut = _forecast_rows(test, cols, lo + case.cutoff * (hi - lo))
+        cutoff = lo + case.cutoff * (hi - lo)
+        early, fut = _forecast_rows(test, cols, cutoff)
         past, future = test[early], test[fut]
         fmask = future[cols].notna().to_numpy()
         scale = dict(zip(cols, est.scaler_.scale_.tolist()))  # MSE of standardised values
@@ -461,40 +479,17 @@ def run_suite(args: argparse.Namespace, names: Sequence[str]) -> pd.DataFrame:
         row["epochs"] = float(est.history_.n_epochs)
         row["best"] = float(est.history_.best_epoch + 1)
         row["fit s"] = fit_s
-        row["met"] = float(all(
-            abs(row[f"{task} {lv}"] - lv) <= tol for task, tol in TOLERANCE.items()
-            for lv in (50, 90)))
-        extra = extra_test_series(case, args.seed, args.extra_test,
-                                  first_id=int(df["id"].max()) + 1)
+        row["met"] = _met(row)
+        precise_args = (pd.concat([test, extra], ignore_index=True), cols, cutoff, args.hide,
+                        args.seed, args.test_draws, quantiles, args.n_samples)
         if precise:
-            row.update(precise_coverage(
-                est, pd.concat([test, extra], ignore_index=True), cols,
-                lo + case.cutoff * (hi - lo), args.hide, args.seed, args.test_draws, quantiles,
-                args.n_samples))
-        if args.recalibrate_series > 0 and case.make != "physionet":
-            fresh = extra_test_series(
-                case, args.seed, args.recalibrate_series,
-                first_id=int(max(df["id"].max(), extra["id"].max() if len(extra) else 0)) + 1,
-                offset=RECALIBRATE_SEED)
-            start = time.perf_counter()
-            recal = copy.deepcopy(est).recalibrate(fresh)
-            row["recal s"] = time.perf_counter() - start
-            pred = recal.predict(cond, quantiles=quantiles, n_samples=args.n_samples)
-            fc = recal.extrapolate(past, times=future[["id", "t"]], quantiles=quantiles,
-                                   n_samples=args.n_samples)
-            for level in LEVELS:
-                row[f"interp {int(level * 100)} recal"] = 100 * coverage(
-                    test, pred, level, hidden, columns=cols)
-                row[f"extrap {int(level * 100)} recal"] = 100 * coverage(
-                    future, fc, level, fmask, columns=cols)
-            row["met recal"] = float(all(
-                abs(row[f"{task} {lv} recal"] - lv) <= tol for task, tol in TOLERANCE.items()
-                for lv in (50, 90)))
+            row.update(precise_coverage(est, *precise_args))
+        if recal is not None:
+            row["met recal"] = _met(row, " recal")
             if precise:
-                row.update({f"{key} recal": value for key, value in precise_coverage(
-                    recal, pd.concat([test, extra], ignore_index=True), cols,
-                    lo + case.cutoff * (hi - lo), args.hide, args.seed, args.test_draws,
-                    quantiles, args.n_samples).items() if key.endswith(("mean", "se"))})
+                row.update({f"{key} recal": value for key, value
+                            in precise_coverage(recal, *precise_args).items()
+                            if key.endswith(("mean", "se"))})
         rows[name] = row
         tails = est.model_.gap_spread.tail_df  # (kinds, C): inside / beyond the window
         print(f"{name}: {case.description}; {df['id'].nunique()} series, validation "

@@ -17,6 +17,27 @@ def batch_loader(batch, size=4):
     return make
 
 
+def fit_loss_calls(model, data, **fit_kwargs):
+    """Fit ``model`` on ``data`` (training and validation, :func:`batch_loader`) with
+    :func:`latentode.training.fit_model` and ``fit_kwargs``, recording every ``model.loss``
+    call; return ``(train, val)``: the ``(cond.lengths, target)`` of each call in training
+    and in validation mode."""
+    from latentode.training import fit_model
+
+    calls = []
+    loss = model.loss
+
+    def spy(cond, *args, target=None, **kwargs):
+        calls.append((model.training, cond.lengths.clone(), target))
+        return loss(cond, *args, target=target, **kwargs)
+
+    model.loss = spy
+    fit_model(model, batch_loader(data), batch_loader(data), **fit_kwargs)
+    train = [(n, tgt) for training, n, tgt in calls if training]
+    val = [(n, tgt) for training, n, tgt in calls if not training]
+    return train, val
+
+
 def ragged_batch(n=6, length=9, c=2, seed=0, min_length=1):
     """A float64 :class:`latentode.batch.Batch` of ``n`` series with random lengths in
     ``[min_length, length]`` (the first one full), sorted random times, about 70 % of the

@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from _settings import TINY
+from _settings import TINY, fit_loss_calls
 from _settings import batch_loader as _loader
 from _settings import ragged_batch as _ragged
 from _settings import tiny_latent_ode as _tiny_model
@@ -88,19 +88,9 @@ def test_fit_model_trains_and_validates_the_mix():
     data = Batch(t, torch.sin(5 * t + torch.rand(8, 1, generator=g) * 6).unsqueeze(-1),
                  torch.ones(8, 9, 1), torch.full((8,), 9))
     model = _tiny_model()
-    calls = []
-    loss = model.loss
-
-    def spy(cond, *args, target=None, **kwargs):
-        calls.append((model.training, cond.lengths.clone(), target))
-        return loss(cond, *args, target=target, **kwargs)
-
-    model.loss = spy
-    fit_model(model, _loader(data), _loader(data), max_epochs=2, kl_warmup=0, verbose=0,
-              early_stopping=False, forecast_share=1.0, forecast_range=(0.5, 0.5),
-              generator=torch.Generator().manual_seed(0))
-    train = [(n, tgt) for training, n, tgt in calls if training]
-    val = [(n, tgt) for training, n, tgt in calls if not training]
+    train, val = fit_loss_calls(
+        model, data, max_epochs=2, kl_warmup=0, verbose=0, early_stopping=False,
+        forecast_share=1.0, forecast_range=(0.5, 0.5), generator=torch.Generator().manual_seed(0))
     assert len(train) == 4 and len(val) == 4
     # split at 0.5 of [0, 1]: times 0 .. 0.375 seen (4 of 9), all 9 scored
     assert all(n.tolist() == [4] * 4 and tgt is not None and tgt.lengths.tolist() == [9] * 4

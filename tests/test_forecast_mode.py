@@ -10,7 +10,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from _settings import TINY
+from _settings import TINY, fit_loss_calls
 from _settings import batch_loader as _loader
 from _settings import ragged_batch as _ragged
 from sklearn.base import clone
@@ -162,19 +162,10 @@ def test_validation_of_add_weighs_reconstruction_and_futures_as_training_does():
 def test_fit_model_trains_and_validates_the_added_task():
     data = _waves(n=8)
     model = _model()
-    calls = []
-    loss = model.loss
-
-    def spy(cond, *args, target=None, **kwargs):
-        calls.append((model.training, cond.lengths.clone(), target))
-        return loss(cond, *args, target=target, **kwargs)
-
-    model.loss = spy
-    fit_model(model, _loader(data), _loader(data), max_epochs=2, kl_warmup=0, verbose=0,
-              early_stopping=False, forecast_share=1.0, forecast_range=(0.5, 0.5),
-              forecast_mode="add", generator=torch.Generator().manual_seed(0))
-    train = [(n, tgt) for training, n, tgt in calls if training]
-    val = [(n, tgt) for training, n, tgt in calls if not training]
+    train, val = fit_loss_calls(
+        model, data, max_epochs=2, kl_warmup=0, verbose=0, early_stopping=False,
+        forecast_share=1.0, forecast_range=(0.5, 0.5), forecast_mode="add",
+        generator=torch.Generator().manual_seed(0))
     assert len(train) == 4 and len(val) == 8  # two validation terms per batch
     # share 1: each batch of 4 whole series plus their 4 copies (times 0 .. 0.375 seen, the
     # 5 later ones scored)

@@ -709,7 +709,7 @@ def calibrate_spread(
     torch.Tensor
         ``(C,)`` factors, also stored in ``model.spread_scale``.
     """
-    fractions = _checked_rounds(fraction, n_samples, criterion)
+    fractions = _checked_rounds(fraction, n_samples, criterion, level_rounds)
     if max_structure_series < 1:
         raise ValueError(f"max_structure_series must be >= 1, got {max_structure_series}.")
     if structure_rounds < 1:
@@ -718,8 +718,6 @@ def calibrate_spread(
         raise ValueError(f"structure_samples must be >= 2, got {structure_samples}.")
     if structure_values is not None and structure_values < 1:
         raise ValueError(f"structure_values must be >= 1 or None, got {structure_values}.")
-    if level_rounds is not None and level_rounds < 1:
-        raise ValueError(f"level_rounds must be >= 1 or None, got {level_rounds}.")
     batches = list(batches)
     scale_buf = model.spread_scale
     n_ch = scale_buf.shape[0]
@@ -760,10 +758,12 @@ def calibrate_spread(
     return scale_buf.clone()
 
 
-def _checked_rounds(fraction: float | Sequence[float], n_samples: int,
-                    criterion: str) -> tuple[float, ...]:
+def _checked_rounds(fraction: float | Sequence[float], n_samples: int, criterion: str,
+                    level_rounds: int | None) -> tuple[float, ...]:
     """Check the arguments of the held-out rounds shared by :func:`calibrate_spread` and
     :func:`calibrate_level`; return the hiding fractions as a tuple."""
+    if level_rounds is not None and level_rounds < 1:
+        raise ValueError(f"level_rounds must be >= 1 or None, got {level_rounds}.")
     if n_samples < 2:
         raise ValueError(f"n_samples must be >= 2, got {n_samples}.")
     if criterion not in CRITERIA:
@@ -878,9 +878,7 @@ def calibrate_level(
     >>> level.shape
     torch.Size([2])
     """
-    fractions = _checked_rounds(fraction, n_samples, criterion)
-    if level_rounds is not None and level_rounds < 1:
-        raise ValueError(f"level_rounds must be >= 1 or None, got {level_rounds}.")
+    fractions = _checked_rounds(fraction, n_samples, criterion, level_rounds)
     batches = list(batches)
     obs, spread, kinds = _calibration_parts(model, by_gap, forecast_split)
     was_training = model.training

@@ -22,7 +22,6 @@ from .callbacks import as_callback
 from .history import History, monitor_mode
 from .metrics import VAL_METRICS, evaluate_classifier
 from .objective import (
-    FORECAST_MODES,
     FORECAST_RANGE,
     KLWarmup,
     accumulator_dtype,
@@ -312,10 +311,8 @@ def fit_model(
         raise ValueError(f"obs_weighting must be one of {OBS_WEIGHTINGS}, got {obs_weighting!r}.")
     if forecast_split is not None and not 0.0 < forecast_split < 1.0:
         raise ValueError(f"forecast_split must lie in (0, 1), got {forecast_split!r}.")
-    check_forecast_mix(forecast_share, forecast_range, ("forecast_share", "forecast_range"))
-    if forecast_mode not in FORECAST_MODES:
-        raise ValueError(f"forecast_mode must be one of {FORECAST_MODES}, got "
-                         f"{forecast_mode!r}.")
+    check_forecast_mix(forecast_share, forecast_range, forecast_mode,
+                       ("forecast_share", "forecast_range", "forecast_mode"))
     if forecast_share > 0.0 and forecast_split is not None:
         raise ValueError("forecast_share and forecast_split are two training tasks; give one.")
     if lr_decay is not None and not 0.0 < lr_decay <= 1.0:

@@ -294,9 +294,7 @@ def mix_forecast(
     >>> cond.lengths.tolist(), target.lengths.tolist()
     ([5, 5, 2, 2], [5, 5, 3, 3])
     """
-    low, high = check_forecast_mix(share, fractions)
-    if mode not in FORECAST_MODES:
-        raise ValueError(f"mode must be one of {FORECAST_MODES}, got {mode!r}.")
+    low, high = check_forecast_mix(share, fractions, mode)
     if share == 0.0:
         return batch, None
     lengths, times = batch.lengths, batch.times
@@ -406,16 +404,13 @@ def validation_tasks(
     ...  in validation_tasks(b, forecast_share=0.25, forecast_mode="add")]
     [([11, 11], None, 0.8), ([5, 3], [6, 8], 0.2)]
     """
-    low, high = check_forecast_mix(forecast_share, forecast_range,
-                                   ("forecast_share", "forecast_range"))
+    low, high = check_forecast_mix(forecast_share, forecast_range, forecast_mode,
+                                   ("forecast_share", "forecast_range", "forecast_mode"))
     if forecast_split is not None:
         if forecast_share > 0.0:
             raise ValueError("forecast_share and forecast_split are two tasks; give one.")
         cond, target = split_forecast(batch, forecast_split)
         return [(cond, target, 1.0)]
-    if forecast_mode not in FORECAST_MODES:
-        raise ValueError(f"forecast_mode must be one of {FORECAST_MODES}, got "
-                         f"{forecast_mode!r}.")
     if forecast_share == 0.0:
         return [(batch, None, 1.0)]
     b = torch.arange(batch.batch_size, dtype=torch.float64)
@@ -431,16 +426,19 @@ def validation_tasks(
     return tasks
 
 
-def check_forecast_mix(share: float, fractions: tuple[float, float],
-                       names: tuple[str, str] = ("share", "fractions")) -> tuple[float, float]:
-    """Check :func:`mix_forecast`'s ``share`` and ``fractions`` (named ``names`` in the
-    errors); return ``fractions`` as ``(low, high)``."""
+def check_forecast_mix(share: float, fractions: tuple[float, float], mode: str = "swap",
+                       names: tuple[str, str, str] = ("share", "fractions", "mode"),
+                       ) -> tuple[float, float]:
+    """Check :func:`mix_forecast`'s ``share``, ``fractions`` and ``mode`` (named ``names`` in
+    the errors); return ``fractions`` as ``(low, high)``."""
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"{names[0]} must lie in [0, 1], got {share!r}.")
     low, high = fractions
     if not 0.0 < low <= high < 1.0:
         raise ValueError(f"{names[1]} must be (low, high) with 0 < low <= high < 1, got "
                          f"{fractions!r}.")
+    if mode not in FORECAST_MODES:
+        raise ValueError(f"{names[2]} must be one of {FORECAST_MODES}, got {mode!r}.")
     return low, high
 
 
