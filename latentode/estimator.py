@@ -1445,7 +1445,7 @@ class LatentODERegressor(BaseEstimator):
         ``z_t0`` (each decoded along its own ODE trajectory), of the observation model
         (``likelihood``: Gaussians by default) with the learned per-channel scale; its
         quantiles are found by inverting the mixture CDF numerically, in original units. They
-        are deterministic for a fixed ``random_state``. With
+        are deterministic for a fixed ``random_state``.
         The mean columns do not depend on ``quantiles`` or ``n_samples``: they are the point
         prediction of ``point_prediction``, as without quantiles.
         """
