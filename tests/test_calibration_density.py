@@ -140,9 +140,14 @@ def test_estimator_density_survives_save_load_and_older_files_load_without_it(tm
     """``calibration_density=True``: the fitted slopes and references are saved and loaded
     with the model (the same quantiles); a file without them (saved before they existed) loads
     with no density factor; pickles from before the parameter get False."""
+    import inspect
+
     from safetensors.torch import load as st_load
     from safetensors.torch import save as st_save
 
+    names = list(inspect.signature(LatentODERegressor).parameters)
+    assert names[names.index("forecast_mode") + 1] == "calibration_density"  # at the end
+    assert LatentODERegressor._added_params()["calibration_density"] is False
     df = _frame(n_series=30)
     est = LatentODERegressor(**TINY, validation_fraction=0.3, calibration_density=True).fit(df)
     spread = est.model_.gap_spread
