@@ -196,6 +196,10 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         regressor; with ``"add"`` the appended copies carry no label, so the classification
         term scores each series once, on all of its values (``classifier="encoder"``, which
         decodes nothing, then trains as without the mix).
+    calibration_density : bool, default=False
+        Whether the interval calibration (``classifier="latent"`` with ``calibrate``) also
+        fits a density factor of the number of observations a series conditions on, as for
+        the regressor (files saved before the parameter existed load with False).
 
     Attributes
     ----------
@@ -354,6 +358,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         point_prediction: str = "predictive_mean",
         point_samples: int = POINT_SAMPLES,
         forecast_mode: str = "swap",
+        calibration_density: bool = False,
     ) -> None:
         super().__init__(
             latent_dim=latent_dim, encoder=encoder, rec_dim=rec_dim, units=units,
@@ -375,6 +380,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             posterior_time=posterior_time, input_fences=input_fences,
             calibration_structure=calibration_structure, point_prediction=point_prediction,
             point_samples=point_samples, forecast_mode=forecast_mode,
+            calibration_density=calibration_density,
         )
         self.classifier = classifier
         self.ce_weight = ce_weight

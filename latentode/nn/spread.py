@@ -37,7 +37,7 @@ from latentode.batch import Batch
 
 from .readout import channel_neighbours
 
-__all__ = ["GapSpread", "observation_gaps", "N_GAP_BUCKETS", "GAP_KINDS"]
+__all__ = ["GapSpread", "observation_gaps", "observation_counts", "N_GAP_BUCKETS", "GAP_KINDS"]
 
 #: buckets of the gap to the nearest observation, per kind
 N_GAP_BUCKETS = 4
@@ -100,6 +100,16 @@ def observation_gaps(
     return gap, beyond
 
 
+@torch.no_grad()
+def observation_counts(cond: Batch) -> torch.Tensor:
+    """``(B, C)`` number of conditioning observations of each series and channel (over each
+    valid prefix, ``cond.lengths``), as a float tensor."""
+    n = cond.times.shape[1]
+    lengths = cond.lengths.to(cond.mask.device)
+    valid = torch.arange(n, device=cond.mask.device) < lengths.unsqueeze(1)
+    return ((cond.mask > 0) & valid.unsqueeze(-1)).sum(1).to(cond.times.dtype)
+
+
 class GapSpread(nn.Module):
     """Per-channel factors of the predictive spread by kind of query and gap bucket.
 
@@ -121,6 +131,16 @@ class GapSpread(nn.Module):
         Student-t that replaces the observation model's standard family at the queries of the
         kind with a gap (``inf``: the family is kept). Files saved before it existed load with
         ``inf``.
+    density_slope : torch.Tensor
+        ``(len(GAP_KINDS),)`` buffer: per kind, the exponent ``b`` of the *density factor*
+        ``(n / n_ref) ** -b`` that further multiplies the factor of a query with a gap, ``n``
+        the number of observations of the channel its series conditions on
+        (:func:`observation_counts`) and ``n_ref`` the channel's :attr:`density_ref`: the
+        fewer observations the model conditions on, the wider (``b > 0``), beyond the gap to
+        the nearest one. 0 (the default; files saved before it existed): no such factor.
+    density_ref : torch.Tensor
+        ``(C,)`` buffer: the reference number of observations of each channel (1 until
+        fitted).
     """
 
     def __init__(self, n_channels: int) -> None:
@@ -129,6 +149,8 @@ class GapSpread(nn.Module):
         self.register_buffer("edges", torch.zeros(k, N_GAP_BUCKETS - 1))
         self.register_buffer("factors", torch.ones(k, N_GAP_BUCKETS, n_channels))
         self.register_buffer("tail_df", torch.full((k, n_channels), float("inf")))
+        self.register_buffer("density_slope", torch.zeros(k))
+        self.register_buffer("density_ref", torch.ones(n_channels))
 
     @property
     def n_cells(self) -> int:
@@ -136,19 +158,54 @@ class GapSpread(nn.Module):
         return self.factors.shape[0] * self.factors.shape[1]
 
     def is_identity(self) -> bool:
-        """Whether every factor is 1 and no tail is calibrated (the model ignores the
-        module)."""
-        return bool((self.factors == 1).all()) and not self.has_tails()
+        """Whether every factor is 1 and no tail or density factor is calibrated (the model
+        ignores the module)."""
+        return (bool((self.factors == 1).all()) and not self.has_tails()
+                and not self.has_density())
 
     def has_tails(self) -> bool:
         """Whether some kind and channel has calibrated tails (a finite ``tail_df``)."""
         return bool(torch.isfinite(self.tail_df).any())
 
+    def has_density(self) -> bool:
+        """Whether some kind has a density factor (a nonzero ``density_slope``)."""
+        return bool((self.density_slope != 0).any())
+
     def reset(self) -> None:
-        """Set every factor to 1, the edges to 0 and the tails to ``inf`` (a new model)."""
+        """Set every factor to 1, the edges to 0, the tails to ``inf`` and the density
+        factors' slopes to 0 (a new model)."""
         self.factors.fill_(1.0)
         self.edges.zero_()
         self.tail_df.fill_(float("inf"))
+        self.density_slope.zero_()
+        self.density_ref.fill_(1.0)
+
+    def density(self, count: torch.Tensor, beyond: torch.Tensor,
+                channel: torch.Tensor | None = None) -> torch.Tensor:
+        """The density factor ``(count / density_ref) ** -density_slope[kind]`` of each query.
+
+        Parameters
+        ----------
+        count : torch.Tensor
+            Number of conditioning observations of the query's series and channel
+            (:func:`observation_counts`; any shape, at least 1 is used).
+        beyond : torch.Tensor
+            Bool kinds, broadcastable to ``count``, as :meth:`cells`.
+        channel : torch.Tensor, optional
+            Long channel of each entry, shaped like ``count``; default: ``count``'s last axis
+            is the channel axis.
+
+        Returns
+        -------
+        torch.Tensor
+            Shaped like ``count`` (1 everywhere without a density factor).
+        """
+        kind = beyond.long().expand_as(count)
+        if channel is None:
+            channel = torch.arange(count.shape[-1], device=count.device).expand_as(count)
+        ref = self.density_ref.to(count.dtype)[channel]
+        slope = self.density_slope.to(count.dtype)[kind]
+        return (count.clamp(min=1.0) / ref).pow(-slope)
 
     def cells(self, gap: torch.Tensor, beyond: torch.Tensor) -> torch.Tensor:
         """The (kind, bucket) cell ``kind * N_GAP_BUCKETS + bucket`` of each query and channel.
@@ -206,6 +263,9 @@ class GapSpread(nn.Module):
         cell = self.cells(gap, beyond.unsqueeze(-1))
         table = self.factors.reshape(self.n_cells, -1).to(gap.dtype)  # (cells, C)
         factor = table.gather(0, cell.reshape(-1, cell.shape[-1])).reshape(cell.shape)
+        if self.has_density():
+            count = observation_counts(cond).to(gap.device, gap.dtype).unsqueeze(1)
+            factor = factor * self.density(count.expand_as(gap), beyond.unsqueeze(-1))
         factor = torch.where(gap > 0, factor, torch.ones_like(factor))
         tails = self.tails(gap, beyond.unsqueeze(-1)) if self.has_tails() else None
         return factor, tails

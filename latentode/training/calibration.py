@@ -37,7 +37,13 @@ from torch import nn
 
 from latentode.batch import Batch, rebatch
 from latentode.nn.observation import GaussianObservation, ObservationModel
-from latentode.nn.spread import GAP_KINDS, N_GAP_BUCKETS, GapSpread, observation_gaps
+from latentode.nn.spread import (
+    GAP_KINDS,
+    N_GAP_BUCKETS,
+    GapSpread,
+    observation_counts,
+    observation_gaps,
+)
 
 from .objective import drop_observations, split_forecast
 
@@ -45,7 +51,7 @@ __all__ = ["calibrate_spread", "calibrate_level", "SCALE_GRID", "CRITERIA", "COV
            "FORECAST_FRACTIONS", "HIDE_FRACTIONS", "TAIL_GRID", "LEVEL_GRID", "LEVEL_STRIDES",
            "STRUCTURE_STRIDES", "MAX_STRUCTURE_SERIES", "STRUCTURE_ROUNDS",
            "STRUCTURE_MIN_ROUNDS", "STRUCTURE_VALUES", "STRUCTURE_SAMPLES",
-           "CALIBRATION_STRUCTURES", "LEVEL_ROUNDS", "RELEVEL_GRID"]
+           "CALIBRATION_STRUCTURES", "LEVEL_ROUNDS", "RELEVEL_GRID", "DENSITY_GRID"]
 
 #: candidate factors: geometric grid from 1/4 to 8 (ratio about 1.036 between neighbours)
 SCALE_GRID = torch.logspace(math.log10(0.25), math.log10(8.0), 97, dtype=torch.float64)
@@ -124,6 +130,15 @@ CALIBRATION_STRUCTURES = ("validation", "training")
 #: forecasts' splits are fixed (:data:`FORECAST_FRACTIONS`): more rounds of them only redraw the
 #: posterior samples
 LEVEL_ROUNDS = 24
+#: candidate slopes ``b`` of the density factor ``(n / n_ref) ** -b`` (``by_density``): -0.5 to
+#: 1.5 in steps of 0.05, searched coarse to fine (every 4th, then the steps between the best
+#: one's neighbours); 0 (no density factor) is kept unless another fits better than chance
+DENSITY_GRID = torch.arange(-10, 31, dtype=torch.float64) * 0.05
+#: the coarse step of the search of :data:`DENSITY_GRID` (every 4th slope, 0.2 apart)
+DENSITY_STRIDE = 4
+#: the splits of each gap cell by the number of conditioning observations (its quantiles per
+#: channel) on which the density factors' slope is scored
+DENSITY_BUCKETS = 3
 
 
 class _HeldOut(NamedTuple):
@@ -135,6 +150,7 @@ class _HeldOut(NamedTuple):
     channel: torch.Tensor  # (n,) long
     gap: torch.Tensor  # (n,) model time to the nearest conditioning observation of the channel
     beyond: torch.Tensor  # (n,) bool: before / after the conditioning window (a forecast)
+    count: torch.Tensor  # (n,) conditioning observations of the value's series and channel
 
 
 def _held_out(model: nn.Module, cond: Batch, query: Batch, hidden: torch.Tensor,
@@ -150,6 +166,7 @@ def _held_out(model: nn.Module, cond: Batch, query: Batch, hidden: torch.Tensor,
     mean = pred.mean.double()  # (S, B, N, C)
     center = mean.mean(0)
     gap, beyond = observation_gaps(cond, query.times, observed_window=True)
+    count = observation_counts(cond).to(hidden.device).double().unsqueeze(1)  # (B, 1, C)
     return _HeldOut(
         resid=(query.values.double() - center)[hidden],
         dev=(mean - center)[:, hidden].to(pred.mean.dtype),
@@ -157,6 +174,7 @@ def _held_out(model: nn.Module, cond: Batch, query: Batch, hidden: torch.Tensor,
         channel=torch.nonzero(hidden)[:, 2],
         gap=gap.double()[hidden],
         beyond=beyond.unsqueeze(-1).expand_as(hidden)[hidden],
+        count=count.expand(hidden.shape)[hidden],
     )
 
 
@@ -335,16 +353,17 @@ def _fit_tails(
 def _fit_gap_spread(
     spread: GapSpread, records: list[_HeldOut], channel_scale: torch.Tensor, criterion: str,
     obs: ObservationModel, min_values: int, min_tail_values: int | None,
-    strides: Sequence[int] = (),
+    strides: Sequence[int] = (), by_density: bool = False,
 ) -> None:
     """Fit ``spread``'s edges, tails and factors (relative to ``channel_scale``) on ``records``.
 
     Edges: per kind, the quantiles of the finite gaps at ``j / N_GAP_BUCKETS``. Tails (unless
-    ``min_tail_values`` is None): :func:`_fit_tails`. Factors: a (kind, bucket, channel) cell
+    ``min_tail_values`` is None): :func:`_fit_tails`. With ``by_density``, the density factors
+    (:func:`_fit_density`; else none). Factors: a (kind, bucket, channel) cell
     with fewer than ``min_values`` values takes the factor of its kind and channel, and that
     the channel's (relative factor 1) when it has too few as well; each under the tails of its
-    kind and channel. ``strides``: the factors are searched coarse to fine
-    (:func:`_best_factors`).
+    kind and channel and on top of the density factor of each value. ``strides``: the factors
+    are searched coarse to fine (:func:`_best_factors`).
     """
     n_ch = channel_scale.shape[0]
     n_kinds, k = len(GAP_KINDS), N_GAP_BUCKETS
@@ -370,8 +389,13 @@ def _fit_gap_spread(
     spread.tail_df.copy_(tail.view(n_kinds, n_ch).to(spread.tail_df.dtype))
     tails = ([spread.tails(r.gap, r.beyond, r.channel).double() for r in records]
              if spread.has_tails() else None)
+    spread.density_slope.zero_()
+    spread.density_ref.fill_(1.0)
+    if by_density and records:
+        _fit_density(spread, records, cells, criterion, obs, min_values, tails, strides)
+    density = _densities(spread, records)
     [(best_cell, count_cell, _), (best_kind, count_kind, _)] = _best_factors(
-        records, [cells, kinds], criterion, obs, tails, strides=strides)
+        records, [cells, kinds], criterion, obs, tails, base=density, strides=strides)
     scale = channel_scale.to(best_cell.dtype)
     kind_rel = torch.where((count_kind >= min_values).view(n_kinds, n_ch),
                            best_kind.view(n_kinds, n_ch) / scale,
@@ -379,6 +403,111 @@ def _fit_gap_spread(
     cell_rel = (best_cell / scale.repeat(n_cells)).view(n_kinds, k, n_ch)
     enough = (count_cell >= min_values).view(n_kinds, k, n_ch)
     spread.factors.copy_(torch.where(enough, cell_rel, kind_rel).to(spread.factors.dtype))
+
+
+def _densities(spread: GapSpread | None, records: list[_HeldOut]) -> list[torch.Tensor] | None:
+    """The density factor of each held-out value of ``records`` (one ``(n,)`` tensor per
+    record), or None when ``spread`` has none."""
+    if spread is None or not spread.has_density():
+        return None
+    return [spread.density(r.count, r.beyond, r.channel).double() for r in records]
+
+
+def _fit_density(
+    spread: GapSpread, records: list[_HeldOut], cells: Grouping, criterion: str,
+    obs: ObservationModel, min_values: int, tails: list[torch.Tensor] | None,
+    strides: Sequence[int] = (),
+) -> None:
+    """Fit ``spread``'s density factors (``density_ref``, ``density_slope``) on ``records``.
+
+    The errors of a value the model did not condition on grow with the sparsity of what it
+    conditioned on, beyond its gap to the nearest observation (a posterior pinned by fewer
+    observations): the same gap between 90 % of a series' values and between 30 % of them is
+    not the same query. So each value's factor is multiplied by ``(n / n_ref) ** -b``, ``n`` the
+    number of observations of its channel in its conditioning series (``_HeldOut.count``),
+    ``n_ref`` the channel's geometric mean of ``n`` over ``records`` and ``b`` one slope per
+    kind of query from :data:`DENSITY_GRID`.
+
+    A cell's pooled coverage cannot see the slope (intervals too wide where ``n`` is large and
+    too narrow where it is small pool to nominal), so each slope is scored on the values of
+    each (kind, bucket, channel) cell of ``cells`` split by :data:`DENSITY_BUCKETS` quantiles
+    of ``n / n_ref`` of the channel: every cell takes its best factor on top of the density
+    factors (with the first :data:`TAIL_SEARCH_SAMPLES` posterior samples, as
+    :func:`_fit_tails`), and the loss of a kind is that of its cells' splits with
+    ``min_values`` values or more, at their cell's factor (count-weighted for the coverage
+    criterion). A kind keeps slope 0 unless another beats it by more than twice the loss a
+    perfectly calibrated predictive has by chance on one split (the price of one free
+    parameter; the likelihood: 2 nats).
+    """
+    n_ch = spread.density_ref.shape[0]
+    n_kinds = len(GAP_KINDS)
+    channel = torch.cat([r.channel for r in records])
+    log_count = torch.cat([r.count for r in records]).clamp(min=1.0).log()
+    device = log_count.device
+    total = torch.zeros(n_ch, dtype=torch.float64, device=device)
+    total.index_add_(0, channel, log_count)
+    seen = torch.bincount(channel, minlength=n_ch).double()
+    ref = torch.where(seen > 0, (total / seen.clamp(min=1.0)).exp(), torch.ones_like(total))
+    spread.density_ref.copy_(ref.to(spread.density_ref.dtype))
+    log_rel = [r.count.clamp(min=1.0).log() - ref.log()[r.channel] for r in records]
+    # the splits of the cells: quantiles of log(n / n_ref) per channel
+    k = DENSITY_BUCKETS
+    probs = torch.arange(1, k, dtype=torch.float64, device=device) / k
+    rel = torch.cat(log_rel)
+    edges = torch.stack([torch.quantile(rel[channel == c], probs) if bool((channel == c).any())
+                         else torch.zeros(k - 1, dtype=torch.float64, device=device)
+                         for c in range(n_ch)])  # (C, k - 1)
+    splits = ([g * k + (x.unsqueeze(-1) > edges[r.channel]).sum(-1)
+               for g, x, r in zip(cells[0], log_rel, records)], cells[1] * k)
+    split_kind = torch.arange(splits[1], device=device) // (k * N_GAP_BUCKETS * n_ch)
+    kinds = [r.beyond.long() for r in records]
+    one = torch.ones(1, dtype=torch.float64, device=device)
+
+    def kind_losses(slope: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(n_kinds,)`` losses of the per-kind ``slope``, and numbers of splits used."""
+        slope = slope.to(device)
+        base = [torch.exp(-slope[kd] * x) for kd, x in zip(kinds, log_rel)]
+        [(factor, _, _)] = _best_factors(records, [cells], criterion, obs, tails,
+                                         max_samples=TAIL_SEARCH_SAMPLES, base=base,
+                                         strides=strides)
+        at_factor = [b * factor[g] for b, g in zip(base, cells[0])]
+        [(loss, count)] = _losses(records, [splits], criterion, obs, tails, one,
+                                  TAIL_SEARCH_SAMPLES, at_factor)
+        used = count >= min_values
+        weight = torch.where(used, count if criterion == "coverage" else torch.ones_like(count),
+                             torch.zeros_like(count))
+        out = torch.zeros(n_kinds, dtype=torch.float64, device=device)
+        n_used = torch.zeros(n_kinds, dtype=torch.float64, device=device)
+        return (out.index_add_(0, split_kind, weight * loss[0]),
+                n_used.index_add_(0, split_kind, used.double()))
+
+    zero_loss, n_used = kind_losses(torch.zeros(n_kinds, dtype=torch.float64))
+    # one free parameter per kind: the margin is twice the loss one split of a perfectly
+    # calibrated predictive has by chance (2 nats for the likelihood)
+    floor = sum(lv * (1.0 - lv) for lv in COVERAGE_LEVELS) if criterion == "coverage" else 1.0
+    margin = torch.where(n_used > 0, 2.0 * floor, math.inf)
+    best_loss = zero_loss.clone()
+    best = torch.zeros(n_kinds, dtype=torch.float64, device=device)
+    tried: set[float] = set()
+
+    def consider(candidates: torch.Tensor) -> None:
+        """Score each slope of ``candidates`` for every kind; keep the better ones."""
+        nonlocal best_loss, best
+        for b in candidates.tolist():
+            if b == 0.0 or b in tried:
+                continue
+            tried.add(b)
+            loss = kind_losses(torch.full((n_kinds,), b, dtype=torch.float64))[0]
+            better = (loss < best_loss) & (loss < zero_loss - margin)
+            best = torch.where(better, torch.full_like(best, b), best)
+            best_loss = torch.where(better, loss, best_loss)
+
+    stride = DENSITY_STRIDE
+    consider(DENSITY_GRID[::stride])
+    for kind_best in best.unique().tolist():  # the steps between the best one's neighbours
+        at = int(torch.argmin((DENSITY_GRID - kind_best).abs()))
+        consider(DENSITY_GRID[max(at - stride + 1, 0):at + stride])
+    spread.density_slope.copy_(best.to(spread.density_slope.dtype))
 
 
 def _held_out_rounds(
@@ -446,7 +575,8 @@ def _cap_values(records: list[_HeldOut], n_ch: int, cap: int,
     rank = torch.empty_like(order)
     rank[order] = torch.arange(len(order), device=order.device) - start[channel[order]]
     keep = (rank < cap).split([len(r.channel) for r in records])
-    return [_HeldOut(r.resid[k], r.dev[:, k], r.sigma[k], r.channel[k], r.gap[k], r.beyond[k])
+    return [_HeldOut(r.resid[k], r.dev[:, k], r.sigma[k], r.channel[k], r.gap[k], r.beyond[k],
+                     r.count[k])
             for r, k in zip(records, keep) if bool(k.any())]
 
 
@@ -454,12 +584,13 @@ def _fit_factors(
     model: nn.Module, spread: GapSpread | None, hidden_rec: list[_HeldOut],
     forecast_rec: list[_HeldOut], forecast_split: float | None, criterion: str,
     obs: ObservationModel, min_values: int, min_tail_values: int | None,
-    strides: Sequence[int] = (),
+    strides: Sequence[int] = (), by_density: bool = False,
 ) -> None:
     """Fit ``model.spread_scale`` on the records of the primary kind (the hidden values, or
     with ``forecast_split`` the forecasts), then ``spread`` (when given; else the model's gap
-    spread is reset) on all of them (:func:`_fit_gap_spread`); ``strides``: every factor is
-    searched coarse to fine (:func:`_best_factors`)."""
+    spread is reset) on all of them (:func:`_fit_gap_spread`, with its density factors when
+    ``by_density``); ``strides``: every factor is searched coarse to fine
+    (:func:`_best_factors`)."""
     n_ch = model.spread_scale.shape[0]
     primary = hidden_rec if forecast_split is None else forecast_rec
     [(best, count, _)] = _best_factors(primary, [([r.channel for r in primary], n_ch)],
@@ -468,7 +599,7 @@ def _fit_factors(
     model.spread_scale.copy_(scale.to(model.spread_scale.dtype))
     if spread is not None:
         _fit_gap_spread(spread, hidden_rec + forecast_rec, scale, criterion, obs, min_values,
-                        min_tail_values, strides)
+                        min_tail_values, strides, by_density)
     elif hasattr(model, "gap_spread"):
         model.gap_spread.reset()
 
@@ -515,7 +646,8 @@ def _fit_level(
     them, ``(2,)``: of the values inside the conditioning window and of the forecasts.
 
     Each value is scored at its calibrated factor (``model.spread_scale`` of its channel times,
-    with ``spread``, the gap factor of its cell, under its calibrated tails) times a multiplier
+    with ``spread``, the gap factor of its cell and its density factor, under its calibrated
+    tails) times a multiplier
     of ``grid`` (:data:`LEVEL_GRID`, or :data:`RELEVEL_GRID`), chosen by ``criterion`` over
     all the values of a kind (with ``spread``; a kind with fewer than ``min_values`` values
     takes the multiplier of all the values together) or over all the values (without; the
@@ -534,6 +666,9 @@ def _fit_level(
                 for r in records]
         tails = ([spread.tails(r.gap, r.beyond, r.channel).double() for r in records]
                  if spread.has_tails() else None)
+        density = _densities(spread, records)
+        if density is not None:
+            base = [b * d for b, d in zip(base, density)]
     else:
         base, tails = [scale[r.channel] for r in records], None
     by_kind = ([r.beyond.long() for r in records], kinds)
@@ -575,6 +710,7 @@ def calibrate_spread(
     structure_samples: int = STRUCTURE_SAMPLES,
     structure_values: int | None = STRUCTURE_VALUES,
     level_rounds: int | None = LEVEL_ROUNDS,
+    by_density: bool = False,
 ) -> torch.Tensor:
     """Fit ``model.spread_scale`` per channel on held-out values of ``batches``; return it.
 
@@ -703,6 +839,14 @@ def calibrate_spread(
         :data:`LEVEL_ROUNDS`): the level of few validation series moves with the random choice
         of their hidden values, which more rounds average out (their forecast rounds stay
         ``rounds``: fixed splits). None: ``rounds``. Unused without ``structure``.
+    by_density : bool
+        With ``by_gap``, also fit the gap spread's density factors
+        (``model.gap_spread.density_slope``): per kind of query, a factor
+        ``(n / n_ref) ** -b`` of the number ``n`` of observations of the channel the series
+        conditions on, chosen jointly with the gap factors (on ``structure`` when given), so
+        that the intervals hold whether a few or most of a series' values are missing (the
+        hiding rounds' fractions differ in ``n``). False (default): no density factor (as
+        before it existed).
 
     Returns
     -------
@@ -749,10 +893,10 @@ def calibrate_spread(
     tail_values = int(min_tail_values) if by_tail else None
     if structure_rec is None:
         _fit_factors(model, spread, hidden_rec, forecast_rec, forecast_split, criterion, obs,
-                     min_values, tail_values)
+                     min_values, tail_values, by_density=by_density)
     else:
         _fit_factors(model, spread, *structure_rec, forecast_split, criterion, obs, min_values,
-                     tail_values, STRUCTURE_STRIDES)
+                     tail_values, STRUCTURE_STRIDES, by_density)
         _fit_level(model, spread, _merged(hidden_rec + forecast_rec), forecast_split, criterion,
                    obs, min_values)
     return scale_buf.clone()
@@ -812,7 +956,8 @@ def calibrate_level(
     forecasts.
 
     The relative structure the model has (``model.spread_scale``'s ratios between channels,
-    ``model.gap_spread``'s edges, its factors relative to their kind and its calibrated tails)
+    ``model.gap_spread``'s edges, its factors relative to their kind, its density factors and
+    its calibrated tails)
     is kept; as the level step of :func:`calibrate_spread` with ``structure=``, one multiplier
     per kind of query (with the gap spread; one for all without it) is fitted by ``criterion``
     on the held-out values of ``batches`` (``level_rounds`` hiding rounds, ``rounds`` forecast
