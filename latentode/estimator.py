@@ -656,7 +656,7 @@ class LatentODERegressor(BaseEstimator):
         whether 10 % or 70 % of a series' values are missing, not only on the calibration's
         mix. Without it the factors fitted on a mix of 10 %, 30 % and 50 % hidden values are
         too wide when few values are missing and too narrow when many are (the calibration
-        suite's fits, docs/incoming/hrate.md: the 50 % interval of hidden values covers 57.9 /
+        suite's fits, docs/results/calibration.md: the 50 % interval of hidden values covers 57.9 /
         55.8 / 51.9 / 46.6 % at 10 / 30 / 50 / 70 % hidden on the oscillators at seed 3; 53.1 /
         54.0 / 53.9 / 54.1 with it). An option: with ``calibration_structure="training"``
         the slope comes from the training series, whose errors the model may fit better when
