@@ -26,7 +26,7 @@ def test_demo_runs_and_writes_plot(tmp_path, capsys):
     assert "interpolation MSE" in printed and str(out) in printed
 
 
-def test_demo_passes_dynamics_activation_and_likelihood(tmp_path, monkeypatch):
+def test_demo_passes_its_options_and_follows_the_estimators_defaults(tmp_path, monkeypatch):
     from latentode import LatentODERegressor
 
     class Fitted(Exception):
@@ -39,15 +39,22 @@ def test_demo_passes_dynamics_activation_and_likelihood(tmp_path, monkeypatch):
         raise Fitted
 
     monkeypatch.setattr(LatentODERegressor, "fit", fit)
-    for flags, expected in [([], ("tanh", "gaussian", "shared", False)),
-                            (["--dynamics-activation", "elu", "--likelihood", "student_t"],
-                             ("elu", "student_t", "shared", False)),
-                            (["--readout-sides", "split", "--forecast-noise"],
-                             ("tanh", "gaussian", "split", True))]:
+    names = ("dynamics_activation", "likelihood", *demo.FORECAST_OPTIONS)
+    default = LatentODERegressor().get_params()  # what the demo's flags default to
+    for flags, changed in [([], {}),
+                           (["--dynamics-activation", "elu", "--likelihood", "student_t"],
+                            {"dynamics_activation": "elu", "likelihood": "student_t"}),
+                           (["--readout-sides", "split", "--forecast-noise"],
+                            {"readout_sides": "split", "forecast_noise": True}),
+                           (["--readout-sides", "shared", "--no-forecast-noise",
+                             "--forecast-share", "0", "--forecast-mode", "swap"],
+                            {"readout_sides": "shared", "forecast_noise": False,
+                             "forecast_share": 0.0, "forecast_mode": "swap"}),
+                           (["--forecast-share", "0.5", "--forecast-mode", "add"],
+                            {"forecast_share": 0.5, "forecast_mode": "add"})]:
         with pytest.raises(Fitted):
             demo.main(["--out", str(tmp_path / "f.png"), "--verbose", "0", *flags])
-        assert (seen["dynamics_activation"], seen["likelihood"], seen["readout_sides"],
-                seen["forecast_noise"]) == expected
+        assert {k: seen[k] for k in names} == {**{k: default[k] for k in names}, **changed}
 
 
 def test_demo_scores_both_point_rules_of_one_fit(tmp_path, capsys, monkeypatch):

@@ -218,17 +218,27 @@ def test_summary_baselines_read_the_summaries(bench, model):
         bench.summary_baseline(train, y, test, ["HR"], "forest")
 
 
-@pytest.mark.parametrize("flags, expected", [
-    ([], ("tanh", "gaussian", "shared", False, "first")),
+@pytest.mark.parametrize("flags, changed", [
+    ([], {}),
     (["--dynamics-activation", "elu", "--likelihood", "student_t"],
-     ("elu", "student_t", "shared", False, "first")),
+     {"dynamics_activation": "elu", "likelihood": "student_t"}),
     (["--readout-sides", "split", "--forecast-noise"],
-     ("tanh", "gaussian", "split", True, "first")),
-    (["--posterior-time", "last"], ("tanh", "gaussian", "shared", False, "last")),
+     {"readout_sides": "split", "forecast_noise": True}),
+    (["--readout-sides", "shared", "--no-forecast-noise", "--forecast-share", "0",
+      "--forecast-mode", "swap"],
+     {"readout_sides": "shared", "forecast_noise": False, "forecast_share": 0.0,
+      "forecast_mode": "swap"}),
+    (["--forecast-share", "0.5", "--forecast-mode", "add"],
+     {"forecast_share": 0.5, "forecast_mode": "add"}),
+    (["--posterior-time", "last"], {"posterior_time": "last"}),
     (["--dynamics-activation", "elu", "--input-fences", "2"],
-     ("elu", "gaussian", "shared", False, "first", 2.0)),
+     {"dynamics_activation": "elu", "input_fences": 2.0}),
 ])
-def test_dynamics_and_likelihood_flags_reach_the_estimator(bench, monkeypatch, flags, expected):
+def test_dynamics_and_likelihood_flags_reach_the_estimator(bench, monkeypatch, flags, changed):
+    """Each flag reaches the estimator; without it, the option is the estimator's default
+    (the forecast training options included: they follow a change of the defaults)."""
+    from latentode import LatentODERegressor
+
     class Built(Exception):
         pass
 
@@ -241,9 +251,10 @@ def test_dynamics_and_likelihood_flags_reach_the_estimator(bench, monkeypatch, f
     monkeypatch.setattr(bench, "run", run)
     with pytest.raises(Built):
         bench.main(["--verbose", "0", *flags])
-    assert (seen["dynamics_activation"], seen["likelihood"], seen["readout_sides"],
-            seen["forecast_noise"], seen["posterior_time"]) == expected[:5]
-    assert seen["input_fences"] == (expected[5] if len(expected) > 5 else None)
+    names = ("dynamics_activation", "likelihood", "posterior_time", "input_fences",
+             *bench.FORECAST_OPTIONS)
+    default = LatentODERegressor().get_params()
+    assert {k: seen[k] for k in names} == {**{k: default[k] for k in names}, **changed}
     with pytest.raises(SystemExit):  # the choices are the likelihood registry's names
         bench.main(["--likelihood", "laplace"])
 
