@@ -128,8 +128,6 @@ MODEL_KEYS = ("encoder", "gradient", "poisson_process", "obs_weighting", "foreca
               "obs_dropout", "obs_std", "lr_decay", "latent_dim", "readout", "readout_aux",
               "readout_reach", "forecast_share", "forecast_range", "point_prediction",
               "readout_sides", "forecast_noise", "forecast_mode")
-#: LatentODERegressor's forecast training options, passed on only when given (None: its default)
-FORECAST_OPTIONS = ("forecast_share", "readout_sides", "forecast_noise", "forecast_mode")
 GAP_EDGES_H = (0.5, 1.1, 3.0, 8.0)  # --breakdown: gap buckets (h); vitals come about hourly
 BREAKDOWN_TOP = 10  # --breakdown: channels shown, by their share of the model's excess
 CLASSIFIER_SCORINGS = ("log_loss", "roc_auc", "loss")  # --scoring: LatentODEClassifier's
@@ -714,13 +712,11 @@ def format_ensemble(res: dict[str, Any]) -> str:
 def build_estimator(args: argparse.Namespace) -> Any:
     """The :class:`~latentode.LatentODERegressor` the arguments describe (not fitted)."""
     from latentode import LatentODERegressor
+    from latentode.demo import given_forecast_options
 
     kl_warmup: Any = args.kl_warmup
     if kl_warmup not in ("exponential", "none"):
         kl_warmup = float(kl_warmup)
-    # the forecast training options given (None or absent: the estimator's default)
-    forecasting = {name: value for name in FORECAST_OPTIONS
-                   if (value := getattr(args, name, None)) is not None}
     return LatentODERegressor(
         latent_dim=args.latent_dim, encoder=args.encoder, rec_dim=args.rec_dim, units=args.units,
         n_layers=args.n_layers, gru_units=args.gru_units, gradient=args.gradient,
@@ -741,7 +737,7 @@ def build_estimator(args: argparse.Namespace) -> Any:
         readout_aux=getattr(args, "readout_aux", 1.0),
         readout_reach=getattr(args, "readout_reach", "window"),
         forecast_range=tuple(getattr(args, "forecast_range", (0.2, 0.8))),
-        **forecasting,
+        **given_forecast_options(args),
         dynamics_activation=getattr(args, "dynamics_activation", "tanh"),
         likelihood=getattr(args, "likelihood", "gaussian"),
         posterior_time=getattr(args, "posterior_time", "first"),
@@ -1278,10 +1274,9 @@ def format_tpatchgnn(res: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse arguments, run the benchmark, print the table; return the results."""
+    from latentode.demo import add_forecast_arguments
     from latentode.nn.model import POSTERIOR_TIMES
-    from latentode.nn.readout import READOUT_SIDES
     from latentode.nn.registry import ENCODERS, LIKELIHOODS
-    from latentode.training.objective import FORECAST_MODES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="reconstruction",
@@ -1388,23 +1383,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                              "readout's (0: the readout alone explains the data)")
     parser.add_argument("--readout-reach", default="window", choices=("window", "spacing"),
                         help="readout_reach: where the reach of the readout's correction starts")
-    parser.add_argument("--forecast-share", type=float, default=None,
-                        help="forecast_share: share of the training stays conditioned on a past "
-                             "only, split at a random point of --forecast-range, at each step "
-                             "(default: the estimator's)")
+    add_forecast_arguments(parser)
     parser.add_argument("--forecast-range", type=float, nargs=2, default=(0.2, 0.8),
                         metavar=("LOW", "HIGH"), help="forecast_range of --forecast-share")
-    parser.add_argument("--readout-sides", default=None, choices=READOUT_SIDES,
-                        help="readout_sides: whether the readout's one-sided queries (forecasts) "
-                             "have their own parameters (default: the estimator's)")
-    parser.add_argument("--forecast-noise", action=argparse.BooleanOptionalAction, default=None,
-                        help="forecast_noise: the values training forecasts (--forecast-share, "
-                             "--forecast-split) scored under a learned noise of their own "
-                             "(default: the estimator's)")
-    parser.add_argument("--forecast-mode", default=None, choices=FORECAST_MODES,
-                        help="forecast_mode: whether the stays --forecast-share picks forecast "
-                             "instead of (swap) or beside (add) their reconstruction (default: "
-                             "the estimator's)")
     parser.add_argument("--dynamics-activation", default="tanh",
                         choices=("tanh", "elu", "softplus"),
                         help="dynamics_activation: the hidden non-linearity of the latent field")

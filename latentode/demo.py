@@ -28,6 +28,7 @@ import argparse
 import os
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,39 @@ CHANNELS = ["HR", "MAP", "SysABP", "Temp", "RespRate"]
 CUTOFF_H = 24.0  # extrapolation: condition on t < 24 h, forecast t >= 24 h
 #: the estimator's forecast training options, passed on only when given (None: its default)
 FORECAST_OPTIONS = ("forecast_share", "readout_sides", "forecast_noise", "forecast_mode")
+
+
+def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the flags of :data:`FORECAST_OPTIONS` to ``parser`` (the demo's and
+    ``benchmarks/physionet.py``'s): ``--forecast-share``, ``--readout-sides``,
+    ``--forecast-noise`` / ``--no-forecast-noise`` and ``--forecast-mode``, each None unless
+    given (:func:`given_forecast_options`: the estimator's default)."""
+    from latentode.nn.readout import READOUT_SIDES
+    from latentode.training.objective import FORECAST_MODES
+
+    parser.add_argument("--forecast-share", type=float, default=None,
+                        help="the estimator's forecast_share: share of the training series "
+                             "conditioned on a past only, split at a random point of its "
+                             "forecast_range, at each step (default: the estimator's)")
+    parser.add_argument("--readout-sides", choices=READOUT_SIDES, default=None,
+                        help="the estimator's readout_sides: whether the readout's one-sided "
+                             "queries (forecasts) have their own parameters (default: the "
+                             "estimator's)")
+    parser.add_argument("--forecast-noise", action=argparse.BooleanOptionalAction, default=None,
+                        help="the estimator's forecast_noise: the values training forecasts "
+                             "(--forecast-share, forecast_split) scored under a learned noise of "
+                             "their own (default: the estimator's)")
+    parser.add_argument("--forecast-mode", choices=FORECAST_MODES, default=None,
+                        help="the estimator's forecast_mode: whether the series --forecast-share "
+                             "picks forecast instead of (swap) or beside (add) their "
+                             "reconstruction (default: the estimator's)")
+
+
+def given_forecast_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of :data:`FORECAST_OPTIONS` given on the command line (absent or None: left
+    to the estimator's default), as keyword arguments of the estimator."""
+    return {name: value for name in FORECAST_OPTIONS
+            if (value := getattr(args, name, None)) is not None}
 
 
 def _split_stays(df: pd.DataFrame, test_fraction: float, seed: int):
@@ -84,9 +118,7 @@ def _plot(est, test: pd.DataFrame, out: str) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     """Run the demo; return ``{"interpolation": {...}, "extrapolation": {...}}`` MSEs."""
     from latentode.nn.dynamics import DYNAMICS_ACTIVATIONS
-    from latentode.nn.readout import READOUT_SIDES
     from latentode.nn.registry import LIKELIHOODS
-    from latentode.training.objective import FORECAST_MODES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out/demo_forecast.png", help="PNG to write")
@@ -108,28 +140,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--obs-dropout", type=float, default=0.0,
                         help="the estimator's obs_dropout: fraction of values hidden from the "
                              "encoder at each training step")
-    parser.add_argument("--forecast-share", type=float, default=None,
-                        help="the estimator's forecast_share: share of the training stays "
-                             "conditioned on a past only (split at a random point) at each step "
-                             "(default: the estimator's)")
     parser.add_argument("--dynamics-activation", choices=tuple(DYNAMICS_ACTIVATIONS),
                         default="tanh",
                         help="the estimator's dynamics_activation: the hidden non-linearity of "
                              "the latent vector field")
     parser.add_argument("--likelihood", choices=LIKELIHOODS, default="gaussian",
                         help="the estimator's likelihood: the observation model of the values")
-    parser.add_argument("--readout-sides", choices=READOUT_SIDES, default=None,
-                        help="the estimator's readout_sides: whether the readout's one-sided "
-                             "queries (forecasts) have their own parameters (default: the "
-                             "estimator's)")
-    parser.add_argument("--forecast-noise", action=argparse.BooleanOptionalAction, default=None,
-                        help="the estimator's forecast_noise: the values training forecasts "
-                             "(--forecast-share) scored under a learned noise of their own "
-                             "(default: the estimator's)")
-    parser.add_argument("--forecast-mode", choices=FORECAST_MODES, default=None,
-                        help="the estimator's forecast_mode: whether the stays --forecast-share "
-                             "picks forecast instead of (swap) or beside (add) their "
-                             "reconstruction (default: the estimator's)")
+    add_forecast_arguments(parser)
     parser.add_argument("--point-rules", nargs="+", default=None, metavar="RULE",
                         choices=POINT_PREDICTIONS,
                         help="score these point_prediction rules on the same fit (default: the "
@@ -153,9 +170,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     print(f"PhysioNet 2012 sample: {df['id'].nunique()} stays, channels {', '.join(CHANNELS)}; "
           f"{train['id'].nunique()} training / {test['id'].nunique()} test stays.")
 
-    # the forecast training options given on the command line; the others: the estimator's
-    forecasting = {name: value for name in FORECAST_OPTIONS
-                   if (value := getattr(args, name)) is not None}
     est = LatentODERegressor(
         latent_dim=12, rec_dim=24, units=48, n_layers=1, gru_units=48, encoder="gru",
         gradient="backprop", solver="rk4", n_traj_samples=3, max_epochs=args.epochs,
@@ -164,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         n_jobs=max(1, args.threads), readout=args.readout, obs_dropout=args.obs_dropout,
         readout_aux=args.readout_aux, readout_reach=args.readout_reach,
         dynamics_activation=args.dynamics_activation, likelihood=args.likelihood,
-        **forecasting,
+        **given_forecast_options(args),
     )
     est.fit(train)
     h = est.history_

@@ -18,6 +18,7 @@ import pytest
 import torch
 from _settings import load_script
 
+from latentode.demo import FORECAST_OPTIONS
 from latentode.utils import torch_threads
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "physionet.py"
@@ -252,7 +253,7 @@ def test_dynamics_and_likelihood_flags_reach_the_estimator(bench, monkeypatch, f
     with pytest.raises(Built):
         bench.main(["--verbose", "0", *flags])
     names = ("dynamics_activation", "likelihood", "posterior_time", "input_fences",
-             *bench.FORECAST_OPTIONS)
+             *FORECAST_OPTIONS)
     default = LatentODERegressor().get_params()
     assert {k: seen[k] for k in names} == {**{k: default[k] for k in names}, **changed}
     with pytest.raises(SystemExit):  # the choices are the likelihood registry's names
