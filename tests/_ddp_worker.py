@@ -4,7 +4,8 @@
 
 * ``train``: a float64 :func:`fit_model` run, a validation of the mixed task
   (:func:`run_mix_validation`), a :func:`fit_model` run of ``forecast_mode="add"``
-  (:data:`ADD_TASK`) and an estimator fit, each rank writing its results
+  (:data:`ADD_TASK`), the same with the split readout and forecast noise (:data:`SPLIT_MODEL`)
+  and an estimator fit, each rank writing its results
   to ``OUT/*_rank{r}.json`` and calling ``est.save(OUT/model_rank{r}.latentode)``; its progress
   bar output goes to ``OUT/stderr_rank{r}.txt``.
 * ``raise``: rank 1 raises inside ``fit`` (in the model's loss, second batch).
@@ -47,6 +48,9 @@ EST_PARAMS = dict(latent_dim=3, rec_dim=6, units=12, n_layers=1, gru_units=12,
 
 #: run_loop's task of forecast_mode="add": copies appended to the global batch, split by rows
 ADD_TASK = dict(forecast_share=0.75, forecast_range=(0.3, 0.7), forecast_mode="add")
+#: run_loop's model for the forecast-training candidate (with ADD_TASK): the neighbour readout
+#: split by sides (bounded, whose one-sided offsets start at 0) and the forecasts' own noise
+SPLIT_MODEL = dict(readout="neighbours", readout_sides="split", forecast_noise=True)
 
 
 def loop_data(n: int, length: int, seed: int) -> Batch:
@@ -70,12 +74,14 @@ def loader(b: Batch, sizes: tuple[int, ...]):
     return make
 
 
-def run_loop(distributed: bool, **task) -> dict:
+def run_loop(distributed: bool, model_options: dict | None = None, **task) -> dict:
     """fit_model in float64: batches of 4, 4 and 1 series (rank 1 gets nothing of the last);
+    ``model_options``: more keyword arguments of the LatentODE (e.g. :data:`SPLIT_MODEL`);
     ``task``: the training task (default ``forecast_split=0.5``)."""
     torch.manual_seed(0)
     model = LatentODE(1, latent_dim=2, rec_dim=4, units=8, n_layers=1, gru_units=4,
-                      encoder="odernn", method="dopri5", gradient="backprop").double()
+                      encoder="odernn", method="dopri5", gradient="backprop",
+                      **(model_options or {})).double()
     hist = fit_model(model, loader(loop_data(9, 7, 0), (4, 4, 1)),
                      loader(loop_data(5, 7, 1), (3, 2)), max_epochs=3, lr=1e-2, kl_warmup=1,
                      n_traj_samples=2, obs_dropout=0.3,
@@ -212,6 +218,8 @@ def main() -> None:
         (out / f"loop_rank{rank}.json").write_text(json.dumps(run_loop(True)))
         (out / f"mixval_rank{rank}.json").write_text(json.dumps(run_mix_validation(True)))
         (out / f"add_rank{rank}.json").write_text(json.dumps(run_loop(True, **ADD_TASK)))
+        (out / f"split_rank{rank}.json").write_text(
+            json.dumps(run_loop(True, model_options=SPLIT_MODEL, **ADD_TASK)))
         with open(out / f"stderr_rank{rank}.txt", "w") as err:
             sys.stderr = err  # tqdm writes its bar to sys.stderr
             try:
