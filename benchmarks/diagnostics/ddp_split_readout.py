@@ -1,5 +1,5 @@
 # ruff: noqa: E401, E402, E501, E702, E731, I001
-# A diagnosis script of #15 (docs/incoming/fsparse.md, "(b) The two-process float32 difference"), kept for
+# A diagnosis script of #15 (docs/results/across-datasets.md, "(b) The two-process float32 difference"), kept for
 # reproduction; run from the repository root with PYTHONPATH=. and OMP_NUM_THREADS=1:
 #     VARIANT=V python benchmarks/diagnostics/ddp_split_readout.py single OUTDIR
 #     VARIANT=V CUDA_VISIBLE_DEVICES= python -m torch.distributed.run --standalone --nproc_per_node=2 \

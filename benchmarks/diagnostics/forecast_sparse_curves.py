@@ -1,5 +1,5 @@
 # ruff: noqa: E401, E402, E501, E702, E731, I001, B007
-# A diagnosis script of #15 (docs/incoming/fsparse.md, "(a) osc-sparse"), kept for reproduction; run from the
+# A diagnosis script of #15 (docs/results/across-datasets.md, "(a) osc-sparse"), kept for reproduction; run from the
 # repository root with the library importable (PYTHONPATH=.) and OMP_NUM_THREADS=1:
 #     python benchmarks/diagnostics/forecast_sparse_curves.py SEED EPOCHS TAG [--param NAME=VALUE ...]
 # One fit of the calibration suite's osc-sparse (its own data, split, clean validation, estimator, hiding and
