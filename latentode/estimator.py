@@ -350,7 +350,13 @@ class LatentODERegressor(BaseEstimator):
         current epoch); 2: also one line per epoch. Printed epochs count from 1, like the bar.
     warm_start : bool, default=False
         When fitted already, continue training the existing network (same columns required)
-        instead of starting afresh; the time encoder and scaler are kept.
+        instead of starting afresh; the time encoder and scaler are kept. The parameters that
+        shape the network (``latent_dim``, ``rec_dim``, ``encoder``, ``units``, ``n_layers``,
+        ``gru_units``, ``decoder_layers``, ``poisson_process``, ``obs_std``, ``likelihood``,
+        ``obs_df``, ``linear_term``, ``readout``, ``readout_sides``, ``mtan_*``,
+        ``dynamics_activation``, ``forecast_noise``, ``posterior_time``) must be the fitted
+        ones (a ValueError names a changed one); the solver's settings (``solver``, ``rtol``,
+        ``atol``, ``step_size``, ``gradient``, ``max_steps``) and the training options apply.
     callbacks : list or None, default=None
         Called by the training loop: objects with ``on_epoch_end(epoch, record, model)`` (and
         optionally ``on_train_begin(model)``, ``on_train_end(history, model)``; subclass
@@ -1102,8 +1108,9 @@ class LatentODERegressor(BaseEstimator):
         validation loss, else training loss) restored. Ctrl-C stops training cleanly: the
         estimator is then fitted with the best weights so far (``history_.stopped_reason ==
         "interrupted"``). With ``warm_start=True`` and a previous fit, training continues from
-        the fitted network, encoder and scaler; ``time_col``, ``id_col`` and the targets must
-        match the previous fit.
+        the fitted network, encoder and scaler; ``time_col``, ``id_col``, the targets, the static
+        columns and the parameters that shape the network (see ``warm_start``) must match the
+        previous fit.
 
         **Distributed training.** When a :mod:`torch.distributed` process group with more than
         one process is initialised (a script launched with ``torchrun`` that called
@@ -1149,6 +1156,7 @@ class LatentODERegressor(BaseEstimator):
         reuse = bool(self.warm_start) and self.__sklearn_is_fitted__()
         if reuse:
             self._check_warm_start_columns(time_col, id_col, target_cols, static_cols)
+            self._check_warm_start_network()
         statics = _data.check_static_cols(static_cols, df, time_col=time_col, id_col=id_col,
                                           target_cols=[] if target_cols is None else target_cols)
         vf = _data.validate_frame(
@@ -1356,8 +1364,16 @@ class LatentODERegressor(BaseEstimator):
         the padded training series; the model is on its device); the regressor has nothing."""
 
     def _refresh_model(self, model: LatentODE) -> None:
-        """Bring a copy of the fitted network up to this fit's parameters (warm start)."""
+        """Bring a copy of the fitted network up to this fit's parameters (warm start): the
+        solver's settings and step budget (the parameters that shape the network must match,
+        :meth:`_check_warm_start_network`)."""
         model.max_steps = model.hparams["max_steps"] = int(self.max_steps)
+        model.method = model.hparams["method"] = self.solver
+        model.rtol = model.hparams["rtol"] = float(self.rtol)
+        model.atol = model.hparams["atol"] = float(self.atol)
+        model.gradient = model.hparams["gradient"] = self.gradient
+        model.step_size = model.hparams["step_size"] = (
+            _DEFAULT_STEP if self.step_size is None else float(self.step_size))
 
     def _calibrates(self) -> bool:
         """Whether ``calibrate=True`` fits the predictive spread (it needs a trained decoder)."""
@@ -1418,6 +1434,26 @@ class LatentODERegressor(BaseEstimator):
                 f"warm_start=True needs the same static columns as the previous fit "
                 f"({self.static_cols_}), got {statics}."
             )
+
+    def _check_warm_start_network(self) -> None:
+        """Raise if a parameter that shapes the fitted network (:data:`_NETWORK_PARAMS`)
+        differs from the one it was built with: a warm start continues that network."""
+        built = self.model_.hparams
+        for name in _NETWORK_PARAMS:
+            if name not in built:  # a network saved before the parameter existed
+                continue
+            if ((name.startswith("mtan_") and built.get("encoder") != "mtan")
+                    or (name == "obs_df" and built.get("likelihood") != "student_t")
+                    or (name == "readout_sides" and built.get("readout") == "latent")):
+                continue  # not used by the fitted network
+            fitted, given = built[name], getattr(self, name)
+            numeric = all(isinstance(v, Real) and not isinstance(v, str) for v in (fitted, given))
+            if (float(fitted) != float(given)) if numeric else (fitted != given):
+                raise ValueError(
+                    f"warm_start=True continues the fitted network, which was built with "
+                    f"{name}={_plain(fitted)!r}; got {name}={given!r}. Set it back, or use "
+                    "warm_start=False to fit a new network."
+                )
 
     # ------------------------------------------------------------------ predict
     @_with_n_jobs
@@ -2090,6 +2126,15 @@ class LatentODERegressor(BaseEstimator):
         est, state = _io.load_state(path, cls, device=device)
         state.attach(est)
         return est
+
+
+#: The parameters that shape the network (its ``hparams`` of the same names): a warm start
+#: keeps the fitted network, so :meth:`LatentODERegressor.fit` refuses a change of one of them
+#: (the solver's settings and ``max_steps`` are not among them: a warm start applies them).
+_NETWORK_PARAMS = ("latent_dim", "rec_dim", "encoder", "units", "n_layers", "gru_units",
+                   "decoder_layers", "poisson_process", "obs_std", "likelihood", "obs_df",
+                   "linear_term", "readout", "readout_sides", "mtan_ref_points",
+                   "mtan_embed_dim", "dynamics_activation", "forecast_noise", "posterior_time")
 
 
 def _fit_seeds(seed: int) -> np.ndarray:

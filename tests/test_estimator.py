@@ -266,6 +266,38 @@ def test_failed_warm_start_keeps_previous_fit(df):
         est.fit(df, target_cols=["x"])
 
 
+def test_warm_start_refuses_a_changed_network_parameter(df):
+    """A warm start continues the fitted network: a parameter that shapes it may not change
+    (it was silently kept), one the fitted network does not use may."""
+    est = LatentODERegressor(**{**TINY, "max_epochs": 1}).fit(df)
+    model = est.model_
+    est.set_params(warm_start=True, latent_dim=5)
+    with pytest.raises(ValueError, match=re.escape(
+            "warm_start=True continues the fitted network, which was built with latent_dim=3; "
+            "got latent_dim=5. Set it back, or use warm_start=False to fit a new network.")):
+        est.fit(df)
+    est.set_params(latent_dim=3, obs_std=0.05)
+    with pytest.raises(ValueError,
+                       match=re.escape("built with obs_std='learned'; got obs_std=0.05")):
+        est.fit(df)
+    assert est.model_ is model and len(est.history_) == 1  # the fit is left as it was
+    # mtan_ref_points and obs_df are not used by a GRU encoder and a Gaussian likelihood
+    est.set_params(obs_std="learned", mtan_ref_points=5, obs_df=3.0).fit(df)
+    assert len(est.history_) == 2 and est.model_.hparams["latent_dim"] == 3
+
+
+def test_warm_start_applies_the_solver_settings(df, tmp_path):
+    """The solver's settings of a warm start are this fit's (they were the first fit's)."""
+    est = LatentODERegressor(**{**TINY, "max_epochs": 1}).fit(df)
+    assert est.model_.method == "dopri5"
+    est.set_params(warm_start=True, solver="rk4", step_size=0.25, rtol=1e-2).fit(df)
+    assert (est.model_.method, est.model_.step_size, est.model_.rtol) == ("rk4", 0.25, 1e-2)
+    est.save(tmp_path / "m.latentode")
+    loaded = LatentODERegressor.load(tmp_path / "m.latentode")
+    assert loaded.model_.method == "rk4" and loaded.model_.step_size == 0.25
+    pd.testing.assert_frame_equal(loaded.predict(df), est.predict(df), check_exact=True)
+
+
 def test_failed_first_fit_leaves_unfitted(df):
     est = LatentODERegressor(**TINY)
     with pytest.raises(ValueError):
