@@ -1553,7 +1553,8 @@ class LatentODERegressor(BaseEstimator):
         pandas.DataFrame
             Long frame ``[id, time, *target_cols]`` (no id column when fitted with
             ``id_col=None``) of forecasts (``point_prediction``), in original units; series in the
-            order of their first appearance in ``df``, times ascending. With ``quantiles``,
+            order of their first appearance in ``df``, times ascending (with ``times``: in the
+            order given, or the rows and index of a ``times`` DataFrame). With ``quantiles``,
             each target column is followed by its quantile columns. A series with no observed
             target value gets NaN forecasts (one warning names such series), on a grid that
             starts at its last row's time.
@@ -2066,7 +2067,10 @@ class LatentODERegressor(BaseEstimator):
 
         No pickle is involved (see :mod:`latentode.io` for the format). The file is written to a
         temporary file beside ``path`` and renamed into place, so a failed save leaves nothing
-        behind. Reload with :meth:`load`.
+        behind. Reload with :meth:`load`. Two parameters are not stored: ``callbacks`` (code;
+        loaded as None, with a warning) and a ``random_state`` given as a
+        :class:`numpy.random.RandomState` (loaded as None: a generator's state is not a
+        setting); pickle the estimator to keep them.
 
         Under distributed training (an initialised :mod:`torch.distributed` process group with
         more than one process) only rank 0 writes: the other ranks return without touching
