@@ -78,6 +78,14 @@ class Batch:
             out[name] = x if x is None or rows is None else x[rows]
         return out
 
+    def valid_mask(self) -> torch.Tensor:
+        """``mask`` zeroed beyond each series' valid prefix (``lengths``): the observed
+        entries a computation over the batch may count, ``(B, N, C)`` of ``mask``'s dtype."""
+        n = self.mask.shape[1]
+        valid = (torch.arange(n, device=self.mask.device).unsqueeze(0)
+                 < self.lengths.to(self.mask.device).unsqueeze(1))
+        return self.mask * valid.unsqueeze(-1).to(self.mask.dtype)
+
     @property
     def batch_size(self) -> int:
         return int(self.times.shape[0])

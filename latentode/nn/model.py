@@ -901,7 +901,7 @@ class LatentODE(nn.Module):
         mu, sigma, pooled = self._encode_pooled(cond, t0)
         z0 = self.sample_z0(mu, sigma, n_traj_samples, generator, z0_noise)
         z, cum = self.solve(z0, t0, tgt.times, tgt.lengths)
-        mask = _valid_mask(tgt.mask, tgt.lengths)
+        mask = tgt.valid_mask()
         base, mean = self._decode(z, cond, tgt.times, where=mask > 0)
         weights = observation_weights(mask, weighting)
         # forecast_noise: the values after the conditioning are scored under their own model
@@ -1020,7 +1020,7 @@ class LatentODE(nn.Module):
             raise ValueError("A classification loss needs a model with n_classes >= 2 and a "
                              "batch with labels.")
         if not elbo:
-            mask = _valid_mask(batch.mask, batch.lengths)
+            mask = batch.valid_mask()
             n_obs = mask.sum().detach()
             ce = weighted_cross_entropy(self.classify(batch, generator=generator), batch.labels,
                                         batch.weights)
@@ -1103,7 +1103,7 @@ class LatentODE(nn.Module):
         t0 = self._posterior_at(batch, tgt.times, tgt.lengths)
         mu, _ = self.encode(batch, t0)
         z, _ = self.solve(mu.unsqueeze(0), t0, tgt.times, tgt.lengths)
-        mask = _valid_mask(tgt.mask, tgt.lengths)
+        mask = tgt.valid_mask()
         mean = self.decode(z, batch, tgt.times, where=mask > 0)
         return masked_squared_error(tgt.values, mask, mean)[0]
 
@@ -1281,10 +1281,3 @@ def _log_prob(model: ObservationModel, after_model: ObservationModel | None,
         return model.log_prob(values, weights, mean)
     return (model.log_prob(values, weights * (1 - after), mean)
             + after_model.log_prob(values, weights * after, mean))
-
-
-def _valid_mask(mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Zero the mask beyond each series' valid prefix."""
-    n = mask.shape[1]
-    valid = torch.arange(n, device=mask.device).unsqueeze(0) < lengths.to(mask.device).unsqueeze(1)
-    return mask * valid.unsqueeze(-1).to(mask.dtype)

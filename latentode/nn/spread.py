@@ -104,10 +104,7 @@ def observation_gaps(
 def observation_counts(cond: Batch) -> torch.Tensor:
     """``(B, C)`` number of conditioning observations of each series and channel (over each
     valid prefix, ``cond.lengths``), as a float tensor."""
-    n = cond.times.shape[1]
-    lengths = cond.lengths.to(cond.mask.device)
-    valid = torch.arange(n, device=cond.mask.device) < lengths.unsqueeze(1)
-    return ((cond.mask > 0) & valid.unsqueeze(-1)).sum(1).to(cond.times.dtype)
+    return (cond.valid_mask() > 0).sum(1).to(cond.times.dtype)
 
 
 class GapSpread(nn.Module):
