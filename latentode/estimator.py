@@ -1367,13 +1367,17 @@ class LatentODERegressor(BaseEstimator):
         """Bring a copy of the fitted network up to this fit's parameters (warm start): the
         solver's settings and step budget (the parameters that shape the network must match,
         :meth:`_check_warm_start_network`)."""
-        model.max_steps = model.hparams["max_steps"] = int(self.max_steps)
-        model.method = model.hparams["method"] = self.solver
-        model.rtol = model.hparams["rtol"] = float(self.rtol)
-        model.atol = model.hparams["atol"] = float(self.atol)
-        model.gradient = model.hparams["gradient"] = self.gradient
-        model.step_size = model.hparams["step_size"] = (
-            _DEFAULT_STEP if self.step_size is None else float(self.step_size))
+        for name, value in self._solver_settings().items():
+            setattr(model, name, value)
+            model.hparams[name] = value
+
+    def _solver_settings(self) -> dict[str, Any]:
+        """The network's solver settings from this estimator's parameters (``LatentODE``'s
+        keyword arguments and attributes of the same names): a new network is built with them
+        and a warm start applies them."""
+        return {"method": self.solver, "rtol": float(self.rtol), "atol": float(self.atol),
+                "step_size": _DEFAULT_STEP if self.step_size is None else float(self.step_size),
+                "gradient": self.gradient, "max_steps": int(self.max_steps)}
 
     def _calibrates(self) -> bool:
         """Whether ``calibrate=True`` fits the predictive spread (it needs a trained decoder)."""
@@ -1397,12 +1401,9 @@ class LatentODERegressor(BaseEstimator):
             n_channels, latent_dim=int(self.latent_dim), rec_dim=int(self.rec_dim),
             encoder=self.encoder, units=int(self.units), n_layers=int(self.n_layers),
             gru_units=int(self.gru_units), decoder_layers=int(self.decoder_layers),
-            poisson_process=bool(self.poisson_process),
-            method=self.solver, rtol=float(self.rtol), atol=float(self.atol),
-            step_size=_DEFAULT_STEP if self.step_size is None else float(self.step_size),
-            gradient=self.gradient,
+            poisson_process=bool(self.poisson_process), **self._solver_settings(),
             obs_std=self.obs_std if self.obs_std == "learned" else float(self.obs_std),
-            max_steps=int(self.max_steps), likelihood=self.likelihood,
+            likelihood=self.likelihood,
             obs_df=self.obs_df if self.obs_df == "learned" else float(self.obs_df),
             linear_term=bool(self.linear_term), readout=self.readout,
             readout_sides=self.readout_sides, n_static=int(n_static),
