@@ -46,7 +46,8 @@ def _frame() -> pd.DataFrame:
 @pytest.mark.parametrize("module", ["latentode.evaluation", "latentode.evaluation.masking",
                                     "latentode.evaluation.baselines",
                                     "latentode.evaluation.metrics",
-                                    "latentode.evaluation.breakdown"])
+                                    "latentode.evaluation.breakdown",
+                                    "latentode.evaluation.scoring"])
 def test_docstring_examples(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

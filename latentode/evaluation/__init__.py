@@ -35,6 +35,9 @@ gap_breakdown
     Mean squared error of several predictions by channel, by position relative to the
     conditioning observations of the channel (inside, before, after, none) and by bucket of
     the gap to the nearest one: where a model loses to the baselines.
+make_hidden_scorer
+    A scikit-learn scorer (``scoring=`` of ``cross_val_score``, ``GridSearchCV``) of a fitted
+    estimator's error on values it hides from each test fold (interpolation or forecast).
 long_to_dense
     Rows of a long frame as a padded ``(n_series, n_times, n_columns)`` array.
 crps_samples, crps_gaussian, interval_coverage
@@ -68,6 +71,7 @@ from .metrics import (
     per_feature_mse,
     sample_crps,
 )
+from .scoring import make_hidden_scorer
 
 __all__ = [
     "hide_values",
@@ -83,6 +87,7 @@ __all__ = [
     "sample_crps",
     "coverage",
     "gap_breakdown",
+    "make_hidden_scorer",
     "crps_samples",
     "crps_gaussian",
     "interval_coverage",
