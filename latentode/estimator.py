@@ -353,9 +353,10 @@ class LatentODERegressor(BaseEstimator):
         instead of starting afresh; the time encoder and scaler are kept. The parameters that
         shape the network (``latent_dim``, ``rec_dim``, ``encoder``, ``units``, ``n_layers``,
         ``gru_units``, ``decoder_layers``, ``poisson_process``, ``obs_std``, ``likelihood``,
-        ``obs_df``, ``linear_term``, ``readout``, ``readout_sides``, ``mtan_*``,
-        ``dynamics_activation``, ``forecast_noise``, ``posterior_time``) must be the fitted
-        ones (a ValueError names a changed one); the solver's settings (``solver``, ``rtol``,
+        ``obs_df``, ``linear_term``, ``readout``, ``readout_sides``, ``readout_reach``,
+        ``mtan_*``, ``dynamics_activation``, ``forecast_noise``, ``posterior_time``) must be
+        the fitted ones (a ValueError names a changed one; ``readout_reach`` is not checked
+        for a network saved before it was recorded); the solver's settings (``solver``, ``rtol``,
         ``atol``, ``step_size``, ``gradient``, ``max_steps``) and the training options apply.
     callbacks : list or None, default=None
         Called by the training loop: objects with ``on_epoch_end(epoch, record, model)`` (and
@@ -1411,7 +1412,7 @@ class LatentODERegressor(BaseEstimator):
             mtan_embed_dim=None if self.mtan_embed_dim is None else int(self.mtan_embed_dim),
             dynamics_activation=self.dynamics_activation,
             forecast_noise=bool(self.forecast_noise), posterior_time=self.posterior_time,
-            **kwargs,
+            readout_reach=self.readout_reach, **kwargs,
         )
 
     def _check_warm_start_columns(
@@ -1441,11 +1442,14 @@ class LatentODERegressor(BaseEstimator):
         differs from the one it was built with: a warm start continues that network."""
         built = self.model_.hparams
         for name in _NETWORK_PARAMS:
+            if built.get(name) is None and name == "readout_reach":
+                continue  # a network saved before its reach's start was recorded
             if name not in built:  # a network saved before the parameter existed
                 continue
             if ((name.startswith("mtan_") and built.get("encoder") != "mtan")
                     or (name == "obs_df" and built.get("likelihood") != "student_t")
-                    or (name == "readout_sides" and built.get("readout") == "latent")):
+                    or (name in ("readout_sides", "readout_reach")
+                        and built.get("readout") == "latent")):
                 continue  # not used by the fitted network
             fitted, given = built[name], getattr(self, name)
             numeric = all(isinstance(v, Real) and not isinstance(v, str) for v in (fitted, given))
@@ -2139,7 +2143,8 @@ class LatentODERegressor(BaseEstimator):
 _NETWORK_PARAMS = ("latent_dim", "rec_dim", "encoder", "units", "n_layers", "gru_units",
                    "decoder_layers", "poisson_process", "obs_std", "likelihood", "obs_df",
                    "linear_term", "readout", "readout_sides", "mtan_ref_points",
-                   "mtan_embed_dim", "dynamics_activation", "forecast_noise", "posterior_time")
+                   "mtan_embed_dim", "dynamics_activation", "forecast_noise", "posterior_time",
+                   "readout_reach")
 
 
 def _fit_seeds(seed: int) -> np.ndarray:

@@ -654,13 +654,13 @@ def _hp_choice(options: tuple[str, ...]) -> Callable[[Any], bool]:
 _ADDED_HPARAMS = ("n_static", "n_classes", "likelihood", "obs_df", "linear_term", "readout",
                   "classifier_dropout", "head_inputs", "readout_sides", "readout_split",
                   "mtan_ref_points", "mtan_embed_dim", "dynamics_activation",
-                  "forecast_noise")
+                  "forecast_noise", "readout_reach")
 
 
 def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
     from .nn.classifier import HEAD_INPUTS
     from .nn.dynamics import DYNAMICS_ACTIVATIONS
-    from .nn.readout import READOUT_SIDES, READOUT_SPLITS
+    from .nn.readout import READOUT_REACHES, READOUT_SIDES, READOUT_SPLITS
     from .nn.registry import ENCODERS, LIKELIHOODS, READOUTS
     from .ode import GRADIENTS, METHODS
 
@@ -702,6 +702,8 @@ def _hparam_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
         "dynamics_activation": (_hp_choice(tuple(DYNAMICS_ACTIVATIONS)),
                                 f"one of {tuple(DYNAMICS_ACTIVATIONS)}"),
         "forecast_noise": (lambda v: isinstance(v, bool), "true or false"),
+        "readout_reach": (lambda v: v is None or _hp_choice(READOUT_REACHES)(v),
+                          f"null or one of {READOUT_REACHES}"),
     }
 
 

@@ -286,6 +286,52 @@ def test_warm_start_refuses_a_changed_network_parameter(df):
     assert len(est.history_) == 2 and est.model_.hparams["latent_dim"] == 3
 
 
+def test_warm_start_refuses_a_changed_readout_reach(df, tmp_path):
+    """``readout_reach`` starts the neighbour readout's learned reach: a warm start keeps the
+    fitted one, so a changed value is refused like the other network parameters (it was
+    silently the fitted network's). Networks saved before it was recorded still warm-start."""
+    import json
+    import zipfile
+
+    est = LatentODERegressor(**{**TINY, "max_epochs": 1}, readout="neighbours",
+                             readout_reach="spacing").fit(df)
+    assert est.model_.hparams["readout_reach"] == "spacing"
+    model = est.model_
+    est.set_params(warm_start=True, readout_reach="window")
+    with pytest.raises(ValueError, match=re.escape(
+            "warm_start=True continues the fitted network, which was built with "
+            "readout_reach='spacing'; got readout_reach='window'. Set it back, or use "
+            "warm_start=False to fit a new network.")):
+        est.fit(df)
+    assert est.model_ is model and len(est.history_) == 1
+    est.set_params(readout_reach="spacing").fit(df)  # unchanged: continues
+    assert len(est.history_) == 2
+    # saved / pickled with the record, the check holds after loading
+    est.save(tmp_path / "m.latentode")
+    loaded = LatentODERegressor.load(tmp_path / "m.latentode")
+    assert loaded.model_.hparams["readout_reach"] == "spacing"
+    with pytest.raises(ValueError, match="readout_reach='spacing'; got readout_reach='window'"):
+        pickle.loads(pickle.dumps(loaded)).set_params(readout_reach="window").fit(df)
+    # a file written before the record existed: loads, and warm-starts with either value
+    with zipfile.ZipFile(tmp_path / "m.latentode") as archive:
+        members = {n: archive.read(n) for n in archive.namelist()}
+    config = json.loads(members["config.json"])
+    del config["model_hparams"]["readout_reach"]
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "old.latentode", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    old = LatentODERegressor.load(tmp_path / "old.latentode")
+    assert old.model_.hparams["readout_reach"] is None
+    pd.testing.assert_frame_equal(old.predict(df), loaded.predict(df), check_exact=True)
+    old.set_params(warm_start=True, readout_reach="window").fit(df)
+    assert len(old.history_) == 3
+    # a readout-less network does not use it: it may change
+    plain = LatentODERegressor(**{**TINY, "max_epochs": 1}, readout="latent").fit(df)
+    plain.set_params(warm_start=True, readout_reach="spacing").fit(df)
+    assert len(plain.history_) == 2
+
+
 def test_warm_start_applies_the_solver_settings(df, tmp_path):
     """The solver's settings of a warm start are this fit's (they were the first fit's)."""
     est = LatentODERegressor(**{**TINY, "max_epochs": 1}).fit(df)

@@ -25,7 +25,7 @@ from .likelihoods import (
 )
 from .observation import ObservationModel, PoissonProcess
 from .pooling import StatePooling
-from .readout import READOUT_SIDES, READOUT_SPLITS, NeighbourReadout
+from .readout import READOUT_REACHES, READOUT_SIDES, READOUT_SPLITS, NeighbourReadout
 from .registry import (
     ENCODER_CLASSES,
     ENCODERS,
@@ -295,6 +295,13 @@ class LatentODE(nn.Module):
         observation rather than from one carried across the whole window. Refused with
         ``poisson_process`` (its integrated intensity starts at ``t0``) and with a classifier
         (which reads the state at the series' start).
+    readout_reach : {"window", "spacing"} or None
+        A record of where the reach of the readout's correction started
+        (:data:`~latentode.nn.readout.READOUT_REACHES`: 1 model time, or each channel's
+        typical spacing, set with :meth:`set_readout_reach`): the estimator's
+        ``readout_reach``, kept in :attr:`hparams` so that a warm start can refuse another
+        value. The network does not read it. None: not recorded (networks saved before it
+        was, and networks built directly).
 
     Attributes
     ----------
@@ -375,8 +382,12 @@ class LatentODE(nn.Module):
         dynamics_activation: str = "tanh",
         forecast_noise: bool = False,
         posterior_time: str = "first",
+        readout_reach: str | None = None,
     ) -> None:
         super().__init__()
+        if readout_reach is not None and readout_reach not in READOUT_REACHES:
+            raise ValueError(f"readout_reach must be None or one of {READOUT_REACHES}, got "
+                             f"{readout_reach!r}.")
         if posterior_time not in POSTERIOR_TIMES:
             raise ValueError(f"posterior_time must be one of {POSTERIOR_TIMES}, got "
                              f"{posterior_time!r}.")
@@ -419,7 +430,7 @@ class LatentODE(nn.Module):
             mtan_ref_points=int(mtan_ref_points),
             mtan_embed_dim=None if mtan_embed_dim is None else int(mtan_embed_dim),
             dynamics_activation=dynamics_activation, forecast_noise=bool(forecast_noise),
-            posterior_time=posterior_time,
+            posterior_time=posterior_time, readout_reach=readout_reach,
         )
         self.posterior_time = posterior_time
         self.n_channels = n_channels
