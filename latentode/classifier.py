@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import ClassifierMixin
+from sklearn.utils import metadata_routing
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
@@ -396,6 +397,9 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         """The regressor's added parameters and the classifier's own (older pickles)."""
         return {**super()._added_params(), "classifier_dropout": 0.0, "semi_supervised": False,
                 "head_inputs": "latent", "weight_averaging": 0.0}
+
+    # ``df`` is the data, never metadata (the regressor hides it from fit, predict, score)
+    __metadata_request__predict_proba = {"df": metadata_routing.UNUSED}
 
     def __sklearn_tags__(self):
         """A classifier of long DataFrames: ``y`` is required (one label per series)."""

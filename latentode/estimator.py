@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator
+from sklearn.utils import metadata_routing
 from sklearn.utils.validation import check_is_fitted
 
 from . import data as _data
@@ -965,6 +966,12 @@ class LatentODERegressor(BaseEstimator):
         self.calibration_density = calibration_density
 
     # ------------------------------------------------------------------ sklearn plumbing
+    # metadata routing: ``df`` is the data (scikit-learn's ``X``), never metadata to request
+    # (only arguments named ``X`` / ``y`` are exempted by name)
+    __metadata_request__fit = {"df": metadata_routing.UNUSED}
+    __metadata_request__predict = {"df": metadata_routing.UNUSED}
+    __metadata_request__score = {"df": metadata_routing.UNUSED}
+
     def __sklearn_tags__(self):
         """Long DataFrames with NaN and string ids; no ``y``."""
         tags = super().__sklearn_tags__()

@@ -145,3 +145,28 @@ def test_grid_search_group_kfold(df):
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
     pred = search.predict(df)
     assert len(pred) == len(df)
+
+
+def test_metadata_routing_does_not_list_the_frame(df):
+    """``df`` is the data (scikit-learn exempts only ``X`` / ``y`` by name): it is not metadata
+    of fit, predict, score or predict_proba (it was listed, so ``set_fit_request(df=True)``
+    was accepted); the real keyword arguments still route."""
+    import sklearn
+    from sklearn.model_selection import cross_validate
+
+    from latentode import LatentODEClassifier
+
+    for est in (LatentODERegressor(), LatentODEClassifier()):
+        routing = est.get_metadata_routing()
+        for method in ("fit", "predict", "predict_proba", "score"):
+            assert "df" not in getattr(routing, method).requests, method
+        assert "time_col" in routing.fit.requests
+    assert "quantiles" in LatentODERegressor().get_metadata_routing().predict.requests
+    with sklearn.config_context(enable_metadata_routing=True):
+        with pytest.raises(TypeError, match="Unexpected args: {'df'} in fit"):
+            LatentODERegressor().set_fit_request(df=True)
+        renamed = df.rename(columns={"t": "hours"})
+        est = LatentODERegressor(**TINY).set_fit_request(time_col=True)
+        res = cross_validate(est, renamed, cv=GroupKFold(2),
+                             params={"groups": renamed["id"], "time_col": "hours"})
+        assert np.isfinite(res["test_score"]).all()
