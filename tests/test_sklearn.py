@@ -170,3 +170,19 @@ def test_metadata_routing_does_not_list_the_frame(df):
         res = cross_validate(est, renamed, cv=GroupKFold(2),
                              params={"groups": renamed["id"], "time_col": "hours"})
         assert np.isfinite(res["test_score"]).all()
+
+
+def test_not_a_scikit_learn_regressor(df):
+    """``estimator_type`` stays None: ``predict`` returns a long frame of every target, not
+    one value per row of ``X`` for a ``y``, and ``score`` is a log-likelihood, not R^2. So
+    ``VotingRegressor`` / ``StackingRegressor`` refuse it plainly; tagged "regressor", they
+    accepted it and failed inside (averaging a frame with string ids)."""
+    from sklearn.base import is_regressor
+    from sklearn.ensemble import StackingRegressor, VotingRegressor
+
+    assert not is_regressor(LatentODERegressor())
+    y = np.zeros(len(df))
+    for ensemble in (VotingRegressor([("a", LatentODERegressor(**TINY))]),
+                     StackingRegressor([("a", LatentODERegressor(**TINY))])):
+        with pytest.raises(ValueError, match="should be a regressor"):
+            ensemble.fit(df, y)
