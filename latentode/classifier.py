@@ -63,9 +63,11 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         the encoder and overfits within a few epochs.
     class_weight : dict, "balanced" or None, default=None
         Weight of each class in the cross-entropy, as in scikit-learn: ``{label: weight}``
-        (classes not listed weigh 1), ``"balanced"`` (``n_series / (n_classes *
-        n_series_of_class)`` over the training series) or None (all 1). The loss of a
-        mini-batch is ``sum_b w_b CE_b / B``.
+        (classes not listed weigh 1; a label that is no class of ``y`` is a ValueError,
+        unless every class of ``y`` has a weight: then it is ignored, so that a dict of every
+        class serves cross-validation folds without a rare one), ``"balanced"``
+        (``n_series / (n_classes * n_series_of_class)`` over the training series) or None (all
+        1). The loss of a mini-batch is ``sum_b w_b CE_b / B``.
     scoring : {"log_loss", "roc_auc", "loss"}, default="log_loss"
         What early stopping (``early_stopping``, ``patience``) and the choice of the best
         weights watch on the validation series (``validation_fraction``): ``"log_loss"``, the
@@ -630,16 +632,20 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             return len(codes) / (k * np.maximum(counts, 1.0))
         out = np.ones(k)
         index = pd.Index(classes, dtype=object)
+        positions = {label: index.get_indexer([label])[0] for label in cw}
+        unknown = [label for label, pos in positions.items() if pos < 0]
+        # as scikit-learn: a weight for a class absent from y (a cross-validation fold without
+        # a rare class) is ignored when every class of y has one; otherwise it is a typo
+        if unknown and len(cw) - len(unknown) < k:
+            raise ValueError(f"class_weight has a weight for {unknown[0]!r}, which is not a class "
+                             f"of y (classes: {_fmt_ids([_plain(c) for c in classes])}).")
         for label, weight in cw.items():
-            pos = index.get_indexer([label])[0]
-            if pos < 0:
-                raise ValueError(f"class_weight has a weight for {label!r}, which is not a class "
-                                 f"of y (classes: {_fmt_ids([_plain(c) for c in classes])}).")
             if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not (
                     math.isfinite(weight) and weight >= 0):
                 raise ValueError(f"class_weight[{label!r}] must be a non-negative finite number, "
                                  f"got {weight!r}.")
-            out[pos] = float(weight)
+            if positions[label] >= 0:
+                out[positions[label]] = float(weight)
         return out
 
     def _build_model(self, n_channels: int, n_static: int = 0, **kwargs: Any) -> Any:

@@ -297,6 +297,28 @@ def test_pickle_from_before_dropout_and_weight_decay_loads_and_refits(fitted, sm
     old.set_params(max_epochs=1).fit(df, y)
 
 
+def test_class_weight_of_a_class_absent_from_a_fold(small):
+    """As scikit-learn: a weight for a class absent from ``y`` is ignored when every class of
+    ``y`` has one (a dict of every class in a cross-validation fold without a rare one: the
+    fold failed, its score NaN); a key naming no class while a class has none is a typo."""
+    df, y = small
+    rare = y.copy()
+    rare.iloc[0] = 2  # a third class held by one series
+    weights = {0: 1.0, 1: 2.0, 2: 5.0}
+    scores = cross_val_score(LatentODEClassifier(**{**TINY, "max_epochs": 1,
+                                                    "class_weight": weights}),
+                             df, df["id"].map(rare), groups=df["id"], cv=GroupKFold(3),
+                             error_score="raise")
+    assert np.isfinite(scores).all()
+    two = LatentODEClassifier(**{**TINY, "max_epochs": 1, "class_weight": weights})
+    assert list(two.fit(df, y).classes_) == [0, 1]
+    assert two._class_weights(two.classes_, np.array([0, 1])).tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError, match="class_weight has a weight for 2, which is not a class"):
+        LatentODEClassifier(**{**TINY, "class_weight": {1: 2.0, 2: 5.0}}).fit(df, y)
+    with pytest.raises(ValueError, match=r"class_weight\[2\] must be a non-negative"):
+        LatentODEClassifier(**{**TINY, "class_weight": {0: 1.0, 1: 2.0, 2: -1.0}}).fit(df, y)
+
+
 def test_string_classes_and_class_weight_dict_survive_saving(small, tmp_path):
     df, y = small
     names = y.map({0: "alive", 1: "dead"})
