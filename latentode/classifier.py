@@ -523,7 +523,8 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         if bool(self.warm_start) and self.__sklearn_is_fitted__() and (
                 len(classes) != len(self.classes_) or (classes != self.classes_).any()):
             raise ValueError(f"warm_start=True needs the classes of the previous fit "
-                             f"({list(self.classes_)}), got {list(classes)}.")
+                             f"({_fmt_ids([_plain(c) for c in self.classes_])}), got "
+                             f"{_fmt_ids([_plain(c) for c in classes])}.")
         known = np.searchsorted(classes, values).astype(np.int64)
         per_class = self._class_weights(classes, known)
         codes = np.full(vf.n_series, UNLABELLED, dtype=np.int64)
@@ -585,8 +586,13 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             known = set(vf.series_ids.tolist()) | set(vf.dropped_series.tolist())
             unknown = [i for i in y.index if i not in known]
             if unknown:
+                # a Series of one label per row read as labels by id: its index is not df's
+                hint = (" A Series of one label per row must have df's index (it has "
+                        f"{len(y)} labels for the {len(df)} rows of df but another index); "
+                        "give it df's index or pass an array."
+                        if len(y) == len(df) else "")
                 raise ValueError(f"y has labels for series {_fmt_ids([_plain(i) for i in unknown])}"
-                                 f" that are not in df{where}.")
+                                 f" that are not in df{where}.{hint}")
             pos = y.index.get_indexer(pd.Index(vf.series_ids))
             have = np.flatnonzero(pos >= 0)
             out = y.iloc[pos[have]].set_axis(pd.RangeIndex(n)[have])

@@ -8,6 +8,7 @@ numpy arrays, whereas the classifier takes a long DataFrame and one label per *s
 from __future__ import annotations
 
 import pickle
+import re
 
 import numpy as np
 import pandas as pd
@@ -188,9 +189,14 @@ def test_fit_warns_about_series_without_observations_in_classifier_terms(small):
                                  dtype=object),  # was scikit-learn's "legacy multi-label"
          r"^The label of series 0 \(column 'id'\) is a tuple \(\(\d, \d\)\); a label is one "
          r"class per series .* \(\d+ such labels\)\.$"),
+        # one label per row, its index reset (was read as labels by id, with no hint)
+        (lambda df, y: df["id"].map(y).reset_index(drop=True).set_axis(
+            pd.RangeIndex(100, 100 + len(df))),
+         r"not in df \(column 'id'\)\. A Series of one label per row must have df's index "
+         r"\(it has \d+ labels for the \d+ rows of df but another index\)"),
     ],
     ids=["missing", "unknown-id", "single-class", "none", "wrong-length", "varying",
-         "continuous", "duplicate-id", "mixed-types", "tuples"],
+         "continuous", "duplicate-id", "mixed-types", "tuples", "per-row-other-index"],
 )
 def test_bad_labels_are_clear_errors(small, make_y, match):
     df, y = small
@@ -198,6 +204,15 @@ def test_bad_labels_are_clear_errors(small, make_y, match):
     with pytest.raises(ValueError, match=match):
         clf.fit(df, make_y(df, y))
     assert not hasattr(clf, "model_")
+
+
+def test_warm_start_with_other_classes_names_them_plainly(small):
+    df, y = small
+    clf = LatentODEClassifier(**{**TINY, "max_epochs": 1, "warm_start": True}).fit(df, y)
+    three = pd.Series(np.arange(len(y)) % 3, index=y.index)
+    with pytest.raises(ValueError, match=re.escape(  # was [np.int64(0), np.int64(1)]
+            "warm_start=True needs the classes of the previous fit (0, 1), got 0, 1, 2.")):
+        clf.fit(df, three)
 
 
 def test_bad_class_weight(small):
