@@ -145,38 +145,3 @@ def test_nothing_to_hide_and_wrong_estimators_are_clear_errors(fitted, frame):
     clf = LatentODEClassifier(**ONE_EPOCH).fit(frame, y)
     with pytest.raises(ValueError, match="predicts labels"):
         make_hidden_scorer()(clf, frame)
-
-
-#: the README example proposed in docs/incoming/skfix.md (for the "Evaluation" section, after
-#: the hide_values block; it reads ``df`` and ``LatentODERegressor`` of the quick start), run
-#: verbatim here as tests/test_readme.py runs README blocks (training capped at one epoch)
-README_BLOCK = '''\
-from sklearn.model_selection import GroupKFold, cross_val_score
-from latentode.evaluation import make_hidden_scorer
-
-observed = df.dropna(subset=["HR", "MAP", "Temp"], how="all")["id"].unique()
-stays = df[df["id"].isin(observed[:60])]                     # 60 stays, to keep it quick
-for task in ("interpolation", "forecast"):   # hide 30 % of the values / each stay's last 30 %
-    scores = cross_val_score(LatentODERegressor(latent_dim=8, max_epochs=5, verbose=0), stays,
-                             groups=stays["id"], cv=GroupKFold(3),   # whole stays per fold
-                             scoring=make_hidden_scorer(0.3, task=task))
-    print(task, -scores.mean())                              # z-scored MSE of the hidden values
-'''
-
-
-def test_proposed_readme_example_runs(monkeypatch, capsys):
-    import warnings
-
-    from test_readme import FAST_EPOCHS, cap_training
-
-    from latentode.datasets import load_physionet_sample
-
-    cap_training(monkeypatch, FAST_EPOCHS)
-    df = load_physionet_sample()[["id", "t", "HR", "MAP", "Temp"]]  # the quick start's frame
-    namespace = {"df": df, "LatentODERegressor": LatentODERegressor}
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no stay without a value: no warning
-        exec(compile(README_BLOCK, "README_BLOCK", "exec"), namespace)
-    lines = capsys.readouterr().out.split("\n")
-    assert [ln.split()[0] for ln in lines if ln] == ["interpolation", "forecast"]
-    assert all(0 < float(ln.split()[1]) < 10 for ln in lines if ln)
