@@ -267,8 +267,8 @@ def test_validated_density_drops_a_slope_the_validation_series_do_not_share():
 def test_validated_density_keeps_none_of_the_slope_when_the_validation_series_cannot_tell():
     """One validation series in one round of each kind: no tercile of the count has 20
     held-out values, every shrinkage's loss is 0, and the tie goes to the smallest
-    (no density factor). Without ``structure`` ``"validated"`` is True; another string is a
-    ValueError naming the argument."""
+    (no density factor); so too with no held-out value at all. Without ``structure``
+    ``"validated"`` is True; another string is a ValueError naming the argument."""
     train = _walk_batches(200, seed=1)
     one = [Batch(b.times[:1], b.values[:1], b.mask[:1], b.lengths[:1])
            for b in _walk_batches(1, seed=5)]
@@ -277,6 +277,13 @@ def test_validated_density_keeps_none_of_the_slope_when_the_validation_series_ca
                      level_rounds=1, generator=torch.Generator().manual_seed(0),
                      by_density="validated")
     assert torch.equal(model.gap_spread.density_losses, torch.zeros(3, 2))
+    assert torch.equal(model.gap_spread.density_shrink, torch.zeros(2))
+    assert not model.gap_spread.has_density()
+    single = [Batch(b.times[:, :1], b.values[:, :1], b.mask[:, :1], torch.tensor([1]))
+              for b in one]  # one observation: no held-out value at all
+    model = _SparsityModel(1)
+    calibrate_spread(model, single, structure=train, n_samples=2, structure_samples=2,
+                     generator=torch.Generator().manual_seed(0), by_density="validated")
     assert torch.equal(model.gap_spread.density_shrink, torch.zeros(2))
     assert not model.gap_spread.has_density()
     val = _walk_batches(100, seed=5)

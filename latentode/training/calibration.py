@@ -697,8 +697,11 @@ def _density_loss(
     each split with ``min_values`` values or more scored by ``criterion`` at the values'
     calibrated factors (count-weighted for the coverage criterion), the splits' losses
     summed. A calibration whose intervals are too wide where ``n`` is large and too narrow
-    where it is small loses, even where the kind's pooled coverage is nominal."""
+    where it is small loses, even where the kind's pooled coverage is nominal (0 without
+    records)."""
     n_kinds, k = len(GAP_KINDS), DENSITY_BUCKETS
+    if not records:
+        return torch.zeros(n_kinds, dtype=torch.float64, device=spread.density_slope.device)
     n_ch = int(spread.density_ref.shape[0])
     log_counts = [r.count.clamp(min=1.0).log() for r in records]
     edges = _channel_edges(torch.cat(log_counts), torch.cat([r.channel for r in records]),
