@@ -199,10 +199,12 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         regressor; with ``"add"`` the appended copies carry no label, so the classification
         term scores each series once, on all of its values (``classifier="encoder"``, which
         decodes nothing, then trains as without the mix).
-    calibration_density : bool, default=False
+    calibration_density : {False, True, "validated"}, default="validated"
         Whether the interval calibration (``classifier="latent"`` with ``calibrate``) also
-        fits a density factor of the number of observations a series conditions on, as for
-        the regressor (files saved before the parameter existed load with False).
+        fits a density factor of the number of observations a series conditions on, and
+        whether the validation series choose how much of its slope to keep
+        (``"validated"``, the default), as for the regressor (files saved before the
+        parameter existed load with False).
 
     Attributes
     ----------
@@ -361,7 +363,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         point_prediction: str = "predictive_mean",
         point_samples: int = POINT_SAMPLES,
         forecast_mode: str = "swap",
-        calibration_density: bool = False,
+        calibration_density: bool | str = "validated",
     ) -> None:
         super().__init__(
             latent_dim=latent_dim, encoder=encoder, rec_dim=rec_dim, units=units,

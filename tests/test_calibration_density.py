@@ -1,6 +1,7 @@
 """The density factor of the interval calibration: a factor of the number of observations a
 series conditions on (:meth:`latentode.nn.spread.GapSpread.density`,
-``calibrate_spread(..., by_density=True)``, the estimators' ``calibration_density``)."""
+``calibrate_spread(..., by_density=True)``, the estimators' ``calibration_density``), and the
+validation series' choice of how much of its slope to keep (``by_density="validated"``)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import json
 import zipfile
 
 import numpy as np
+import pytest
 import torch
 from test_calibration import TINY, _batches, _frame, _NearestModel, _walk_batches
 
 from latentode import LatentODERegressor
 from latentode.batch import Batch
 from latentode.nn.model import PredictOutput
-from latentode.nn.spread import GapSpread, observation_counts, observation_gaps
+from latentode.nn.spread import DENSITY_SHRINKAGES, GapSpread, observation_counts, observation_gaps
 from latentode.training import calibrate_spread
 from latentode.training.objective import drop_observations
 
@@ -37,6 +39,27 @@ class _SparsityModel(_NearestModel):
         offset = torch.randn(n.shape, generator=self.noise, dtype=n.dtype) * sd
         return PredictOutput(mean=out.mean + offset.unsqueeze(1), obs_std=out.obs_std,
                              intensity=None)
+
+
+class _StructureOnlySparsity(_SparsityModel):
+    """:class:`_SparsityModel` on the series that start before t = 5 (the structure series),
+    a per-series offset of constant standard deviation 0.4 (``6 / 15``) on later ones (the
+    validation and test series): a count dependence that only the training series show."""
+
+    def predict(self, cond, times, lengths, n_samples=1, generator=None, use_mean=True,
+                calibrated=True):
+        out = _NearestModel.predict(self, cond, times, lengths, n_samples, generator, use_mean,
+                                    calibrated)
+        n = observation_counts(cond).clamp(min=1.0)  # (B, C)
+        sd = torch.where(cond.times[:, :1] < 5, 6.0 / n, torch.full_like(n, 0.4))
+        offset = torch.randn(n.shape, generator=self.noise, dtype=n.dtype) * sd
+        return PredictOutput(mean=out.mean + offset.unsqueeze(1), obs_std=out.obs_std,
+                             intensity=None)
+
+
+def _later(batches, dt=10.0):
+    """``batches`` with every time ``dt`` later (the same gaps: the same queries)."""
+    return [Batch(b.times + dt, b.values, b.mask, b.lengths) for b in batches]
 
 
 def _hidden_coverage(model, batches, fraction, seed):
@@ -179,3 +202,138 @@ def test_estimator_density_survives_save_load_and_older_files_load_without_it(tm
     fresh = LatentODERegressor.__new__(LatentODERegressor)
     fresh.__setstate__(state)
     assert fresh.calibration_density is False
+
+
+def _gated(model_cls, val, structure):
+    """The model calibrated with each ``by_density`` option, the same draws."""
+    out = {}
+    for option in (False, True, "validated"):
+        model = model_cls(1)
+        calibrate_spread(model, val, structure=structure, n_samples=2, structure_samples=2,
+                         generator=torch.Generator().manual_seed(0), by_density=option)
+        out[option] = model
+    return out
+
+
+def test_validated_density_keeps_the_slope_the_validation_series_share():
+    """Structure (200 series), validation (100) and test series (400) of one
+    :class:`_SparsityModel`: the structure's slopes (0.75 inside the window, 0.35 for
+    forecasts) fit the validation series too, so both kinds keep all of it (losses of none /
+    half / all of it measured 682 / 162 / 4.9 inside, 409 / 214 / 77 for forecasts) and the
+    calibration is that of ``by_density=True`` to the bit."""
+    models = _gated(_SparsityModel, _walk_batches(100, seed=5), _walk_batches(200, seed=1))
+    gated, full = models["validated"].gap_spread, models[True].gap_spread
+    assert float(full.density_slope[0]) >= 0.5 and float(full.density_slope[1]) > 0
+    assert torch.equal(gated.density_shrink, torch.ones(2))
+    losses = gated.density_losses  # (shrinkages, kinds)
+    assert losses.shape == (len(DENSITY_SHRINKAGES), 2) and DENSITY_SHRINKAGES[-1] == 1.0
+    assert bool((losses[-1] < 0.5 * losses[0]).all()), losses
+    assert torch.equal(full.density_losses, torch.zeros(3, 2))  # no choice made with True
+    full_state = models[True].state_dict()
+    for key, value in models["validated"].state_dict().items():
+        if key not in ("gap_spread.density_shrink", "gap_spread.density_losses"):
+            assert torch.equal(value, full_state[key]), key
+
+
+def test_validated_density_drops_a_slope_the_validation_series_do_not_share():
+    """The structure series' offsets shrink with the count, the validation and test series'
+    do not (:class:`_StructureOnlySparsity`): the structure proposes the same slopes, the
+    validation series keep none of them (losses of none / half / all measured 16 / 300 / 964
+    inside the window, 5.8 / 34 / 136 for forecasts), and the intervals are those of no
+    density factor; with the slopes kept (``True``) the 50 % / 90 % intervals of test values
+    cover 34.0 / 72.3 % at 10 % hidden and 57.5 / 94.4 % at 50 %, without them 44.1 / 86.4
+    and 52.9 / 90.6."""
+    models = _gated(_StructureOnlySparsity, _later(_walk_batches(100, seed=5)),
+                    _walk_batches(200, seed=1))
+    gated, full = models["validated"].gap_spread, models[True].gap_spread
+    assert float(full.density_slope[0]) >= 0.5 and float(full.density_slope[1]) > 0
+    assert torch.equal(gated.density_shrink, torch.zeros(2))
+    assert not gated.has_density()
+    losses = gated.density_losses
+    assert bool((losses[0] < losses[1]).all() and (losses[1] < losses[2]).all()), losses
+    plain_state = models[False].state_dict()
+    for key, value in models["validated"].state_dict().items():
+        if not key.startswith(("gap_spread.density_",)):
+            assert torch.equal(value, plain_state[key]), key
+    test = _later(_walk_batches(400, seed=2))
+    sparse_full, sparse_gated = (_hidden_coverage(models[k], test, 0.1, seed=3)
+                                 for k in (True, "validated"))
+    dense_full, dense_gated = (_hidden_coverage(models[k], test, 0.5, seed=3)
+                               for k in (True, "validated"))
+    assert sparse_full[1] < 80 and sparse_gated[1] > 84, (sparse_full, sparse_gated)
+    assert dense_full[0] > 55 and abs(dense_gated[0] - 50) < 4, (dense_full, dense_gated)
+
+
+def test_validated_density_keeps_none_of_the_slope_when_the_validation_series_cannot_tell():
+    """One validation series in one round of each kind: no tercile of the count has 20
+    held-out values, every shrinkage's loss is 0, and the tie goes to the smallest
+    (no density factor); so too with no held-out value at all. Without ``structure``
+    ``"validated"`` is True; another string is a ValueError naming the argument."""
+    train = _walk_batches(200, seed=1)
+    one = [Batch(b.times[:1], b.values[:1], b.mask[:1], b.lengths[:1])
+           for b in _walk_batches(1, seed=5)]
+    model = _SparsityModel(1)
+    calibrate_spread(model, one, structure=train, n_samples=2, structure_samples=2, rounds=1,
+                     level_rounds=1, generator=torch.Generator().manual_seed(0),
+                     by_density="validated")
+    assert torch.equal(model.gap_spread.density_losses, torch.zeros(3, 2))
+    assert torch.equal(model.gap_spread.density_shrink, torch.zeros(2))
+    assert not model.gap_spread.has_density()
+    single = [Batch(b.times[:, :1], b.values[:, :1], b.mask[:, :1], torch.tensor([1]))
+              for b in one]  # one observation: no held-out value at all
+    model = _SparsityModel(1)
+    calibrate_spread(model, single, structure=train, n_samples=2, structure_samples=2,
+                     generator=torch.Generator().manual_seed(0), by_density="validated")
+    assert torch.equal(model.gap_spread.density_shrink, torch.zeros(2))
+    assert not model.gap_spread.has_density()
+    val = _walk_batches(100, seed=5)
+    plain = {}
+    for option in (True, "validated"):
+        plain[option] = _SparsityModel(1)
+        calibrate_spread(plain[option], val, n_samples=2,
+                         generator=torch.Generator().manual_seed(0), by_density=option)
+    for key, value in plain[True].state_dict().items():
+        assert torch.equal(plain["validated"].state_dict()[key], value), key
+    with pytest.raises(ValueError, match="by_density must be one of"):
+        calibrate_spread(_SparsityModel(1), val, by_density="validate")
+
+
+def test_estimator_validated_density_survives_save_load_and_pickles(tmp_path):
+    """``calibration_density="validated"``: the shrinkages and losses are saved and loaded with
+    the model; files saved before they existed load with shrinkage 1 and losses 0; the
+    parameter refuses other strings, naming it."""
+    import pickle
+
+    from safetensors.torch import load as st_load
+    from safetensors.torch import save as st_save
+
+    df = _frame(n_series=30)
+    est = LatentODERegressor(**TINY, validation_fraction=0.3,
+                             calibration_density="validated").fit(df)
+    spread = est.model_.gap_spread
+    spread.density_slope.copy_(torch.tensor([0.15, 0.0]))  # whatever the tiny fit chose
+    spread.density_shrink.copy_(torch.tensor([0.5, 0.0]))
+    spread.density_losses.copy_(torch.tensor([[3.0, 1.0], [2.0, 4.0], [5.0, 6.0]]))
+    path = tmp_path / "model.zip"
+    est.save(path)
+    back = LatentODERegressor.load(path)
+    assert back.calibration_density == "validated"
+    for name in ("density_slope", "density_shrink", "density_losses"):
+        assert torch.equal(getattr(back.model_.gap_spread, name), getattr(spread, name)), name
+    again = pickle.loads(pickle.dumps(est))
+    assert torch.equal(again.model_.gap_spread.density_losses, spread.density_losses)
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+        state = st_load(archive.read("weights.safetensors"))
+    state = {k: v for k, v in state.items()
+             if not k.endswith(("density_shrink", "density_losses"))}
+    old = tmp_path / "old.zip"
+    with zipfile.ZipFile(old, "w") as archive:
+        archive.writestr("config.json", json.dumps(config))
+        archive.writestr("weights.safetensors", st_save(state))
+    legacy = LatentODERegressor.load(old).model_.gap_spread
+    assert torch.equal(legacy.density_shrink, torch.ones(2))
+    assert torch.equal(legacy.density_losses, torch.zeros(3, 2))
+    assert torch.equal(legacy.density_slope, spread.density_slope)
+    with pytest.raises(ValueError, match="calibration_density"):
+        LatentODERegressor(**TINY, calibration_density="validate").fit(df)

@@ -331,6 +331,7 @@ class LatentODE(nn.Module):
     #: untrained ``decoder_noise``, which only training reads).
     OPTIONAL_STATE = ("gap_spread.edges", "gap_spread.factors", "gap_spread.tail_df",
                       "gap_spread.density_slope", "gap_spread.density_ref",
+                      "gap_spread.density_shrink", "gap_spread.density_losses",
                       "decoder_noise.raw", "decoder_noise.fixed", "decoder_noise.raw_df",
                       "decoder_noise.fixed_df", "input_fences.low", "input_fences.high")
     #: State-dict entries whose values may be infinite (``input_fences``: ``-inf`` / ``+inf``

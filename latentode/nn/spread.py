@@ -37,12 +37,16 @@ from latentode.batch import Batch
 
 from .readout import channel_neighbours
 
-__all__ = ["GapSpread", "observation_gaps", "observation_counts", "N_GAP_BUCKETS", "GAP_KINDS"]
+__all__ = ["GapSpread", "observation_gaps", "observation_counts", "N_GAP_BUCKETS", "GAP_KINDS",
+           "DENSITY_SHRINKAGES"]
 
 #: buckets of the gap to the nearest observation, per kind
 N_GAP_BUCKETS = 4
 #: the kinds of query: within the conditioning window, or before / after it (forecasts)
 GAP_KINDS = ("inside", "beyond")
+#: the shrinkages of the density slope among which the validation series choose, per kind
+#: (``calibrate_spread(..., by_density="validated")``): none of it, half of it, all of it
+DENSITY_SHRINKAGES = (0.0, 0.5, 1.0)
 
 
 @torch.no_grad()
@@ -138,6 +142,14 @@ class GapSpread(nn.Module):
     density_ref : torch.Tensor
         ``(C,)`` buffer: the reference number of observations of each channel (1 until
         fitted).
+    density_shrink : torch.Tensor
+        ``(len(GAP_KINDS),)`` buffer: per kind, the share of the slope that the structure
+        series fitted which the validation series kept (one of :data:`DENSITY_SHRINKAGES`;
+        :attr:`density_slope` is already shrunk). 1 where no such choice was made (files saved
+        before it existed, a calibration without it).
+    density_losses : torch.Tensor
+        ``(len(DENSITY_SHRINKAGES), len(GAP_KINDS))`` buffer: the validation series' loss of
+        each shrinkage per kind behind :attr:`density_shrink` (0 where no choice was made).
     """
 
     def __init__(self, n_channels: int) -> None:
@@ -148,6 +160,8 @@ class GapSpread(nn.Module):
         self.register_buffer("tail_df", torch.full((k, n_channels), float("inf")))
         self.register_buffer("density_slope", torch.zeros(k))
         self.register_buffer("density_ref", torch.ones(n_channels))
+        self.register_buffer("density_shrink", torch.ones(k))
+        self.register_buffer("density_losses", torch.zeros(len(DENSITY_SHRINKAGES), k))
 
     @property
     def n_cells(self) -> int:
@@ -170,12 +184,14 @@ class GapSpread(nn.Module):
 
     def reset(self) -> None:
         """Set every factor to 1, the edges to 0, the tails to ``inf`` and the density
-        factors' slopes to 0 (a new model)."""
+        factors' slopes to 0, their shrinkages to 1 (a new model)."""
         self.factors.fill_(1.0)
         self.edges.zero_()
         self.tail_df.fill_(float("inf"))
         self.density_slope.zero_()
         self.density_ref.fill_(1.0)
+        self.density_shrink.fill_(1.0)
+        self.density_losses.zero_()
 
     def density(self, count: torch.Tensor, beyond: torch.Tensor,
                 channel: torch.Tensor | None = None) -> torch.Tensor:

@@ -38,6 +38,7 @@ from torch import nn
 from latentode.batch import Batch, rebatch
 from latentode.nn.observation import GaussianObservation, ObservationModel
 from latentode.nn.spread import (
+    DENSITY_SHRINKAGES,
     GAP_KINDS,
     N_GAP_BUCKETS,
     GapSpread,
@@ -51,7 +52,8 @@ __all__ = ["calibrate_spread", "calibrate_level", "SCALE_GRID", "CRITERIA", "COV
            "FORECAST_FRACTIONS", "HIDE_FRACTIONS", "TAIL_GRID", "LEVEL_GRID", "LEVEL_STRIDES",
            "STRUCTURE_STRIDES", "MAX_STRUCTURE_SERIES", "STRUCTURE_ROUNDS",
            "STRUCTURE_MIN_ROUNDS", "STRUCTURE_VALUES", "STRUCTURE_SAMPLES",
-           "CALIBRATION_STRUCTURES", "LEVEL_ROUNDS", "RELEVEL_GRID", "DENSITY_GRID"]
+           "CALIBRATION_STRUCTURES", "LEVEL_ROUNDS", "RELEVEL_GRID", "DENSITY_GRID",
+           "DENSITY_OPTIONS"]
 
 #: candidate factors: geometric grid from 1/4 to 8 (ratio about 1.036 between neighbours)
 SCALE_GRID = torch.logspace(math.log10(0.25), math.log10(8.0), 97, dtype=torch.float64)
@@ -139,6 +141,10 @@ DENSITY_STRIDE = 4
 #: the splits of each gap cell by the number of conditioning observations (its quantiles per
 #: channel) on which the density factors' slope is scored
 DENSITY_BUCKETS = 3
+#: what :func:`calibrate_spread`'s ``by_density`` accepts: no density factor, the slope the
+#: structure fits, or that slope shrunk by the validation series' choice of
+#: :data:`~latentode.nn.spread.DENSITY_SHRINKAGES`
+DENSITY_OPTIONS = (False, True, "validated")
 
 
 class _HeldOut(NamedTuple):
@@ -377,10 +383,8 @@ def _fit_gap_spread(
             if len(g):
                 edges[kind] = torch.quantile(g, probs)
     spread.edges.copy_(edges.to(spread.edges.dtype))
-    n_cells = spread.n_cells
-    kinds = ([r.beyond.long() * n_ch + r.channel for r in records], n_kinds * n_ch)
     cells = ([spread.cells(r.gap, r.beyond) * n_ch + r.channel for r in records],
-             n_cells * n_ch)
+             spread.n_cells * n_ch)
     tail = torch.full((n_kinds * n_ch,), math.inf, dtype=torch.float64,
                       device=channel_scale.device)
     if min_tail_values is not None and records:
@@ -391,8 +395,27 @@ def _fit_gap_spread(
              if spread.has_tails() else None)
     spread.density_slope.zero_()
     spread.density_ref.fill_(1.0)
+    spread.density_shrink.fill_(1.0)
+    spread.density_losses.zero_()
     if by_density and records:
         _fit_density(spread, records, cells, criterion, obs, min_values, tails, strides)
+    _fit_cell_factors(spread, records, channel_scale, criterion, obs, min_values, strides)
+
+
+def _fit_cell_factors(
+    spread: GapSpread, records: list[_HeldOut], channel_scale: torch.Tensor, criterion: str,
+    obs: ObservationModel, min_values: int, strides: Sequence[int] = (),
+) -> None:
+    """Fit ``spread``'s factors (relative to ``channel_scale``) on ``records`` under its edges,
+    tails and density factors, as :func:`_fit_gap_spread` describes."""
+    n_ch = channel_scale.shape[0]
+    n_kinds, k = len(GAP_KINDS), N_GAP_BUCKETS
+    n_cells = spread.n_cells
+    kinds = ([r.beyond.long() * n_ch + r.channel for r in records], n_kinds * n_ch)
+    cells = ([spread.cells(r.gap, r.beyond) * n_ch + r.channel for r in records],
+             n_cells * n_ch)
+    tails = ([spread.tails(r.gap, r.beyond, r.channel).double() for r in records]
+             if spread.has_tails() else None)
     density = _densities(spread, records)
     [(best_cell, count_cell, _), (best_kind, count_kind, _)] = _best_factors(
         records, [cells, kinds], criterion, obs, tails, base=density, strides=strides)
@@ -403,6 +426,15 @@ def _fit_gap_spread(
     cell_rel = (best_cell / scale.repeat(n_cells)).view(n_kinds, k, n_ch)
     enough = (count_cell >= min_values).view(n_kinds, k, n_ch)
     spread.factors.copy_(torch.where(enough, cell_rel, kind_rel).to(spread.factors.dtype))
+
+
+def _channel_edges(x: torch.Tensor, channel: torch.Tensor, n_ch: int, k: int) -> torch.Tensor:
+    """``(C, k - 1)`` inner quantiles at ``j / k`` of the values ``x`` of each channel (the
+    ``(n,)`` long ``channel``; 0 for a channel without values)."""
+    probs = torch.arange(1, k, dtype=torch.float64, device=x.device) / k
+    return torch.stack([torch.quantile(x[channel == c], probs) if bool((channel == c).any())
+                        else torch.zeros(k - 1, dtype=torch.float64, device=x.device)
+                        for c in range(n_ch)])
 
 
 def _densities(spread: GapSpread | None, records: list[_HeldOut]) -> list[torch.Tensor] | None:
@@ -452,11 +484,7 @@ def _fit_density(
     log_rel = [r.count.clamp(min=1.0).log() - ref.log()[r.channel] for r in records]
     # the splits of the cells: quantiles of log(n / n_ref) per channel
     k = DENSITY_BUCKETS
-    probs = torch.arange(1, k, dtype=torch.float64, device=device) / k
-    rel = torch.cat(log_rel)
-    edges = torch.stack([torch.quantile(rel[channel == c], probs) if bool((channel == c).any())
-                         else torch.zeros(k - 1, dtype=torch.float64, device=device)
-                         for c in range(n_ch)])  # (C, k - 1)
+    edges = _channel_edges(torch.cat(log_rel), channel, n_ch, k)
     splits = ([g * k + (x.unsqueeze(-1) > edges[r.channel]).sum(-1)
                for g, x, r in zip(cells[0], log_rel, records)], cells[1] * k)
     split_kind = torch.arange(splits[1], device=device) // (k * N_GAP_BUCKETS * n_ch)
@@ -585,12 +613,13 @@ def _fit_factors(
     forecast_rec: list[_HeldOut], forecast_split: float | None, criterion: str,
     obs: ObservationModel, min_values: int, min_tail_values: int | None,
     strides: Sequence[int] = (), by_density: bool = False,
-) -> None:
+) -> torch.Tensor:
     """Fit ``model.spread_scale`` on the records of the primary kind (the hidden values, or
     with ``forecast_split`` the forecasts), then ``spread`` (when given; else the model's gap
     spread is reset) on all of them (:func:`_fit_gap_spread`, with its density factors when
     ``by_density``); ``strides``: every factor is searched coarse to fine
-    (:func:`_best_factors`)."""
+    (:func:`_best_factors`). Returns the channels' factors at full precision (the gap
+    factors are relative to them)."""
     n_ch = model.spread_scale.shape[0]
     primary = hidden_rec if forecast_split is None else forecast_rec
     [(best, count, _)] = _best_factors(primary, [([r.channel for r in primary], n_ch)],
@@ -602,6 +631,7 @@ def _fit_factors(
                         min_tail_values, strides, by_density)
     elif hasattr(model, "gap_spread"):
         model.gap_spread.reset()
+    return scale
 
 
 def _merged(records: list[_HeldOut]) -> list[_HeldOut]:
@@ -637,6 +667,102 @@ def _structure_series(batches: Iterable[Batch], max_series: int,
     return rebatch(out, max(b.batch_size for b in batches)) if n > max_series else out
 
 
+def _calibrated(
+    scale: torch.Tensor, spread: GapSpread | None, records: list[_HeldOut],
+) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+    """The calibrated factor of each held-out value of ``records`` (one ``(n,)`` tensor per
+    record: the ``(C,)`` channel ``scale`` times, with ``spread``, the factor of the value's
+    gap cell and its density factor) and its calibrated tails (None: the observation model's
+    family)."""
+    if spread is None:
+        return [scale[r.channel] for r in records], None
+    table = spread.factors.double().reshape(spread.n_cells, -1)  # (cells, C)
+    base = [scale[r.channel] * table[spread.cells(r.gap, r.beyond), r.channel]
+            for r in records]
+    tails = ([spread.tails(r.gap, r.beyond, r.channel).double() for r in records]
+             if spread.has_tails() else None)
+    density = _densities(spread, records)
+    if density is not None:
+        base = [b * d for b, d in zip(base, density)]
+    return base, tails
+
+
+def _density_loss(
+    model: nn.Module, spread: GapSpread, records: list[_HeldOut], criterion: str,
+    obs: ObservationModel, min_values: int,
+) -> torch.Tensor:
+    """``(len(GAP_KINDS),)`` loss of the model's calibration on ``records`` per kind of
+    query, as :func:`_fit_density` scores a slope: the values of each kind split by the
+    :data:`DENSITY_BUCKETS` quantiles of their count ``n`` per channel (over ``records``),
+    each split with ``min_values`` values or more scored by ``criterion`` at the values'
+    calibrated factors (count-weighted for the coverage criterion), the splits' losses
+    summed. A calibration whose intervals are too wide where ``n`` is large and too narrow
+    where it is small loses, even where the kind's pooled coverage is nominal (0 without
+    records)."""
+    n_kinds, k = len(GAP_KINDS), DENSITY_BUCKETS
+    if not records:
+        return torch.zeros(n_kinds, dtype=torch.float64, device=spread.density_slope.device)
+    n_ch = int(spread.density_ref.shape[0])
+    log_counts = [r.count.clamp(min=1.0).log() for r in records]
+    edges = _channel_edges(torch.cat(log_counts), torch.cat([r.channel for r in records]),
+                           n_ch, k)
+    splits = ([r.beyond.long() * k + (x.unsqueeze(-1) > edges[r.channel]).sum(-1)
+               for r, x in zip(records, log_counts)], n_kinds * k)
+    base, tails = _calibrated(model.spread_scale.double(), spread, records)
+    one = torch.ones(1, dtype=torch.float64, device=edges.device)
+    [(loss, count)] = _losses(records, [splits], criterion, obs, tails, one, None, base)
+    weight = torch.where(count >= min_values,
+                         count if criterion == "coverage" else torch.ones_like(count),
+                         torch.zeros_like(count))
+    return (weight * loss[0]).view(n_kinds, k).sum(1)
+
+
+def _gate_density(
+    model: nn.Module, spread: GapSpread, structure: list[_HeldOut], channel_scale: torch.Tensor,
+    records: list[_HeldOut], forecast_split: float | None, criterion: str,
+    obs: ObservationModel, min_values: int, strides: Sequence[int] = (),
+) -> None:
+    """Let the validation series' ``records`` choose, per kind of query, how much of the
+    density slope fitted on the ``structure`` records to keep; fit the level with it.
+
+    The structure series (the model's training series) propose the slope, but the model may
+    fit its training series better when few of their values are hidden than it predicts an
+    unseen series, so their count dependence need not be that of new series. For each
+    shrinkage ``s`` of :data:`~latentode.nn.spread.DENSITY_SHRINKAGES`, the slope times ``s``
+    gets its own gap factors (:func:`_fit_cell_factors` on ``structure``, relative to
+    ``channel_scale``) and level (:func:`_fit_level` on ``records``), and ``records`` score
+    it (:func:`_density_loss`); each kind keeps the shrinkage of least loss, the smallest of
+    equal ones (the kinds' factors and levels are fitted apart, so the choices are
+    independent), and the calibration is that of the chosen slopes. The choice and the losses
+    are stored in ``spread.density_shrink`` and ``spread.density_losses``.
+    """
+    slope = spread.density_slope.clone()
+    start = model.spread_scale.clone()
+    losses, fits = [], []
+    for shrink in DENSITY_SHRINKAGES:
+        model.spread_scale.copy_(start)
+        spread.density_slope.copy_(slope * shrink)
+        _fit_cell_factors(spread, structure, channel_scale, criterion, obs, min_values, strides)
+        _fit_level(model, spread, records, forecast_split, criterion, obs, min_values)
+        losses.append(_density_loss(model, spread, records, criterion, obs, min_values))
+        fits.append((model.spread_scale.clone(), spread.factors.clone()))
+    table = torch.stack(losses)  # (shrinkages, kinds)
+    pick = table.argmin(0)  # the first of equal losses: the smaller shrinkage
+    choice = torch.tensor(DENSITY_SHRINKAGES, dtype=slope.dtype, device=slope.device)[
+        pick.to(slope.device)]
+    spread.density_slope.copy_(slope * choice)
+    if bool((pick == pick[0]).all()):  # one shrinkage for every kind: fitted above
+        scale, factors = fits[int(pick[0])]
+        model.spread_scale.copy_(scale)
+        spread.factors.copy_(factors)
+    else:
+        model.spread_scale.copy_(start)
+        _fit_cell_factors(spread, structure, channel_scale, criterion, obs, min_values, strides)
+        _fit_level(model, spread, records, forecast_split, criterion, obs, min_values)
+    spread.density_shrink.copy_(choice)
+    spread.density_losses.copy_(table.to(spread.density_losses.dtype))
+
+
 def _fit_level(
     model: nn.Module, spread: GapSpread | None, records: list[_HeldOut],
     forecast_split: float | None, criterion: str, obs: ObservationModel, min_values: int,
@@ -660,17 +786,7 @@ def _fit_level(
     scale_buf = model.spread_scale
     scale = scale_buf.double()
     kinds = len(GAP_KINDS)
-    if spread is not None:
-        table = spread.factors.double().reshape(spread.n_cells, -1)  # (cells, C)
-        base = [scale[r.channel] * table[spread.cells(r.gap, r.beyond), r.channel]
-                for r in records]
-        tails = ([spread.tails(r.gap, r.beyond, r.channel).double() for r in records]
-                 if spread.has_tails() else None)
-        density = _densities(spread, records)
-        if density is not None:
-            base = [b * d for b, d in zip(base, density)]
-    else:
-        base, tails = [scale[r.channel] for r in records], None
+    base, tails = _calibrated(scale, spread, records)
     by_kind = ([r.beyond.long() for r in records], kinds)
     pooled = ([torch.zeros_like(r.channel) for r in records], 1)
     # multipliers of ``grid`` on top of ``base``, searched coarse to fine
@@ -710,7 +826,7 @@ def calibrate_spread(
     structure_samples: int = STRUCTURE_SAMPLES,
     structure_values: int | None = STRUCTURE_VALUES,
     level_rounds: int | None = LEVEL_ROUNDS,
-    by_density: bool = False,
+    by_density: bool | str = False,
 ) -> torch.Tensor:
     """Fit ``model.spread_scale`` per channel on held-out values of ``batches``; return it.
 
@@ -839,14 +955,24 @@ def calibrate_spread(
         :data:`LEVEL_ROUNDS`): the level of few validation series moves with the random choice
         of their hidden values, which more rounds average out (their forecast rounds stay
         ``rounds``: fixed splits). None: ``rounds``. Unused without ``structure``.
-    by_density : bool
+    by_density : {False, True, "validated"}
         With ``by_gap``, also fit the gap spread's density factors
         (``model.gap_spread.density_slope``): per kind of query, a factor
         ``(n / n_ref) ** -b`` of the number ``n`` of observations of the channel the series
         conditions on, chosen jointly with the gap factors (on ``structure`` when given), so
         that the intervals hold whether a few or most of a series' values are missing (the
         hiding rounds' fractions differ in ``n``). False (default): no density factor (as
-        before it existed).
+        before it existed). ``"validated"``: with ``structure``, ``batches`` then choose per
+        kind how much of the structure's slope to keep, none, half or all of it
+        (:data:`~latentode.nn.spread.DENSITY_SHRINKAGES`; each with its own gap factors on
+        ``structure`` and level on ``batches``), by the loss the slope was fitted with (the
+        held-out values of ``batches`` of the kind split by the terciles of ``n`` per
+        channel, coverage count-weighted, :func:`_density_loss`), the smaller shrinkage on
+        equal losses: the model may fit its training series better when few of their values
+        are hidden than it predicts new series, so the training series' count dependence need
+        not hold on the validation series; the choice and the losses are in
+        ``model.gap_spread.density_shrink`` and ``density_losses``. Without ``structure``,
+        ``batches`` fit the slope themselves and ``"validated"`` is True.
 
     Returns
     -------
@@ -862,6 +988,10 @@ def calibrate_spread(
         raise ValueError(f"structure_samples must be >= 2, got {structure_samples}.")
     if structure_values is not None and structure_values < 1:
         raise ValueError(f"structure_values must be >= 1 or None, got {structure_values}.")
+    if isinstance(by_density, str) and by_density != "validated":
+        raise ValueError(f"by_density must be one of {DENSITY_OPTIONS}, got {by_density!r}.")
+    gate = isinstance(by_density, str)  # "validated"
+    density = gate or bool(by_density)
     batches = list(batches)
     scale_buf = model.spread_scale
     n_ch = scale_buf.shape[0]
@@ -893,12 +1023,16 @@ def calibrate_spread(
     tail_values = int(min_tail_values) if by_tail else None
     if structure_rec is None:
         _fit_factors(model, spread, hidden_rec, forecast_rec, forecast_split, criterion, obs,
-                     min_values, tail_values, by_density=by_density)
+                     min_values, tail_values, by_density=density)
     else:
-        _fit_factors(model, spread, *structure_rec, forecast_split, criterion, obs, min_values,
-                     tail_values, STRUCTURE_STRIDES, by_density)
-        _fit_level(model, spread, _merged(hidden_rec + forecast_rec), forecast_split, criterion,
-                   obs, min_values)
+        scale = _fit_factors(model, spread, *structure_rec, forecast_split, criterion, obs,
+                             min_values, tail_values, STRUCTURE_STRIDES, density)
+        level_rec = _merged(hidden_rec + forecast_rec)
+        if gate and spread is not None and spread.has_density():
+            _gate_density(model, spread, structure_rec[0] + structure_rec[1], scale, level_rec,
+                          forecast_split, criterion, obs, min_values, STRUCTURE_STRIDES)
+        else:
+            _fit_level(model, spread, level_rec, forecast_split, criterion, obs, min_values)
     return scale_buf.clone()
 
 
