@@ -886,6 +886,8 @@ static_encoder_, feature_names_in_, n_features_in_, device_
 #: the output with ``y`` row by row: its scorers (``scoring="accuracy"``, ``"roc_auc"``, ...)
 #: and ``_get_response_values`` (the scorers, ``RocCurveDisplay.from_estimator``, ...)
 _ROW_SCORERS = ("sklearn.metrics._scorer", "sklearn.utils._response")
+#: and the one that places the predictions by row: ``cross_val_predict``
+_ROW_PLACERS = ("sklearn.model_selection._validation",)
 #: modules between such a caller and the method: the threads wrapper, a Pipeline's last step
 _PASSED_THROUGH = ("latentode.estimator", "sklearn.pipeline", "sklearn.utils._available_if")
 
@@ -896,7 +898,8 @@ def _refuse_row_scorers(method: str) -> None:
     They compare the predictions with ``y`` row by row. Cross-validation passes one label per
     row of the long frame (the splitters split rows), while the classifier predicts one per
     series, so they fail inside scikit-learn (``inconsistent numbers of samples``,
-    ``InvalidIndexError``) with messages that do not say why. Called first by the public
+    ``InvalidIndexError``) with messages that do not say why; so does ``cross_val_predict``
+    (``IndexError``), which places the predictions by row. Called first by the public
     method: the caller is read from the stack (as :func:`external_stacklevel` does), through
     the threads wrapper and a Pipeline. ``score`` and
     :func:`latentode.evaluation.make_series_scorer` call the methods from latentode, so they
@@ -905,7 +908,15 @@ def _refuse_row_scorers(method: str) -> None:
     frame = sys._getframe(2)  # 1: the public method, 2: the threads wrapper or the caller
     while frame is not None and frame.f_globals.get("__name__") in _PASSED_THROUGH:
         frame = frame.f_back
-    if frame is None or frame.f_globals.get("__name__") not in _ROW_SCORERS:
+    caller = None if frame is None else frame.f_globals.get("__name__")
+    if caller in _ROW_PLACERS:
+        raise ValueError(
+            f"LatentODEClassifier.{method} was called by scikit-learn's cross_val_predict, "
+            "which places the predictions at the rows of the test fold; but the classifier "
+            "predicts one per series. Collect them per series from the splitter's folds: "
+            "pd.concat([clone(clf).fit(df.iloc[tr], y.iloc[tr]).predict_proba(df.iloc[te]) "
+            "for tr, te in cv.split(df, y, groups=df['id'])]).")
+    if caller not in _ROW_SCORERS:
         return
     raise ValueError(
         f"LatentODEClassifier.{method} was called by a scikit-learn scorer (such as "

@@ -14,7 +14,12 @@ import pandas as pd
 import pytest
 from _settings import TINY
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, log_loss, roc_auc_score
-from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, cross_val_score
+from sklearn.model_selection import (
+    GridSearchCV,
+    StratifiedGroupKFold,
+    cross_val_predict,
+    cross_val_score,
+)
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
@@ -83,6 +88,14 @@ def test_scikit_learn_string_scorers_say_why_and_name_the_remedy(task, name):
         cross_val_score(pipe, df, per_row, scoring=name, **kwargs)
     scores = cross_val_score(clf, df, per_row, scoring=make_series_scorer(name), **kwargs)
     assert np.isfinite(scores).all()
+
+
+def test_cross_val_predict_says_why_and_names_the_recipe(task):
+    """Before: IndexError: index 32 is out of bounds for axis 0 with size 12."""
+    df, _, per_row = task
+    with pytest.raises(ValueError, match=r"cross_val_predict.*one per series.*pd.concat"):
+        cross_val_predict(LatentODEClassifier(**ONE_EPOCH), df, per_row, groups=df["id"],
+                          cv=StratifiedGroupKFold(2), method="predict_proba")
 
 
 def test_the_default_score_and_direct_calls_are_not_refused(fold, task):
