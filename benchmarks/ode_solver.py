@@ -5,14 +5,23 @@ per series in [0, 5], dopri5, rtol 1e-3, atol 1e-4; forward + backward of the su
 "shared": one time grid for all series; "per-series": each series its own 50 times (libraries
 without per-series times solve on the union of all times, as the reference Latent ODE code does).
 
-For every mode: median wall time of forward+backward over >= 5 runs after a warm-up, function
-evaluations (NFE, batched calls) forward and backward, peak memory (CUDA: max allocated; CPU: peak
-resident set growth, from /proc), and the gradient's relative error against a float64
-tight-tolerance reference (rtol 1e-9, our backprop mode, itself checked against finite
-differences and scipy in tests/test_ode.py).
+For every mode: median wall time of forward+backward over up to ``--repeats`` (5) runs after
+one untimed warm-up run, function evaluations (NFE, batched calls) forward and backward, peak
+memory (CUDA: max allocated; CPU: peak resident set growth, from /proc), and the gradient's
+relative error against a float64 tight-tolerance reference (rtol 1e-9, our backprop mode, itself
+checked against finite differences and scipy in tests/test_ode.py).
+
+Time per mode: ``--budget S`` (60) caps the number of timed runs, ``min(repeats, S / warm-up
+seconds)`` and at least one, so a mode takes about ``S`` seconds plus its warm-up, but a mode
+slower than ``S`` still runs its warm-up and one timed run in full (torchdiffeq on the union of
+the per-series times: minutes each on a CPU). ``--max-run S`` (off by default) caps every run,
+the warm-up included: a run still going after ``S`` seconds is abandoned at the dynamics' next
+evaluation or, in the backward pass, before the next node of the autograd graph runs (so within
+one evaluation or one node of ``S``), and its row says so.
 
     python benchmarks/ode_solver.py          # all (torchdiffeq's union adjoint: minutes a run)
     python benchmarks/ode_solver.py --quick  # skip the multi-minute torchdiffeq union adjoint
+    python benchmarks/ode_solver.py --quick --repeats 1 --budget 2 --max-run 10   # a short check
     python benchmarks/ode_solver.py --device cuda
 """
 
@@ -32,16 +41,41 @@ B, D, HIDDEN, N, T_END = 256, 16, 64, 50, 5.0
 RTOL, ATOL = 1e-3, 1e-4
 
 
+class OverTime(Exception):
+    """A run went past ``--max-run``: raised by the dynamics, forward or backward."""
+
+
 class Dynamics(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(D, HIDDEN), nn.Tanh(), nn.Linear(HIDDEN, HIDDEN),
                                  nn.Tanh(), nn.Linear(HIDDEN, D))
         self.nfe = 0
+        self.deadline: float | None = None  # perf_counter() time after which a run stops
 
     def forward(self, t, z):
         self.nfe += 1
+        self.check()
         return self.net(z)
+
+    def check(self, *_: object) -> None:
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise OverTime(f"abandoned after {self.nfe} function evaluations")
+
+
+def guard_backward(out: torch.Tensor, check: Callable) -> None:
+    """Call ``check`` before every node of ``out``'s backward graph runs (autograd prehooks), so
+    that a backward pass through a large graph (torchdiffeq's interpolation at the union of the
+    per-series times: minutes on a CPU, with no evaluation of the dynamics until its end) stops
+    on time too."""
+    seen, stack = set(), [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        node.register_prehook(check)
+        stack.extend(n for n, _ in node.next_functions)
 
 
 def make_problem(device, dtype, seed=0):
@@ -116,17 +150,26 @@ def _reset_peak() -> None:
         pass
 
 
-def measure(run: Callable, f, z0, t, params, repeats: int, budget_s: float):
+def measure(run: Callable, f, z0, t, params, repeats: int, budget_s: float,
+            max_run_s: float | None = None):
+    """Median seconds, runs, NFE forward / backward, peak bytes and the gradients of one mode;
+    :class:`OverTime` when a run passes ``max_run_s`` (None: no limit)."""
     device = z0.device
 
     def once():
         f.nfe = 0
-        z = z0.clone().requires_grad_(True)
-        out = run(f, z, t)
-        nfe_fwd = f.nfe
-        grads = torch.autograd.grad(out.pow(2).sum(), [z, *params])
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        f.deadline = None if max_run_s is None else time.perf_counter() + max_run_s
+        try:
+            z = z0.clone().requires_grad_(True)
+            out = run(f, z, t)
+            nfe_fwd = f.nfe
+            if f.deadline is not None:
+                guard_backward(out, f.check)
+            grads = torch.autograd.grad(out.pow(2).sum(), [z, *params])
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        finally:
+            f.deadline = None
         return grads, nfe_fwd, f.nfe - nfe_fwd
 
     t0 = time.perf_counter()
@@ -163,10 +206,19 @@ def main() -> None:
                     help="a device or a comma-separated list run one after the other and shown "
                     "side by side (default 'auto': 'cpu,cuda' when a GPU is present)")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--budget", type=float, default=60.0, help="seconds per mode (caps repeats)")
+    ap.add_argument("--budget", type=float, default=60.0,
+                    help="seconds of timed runs per mode: runs = min(repeats, budget / warm-up "
+                    "seconds), at least one; the warm-up and that one run are not capped (see "
+                    "--max-run) (default 60)")
+    ap.add_argument("--max-run", type=float, default=None, metavar="SECONDS",
+                    help="abandon a mode when one of its runs, the warm-up included, passes "
+                    "SECONDS (checked at every evaluation of the dynamics and before every node "
+                    "of the backward graph); default: no limit")
     ap.add_argument("--quick", action="store_true", help="skip torchdiffeq's union adjoint")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
+    if args.max_run is not None and not args.max_run > 0:
+        ap.error(f"--max-run must be a positive number of seconds, got {args.max_run:g}")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "auto":
@@ -236,7 +288,11 @@ def run_device(device: torch.device, args: argparse.Namespace) -> dict:
                 continue
             try:
                 med, n, nf, nb, peak, grads = measure(run, f32, z32, t, params, args.repeats,
-                                                      args.budget)
+                                                      args.budget, args.max_run)
+            except OverTime as exc:
+                print(f"| {name:34s} | {tname:10s} | "
+                      f"{f'over --max-run {args.max_run:g} s: {exc}':>60s} |", flush=True)
+                continue
             except Exception as exc:  # a library refusing the problem is a result too
                 print(f"| {name:34s} | {tname:10s} | failed: {type(exc).__name__}: {exc}"[:200])
                 continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from numbers import Real
@@ -261,9 +262,12 @@ static_encoder_, feature_names_in_, n_features_in_, device_
     series, not rows: ``cross_val_score(clf, df, df["id"].map(labels), groups=df["id"],
     cv=GroupKFold(5))`` or ``StratifiedGroupKFold`` (which stratifies the series by their
     label). :meth:`score` is the accuracy over series (scikit-learn's default for
-    classifiers); scorers that compare ``predict_proba`` with ``y`` row by row (``"roc_auc"``)
-    do not apply to long frames: use ``sklearn.metrics.roc_auc_score`` on
-    ``predict_proba(df)`` and the per-series labels (the README shows a scorer). Of
+    classifiers). scikit-learn's scorers (``scoring="roc_auc"``, ``"accuracy"``,
+    ``"neg_log_loss"``, ...) compare the predictions with ``y`` row by row, so they cannot score
+    one prediction per series: :meth:`predict` and :meth:`predict_proba` called by them raise
+    a ``ValueError`` that says so. Wrap the name instead:
+    ``scoring=latentode.evaluation.make_series_scorer("roc_auc")`` reduces ``y`` to one label
+    per series, as :meth:`fit` does, and scores the predictions per series. Of
     :mod:`sklearn.utils.estimator_checks`, the checks that need only a constructed estimator
     apply (the same list as the regressor's, ``tests/test_classifier.py``); the checks that
     fit numpy arrays do not, for the reasons given by the regressor.
@@ -741,6 +745,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             each series' first row in ``df``; one column per class (``classes_``), rows
             summing to 1. NaN for a series with no observed target value (one warning).
         """
+        _refuse_row_scorers("predict_proba")
         proba, ids = self._series_proba(df)
         return pd.DataFrame(proba, index=ids, columns=pd.Index(self.classes_))
 
@@ -755,6 +760,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             :meth:`predict_proba`; NaN (object dtype) for a series with no observed target
             value.
         """
+        _refuse_row_scorers("predict")
         proba, ids = self._series_proba(df)
         ok = np.isfinite(proba).all(axis=1)
         labels = self.classes_[np.argmax(np.where(ok[:, None], proba, 0.0), axis=1)]
@@ -781,19 +787,43 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             label (each series counts once, however many rows it has). With
             ``semi_supervised=True``, series without a label are left out.
         """
-        check_is_fitted(self)
-        vf, _ = self._prepare(df)
-        truth = self._labels_per_series(df, vf, y, allow_missing=bool(self.semi_supervised))
-        pred = self.predict(df)
-        codes = vf.lookup_series(pred.index) if vf.id_col is not None else np.array([0])
-        label = pd.Series(truth.to_numpy(dtype=object), index=truth.index).reindex(
-            range(vf.n_series)).to_numpy()[codes]
-        predicted = pred.to_numpy()
-        ok = pd.notna(predicted) & pd.notna(label)
-        if not ok.any():
+        labels, rows = self._scored_labels(df, y)
+        if not len(labels):
             raise ValueError("No series of df has both an observed target value to classify "
                              "and a label.")
-        return float(np.mean(predicted[ok] == label[ok]))
+        predicted = self.predict(df).to_numpy()[rows]
+        return float(np.mean(predicted.astype(object) == labels.astype(object)))
+
+    def _scored_labels(self, df: pd.DataFrame, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The labels of the series of ``df`` that can be scored, and which rows of
+        :meth:`predict` / :meth:`predict_proba` they belong to.
+
+        The one reduction of ``y`` (per series id or per row, as :meth:`fit` reads it) to the
+        series :meth:`score` and :func:`latentode.evaluation.make_series_scorer` compare the
+        predictions with: a series is scored when it has a label (with
+        ``semi_supervised=True`` some have none) and an observed target value (without one its
+        prediction is NaN).
+
+        Returns
+        -------
+        labels : numpy.ndarray
+            One label per scored series, with ``y``'s dtype, in the order of the predictions.
+        rows : numpy.ndarray of bool
+            ``True`` for the rows of the predictions (one per series of ``df``, in the order of
+            each series' first row) that are scored.
+        """
+        check_is_fitted(self)
+        vf, padded = self._prepare(df)
+        truth = self._labels_per_series(df, vf, y, allow_missing=bool(self.semi_supervised))
+        order = self._prediction_order(vf)
+        labelled = np.zeros(vf.n_series, dtype=bool)
+        labelled[truth.index.to_numpy()] = True
+        rows = (labelled & (np.asarray(padded.lengths) > 0))[order]
+        return truth.loc[order[rows]].to_numpy(), rows
+
+    def _prediction_order(self, vf: Any) -> np.ndarray:
+        """Series positions of ``vf`` in the order of the predictions (each one's first row)."""
+        return pd.unique(vf.row_series_codes) if self.id_col_ is not None else np.array([0])
 
     def _series_proba(self, df: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
         """``(n_series, n_classes)`` probabilities in first-appearance order, and the ids."""
@@ -819,7 +849,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
                                                                 dtype=dtype)):
                     p = torch.softmax(self.model_.classify(batch), dim=-1)
                     proba[live[k * bs:k * bs + batch.batch_size]] = p.double().cpu().numpy()
-        order = pd.unique(vf.row_series_codes) if self.id_col_ is not None else np.array([0])
+        order = self._prediction_order(vf)
         ids = pd.Index(vf.series_ids[order], name=self.id_col_)
         return proba[order], ids
 
@@ -852,6 +882,52 @@ static_encoder_, feature_names_in_, n_features_in_, device_
              device: str | torch.device | None = None) -> LatentODEClassifier:
         """Load a classifier written by :meth:`save` (see :meth:`LatentODERegressor.load`)."""
         return super().load(path, device=device)  # type: ignore[return-value]
+
+
+#: scikit-learn's modules that call a classifier's ``predict`` / ``predict_proba`` to compare
+#: the output with ``y`` row by row: its scorers (``scoring="accuracy"``, ``"roc_auc"``, ...)
+#: and ``_get_response_values`` (the scorers, ``RocCurveDisplay.from_estimator``, ...)
+_ROW_SCORERS = ("sklearn.metrics._scorer", "sklearn.utils._response")
+#: and the one that places the predictions by row: ``cross_val_predict``
+_ROW_PLACERS = ("sklearn.model_selection._validation",)
+#: modules between such a caller and the method: the threads wrapper, a Pipeline's last step
+_PASSED_THROUGH = ("latentode.estimator", "sklearn.pipeline", "sklearn.utils._available_if")
+
+
+def _refuse_row_scorers(method: str) -> None:
+    """Refuse to predict for scikit-learn's built-in scorers, with the reason and the remedy.
+
+    They compare the predictions with ``y`` row by row. Cross-validation passes one label per
+    row of the long frame (the splitters split rows), while the classifier predicts one per
+    series, so they fail inside scikit-learn (``inconsistent numbers of samples``,
+    ``InvalidIndexError``) with messages that do not say why; so does ``cross_val_predict``
+    (``IndexError``), which places the predictions by row. Called first by the public
+    method: the caller is read from the stack (as :func:`external_stacklevel` does), through
+    the threads wrapper and a Pipeline. ``score`` and
+    :func:`latentode.evaluation.make_series_scorer` call the methods from latentode, so they
+    are not refused.
+    """
+    frame = sys._getframe(2)  # 1: the public method, 2: the threads wrapper or the caller
+    while frame is not None and frame.f_globals.get("__name__") in _PASSED_THROUGH:
+        frame = frame.f_back
+    caller = None if frame is None else frame.f_globals.get("__name__")
+    if caller in _ROW_PLACERS:
+        raise ValueError(
+            f"LatentODEClassifier.{method} was called by scikit-learn's cross_val_predict, "
+            "which places the predictions at the rows of the test fold; but the classifier "
+            "predicts one per series. Collect them per series from the splitter's folds: "
+            "pd.concat([clone(clf).fit(df.iloc[tr], y.iloc[tr]).predict_proba(df.iloc[te]) "
+            "for tr, te in cv.split(df, y, groups=df['id'])]).")
+    if caller not in _ROW_SCORERS:
+        return
+    raise ValueError(
+        f"LatentODEClassifier.{method} was called by a scikit-learn scorer (such as "
+        "scoring='accuracy', 'roc_auc', 'neg_log_loss' or 'balanced_accuracy'), which compares "
+        "its output with y row by row; but the classifier predicts one label per series, and "
+        "the y of a cross-validation holds one label per row of the long frame. Score the "
+        "series instead: scoring=latentode.evaluation.make_series_scorer('roc_auc') (any "
+        "scikit-learn scorer name) reduces y to one label per series as fit does; or leave "
+        "scoring unset for the accuracy over series (score).")
 
 
 def _check_no_minus_one(values: np.ndarray) -> None:

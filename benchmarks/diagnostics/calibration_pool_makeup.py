@@ -1,8 +1,13 @@
 # ruff: noqa: E402, E501, B023, E731
 # A diagnosis script of #15 (docs/results/calibration.md, "The remaining misses"), kept for reproduction; run from the repository
 # root with the library importable (PYTHONPATH=.) and OMP_NUM_THREADS=1.
+"""How many validation series of the calibration suite's prefix-augmented fits have a relative
+(the other copy of the same series) among the training series, per data set and seed."""
+import argparse
 import sys
 from pathlib import Path
+
+argparse.ArgumentParser(description=__doc__.replace("\n", " ")).parse_args()
 
 import numpy as np
 

@@ -1,15 +1,25 @@
 # ruff: noqa: E401, E402, E501, E702, E731, I001
 # A diagnosis script of #15 (docs/results/across-datasets.md, "(b) The two-process float32 difference"), kept for
 # reproduction; run from the repository root with PYTHONPATH=. and OMP_NUM_THREADS=1:
-#     VARIANT=V python benchmarks/diagnostics/ddp_split_readout.py single OUTDIR
-#     VARIANT=V CUDA_VISIBLE_DEVICES= python -m torch.distributed.run --standalone --nproc_per_node=2 \
-#         benchmarks/diagnostics/ddp_split_readout.py ddp OUTDIR
-# tests/_ddp_worker.py's estimator fit (EPOCHS, default 3) with the forecast candidate's four values; VARIANT
-# names def32 (the defaults) or cand32 plus any of "64" (float64), "adam" (Adam for Adamax), "offset"
-# (readout_split="offset") and "pert" (every initial weight scaled by 1 + 2**-23); writes each rank's (or the
-# single process's) weights, losses and readout gradient magnitudes to OUTDIR/<VARIANT>_rank<r>.json / _single.json.
-import functools, json, os, sys
+#     python benchmarks/diagnostics/ddp_split_readout.py single OUTDIR --variant V
+#     CUDA_VISIBLE_DEVICES= python -m torch.distributed.run --standalone --nproc_per_node=2 \
+#         benchmarks/diagnostics/ddp_split_readout.py ddp OUTDIR --variant V
+# (the environment variables VARIANT and EPOCHS of the first version still set the defaults of --variant / --epochs)
+"""tests/_ddp_worker.py's estimator fit (--epochs, default 3) with the forecast candidate's four values, in one
+process or two (DDP); writes each rank's (or the single process's) weights, losses and readout gradient magnitudes
+to OUTDIR/<VARIANT>_rank<r>.json / _single.json."""
+import argparse, functools, json, os, sys
 from pathlib import Path
+parser = argparse.ArgumentParser(description=__doc__.replace("\n", " "))
+parser.add_argument("mode", choices=("single", "ddp"), help="one process, or a rank of torch.distributed.run")
+parser.add_argument("outdir", type=Path, help="where the JSON files go (created)")
+parser.add_argument("--variant", default=os.environ.get("VARIANT"), required="VARIANT" not in os.environ,
+                    help='def32 (the defaults) or cand32 (the forecast candidate) plus any of "64" (float64), "adam" '
+                    '(Adam for Adamax), "offset" (readout_split="offset") and "pert" (every initial weight scaled by '
+                    '1 + 2**-23), e.g. cand32adam (default: $VARIANT)')
+parser.add_argument("--epochs", type=int, default=int(os.environ.get("EPOCHS", 3)),
+                    help="max_epochs of the fit (default: $EPOCHS, else 3)")
+args = parser.parse_args()
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 import torch
 import _ddp_worker as w
@@ -18,9 +28,9 @@ import latentode.data as D
 from latentode import LatentODERegressor
 from latentode.training import distributed as dist_utils
 
-var = os.environ["VARIANT"]
+var = args.variant
 CAND = dict(forecast_share=0.25, readout_sides="split", forecast_noise=True, forecast_mode="add")
-params = {**w.EST_PARAMS, "verbose": 0, "max_epochs": int(os.environ.get("EPOCHS", 3)), **({} if var.startswith("def") else CAND)}
+params = {**w.EST_PARAMS, "verbose": 0, "max_epochs": args.epochs, **({} if var.startswith("def") else CAND)}
 if "64" in var:
     torch.set_default_dtype(torch.float64)
     orig = D.iterate_batches
@@ -64,7 +74,7 @@ def run():
             "gmed": {n: torch.stack(v).median(0).values.double().reshape(-1).tolist() for n, v in gradlog.items()},
             "ctx_shape": list(est.model_.readout.context.weight.shape)}
 
-mode, out = sys.argv[1], Path(sys.argv[2]); out.mkdir(parents=True, exist_ok=True)
+mode, out = args.mode, args.outdir; out.mkdir(parents=True, exist_ok=True)
 torch.set_num_threads(1)
 if mode == "ddp":
     assert dist_utils.init_from_env(None)

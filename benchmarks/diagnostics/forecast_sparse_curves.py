@@ -2,12 +2,21 @@
 # A diagnosis script of #15 (docs/results/across-datasets.md, "(a) osc-sparse"), kept for reproduction; run from the
 # repository root with the library importable (PYTHONPATH=.) and OMP_NUM_THREADS=1:
 #     python benchmarks/diagnostics/forecast_sparse_curves.py SEED EPOCHS TAG [--param NAME=VALUE ...]
-# One fit of the calibration suite's osc-sparse (its own data, split, clean validation, estimator, hiding and
-# baselines), the weights snapshotted at every epoch and each snapshot scored on the suite's test points (held-out
-# and forecast MSE) and on the validation series' reconstruction alone; writes
-# $FSPARSE_OUT/res_<TAG>_s<SEED>_e<EPOCHS>.json (default /tmp/fsparse) and prints one line.
-import json, os, sys, time
+"""One fit of the calibration suite's osc-sparse (its own data, split, clean validation, estimator, hiding and
+baselines), the weights snapshotted at every epoch and each snapshot scored on the suite's test points (held-out
+and forecast MSE) and on the validation series' reconstruction alone; writes
+$FSPARSE_OUT/res_<TAG>_s<SEED>_e<EPOCHS>.json (default /tmp/fsparse) and prints one line. Options not listed
+here (--param NAME=VALUE, ...) go to benchmarks/calibration.py's parser."""
+import argparse, json, os, sys, time
 from pathlib import Path
+parser = argparse.ArgumentParser(description=__doc__.replace("\n", " "), allow_abbrev=False)
+parser.add_argument("seed", type=int, help="the suite's seed (data, split, estimator)")
+parser.add_argument("epochs", type=int, help="max_epochs of the fit")
+parser.add_argument("tag", help="names the JSON file and the printed line")
+parser.add_argument("--dataset", default="osc-sparse", metavar="NAME",
+                    help="a data set of the calibration suite (default osc-sparse)")
+cli, rest = parser.parse_known_args()
+seed, epochs, tag, name = cli.seed, cli.epochs, cli.tag, cli.dataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 OUT = os.environ.get("FSPARSE_OUT", "/tmp/fsparse")
 os.makedirs(OUT, exist_ok=True)
@@ -15,12 +24,6 @@ import numpy as np, pandas as pd, torch
 import calibration as cal
 from latentode.evaluation import hide_values, mse
 
-seed, epochs, tag = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-rest = sys.argv[4:]
-name = "osc-sparse"
-for a in list(rest):
-    if a.startswith("--dataset="):
-        name = a.split("=", 1)[1]; rest.remove(a)
 args = cal.build_parser().parse_args(["--suite", name, "--epochs", str(epochs), "--seed", str(seed),
                                       "--threads", "1", *rest])
 torch.set_num_threads(1)

@@ -1,8 +1,8 @@
 """Evaluation of predictions of long-format series: hiding values, naive baselines, scores.
 
-numpy / pandas / scipy only (no torch): it sits beside the estimator and works on the long
-DataFrames that :class:`~latentode.LatentODERegressor` reads and returns, so the demo, the
-benchmarks, the tutorials and any user compare models and baselines the same way.
+numpy / pandas / scipy (scikit-learn for the scorers; no torch): it sits beside the estimator
+and works on the long DataFrames that :class:`~latentode.LatentODERegressor` reads and returns,
+so the demo, the benchmarks, the tutorials and any user compare models and baselines the same way.
 
 Protocol
 --------
@@ -38,6 +38,9 @@ gap_breakdown
 make_hidden_scorer
     A scikit-learn scorer (``scoring=`` of ``cross_val_score``, ``GridSearchCV``) of a fitted
     estimator's error on values it hides from each test fold (interpolation or forecast).
+make_series_scorer
+    A scikit-learn classification scorer (``"roc_auc"``, ``"accuracy"``, ...) of the
+    classifier's predictions per series, with ``y`` reduced to one label per series.
 long_to_dense
     Rows of a long frame as a padded ``(n_series, n_times, n_columns)`` array.
 crps_samples, crps_gaussian, interval_coverage
@@ -71,7 +74,7 @@ from .metrics import (
     per_feature_mse,
     sample_crps,
 )
-from .scoring import make_hidden_scorer
+from .scoring import make_hidden_scorer, make_series_scorer
 
 __all__ = [
     "hide_values",
@@ -88,6 +91,7 @@ __all__ = [
     "coverage",
     "gap_breakdown",
     "make_hidden_scorer",
+    "make_series_scorer",
     "crps_samples",
     "crps_gaussian",
     "interval_coverage",

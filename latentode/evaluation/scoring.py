@@ -1,12 +1,17 @@
-"""A scikit-learn scorer that hides values: cross-validated imputation and forecast errors.
+"""scikit-learn scorers of the estimators on long frames: hidden values, labels of series.
 
-scikit-learn's built-in scorers compare ``predict(X)`` with a ``y``; the Latent ODE estimators
-have no ``y``, so ``cross_val_score(est, df, scoring="neg_mean_squared_error")`` scores
+scikit-learn's built-in scorers compare ``predict(X)`` with a ``y`` row by row. The regressor
+has no ``y``, so ``cross_val_score(est, df, scoring="neg_mean_squared_error")`` scores
 nothing (NaN). :func:`make_hidden_scorer` builds a scorer that makes its own targets from the
 test fold: it hides observed values (:func:`~latentode.evaluation.hide_values`) or the end of
 each series, lets the fitted estimator predict them from the rest, and returns minus their
 mean squared error (:func:`~latentode.evaluation.mse`), so that greater is better, as
 scikit-learn's ``scoring=`` expects.
+
+The classifier predicts one label per series while a cross-validation's ``y`` holds one per
+row, so ``scoring="roc_auc"`` cannot compare them. :func:`make_series_scorer` reduces ``y``
+to one label per series, as the classifier's ``fit`` does, and applies scikit-learn's scorer
+to the predictions per series.
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.metrics import get_scorer
 
 from ._frames import check_frame
 from .masking import hide_values
 from .metrics import mse, paper_mse_frame
 
 __all__ = ["make_hidden_scorer", "HiddenValueScorer", "HIDDEN_SCORER_TASKS",
-           "HIDDEN_SCORER_METRICS"]
+           "HIDDEN_SCORER_METRICS", "make_series_scorer", "SeriesScorer"]
 
 #: what a hidden-value scorer asks the estimator to predict
 HIDDEN_SCORER_TASKS: tuple[str, ...] = ("interpolation", "forecast")
@@ -229,3 +236,126 @@ def make_hidden_scorer(
                          "hides the same values at every call).")
     return HiddenValueScorer(fraction, task, metric, bool(standardize),
                              None if random_state is None else int(random_state))
+
+
+class _PerSeries(ClassifierMixin, BaseEstimator):
+    """A fitted classifier seen by scikit-learn's scorers as one of numpy arrays: its
+    ``predict`` / ``predict_proba`` of the frame, on the scored series only (``rows``), in the
+    order of its labels. The ``X`` the scorer passes is the frame again, and not read."""
+
+    def __init__(self, estimator: Any, frame: pd.DataFrame, rows: np.ndarray,
+                 classes: np.ndarray) -> None:
+        self.estimator = estimator
+        self.frame = frame
+        self.rows = rows
+        self.classes_ = classes
+
+    def predict(self, X: Any) -> np.ndarray:
+        return _inferred(self.estimator.predict(self.frame).to_numpy()[self.rows])
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return self.estimator.predict_proba(self.frame).to_numpy(np.float64)[self.rows]
+
+
+class SeriesScorer:
+    """The callable :func:`make_series_scorer` returns (see there); picklable, so it goes to
+    the workers of ``GridSearchCV(n_jobs=k)``."""
+
+    def __init__(self, scoring: Any) -> None:
+        self.scoring = scoring
+
+    def __repr__(self) -> str:
+        return f"make_series_scorer({self.scoring!r})"
+
+    def __call__(self, estimator: Any, X: pd.DataFrame, y: Any) -> float:
+        """The scikit-learn score of ``estimator``'s predictions of the series of ``X``.
+
+        Parameters
+        ----------
+        estimator : fitted LatentODEClassifier, or a Pipeline ending in one
+            Its predictions (``predict`` or ``predict_proba``, as the scorer asks) are scored.
+        X : pandas.DataFrame
+            Long frame of the series to score (the test fold). Not modified.
+        y : pandas.Series or array-like
+            Labels in either form that the classifier's ``fit`` takes: one per row of ``X``
+            (what cross-validation passes) or a Series indexed by series id.
+
+        Returns
+        -------
+        float
+            The scorer's value on the scored series (greater is better).
+        """
+        check_frame(X, "X")
+        final = getattr(estimator, "_final_estimator", estimator)  # a Pipeline's last step
+        if not hasattr(final, "_scored_labels"):
+            raise ValueError(f"the series scorer scores a LatentODEClassifier (or a Pipeline "
+                             f"ending in one), got {type(final).__name__}; a "
+                             "LatentODERegressor is scored by make_hidden_scorer.")
+        if y is None:
+            raise ValueError("the series scorer needs y: one label per row of X, or one per "
+                             "series id.")
+        labels, rows = final._scored_labels(X, y)
+        if not len(labels):
+            raise ValueError("No series of X has both an observed target value to classify "
+                             "and a label.")
+        scorer = get_scorer(self.scoring)
+        return float(scorer(_PerSeries(estimator, X, rows, final.classes_), X, _inferred(labels)))
+
+
+def _inferred(labels: np.ndarray) -> np.ndarray:
+    """Labels of object dtype as numbers where they are (``predict`` gives object labels when a
+    series has no prediction; scikit-learn reads object numbers as an "unknown" target)."""
+    return pd.Series(labels, dtype=object).infer_objects().to_numpy() if labels.dtype == object \
+        else labels
+
+
+def make_series_scorer(scoring: Any) -> SeriesScorer:
+    """A scikit-learn classification scorer applied per series, for the classifier.
+
+    :class:`~latentode.LatentODEClassifier` predicts one label per series of a long frame,
+    while the ``y`` that ``cross_val_score`` / ``GridSearchCV`` pass holds one label per row
+    (their splitters split rows), so scikit-learn's scorers (``scoring="roc_auc"``, ...)
+    cannot compare them. This scorer reduces ``y`` to one label per series, as ``fit`` does
+    (labels of a series' rows must agree; a Series indexed by id works too), and applies the
+    scikit-learn scorer ``scoring`` to the classifier's ``predict`` or ``predict_proba`` of the
+    series (whichever the scorer asks for), each series counting once. The series left out:
+    those without an observed target value (their prediction is NaN) and, with
+    ``semi_supervised=True``, those without a label, as in the classifier's ``score``.
+
+    Parameters
+    ----------
+    scoring : str or callable
+        A scikit-learn scorer: a name of :func:`sklearn.metrics.get_scorer_names`
+        (``"roc_auc"``, ``"accuracy"``, ``"balanced_accuracy"``, ``"neg_log_loss"``,
+        ``"f1_macro"``, ...) or a scorer built by :func:`sklearn.metrics.make_scorer`
+        (e.g. ``make_scorer(fbeta_score, beta=2, pos_label="dead")``). Its sign convention
+        is kept (``"neg_log_loss"`` is minus the log-loss: greater is better).
+
+    Returns
+    -------
+    SeriesScorer
+        ``scorer(estimator, X, y) -> float``, for ``scoring=`` of ``cross_val_score``,
+        ``cross_validate`` and ``GridSearchCV`` (also in a dict of several scorers). It raises
+        a ``ValueError`` when the estimator is no fitted classifier, when ``y`` is missing or
+        does not give one label per series, or when no series of ``X`` can be scored.
+
+    Raises
+    ------
+    ValueError
+        For a ``scoring`` that scikit-learn does not know.
+
+    Examples
+    --------
+    >>> from latentode.evaluation import make_series_scorer
+    >>> make_series_scorer("roc_auc")
+    make_series_scorer('roc_auc')
+
+    In a cross-validation over series (``groups``: the id of each row; ``y``: one label per
+    row)::
+
+        from sklearn.model_selection import StratifiedGroupKFold, cross_val_score
+        cross_val_score(clf, df, df["id"].map(labels), groups=df["id"],
+                        cv=StratifiedGroupKFold(5), scoring=make_series_scorer("roc_auc"))
+    """
+    get_scorer(scoring)  # an unknown name is scikit-learn's ValueError, listing the names
+    return SeriesScorer(scoring)
