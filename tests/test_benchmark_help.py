@@ -10,6 +10,7 @@ Before: four diagnostics scripts ran the whole diagnostic (``calibration_pool_ma
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -31,17 +32,45 @@ def test_the_scripts_are_found() -> None:
     assert len(SCRIPTS) >= 19
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.relative_to(BENCH).as_posix())
-def test_help(script: Path, tmp_path: Path) -> None:
+#: run in one subprocess (torch is imported once, not once per script): each script as
+#: ``__main__`` with ``--help``; prints one JSON line per script (exit code, stdout's start)
+_DRIVER = """
+import contextlib, io, json, runpy, sys
+for path in sys.argv[1:]:
+    out, code = io.StringIO(), None
+    sys.argv = [path, "--help"]
+    try:
+        with contextlib.redirect_stdout(out):
+            runpy.run_path(path, run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code
+    except BaseException as exc:  # report, go on with the next script
+        code = repr(exc)
+    print(json.dumps({"path": path, "code": code, "out": out.getvalue()[:500]}))
+"""
+
+
+@pytest.fixture(scope="module")
+def help_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    fsparse = tmp_path_factory.mktemp("help") / "fsparse"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
-        "OMP_NUM_THREADS": "1", "FSPARSE_OUT": str(tmp_path / "fsparse")}
+        "OMP_NUM_THREADS": "1", "FSPARSE_OUT": str(fsparse)}
     env.pop("VARIANT", None)
-    proc = subprocess.run([sys.executable, str(script), "--help"], capture_output=True,
-                          text=True, timeout=180, check=False, cwd=REPO, env=env)
+    proc = subprocess.run([sys.executable, "-c", _DRIVER, *map(str, SCRIPTS)],
+                          capture_output=True, text=True, timeout=600, check=False, cwd=REPO,
+                          env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.startswith("usage:"), proc.stdout[:500]
-    assert not (tmp_path / "fsparse").exists()  # --help writes nothing
+    assert not fsparse.exists()  # --help writes nothing
+    runs = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return {r["path"]: r for r in runs}
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.relative_to(BENCH).as_posix())
+def test_help(script: Path, help_runs: dict[str, dict]) -> None:
+    run = help_runs[str(script)]
+    assert run["code"] in (0, None), run
+    assert run["out"].startswith("usage:"), run["out"]
 
 
 @pytest.fixture(scope="module")
