@@ -182,6 +182,7 @@ def _former_solve(monkeypatch, fn):
 
     with monkeypatch.context() as m:
         m.setattr(stepper, "factors", lambda coeffs, like: coeffs)
+        m.setattr(adjoint, "factors", lambda coeffs, like: coeffs)
         m.setattr(adjoint, "all_forwards", lambda direction: False)
         return fn()
 

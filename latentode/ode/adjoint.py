@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .solve import cuda_graphs_allowed, integrate
+from .stepper import factors
 
 Func = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -125,6 +126,8 @@ class _AdjointSystem:
         b = self.weights[self.stage] if self.h is not None else 0.0
         self.stage += 1
         keep = b != 0.0 and bool(self.params)
+        if keep:
+            b = factors(self.weights, self.h)[self.stage - 1]
         gs = [g]
         for i in range(len(layers) - 1, 0, -1):
             ga = g @ layers[i][0]
@@ -172,15 +175,15 @@ class _AdjointSystem:
             if self.records:
                 keep = (accept & ~done).to(self.records[0][0].dtype)
                 grads = self.param_grads
+                # each stage's weight per series, formed once for all the layers
+                weights = [(rec[0] * keep).unsqueeze(-1) for rec in self.records]
                 for i in range(len(self.layers)):
-                    gw = torch.cat([rec[1][i] * (rec[0] * keep).unsqueeze(-1)
-                                    for rec in self.records])
+                    gw = torch.cat([rec[1][i] * w for rec, w in zip(self.records, weights)])
                     x = torch.cat([rec[2][i] for rec in self.records])
                     grads[2 * i].addmm_(gw.t(), x)
                     grads[2 * i + 1].add_(gw.sum(0))
                 if self.skip is not None:  # the field's cotangent times the state
-                    gw = torch.cat([rec[1][-1] * (rec[0] * keep).unsqueeze(-1)
-                                    for rec in self.records])
+                    gw = torch.cat([rec[1][-1] * w for rec, w in zip(self.records, weights)])
                     x = torch.cat([rec[2][0] for rec in self.records])
                     grads[-1].addmm_(gw.t(), x)
             self.records.clear()
