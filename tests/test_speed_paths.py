@@ -175,6 +175,19 @@ def test_step_factors_are_the_floats_and_give_the_same_products(dtype):
     assert factors(coeffs, x.to(torch.int64)) is coeffs  # not floating point: the floats
 
 
+def test_step_factors_made_under_inference_mode_serve_training(monkeypatch):
+    from latentode.ode import stepper
+    from latentode.ode.stepper import factors
+
+    monkeypatch.setattr(stepper, "_FACTORS", {})  # made afresh here
+    with torch.inference_mode():
+        (half,) = factors((0.5,), torch.ones(3))
+    assert not half.is_inference()
+    x = torch.ones(3, requires_grad=True)
+    (half * x).sum().backward()  # would refuse an inference tensor saved for backward
+    assert torch.equal(x.grad, torch.full((3,), 0.5))
+
+
 def _former_solve(monkeypatch, fn):
     """``fn()`` with the former step arithmetic: Python floats as multipliers, the products by
     the direction even when every series runs forwards."""

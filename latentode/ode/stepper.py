@@ -11,8 +11,8 @@ from .tableau import DOPRI5_C_MID, ButcherTableau
 System = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-# (coefficients, dtype) -> the same coefficients as 0-dim CPU tensors of that dtype (0.0: None)
-_FACTORS: dict[tuple[tuple[float, ...], torch.dtype], tuple[torch.Tensor | None, ...]] = {}
+# (coefficients, dtype) -> the same coefficients as 0-dim CPU tensors of that dtype
+_FACTORS: dict[tuple[tuple[float, ...], torch.dtype], tuple[torch.Tensor, ...]] = {}
 
 
 def factors(coeffs: tuple[float, ...], like: torch.Tensor) -> tuple[float | torch.Tensor, ...]:
@@ -29,7 +29,10 @@ def factors(coeffs: tuple[float, ...], like: torch.Tensor) -> tuple[float | torc
     key = (coeffs, like.dtype)
     out = _FACTORS.get(key)
     if out is None:
-        out = _FACTORS[key] = tuple(torch.tensor(c, dtype=like.dtype) for c in coeffs)
+        # plain tensors even when first asked for under inference mode (autograd saves them)
+        with torch.inference_mode(False):
+            out = tuple(torch.tensor(c, dtype=like.dtype, device="cpu") for c in coeffs)
+        _FACTORS[key] = out
     return out
 
 
