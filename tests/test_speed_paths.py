@@ -149,6 +149,88 @@ def test_dense_output_in_place_is_the_former_evaluation(grad):
         assert torch.equal(DenseOutput.evaluate_at(steps, step_of, theta), want)
 
 
+# ------------------------------------------------------------------ solver step
+def _tableau_coefficients() -> set[float]:
+    from latentode.ode.stepper import _DENSE_FACTORS
+    from latentode.ode.tableau import DOPRI5_C_MID, TABLEAUS
+
+    out = set(_DENSE_FACTORS) | set(DOPRI5_C_MID)
+    for tab in TABLEAUS.values():
+        out.update(tab.c, tab.b, tab.b_err or (), *tab.a)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_step_factors_are_the_floats_and_give_the_same_products(dtype):
+    from latentode.ode.stepper import factors
+
+    coeffs = tuple(sorted(_tableau_coefficients()))
+    x = torch.randn(100_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = (x * torch.logspace(-30, 30, x.numel(), dtype=torch.float64)).to(dtype)
+    got = factors(coeffs, x)
+    assert got is factors(coeffs, x)  # made once per (coefficients, dtype)
+    for c, f in zip(coeffs, got):
+        assert f.dtype == dtype and f.ndim == 0 and float(f) == float(torch.tensor(c, dtype=dtype))
+        assert torch.equal(f * x, c * x) and torch.equal(x * f, x * c)
+    assert factors(coeffs, x.to(torch.int64)) is coeffs  # not floating point: the floats
+
+
+def test_step_factors_made_under_inference_mode_serve_training(monkeypatch):
+    from latentode.ode import stepper
+    from latentode.ode.stepper import factors
+
+    monkeypatch.setattr(stepper, "_FACTORS", {})  # made afresh here
+    with torch.inference_mode():
+        (half,) = factors((0.5,), torch.ones(3))
+    assert not half.is_inference()
+    x = torch.ones(3, requires_grad=True)
+    (half * x).sum().backward()  # would refuse an inference tensor saved for backward
+    assert torch.equal(x.grad, torch.full((3,), 0.5))
+
+
+def _former_solve(monkeypatch, fn):
+    """``fn()`` with the former step arithmetic: Python floats as multipliers, the products by
+    the direction even when every series runs forwards."""
+    from latentode.ode import adjoint, stepper
+
+    with monkeypatch.context() as m:
+        m.setattr(stepper, "factors", lambda coeffs, like: coeffs)
+        m.setattr(adjoint, "factors", lambda coeffs, like: coeffs)
+        m.setattr(adjoint, "all_forwards", lambda direction: False)
+        return fn()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("method", ["dopri5", "rk4", "bosh3", "euler"])
+@pytest.mark.parametrize("gradient", ["backprop", "adjoint"])
+@pytest.mark.parametrize("backwards", [False, True])
+def test_solver_fast_paths_give_the_former_solves_and_gradients(monkeypatch, dtype, method,
+                                                                gradient, backwards):
+    from latentode.nn.dynamics import LatentDynamics
+    from latentode.ode import odeint
+
+    torch.manual_seed(0)
+    func = LatentDynamics(3, n_layers=2, units=8).to(dtype)
+    g = torch.Generator().manual_seed(1)
+    z0 = torch.randn(5, 3, generator=g, dtype=dtype)
+    t = torch.rand(5, 7, generator=g, dtype=dtype).cumsum(1)
+    if backwards:  # one series backwards in time: the direction's products stay
+        t[2] = -t[2]
+    lengths = torch.tensor([7, 3, 5, 1, 7])
+
+    def solve():
+        z = z0.clone().requires_grad_(True)
+        out = odeint(func, z, t, lengths=lengths, method=method, gradient=gradient,
+                     step_size=0.3 if method == "euler" else None)
+        grads = torch.autograd.grad(out.square().sum(), [z, *func.parameters()])
+        return out.detach(), grads
+
+    out, grads = solve()
+    want, want_grads = _former_solve(monkeypatch, solve)
+    assert torch.equal(out, want)
+    assert all(torch.equal(a, b) for a, b in zip(grads, want_grads))
+
+
 # ------------------------------------------------------------------ neighbour readout
 def _former_correct(self, nb, channel, base, latent):
     dtype = base.dtype

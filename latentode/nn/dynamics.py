@@ -53,6 +53,19 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+def _hooked(seq: nn.Sequential) -> bool:
+    """Whether calling ``seq`` or one of its layers would run a hook (a module's own or a
+    global one), i.e. whether its layers must be called as modules."""
+    from torch.nn.modules import module as _module
+
+    if any(getattr(_module, name, None) for name in (
+            "_global_forward_hooks", "_global_forward_pre_hooks",
+            "_global_backward_hooks", "_global_backward_pre_hooks")):
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+               or m._backward_pre_hooks for m in (seq, *seq))
+
+
 def init_ode_weights(module: nn.Module, std: float = 0.1) -> None:
     """Initialise every linear layer of ``module`` with ``N(0, std^2)`` weights and zero biases.
 
@@ -109,8 +122,18 @@ class LatentDynamics(nn.Module):
             nn.init.zeros_(self.linear.weight)
 
     def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """``dz/dt`` for a ``(B, dim)`` state; ``t`` is ignored (autonomous system)."""
-        out = self.net(z)
+        """``dz/dt`` for a ``(B, dim)`` state; ``t`` is ignored (autonomous system).
+
+        The solvers call this thousands of times per batch: without hooks on the layers it runs
+        each layer's ``forward`` directly (the same operations, without the module call's
+        Python layers, which cost about as much as the small products themselves).
+        """
+        if _hooked(self.net):
+            out = self.net(z)
+        else:
+            out = z
+            for layer in self.net:
+                out = layer.forward(out)
         if self.linear is not None:
             out = out + self.linear(z)
         return out

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .solve import cuda_graphs_allowed, integrate
+from .stepper import factors
 
 Func = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -56,9 +57,18 @@ class _ForwardSystem:
     def __init__(self, func: Func, direction: torch.Tensor) -> None:
         self.func = func
         self.direction = direction
+        self.forwards = all_forwards(direction)
 
     def __call__(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        if self.forwards:  # the products by +1 below: the same numbers, without 3 operations
+            return self.func(s, z)
         return self.direction.unsqueeze(-1) * self.func(self.direction * s, z)
+
+
+def all_forwards(direction: torch.Tensor) -> bool:
+    """Whether every series runs forwards (``direction`` all +1): then the systems skip their
+    products by the direction, which are exact (one host read per solve, at its start)."""
+    return bool((direction > 0).all())
 
 
 class _AdjointSystem:
@@ -85,6 +95,7 @@ class _AdjointSystem:
         self.param_grads = [torch.zeros_like(p) for p in self.params]
         self.layers, self.skip, activation = _mlp_layers(func, self.params)
         self.act, self.act_grad = MLP_ACTIVATIONS[activation]
+        self.forwards = all_forwards(direction)
 
     def start_step(self, h: torch.Tensor | None) -> None:
         self.h = h
@@ -102,7 +113,6 @@ class _AdjointSystem:
         layers = self.layers
         z = y[:, : self.dim]
         a = y[:, self.dim :]
-        d = self.direction.unsqueeze(-1)
         xs = [z]
         for w, bias in layers[:-1]:
             xs.append(self.act(torch.addmm(bias, xs[-1], w.t())))
@@ -110,11 +120,14 @@ class _AdjointSystem:
         out = torch.addmm(b_last, xs[-1], w_last.t())
         if self.skip is not None:  # f(z) = MLP(z) + A z
             out = out.addmm_(z, self.skip.t())
-        fz = d * out
-        g = a * d  # cotangent of the field f
+        d = self.direction.unsqueeze(-1)
+        fz = out if self.forwards else d * out  # (a product by +1: the same numbers)
+        g = a * d  # cotangent of the field f (contiguous, as the products below expect)
         b = self.weights[self.stage] if self.h is not None else 0.0
         self.stage += 1
         keep = b != 0.0 and bool(self.params)
+        if keep:
+            b = factors(self.weights, self.h)[self.stage - 1]
         gs = [g]
         for i in range(len(layers) - 1, 0, -1):
             ga = g @ layers[i][0]
@@ -162,15 +175,15 @@ class _AdjointSystem:
             if self.records:
                 keep = (accept & ~done).to(self.records[0][0].dtype)
                 grads = self.param_grads
+                # each stage's weight per series, formed once for all the layers
+                weights = [(rec[0] * keep).unsqueeze(-1) for rec in self.records]
                 for i in range(len(self.layers)):
-                    gw = torch.cat([rec[1][i] * (rec[0] * keep).unsqueeze(-1)
-                                    for rec in self.records])
+                    gw = torch.cat([rec[1][i] * w for rec, w in zip(self.records, weights)])
                     x = torch.cat([rec[2][i] for rec in self.records])
                     grads[2 * i].addmm_(gw.t(), x)
                     grads[2 * i + 1].add_(gw.sum(0))
                 if self.skip is not None:  # the field's cotangent times the state
-                    gw = torch.cat([rec[1][-1] * (rec[0] * keep).unsqueeze(-1)
-                                    for rec in self.records])
+                    gw = torch.cat([rec[1][-1] * w for rec, w in zip(self.records, weights)])
                     x = torch.cat([rec[2][0] for rec in self.records])
                     grads[-1].addmm_(gw.t(), x)
             self.records.clear()

@@ -135,6 +135,8 @@ def integrate(
     n_steps = torch.zeros(batch, dtype=torch.long, device=s.device)
     nonfinite = torch.zeros_like(n_steps)
     underflow = torch.zeros_like(done)
+    # constants of every iteration, made once (read, never written)
+    zero_h, zero_count, all_true = torch.zeros_like(h), torch.zeros_like(n_steps), ~underflow
 
     def body(state: list) -> list:
         """One iteration: a step of every series (finished ones take zero-length steps)."""
@@ -150,7 +152,7 @@ def integrate(
             target = s_out.gather(1, nxt.unsqueeze(1)).squeeze(1)
         remaining = target - s
         clipped = h >= remaining
-        h_eff = torch.where(done, torch.zeros_like(h), torch.minimum(h, remaining))
+        h_eff = torch.where(done, zero_h, torch.minimum(h, remaining))
         s_new = torch.where(clipped, target, s + h_eff)
         s_new = torch.where(done, s, s_new)
 
@@ -162,16 +164,16 @@ def integrate(
             ratio = error_ratio(err.detach(), y.detach(), y_new.detach(), cfg.rtol, cfg.atol)
             accept = (ratio <= 1.0) | done
             bad = ~torch.isfinite(ratio) & ~done
-            nonfinite = torch.where(bad, nonfinite + 1, torch.zeros_like(nonfinite))
+            nonfinite = torch.where(bad, nonfinite + 1, zero_count)
         else:
-            accept = torch.ones_like(done)
+            accept = all_true
             bad = ~torch.isfinite(y_new.detach()).all(-1) & ~done
             nonfinite = torch.where(bad, nonfinite + cfg.max_nonfinite + 1, nonfinite)
 
         if end_step is not None:
             end_step(accept, done)
 
-        acc = accept & ~done
+        acc = accept & ~done if tab.adaptive else ~done
         if record and dense:
             arrived = (s_out > s.unsqueeze(1)) & (s_out <= s_new.unsqueeze(1)) & acc.unsqueeze(1)
             f1 = ks[-1] if tab.fsal else system(s_new, y_new)
@@ -191,11 +193,18 @@ def integrate(
             if jump is not None:
                 y_new = jump(y_new, hit, nxt)
 
-        accept_c = accept.unsqueeze(-1)
-        y = torch.where(accept_c, y_new, y)
-        if k1 is not None:
-            k1 = torch.where(accept_c, ks[-1], k1)
-        s = torch.where(accept, s_new, s)
+        if tab.adaptive:
+            accept_c = accept.unsqueeze(-1)
+            y = torch.where(accept_c, y_new, y)
+            if k1 is not None:
+                k1 = torch.where(accept_c, ks[-1], k1)
+            s = torch.where(accept, s_new, s)
+        else:
+            # a fixed step is always accepted: the selections above would copy y_new and s_new.
+            # The state is taken through a view of y_new instead: like the selection, it sums
+            # the gradients of the next step's uses of the state before they join y_new's
+            # other uses (the same sums in the same order, so the same gradients to the bit)
+            y, s = y_new.view_as(y_new), s_new
         n_steps = n_steps + (~done).long()
 
         if controller is not None:

@@ -11,12 +11,37 @@ from .tableau import DOPRI5_C_MID, ButcherTableau
 System = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+# (coefficients, dtype) -> the same coefficients as 0-dim CPU tensors of that dtype
+_FACTORS: dict[tuple[tuple[float, ...], torch.dtype], tuple[torch.Tensor, ...]] = {}
+
+
+def factors(coeffs: tuple[float, ...], like: torch.Tensor) -> tuple[float | torch.Tensor, ...]:
+    """``coeffs`` as the multipliers of tensors like ``like``: on the CPU, 0-dim tensors of its
+    dtype (made once per dtype), elsewhere the floats themselves.
+
+    The products are the same numbers either way (a Python float is rounded to the tensor's
+    dtype before the product), but on the CPU a float costs a conversion of the scalar per
+    product, forwards and again backwards, about as much as the product itself at the solver's
+    sizes.
+    """
+    if like.device.type != "cpu" or not like.is_floating_point():
+        return coeffs
+    key = (coeffs, like.dtype)
+    out = _FACTORS.get(key)
+    if out is None:
+        # plain tensors even when first asked for under inference mode (autograd saves them)
+        with torch.inference_mode(False):
+            out = tuple(torch.tensor(c, dtype=like.dtype, device="cpu") for c in coeffs)
+        _FACTORS[key] = out
+    return out
+
+
 def _combine(coeffs: tuple[float, ...], ks: list[torch.Tensor]) -> torch.Tensor | None:
     acc = None
-    for c, k in zip(coeffs, ks):
+    for c, f, k in zip(coeffs, factors(coeffs, ks[0]), ks):
         if c == 0.0:
             continue
-        acc = c * k if acc is None else acc + c * k
+        acc = f * k if acc is None else acc + f * k
     return acc
 
 
@@ -51,6 +76,7 @@ def rk_step(
         The stage derivatives (the last is ``system(s + h, y_new)`` for FSAL methods).
     """
     hc = h.unsqueeze(-1)
+    c = factors(tab.c, h)
     ks = [system(s, y) if k1 is None else k1]
     y_new = None
     for i in range(1, tab.n_stages):
@@ -58,13 +84,17 @@ def rk_step(
         yi = y if incr is None else y + hc * incr
         if tab.fsal and i == tab.n_stages - 1:
             y_new = yi
-        ks.append(system(s + tab.c[i] * h, yi))
+        ks.append(system(s + c[i] * h, yi))
     if y_new is None:
         y_new = y + hc * _combine(tab.b, ks)
     err = None
     if tab.b_err is not None:
         err = hc * _combine(tab.b_err, ks)
     return y_new, err, ks
+
+
+# the integers of the dense output's coefficients (as :func:`factors`)
+_DENSE_FACTORS = (2.0, 3.0, 4.0, 5.0, 8.0, 11.0, 14.0, 16.0, 18.0, 32.0)
 
 
 class DenseOutput:
@@ -86,20 +116,21 @@ class DenseOutput:
     ) -> None:
         hc = h.unsqueeze(-1)
         f0 = ks[0]
+        n2, n3, n4, n5, n8, n11, n14, n16, n18, n32 = factors(_DENSE_FACTORS, y0)
         if tab.name == "dopri5":
             y_mid = y0 + hc * _combine(DOPRI5_C_MID, ks)
             self.coeffs = (
-                2 * hc * (f1 - f0) - 8 * (y1 + y0) + 16 * y_mid,
-                hc * (5 * f0 - 3 * f1) + 18 * y0 + 14 * y1 - 32 * y_mid,
-                hc * (f1 - 4 * f0) - 11 * y0 - 5 * y1 + 16 * y_mid,
+                n2 * hc * (f1 - f0) - n8 * (y1 + y0) + n16 * y_mid,
+                hc * (n5 * f0 - n3 * f1) + n18 * y0 + n14 * y1 - n32 * y_mid,
+                hc * (f1 - n4 * f0) - n11 * y0 - n5 * y1 + n16 * y_mid,
                 hc * f0,
                 y0,
             )
         else:  # cubic Hermite (leading zero: same Horner scheme as the quartic)
             self.coeffs = (
                 torch.zeros_like(y0),
-                2 * (y0 - y1) + hc * (f0 + f1),
-                3 * (y1 - y0) - hc * (2 * f0 + f1),
+                n2 * (y0 - y1) + hc * (f0 + f1),
+                n3 * (y1 - y0) - hc * (n2 * f0 + f1),
                 hc * f0,
                 y0,
             )
