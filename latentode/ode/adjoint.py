@@ -67,7 +67,11 @@ class _ForwardSystem:
 
 def all_forwards(direction: torch.Tensor) -> bool:
     """Whether every series runs forwards (``direction`` all +1): then the systems skip their
-    products by the direction, which are exact (one host read per solve, at its start)."""
+    products by the direction, which are exact (one host read per solve, at its start). On the
+    CPU only: elsewhere the read would wait for the device (and cannot run inside a captured
+    CUDA graph), so the products stay."""
+    if direction.device.type != "cpu":
+        return False
     return bool((direction > 0).all())
 
 
