@@ -118,8 +118,10 @@ def _model_and_series(seed: int = 0) -> tuple[LatentODE, list[Batch]]:
                          torch.full((20,), 20)) for i in range(0, 60, 20)]
 
 
-@pytest.mark.parametrize("criterion", ["coverage", "likelihood"])
-@pytest.mark.parametrize("structure", [False, True])
+@pytest.mark.parametrize(("criterion", "structure"), [
+    ("coverage", False), ("coverage", True), ("likelihood", True),
+    pytest.param("likelihood", False, marks=pytest.mark.slow),
+])
 def test_calibrate_spread_equals_the_former_path(monkeypatch, criterion, structure):
     model, series = _model_and_series()
     kwargs = dict(criterion=criterion, by_density="validated" if structure else True,

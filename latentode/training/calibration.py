@@ -212,16 +212,16 @@ def _tail_parts(rec: _HeldOut, tails: torch.Tensor | None, max_samples: int | No
     """``rec``'s values grouped by their calibrated tails ``tails`` (``(n,)``, None: the
     observation model's family everywhere), with the first ``max_samples`` posterior samples.
 
-    One CDF call per group and candidate factor instead of one over the whole record: the
-    calls of a record of mixed tails would otherwise evaluate the family everywhere and then
-    each Student-t on masked copies of its columns. Every function is elementwise per value
-    (the mean over the samples per value), so the values are those of the whole record."""
+    :func:`_losses` calls the CDF once per group (and chunk of candidates): over a record of
+    mixed tails, one call would evaluate the family everywhere and then each Student-t on
+    masked copies of its columns. Every function is elementwise per value (the mean over the
+    samples per value), so the values are those of the whole record."""
     dev = rec.dev.double()[:max_samples]
     if tails is None:
         return [_Part(None, rec.resid, dev, rec.sigma, rec.channel, None, base)]
     values = tails.unique()
-    if len(values) == 1:
-        df = None if math.isinf(float(values[0])) else tails
+    if len(values) <= 1:  # one kind of tails (or no value)
+        df = tails if len(values) and not math.isinf(float(values[0])) else None
         return [_Part(None, rec.resid, dev, rec.sigma, rec.channel, df, base)]
     parts = []
     for value in values.tolist():
@@ -244,7 +244,10 @@ def _losses(
     the observation model's family); ``max_samples`` keeps only the first posterior samples of
     each value (a cheaper, noisier predictive); ``base``, one ``(n,)`` tensor per record, makes
     the factors relative: value ``j`` is scored at ``base[j] * grid``. One pass over the records
-    serves every grouping.
+    serves every grouping; each record's values are evaluated in groups of equal tails
+    (:func:`_tail_parts`) and the candidates in chunks of about :data:`_CHUNK_ELEMENTS`
+    elements, one call of the CDF (or log-density) each; coverage is counted by the band of
+    levels each value's PIT falls in (whole numbers, the same sums in any order).
     Returns, per grouping, the ``(len(grid), G)`` losses (lower is better: the summed squared
     gaps of the coverage of :data:`COVERAGE_LEVELS`, or minus the summed log density) and the
     ``(G,)`` counts of values.
@@ -281,7 +284,7 @@ def _losses(
                     # for the levels from the first whose half is >= |PIT - 1/2| (the band)
                     pit = obs.calibrated_cdf(z, part.channel, part.df).mean(1)  # (P, n)
                     score = torch.searchsorted(half, (pit - 0.5).abs())
-                scores.append(score.expand(len(rel), -1))
+                scores.append(score)
             if len(parts) == 1:
                 score = scores[0]
             else:  # back to the record's order, so that the sums add in the same order
