@@ -189,6 +189,49 @@ Grouping = tuple[list[torch.Tensor], int]
 the number of groups."""
 
 
+#: at most about this many elements (candidates x samples x values) per call of the CDF in
+#: :func:`_losses`: the candidates of a record are evaluated in chunks that fit
+_CHUNK_ELEMENTS = 1 << 21
+
+
+class _Part(NamedTuple):
+    """The held-out values of one record that share their calibrated tails: what
+    :func:`_losses` evaluates in one call of the observation model's CDF (or log-density)."""
+
+    index: torch.Tensor | None  # (m,) their positions in the record (None: all of them)
+    resid: torch.Tensor  # (m,)
+    dev: torch.Tensor  # (S, m) float64
+    sigma: torch.Tensor  # (m,)
+    channel: torch.Tensor  # (m,)
+    df: torch.Tensor | None  # (m,) their common degrees of freedom (None: the family's)
+    base: torch.Tensor | None  # (m,) their base factors (None: none)
+
+
+def _tail_parts(rec: _HeldOut, tails: torch.Tensor | None, max_samples: int | None,
+                base: torch.Tensor | None) -> list[_Part]:
+    """``rec``'s values grouped by their calibrated tails ``tails`` (``(n,)``, None: the
+    observation model's family everywhere), with the first ``max_samples`` posterior samples.
+
+    :func:`_losses` calls the CDF once per group (and chunk of candidates): over a record of
+    mixed tails, one call would evaluate the family everywhere and then each Student-t on
+    masked copies of its columns. Every function is elementwise per value (the mean over the
+    samples per value), so the values are those of the whole record."""
+    dev = rec.dev.double()[:max_samples]
+    if tails is None:
+        return [_Part(None, rec.resid, dev, rec.sigma, rec.channel, None, base)]
+    values = tails.unique()
+    if len(values) <= 1:  # one kind of tails (or no value)
+        df = tails if len(values) and not math.isinf(float(values[0])) else None
+        return [_Part(None, rec.resid, dev, rec.sigma, rec.channel, df, base)]
+    parts = []
+    for value in values.tolist():
+        index = torch.nonzero(tails == value).squeeze(1)
+        parts.append(_Part(index, rec.resid[index], dev[:, index], rec.sigma[index],
+                           rec.channel[index], None if math.isinf(value) else tails[index],
+                           None if base is None else base[index]))
+    return parts
+
+
 def _losses(
     records: list[_HeldOut], groupings: list[Grouping], criterion: str, obs: ObservationModel,
     tails: list[torch.Tensor] | None = None, grid: torch.Tensor | None = None,
@@ -201,7 +244,10 @@ def _losses(
     the observation model's family); ``max_samples`` keeps only the first posterior samples of
     each value (a cheaper, noisier predictive); ``base``, one ``(n,)`` tensor per record, makes
     the factors relative: value ``j`` is scored at ``base[j] * grid``. One pass over the records
-    serves every grouping.
+    serves every grouping; each record's values are evaluated in groups of equal tails
+    (:func:`_tail_parts`) and the candidates in chunks of about :data:`_CHUNK_ELEMENTS`
+    elements, one call of the CDF (or log-density) each; coverage is counted by the band of
+    levels each value's PIT falls in (whole numbers, the same sums in any order).
     Returns, per grouping, the ``(len(grid), G)`` losses (lower is better: the summed squared
     gaps of the coverage of :data:`COVERAGE_LEVELS`, or minus the summed log density) and the
     ``(G,)`` counts of values.
@@ -209,28 +255,53 @@ def _losses(
     device = records[0].resid.device if records else torch.device("cpu")
     grid = (SCALE_GRID if grid is None else grid).to(device)
     levels = torch.tensor(COVERAGE_LEVELS, dtype=torch.float64, device=device)
-    width = 1 if criterion == "likelihood" else len(levels)
+    half = levels / 2
+    n_levels = len(levels)
+    width = 1 if criterion == "likelihood" else n_levels
     totals = [torch.zeros(len(grid), width, n, dtype=torch.float64, device=device)
               for _, n in groupings]
     counts = [torch.zeros(n, dtype=torch.float64, device=device) for _, n in groupings]
     for i, rec in enumerate(records):
         for (groups, n), count in zip(groupings, counts):
             count += torch.bincount(groups[i], minlength=n).double()
-        dev = rec.dev.double()[:max_samples]
-        df = None if tails is None else tails[i]
-        for g, rel in enumerate(grid):
-            a = rel if base is None else rel * base[i]
-            z = (rec.resid / a - dev) / rec.sigma  # (S, n)
-            if criterion == "likelihood":
-                score = (torch.logsumexp(obs.calibrated_log_pdf(z, rec.channel, df), dim=0)
-                         - math.log(dev.shape[0]) - torch.log(a * rec.sigma))
-                score = score.unsqueeze(0)  # (1, n)
-            else:  # inside each central interval: |PIT - 1/2| <= level / 2
-                pit = obs.calibrated_cdf(z, rec.channel, df).mean(0)  # (n,)
-                score = ((pit - 0.5).abs().unsqueeze(0)
-                         <= levels.unsqueeze(1) / 2).double()  # (L, n)
-            for (groups, _), total in zip(groupings, totals):
-                total[g].index_add_(1, groups[i], score)
+        parts = _tail_parts(rec, None if tails is None else tails[i], max_samples,
+                            None if base is None else base[i])
+        n_values = len(rec.resid)
+        # candidates in chunks: one call of the CDF per chunk and group of tails
+        n_samples = parts[0].dev.shape[0]
+        step = max(1, _CHUNK_ELEMENTS // max(1, n_samples * n_values))
+        for g0 in range(0, len(grid), step):
+            rel = grid[g0:g0 + step].unsqueeze(1)  # (P, 1)
+            scores = []
+            for part in parts:
+                a = rel if part.base is None else rel * part.base  # (P, 1) or (P, n)
+                z = ((part.resid / a).unsqueeze(1) - part.dev) / part.sigma  # (P, S, n)
+                if criterion == "likelihood":
+                    score = (torch.logsumexp(obs.calibrated_log_pdf(z, part.channel, part.df),
+                                             dim=1)
+                             - math.log(n_samples) - torch.log(a * part.sigma))  # (P, n)
+                else:  # inside the central interval of level L: |PIT - 1/2| <= L / 2, i.e.
+                    # for the levels from the first whose half is >= |PIT - 1/2| (the band)
+                    pit = obs.calibrated_cdf(z, part.channel, part.df).mean(1)  # (P, n)
+                    score = torch.searchsorted(half, (pit - 0.5).abs())
+                scores.append(score)
+            if len(parts) == 1:
+                score = scores[0]
+            else:  # back to the record's order, so that the sums add in the same order
+                score = scores[0].new_empty(len(rel), n_values)
+                for part, part_score in zip(parts, scores):
+                    score.index_copy_(1, part.index, part_score)
+            for (groups, n), total in zip(groupings, totals):
+                if criterion == "likelihood":
+                    for p in range(len(rel)):
+                        total[g0 + p].index_add_(1, groups[i], score[p].unsqueeze(0))
+                else:  # values inside per candidate, level and group: counts of the bands,
+                    # cumulated (whole numbers: the same sums in any order)
+                    at = (torch.arange(len(rel), device=device).unsqueeze(1) * n
+                          + groups[i]) * (n_levels + 1) + score
+                    band = torch.bincount(at.reshape(-1), minlength=len(rel) * n * (n_levels + 1))
+                    inside = band.view(len(rel), n, n_levels + 1).cumsum(2)[..., :n_levels]
+                    total[g0:g0 + len(rel)] += inside.transpose(1, 2).double()
     out = []
     for total, count in zip(totals, counts):
         if criterion == "likelihood":
@@ -239,6 +310,17 @@ def _losses(
             coverage = total / count.clamp(min=1.0)  # (G, L, groups)
             out.append((((coverage - levels.view(1, -1, 1)) ** 2).sum(1), count))
     return out
+
+
+def _counts(grouping: Grouping) -> torch.Tensor:
+    """The ``(G,)`` numbers of values per group of ``grouping``, as :func:`_losses` counts
+    them (float64)."""
+    groups, n = grouping
+    count = torch.zeros(n, dtype=torch.float64,
+                        device=groups[0].device if groups else torch.device("cpu"))
+    for g in groups:
+        count += torch.bincount(g, minlength=n).double()
+    return count
 
 
 def _best_factors(
@@ -417,8 +499,16 @@ def _fit_cell_factors(
     tails = ([spread.tails(r.gap, r.beyond, r.channel).double() for r in records]
              if spread.has_tails() else None)
     density = _densities(spread, records)
-    [(best_cell, count_cell, _), (best_kind, count_kind, _)] = _best_factors(
-        records, [cells, kinds], criterion, obs, tails, base=density, strides=strides)
+    # the factors of the kinds and channels serve only the cells with too few values
+    count_cell = _counts(cells)
+    if bool((count_cell >= min_values).all()):
+        [(best_cell, count_cell, _)] = _best_factors(records, [cells], criterion, obs, tails,
+                                                     base=density, strides=strides)
+        best_kind = torch.ones(n_kinds * n_ch, dtype=best_cell.dtype, device=best_cell.device)
+        count_kind = torch.zeros_like(best_kind)  # unused: every cell has enough values
+    else:
+        [(best_cell, count_cell, _), (best_kind, count_kind, _)] = _best_factors(
+            records, [cells, kinds], criterion, obs, tails, base=density, strides=strides)
     scale = channel_scale.to(best_cell.dtype)
     kind_rel = torch.where((count_kind >= min_values).view(n_kinds, n_ch),
                            best_kind.view(n_kinds, n_ch) / scale,
@@ -735,14 +825,25 @@ def _gate_density(
     equal ones (the kinds' factors and levels are fitted apart, so the choices are
     independent), and the calibration is that of the chosen slopes. The choice and the losses
     are stored in ``spread.density_shrink`` and ``spread.density_losses``.
+
+    ``spread.factors`` on entry are the gap factors of the whole slope (as
+    :func:`_fit_gap_spread` leaves them): shrinkage 1 reuses them, and a mixed choice takes
+    each kind's factors from its shrinkage's fit (a kind's factors depend only on its own
+    values), so that only the level is fitted again.
     """
     slope = spread.density_slope.clone()
     start = model.spread_scale.clone()
-    losses, fits = [], []
+    whole = spread.factors.clone()  # the gap factors of the whole slope
+    losses, fits, gap_factors = [], [], []
     for shrink in DENSITY_SHRINKAGES:
         model.spread_scale.copy_(start)
         spread.density_slope.copy_(slope * shrink)
-        _fit_cell_factors(spread, structure, channel_scale, criterion, obs, min_values, strides)
+        if shrink == 1.0:
+            spread.factors.copy_(whole)
+        else:
+            _fit_cell_factors(spread, structure, channel_scale, criterion, obs, min_values,
+                              strides)
+        gap_factors.append(spread.factors.clone())
         _fit_level(model, spread, records, forecast_split, criterion, obs, min_values)
         losses.append(_density_loss(model, spread, records, criterion, obs, min_values))
         fits.append((model.spread_scale.clone(), spread.factors.clone()))
@@ -755,9 +856,10 @@ def _gate_density(
         scale, factors = fits[int(pick[0])]
         model.spread_scale.copy_(scale)
         spread.factors.copy_(factors)
-    else:
+    else:  # each kind's gap factors of its shrinkage, and their level
         model.spread_scale.copy_(start)
-        _fit_cell_factors(spread, structure, channel_scale, criterion, obs, min_values, strides)
+        spread.factors.copy_(torch.stack([gap_factors[int(p)][kind]
+                                          for kind, p in enumerate(pick.tolist())]))
         _fit_level(model, spread, records, forecast_split, criterion, obs, min_values)
     spread.density_shrink.copy_(choice)
     spread.density_losses.copy_(table.to(spread.density_losses.dtype))
@@ -789,10 +891,19 @@ def _fit_level(
     base, tails = _calibrated(scale, spread, records)
     by_kind = ([r.beyond.long() for r in records], kinds)
     pooled = ([torch.zeros_like(r.channel) for r in records], 1)
-    # multipliers of ``grid`` on top of ``base``, searched coarse to fine
-    [(per_kind, count_kind, _), (overall, count, _)] = _best_factors(
-        records, [by_kind, pooled], criterion, obs, tails, grid, base=base,
-        strides=LEVEL_STRIDES)
+    # multipliers of ``grid`` on top of ``base``, searched coarse to fine; the pooled one
+    # serves only without the gap spread or for a kind with too few values
+    count_kind = _counts(by_kind)
+    use_pooled = spread is None or bool((count_kind < min_values).any())
+    groupings = ([by_kind] if spread is not None else []) + ([pooled] if use_pooled else [])
+    fitted = _best_factors(records, groupings, criterion, obs, tails, grid, base=base,
+                           strides=LEVEL_STRIDES)
+    if spread is not None:
+        per_kind, count_kind, _ = fitted[0]
+    if use_pooled:
+        overall, count, _ = fitted[-1]
+    else:
+        overall, count = torch.ones_like(count_kind[:1]), count_kind.sum(0, keepdim=True)
     one = torch.where(count >= min_values, overall, torch.ones_like(overall))
     level = (torch.where(count_kind >= min_values, per_kind, one) if spread is not None
              else one.expand(kinds))
