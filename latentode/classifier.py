@@ -13,7 +13,7 @@ import numbers
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from numbers import Real
 from typing import Any, ClassVar
 
@@ -206,6 +206,13 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         whether the validation series choose how much of its slope to keep
         (``"validated"``, the default), as for the regressor (files saved before the
         parameter existed load with False).
+    lr_schedule : {None, "cosine", "linear"} or callable, default=None
+        The learning rate of every epoch, as for the regressor (``"cosine"``: from ``lr`` at
+        the first epoch to ``min_lr`` at the last; None, with which files saved before the
+        parameter existed load: constant, or ``lr_decay``'s); not with ``lr_decay``.
+    min_lr : float or None, default=None
+        The schedule's last learning rate (None: ``lr / 100``), a callable's floor, or
+        ``lr_decay``'s floor (None: ``lr / 10``), as for the regressor.
 
     Attributes
     ----------
@@ -368,6 +375,8 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         point_samples: int = POINT_SAMPLES,
         forecast_mode: str = "swap",
         calibration_density: bool | str = "validated",
+        lr_schedule: str | Callable[[int, int], float] | None = None,
+        min_lr: float | None = None,
     ) -> None:
         super().__init__(
             latent_dim=latent_dim, encoder=encoder, rec_dim=rec_dim, units=units,
@@ -389,7 +398,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             posterior_time=posterior_time, input_fences=input_fences,
             calibration_structure=calibration_structure, point_prediction=point_prediction,
             point_samples=point_samples, forecast_mode=forecast_mode,
-            calibration_density=calibration_density,
+            calibration_density=calibration_density, lr_schedule=lr_schedule, min_lr=min_lr,
         )
         self.classifier = classifier
         self.ce_weight = ce_weight

@@ -62,6 +62,7 @@ from .training import (
 from .training import distributed as _distd
 from .training.calibration import CALIBRATION_STRUCTURES, DENSITY_OPTIONS
 from .training.metrics import REGRESSOR_SCORINGS
+from .training.schedule import LR_SCHEDULES, check_lr_schedule
 from .uncertainty import check_quantiles, quantile_label
 from .utils import (
     draw_seed,
@@ -92,7 +93,8 @@ _ADDED_PARAMS: dict[str, Any] = {"scoring": "loss", "callbacks": None,
                                   "calibration_structure": "validation",
                                   "point_prediction": "posterior_mean",
                                   "point_samples": POINT_SAMPLES, "forecast_mode": "swap",
-                                  "calibration_density": False}
+                                  "calibration_density": False, "lr_schedule": None,
+                                  "min_lr": None}
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -245,9 +247,10 @@ class LatentODERegressor(BaseEstimator):
     lr : float, default=1e-2
         Learning rate (Adamax).
     lr_decay : float or None, default=None
-        Multiply the learning rate by this factor after every epoch, down to ``lr / 10`` (the
-        reference decays by 0.999 per mini-batch, about 0.88 per epoch on PhysioNet). None keeps
-        it constant. Must lie in (0, 1].
+        Multiply the learning rate by this factor after every epoch, down to ``min_lr``
+        (default ``lr / 10``; the reference decays by 0.999 per mini-batch, about 0.88 per epoch
+        on PhysioNet). None keeps it constant (or follows ``lr_schedule``). Must lie in (0, 1];
+        not with ``lr_schedule``.
     kl_warmup : float, "exponential", callable or None, default=10
         KL warm-up: the KL weight ramps linearly to 1 over this many epochs; ``"exponential"``
         uses the reference schedule; a callable ``(epoch, step) -> weight`` gives the weight
@@ -682,6 +685,28 @@ class LatentODERegressor(BaseEstimator):
         none, with the same point predictions, for a few seconds more of calibration. False
         (files and pickles saved before the parameter existed load with it): no density
         factor, the former calibration to the bit.
+    lr_schedule : {None, "cosine", "linear"} or callable, default=None
+        The learning rate of every epoch, set at the epoch's start (per epoch, as ``lr_decay``;
+        :func:`latentode.training.lr_at`; ``history_.records[e]["lr"]``): ``"cosine"`` anneals
+        from ``lr`` at the first epoch to ``min_lr`` at the last, ``lr_e = min_lr + (lr -
+        min_lr) * (1 + cos(pi * e / (max_epochs - 1))) / 2`` (PyTorch's ``CosineAnnealingLR``
+        with ``T_max = max_epochs - 1``, so that the last epoch trains at ``min_lr``);
+        ``"linear"`` goes from ``lr`` to ``min_lr`` along a line (``LinearLR``); a callable
+        ``(epoch, max_epochs) -> factor`` (``epoch`` from 0) trains each epoch at ``lr *
+        factor``, floored at ``min_lr`` when given (e.g. a constant rate, then a decay: not
+        saved by :meth:`save`, which needs JSON; pickle the estimator). None (files and
+        pickles saved before the parameter existed load with it): a constant rate, or
+        ``lr_decay``'s. The schedule spans ``max_epochs``, so early stopping may end the fit
+        before it reaches ``min_lr`` (set ``early_stopping=False`` to anneal fully). With
+        ``warm_start`` every call to :meth:`fit` runs the schedule afresh over its
+        ``max_epochs``, from ``lr`` (a warm restart, as in SGDR; the optimiser is new too). An
+        option, not the default (spirals, docs/results/spirals.md).
+    min_lr : float or None, default=None
+        The lowest learning rate: with ``"cosine"`` or ``"linear"`` the last epoch's (None:
+        ``lr / 100``, a 100-fold anneal whose last epoch still trains; 0 is allowed, as
+        PyTorch's ``eta_min``), with a callable its floor (None: none), with ``lr_decay`` its
+        floor (None: ``lr / 10``, the reference's). Unused with a constant learning rate. Must
+        lie in [0, ``lr``].
 
     Attributes
     ----------
@@ -851,6 +876,9 @@ class LatentODERegressor(BaseEstimator):
         "forecast_mode": [Options(FORECAST_MODES)],
         "calibration_density": [Boolean(),
                                 Options(tuple(o for o in DENSITY_OPTIONS if isinstance(o, str)))],
+        "lr_schedule": [None, Options(LR_SCHEDULES), IsCallable()],
+        "min_lr": [None, Interval(Real, 0, None, closed="left",
+                                  description="be a non-negative finite number")],
     }
 
     #: Parameters read again by every prediction and :meth:`score` (so ``set_params`` on a
@@ -917,6 +945,8 @@ class LatentODERegressor(BaseEstimator):
         point_samples: int = POINT_SAMPLES,
         forecast_mode: str = "swap",
         calibration_density: bool | str = "validated",
+        lr_schedule: str | Callable[[int, int], float] | None = None,
+        min_lr: float | None = None,
     ) -> None:
         self.latent_dim = latent_dim
         self.encoder = encoder
@@ -975,6 +1005,8 @@ class LatentODERegressor(BaseEstimator):
         self.point_samples = point_samples
         self.forecast_mode = forecast_mode
         self.calibration_density = calibration_density
+        self.lr_schedule = lr_schedule
+        self.min_lr = min_lr
 
     # ------------------------------------------------------------------ sklearn plumbing
     # metadata routing: ``df`` is the data (scikit-learn's ``X``), never metadata to request
@@ -1160,6 +1192,9 @@ class LatentODERegressor(BaseEstimator):
         :meth:`_refresh_model`, :meth:`_loss_options`, :meth:`_calibrates`,
         :meth:`_check_distributed`)."""
         self._validate_params()
+        # lr_schedule with lr_decay, min_lr above lr (the training layer's check, before the data)
+        check_lr_schedule(self.lr_schedule, self.lr_decay, float(self.lr),
+                          None if self.min_lr is None else float(self.min_lr))
         distributed = _distd.is_distributed()
         if distributed:
             self._check_distributed()
@@ -1311,6 +1346,8 @@ class LatentODERegressor(BaseEstimator):
             generator=make_generator(int(seeds[2]), device), obs_dropout=float(self.obs_dropout),
             obs_weighting=self.obs_weighting, forecast_split=split,
             lr_decay=None if self.lr_decay is None else float(self.lr_decay),
+            lr_schedule=self.lr_schedule,
+            min_lr=None if self.min_lr is None else float(self.min_lr),
             distributed=distributed, loss_options=self._loss_options(),
             callbacks=check_callbacks(self.callbacks),
             forecast_share=float(self.forecast_share),

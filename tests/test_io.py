@@ -315,8 +315,8 @@ CONFIG_CASES = {
     "kl_warmup": (_set("params", "kl_warmup", [1, 2]), "kl_warmup must be None"),
     "param device": (_set("params", "device", "tpu"), "params: device must be 'auto'"),
     "param device type": (_set("params", "device", 3), "params: device must be"),
-    "unknown param": (_set("params", "lr_schedule", 3),
-                      "params: unknown parameters ['lr_schedule']"),
+    "unknown param": (_set("params", "lr_warmup", 3),
+                      "params: unknown parameters ['lr_warmup']"),
     "params not an object": (_set(None, "params", [1]), "params must be a JSON object"),
     # the top level
     "format_version future": (_set(None, "format_version", FORMAT_VERSION + 1),

@@ -25,6 +25,7 @@ from .objective import (
     split_forecast,
     validation_tasks,
 )
+from .schedule import LR_SCHEDULES, LRSchedule, lr_at
 
 __all__ = [
     "fit_model",
@@ -56,4 +57,7 @@ __all__ = [
     "validation_tasks",
     "FORECAST_RANGE",
     "FORECAST_MODES",
+    "LR_SCHEDULES",
+    "LRSchedule",
+    "lr_at",
 ]

@@ -32,6 +32,7 @@ from .objective import (
     mix_forecast,
     split_forecast,
 )
+from .schedule import LRSchedule, check_lr_schedule, lr_at
 
 __all__ = ["fit_model", "OPTIMIZERS", "TrainingFailedError"]
 
@@ -129,6 +130,7 @@ def fit_model(
     forecast_range: tuple[float, float] = FORECAST_RANGE,
     weight_averaging: float = 0.0,
     forecast_mode: str = "swap",
+    lr_schedule: LRSchedule | None = None,
 ) -> History:
     """Train a :class:`~latentode.nn.LatentODE` by minimising its negative IWAE bound.
 
@@ -177,8 +179,11 @@ def fit_model(
         Clip the global gradient norm to this value.
     lr_decay : float, optional
         Multiply the learning rate by this factor after every epoch, down to ``min_lr``.
+        Not with ``lr_schedule``.
     min_lr : float, optional
-        Floor of the decayed learning rate (default ``lr / 10``, as in the reference).
+        Floor of the decayed learning rate (default ``lr / 10``, as in the reference); with
+        ``lr_schedule``, the rate of the last epoch (default ``lr / 100``) or a callable's
+        floor (default none). Must lie in ``[0, lr]``.
     weight_decay : float
         Optimiser weight decay.
     min_delta : float
@@ -263,6 +268,13 @@ def fit_model(
         ``1 / (1 + forecast_share)`` and its values after the fixed split, forecast from its
         past, with weight ``forecast_share / (1 + forecast_share)``. Unused when
         ``forecast_share=0``.
+    lr_schedule : {"cosine", "linear"}, callable or None
+        The learning rate of every epoch, set on the optimiser at the epoch's start
+        (:func:`~latentode.training.schedule.lr_at`): ``"cosine"`` anneals from ``lr`` at the
+        first epoch to ``min_lr`` at epoch ``max_epochs - 1``, ``"linear"`` likewise along a
+        line; a callable ``(epoch, max_epochs) -> factor`` trains epoch ``epoch`` (from 0) at
+        ``lr * factor``. None: constant, or ``lr_decay``'s factor. The schedule runs over this
+        call's ``max_epochs`` (early stopping may end the fit before ``min_lr``).
 
     Returns
     -------
@@ -317,6 +329,7 @@ def fit_model(
         raise ValueError("forecast_share and forecast_split are two training tasks; give one.")
     if lr_decay is not None and not 0.0 < lr_decay <= 1.0:
         raise ValueError(f"lr_decay must lie in (0, 1], got {lr_decay!r}.")
+    check_lr_schedule(lr_schedule, lr_decay, lr, min_lr)
     if distributed and not (torch.distributed.is_available()
                             and torch.distributed.is_initialized()):
         raise ValueError("distributed=True needs an initialised torch.distributed process group "
@@ -395,6 +408,10 @@ def fit_model(
     try:
         for epoch in range(max_epochs):
             start = time.perf_counter()
+            if lr_schedule is not None:
+                epoch_lr = lr_at(lr_schedule, epoch, max_epochs, lr, min_lr)
+                for group in opt.param_groups:
+                    group["lr"] = epoch_lr
             model.train()
             acc = torch.zeros(5, device=device, dtype=acc_dtype)  # loss, nll, kl, mse, n_obs
             n_batches = n_skipped = 0
