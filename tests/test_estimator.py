@@ -148,7 +148,8 @@ def test_fixed_step_solver_default_step_is_accurate(df):
     rk4 step per requested interval (``step_size`` huge) is visibly wrong on the same model.
     """
     def forecast(**params) -> np.ndarray:
-        est = LatentODERegressor(**{**TINY, "max_epochs": 0, **params}).fit(df)
+        # point forecasts: no interval calibration
+        est = LatentODERegressor(**{**TINY, "max_epochs": 0, "calibrate": False, **params}).fit(df)
         with torch.no_grad():
             for p in est.model_.dynamics.parameters():
                 p.mul_(3.0)
@@ -294,7 +295,7 @@ def test_warm_start_refuses_a_changed_readout_reach(df, tmp_path):
     import zipfile
 
     est = LatentODERegressor(**{**TINY, "max_epochs": 1}, readout="neighbours",
-                             readout_reach="spacing").fit(df)
+                             readout_reach="spacing", calibrate=False).fit(df)  # no intervals
     assert est.model_.hparams["readout_reach"] == "spacing"
     model = est.model_
     est.set_params(warm_start=True, readout_reach="window")
