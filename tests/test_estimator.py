@@ -270,7 +270,8 @@ def test_failed_warm_start_keeps_previous_fit(df):
 def test_warm_start_refuses_a_changed_network_parameter(df):
     """A warm start continues the fitted network: a parameter that shapes it may not change
     (it was silently kept), one the fitted network does not use may."""
-    est = LatentODERegressor(**{**TINY, "max_epochs": 1}).fit(df)
+    # parameters, solver settings and point predictions: no interval calibration
+    est = LatentODERegressor(**{**TINY, "max_epochs": 1, "calibrate": False}).fit(df)
     model = est.model_
     est.set_params(warm_start=True, latent_dim=5)
     with pytest.raises(ValueError, match=re.escape(
@@ -335,7 +336,8 @@ def test_warm_start_refuses_a_changed_readout_reach(df, tmp_path):
 
 def test_warm_start_applies_the_solver_settings(df, tmp_path):
     """The solver's settings of a warm start are this fit's (they were the first fit's)."""
-    est = LatentODERegressor(**{**TINY, "max_epochs": 1}).fit(df)
+    # parameters, solver settings and point predictions: no interval calibration
+    est = LatentODERegressor(**{**TINY, "max_epochs": 1, "calibrate": False}).fit(df)
     assert est.model_.method == "dopri5"
     est.set_params(warm_start=True, solver="rk4", step_size=0.25, rtol=1e-2).fit(df)
     assert (est.model_.method, est.model_.step_size, est.model_.rtol) == ("rk4", 0.25, 1e-2)
