@@ -131,6 +131,11 @@ STOPS = {"callback_rank0": (0, "callback", 1), "callback_rank1": (1, "callback",
          "keyboard_rank1": (1, "keyboard", 1), "sigint_rank0": (0, "sigint", 6)}
 
 
+#: the ``stop`` mode's fits: their stops, histories and weights are compared, not their
+#: intervals (the ``train`` mode's estimator checks the calibration across ranks)
+STOP_PARAMS = dict(verbose=0, calibrate=False)
+
+
 def run_stops(rank: int) -> dict:
     """The ``stop`` mode: one fit per entry of :data:`STOPS`, then one with early stopping."""
     results = {}
@@ -138,7 +143,7 @@ def run_stops(rank: int) -> dict:
         results[name] = _stop_figures(_fit_stopped_by(rank == who, how, when))
         results[name]["sigint_restored"] = (signal.getsignal(signal.SIGINT)
                                             is signal.default_int_handler)
-    est = LatentODERegressor(**{**EST_PARAMS, "verbose": 0, "max_epochs": 8,
+    est = LatentODERegressor(**{**EST_PARAMS, **STOP_PARAMS, "max_epochs": 8,
                                 "early_stopping": True, "patience": 1, "lr": 0.3}).fit(frame())
     results["early_stopping"] = _stop_figures(est)
     return results
@@ -166,7 +171,7 @@ def _fit_stopped_by(me: bool, how: str, when: int) -> LatentODERegressor:
 
     LatentODE.loss = loss
     try:
-        return LatentODERegressor(**{**EST_PARAMS, "verbose": 0, "max_epochs": 6,
+        return LatentODERegressor(**{**EST_PARAMS, **STOP_PARAMS, "max_epochs": 6,
                                      "callbacks": [on_epoch_end]}).fit(frame())
     finally:
         LatentODE.loss = original

@@ -32,10 +32,24 @@ def _run(bench, *argv):
         return bench.main(["--suite", "walk", *TINY, *argv])
 
 
-def test_draws_and_extra_series_leave_the_single_draw_figures_unchanged(bench) -> None:
-    one = _run(bench)
+#: the runs of :func:`many`: three hidings of the test values, six more test series
+MANY = ("--test-draws", "3", "--extra-test", "6")
+
+
+@pytest.fixture(scope="module")
+def one(bench) -> pd.DataFrame:
+    """The suite's plain run (one draw), shared by the tests that only read it."""
+    return _run(bench)
+
+
+@pytest.fixture(scope="module")
+def many(bench) -> pd.DataFrame:
+    """The same fit measured with :data:`MANY`, shared by the tests that only read it."""
+    return _run(bench, *MANY)
+
+
+def test_draws_and_extra_series_leave_the_single_draw_figures_unchanged(one, many) -> None:
     assert not [c for c in one.columns if c.endswith((" mean", " se", " sd"))]
-    many = _run(bench, "--test-draws", "3", "--extra-test", "6")
     same = [c for c in one.columns if c != "fit s"]
     pd.testing.assert_frame_equal(one[same], many[same])  # same fit, same single draw
     row = many.loc["walk"]
@@ -164,8 +178,8 @@ def test_truncated_copies_share_their_original_group(bench) -> None:
     assert bench._group_col(args) == "group"
 
 
-def test_the_suite_scores_the_baselines_on_the_same_points(bench) -> None:
-    table = _run(bench)
+def test_the_suite_scores_the_baselines_on_the_same_points(one) -> None:
+    table = one
     row = table.loc["walk"]
     mse = {c: row[c] for c in table.columns if "MSE" in c}
     assert set(mse) == {"interp MSE", "interp linear MSE", "interp LOCF MSE", "interp mean MSE",
@@ -205,13 +219,12 @@ def test_clean_validation_splits_the_originals_before_the_copies(bench) -> None:
     assert bench._validation(bench.argparse.Namespace()) == "pooled"
 
 
-def test_recalibrate_series_add_the_recalibrated_model_beside_the_fit(bench) -> None:
+def test_recalibrate_series_add_the_recalibrated_model_beside_the_fit(bench, many) -> None:
     """``--recalibrate-series N``: the same fit, recalibrated on N new series of the process;
     the fit's own columns unchanged, the recalibrated model's coverage beside them."""
-    one = _run(bench, "--test-draws", "2", "--extra-test", "4")
-    recal = _run(bench, "--test-draws", "2", "--extra-test", "4", "--recalibrate-series", "30")
-    same = [c for c in one.columns if c != "fit s"]
-    pd.testing.assert_frame_equal(one[same], recal[same])
+    recal = _run(bench, *MANY, "--recalibrate-series", "30")
+    same = [c for c in many.columns if c != "fit s"]
+    pd.testing.assert_frame_equal(many[same], recal[same])
     row = recal.loc["walk"]
     for task in ("interp", "extrap"):
         for level in (50, 90):

@@ -29,6 +29,9 @@ from latentode.datasets import make_oscillator_classes
 from latentode.nn.classifier import weighted_cross_entropy
 
 #: a small encoder-only classifier: trains in seconds
+#: TINY without the interval calibration, for tests of labels and predict_proba alone (the
+#: latent spread's calibration leaves the probabilities unchanged)
+PROBA = {**TINY, "calibrate": False}
 FAST = {**TINY, "classifier": "encoder", "rec_dim": 12, "units": 24, "gru_units": 16,
         "latent_dim": 4, "batch_size": 20}
 
@@ -119,15 +122,15 @@ def test_class_weight_changes_the_loss_as_expected(class_weight):
 # ------------------------------------------------------------------------------ labels
 def test_label_forms_agree(small):
     df, y = small
-    by_id = LatentODEClassifier(**TINY).fit(df, y)
-    per_row = LatentODEClassifier(**TINY).fit(df, df["id"].map(y))
-    as_array = LatentODEClassifier(**TINY).fit(df, df["id"].map(y).to_numpy())
+    by_id = LatentODEClassifier(**PROBA).fit(df, y)
+    per_row = LatentODEClassifier(**PROBA).fit(df, df["id"].map(y))
+    as_array = LatentODEClassifier(**PROBA).fit(df, df["id"].map(y).to_numpy())
     for other in (per_row, as_array):
         pd.testing.assert_frame_equal(other.predict_proba(df), by_id.predict_proba(df))
     # string labels, partly given on rows only (NaN rows ignored)
     names = df["id"].map(y).map({0: "slow", 1: "fast"}).astype(object)
     names.iloc[1::2] = np.nan
-    clf = LatentODEClassifier(**TINY).fit(df, names)
+    clf = LatentODEClassifier(**PROBA).fit(df, names)
     assert list(clf.classes_) == ["fast", "slow"]
     assert set(clf.predict(df)) <= {"fast", "slow"}
 
@@ -320,18 +323,18 @@ def test_class_weight_of_a_class_absent_from_a_fold(small):
     rare = y.copy()
     rare.iloc[0] = 2  # a third class held by one series
     weights = {0: 1.0, 1: 2.0, 2: 5.0}
-    scores = cross_val_score(LatentODEClassifier(**{**TINY, "max_epochs": 1,
+    scores = cross_val_score(LatentODEClassifier(**{**PROBA, "max_epochs": 1,
                                                     "class_weight": weights}),
                              df, df["id"].map(rare), groups=df["id"], cv=GroupKFold(3),
                              error_score="raise")
     assert np.isfinite(scores).all()
-    two = LatentODEClassifier(**{**TINY, "max_epochs": 1, "class_weight": weights})
+    two = LatentODEClassifier(**{**PROBA, "max_epochs": 1, "class_weight": weights})
     assert list(two.fit(df, y).classes_) == [0, 1]
     assert two._class_weights(two.classes_, np.array([0, 1])).tolist() == [1.0, 2.0]
     with pytest.raises(ValueError, match="class_weight has a weight for 2, which is not a class"):
-        LatentODEClassifier(**{**TINY, "class_weight": {1: 2.0, 2: 5.0}}).fit(df, y)
+        LatentODEClassifier(**{**PROBA, "class_weight": {1: 2.0, 2: 5.0}}).fit(df, y)
     with pytest.raises(ValueError, match=r"class_weight\[2\] must be a non-negative"):
-        LatentODEClassifier(**{**TINY, "class_weight": {0: 1.0, 1: 2.0, 2: -1.0}}).fit(df, y)
+        LatentODEClassifier(**{**PROBA, "class_weight": {0: 1.0, 1: 2.0, 2: -1.0}}).fit(df, y)
 
 
 def test_string_classes_and_class_weight_dict_survive_saving(small, tmp_path):
@@ -350,13 +353,13 @@ def test_string_classes_and_class_weight_dict_survive_saving(small, tmp_path):
 def test_pipeline_and_group_cross_validation(small):
     df, y = small
     renamed = df.rename(columns={"id": "stay", "t": "hours"})
-    pipe = Pipeline([("identity", FunctionTransformer()), ("clf", LatentODEClassifier(**TINY))])
+    pipe = Pipeline([("identity", FunctionTransformer()), ("clf", LatentODEClassifier(**PROBA))])
     pipe.fit(renamed, y, clf__time_col="hours", clf__id_col="stay")
     assert pipe.predict_proba(renamed).index.name == "stay"
     assert 0.0 <= pipe.score(renamed, y) <= 1.0
     per_row = df["id"].map(y)  # the splitters index rows: one label per row, ids as groups
     for cv in (GroupKFold(2), StratifiedGroupKFold(2)):
-        scores = cross_val_score(LatentODEClassifier(**TINY), df, per_row, groups=df["id"], cv=cv)
+        scores = cross_val_score(LatentODEClassifier(**PROBA), df, per_row, groups=df["id"], cv=cv)
         assert scores.shape == (2,) and ((scores >= 0) & (scores <= 1)).all()
 
 
@@ -927,7 +930,7 @@ def test_soft_voting_averages_differently_seeded_classifiers(small):
     # VotingClassifier fits clones on the per-row labels and averages their predict_proba
     df, y = small
     per_row = df["id"].map(y)
-    members = [LatentODEClassifier(**{**TINY, "random_state": seed}) for seed in (0, 1)]
+    members = [LatentODEClassifier(**{**PROBA, "random_state": seed}) for seed in (0, 1)]
     vote = VotingClassifier([(f"seed{k}", m) for k, m in enumerate(members)], voting="soft")
     proba = vote.fit(df, per_row).predict_proba(df)
     alone = [clone(m).fit(df, y).predict_proba(df) for m in members]  # the same fits
@@ -945,8 +948,8 @@ def test_soft_voting_averages_an_odernn_and_an_mtan_classifier(small):
     # scikit-learn's soft voting; each member is the fit it would be alone
     df, y = small
     per_row = df["id"].map(y)
-    members = {"odernn": LatentODEClassifier(**{**TINY, "encoder": "odernn"}),
-               "mtan": LatentODEClassifier(**{**TINY, "encoder": "mtan",
+    members = {"odernn": LatentODEClassifier(**{**PROBA, "encoder": "odernn"}),
+               "mtan": LatentODEClassifier(**{**PROBA, "encoder": "mtan",
                                               "mtan_ref_points": 8})}
     vote = VotingClassifier(list(members.items()), voting="soft")
     proba = vote.fit(df, per_row).predict_proba(df)

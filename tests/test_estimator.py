@@ -148,7 +148,8 @@ def test_fixed_step_solver_default_step_is_accurate(df):
     rk4 step per requested interval (``step_size`` huge) is visibly wrong on the same model.
     """
     def forecast(**params) -> np.ndarray:
-        est = LatentODERegressor(**{**TINY, "max_epochs": 0, **params}).fit(df)
+        # point forecasts: no interval calibration
+        est = LatentODERegressor(**{**TINY, "max_epochs": 0, "calibrate": False, **params}).fit(df)
         with torch.no_grad():
             for p in est.model_.dynamics.parameters():
                 p.mul_(3.0)
@@ -269,7 +270,8 @@ def test_failed_warm_start_keeps_previous_fit(df):
 def test_warm_start_refuses_a_changed_network_parameter(df):
     """A warm start continues the fitted network: a parameter that shapes it may not change
     (it was silently kept), one the fitted network does not use may."""
-    est = LatentODERegressor(**{**TINY, "max_epochs": 1}).fit(df)
+    # parameters, solver settings and point predictions: no interval calibration
+    est = LatentODERegressor(**{**TINY, "max_epochs": 1, "calibrate": False}).fit(df)
     model = est.model_
     est.set_params(warm_start=True, latent_dim=5)
     with pytest.raises(ValueError, match=re.escape(
@@ -294,7 +296,7 @@ def test_warm_start_refuses_a_changed_readout_reach(df, tmp_path):
     import zipfile
 
     est = LatentODERegressor(**{**TINY, "max_epochs": 1}, readout="neighbours",
-                             readout_reach="spacing").fit(df)
+                             readout_reach="spacing", calibrate=False).fit(df)  # no intervals
     assert est.model_.hparams["readout_reach"] == "spacing"
     model = est.model_
     est.set_params(warm_start=True, readout_reach="window")
@@ -334,7 +336,8 @@ def test_warm_start_refuses_a_changed_readout_reach(df, tmp_path):
 
 def test_warm_start_applies_the_solver_settings(df, tmp_path):
     """The solver's settings of a warm start are this fit's (they were the first fit's)."""
-    est = LatentODERegressor(**{**TINY, "max_epochs": 1}).fit(df)
+    # parameters, solver settings and point predictions: no interval calibration
+    est = LatentODERegressor(**{**TINY, "max_epochs": 1, "calibrate": False}).fit(df)
     assert est.model_.method == "dopri5"
     est.set_params(warm_start=True, solver="rk4", step_size=0.25, rtol=1e-2).fit(df)
     assert (est.model_.method, est.model_.step_size, est.model_.rtol) == ("rk4", 0.25, 1e-2)
@@ -621,9 +624,9 @@ def test_channel_weighting_reconstructs_a_channel_observed_once_per_series():
                        "dense": np.sin(2.0 * np.pi * t + phase) + 0.05 * rng.normal(size=n * m)})
     seen = df["static"].notna()
     errors = {}
-    for weighting in ("value", "channel"):
+    for weighting in ("value", "channel"):  # point predictions: no interval calibration
         est = LatentODERegressor(**{**TINY, "max_epochs": 30, "lr": 2e-2,
-                                    "obs_weighting": weighting}).fit(df)
+                                    "obs_weighting": weighting, "calibrate": False}).fit(df)
         pred = est.predict(df)
         errors[weighting] = float(((pred["static"] - df["static"])[seen] ** 2).mean())
     # measured: value 0.129, channel 0.013 (the static values have variance about 1)

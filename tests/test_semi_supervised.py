@@ -159,8 +159,10 @@ def test_fully_labelled_semi_supervised_fit_is_the_supervised_fit(small):
 def test_unlabelled_series_train_the_encoder_but_not_the_classes(small, extra):
     df, y = small
     both = pd.concat([df, extra], ignore_index=True)
-    sup = LatentODEClassifier(**TINY).fit(df, y)
-    semi = LatentODEClassifier(**SEMI).fit(both, y)  # no entry for ids 100..115
+    # weights, classes and histories are compared: no interval calibration
+    tiny, semi_ = {**TINY, "calibrate": False}, {**SEMI, "calibrate": False}
+    sup = LatentODEClassifier(**tiny).fit(df, y)
+    semi = LatentODEClassifier(**semi_).fit(both, y)  # no entry for ids 100..115
     np.testing.assert_array_equal(semi.classes_, sup.classes_)
     assert semi.classes_.dtype == sup.classes_.dtype  # ints stay ints
     enc = [k for k in _state(sup) if k.startswith("encoder.")]
@@ -170,10 +172,10 @@ def test_unlabelled_series_train_the_encoder_but_not_the_classes(small, extra):
     nan_y = pd.concat([y.astype(float), pd.Series(np.nan, index=extra["id"].unique())])
     per_row = both["id"].map(y)  # NaN on the rows of the unlabelled series
     for other in (nan_y, per_row):
-        again = LatentODEClassifier(**SEMI).fit(both, other)
+        again = LatentODEClassifier(**semi_).fit(both, other)
         assert again.history_["train_loss"] == semi.history_["train_loss"]
     # a nullable integer dtype keeps integer classes with pd.NA
-    assert LatentODEClassifier(**SEMI).fit(both, nan_y.astype("Int64")).classes_.dtype.kind == "i"
+    assert LatentODEClassifier(**semi_).fit(both, nan_y.astype("Int64")).classes_.dtype.kind == "i"
 
 
 def test_validation_split_keeps_labelled_series_and_scores_only_them(small, extra):
@@ -271,7 +273,8 @@ def test_bad_frames_still_give_the_regressors_errors(small):
 def test_semi_supervised_clone_pickle_save_load_and_group_cv(small, extra, tmp_path):
     df, y = small
     both = pd.concat([df, extra], ignore_index=True)
-    clf = LatentODEClassifier(**SEMI).fit(both, y)
+    semi_ = {**SEMI, "calibrate": False}  # predict_proba, score and the parameter: no intervals
+    clf = LatentODEClassifier(**semi_).fit(both, y)
     expected = clf.predict_proba(both)
     assert clone(clf).get_params()["semi_supervised"] is True
     pd.testing.assert_frame_equal(pickle.loads(pickle.dumps(clf)).predict_proba(both), expected,
@@ -285,7 +288,7 @@ def test_semi_supervised_clone_pickle_save_load_and_group_cv(small, extra, tmp_p
     assert clf.score(both, y) == pytest.approx(np.mean(pred.to_numpy() == y.loc[pred.index]))
     # cross-validation: per-row labels with NaN for the unlabelled series, ids as groups
     per_row = both["id"].map(y)
-    scores = cross_val_score(LatentODEClassifier(**SEMI), both, per_row, groups=both["id"],
+    scores = cross_val_score(LatentODEClassifier(**semi_), both, per_row, groups=both["id"],
                              cv=GroupKFold(2))
     assert scores.shape == (2,) and ((scores >= 0) & (scores <= 1)).all()
 

@@ -27,7 +27,9 @@ from latentode import LatentODEClassifier, LatentODERegressor
 from latentode.datasets import make_oscillator_classes
 from latentode.evaluation import make_series_scorer
 
-ONE_EPOCH = {**TINY, "max_epochs": 1}
+#: one epoch, no interval calibration: every test here scores predict / predict_proba, which
+#: the latent spread's calibration leaves unchanged (tests/test_recalibrate.py checks that)
+ONE_EPOCH = {**TINY, "max_epochs": 1, "calibrate": False}
 #: a small encoder-only classifier (as tests/test_classifier.py's FAST): learns in seconds
 FAST = {**TINY, "classifier": "encoder", "rec_dim": 12, "units": 24, "gru_units": 16,
         "latent_dim": 4, "batch_size": 20, "early_stopping": False}

@@ -10,6 +10,7 @@ import pytest
 import torch
 from _settings import TINY
 
+import latentode.estimator as estimator_module
 from latentode import LatentODERegressor
 from latentode.nn import LatentODE
 from latentode.utils import available_cpus, resolve_n_jobs, torch_threads
@@ -76,6 +77,12 @@ def test_every_method_runs_with_n_jobs_threads(
         return solve(self, *args, **kwargs)
 
     monkeypatch.setattr(LatentODE, "solve", spy)
+    # the fit's interval calibration (hundreds of small solves, most of a minute under two
+    # threads on a busy machine) is recorded where it starts and not run: it runs inside
+    # ``fit``'s thread setting and sets none of its own, so its solves would see what it sees
+    calibrations: list[int] = []
+    monkeypatch.setattr(estimator_module, "calibrate_spread",
+                        lambda *args, **kwargs: calibrations.append(torch.get_num_threads()))
     est = LatentODERegressor(**{**TINY, "max_epochs": 1}, poisson_process=True, n_jobs=n_jobs)
     calls = {
         "fit": lambda: est.fit(frame),
@@ -90,6 +97,7 @@ def test_every_method_runs_with_n_jobs_threads(
         call()
         assert seen and set(seen) == {expected}, name
         assert torch.get_num_threads() == caller_threads, name
+    assert calibrations == [expected]  # the fit calibrated, once, under n_jobs threads
 
 
 def test_threads_restored_when_a_method_raises(frame: pd.DataFrame,
