@@ -132,3 +132,26 @@ def rewrite_saved_config(src, dst, edit) -> None:
                 edit(config)
                 data = json.dumps(config).encode()
             zout.writestr(info, data)
+
+
+def fit_uncalibrated(monkeypatch) -> list:
+    """Make every estimator's ``fit`` skip the interval calibration for the rest of the test
+    (the regressor's and the classifier's ``fit`` share ``LatentODERegressor._fit``; the
+    estimator's own ``calibrate`` is restored after each fit). For tests of point predictions,
+    which the calibration leaves unchanged. Returns the list that gets one entry per fit."""
+    from latentode import LatentODERegressor
+
+    fits = []
+    fit = LatentODERegressor._fit
+
+    def uncalibrated_fit(self, *args, **kwargs):
+        fits.append(1)
+        requested = self.calibrate
+        self.calibrate = False
+        try:
+            return fit(self, *args, **kwargs)
+        finally:
+            self.calibrate = requested
+
+    monkeypatch.setattr(LatentODERegressor, "_fit", uncalibrated_fit)
+    return fits

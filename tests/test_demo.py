@@ -8,29 +8,13 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
+from _settings import fit_uncalibrated  # noqa: E402
+
 from latentode import demo  # noqa: E402
 
 
-def _fit_uncalibrated(monkeypatch) -> list:
-    """Make the demo's fit skip the interval calibration (nine tenths of a one-epoch demo's
-    time); return the list that gets one entry per fit. The scores are point predictions'
-    (the calibration leaves them unchanged) and the plot's band is drawn either way."""
-    from latentode import LatentODERegressor
-
-    fits = []
-    fit = LatentODERegressor.fit
-
-    def uncalibrated_fit(self, *args, **kwargs):
-        fits.append(1)
-        self.set_params(calibrate=False)
-        return fit(self, *args, **kwargs)
-
-    monkeypatch.setattr(LatentODERegressor, "fit", uncalibrated_fit)
-    return fits
-
-
 def test_demo_runs_and_writes_plot(tmp_path, capsys, monkeypatch):
-    fits = _fit_uncalibrated(monkeypatch)
+    fits = fit_uncalibrated(monkeypatch)
     out = tmp_path / "sub" / "forecast.png"
     scores = demo.main(["--epochs", "1", "--out", str(out), "--verbose", "0"])
     assert set(scores) == {"interpolation", "extrapolation"}
@@ -78,7 +62,7 @@ def test_demo_passes_its_options_and_follows_the_estimators_defaults(tmp_path, m
 
 
 def test_demo_scores_both_point_rules_of_one_fit(tmp_path, capsys, monkeypatch):
-    fits = _fit_uncalibrated(monkeypatch)  # the point rules' means: the intervals play no part
+    fits = fit_uncalibrated(monkeypatch)  # the point rules' means: the intervals play no part
     scores = demo.main(["--epochs", "1", "--out", str(tmp_path / "f.png"), "--verbose", "0",
                         "--point-rules", "posterior_mean", "predictive_mean"])
     assert fits == [1]

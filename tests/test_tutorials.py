@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _settings import fit_uncalibrated
 
 TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
 
@@ -31,24 +32,6 @@ EXPECTED = {
 POINTS_ONLY = {"01_quickstart.py", "02_icu_forecasting.py"}
 #: what a tutorial that shows intervals would call (then it may not be in POINTS_ONLY)
 _INTERVAL_WORDS = ("quantile", "plot_forecast", "recalibrate", "coverage", "interval")
-
-
-def _fit_uncalibrated(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make every estimator's ``fit`` skip the interval calibration (the regressor's and the
-    classifier's ``fit`` share ``LatentODERegressor._fit``), for the duration of the test."""
-    from latentode import LatentODERegressor
-
-    fit = LatentODERegressor._fit
-
-    def uncalibrated_fit(self, *args, **kwargs):
-        requested = self.calibrate
-        self.calibrate = False
-        try:
-            return fit(self, *args, **kwargs)
-        finally:
-            self.calibrate = requested
-
-    monkeypatch.setattr(LatentODERegressor, "_fit", uncalibrated_fit)
 
 
 @pytest.fixture
@@ -80,7 +63,7 @@ def test_tutorial_runs(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     if name in POINTS_ONLY:
         source = (TUTORIALS / name).read_text(encoding="utf-8").lower()
         assert not [w for w in _INTERVAL_WORDS if w in source], f"{name} shows intervals"
-        _fit_uncalibrated(monkeypatch)
+        fit_uncalibrated(monkeypatch)
     runpy.run_path(str(TUTORIALS / name), run_name="__main__")
     for fname in EXPECTED[name]:
         path = out / fname
