@@ -260,10 +260,8 @@ def _losses(
     width = 1 if criterion == "likelihood" else n_levels
     totals = [torch.zeros(len(grid), width, n, dtype=torch.float64, device=device)
               for _, n in groupings]
-    counts = [torch.zeros(n, dtype=torch.float64, device=device) for _, n in groupings]
+    counts = [_counts(grouping, device) for grouping in groupings]
     for i, rec in enumerate(records):
-        for (groups, n), count in zip(groupings, counts):
-            count += torch.bincount(groups[i], minlength=n).double()
         parts = _tail_parts(rec, None if tails is None else tails[i], max_samples,
                             None if base is None else base[i])
         n_values = len(rec.resid)
@@ -312,12 +310,14 @@ def _losses(
     return out
 
 
-def _counts(grouping: Grouping) -> torch.Tensor:
-    """The ``(G,)`` numbers of values per group of ``grouping``, as :func:`_losses` counts
-    them (float64)."""
+def _counts(grouping: Grouping, device: torch.device | None = None) -> torch.Tensor:
+    """The ``(G,)`` numbers of values per group of ``grouping`` (float64; on ``device``, by
+    default the groups', the CPU without records): what :func:`_losses` returns beside its
+    losses."""
     groups, n = grouping
-    count = torch.zeros(n, dtype=torch.float64,
-                        device=groups[0].device if groups else torch.device("cpu"))
+    if device is None:
+        device = groups[0].device if groups else torch.device("cpu")
+    count = torch.zeros(n, dtype=torch.float64, device=device)
     for g in groups:
         count += torch.bincount(g, minlength=n).double()
     return count
