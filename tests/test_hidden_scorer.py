@@ -146,3 +146,16 @@ def test_nothing_to_hide_and_wrong_estimators_are_clear_errors(fitted, frame):
     clf = LatentODEClassifier(**ONE_EPOCH).fit(frame, y)
     with pytest.raises(ValueError, match="predicts labels"):
         make_hidden_scorer()(clf, frame)
+
+
+def test_a_model_inside_nested_pipelines_is_scored_as_itself(fitted, frame):
+    """The scorer reads the fitted attributes of the estimator at the end of the Pipelines,
+    however deeply nested; before, a Pipeline inside a Pipeline was refused as unfitted."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    inner = Pipeline([("identity", FunctionTransformer()), ("model", fitted)])
+    outer = Pipeline([("identity", FunctionTransformer()), ("inner", inner)])
+    for task in ("interpolation", "forecast"):
+        scorer = make_hidden_scorer(0.3, task=task, random_state=3)
+        assert scorer(outer, frame) == scorer(inner, frame) == scorer(fitted, frame)

@@ -384,3 +384,65 @@ def test_quantiles_with_tails_are_the_former_ones_within_the_root_tolerance(monk
     assert np.all(np.abs(new - old) <= 5e-8 * scale)  # the root finder's tolerance is 1e-8
     own = ~np.isfinite(noise["tail_df"])
     np.testing.assert_array_equal(new[:, own], old[:, own])  # no tail: the same numbers
+
+
+# ------------------------------------------------------------------ hooks on the vector field
+def _field():
+    from latentode.nn.dynamics import LatentDynamics
+
+    torch.manual_seed(0)
+    return LatentDynamics(3, n_layers=2, units=8), torch.randn(4, 3)
+
+
+@pytest.mark.parametrize("where", ["layer", "sequential", "global"])
+def test_the_fields_fast_path_honours_forward_hooks(where):
+    """A forward hook that doubles a layer's output changes ``f(z)`` exactly as calling the
+    modules would (the fast path is taken only without hooks)."""
+    from torch.nn.modules.module import register_module_forward_hook
+
+    func, z = _field()
+    plain = func(torch.tensor(0.0), z)
+    calls = []
+
+    def double(module, args, out):
+        calls.append(type(module).__name__)
+        return out * 2
+
+    if where == "layer":
+        handle = func.net[0].register_forward_hook(double)
+        want = func.net[2](func.net[1](func.net[0].forward(z) * 2))
+        want = func.net[4](func.net[3](want))
+    elif where == "sequential":
+        handle = func.net.register_forward_hook(double)
+        want = plain * 2
+    else:
+        handle = register_module_forward_hook(
+            lambda m, a, out: double(m, a, out) if m is func.net else out)
+        want = plain * 2
+    try:
+        got = func(torch.tensor(0.0), z)
+    finally:
+        handle.remove()
+    assert calls, "the hook was not called"
+    assert torch.allclose(got, want, rtol=0, atol=1e-6)
+    assert not torch.allclose(got, plain)
+    assert torch.equal(func(torch.tensor(0.0), z), plain)  # hook removed: the fast path again
+
+
+def test_the_fields_fast_path_is_left_when_torch_names_its_hooks_otherwise(monkeypatch):
+    """Should a torch version rename the hook dictionaries ``_hooked`` reads, the modules are
+    called (the slow, always-right path), not skipped."""
+    from torch.nn.modules import module as torch_module
+
+    from latentode.nn import dynamics
+
+    func, _ = _field()
+    assert not dynamics._hooked(func.net)
+    monkeypatch.delattr(torch_module, "_global_forward_hooks")
+    dynamics._hook_dicts_known.cache_clear()
+    try:
+        assert dynamics._hooked(func.net)
+    finally:
+        monkeypatch.undo()
+        dynamics._hook_dicts_known.cache_clear()
+    assert not dynamics._hooked(func.net)

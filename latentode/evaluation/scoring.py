@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import get_scorer
+from sklearn.pipeline import Pipeline
 
 from ._frames import check_frame
 from .masking import hide_values
@@ -35,6 +36,24 @@ HIDDEN_SCORER_TASKS: tuple[str, ...] = ("interpolation", "forecast")
 #: how it scores the predictions (minus the error: greater is better)
 HIDDEN_SCORER_METRICS: tuple[str, ...] = ("mse", "paper_mse")
 _SERIES = "__latentode_series__"  # the series key of a model fitted with id_col=None
+
+
+def _final_step(estimator: Any) -> Any:
+    """The estimator at the end of ``estimator``'s Pipelines (nested ones too), whose fitted
+    attributes a scorer reads; ``estimator`` itself when it is not a Pipeline."""
+    while isinstance(estimator, Pipeline):
+        estimator = estimator.steps[-1][1]
+    return estimator
+
+
+def _through_pipelines(estimator: Any, X: pd.DataFrame) -> tuple[Any, pd.DataFrame]:
+    """``(final step, X transformed by every step before it)``: what a Pipeline would hand its
+    last step, for the methods a Pipeline does not expose (``extrapolate``)."""
+    while isinstance(estimator, Pipeline):
+        if len(estimator.steps) > 1:
+            X = estimator[:-1].transform(X)
+        estimator = estimator.steps[-1][1]
+    return estimator, X
 
 
 class HiddenValueScorer:
@@ -73,7 +92,7 @@ class HiddenValueScorer:
             ``-error`` (greater is better).
         """
         check_frame(X, "X")
-        final = getattr(estimator, "_final_estimator", estimator)  # a Pipeline's last step
+        final = _final_step(estimator)
         cols = getattr(final, "target_cols_", None)
         if cols is None:
             raise ValueError(f"the hidden-value scorer needs a fitted estimator; "
@@ -114,9 +133,9 @@ class HiddenValueScorer:
             truth = work[future]
             scored = truth[cols].notna().to_numpy()
             query = truth[[time_col] if id_col is None else [id_col, time_col]]
-            history = X[past]
-            pred = estimator.extrapolate(history, times=query if id_col is not None
-                                         else query[time_col].to_numpy())
+            model, history = _through_pipelines(estimator, X[past])
+            pred = model.extrapolate(history, times=query if id_col is not None
+                                     else query[time_col].to_numpy())
         values = pred[cols]
         if self.metric == "mse":
             err = mse(truth, values, scored, columns=cols, loc=loc, scale=scale, id_col=key,
@@ -286,7 +305,7 @@ class SeriesScorer:
             The scorer's value on the scored series (greater is better).
         """
         check_frame(X, "X")
-        final = getattr(estimator, "_final_estimator", estimator)  # a Pipeline's last step
+        final = _final_step(estimator)
         if not hasattr(final, "_scored_labels"):
             raise ValueError(f"the series scorer scores a LatentODEClassifier (or a Pipeline "
                              f"ending in one), got {type(final).__name__}; a "

@@ -6,6 +6,8 @@ The Poisson-process augmented system lives with the Poisson process
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -53,14 +55,37 @@ def mlp(
     return nn.Sequential(*layers)
 
 
-def _hooked(seq: nn.Sequential) -> bool:
-    """Whether calling ``seq`` or one of its layers would run a hook (a module's own or a
-    global one), i.e. whether its layers must be called as modules."""
+_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks",
+                 "_global_backward_hooks", "_global_backward_pre_hooks")
+_MODULE_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
+                 "_backward_pre_hooks")
+
+
+@functools.cache
+def _hook_dicts_known() -> bool:
+    """Whether this torch keeps its hooks in the dictionaries :func:`_hooked` reads (asked
+    once per process)."""
     from torch.nn.modules import module as _module
 
-    if any(getattr(_module, name, None) for name in (
-            "_global_forward_hooks", "_global_forward_pre_hooks",
-            "_global_backward_hooks", "_global_backward_pre_hooks")):
+    probe = nn.Identity()
+    return (all(isinstance(getattr(_module, n, None), dict) for n in _GLOBAL_HOOKS)
+            and all(isinstance(getattr(probe, n, None), dict) for n in _MODULE_HOOKS))
+
+
+def _hooked(seq: nn.Sequential) -> bool:
+    """Whether calling ``seq`` or one of its layers would run a hook (a module's own or a
+    global one), i.e. whether its layers must be called as modules.
+
+    PyTorch has no public query for registered hooks, so this reads the dictionaries its
+    ``Module.__call__`` reads. Should a torch version name them otherwise, the answer is True
+    (call the modules): the fast path is taken only where it is known to skip nothing.
+    """
+    from torch.nn.modules import module as _module
+
+    if not _hook_dicts_known():
+        return True
+    if (_module._global_forward_hooks or _module._global_forward_pre_hooks
+            or _module._global_backward_hooks or _module._global_backward_pre_hooks):
         return True
     return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
                or m._backward_pre_hooks for m in (seq, *seq))
