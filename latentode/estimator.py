@@ -305,7 +305,8 @@ class LatentODERegressor(BaseEstimator):
         a learned ``obs_std`` the loss also rewards a narrower noise (the spread is
         recalibrated after training anyway, ``calibrate``) and need not follow the point
         error: trained to forecast, it kept
-        falling while the validation MSE rose (README, "What early stopping watches"), and
+        falling while the validation MSE rose (docs/results/physionet.md, "What early stopping
+        watches"), and
         ``"mse"`` gave the better forecasts (PhysioNet, first 24 h -> the rest: 5.35e-3
         against 5.76e-3); use it with ``forecast_split``. Without it the two tied or
         ``"loss"`` did slightly better (the spirals), so ``"loss"`` stays the default.
@@ -447,7 +448,8 @@ class LatentODERegressor(BaseEstimator):
         fitted by the model's bound alone. At 1 the latent trajectory must explain the data
         by itself and the readout refines it near the observations; at 0 the readout may fit
         the training windows from the neighbours alone and leave the trajectory, which alone
-        forecasts far from the observations, untrained (see the README's readout section).
+        forecasts far from the observations, untrained (docs/results/physionet.md, the neighbour
+        readout).
         Part of the training and validation losses; the likelihood that :meth:`score` reports
         and the predictions are those of the corrected means.
     readout_reach : {"window", "spacing"}, default="window"
@@ -477,7 +479,8 @@ class LatentODERegressor(BaseEstimator):
         noise that is the same at every epoch, so the watched value follows the task trained
         and changes with the weights alone (:func:`latentode.training.objective.validation_tasks`;
         before 2026-11-29 it scored reconstruction alone, which stopped the mix early on
-        plateaus of the reconstruction: README, "Early stopping under the mix"); calibration
+        plateaus of the reconstruction: docs/results/across-datasets.md, "Early stopping under the
+        mix"); calibration
         is that of reconstruction. Must lie in [0, 1]; not with
         ``forecast_split``, which trains forecasting alone at one split. Measured (README,
         readout section): 0.5 improves forecasts far past the data (the spirals, the demo's

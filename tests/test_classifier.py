@@ -926,8 +926,9 @@ def test_latent_pooled_head_without_summaries(small):
 
 
 def test_soft_voting_averages_differently_seeded_classifiers(small):
-    # an ensemble of fits with other random_state (README, "Ensembles"): scikit-learn's
-    # VotingClassifier fits clones on the per-row labels and averages their predict_proba
+    # an ensemble of fits with other random_state (docs/results/classification.md, the
+    # ensemble): scikit-learn's VotingClassifier fits clones on the per-row labels and
+    # averages their predict_proba
     df, y = small
     per_row = df["id"].map(y)
     members = [LatentODEClassifier(**{**PROBA, "random_state": seed}) for seed in (0, 1)]

@@ -35,7 +35,8 @@ def test_neighbour_readout_keeps_the_trajectory_trained() -> None:
     """``readout="neighbours"`` with its auxiliary term trains the latent trajectory: with
     ``readout_reach="spacing"`` the forecast far from the observations is the trajectory's,
     and it beats LOCF (2.286) by a margin. Without the term (``readout_aux=0``) the decoder
-    alone erred 3.92 inside the window and the forecast was 2.200 (README readout section);
+    alone erred 3.92 inside the window and the forecast was 2.200 (docs/results/physionet.md, the
+    neighbour readout);
     with it, 60 epochs, model seeds 0 / 1 / 2: 1.127 / 0.873 / 1.097."""
     torch = pytest.importorskip("torch")
     import spirals  # benchmarks/spirals.py
@@ -51,7 +52,8 @@ def test_neighbour_readout_keeps_the_trajectory_trained() -> None:
 def test_forecast_share_brings_the_readout_closer_to_the_plain_model() -> None:
     """``forecast_share=0.5`` (the mixed task) trains the default readout on long one-sided
     gaps: 60 epochs, model seeds 0 / 1: 1.071 / 0.970 against 1.267 / 1.159 for the default
-    and 0.951 / 0.891 for ``readout="latent"`` (README readout section)."""
+    and 0.951 / 0.891 for ``readout="latent"`` (docs/results/physionet.md, the neighbour
+    readout)."""
     torch = pytest.importorskip("torch")
     import spirals  # benchmarks/spirals.py
 
