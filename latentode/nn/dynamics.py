@@ -6,10 +6,10 @@ The Poisson-process augmented system lives with the Poisson process
 
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import nn
+
+from latentode.ode.hooks import hook_dicts_known, hooked
 
 __all__ = ["mlp", "init_ode_weights", "LatentDynamics", "DYNAMICS_ACTIVATIONS"]
 
@@ -55,40 +55,16 @@ def mlp(
     return nn.Sequential(*layers)
 
 
-_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks",
-                 "_global_backward_hooks", "_global_backward_pre_hooks")
-_MODULE_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
-                 "_backward_pre_hooks")
-
-
-@functools.cache
-def _hook_dicts_known() -> bool:
-    """Whether this torch keeps its hooks in the dictionaries :func:`_hooked` reads (asked
-    once per process)."""
-    from torch.nn.modules import module as _module
-
-    probe = nn.Identity()
-    return (all(isinstance(getattr(_module, n, None), dict) for n in _GLOBAL_HOOKS)
-            and all(isinstance(getattr(probe, n, None), dict) for n in _MODULE_HOOKS))
+# the hook dictionaries' reader lives in the ODE core (its fused solve skips module calls too);
+# ``_hook_dicts_known`` is the same cached function (its ``cache_clear`` clears both)
+_hook_dicts_known = hook_dicts_known
 
 
 def _hooked(seq: nn.Sequential) -> bool:
     """Whether calling ``seq`` or one of its layers would run a hook (a module's own or a
-    global one), i.e. whether its layers must be called as modules.
-
-    PyTorch has no public query for registered hooks, so this reads the dictionaries its
-    ``Module.__call__`` reads. Should a torch version name them otherwise, the answer is True
-    (call the modules): the fast path is taken only where it is known to skip nothing.
-    """
-    from torch.nn.modules import module as _module
-
-    if not _hook_dicts_known():
-        return True
-    if (_module._global_forward_hooks or _module._global_forward_pre_hooks
-            or _module._global_backward_hooks or _module._global_backward_pre_hooks):
-        return True
-    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
-               or m._backward_pre_hooks for m in (seq, *seq))
+    global one), i.e. whether its layers must be called as modules
+    (:func:`latentode.ode.hooks.hooked`)."""
+    return hooked((seq, *seq))
 
 
 def init_ode_weights(module: nn.Module, std: float = 0.1) -> None:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .adjoint import OdeintAdjoint, _ForwardSystem
+from .fixed import solve_fixed
 from .solve import SolverConfig, integrate
 from .tableau import TABLEAUS
 
@@ -68,7 +69,12 @@ def odeint(
     gradient : {"adjoint", "backprop"}
         ``"adjoint"``: gradients by the continuous adjoint method, solved backwards with adaptive
         per-series steps; memory does not grow with the number of solver steps.
-        ``"backprop"``: automatic differentiation through the solver's operations.
+        ``"backprop"``: automatic differentiation through the solver's operations. With a
+        fixed-step method on the CPU and a field that declares itself an MLP
+        (``mlp_layers()``, as :class:`latentode.nn.LatentDynamics` does) and has no hooks, the
+        solve runs as one fused pass whose backward is the exact discrete adjoint of the steps,
+        written by hand (``latentode/ode/fixed.py``): the same states to the bit, the same
+        gradients up to rounding; a second derivative (``create_graph=True``) is autograd's.
     step_size : float, optional
         Step size of the fixed-step methods, in units of ``t``.
     max_steps : int
@@ -188,9 +194,12 @@ def odeint(
         )
         out = OdeintAdjoint.apply(z0, s_out, direction, cfg, adj_cfg, func, *params)
     else:
-        system = _ForwardSystem(func, direction)
-        out = integrate(system, z0, s_out, cfg, dense=tab.adaptive,
-                        time_of=lambda b, s: float(direction[b]) * s)
+        # fixed steps of an MLP field on the CPU: one fused pass, a hand-written backward
+        out = None if tab.adaptive else solve_fixed(func, z0, s_out, direction, cfg)
+        if out is None:
+            system = _ForwardSystem(func, direction)
+            out = integrate(system, z0, s_out, cfg, dense=tab.adaptive,
+                            time_of=lambda b, s: float(direction[b]) * s)
     if not bool(valid.all()):
         out = torch.where(valid.unsqueeze(-1), out, out.detach())
     return out
