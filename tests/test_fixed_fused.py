@@ -273,3 +273,22 @@ def test_retain_graph_and_a_second_backward(monkeypatch, backwards):
     assert len(backwards) == 2 and torch.equal(first, second)
     with pytest.raises(RuntimeError, match="backward through the graph a second time"):
         torch.autograd.grad(out, z0)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_autocast_and_forward_ad_keep_todays_path(backwards):
+    """Under CPU autocast or a forward-mode AD level the solve is today's (which autocast and
+    dual tensors see through)."""
+    f = _field(3, "tanh", False, torch.float32, n_layers=1)
+    z0 = torch.randn(4, 3, requires_grad=True)
+    t = _times(4, 5, torch.float32).abs()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        odeint(f, z0, t, method="rk4", gradient="backprop").float().sum().backward()
+    import torch.autograd.forward_ad as fwad
+
+    with fwad.dual_level():
+        dual = fwad.make_dual(z0.detach(), torch.ones_like(z0))
+        out = odeint(f, dual, t, method="rk4", gradient="backprop")
+        tangent = fwad.unpack_dual(out).tangent
+    assert tangent is not None and torch.isfinite(tangent).all()
+    assert not backwards

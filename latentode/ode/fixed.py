@@ -11,13 +11,13 @@ per-iteration bookkeeping and without an autograd tape:
   form when every step is clipped to the next requested time, ``step_size=None``; the solver's own
   loop over ``(B,)`` tensors otherwise).
 * :func:`_forward` takes the steps under ``no_grad`` with the same operations as
-  :func:`.stepper.rk_step` and the field's layers (the same numbers, to the bit), writing every
-  stage's layer inputs into preallocated ``(L, S, B, width)`` buffers when a gradient is needed.
-* :class:`_FusedFixed` is the ``autograd.Function`` whose backward is the exact discrete adjoint
-  of the Runge-Kutta steps: each step's stages in reverse, the MLP's vector-Jacobian products
-  written by hand (the activations' derivatives of :data:`.adjoint.MLP_ACTIVATIONS`), the state
-  gradient propagated step by step and every weight gradient formed at the end by one matrix
-  product over all ``L * S * B`` rows.
+  :func:`.stepper.rk_step` and the field's layers (the same numbers, to the bit), keeping every
+  stage's layer inputs when a gradient is needed.
+* :class:`_FusedFixed` is the ``autograd.Function`` whose backward (:func:`_backward`) is the
+  exact discrete adjoint of the Runge-Kutta steps: each step's stages in reverse, the MLP's
+  vector-Jacobian products written by hand (the activations' derivatives of
+  :data:`.adjoint.MLP_ACTIVATIONS`), the state gradient propagated step by step and each step's
+  weight gradients formed by one matrix product per layer over its ``S * B`` rows.
 
 :func:`solve_fixed` is the entry point :func:`.api.odeint` calls; it answers None (today's path:
 :func:`.solve.integrate` through autograd) for every case it does not cover: adaptive methods,
@@ -134,9 +134,11 @@ def _all_forwards(direction: torch.Tensor) -> bool:
 def _transformed(*tensors: torch.Tensor) -> bool:
     """Whether anything beyond plain reverse-mode autograd could see the solve: autocast, a
     forward-mode AD level, a functorch transform, or times that require a gradient."""
-    if torch.is_autocast_enabled("cpu"):
-        return True
-    if torch.autograd.forward_ad._current_level >= 0:
+    try:
+        autocast = torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        autocast = torch.is_autocast_cpu_enabled()
+    if autocast or getattr(torch.autograd.forward_ad, "_current_level", 0) >= 0:
         return True
     peek = getattr(getattr(torch._C, "_functorch", None), "peek_interpreter_stack", None)
     if peek is None or peek() is not None:
