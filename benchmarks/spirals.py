@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import time
 import warnings
@@ -251,9 +252,10 @@ def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any],
 
 def _per_count(path: str, n_observed: int) -> str:
     """``PATH_<observed>.<ext>`` (or ``PATH_<observed>``): where ``--save`` writes the fit of
-    one observed count and ``--load`` reads it."""
-    stem, dot, ext = path.rpartition(".")
-    return f"{stem}_{n_observed}.{ext}" if dot else f"{path}_{n_observed}"
+    one observed count, ``--load`` reads it and ``--plot`` draws it. Only the file name's
+    extension moves (a dot in a folder's name or a leading ``./`` is not one)."""
+    root, ext = os.path.splitext(path)
+    return f"{root}_{n_observed}{ext}"
 
 
 def covered(data: Any, train_ids: np.ndarray, ids: Any) -> np.ndarray:
@@ -381,8 +383,7 @@ def _plot(est: Any, obs: pd.DataFrame, fut: pd.DataFrame, n_observed: int, path:
     fig.suptitle(f"spirals, {n_observed} observed points per window: the future is the "
                  "noise-free path (truth)")
     fig.tight_layout()
-    stem, dot, ext = path.rpartition(".")
-    out = f"{stem}_{n_observed}.{ext}" if dot else f"{path}_{n_observed}"
+    out = _per_count(path, n_observed)
     fig.savefig(out, dpi=110)
     plt.close(fig)
     print(f"wrote {out}")

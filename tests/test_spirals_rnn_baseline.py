@@ -347,3 +347,15 @@ def test_history_summary_says_whether_the_losses_still_fall(latent) -> None:
     assert got["val_loss_drop"] == pytest.approx(0.0) and got["train_loss_best"] == 6.1
     assert math.isnan(got["val_mse_best"]) and got["val_mse_drop"] is None
     assert latent.history_summary(hist, last=30)["train_loss_drop"] is None
+
+
+@pytest.mark.parametrize(("path", "expect"), [
+    ("/tmp/m.latentode", "/tmp/m_100.latentode"),
+    ("/tmp/cos100_s1", "/tmp/cos100_s1_100"),
+    ("./m", "./m_100"),  # formerly "_100./m"
+    ("/tmp/run.v2/m", "/tmp/run.v2/m_100"),  # formerly "/tmp/run_100.v2/m"
+    ("/tmp/run.v2/m.png", "/tmp/run.v2/m_100.png"),
+])
+def test_per_count_moves_only_the_file_names_extension(bench, path, expect) -> None:
+    """``--save`` / ``--load`` / ``--plot`` name one file per observed count."""
+    assert bench._per_count(path, 100) == expect
