@@ -267,6 +267,7 @@ def test_dynamics_and_likelihood_flags_reach_the_estimator(bench, monkeypatch, f
      {"obs_weighting": "channel", "gradient": "backprop", "validation_fraction": 0.0,
       "early_stopping": False}),
     (["--point-prediction", "posterior_mean"], {"point_prediction": "posterior_mean"}),
+    (["--patience", "4", "--no-early-stopping"], {"patience": 4, "early_stopping": False}),
 ])
 def test_estimator_defaults_fit_the_library_defaults(bench, monkeypatch, flags, changed):
     """``--estimator-defaults`` fits ``LatentODERegressor()`` but the run's own settings and the
