@@ -261,6 +261,45 @@ def test_dynamics_and_likelihood_flags_reach_the_estimator(bench, monkeypatch, f
 
 
 
+@pytest.mark.parametrize("flags, changed", [
+    ([], {}),
+    (["--obs-weighting", "channel", "--gradient", "backprop", "--val-fraction", "0"],
+     {"obs_weighting": "channel", "gradient": "backprop", "validation_fraction": 0.0,
+      "early_stopping": False}),
+    (["--point-prediction", "posterior_mean"], {"point_prediction": "posterior_mean"}),
+    (["--patience", "4", "--no-early-stopping"], {"patience": 4, "early_stopping": False}),
+])
+def test_estimator_defaults_fit_the_library_defaults(bench, monkeypatch, flags, changed):
+    """``--estimator-defaults`` fits ``LatentODERegressor()`` but the run's own settings and the
+    flags given beside it; without it the script's paper set-up differs from the defaults."""
+    from latentode import LatentODERegressor
+
+    class Built(Exception):
+        pass
+
+    seen: dict = {}
+
+    def run(args):  # stands in for the training run: record the estimator, stop
+        est = bench.build_estimator(args)
+        if args.point_prediction:  # as run() does
+            est.set_params(point_prediction=args.point_prediction)
+        seen[args.estimator_defaults] = est.get_params()
+        raise Built
+
+    monkeypatch.setattr(bench, "run", run)
+    own = ["--epochs", "7", "--seed", "3", "--threads", "1", "--verbose", "0"]
+    for extra in (["--estimator-defaults"], []):
+        with pytest.raises(Built):
+            bench.main([*extra, *own, *flags])
+    defaults = LatentODERegressor(max_epochs=7, random_state=3, n_jobs=1, verbose=0,
+                                  **changed).get_params()
+    assert seen[True] == defaults
+    paper = {k for k, v in seen[False].items() if v != defaults[k]}
+    assert {"readout", "kl_warmup"} <= paper  # the paper's set-up is not the defaults
+    with pytest.raises(SystemExit):
+        bench.main(["--estimator-defaults", "--task", "classification"])
+
+
 def test_classification_members_average_the_probabilities(bench, tmp_path, capsys,
                                                           monkeypatch):
     from sklearn.metrics import roc_auc_score
