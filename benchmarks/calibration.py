@@ -25,6 +25,13 @@ extrapolation (the values after the cutoff, conditioning on those before), calib
 (``calibrate=True``) and, from the same fitted weights, with one factor per channel (the
 calibration before the gap factors) and uncalibrated.
 
+``--family unseen`` (with ``--suite`` and no names) runs instead the held-out family
+:data:`UNSEEN`: a Van der Pol limit cycle, Lotka-Volterra predator and prey, a linear trend with
+a seasonal term, regime switching, a bistable double well observed in bursts (generators:
+``benchmarks/_unseen.py``). They were fixed before any model figure existed on them and never
+tuned on: their figures are the intervals on data the calibration was not developed on. Their
+names can also be given to ``--suite`` (``--suite vanderpol lotka``).
+
 One hiding of 50 test series is a noisy measurement (the 50 % coverage moves by 0.7 to 3 points
 from one draw of the hidden values to the next). ``--test-draws R`` hides the test series'
 values ``R`` times with different seeds and ``--extra-test N`` adds ``N`` test series drawn
@@ -65,6 +72,8 @@ Usage::
     python benchmarks/calibration.py --suite --epochs 60   # every data set of SUITE
     python benchmarks/calibration.py --suite ou physionet  # some of them
     python benchmarks/calibration.py --suite --epochs 60 --test-draws 10 --extra-test 200
+    python benchmarks/calibration.py --suite --family unseen --epochs 60 --test-draws 10 \
+        --extra-test 200                                   # the held-out family
 """
 
 from __future__ import annotations
@@ -82,6 +91,8 @@ import torch
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))  # shared helpers
 from _cli import parse_params  # noqa: E402
+from _unseen import KINDS as UNSEEN_KINDS  # noqa: E402
+from _unseen import make_unseen  # noqa: E402
 
 from latentode import LatentODERegressor  # noqa: E402
 from latentode.data import split_series  # noqa: E402
@@ -103,7 +114,7 @@ class Case(NamedTuple):
     """One data set of the suite: how to make it and where its forecasts start."""
 
     description: str
-    make: str  # "oscillators", "ou", "periodic" or "physionet"
+    make: str  # "oscillators", "ou", "periodic", "physionet" or a kind of _unseen.KINDS
     options: dict[str, Any]
     time_range: tuple[float, float] = (0.0, 10.0)
     cutoff: float = 0.6  # extrapolation: condition on this fraction of the time range
@@ -136,6 +147,38 @@ SUITE = {
 }
 
 
+#: the held-out family (``--family unseen``): processes of other kinds than SUITE's, fixed
+#: before any model figure existed on them and never tuned on (generators: _unseen.py; the
+#: decision rules: docs/incoming/unseen.md); 200 series each, as the suite's synthetic sets
+UNSEEN = {
+    "vanderpol": Case("Van der Pol, mu ~ U(1, 2) per series, initial state ~ U(-3, 3)^2, "
+                      "noise 0.1, 40 points on [0, 15], 25 % missing per channel", "vanderpol",
+                      dict(n_points=40, mu_range=(1.0, 2.0), initial_range=3.0, noise_std=0.1,
+                           missing_fraction=0.25), time_range=(0.0, 15.0)),
+    "lotka": Case("Lotka-Volterra prey / predators (equilibrium 50 / 2), start at exp(U(-0.7, "
+                  "0.7)) times it, 5 % multiplicative noise, 40 points on [0, 20], 20 % missing",
+                  "lotka", dict(n_points=40, alpha=1.0, beta=0.5, gamma=1.0, delta=0.02,
+                                log_spread=0.7, noise_std=0.05, missing_fraction=0.2),
+                  time_range=(0.0, 20.0)),
+    "trend": Case("linear trend (slope ~ N(0, 0.3^2)) + seasonal term (period 2.5, amplitude "
+                  "U(0.3, 1)) + noise 0.1, 40 points on [0, 10]", "trend",
+                  dict(n_points=40, level_std=1.0, slope_std=0.3, period=2.5,
+                       amplitude_range=(0.3, 1.0), noise_std=0.1)),
+    "regimes": Case("regime switching: Poisson(0.3) switch times, N(0, 1) levels per channel, "
+                    "2 channels, noise 0.1, 40 points, 30 % missing", "regimes",
+                    dict(n_points=40, rate=0.3, n_channels=2, level_std=1.0, noise_std=0.1,
+                         missing_fraction=0.3)),
+    "doublewell": Case("double well dx = (x - x^3) dt + 0.8 dW, bursty sampling: ~4 clusters "
+                       "of ~8 times (sd 0.15) per series, noise 0.1", "doublewell",
+                       dict(sigma=0.8, initial_range=1.5, mean_clusters=4.0, mean_size=8.0,
+                            spread=0.15, noise_std=0.1)),
+}
+
+#: the families of data sets (``--family``); every case by name
+FAMILIES = {"suite": SUITE, "unseen": UNSEEN}
+CASES = {**SUITE, **UNSEEN}
+
+
 def make_case(case: Case, seed: int, n_series: int | None = None) -> pd.DataFrame:
     """The long frame of one suite data set (``id``, ``t``, channels); ``n_series`` overrides
     the case's count of synthetic series (ignored for PhysioNet)."""
@@ -143,8 +186,10 @@ def make_case(case: Case, seed: int, n_series: int | None = None) -> pd.DataFram
     if case.make == "physionet":
         df = load_physionet_sample()[["id", "t", *opts["columns"]]]
         return df[df[opts["columns"]].notna().any(axis=1)].reset_index(drop=True)
-    n_points = opts.pop("n_points")
     n = case.n_series if n_series is None else n_series
+    if case.make in UNSEEN_KINDS:
+        return make_unseen(case.make, n, case.time_range, seed, opts)
+    n_points = opts.pop("n_points")
     if case.make == "oscillators":
         return make_damped_oscillators(n, n_points, time_range=case.time_range,
                                        random_state=seed, **opts)
@@ -423,7 +468,7 @@ def run_suite(args: argparse.Namespace, names: Sequence[str]) -> pd.DataFrame:
     precise = args.test_draws > 1 or args.extra_test > 0
     print("$ python benchmarks/calibration.py " + " ".join(args.argv), flush=True)
     for name in names:
-        case = SUITE[name]
+        case = CASES[name]
         start = time.perf_counter()
         df = make_case(case, args.seed)
         cols = [c for c in df.columns if c not in ("id", "t")]
@@ -558,9 +603,13 @@ def build_parser() -> argparse.ArgumentParser:
     """The benchmark's command line (its defaults are the suite's settings; the diagnosis
     scripts of benchmarks/diagnostics build their fits' settings from it)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--suite", nargs="*", choices=tuple(SUITE), default=None,
-                   metavar="NAME", help="coverage on the data sets of SUITE (all if none "
-                   f"named): {', '.join(SUITE)}")
+    p.add_argument("--suite", nargs="*", choices=tuple(CASES), default=None,
+                   metavar="NAME", help="coverage on these data sets (all of --family if none "
+                   f"named): SUITE's {', '.join(SUITE)}; UNSEEN's {', '.join(UNSEEN)}")
+    p.add_argument("--family", choices=tuple(FAMILIES), default="suite",
+                   help="--suite without names: every data set of this family (suite: SUITE, "
+                        "the development set; unseen: UNSEEN, the held-out family never tuned "
+                        "on)")
     p.add_argument("--hide", type=float, default=0.3,
                    help="--suite: fraction of each test series' observed values hidden")
     p.add_argument("--test-draws", type=int, default=1, metavar="R",
@@ -623,7 +672,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
 
     torch.set_num_threads(max(1, args.threads))
     if args.suite is not None:
-        return run_suite(args, args.suite or list(SUITE))
+        return run_suite(args, args.suite or list(FAMILIES[args.family]))
     start = time.perf_counter()
     df, truth, time_range = _data(args)
     cols = [c for c in df.columns if c not in ("id", "t")]
