@@ -29,7 +29,7 @@ degrees of freedom are chosen with the factor (calibrated tails, ``GapSpread.tai
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import torch
@@ -240,6 +240,36 @@ def _tail_parts(rec: _HeldOut, tails: torch.Tensor | None, max_samples: int | No
     return parts
 
 
+def _value_slices(
+    records: list[_HeldOut], groupings: list[Grouping], tails: list[torch.Tensor] | None,
+    base: list[torch.Tensor] | None, max_samples: int | None,
+) -> Iterator[tuple[_HeldOut, torch.Tensor | None, torch.Tensor | None, list[torch.Tensor]]]:
+    """Each record of ``records`` (with its tails, base factors and group indices of each
+    grouping, as :func:`_losses` takes them), in consecutive slices of its values of at most
+    about :data:`_CHUNK_ELEMENTS` elements (values times the samples used; a record of no more
+    is one slice). :func:`_losses` then holds no temporaries larger than that: on the merged
+    records of hundreds of validation series (millions of values), one candidate over a whole
+    record made float64 temporaries of hundreds of megabytes, 2.5 times slower per value than
+    slices (docs/incoming/calcap.md); every function is elementwise per value and the sums add
+    in the same order, so the losses are the same."""
+    for i, rec in enumerate(records):
+        n_samples = rec.dev.shape[0] if max_samples is None else min(max_samples,
+                                                                     rec.dev.shape[0])
+        n_values = len(rec.resid)
+        span = max(1, _CHUNK_ELEMENTS // max(1, n_samples))
+        rec_tails = None if tails is None else tails[i]
+        rec_base = None if base is None else base[i]
+        ids = [groups[i] for groups, _ in groupings]
+        if n_values <= span:
+            yield rec, rec_tails, rec_base, ids
+            continue
+        for v0 in range(0, n_values, span):
+            cut = slice(v0, v0 + span)
+            yield (_HeldOut(*(field[..., cut] for field in rec)),
+                   None if rec_tails is None else rec_tails[cut],
+                   None if rec_base is None else rec_base[cut], [g[cut] for g in ids])
+
+
 def _losses(
     records: list[_HeldOut], groupings: list[Grouping], criterion: str, obs: ObservationModel,
     tails: list[torch.Tensor] | None = None, grid: torch.Tensor | None = None,
@@ -269,9 +299,9 @@ def _losses(
     totals = [torch.zeros(len(grid), width, n, dtype=torch.float64, device=device)
               for _, n in groupings]
     counts = [_counts(grouping, device) for grouping in groupings]
-    for i, rec in enumerate(records):
-        parts = _tail_parts(rec, None if tails is None else tails[i], max_samples,
-                            None if base is None else base[i])
+    for rec, rec_tails, rec_base, ids in _value_slices(records, groupings, tails, base,
+                                                       max_samples):
+        parts = _tail_parts(rec, rec_tails, max_samples, rec_base)
         n_values = len(rec.resid)
         # candidates in chunks: one call of the CDF per chunk and group of tails
         n_samples = parts[0].dev.shape[0]
@@ -297,14 +327,14 @@ def _losses(
                 score = scores[0].new_empty(len(rel), n_values)
                 for part, part_score in zip(parts, scores):
                     score.index_copy_(1, part.index, part_score)
-            for (groups, n), total in zip(groupings, totals):
+            for groups, (_, n), total in zip(ids, groupings, totals):
                 if criterion == "likelihood":
                     for p in range(len(rel)):
-                        total[g0 + p].index_add_(1, groups[i], score[p].unsqueeze(0))
+                        total[g0 + p].index_add_(1, groups, score[p].unsqueeze(0))
                 else:  # values inside per candidate, level and group: counts of the bands,
                     # cumulated (whole numbers: the same sums in any order)
                     at = (torch.arange(len(rel), device=device).unsqueeze(1) * n
-                          + groups[i]) * (n_levels + 1) + score
+                          + groups) * (n_levels + 1) + score
                     band = torch.bincount(at.reshape(-1), minlength=len(rel) * n * (n_levels + 1))
                     inside = band.view(len(rel), n, n_levels + 1).cumsum(2)[..., :n_levels]
                     total[g0:g0 + len(rel)] += inside.transpose(1, 2).double()
@@ -824,7 +854,6 @@ def _gate_density(
     model: nn.Module, spread: GapSpread, structure: list[_HeldOut], channel_scale: torch.Tensor,
     records: list[_HeldOut], forecast_split: float | None, criterion: str,
     obs: ObservationModel, min_values: int, strides: Sequence[int] = (),
-    tick: Callable[[int], None] | None = None,
 ) -> None:
     """Let the validation series' ``records`` choose, per kind of query, how much of the
     density slope fitted on the ``structure`` records to keep; fit the level with it.
@@ -843,8 +872,7 @@ def _gate_density(
     ``spread.factors`` on entry are the gap factors of the whole slope (as
     :func:`_fit_gap_spread` leaves them): shrinkage 1 reuses them, and a mixed choice takes
     each kind's factors from its shrinkage's fit (a kind's factors depend only on its own
-    values), so that only the level is fitted again. ``tick(1)`` (optional) is told of each
-    shrinkage scored.
+    values), so that only the level is fitted again.
     """
     slope = spread.density_slope.clone()
     start = model.spread_scale.clone()
@@ -862,8 +890,6 @@ def _gate_density(
         _fit_level(model, spread, records, forecast_split, criterion, obs, min_values)
         losses.append(_density_loss(model, spread, records, criterion, obs, min_values))
         fits.append((model.spread_scale.clone(), spread.factors.clone()))
-        if tick is not None:
-            tick(1)
     table = torch.stack(losses)  # (shrinkages, kinds)
     pick = table.argmin(0)  # the first of equal losses: the smaller shrinkage
     choice = torch.tensor(DENSITY_SHRINKAGES, dtype=slope.dtype, device=slope.device)[
@@ -1149,9 +1175,7 @@ def calibrate_spread(
         return sum(n_batches * (n_rounds if kind != "hidden" or n_hidden is None else n_hidden)
                    for kind in kinds)
 
-    # the fits: the factors, then the level (once per density shrinkage with the gate)
-    fits = 1 + (0 if structure is None
-                else len(DENSITY_SHRINKAGES) if gate and spread is not None else 1)
+    fits = 1 if structure is None else 2  # the factors, then (with structure) the level
     bar = progress_bar(fits, "calibrating intervals", "step", int(verbose))
     was_training = model.training
     model.eval()
@@ -1193,11 +1217,10 @@ def calibrate_spread(
         bar.set_description("calibrating intervals (fitting the level)")
         if gate and spread is not None and spread.has_density():
             _gate_density(model, spread, structure_rec[0] + structure_rec[1], scale, level_rec,
-                          forecast_split, criterion, obs, min_values, STRUCTURE_STRIDES,
-                          tick=bar.update)
+                          forecast_split, criterion, obs, min_values, STRUCTURE_STRIDES)
         else:
             _fit_level(model, spread, level_rec, forecast_split, criterion, obs, min_values)
-            bar.update(fits - 1)
+        bar.update(1)
     bar.set_description("calibrating intervals")
     bar.close()
     return scale_buf.clone()
