@@ -1371,7 +1371,8 @@ class LatentODERegressor(BaseEstimator):
                 calibrate_spread(model, list(val_loader()), forecast_split=split,
                                  generator=_calibration_generator(seed, device),
                                  structure=structure,
-                                 by_density=self.calibration_density)
+                                 by_density=self.calibration_density,
+                                 verbose=int(self.verbose))
 
             if distributed:  # rank 0 calibrates, every rank receives its factors
                 _distd.from_rank0(calibrate, model.spread_scale, model.gap_spread.edges,

@@ -29,7 +29,7 @@ degrees of freedom are chosen with the factor (calibrated tails, ``GapSpread.tai
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import torch
@@ -46,11 +46,12 @@ from latentode.nn.spread import (
     observation_gaps,
 )
 
+from .loop import progress_bar
 from .objective import drop_observations, split_forecast
 
 __all__ = ["calibrate_spread", "calibrate_level", "SCALE_GRID", "CRITERIA", "COVERAGE_LEVELS",
            "FORECAST_FRACTIONS", "HIDE_FRACTIONS", "TAIL_GRID", "LEVEL_GRID", "LEVEL_STRIDES",
-           "STRUCTURE_STRIDES", "MAX_STRUCTURE_SERIES", "STRUCTURE_ROUNDS",
+           "STRUCTURE_STRIDES", "MAX_STRUCTURE_SERIES", "MAX_LEVEL_SERIES", "STRUCTURE_ROUNDS",
            "STRUCTURE_MIN_ROUNDS", "STRUCTURE_VALUES", "STRUCTURE_SAMPLES",
            "CALIBRATION_STRUCTURES", "LEVEL_ROUNDS", "RELEVEL_GRID", "DENSITY_GRID",
            "DENSITY_OPTIONS"]
@@ -97,6 +98,13 @@ STRUCTURE_STRIDES = (4,)
 #: at most this many series of ``calibrate_spread(..., structure=)`` (a random subset) fit the
 #: structure of the factors, so that the calibration time stays bounded on large data
 MAX_STRUCTURE_SERIES = 256
+#: at most this many of the validation series (a random subset) fit the level of
+#: ``calibrate_spread(..., structure=)`` (and choose its density shrinkage) and the level of
+#: :func:`calibrate_level`: the level is a few pooled multipliers, whose noise from the choice
+#: of the series is small with hundreds of them, while the cost (:data:`LEVEL_ROUNDS` hiding
+#: rounds, every posterior sample, the density gate's fits) grows with every series: 640
+#: validation series of the PhysioNet 2012 archive took about 45 minutes (docs/incoming/calcap.md)
+MAX_LEVEL_SERIES = 256
 #: at most this many hiding rounds, and forecast rounds, of the series of
 #: ``calibrate_spread(..., structure=)``: each kind of round stops earlier, after
 #: :data:`STRUCTURE_MIN_ROUNDS`, once every channel has :data:`STRUCTURE_VALUES` held-out
@@ -232,6 +240,36 @@ def _tail_parts(rec: _HeldOut, tails: torch.Tensor | None, max_samples: int | No
     return parts
 
 
+def _value_slices(
+    records: list[_HeldOut], groupings: list[Grouping], tails: list[torch.Tensor] | None,
+    base: list[torch.Tensor] | None, max_samples: int | None,
+) -> Iterator[tuple[_HeldOut, torch.Tensor | None, torch.Tensor | None, list[torch.Tensor]]]:
+    """Each record of ``records`` (with its tails, base factors and group indices of each
+    grouping, as :func:`_losses` takes them), in consecutive slices of its values of at most
+    about :data:`_CHUNK_ELEMENTS` elements (values times the samples used; a record of no more
+    is one slice). :func:`_losses` then holds no temporaries larger than that: on the merged
+    records of hundreds of validation series (millions of values), one candidate over a whole
+    record made float64 temporaries of hundreds of megabytes, 2.5 times slower per value than
+    slices (docs/incoming/calcap.md); every function is elementwise per value and the sums add
+    in the same order, so the losses are the same."""
+    for i, rec in enumerate(records):
+        n_samples = rec.dev.shape[0] if max_samples is None else min(max_samples,
+                                                                     rec.dev.shape[0])
+        n_values = len(rec.resid)
+        span = max(1, _CHUNK_ELEMENTS // max(1, n_samples))
+        rec_tails = None if tails is None else tails[i]
+        rec_base = None if base is None else base[i]
+        ids = [groups[i] for groups, _ in groupings]
+        if n_values <= span:
+            yield rec, rec_tails, rec_base, ids
+            continue
+        for v0 in range(0, n_values, span):
+            cut = slice(v0, v0 + span)
+            yield (_HeldOut(*(field[..., cut] for field in rec)),
+                   None if rec_tails is None else rec_tails[cut],
+                   None if rec_base is None else rec_base[cut], [g[cut] for g in ids])
+
+
 def _losses(
     records: list[_HeldOut], groupings: list[Grouping], criterion: str, obs: ObservationModel,
     tails: list[torch.Tensor] | None = None, grid: torch.Tensor | None = None,
@@ -261,9 +299,9 @@ def _losses(
     totals = [torch.zeros(len(grid), width, n, dtype=torch.float64, device=device)
               for _, n in groupings]
     counts = [_counts(grouping, device) for grouping in groupings]
-    for i, rec in enumerate(records):
-        parts = _tail_parts(rec, None if tails is None else tails[i], max_samples,
-                            None if base is None else base[i])
+    for rec, rec_tails, rec_base, ids in _value_slices(records, groupings, tails, base,
+                                                       max_samples):
+        parts = _tail_parts(rec, rec_tails, max_samples, rec_base)
         n_values = len(rec.resid)
         # candidates in chunks: one call of the CDF per chunk and group of tails
         n_samples = parts[0].dev.shape[0]
@@ -289,14 +327,14 @@ def _losses(
                 score = scores[0].new_empty(len(rel), n_values)
                 for part, part_score in zip(parts, scores):
                     score.index_copy_(1, part.index, part_score)
-            for (groups, n), total in zip(groupings, totals):
+            for groups, (_, n), total in zip(ids, groupings, totals):
                 if criterion == "likelihood":
                     for p in range(len(rel)):
-                        total[g0 + p].index_add_(1, groups[i], score[p].unsqueeze(0))
+                        total[g0 + p].index_add_(1, groups, score[p].unsqueeze(0))
                 else:  # values inside per candidate, level and group: counts of the bands,
                     # cumulated (whole numbers: the same sums in any order)
                     at = (torch.arange(len(rel), device=device).unsqueeze(1) * n
-                          + groups[i]) * (n_levels + 1) + score
+                          + groups) * (n_levels + 1) + score
                     band = torch.bincount(at.reshape(-1), minlength=len(rel) * n * (n_levels + 1))
                     inside = band.view(len(rel), n, n_levels + 1).cumsum(2)[..., :n_levels]
                     total[g0:g0 + len(rel)] += inside.transpose(1, 2).double()
@@ -632,7 +670,7 @@ def _held_out_rounds(
     model: nn.Module, batches: list[Batch], kinds: Sequence[str], fractions: tuple[float, ...],
     rounds: int, n_samples: int, forecast_split: float | None,
     generator: torch.Generator | None, budget: int | None = None, min_rounds: int = 1,
-    hidden_rounds: int | None = None,
+    hidden_rounds: int | None = None, tick: Callable[[int], None] | None = None,
 ) -> tuple[list[_HeldOut], list[_HeldOut]]:
     """The held-out values of ``batches`` in ``rounds`` passes of each of ``kinds`` in turn
     (``"hidden"``: the fractions of :func:`calibrate_spread`, in ``hidden_rounds`` passes when
@@ -641,6 +679,7 @@ def _held_out_rounds(
 
     With a ``budget``, the passes of a kind stop after ``min_rounds`` or more once every
     channel with an observed value in ``batches`` has ``budget`` held-out values of that kind.
+    ``tick(n)`` (optional) is told of every ``n`` batches predicted, or skipped by that stop.
     """
     hidden_rec: list[_HeldOut] = []
     forecast_rec: list[_HeldOut] = []
@@ -654,6 +693,8 @@ def _held_out_rounds(
         for r in range(int(n_rounds)):
             if (have is not None and r >= min_rounds
                     and bool((have[observed] >= budget).all())):
+                if tick is not None:
+                    tick((int(n_rounds) - r) * len(batches))
                 break
             split = (forecast_split if forecast_split is not None
                      else FORECAST_FRACTIONS[r % len(FORECAST_FRACTIONS)])
@@ -670,6 +711,8 @@ def _held_out_rounds(
                     (hidden_rec if kind == "hidden" else forecast_rec).append(rec)
                     if have is not None:
                         have += torch.bincount(rec.channel, minlength=len(have)).to(have.device)
+                if tick is not None:
+                    tick(1)
     return hidden_rec, forecast_rec
 
 
@@ -938,6 +981,8 @@ def calibrate_spread(
     structure_values: int | None = STRUCTURE_VALUES,
     level_rounds: int | None = LEVEL_ROUNDS,
     by_density: bool | str = False,
+    max_level_series: int = MAX_LEVEL_SERIES,
+    verbose: int = 0,
 ) -> torch.Tensor:
     """Fit ``model.spread_scale`` per channel on held-out values of ``batches``; return it.
 
@@ -1084,6 +1129,16 @@ def calibrate_spread(
         not hold on the validation series; the choice and the losses are in
         ``model.gap_spread.density_shrink`` and ``density_losses``. Without ``structure``,
         ``batches`` fit the slope themselves and ``"validated"`` is True.
+    max_level_series : int
+        With ``structure``, at most this many series of ``batches`` fit the level (and choose
+        the density shrinkage): a random subset drawn from ``generator`` (after the structure
+        series' held-out values) only when there are more (:data:`MAX_LEVEL_SERIES`), so that
+        the calibration time stays bounded with many validation series; with no more, every
+        series, and the numbers are those without a bound. Unused without ``structure``
+        (``batches`` then fit everything).
+    verbose : int
+        0 (default): silent; 1 or more: a progress bar ("calibrating intervals", as the fit's)
+        over the series' predicted batches and the fits.
 
     Returns
     -------
@@ -1093,6 +1148,8 @@ def calibrate_spread(
     fractions = _checked_rounds(fraction, n_samples, criterion, level_rounds)
     if max_structure_series < 1:
         raise ValueError(f"max_structure_series must be >= 1, got {max_structure_series}.")
+    if max_level_series < 1:
+        raise ValueError(f"max_level_series must be >= 1, got {max_level_series}.")
     if structure_rounds < 1:
         raise ValueError(f"structure_rounds must be >= 1, got {structure_rounds}.")
     if structure_samples < 2:
@@ -1110,6 +1167,16 @@ def calibrate_spread(
     obs, spread, kinds = _calibration_parts(model, by_gap, forecast_split)
     rounds_of = (kinds, fractions, int(rounds), n_samples, forecast_split, generator)
     structure_rec: tuple[list[_HeldOut], list[_HeldOut]] | None = None
+    hidden_rounds = (int(level_rounds) if structure is not None and level_rounds is not None
+                     else None)
+
+    def passes(n_batches: int, n_rounds: int, n_hidden: int | None = None) -> int:
+        """Batches predicted by ``n_rounds`` rounds of each kind (``n_hidden`` hiding ones)."""
+        return sum(n_batches * (n_rounds if kind != "hidden" or n_hidden is None else n_hidden)
+                   for kind in kinds)
+
+    fits = 1 if structure is None else 2  # the factors, then (with structure) the level
+    bar = progress_bar(fits, "calibrating intervals", "step", int(verbose))
     was_training = model.training
     model.eval()
     try:
@@ -1117,33 +1184,45 @@ def calibrate_spread(
             series = _structure_series(structure, int(max_structure_series), generator,
                                        scale_buf.device)
             budget = None if structure_values is None else int(structure_values)
+            bar.total += passes(len(series), int(structure_rounds))
+            bar.set_description("calibrating intervals (training series)")
             structure_rec = _held_out_rounds(
                 model, series, kinds, fractions, int(structure_rounds), int(structure_samples),
                 forecast_split, generator, budget, min(STRUCTURE_MIN_ROUNDS,
-                                                       int(structure_rounds)))
+                                                       int(structure_rounds)), tick=bar.update)
             if budget is not None:
                 structure_rec = (_cap_values(structure_rec[0], n_ch, budget, generator),
                                  _cap_values(structure_rec[1], n_ch, budget, generator))
             structure_rec = (_merged(structure_rec[0]), _merged(structure_rec[1]))
+            if sum(b.batch_size for b in batches) > int(max_level_series):
+                batches = _structure_series(batches, int(max_level_series), generator,
+                                            scale_buf.device)
+        bar.total += passes(len(batches), int(rounds), hidden_rounds)
+        bar.set_description("calibrating intervals (validation series)")
         hidden_rec, forecast_rec = _held_out_rounds(
-            model, batches, *rounds_of,
-            hidden_rounds=(int(level_rounds) if structure is not None and level_rounds is not None
-                           else None))
+            model, batches, *rounds_of, hidden_rounds=hidden_rounds, tick=bar.update)
     finally:
         model.train(was_training)
     tail_values = int(min_tail_values) if by_tail else None
+    bar.set_description("calibrating intervals (fitting the factors)")
     if structure_rec is None:
         _fit_factors(model, spread, hidden_rec, forecast_rec, forecast_split, criterion, obs,
                      min_values, tail_values, by_density=density)
+        bar.update(1)
     else:
         scale = _fit_factors(model, spread, *structure_rec, forecast_split, criterion, obs,
                              min_values, tail_values, STRUCTURE_STRIDES, density)
+        bar.update(1)
         level_rec = _merged(hidden_rec + forecast_rec)
+        bar.set_description("calibrating intervals (fitting the level)")
         if gate and spread is not None and spread.has_density():
             _gate_density(model, spread, structure_rec[0] + structure_rec[1], scale, level_rec,
                           forecast_split, criterion, obs, min_values, STRUCTURE_STRIDES)
         else:
             _fit_level(model, spread, level_rec, forecast_split, criterion, obs, min_values)
+        bar.update(1)
+    bar.set_description("calibrating intervals")
+    bar.close()
     return scale_buf.clone()
 
 
@@ -1195,6 +1274,7 @@ def calibrate_level(
     forecast_split: float | None = None,
     by_gap: bool = True,
     level_rounds: int | None = LEVEL_ROUNDS,
+    max_level_series: int = MAX_LEVEL_SERIES,
 ) -> torch.Tensor:
     """Refit only the level of a calibrated model's spread on held-out ``batches``; return the
     multipliers it applied, ``(2,)``: of the values inside the conditioning window and of the
@@ -1247,6 +1327,10 @@ def calibrate_level(
     level_rounds : int or None
         Hiding rounds (:data:`LEVEL_ROUNDS`, as ``calibrate_spread(..., structure=)``); None:
         ``rounds``.
+    max_level_series : int
+        At most this many series of ``batches`` are used (:data:`MAX_LEVEL_SERIES`, as
+        ``calibrate_spread(..., structure=)``): a random subset drawn first from
+        ``generator``, only when there are more.
 
     Returns
     -------
@@ -1269,7 +1353,12 @@ def calibrate_level(
     torch.Size([2])
     """
     fractions = _checked_rounds(fraction, n_samples, criterion, level_rounds)
+    if max_level_series < 1:
+        raise ValueError(f"max_level_series must be >= 1, got {max_level_series}.")
     batches = list(batches)
+    if sum(b.batch_size for b in batches) > int(max_level_series):
+        batches = _structure_series(batches, int(max_level_series), generator,
+                                    model.spread_scale.device)
     obs, spread, kinds = _calibration_parts(model, by_gap, forecast_split)
     was_training = model.training
     model.eval()

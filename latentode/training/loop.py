@@ -99,6 +99,14 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
+def progress_bar(total: int, desc: str, unit: str, verbose: int) -> tqdm:
+    """The progress bar of a long step of a fit (the epochs; the interval calibration): a tqdm
+    bar of ``total`` steps described by ``desc``, kept on the terminal when it closes, shown
+    unless ``verbose <= 0``."""
+    return tqdm(total=total, desc=desc, unit=unit, disable=verbose <= 0, leave=True,
+                dynamic_ncols=True)
+
+
 def fit_model(
     model: nn.Module,
     train_loader: Loader,
@@ -383,8 +391,7 @@ def fit_model(
         _dist.check_same(generator.get_state(), "the generator's state", device)
         _dist.broadcast_module(model)
         verbose = verbose if rank == 0 else 0
-    bar = tqdm(total=max_epochs, desc="latentode fit", unit="epoch", disable=verbose <= 0,
-               leave=True, dynamic_ncols=True)
+    bar = progress_bar(max_epochs, "latentode fit", "epoch", verbose)
 
     last_text = [-math.inf]
 
