@@ -37,7 +37,7 @@ from torch import nn
 
 from .adjoint import MLP_ACTIVATIONS, _ForwardSystem, _mlp_layers
 from .hooks import hooked
-from .solve import SolverConfig, integrate
+from .solve import SolverConfig, clip_step, integrate, next_time
 from .stepper import _combine, factors
 from .tableau import ButcherTableau
 
@@ -183,13 +183,8 @@ def _schedule(s_out: torch.Tensor, cfg: SolverConfig) -> tuple[torch.Tensor, tor
     while not bool(done.all()):
         if len(hs) > cfg.max_steps:
             return None
-        nxt = (s_out <= s.unsqueeze(1)).sum(1).clamp(max=n_out - 1)
-        target = s_out.gather(1, nxt.unsqueeze(1)).squeeze(1)
-        remaining = target - s
-        clipped = h >= remaining
-        h_eff = torch.where(done, zero_h, torch.minimum(h, remaining))
-        s_new = torch.where(clipped, target, s + h_eff)
-        s_new = torch.where(done, s, s_new)
+        _, target = next_time(s, s_out)
+        clipped, h_eff, s_new = clip_step(s, h, target, done, zero_h)
         hit = ~done & clipped
         hs.append(h_eff)
         arrived = (s_out == target.unsqueeze(1)) & hit.unsqueeze(1)

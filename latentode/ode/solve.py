@@ -45,6 +45,25 @@ class SolverConfig:
     max_nonfinite: int = 8
 
 
+def next_time(s: torch.Tensor, s_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each series' next requested time after ``s`` (its last one when none is left), where a
+    stop-mode step must land: ``(index into s_out's row, time)``."""
+    nxt = (s_out <= s.unsqueeze(1)).sum(1).clamp(max=s_out.shape[1] - 1)
+    return nxt, s_out.gather(1, nxt.unsqueeze(1)).squeeze(1)
+
+
+def clip_step(s: torch.Tensor, h: torch.Tensor, target: torch.Tensor, done: torch.Tensor,
+              zero_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A step of size ``h`` from ``s``, shortened to land on ``target``: ``(clipped, h_eff,
+    s_new)``, whether it was shortened, the step taken (0 for finished series) and where it
+    ends (exactly ``target`` when shortened)."""
+    remaining = target - s
+    clipped = h >= remaining
+    h_eff = torch.where(done, zero_h, torch.minimum(h, remaining))
+    s_new = torch.where(clipped, target, s + h_eff)
+    return clipped, h_eff, torch.where(done, s, s_new)
+
+
 def integrate(
     system: System,
     y0: torch.Tensor,
@@ -148,13 +167,8 @@ def integrate(
         if dense:
             target = s_end
         else:
-            nxt = (s_out <= s.unsqueeze(1)).sum(1).clamp(max=n_out - 1)
-            target = s_out.gather(1, nxt.unsqueeze(1)).squeeze(1)
-        remaining = target - s
-        clipped = h >= remaining
-        h_eff = torch.where(done, zero_h, torch.minimum(h, remaining))
-        s_new = torch.where(clipped, target, s + h_eff)
-        s_new = torch.where(done, s, s_new)
+            nxt, target = next_time(s, s_out)
+        clipped, h_eff, s_new = clip_step(s, h, target, done, zero_h)
 
         if start_step is not None:
             start_step(h_eff)
