@@ -149,7 +149,7 @@ SUITE = {
 
 #: the held-out family (``--family unseen``): processes of other kinds than SUITE's, fixed
 #: before any model figure existed on them and never tuned on (generators: _unseen.py; the
-#: decision rules: docs/incoming/unseen.md); 200 series each, as the suite's synthetic sets
+#: decision rules: docs/results/across-datasets.md); 200 series each, as the suite's synthetic sets
 UNSEEN = {
     "vanderpol": Case("Van der Pol, mu ~ U(1, 2) per series, initial state ~ U(-3, 3)^2, "
                       "noise 0.1, 40 points on [0, 15], 25 % missing per channel", "vanderpol",

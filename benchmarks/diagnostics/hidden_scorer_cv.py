@@ -1,4 +1,4 @@
-# A figure of docs/incoming/skfix.md (the hidden-value scorer), kept for reproduction; run from
+# A figure of docs/results/messy-data.md (the hidden-value scorer), kept for reproduction; run from
 # the repository root with the library importable (PYTHONPATH=.) and OMP_NUM_THREADS=1.
 """The README example's cross-validated scores beside the baselines on the same hidden points.
 

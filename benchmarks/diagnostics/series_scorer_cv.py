@@ -1,4 +1,4 @@
-# A figure of docs/incoming/skfix2.md (the series scorer), kept for reproduction; run from the
+# A figure of docs/results/messy-data.md (the series scorer), kept for reproduction; run from the
 # repository root with the library importable (PYTHONPATH=.) and OMP_NUM_THREADS=1.
 """Cross-validated classification scores per series with make_series_scorer, beside baselines.
 

@@ -1,6 +1,6 @@
 # ruff: noqa: E402
-# A diagnosis script of #15 (docs/incoming/unseen.md, "Diagnoses"), kept for reproduction; run from
-# the repository root with the library importable (PYTHONPATH=.).
+# A diagnosis script of #15 (docs/results/across-datasets.md, the unseen family), kept for
+# reproduction; run from the repository root with the library importable (PYTHONPATH=.).
 """Extra forecast references on the held-out family (no model): a per-series straight line fitted
 by least squares to the past (LOCF for a single value, the training mean for none) and, for
 ``trend``, the least-squares fit of the known form (level, slope, the season's sine and cosine);

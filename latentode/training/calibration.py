@@ -103,7 +103,7 @@ MAX_STRUCTURE_SERIES = 256
 #: :func:`calibrate_level`: the level is a few pooled multipliers, whose noise from the choice
 #: of the series is small with hundreds of them, while the cost (:data:`LEVEL_ROUNDS` hiding
 #: rounds, every posterior sample, the density gate's fits) grows with every series: 640
-#: validation series of the PhysioNet 2012 archive took about 45 minutes (docs/incoming/calcap.md)
+#: validation series of the PhysioNet 2012 archive took about 45 minutes (docs/results/speed.md)
 MAX_LEVEL_SERIES = 256
 #: at most this many hiding rounds, and forecast rounds, of the series of
 #: ``calibrate_spread(..., structure=)``: each kind of round stops earlier, after
@@ -250,7 +250,7 @@ def _value_slices(
     is one slice). :func:`_losses` then holds no temporaries larger than that: on the merged
     records of hundreds of validation series (millions of values), one candidate over a whole
     record made float64 temporaries of hundreds of megabytes, 2.5 times slower per value than
-    slices (docs/incoming/calcap.md); every function is elementwise per value and the sums add
+    slices (docs/results/speed.md); every function is elementwise per value and the sums add
     in the same order, so the losses are the same."""
     for i, rec in enumerate(records):
         n_samples = rec.dev.shape[0] if max_samples is None else min(max_samples,
