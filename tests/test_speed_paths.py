@@ -435,14 +435,15 @@ def test_the_fields_fast_path_is_left_when_torch_names_its_hooks_otherwise(monke
     from torch.nn.modules import module as torch_module
 
     from latentode.nn import dynamics
+    from latentode.ode import hooks
 
     func, _ = _field()
     assert not dynamics._hooked(func.net)
     monkeypatch.delattr(torch_module, "_global_forward_hooks")
-    dynamics._hook_dicts_known.cache_clear()
+    hooks.hook_dicts_known.cache_clear()
     try:
         assert dynamics._hooked(func.net)
     finally:
         monkeypatch.undo()
-        dynamics._hook_dicts_known.cache_clear()
+        hooks.hook_dicts_known.cache_clear()
     assert not dynamics._hooked(func.net)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from latentode.ode.hooks import hook_dicts_known, hooked
+from latentode.ode.hooks import hooked
 
 __all__ = ["mlp", "init_ode_weights", "LatentDynamics", "DYNAMICS_ACTIVATIONS"]
 
@@ -53,11 +53,6 @@ def mlp(
         width = units
     layers.append(nn.Linear(width, n_out))
     return nn.Sequential(*layers)
-
-
-# the hook dictionaries' reader lives in the ODE core (its fused solve skips module calls too);
-# ``_hook_dicts_known`` is the same cached function (its ``cache_clear`` clears both)
-_hook_dicts_known = hook_dicts_known
 
 
 def _hooked(seq: nn.Sequential) -> bool:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .adjoint import MLP_ACTIVATIONS, _ForwardSystem, _mlp_layers
+from .adjoint import MLP_ACTIVATIONS, _ForwardSystem, _mlp_layers, all_forwards
 from .hooks import hooked
 from .solve import SolverConfig, clip_step, integrate, next_time
 from .stepper import _combine, factors
@@ -115,7 +115,7 @@ def solve_fixed(
     h, step_of = schedule
     need_grad = torch.is_grad_enabled() and (z0.requires_grad
                                              or any(p.requires_grad for p in params))
-    forwards = _all_forwards(direction)
+    forwards = all_forwards(direction)  # the CPU's answer (this path runs on the CPU only)
     with torch.no_grad():
         run = _forward(tab, layers, skip, activation, direction, forwards, z0, h, step_of,
                        save=need_grad)
@@ -125,10 +125,6 @@ def solve_fixed(
         return run.out
     run.func, run.s_out, run.cfg = func, s_out, cfg
     return _FusedFixed.apply(run, z0, *params)
-
-
-def _all_forwards(direction: torch.Tensor) -> bool:
-    return bool((direction > 0).all())
 
 
 def _transformed(*tensors: torch.Tensor) -> bool:

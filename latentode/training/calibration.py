@@ -800,6 +800,17 @@ def _structure_series(batches: Iterable[Batch], max_series: int,
     return rebatch(out, max(b.batch_size for b in batches)) if n > max_series else out
 
 
+def _level_series(batches: Iterable[Batch], max_series: int,
+                  generator: torch.Generator | None, device: torch.device) -> list[Batch]:
+    """The series that fit the level: ``batches`` as they are when they hold at most
+    ``max_series`` series (nothing drawn, nothing copied: the numbers without a bound); else
+    :func:`_structure_series`' random subset of ``max_series`` of them."""
+    batches = list(batches)
+    if sum(b.batch_size for b in batches) <= max_series:
+        return batches
+    return _structure_series(batches, max_series, generator, device)
+
+
 def _calibrated(
     scale: torch.Tensor, spread: GapSpread | None, records: list[_HeldOut],
 ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
@@ -1194,9 +1205,8 @@ def calibrate_spread(
                 structure_rec = (_cap_values(structure_rec[0], n_ch, budget, generator),
                                  _cap_values(structure_rec[1], n_ch, budget, generator))
             structure_rec = (_merged(structure_rec[0]), _merged(structure_rec[1]))
-            if sum(b.batch_size for b in batches) > int(max_level_series):
-                batches = _structure_series(batches, int(max_level_series), generator,
-                                            scale_buf.device)
+            batches = _level_series(batches, int(max_level_series), generator,
+                                    scale_buf.device)
         bar.total += passes(len(batches), int(rounds), hidden_rounds)
         bar.set_description("calibrating intervals (validation series)")
         hidden_rec, forecast_rec = _held_out_rounds(
@@ -1355,10 +1365,8 @@ def calibrate_level(
     fractions = _checked_rounds(fraction, n_samples, criterion, level_rounds)
     if max_level_series < 1:
         raise ValueError(f"max_level_series must be >= 1, got {max_level_series}.")
-    batches = list(batches)
-    if sum(b.batch_size for b in batches) > int(max_level_series):
-        batches = _structure_series(batches, int(max_level_series), generator,
-                                    model.spread_scale.device)
+    batches = _level_series(batches, int(max_level_series), generator,
+                            model.spread_scale.device)
     obs, spread, kinds = _calibration_parts(model, by_gap, forecast_split)
     was_training = model.training
     model.eval()
