@@ -50,6 +50,9 @@ def test_tiny_run_prints_the_table_and_reloads_identically(bench, tmp_path, caps
     assert res["rows"][0]["published"] == pytest.approx(2.118e-3)
     assert {"LOCF", "linear"} <= set(res["rows"][2])
     assert res["epochs"] == 1 and res["n_test_stays"] == 6
+    # the fit's time: its epochs apart from the rest (data preparation, calibration), printed
+    assert 0 < res["epochs_s"] < res["fit_s"] and "of which epochs" in out
+    assert again["fit_s"] == again["epochs_s"] == pytest.approx(res["epochs_s"])  # reloaded
     assert (tmp_path / "r.json").exists()
     for task, share in res["per_feature"].items():
         row = next(r for r in res["rows"] if r["task"] == task)
