@@ -114,7 +114,12 @@ class LatentDynamics(nn.Module):
         init_ode_weights(self.net)
         self.linear: nn.Linear | None = None
         if linear:
-            self.linear = nn.Linear(dim, dim, bias=False)
+            # built without drawing from the global generator: nn.Linear's own (discarded)
+            # initialisation would shift every module built after this one (decoder, readout),
+            # so with the same seed the model would start from other weights than without the
+            # term; this way it starts as exactly the model without it (A = 0)
+            with torch.random.fork_rng(devices=[]):
+                self.linear = nn.Linear(dim, dim, bias=False)
             nn.init.zeros_(self.linear.weight)
 
     def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
