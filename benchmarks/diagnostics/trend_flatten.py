@@ -12,6 +12,11 @@ fit, beside the baselines and the per-series straight line fitted to the past:
   decoder of the latent state, no neighbour correction);
 * the same future values reconstructed from the *whole* series (conditioned on every value,
   readout and latent path alone): in-window, does the model carry the slope there?
+* the past itself reconstructed from the past (the conditioning values, in-window): does the
+  path that the forecast continues fit the slope where it was conditioned? (and the same past
+  values reconstructed from the whole series, for comparison)
+* the readout's weight on the last value in the forecasts, ``(readout - latent) / (last value
+  - latent)`` by least squares, overall and per horizon quartile;
 * per row, the *slope gain*: the least-squares slope of the prediction on the future points
   (the known form: level, slope, the season's sine and cosine), regressed on the series' true
   slope (the same form fitted to the whole noisy series); 1: the slope is carried, 0: flat.
@@ -75,7 +80,7 @@ true_b = slopes(test, None)  # the form fitted to the whole noisy series
 
 
 def gain(pred) -> float:
-    pb = slopes(pred.set_index(future.index), None)
+    pb = slopes(pred, None)
     ids = [i for i in pb if i in true_b]
     x = np.array([true_b[i] for i in ids])
     y = np.array([pb[i] for i in ids])
@@ -110,21 +115,45 @@ with warnings.catch_warnings():
     sc = q.score_tasks(est, test, case, cols, loc, scale, hide=0.3, seed=a.seed)
     res["held-out"] = sc["held-out"]["mse"]
     readout = est.model_.readout
+    kept: dict = {}
     for rule in ("predictive_mean", "posterior_mean"):
         est.set_params(point_prediction=rule)
         for part in ("readout", "latent only"):
             est.model_.readout = readout if part == "readout" else None
             if part == "latent only" and readout is None:
                 continue
+            rec = est.predict(past).set_index(past.index)
+            pmask = past[cols].notna().to_numpy()
+            res[f"past {rule} {part}"] = {
+                "mse": mse(past, rec, pmask, columns=cols, loc=loc, scale=scale),
+                "reversion": float("nan"), "slope_gain": gain(rec)}
             fc = est.extrapolate(past, times=query)
             res[f"forecast {rule} {part}"] = score(fc.set_index(future.index))
-            whole = est.predict(test).loc[fut].reset_index(drop=True)
+            kept[part] = fc["x0"].to_numpy(np.float64)
+            whole_all = est.predict(test)
+            whole = whole_all.loc[fut].reset_index(drop=True)
             res[f"whole {rule} {part}"] = score(whole.set_index(future.index))
+            wpast = whole_all.loc[early].set_index(past.index)
+            res[f"past from the whole {rule} {part}"] = {
+                "mse": mse(past, wpast, pmask, columns=cols, loc=loc, scale=scale),
+                "reversion": float("nan"), "slope_gain": gain(wpast)}
             if part == "latent only" and rule == "predictive_mean":
                 res["held-out latent only"] = mse(
                     test, est.predict(sc["held-out"]["_cond"]), sc["held-out"]["_mask"],
                     columns=cols, loc=loc, scale=scale)
         est.model_.readout = readout
+        if readout is not None:
+            # the readout's weight on the last value: (readout - latent) / (last - latent),
+            # least squares over the forecast entries, overall and per horizon quartile
+            last = base["LOCF"]["x0"].to_numpy(np.float64)
+            d, r = last - kept["latent only"], kept["readout"] - kept["latent only"]
+            hz = future["t"].to_numpy() - past.groupby("id")["t"].max().reindex(
+                future["id"]).to_numpy()
+            edges = np.quantile(hz, [0, 0.25, 0.5, 0.75, 1])
+            res[f"weight on the last value, {rule}"] = [float((r * d).sum() / (d * d).sum())] + [
+                float((r[m] * d[m]).sum() / (d[m] ** 2).sum()) for m in
+                [(hz >= lo_) & (hz <= hi_) for lo_, hi_ in zip(edges[:-1], edges[1:])]]
+            res["horizon quartile edges (data time)"] = edges.tolist()
     if readout is not None:
         res["readout reach (model time)"] = readout.log_reach.exp().tolist()
         res["time scale"] = float(est.time_encoder_.scale_)
