@@ -1,6 +1,7 @@
 # ruff: noqa: E402
-# A diagnosis script of #15 (the trend's flattened forecasts; docs/incoming/trendfc.md), kept for
-# reproduction; run from the repository root with the library importable (PYTHONPATH=.).
+# A diagnosis script of #15 (the trend's flattened forecasts; docs/results/across-datasets.md,
+# "Why the defaults' forecasts flatten on trending data"), kept for reproduction; run from the
+# repository root with the library importable (PYTHONPATH=.).
 """Where the defaults' forecasts of ``trend`` (the unseen family) lose the slope.
 
 Fits :class:`~latentode.LatentODERegressor` as ``benchmarks/quality.py --family unseen
