@@ -131,6 +131,24 @@ def trend_seasonal(n_series: int, n_points: int, *, time_range: tuple[float, flo
     return _to_long(times, truth, np.ones(truth.shape, dtype=bool), noise, return_truth)
 
 
+def trend_form(t: np.ndarray, period: float) -> np.ndarray:
+    """The design of :func:`trend_seasonal`'s known form at times ``t`` (``(len(t), 4)``: level,
+    slope, the season's sine and cosine): a least-squares fit of it to a series' values gives the
+    series' slope and an oracle-like reference for its forecasts."""
+    w = 2 * np.pi / period
+    return np.stack([np.ones_like(t), t, np.sin(w * t), np.cos(w * t)], 1)
+
+
+def past_line(t_past: np.ndarray, x_past: np.ndarray, t_query: np.ndarray,
+              fallback: float) -> np.ndarray:
+    """A straight line fitted by least squares to one series' past values ``x_past`` at
+    ``t_past``, evaluated at ``t_query``: the naive trend-following forecast (the value itself
+    for a single past value, ``fallback`` for none)."""
+    if len(t_past) >= 2:
+        return np.polyval(np.polyfit(t_past, x_past, 1), t_query)
+    return np.full(len(t_query), x_past[-1] if len(t_past) else fallback, dtype=np.float64)
+
+
 def regimes(n_series: int, n_points: int, *, time_range: tuple[float, float], rate: float,
             n_channels: int, level_std: float, noise_std: float, missing_fraction: float,
             random_state: int, return_truth: bool = False) -> Frame:

@@ -33,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import quality as q
+from _unseen import past_line, trend_form
 from calibration import _forecast_rows, _test_split, make_case
 
 from latentode import LatentODERegressor
@@ -60,28 +61,28 @@ early, fut = _forecast_rows(test, cols, cut)
 past, future = test[early], test[fut]
 query = future[["id", "t"]]
 mask = future[cols].notna().to_numpy()
-w = 2 * np.pi / case.options["period"]
+period = case.options["period"]
 
 
-def design(t: np.ndarray) -> np.ndarray:
-    return np.stack([np.ones_like(t), t, np.sin(w * t), np.cos(w * t)], 1)
-
-
-def slopes(frame, rows) -> dict:
+def slopes(frame) -> dict:
     out = {}
-    for sid, f in frame.loc[rows].groupby("id") if rows is not None else frame.groupby("id"):
+    for sid, f in frame.groupby("id"):
         f = f.dropna(subset=cols)
         if len(f) >= 5:
-            coef, *_ = np.linalg.lstsq(design(f["t"].to_numpy()), f["x0"].to_numpy(), rcond=None)
+            coef, *_ = np.linalg.lstsq(trend_form(f["t"].to_numpy(), period),
+                                       f["x0"].to_numpy(), rcond=None)
             out[sid] = coef[1]
     return out
 
 
-true_b = slopes(test, None)  # the form fitted to the whole noisy series
+true_b = slopes(test)  # the form fitted to the whole noisy series
+# baselines (on the forecast points: LOCF is also the last value each forecast starts from)
+base = q._baselines(past, query, cols, loc, "forecast")
+last = base["LOCF"][cols].to_numpy(np.float64)
 
 
 def gain(pred) -> float:
-    pb = slopes(pred, None)
+    pb = slopes(pred)
     ids = [i for i in pb if i in true_b]
     x = np.array([true_b[i] for i in ids])
     y = np.array([pb[i] for i in ids])
@@ -89,20 +90,18 @@ def gain(pred) -> float:
 
 
 def score(pred) -> dict:
-    last = q._baselines(past, query, cols, loc, "forecast")["LOCF"][cols].to_numpy(np.float64)
     return {"mse": mse(future, pred, mask, columns=cols, loc=loc, scale=scale),
             "reversion": q.reversion(pred[cols].to_numpy(np.float64), last,
                                      loc[cols].to_numpy(np.float64), mask),
             "slope_gain": gain(pred)}
 
 
-# baselines and the straight line on the past
-base = q._baselines(past, query, cols, loc, "forecast")
+# the straight line on the past
 line = query.assign(x0=np.nan)
 for sid, f in future.groupby("id"):
     pc = past[past["id"] == sid][["t", "x0"]].dropna()
-    line.loc[f.index, "x0"] = (np.polyval(np.polyfit(pc["t"], pc["x0"], 1), f["t"])
-                               if len(pc) >= 2 else pc["x0"].iloc[-1])
+    line.loc[f.index, "x0"] = past_line(pc["t"].to_numpy(), pc["x0"].to_numpy(),
+                                        f["t"].to_numpy(), loc["x0"])
 res = {"truth": score(future[["id", "t", "x0"]].reset_index(drop=True)),
        "LOCF": score(base["LOCF"]), "mean": score(base["mean"]), "line": score(line)}
 
@@ -146,8 +145,7 @@ with warnings.catch_warnings():
         if readout is not None:
             # the readout's weight on the last value: (readout - latent) / (last - latent),
             # least squares over the forecast entries, overall and per horizon quartile
-            last = base["LOCF"]["x0"].to_numpy(np.float64)
-            d, r = last - kept["latent only"], kept["readout"] - kept["latent only"]
+            d, r = last[:, 0] - kept["latent only"], kept["readout"] - kept["latent only"]
             hz = future["t"].to_numpy() - past.groupby("id")["t"].max().reindex(
                 future["id"]).to_numpy()
             edges = np.quantile(hz, [0, 0.25, 0.5, 0.75, 1])

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _unseen import past_line, trend_form
 from calibration import UNSEEN, _forecast_rows, _test_split, make_case
 
 from latentode.evaluation import mse
@@ -40,21 +41,12 @@ for seed in a.seeds:
             tq = f["t"].to_numpy()
             for c in cols:
                 pc = p_[["t", c]].dropna()
-                if len(pc) < 2:
-                    line = np.full(len(tq), pc[c].iloc[0] if len(pc) else loc[c])
-                    form = line
-                else:
-                    line = np.polyval(np.polyfit(pc["t"], pc[c], 1), tq)
-                    form = line
-                    if case.make == "trend" and len(pc) >= 4:
-                        w = 2 * np.pi / case.options["period"]
-
-                        def design(t, w=w):
-                            return np.stack([np.ones_like(t), t, np.sin(w * t), np.cos(w * t)], 1)
-
-                        coef, *_ = np.linalg.lstsq(design(pc["t"].to_numpy()), pc[c].to_numpy(),
-                                                   rcond=None)
-                        form = design(tq) @ coef
+                tp, xp = pc["t"].to_numpy(), pc[c].to_numpy()
+                line = form = past_line(tp, xp, tq, loc[c])
+                if case.make == "trend" and len(pc) >= 4:
+                    period = case.options["period"]
+                    coef, *_ = np.linalg.lstsq(trend_form(tp, period), xp, rcond=None)
+                    form = trend_form(tq, period) @ coef
                 out["line"].loc[f.index, c] = line
                 out["form"].loc[f.index, c] = form
         r = {k: mse(future, v, mask, columns=cols, loc=loc, scale=scale) for k, v in out.items()}
