@@ -599,17 +599,29 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def family_names() -> str:
+    """The data sets of each family, for a command line's help."""
+    return f"SUITE's {', '.join(SUITE)}; UNSEEN's {', '.join(UNSEEN)}"
+
+
+def add_family_argument(p: argparse.ArgumentParser, without: str) -> None:
+    """Declare ``--family`` on ``p``: every data set of the family is what ``without`` (the
+    command line naming no data set) runs. One declaration for the benchmarks that take the
+    families (this one and ``benchmarks/quality.py``)."""
+    p.add_argument("--family", choices=tuple(FAMILIES), default="suite",
+                   help=f"{without}: every data set of this family (suite: SUITE, the "
+                        "calibration suite, the development set; unseen: UNSEEN, the held-out "
+                        "family, never tuned on)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The benchmark's command line (its defaults are the suite's settings; the diagnosis
     scripts of benchmarks/diagnostics build their fits' settings from it)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--suite", nargs="*", choices=tuple(CASES), default=None,
                    metavar="NAME", help="coverage on these data sets (all of --family if none "
-                   f"named): SUITE's {', '.join(SUITE)}; UNSEEN's {', '.join(UNSEEN)}")
-    p.add_argument("--family", choices=tuple(FAMILIES), default="suite",
-                   help="--suite without names: every data set of this family (suite: SUITE, "
-                        "the development set; unseen: UNSEEN, the held-out family never tuned "
-                        "on)")
+                   f"named): {family_names()}")
+    add_family_argument(p, "--suite without names")
     p.add_argument("--hide", type=float, default=0.3,
                    help="--suite: fraction of each test series' observed values hidden")
     p.add_argument("--test-draws", type=int, default=1, metavar="R",

@@ -71,10 +71,11 @@ from _cli import add_point_rules, parse_params  # noqa: E402
 from calibration import (  # noqa: E402
     CASES,
     FAMILIES,
-    SUITE,
     Case,
     _forecast_rows,
     _test_split,
+    add_family_argument,
+    family_names,
     make_case,
 )
 from calibration import baselines as _baselines  # noqa: E402
@@ -397,12 +398,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     """Run the benchmark; return the results per data set (with the scored frames)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", choices=tuple(CASES), default=None,
-                    metavar="NAME", help="data sets (default every one of --family): SUITE's "
-                    f"{', '.join(SUITE)}; UNSEEN's {', '.join(FAMILIES['unseen'])}")
-    ap.add_argument("--family", choices=tuple(FAMILIES), default="suite",
-                    help="without --datasets: every data set of this family (suite: the "
-                         "calibration suite, the development set; unseen: the held-out family, "
-                         "never tuned on)")
+                    metavar="NAME",
+                    help=f"data sets (default every one of --family): {family_names()}")
+    add_family_argument(ap, "without --datasets")
     ap.add_argument("--epochs", type=int, default=100, help="max_epochs (the default's 100)")
     ap.add_argument("--seed", type=int, default=0,
                     help="data, test split, hidden values and random_state")
