@@ -71,6 +71,7 @@ from _cli import add_point_rules, parse_params  # noqa: E402
 from calibration import (  # noqa: E402
     CASES,
     FAMILIES,
+    SUITE,  # noqa: F401 (part of this module's namespace: its tests read quality.SUITE)
     Case,
     _forecast_rows,
     _test_split,
