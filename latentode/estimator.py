@@ -303,13 +303,12 @@ class LatentODERegressor(BaseEstimator):
         reconstruction and forecasts that training optimises (see ``forecast_share``). The
         validation series are scored whole, whatever ``obs_dropout`` hides in training. With
         a learned ``obs_std`` the loss also rewards a narrower noise (the spread is
-        recalibrated after training anyway, ``calibrate``) and need not follow the point
-        error: trained to forecast, it kept
-        falling while the validation MSE rose (docs/results/physionet.md, "What early stopping
-        watches"), and
-        ``"mse"`` gave the better forecasts (PhysioNet, first 24 h -> the rest: 5.35e-3
-        against 5.76e-3); use it with ``forecast_split``. Without it the two tied or
-        ``"loss"`` did slightly better (the spirals), so ``"loss"`` stays the default.
+        recalibrated after training anyway, ``calibrate``) and need not follow the point error:
+        trained to forecast, it kept falling while the validation MSE rose
+        (docs/results/physionet.md, "What early stopping watches"), and ``"mse"`` gave the
+        better forecasts (PhysioNet, first 24 h -> the rest: 5.35e-3 against 5.76e-3); use it
+        with ``forecast_split``. Without it the two tied or ``"loss"`` did slightly better (the
+        spirals), so ``"loss"`` stays the default.
         ``val_mse`` is recorded whatever is watched and draws no noise, so both choices train
         alike and differ in where they stop and which epoch they restore.
         ``history_.monitor`` names the value watched. Without validation series the training
@@ -449,9 +448,8 @@ class LatentODERegressor(BaseEstimator):
         by itself and the readout refines it near the observations; at 0 the readout may fit
         the training windows from the neighbours alone and leave the trajectory, which alone
         forecasts far from the observations, untrained (docs/results/physionet.md, the neighbour
-        readout).
-        Part of the training and validation losses; the likelihood that :meth:`score` reports
-        and the predictions are those of the corrected means.
+        readout). Part of the training and validation losses; the likelihood that :meth:`score`
+        reports and the predictions are those of the corrected means.
     readout_reach : {"window", "spacing"}, default="window"
         Where the reach of ``readout="neighbours"``'s correction (``exp(-gap / reach)``, per
         channel, learned) starts: ``"window"``, 1 model time (a typical series' span), so the
@@ -634,9 +632,8 @@ class LatentODERegressor(BaseEstimator):
         load with ``"posterior_mean"``): on the quality suite's 42 cells (seeds 0 to 2) it is
         worse than ``"posterior_mean"`` by at most 0.43 % and better by up to 11.6 % (the
         oscillator family), for predictions 2.5 to 3 times as long
-        (docs/results/across-datasets.md).
-        Early stopping's ``"mse"`` (``val_mse``) and the calibration score the posterior-mean
-        trajectory whatever this says.
+        (docs/results/across-datasets.md). Early stopping's ``"mse"`` (``val_mse``) and the
+        calibration score the posterior-mean trajectory whatever this says.
     point_samples : int, default=16
         Posterior samples of ``z_t0`` that ``point_prediction="predictive_mean"`` averages
         (:data:`latentode.nn.model.POINT_SAMPLES`): ``point_samples // 2`` antithetic pairs

@@ -33,11 +33,10 @@ def test_spirals_extrapolation_beats_locf_by_a_margin() -> None:
 
 def test_neighbour_readout_keeps_the_trajectory_trained() -> None:
     """``readout="neighbours"`` with its auxiliary term trains the latent trajectory: with
-    ``readout_reach="spacing"`` the forecast far from the observations is the trajectory's,
-    and it beats LOCF (2.286) by a margin. Without the term (``readout_aux=0``) the decoder
-    alone erred 3.92 inside the window and the forecast was 2.200 (docs/results/physionet.md, the
-    neighbour readout);
-    with it, 60 epochs, model seeds 0 / 1 / 2: 1.127 / 0.873 / 1.097."""
+    ``readout_reach="spacing"`` the forecast far from the observations is the trajectory's, and
+    it beats LOCF (2.286) by a margin. Without the term (``readout_aux=0``) the decoder alone
+    erred 3.92 inside the window and the forecast was 2.200 (docs/results/physionet.md, the
+    neighbour readout); with it, 60 epochs, model seeds 0 / 1 / 2: 1.127 / 0.873 / 1.097."""
     torch = pytest.importorskip("torch")
     import spirals  # benchmarks/spirals.py
 

@@ -251,8 +251,8 @@ class NeighbourReadout(nn.Module):
         neighbour), fades beyond those gaps. Unbounded (``"offset"``), what the one-sided
         parameters learn at those short gaps carried the last value too far into the long
         forecasts of sparse channels (PhysioNet's, docs/results/across-datasets.md, "The split
-        readout, bounded"),
-        while the two-sided parameters have seen the long gaps between sparse observations.
+        readout, bounded"), while the two-sided parameters have seen the long gaps between
+        sparse observations.
         ``"copy"``: :attr:`one_sided`'s own parameters, drawn at random like this module's
         and trained by the one-sided queries alone, with the full correction (networks saved
         before ``"offset"`` existed have this layout). Unused with ``sides="shared"``.
