@@ -305,8 +305,6 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         "classifier_dropout": [Interval(Real, 0, 1, closed="left")],
         "semi_supervised": [Boolean()],
         "head_inputs": [Options(HEAD_INPUTS)],
-        "weight_averaging": [Interval(Real, 0, None, closed="left",
-                                      description="be a non-negative finite number")],
     }
 
     def __init__(
@@ -399,6 +397,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
             calibration_structure=calibration_structure, point_prediction=point_prediction,
             point_samples=point_samples, forecast_mode=forecast_mode,
             calibration_density=calibration_density, lr_schedule=lr_schedule, min_lr=min_lr,
+            weight_averaging=weight_averaging,
         )
         self.classifier = classifier
         self.ce_weight = ce_weight
@@ -407,13 +406,12 @@ static_encoder_, feature_names_in_, n_features_in_, device_
         self.classifier_dropout = classifier_dropout
         self.semi_supervised = semi_supervised
         self.head_inputs = head_inputs
-        self.weight_averaging = weight_averaging
 
     @classmethod
     def _added_params(cls) -> dict[str, Any]:
         """The regressor's added parameters and the classifier's own (older pickles)."""
         return {**super()._added_params(), "classifier_dropout": 0.0, "semi_supervised": False,
-                "head_inputs": "latent", "weight_averaging": 0.0}
+                "head_inputs": "latent"}
 
     # ``df`` is the data, never metadata (the regressor hides it from fit, predict, score)
     __metadata_request__predict_proba = {"df": metadata_routing.UNUSED}
@@ -693,9 +691,8 @@ static_encoder_, feature_names_in_, n_features_in_, device_
 
     def _fit_options(self, classes: np.ndarray | None,
                      val_labels: np.ndarray | None) -> dict[str, Any]:
-        averaging = {"weight_averaging": float(self.weight_averaging)}
         if val_labels is None or classes is None:  # no validation series: the training loss
-            return averaging
+            return {}
         val_labels = val_labels[val_labels != UNLABELLED]
         if not len(val_labels) and self.scoring != "loss":
             raise ValueError(f"scoring={self.scoring!r} needs labelled validation series, but "
@@ -715,7 +712,7 @@ static_encoder_, feature_names_in_, n_features_in_, device_
                     f"{self.validation_fraction}) are all of class "
                     f"{_plain(classes[present[0]])!r}; raise validation_fraction or use "
                     "scoring='log_loss'.")
-        return {"val_metric": self.scoring, **averaging}
+        return {"val_metric": self.scoring}
 
     def _loss_options(self) -> dict[str, Any]:
         if self.classifier == "encoder":

@@ -94,7 +94,7 @@ _ADDED_PARAMS: dict[str, Any] = {"scoring": "loss", "callbacks": None,
                                   "point_prediction": "posterior_mean",
                                   "point_samples": POINT_SAMPLES, "forecast_mode": "swap",
                                   "calibration_density": False, "lr_schedule": None,
-                                  "min_lr": None}
+                                  "min_lr": None, "weight_averaging": 0.0}
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -707,6 +707,17 @@ class LatentODERegressor(BaseEstimator):
         PyTorch's ``eta_min``), with a callable its floor (None: none), with ``lr_decay`` its
         floor (None: ``lr / 10``, the reference's). Unused with a constant learning rate. Must
         lie in [0, ``lr``].
+    weight_averaging : float, default=0.0
+        Horizon, in epochs, of an exponential moving average of the network's weights over the
+        optimiser's steps (Polyak averaging;
+        :class:`~latentode.training.averaging.WeightAverage`): ``h > 0`` makes the averaged
+        weights, not the last step's, what every epoch validates (``scoring``), what the best
+        weights keep and what the fitted model holds, while the optimiser steps on its own
+        weights. The first epoch's steps are averaged equally, later ones with the weight
+        ``1 - 1 / (h * steps_per_epoch)`` per step, so the average spans about ``h`` epochs
+        whatever the size of the data. 0 (files and pickles saved before the parameter
+        existed load with it): no averaging, the weights of the best epoch. Not supported in
+        distributed training (``torch.distributed``; :meth:`fit` raises before training).
 
     Attributes
     ----------
@@ -879,6 +890,8 @@ class LatentODERegressor(BaseEstimator):
         "lr_schedule": [None, Options(LR_SCHEDULES), IsCallable()],
         "min_lr": [None, Interval(Real, 0, None, closed="left",
                                   description="be a non-negative finite number")],
+        "weight_averaging": [Interval(Real, 0, None, closed="left",
+                                      description="be a non-negative finite number")],
     }
 
     #: Parameters read again by every prediction and :meth:`score` (so ``set_params`` on a
@@ -947,6 +960,7 @@ class LatentODERegressor(BaseEstimator):
         calibration_density: bool | str = "validated",
         lr_schedule: str | Callable[[int, int], float] | None = None,
         min_lr: float | None = None,
+        weight_averaging: float = 0.0,
     ) -> None:
         self.latent_dim = latent_dim
         self.encoder = encoder
@@ -1007,6 +1021,7 @@ class LatentODERegressor(BaseEstimator):
         self.calibration_density = calibration_density
         self.lr_schedule = lr_schedule
         self.min_lr = min_lr
+        self.weight_averaging = weight_averaging
 
     # ------------------------------------------------------------------ sklearn plumbing
     # metadata routing: ``df`` is the data (scikit-learn's ``X``), never metadata to request
@@ -1353,6 +1368,7 @@ class LatentODERegressor(BaseEstimator):
             forecast_share=float(self.forecast_share),
             forecast_range=(float(self.forecast_range[0]), float(self.forecast_range[1])),
             forecast_mode=self.forecast_mode, weight_decay=float(self.weight_decay),
+            weight_averaging=float(self.weight_averaging),
             **self._fit_options(classes, val_labels),
         )
         model.eval()
@@ -1443,7 +1459,11 @@ class LatentODERegressor(BaseEstimator):
         return True
 
     def _check_distributed(self) -> None:
-        """Raise if this estimator cannot train distributed (the regressor can)."""
+        """Raise if this estimator cannot train distributed with its parameters (the regressor
+        can, without ``weight_averaging``)."""
+        if float(self.weight_averaging) > 0.0:
+            raise ValueError(f"weight_averaging={self.weight_averaging!r} is not supported in "
+                             "distributed training; use weight_averaging=0.")
 
     def _check_posterior_time(self) -> None:
         """Raise if ``posterior_time`` cannot apply to this fit (``"last"`` with the Poisson

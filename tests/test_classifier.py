@@ -268,10 +268,11 @@ def test_is_a_classifier_with_the_regressors_parameters():
     clf = LatentODEClassifier()
     assert is_classifier(clf) and not is_classifier(LatentODERegressor())
     params = clf.get_params()
-    # the regressor's parameters and defaults, except the readout (the classifier reads z_t0)
-    # and the scoring (the classifier's own options)
+    # the regressor's parameters and defaults, except the readout (the classifier reads z_t0),
+    # the scoring (the classifier's own options) and the weight averaging (on by default here)
     assert {k: v for k, v in params.items() if k in LatentODERegressor().get_params()} == \
-        {**LatentODERegressor().get_params(), "readout": "latent", "scoring": "log_loss"}
+        {**LatentODERegressor().get_params(), "readout": "latent", "scoring": "log_loss",
+         "weight_averaging": 2.0}
     assert LatentODERegressor().get_params()["readout"] == "neighbours"
     assert (params["classifier"], params["ce_weight"], params["class_weight"],
             params["scoring"]) == \
