@@ -28,3 +28,18 @@ def add_point_rules(parser: argparse.ArgumentParser, shows: str) -> None:
     parser.add_argument("--point-rules", nargs="+", default=None, metavar="RULE",
                         choices=POINT_PREDICTIONS,
                         help=f"score these point_prediction rules on the same fit ({shows})")
+
+
+def add_seed_arguments(parser: argparse.ArgumentParser, seeds: str) -> None:
+    """``--seed`` (``seeds``: what it seeds besides the model) and ``--model-seed`` (the
+    estimator's ``random_state``; default ``--seed``): separate seeds tell the spread of the
+    fits on the same data from the spread of the data (:func:`model_seed`)."""
+    parser.add_argument("--seed", type=int, default=0,
+                        help=f"seed of {seeds} (and of the model unless --model-seed)")
+    parser.add_argument("--model-seed", type=int, default=None,
+                        help="the estimator's random_state (default: --seed)")
+
+
+def model_seed(args: argparse.Namespace) -> int:
+    """The estimator's ``random_state`` of :func:`add_seed_arguments`' arguments."""
+    return int(args.seed if args.model_seed is None else args.model_seed)

@@ -67,7 +67,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' shared helpers
-from _cli import add_point_rules, parse_params  # noqa: E402
+from _cli import add_point_rules, add_seed_arguments, model_seed, parse_params  # noqa: E402
 from calibration import (  # noqa: E402
     CASES,
     FAMILIES,
@@ -308,7 +308,8 @@ def run_case(name: str, args: argparse.Namespace) -> dict[str, Any]:
     is_test = _test_split(df, args.test_fraction, args.seed)
     train, test = df[~is_test], df[is_test].reset_index(drop=True)
     loc, scale = train[cols].mean(), train[cols].std(ddof=0)
-    params = {"max_epochs": args.epochs, "random_state": args.seed, "verbose": args.verbose}
+    params = {"max_epochs": args.epochs, "random_state": model_seed(args),
+              "verbose": args.verbose}
     if args.threads != 1:
         params["n_jobs"] = args.threads
     est = LatentODERegressor(**params).set_params(**parse_params(args.param))
@@ -403,8 +404,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
                     help=f"data sets (default every one of --family): {family_names()}")
     add_family_argument(ap, "without --datasets")
     ap.add_argument("--epochs", type=int, default=100, help="max_epochs (the default's 100)")
-    ap.add_argument("--seed", type=int, default=0,
-                    help="data, test split, hidden values and random_state")
+    add_seed_arguments(ap, "the data, the test split and the hidden values")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="override a LatentODERegressor parameter (repeatable)")
     ap.add_argument("--hide", type=float, default=0.3,
@@ -427,7 +427,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     shown = " ".join(list(argv) if argv is not None else sys.argv[1:])
     print(f"$ python benchmarks/quality.py {shown}".rstrip(), flush=True)
     params = parse_params(args.param)
-    print(f"LatentODERegressor defaults but max_epochs={args.epochs}, random_state={args.seed}, "
+    print(f"LatentODERegressor defaults but max_epochs={args.epochs}, "
+          f"random_state={model_seed(args)}, "
           f"verbose={args.verbose}" + "".join(f", {k}={v!r}" for k, v in params.items())
           + f"; {args.threads} thread(s)", flush=True)
     results: dict[str, dict[str, Any]] = {}
@@ -461,6 +462,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     if args.out:
         with open(args.out, "w") as fh:
             json.dump({"argv": shown, "params": params, "seed": args.seed,
+                       "model_seed": model_seed(args),
                        "epochs": args.epochs, "results": _public(results)}, fh, indent=2)
     return results
 

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' shared helpers
-from _cli import add_point_rules, parse_params  # noqa: E402
+from _cli import add_point_rules, add_seed_arguments, model_seed, parse_params  # noqa: E402
 
 N_POINTS, N_FUTURE = 100, 100  # grid steps of each window and of its future (the paper's)
 PAPER = {30: (0.3937, 0.1642), 50: (0.3202, 0.1502), 100: (0.1813, 0.1346)}  # (RNN, Latent ODE)
@@ -201,12 +201,12 @@ def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any],
                         m.reset_parameters()
                 return model
 
-    model_seed = args.seed if args.model_seed is None else args.model_seed
+    seed_of_model = model_seed(args)
     start = time.perf_counter()
     if args.load:  # a saved fit, scored as it is (PATH_<observed>.<ext>, as --save writes)
         est = LatentODERegressor.load(_per_count(args.load, n_observed))
     else:
-        est = cls(**{"max_epochs": args.epochs, "random_state": model_seed,
+        est = cls(**{"max_epochs": args.epochs, "random_state": seed_of_model,
                      "verbose": args.verbose, **params})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -413,10 +413,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--rnn-tune", action="store_true",
                     help="pick the RNN's settings among RNN_GRID by a validation split of the "
                     "training spirals (rnn_validation_rmse) before scoring the test series")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the data (and of the model "
-                    "unless --model-seed)")
-    ap.add_argument("--model-seed", type=int, default=None,
-                    help="the estimator's random_state (default: --seed)")
+    add_seed_arguments(ap, "the data")
     ap.add_argument("--diagnose", action="store_true",
                     help="also print the in-window RMSE, the RMSE per tenth of the future and "
                     "the predicted path's speed against the true one")

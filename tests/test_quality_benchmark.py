@@ -160,3 +160,22 @@ def test_point_rules_score_the_same_fit(bench) -> None:
         assert b["mse"]["model"] == pytest.approx(mse(
             b["_truth"], b["_pred"]["model"], b["_mask"], columns=r["columns"], loc=r["loc"],
             scale=r["scale"]), rel=1e-12)
+
+
+def test_model_seed_changes_the_fit_not_the_data(bench, tiny_run, tmp_path) -> None:
+    res, _, _ = tiny_run
+    buf = io.StringIO()
+    out = tmp_path / "m.json"
+    with torch_threads(torch.get_num_threads()), contextlib.redirect_stdout(buf):
+        other = bench.main(["--datasets", "walk", "--epochs", "1", "--n-series", "24",
+                            "--model-seed", "7", "--out", str(out), *TINY])
+    assert "max_epochs=1, random_state=7" in buf.getvalue()
+    saved = json.loads(out.read_text())
+    assert (saved["seed"], saved["model_seed"]) == (0, 7)
+    for task in ("held-out", "forecast"):
+        ours, theirs = res["walk"]["tasks"][task]["mse"], other["walk"]["tasks"][task]["mse"]
+        # the same data, test split and hidden values: every baseline identical ...
+        assert {m: v for m, v in ours.items() if m != "model"} == \
+            {m: v for m, v in theirs.items() if m != "model"}
+        # ... and another network
+        assert ours["model"] != theirs["model"]

@@ -1,5 +1,6 @@
-"""Averaging of the weights over training steps: ``WeightAverage``, ``fit_model(weight_averaging=)``,
-``LatentODEClassifier(weight_averaging=)`` and ``LatentODERegressor(weight_averaging=)``."""
+"""Averaging of the weights over training steps: ``WeightAverage``,
+``fit_model(weight_averaging=)``, ``LatentODEClassifier(weight_averaging=)`` and
+``LatentODERegressor(weight_averaging=)``."""
 
 from __future__ import annotations
 
