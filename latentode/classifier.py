@@ -157,16 +157,11 @@ class LatentODEClassifier(ClassifierMixin, LatentODERegressor):
         parameters, as for the regressor; ``"shared"`` here, the readout the classifier's
         figures were measured with.
     weight_averaging : float, default=2.0
-        Horizon, in epochs, of an exponential moving average of the network's weights over the
-        optimiser's steps (Polyak averaging;
-        :class:`~latentode.training.averaging.WeightAverage`): ``h > 0`` makes the averaged
-        weights, not the last step's, what every epoch validates (``scoring``), what the best
-        weights keep and what the fitted model holds, while the optimiser steps on its own
-        weights. The first epoch's steps are averaged equally, later ones with the weight
-        ``1 - 1 / (h * steps_per_epoch)`` per step, so the average spans about ``h`` epochs
-        whatever the size of the data. 0: no averaging (the weights of the best epoch; the
-        default until 2026-11-29, what files and pickles saved before the parameter existed
-        load with).
+        Horizon, in epochs, of the exponential moving average of the network's weights, as for
+        the regressor (see :class:`LatentODERegressor`), but on by default here: the averaged
+        weights are what every epoch validates (``scoring``), what early stopping keeps and what
+        the fitted model holds. 0: no averaging (the default until 2026-11-29, what files and
+        pickles saved before the parameter existed load with).
     mtan_ref_points : int, default=64
         With ``encoder="mtan"``: the number of reference times (see
         :class:`LatentODERegressor`; mTAN's PhysioNet classifier was published with 128).

@@ -141,73 +141,54 @@ def small():
     return oscillator_classes(8)
 
 
-def test_classifier_weight_averaging_fits_saves_and_loads(small, tmp_path):
-    df, y = small
-    clf = LatentODEClassifier(**{**TINY, "max_epochs": 3, "weight_averaging": 1.5}).fit(df, y)
-    plain = LatentODEClassifier(**{**TINY, "max_epochs": 3, "weight_averaging": 0.0}).fit(df, y)
-    first = clf.predict_proba(df)
-    # same seed, same steps: only the averaging differs
-    assert (first - plain.predict_proba(df)).abs().to_numpy().max() > 1e-4
-    assert clone(clf).get_params()["weight_averaging"] == 1.5
-    clf.save(tmp_path / "c.latentode")
-    loaded = LatentODEClassifier.load(tmp_path / "c.latentode")
-    assert loaded.weight_averaging == 1.5
-    pd.testing.assert_frame_equal(loaded.predict_proba(df), first, check_exact=True)
-    pd.testing.assert_frame_equal(pickle.loads(pickle.dumps(clf)).predict_proba(df), first,
-                                  check_exact=True)
+@pytest.fixture(params=["classifier", "regressor"])
+def case(request, small, oscillators):
+    """``(cls, fit, output)``: the estimator class, a function fitting one on its data and
+    one giving a fitted estimator's numeric output on that data (a DataFrame)."""
+    if request.param == "classifier":
+        df, y = small
+        return (LatentODEClassifier, lambda est: est.fit(df, y),
+                lambda est: est.predict_proba(df))
+    return (LatentODERegressor, lambda est: est.fit(oscillators),
+            lambda est: est.predict(oscillators)[["x", "v"]])
 
 
-def test_files_and_pickles_from_before_weight_averaging_load_without_it(small, tmp_path):
-    df, y = small
-    clf = LatentODEClassifier(**TINY).fit(df, y)
-    old, unpickled = as_saved_before(clf, "weight_averaging", tmp_path)
-    assert old.weight_averaging == 0.0
-    pd.testing.assert_frame_equal(old.predict_proba(df), clf.predict_proba(df), check_exact=True)
-    assert unpickled.weight_averaging == 0.0
-
-
-@pytest.mark.parametrize("value", [-0.5, float("nan"), float("inf"), "2"])
-def test_bad_weight_averaging_is_refused_before_training(small, value):
-    df, y = small
-    with pytest.raises(ValueError, match="weight_averaging must be a non-negative finite number"):
-        LatentODEClassifier(**{**TINY, "weight_averaging": value}).fit(df, y)
-
-
-def test_regressor_weight_averaging_fits_reproduces_saves_and_loads(oscillators, tmp_path):
-    params = {**TINY, "max_epochs": 4, "weight_averaging": 2.0, "random_state": 3}
-    est = LatentODERegressor(**params).fit(oscillators)
-    plain = LatentODERegressor(**{**params, "weight_averaging": 0.0}).fit(oscillators)
-    first = est.predict(oscillators)
-    cols = ["x", "v"]
+def test_weight_averaging_fits_reproduces_saves_and_loads(case, tmp_path):
+    cls, fit, output = case
+    params = {**TINY, "max_epochs": 4, "weight_averaging": 1.5, "random_state": 3}
+    est = fit(cls(**params))
+    plain = fit(cls(**{**params, "weight_averaging": 0.0}))
+    first = output(est)
     # same seed, same optimiser steps: only the averaging differs ...
-    assert (first[cols] - plain.predict(oscillators)[cols]).abs().to_numpy().max() > 1e-4
+    assert (first - output(plain)).abs().to_numpy().max() > 1e-4
     # ... and the fitted weights are the average: the last epoch's validation loss is the
     # averaged weights' (the loop's own test checks the swap; here the estimator's records)
     assert est.history_.records[-1]["val_loss"] != plain.history_.records[-1]["val_loss"]
-    again = LatentODERegressor(**params).fit(oscillators)
-    pd.testing.assert_frame_equal(again.predict(oscillators), first, check_exact=True)
-    assert clone(est).get_params()["weight_averaging"] == 2.0
-    est.save(tmp_path / "r.latentode")
-    loaded = LatentODERegressor.load(tmp_path / "r.latentode")
-    assert loaded.weight_averaging == 2.0
-    pd.testing.assert_frame_equal(loaded.predict(oscillators), first, check_exact=True)
-    pd.testing.assert_frame_equal(pickle.loads(pickle.dumps(est)).predict(oscillators), first,
+    pd.testing.assert_frame_equal(output(fit(cls(**params))), first, check_exact=True)
+    assert clone(est).get_params()["weight_averaging"] == 1.5
+    est.save(tmp_path / "e.latentode")
+    loaded = cls.load(tmp_path / "e.latentode")
+    assert loaded.weight_averaging == 1.5
+    pd.testing.assert_frame_equal(output(loaded), first, check_exact=True)
+    pd.testing.assert_frame_equal(output(pickle.loads(pickle.dumps(est))), first,
                                   check_exact=True)
 
 
-def test_regressor_files_from_before_weight_averaging_load_without_it(oscillators, tmp_path):
-    est = LatentODERegressor(**{**TINY, "max_epochs": 1}).fit(oscillators)
-    assert est.weight_averaging == 0.0  # the regressor's default: no averaging
+def test_defaults_and_files_from_before_weight_averaging(case, tmp_path):
+    cls, fit, output = case
+    est = fit(cls(**TINY))
+    # on by default for the classifier, off for the regressor
+    assert est.weight_averaging == (2.0 if cls is LatentODEClassifier else 0.0)
     old, unpickled = as_saved_before(est, "weight_averaging", tmp_path)
     assert old.weight_averaging == 0.0 and unpickled.weight_averaging == 0.0
-    pd.testing.assert_frame_equal(old.predict(oscillators), est.predict(oscillators),
-                                  check_exact=True)
+    pd.testing.assert_frame_equal(output(old), output(est), check_exact=True)
 
 
 @pytest.mark.parametrize("value", [-0.5, float("nan"), float("inf"), "2"])
-def test_regressor_bad_weight_averaging_is_refused_before_training(oscillators, value):
+def test_bad_weight_averaging_is_refused_before_training(case, value):
+    cls, fit, _ = case
     with pytest.raises(ValueError, match="weight_averaging must be a non-negative finite number"):
-        LatentODERegressor(**{**TINY, "weight_averaging": value}).fit(oscillators)
+        fit(cls(**{**TINY, "weight_averaging": value}))
 
 
 def test_regressor_refuses_weight_averaging_in_distributed_training(oscillators, monkeypatch):
