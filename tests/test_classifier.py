@@ -269,10 +269,11 @@ def test_is_a_classifier_with_the_regressors_parameters():
     assert is_classifier(clf) and not is_classifier(LatentODERegressor())
     params = clf.get_params()
     # the regressor's parameters and defaults, except the readout (the classifier reads z_t0),
-    # the scoring (the classifier's own options) and the weight averaging (on by default here)
+    # the scoring (the classifier's own options), the weight averaging (on by default here)
+    # and the patience (the regressor's grew to 20 on 2026-12-02)
     assert {k: v for k, v in params.items() if k in LatentODERegressor().get_params()} == \
         {**LatentODERegressor().get_params(), "readout": "latent", "scoring": "log_loss",
-         "weight_averaging": 2.0}
+         "weight_averaging": 2.0, "patience": 10}
     assert LatentODERegressor().get_params()["readout"] == "neighbours"
     assert (params["classifier"], params["ce_weight"], params["class_weight"],
             params["scoring"]) == \
