@@ -201,12 +201,11 @@ def run(n_observed: int, args: argparse.Namespace, params: dict[str, Any],
                         m.reset_parameters()
                 return model
 
-    seed_of_model = model_seed(args)
     start = time.perf_counter()
     if args.load:  # a saved fit, scored as it is (PATH_<observed>.<ext>, as --save writes)
         est = LatentODERegressor.load(_per_count(args.load, n_observed))
     else:
-        est = cls(**{"max_epochs": args.epochs, "random_state": seed_of_model,
+        est = cls(**{"max_epochs": args.epochs, "random_state": model_seed(args),
                      "verbose": args.verbose, **params})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
